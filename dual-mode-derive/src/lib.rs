@@ -1,0 +1,18 @@
+//! The `#[derive(DualMode)]` macro. An implementation detail of the
+//! [`dual-mode`](https://docs.rs/dual-mode) crate: depend on that crate, whose docs describe
+//! what the derive generates.
+
+mod ast;
+mod attr;
+mod expand;
+mod valid;
+
+use proc_macro::TokenStream;
+
+/// Derives a service's job spec, its `Option`-based parts, and its guard entry points.
+/// See the `dual-mode` crate docs.
+#[proc_macro_derive(DualMode, attributes(dual_mode, serde))]
+pub fn derive_dual_mode(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    expand::derive(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+}

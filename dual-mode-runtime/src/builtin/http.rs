@@ -1,0 +1,92 @@
+//! `reqwest::Client` as a [`Resource`].
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Resource;
+
+/// How a temporary `reqwest::Client` is built. Every field is optional; the `Default` is
+/// reqwest's own defaults, so a `#[dual_mode(shared)] http: reqwest::Client` field needs no
+/// `config`.
+///
+/// ```
+/// let config = dual_mode::HttpConfig {
+///     user_agent: Some("my-app/1.0 (ops@example.com)".into()),
+///     timeout_ms: Some(10_000),
+///     ..Default::default()
+/// };
+/// assert_eq!(config.connect_timeout_ms, None);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+    /// Total timeout of one request, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Timeout of the TCP (and TLS) connect, in milliseconds.
+    pub connect_timeout_ms: Option<u64>,
+    /// Idle connections kept per host.
+    pub pool_max_idle_per_host: Option<usize>,
+}
+
+impl HttpConfig {
+    /// A `reqwest::ClientBuilder` with this config on the process-wide TLS configuration.
+    ///
+    /// Building a client on it costs microseconds, where `reqwest::Client::new()` re-reads the
+    /// system's CA store each time (milliseconds).
+    #[must_use]
+    pub fn builder(&self) -> reqwest::ClientBuilder {
+        let mut b = reqwest::Client::builder();
+        if let Some(tls) = tls_config() {
+            b = b.tls_backend_preconfigured(tls.as_ref().clone());
+        }
+        if let Some(ua) = &self.user_agent {
+            b = b.user_agent(ua.clone());
+        }
+        if let Some(ms) = self.timeout_ms {
+            b = b.timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.connect_timeout_ms {
+            b = b.connect_timeout(Duration::from_millis(ms));
+        }
+        if let Some(n) = self.pool_max_idle_per_host {
+            b = b.pool_max_idle_per_host(n);
+        }
+        b
+    }
+}
+
+/// The process-wide rustls configuration (ring provider, the platform's verifier), built once.
+/// `None` when the platform's verifier cannot be set up; reqwest then builds its own.
+fn tls_config() -> Option<&'static Arc<rustls::ClientConfig>> {
+    static TLS: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
+    TLS.get_or_init(|| {
+        use rustls_platform_verifier::BuilderVerifierExt;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let built = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(BuilderVerifierExt::with_platform_verifier)
+            .map(|b| Arc::new(b.with_no_client_auth()));
+        match built {
+            Ok(config) => Some(config),
+            Err(e) => {
+                tracing::warn!(error = %e, "no process-wide TLS configuration; each client builds its own");
+                None
+            }
+        }
+    })
+    .as_ref()
+}
+
+impl Resource for reqwest::Client {
+    type Config = HttpConfig;
+    type Error = reqwest::Error;
+
+    async fn open(config: &HttpConfig) -> Result<Self, reqwest::Error> {
+        config.builder().build()
+    }
+}

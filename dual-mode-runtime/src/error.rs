@@ -1,0 +1,281 @@
+//! Typed errors for entering, exiting and decoding a service.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use crate::secret::SecretSource;
+
+/// A boxed error that can cross threads.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// One field of one service: where an open or a close happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Site {
+    /// The service type, e.g. `EsiClient`.
+    pub service: &'static str,
+    /// The field, e.g. `redis`.
+    pub field: &'static str,
+    /// The field's type as written, e.g. `redis::aio::ConnectionManager`.
+    pub resource: &'static str,
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}.{}` ({})", self.service, self.field, self.resource)
+    }
+}
+
+/// Why a service could not be entered.
+///
+/// It names the service, the field, the resource type and the cause. Whatever the guard had
+/// already opened was closed before this error returned; failures of those closes are kept in
+/// [`cleanup`](EnterError::cleanup).
+#[derive(Debug)]
+pub struct EnterError {
+    site: Site,
+    kind: EnterErrorKind,
+    cleanup: Vec<CloseError>,
+}
+
+/// What went wrong in [`EnterError`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EnterErrorKind {
+    /// The resource's `open` failed.
+    Open(BoxError),
+    /// A secret's source has no value.
+    SecretMissing(SecretSource),
+    /// A secret's source has a value that does not parse.
+    SecretInvalid(SecretSource, BoxError),
+}
+
+impl EnterError {
+    /// An open that failed.
+    pub fn open(site: Site, cause: impl Into<BoxError>) -> Self {
+        Self { site, kind: EnterErrorKind::Open(cause.into()), cleanup: Vec::new() }
+    }
+
+    /// A secret that could not be resolved.
+    #[must_use]
+    pub fn secret(site: Site, kind: EnterErrorKind) -> Self {
+        Self { site, kind, cleanup: Vec::new() }
+    }
+
+    /// The field that failed.
+    #[must_use]
+    pub fn site(&self) -> Site {
+        self.site
+    }
+
+    /// What failed.
+    #[must_use]
+    pub fn kind(&self) -> &EnterErrorKind {
+        &self.kind
+    }
+
+    /// Closes that failed while undoing the opens made before the failure.
+    #[must_use]
+    pub fn cleanup(&self) -> &[CloseError] {
+        &self.cleanup
+    }
+
+    pub(crate) fn with_cleanup(mut self, cleanup: Vec<CloseError>) -> Self {
+        self.cleanup = cleanup;
+        self
+    }
+}
+
+impl fmt::Display for EnterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let site = self.site;
+        match &self.kind {
+            EnterErrorKind::Open(cause) => write!(f, "cannot enter `{}`: opening {site} failed: {cause}", site.service)?,
+            EnterErrorKind::SecretMissing(source) => {
+                write!(f, "cannot enter `{}`: secret {site} is missing: {source} is not set", site.service)?;
+            }
+            EnterErrorKind::SecretInvalid(source, cause) => {
+                write!(f, "cannot enter `{}`: secret {site} from {source} is invalid: {cause}", site.service)?;
+            }
+        }
+        if !self.cleanup.is_empty() {
+            write!(f, " (and {} close(s) failed while undoing the opens)", self.cleanup.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for EnterError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match &self.kind {
+            EnterErrorKind::Open(cause) | EnterErrorKind::SecretInvalid(_, cause) => Some(&**cause),
+            EnterErrorKind::SecretMissing(_) => None,
+        }
+    }
+}
+
+/// One resource whose close failed.
+#[derive(Debug)]
+pub struct CloseError {
+    /// The field whose resource it was.
+    pub site: Site,
+    /// Why the close failed.
+    pub cause: BoxError,
+}
+
+impl fmt::Display for CloseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "closing {} failed: {}", self.site, self.cause)
+    }
+}
+
+impl StdError for CloseError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.cause)
+    }
+}
+
+/// Closes that failed on exit. Every resource got its close; these are the ones that failed.
+#[derive(Debug)]
+pub struct ExitError {
+    service: &'static str,
+    errors: Vec<CloseError>,
+}
+
+impl ExitError {
+    pub(crate) fn new(service: &'static str, errors: Vec<CloseError>) -> Self {
+        Self { service, errors }
+    }
+
+    pub(crate) fn into_errors(self) -> Vec<CloseError> {
+        self.errors
+    }
+
+    /// The service that was exited.
+    #[must_use]
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
+    /// Every close that failed, in the order the closes ran.
+    #[must_use]
+    pub fn errors(&self) -> &[CloseError] {
+        &self.errors
+    }
+}
+
+impl fmt::Display for ExitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exiting `{}`: {} close(s) failed", self.service, self.errors.len())?;
+        for (i, e) in self.errors.iter().enumerate() {
+            write!(f, "{} {e}", if i == 0 { ":" } else { ";" })?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for ExitError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.errors.first().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// A job spec payload that does not decode: malformed, or written by another version.
+///
+/// It names the spec type and the path of the offending field (`settings.regions[2]`; empty
+/// when the payload as a whole is wrong).
+#[derive(Debug)]
+pub struct SpecError {
+    spec: &'static str,
+    path: String,
+    cause: serde_json::Error,
+}
+
+impl SpecError {
+    pub(crate) fn new(spec: &'static str, path: String, cause: serde_json::Error) -> Self {
+        Self { spec, path, cause }
+    }
+
+    /// The spec type, e.g. `EsiClientSpec`.
+    #[must_use]
+    pub fn spec(&self) -> &'static str {
+        self.spec
+    }
+
+    /// The path of the field that failed, `.` separated; empty for the payload as a whole.
+    #[must_use]
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The decoder's own message.
+    #[must_use]
+    pub fn cause(&self) -> &serde_json::Error {
+        &self.cause
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() || self.path == "." {
+            write!(f, "invalid `{}` payload: {}", self.spec, self.cause)
+        } else {
+            write!(f, "invalid `{}` payload at field `{}`: {}", self.spec, self.path, self.cause)
+        }
+    }
+}
+
+impl StdError for SpecError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.cause)
+    }
+}
+
+/// Any dual-mode failure, for bodies of [`run`](crate::Parts::run) that use `?` on one error type.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// Entering failed.
+    Enter(EnterError),
+    /// Exiting failed.
+    Exit(ExitError),
+    /// A spec did not decode.
+    Spec(SpecError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Enter(e) => e.fmt(f),
+            Self::Exit(e) => e.fmt(f),
+            Self::Spec(e) => e.fmt(f),
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Self::Enter(e) => e.source(),
+            Self::Exit(e) => e.source(),
+            Self::Spec(e) => e.source(),
+        }
+    }
+}
+
+impl From<EnterError> for Error {
+    fn from(e: EnterError) -> Self {
+        Self::Enter(e)
+    }
+}
+
+impl From<ExitError> for Error {
+    fn from(e: ExitError) -> Self {
+        Self::Exit(e)
+    }
+}
+
+impl From<SpecError> for Error {
+    fn from(e: SpecError) -> Self {
+        Self::Spec(e)
+    }
+}

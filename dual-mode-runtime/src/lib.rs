@@ -1,0 +1,30 @@
+//! The runtime of [`dual-mode`](https://docs.rs/dual-mode): resources, guards, contexts,
+//! secrets, typed errors and the job layer. Depend on the `dual-mode` facade crate, which
+//! re-exports all of this together with `#[derive(DualMode)]`.
+
+mod builtin;
+mod context;
+mod error;
+#[cfg(feature = "jobs")]
+pub mod jobs;
+#[doc(hidden)]
+pub mod private;
+mod resource;
+mod scope;
+mod secret;
+mod service;
+
+pub use context::Context;
+pub use error::{BoxError, CloseError, EnterError, EnterErrorKind, Error, ExitError, Site, SpecError};
+pub use resource::Resource;
+pub use scope::Scope;
+pub use secret::{Secret, SecretSource};
+#[cfg(feature = "axum")]
+pub use service::FromState;
+pub use service::{DualMode, Guard, Parts, Spec, run};
+
+#[cfg(feature = "reqwest")]
+pub use builtin::http::HttpConfig;
+
+#[doc(hidden)]
+pub use private as __private;

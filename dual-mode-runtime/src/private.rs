@@ -1,0 +1,107 @@
+//! What generated code needs. Not public API: no semver guarantees.
+
+pub use core;
+pub use serde;
+pub use std;
+
+#[cfg(feature = "axum")]
+pub use axum_core::extract::FromRef;
+
+pub use crate::error::{BoxError, EnterError, Site};
+pub use crate::scope::{CloseFn, Scope};
+pub use crate::secret::{Secret, SecretSource};
+
+/// Expands its input only when the `axum` feature is on.
+#[cfg(feature = "axum")]
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __with_axum {
+    ($($t:tt)*) => { $($t)* };
+}
+
+/// Expands its input only when the `axum` feature is on.
+#[cfg(not(feature = "axum"))]
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __with_axum {
+    ($($t:tt)*) => {};
+}
+
+pub use crate::__with_axum as with_axum;
+
+/// The default config of a resource that has no `config = ...`.
+#[diagnostic::on_unimplemented(
+    message = "this shared field needs a config: its resource's config `{Self}` has no default",
+    label = "add `#[dual_mode(shared, config = spec_field.path)]`",
+    note = "a resource's config can be left out only when it implements `Default`"
+)]
+pub trait DefaultConfig: Sized {
+    /// The default.
+    fn default_config() -> Self;
+}
+
+impl<T: Default> DefaultConfig for T {
+    fn default_config() -> Self {
+        T::default()
+    }
+}
+
+/// An `open = path` function: `async fn(&Spec) -> Result<T, E>`.
+#[diagnostic::on_unimplemented(
+    message = "`open = ...` must name an `async fn(&{S}) -> Result<{T}, E>`",
+    label = "not an `async fn(&{S}) -> Result<{T}, E>`",
+    note = "`E` is any error type that converts into `Box<dyn std::error::Error + Send + Sync>`"
+)]
+pub trait OpenFn<S, T, E>: AsyncFn(&S) -> Result<T, E> {}
+
+impl<S, T, E, F: AsyncFn(&S) -> Result<T, E>> OpenFn<S, T, E> for F {}
+
+/// Calls an `open = path` function.
+pub async fn call_open<S, T, E, F: OpenFn<S, T, E>>(f: F, spec: &S) -> Result<T, E> {
+    f(spec).await
+}
+
+/// A `close = path` function: `async fn(T) -> Result<(), E>`.
+#[diagnostic::on_unimplemented(
+    message = "`close = ...` must name an `async fn({T}) -> Result<(), E>`",
+    label = "not an `async fn({T}) -> Result<(), E>`"
+)]
+pub trait CloseFnOf<T, E>: AsyncFnOnce(T) -> Result<(), E> {}
+
+impl<T, E, F: AsyncFnOnce(T) -> Result<(), E>> CloseFnOf<T, E> for F {}
+
+/// Checks a `close = path` function's signature.
+pub fn check_close<T, E, F: CloseFnOf<T, E>>(_: &F) {}
+
+/// The close of a resource opened with `open = path` and no `close = path`: a drop.
+pub fn drop_close<T: Send + 'static>(value: T) -> core::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> {
+    drop(value);
+    Box::pin(async { Ok(()) })
+}
+
+/// The spec view an `open = path` function receives. It is built before the first open
+/// whenever an `open = path` field is `None`.
+pub fn spec_view<S>(spec: Option<&S>) -> &S {
+    match spec {
+        Some(spec) => spec,
+        None => unreachable!("the spec view is built whenever an `open = path` field is None"),
+    }
+}
+
+/// Marks the type of a `#[dual_mode(secret)]` field.
+#[diagnostic::on_unimplemented(
+    message = "`#[dual_mode(secret)]` needs a `dual_mode::Secret<T>` field, not `{Self}`",
+    label = "not a `dual_mode::Secret<T>`",
+    note = "wrap the value: `token: dual_mode::Secret<String>`"
+)]
+pub trait IsSecret {
+    /// The wrapped type.
+    type Inner;
+}
+
+impl<T> IsSecret for Secret<T> {
+    type Inner = T;
+}
+
+/// Asserts at compile time that a secret field's type is a `Secret<T>`.
+pub const fn assert_secret<T: IsSecret>() {}

@@ -1,0 +1,246 @@
+//! [`Scope`]: the resources one guard opened, closed in reverse on every path.
+
+use std::any::{Any, TypeId};
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
+
+use crate::error::{BoxError, CloseError, EnterError, EnterErrorKind, ExitError, Site};
+use crate::secret::{Secret, SecretSource};
+use crate::Resource;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A handle the scope keeps so that it can close it later.
+trait Held: Send + Sync {
+    fn value(&self) -> &(dyn Any + Send + Sync);
+    fn close(self: Box<Self>) -> BoxFuture<Result<(), BoxError>>;
+}
+
+struct ByResource<T>(T);
+
+impl<T: Resource> Held for ByResource<T> {
+    fn value(&self) -> &(dyn Any + Send + Sync) {
+        &self.0
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<Result<(), BoxError>> {
+        Box::pin(async move { self.0.close().await.map_err(Into::into) })
+    }
+}
+
+/// A close function given by `#[dual_mode(shared, open = ..., close = path)]`.
+pub type CloseFn<T> = fn(T) -> BoxFuture<Result<(), BoxError>>;
+
+struct ByFn<T> {
+    value: T,
+    close: CloseFn<T>,
+}
+
+impl<T: Send + Sync + 'static> Held for ByFn<T> {
+    fn value(&self) -> &(dyn Any + Send + Sync) {
+        &self.value
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<Result<(), BoxError>> {
+        (self.close)(self.value)
+    }
+}
+
+struct Opened {
+    site: Site,
+    key: Option<&'static str>,
+    type_id: TypeId,
+    held: Box<dyn Held>,
+}
+
+/// The resources opened while entering one service (nested services included).
+///
+/// Within one scope, one temporary client is opened per type and key: a nested service that
+/// needs a client of a type the scope already opened gets a clone of it. Closing runs in
+/// reverse order of opening, in a task spawned on the current tokio runtime, so cancelling
+/// the future that asked for the close cannot interrupt it. Dropping a scope that still holds
+/// resources spawns their close and warns.
+#[derive(Default)]
+pub struct Scope {
+    opened: Vec<Opened>,
+}
+
+impl Scope {
+    /// An empty scope. It allocates nothing until something is opened.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self { opened: Vec::new() }
+    }
+
+    /// How many resources this scope opened and will close.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.opened.len()
+    }
+
+    /// Whether this scope opened nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.opened.is_empty()
+    }
+
+    fn find<T: Clone + 'static>(&self, key: Option<&'static str>) -> Option<T> {
+        let id = TypeId::of::<T>();
+        self.opened
+            .iter()
+            .find(|o| o.type_id == id && o.key == key)
+            .and_then(|o| o.held.value().downcast_ref::<T>())
+            .cloned()
+    }
+
+    /// Returns this scope's client of type `T` under `key`, opening it with `config` first if
+    /// the scope has none.
+    ///
+    /// # Errors
+    ///
+    /// An [`EnterError`] naming `site` when the open fails.
+    pub async fn open<T: Resource + Clone>(
+        &mut self,
+        site: Site,
+        key: Option<&'static str>,
+        config: &T::Config,
+    ) -> Result<T, EnterError> {
+        if let Some(found) = self.find::<T>(key) {
+            return Ok(found);
+        }
+        tracing::debug!(service = site.service, field = site.field, resource = site.resource, "opening");
+        let value = T::open(config).await.map_err(|e| EnterError::open(site, e))?;
+        self.push(site, key, Box::new(ByResource(value.clone())), TypeId::of::<T>());
+        Ok(value)
+    }
+
+    /// Like [`open`](Self::open), with the open future and close function given by the
+    /// field's `open = path` and `close = path`.
+    ///
+    /// # Errors
+    ///
+    /// An [`EnterError`] naming `site` when the open fails.
+    pub async fn open_with<T, E, F>(
+        &mut self,
+        site: Site,
+        key: Option<&'static str>,
+        open: F,
+        close: CloseFn<T>,
+    ) -> Result<T, EnterError>
+    where
+        T: Clone + Send + Sync + 'static,
+        E: Into<BoxError>,
+        F: Future<Output = Result<T, E>>,
+    {
+        if let Some(found) = self.find::<T>(key) {
+            return Ok(found);
+        }
+        tracing::debug!(service = site.service, field = site.field, resource = site.resource, "opening");
+        let value = open.await.map_err(|e| EnterError::open(site, e))?;
+        self.push(site, key, Box::new(ByFn { value: value.clone(), close }), TypeId::of::<T>());
+        Ok(value)
+    }
+
+    /// Resolves a secret from its source.
+    ///
+    /// # Errors
+    ///
+    /// An [`EnterError`] naming `site` and the source when it has no value or the value does
+    /// not parse.
+    pub fn secret<T>(site: Site, source: SecretSource) -> Result<Secret<T>, EnterError>
+    where
+        T: std::str::FromStr,
+        T::Err: Into<BoxError>,
+    {
+        let raw = match source {
+            SecretSource::Env(name) => match std::env::var(name) {
+                Ok(raw) => raw,
+                Err(std::env::VarError::NotPresent) => {
+                    return Err(EnterError::secret(site, EnterErrorKind::SecretMissing(source)));
+                }
+                Err(e @ std::env::VarError::NotUnicode(_)) => {
+                    return Err(EnterError::secret(site, EnterErrorKind::SecretInvalid(source, e.into())));
+                }
+            },
+        };
+        raw.parse()
+            .map(Secret::new)
+            .map_err(|e: T::Err| EnterError::secret(site, EnterErrorKind::SecretInvalid(source, e.into())))
+    }
+
+    fn push(&mut self, site: Site, key: Option<&'static str>, held: Box<dyn Held>, type_id: TypeId) {
+        self.opened.push(Opened { site, key, type_id, held });
+    }
+
+    /// Closes everything this scope opened, in reverse order, in a spawned task when a tokio
+    /// runtime is running. Every resource gets its close; the failures are collected.
+    ///
+    /// # Errors
+    ///
+    /// An [`ExitError`] listing every close that failed.
+    pub async fn close(mut self, service: &'static str) -> Result<(), ExitError> {
+        let opened = mem::take(&mut self.opened);
+        if opened.is_empty() {
+            return Ok(());
+        }
+        let errors = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => match handle.spawn(close_all(opened)).await {
+                Ok(errors) => errors,
+                Err(join) => std::panic::resume_unwind(join.into_panic()),
+            },
+            Err(_) => close_all(opened).await,
+        };
+        if errors.is_empty() { Ok(()) } else { Err(ExitError::new(service, errors)) }
+    }
+
+    /// Undoes a failed enter: closes what was opened and attaches the close failures.
+    pub(crate) async fn undo(self, error: EnterError) -> EnterError {
+        match self.close(error.site().service).await {
+            Ok(()) => error,
+            Err(exit) => error.with_cleanup(exit.into_errors()),
+        }
+    }
+}
+
+async fn close_all(opened: Vec<Opened>) -> Vec<CloseError> {
+    let mut errors = Vec::new();
+    for o in opened.into_iter().rev() {
+        let site = o.site;
+        tracing::debug!(service = site.service, field = site.field, resource = site.resource, "closing");
+        if let Err(cause) = o.held.close().await {
+            tracing::warn!(service = site.service, field = site.field, error = %cause, "close failed");
+            errors.push(CloseError { site, cause });
+        }
+    }
+    errors
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let opened = mem::take(&mut self.opened);
+        if opened.is_empty() {
+            return;
+        }
+        let fields: Vec<&str> = opened.iter().map(|o| o.site.field).collect();
+        let service = opened[0].site.service;
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                tracing::warn!(
+                    service,
+                    ?fields,
+                    "guard dropped without exit(): closing its resources in a background task"
+                );
+                handle.spawn(close_all(opened));
+            }
+            Err(_) => {
+                tracing::warn!(
+                    service,
+                    ?fields,
+                    "guard dropped without exit() outside a tokio runtime: its resources are dropped, not closed"
+                );
+                drop(opened);
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! [`Secret`]: a value that is never serialized and never printed.
+
+use std::fmt;
+
+/// A credential: no `Serialize`, a `Debug` that prints `Secret(***)`, and an explicit
+/// [`expose`](Secret::expose) to read it.
+///
+/// In a service, a `#[dual_mode(secret, env = "NAME")]` field is left out of the job spec
+/// and resolved from its source when the service is entered.
+///
+/// ```
+/// use dual_mode::Secret;
+///
+/// let token = Secret::new(String::from("hunter2"));
+/// assert_eq!(format!("{token:?}"), "Secret(***)");
+/// assert_eq!(token.expose(), "hunter2");
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    /// Wraps a value.
+    pub const fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    /// Reads the secret value. Every read is visible in the code as a call to `expose`.
+    pub const fn expose(&self) -> &T {
+        &self.0
+    }
+
+    /// Unwraps the secret value.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> From<T> for Secret<T> {
+    fn from(value: T) -> Self {
+        Self(value)
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where a secret field's value comes from when the guard resolves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecretSource {
+    /// An environment variable of this name.
+    Env(&'static str),
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Env(name) => write!(f, "environment variable `{name}`"),
+        }
+    }
+}

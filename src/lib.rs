@@ -1,0 +1,98 @@
+//! Services that run both behind a web API, with shared long-lived clients, and as persisted
+//! background jobs, with temporary clients, from one struct.
+//!
+//! A service holds live clients (`reqwest::Client`, Redis connections) next to its config.
+//! Request handlers want the clients shared; a job system must serialize its jobs, and a live
+//! client cannot be serialized. `#[derive(DualMode)]` marks the shared fields and generates:
+//!
+//! * **the job spec**, `ServiceSpec`: the spec fields only (never a client or a secret),
+//!   `Serialize + Deserialize + Clone + Debug`, with the fields' `#[serde]` attributes;
+//! * **the parts**, `ServiceParts`: the spec fields plus an `Option` per shared and secret field
+//!   (`Some`: use this client; `None`: open a temporary one on enter) and the parts of nested
+//!   services;
+//! * **the guard**: `parts.enter().await?` opens what is missing and returns a [`Guard`] that
+//!   derefs to the complete service; `guard.exit().await` closes exactly what it opened. The
+//!   scoped `spec.run(async |svc| ...)` exits on every path: `Ok`, `Err`, panic, cancellation;
+//! * **API mode**: `Service::from_state(spec, &state)` takes every client from axum app state
+//!   through `FromRef` (feature `axum`);
+//! * **worker mode**: `ServiceParts::from_context(spec, &ctx)` borrows the warm clients of a
+//!   [`Context`] and opens only what it lacks.
+//!
+//! ```no_run
+//! use dual_mode::{DualMode, Secret};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Debug, Serialize, Deserialize)]
+//! pub struct Settings {
+//!     pub base_url: String,
+//! }
+//!
+//! #[derive(DualMode)]
+//! pub struct Greeter {
+//!     pub settings: Settings,                       // spec field
+//!     #[dual_mode(secret, env = "GREETER_TOKEN")]   // never serialized, read on enter
+//!     pub token: Secret<String>,
+//!     #[dual_mode(shared)]                          // a live client, default config
+//!     pub http: reqwest::Client,
+//!     #[dual_mode(shared, config = redis_url)]      // its URL is a secret too
+//!     pub redis: redis::aio::ConnectionManager,
+//!     #[dual_mode(secret, env = "GREETER_REDIS_URL")]
+//!     pub redis_url: Secret<String>,
+//! }
+//!
+//! impl Greeter {
+//!     // Business methods use plain fields: no Option, no unwrap.
+//!     pub async fn greet(&self) -> Result<String, reqwest::Error> {
+//!         let url = &self.settings.base_url;
+//!         self.http.get(url).bearer_auth(self.token.expose()).send().await?.text().await
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let spec = GreeterSpec { settings: Settings { base_url: "http://127.0.0.1:8080/".into() } };
+//! let json = serde_json::to_string(&spec)?; // what a queue stores: no client, no secret
+//!
+//! // Job mode: temporary clients, closed on every path.
+//! let text = spec.clone().run(async |greeter: &Greeter| greeter.greet().await.map_err(Into::into)).await?;
+//!
+//! // Or hold a guard explicitly.
+//! let guard = GreeterParts::from(spec).enter().await?;
+//! let again = guard.greet().await?;
+//! guard.exit().await?;
+//! # let _ = (json, text, again);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Semantics
+//!
+//! * Secrets are resolved first, then shared clients are opened in field order; a failed open
+//!   closes the ones already opened before its [`EnterError`] returns.
+//! * Within one enter, one temporary client is opened per type (and key): a nested service
+//!   shares its parent's temporary Redis connection.
+//! * Only what the guard opened is closed; injected and borrowed clients are untouched.
+//! * Closes run in reverse order, in a task spawned on the current tokio runtime, so a
+//!   cancellation that lands inside `exit` cannot interrupt them. Every client gets its close;
+//!   failures are collected in an [`ExitError`]. A guard dropped without `exit` spawns the close
+//!   and warns through `tracing`.
+//! * A shared field's type is a cheap-to-clone handle implementing [`Resource`] (or uses
+//!   `open = path`). Built in: `reqwest::Client` (feature `reqwest`, on one process-wide TLS
+//!   configuration) and redis `MultiplexedConnection` and `ConnectionManager` (feature `redis`).
+//!
+//! # Attributes
+//!
+//! | attribute | on | meaning |
+//! |---|---|---|
+//! | `#[dual_mode(spec = Name, parts = Name)]` | struct | rename the generated types |
+//! | `#[dual_mode(version = N)]` | struct | schema version stored with queued specs (default 1) |
+//! | `#[dual_mode(shared)]` | field | a client opened by [`Resource::open`] with its config's `Default` |
+//! | `#[dual_mode(shared, config = a.b)]` | field | ... with the config at that path of a spec or secret field |
+//! | `#[dual_mode(shared, open = path)]` | field | ... by `async fn(&Spec) -> Result<T, E>`; `close = path` adds an `async fn(T) -> Result<(), E>` |
+//! | `#[dual_mode(shared, key = "name")]` | field | tells two fields of one type apart in a [`Context`] |
+//! | `#[dual_mode(secret, env = "NAME")]` | field | a [`Secret`] left out of the spec, read from the environment on enter |
+//! | `#[dual_mode(nested)]` | field | a service inside this one: its spec and parts nest, its clients share this scope |
+//!
+//! Every other field is a spec field.
+
+pub use dual_mode_derive::DualMode;
+pub use dual_mode_runtime::*;
