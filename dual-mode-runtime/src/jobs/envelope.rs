@@ -1,0 +1,273 @@
+//! The envelope: the fields of one stream entry, and payload decoding.
+
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+
+use super::error::{DecodeError, ParkReason};
+
+/// Field names of a stream entry.
+pub(crate) mod field {
+    pub(crate) const ID: &str = "id";
+    pub(crate) const KEY: &str = "key";
+    pub(crate) const TYPE: &str = "type";
+    pub(crate) const VERSION: &str = "v";
+    pub(crate) const ATTEMPT: &str = "attempt";
+    pub(crate) const ENQUEUED: &str = "enq";
+    pub(crate) const MAX: &str = "max";
+    pub(crate) const PAYLOAD: &str = "payload";
+}
+
+/// The raw field-value pairs of a stream entry, bytes as stored.
+pub type RawFields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One job as stored in the stream: metadata and the payload bytes.
+///
+/// `id` names the job across its attempts (a retry keeps it); `idempotency_key` is what a
+/// handler keys its side effects by (it defaults to `id`, and a producer may set it to a
+/// business key, e.g. `"aggregate:10000002:2025-06-01"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The job id, unique per push, kept by retries.
+    pub id: String,
+    /// The idempotency key; see the [module docs](super#at-least-once-delivery).
+    pub idempotency_key: String,
+    /// The payload's type name (for a service: its spec type's Rust name).
+    pub type_name: String,
+    /// The payload's schema version.
+    pub version: u32,
+    /// The attempt this delivery is, from 1.
+    pub attempt: u32,
+    /// Per-job override of the queue's maximum attempts.
+    pub max_attempts: Option<u32>,
+    /// When the job was first enqueued, in milliseconds since the Unix epoch.
+    pub enqueued_at_ms: u64,
+    /// The payload (JSON bytes for payloads pushed by this layer).
+    pub payload: Vec<u8>,
+}
+
+impl Envelope {
+    /// When the job was first enqueued.
+    #[must_use]
+    pub fn enqueued_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.enqueued_at_ms)
+    }
+
+    /// The entry's fields, in stream order.
+    pub(crate) fn to_fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut out = vec![
+            (field::ID, self.id.clone().into_bytes()),
+            (field::KEY, self.idempotency_key.clone().into_bytes()),
+            (field::TYPE, self.type_name.clone().into_bytes()),
+            (field::VERSION, self.version.to_string().into_bytes()),
+            (field::ATTEMPT, self.attempt.to_string().into_bytes()),
+            (field::ENQUEUED, self.enqueued_at_ms.to_string().into_bytes()),
+        ];
+        if let Some(max) = self.max_attempts {
+            out.push((field::MAX, max.to_string().into_bytes()));
+        }
+        out.push((field::PAYLOAD, self.payload.clone()));
+        out
+    }
+
+    /// Parses the fields of a stream entry; the error says which field is missing or bad.
+    pub(crate) fn from_fields(fields: &RawFields) -> Result<Self, String> {
+        fn get<'a>(fields: &'a RawFields, name: &str) -> Option<&'a [u8]> {
+            fields.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| v.as_slice())
+        }
+        fn text<'a>(fields: &'a RawFields, name: &str) -> Result<&'a str, String> {
+            let raw = get(fields, name).ok_or_else(|| format!("entry has no `{name}` field"))?;
+            std::str::from_utf8(raw).map_err(|_| format!("field `{name}` is not UTF-8"))
+        }
+        fn number<T: std::str::FromStr>(fields: &RawFields, name: &str) -> Result<T, String> {
+            let s = text(fields, name)?;
+            s.parse().map_err(|_| format!("field `{name}` is not a number: {s:?}"))
+        }
+        let payload =
+            get(fields, field::PAYLOAD).ok_or_else(|| format!("entry has no `{}` field", field::PAYLOAD))?;
+        let type_name = text(fields, field::TYPE)?.to_owned();
+        if type_name.is_empty() {
+            return Err(format!("field `{}` is empty", field::TYPE));
+        }
+        let id = text(fields, field::ID)?.to_owned();
+        let idempotency_key = match get(fields, field::KEY) {
+            None => id.clone(),
+            Some(_) => text(fields, field::KEY)?.to_owned(),
+        };
+        let max_attempts = match get(fields, field::MAX) {
+            None => None,
+            Some(_) => Some(number(fields, field::MAX)?),
+        };
+        let attempt: u32 = number(fields, field::ATTEMPT)?;
+        if attempt == 0 {
+            return Err(format!("field `{}` is 0; attempts count from 1", field::ATTEMPT));
+        }
+        Ok(Self {
+            id,
+            idempotency_key,
+            type_name,
+            version: number(fields, field::VERSION)?,
+            attempt,
+            max_attempts,
+            enqueued_at_ms: number(fields, field::ENQUEUED)?,
+            payload: payload.to_vec(),
+        })
+    }
+
+    /// Decodes the payload as JSON into `T`; a failure is classified into a [`ParkReason`].
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming `T`, the field path and the kind of bad payload.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        decode_json(&self.payload, short_type_name::<T>())
+    }
+}
+
+/// The last path segment of `T`'s type name (`"EsiClientSpec"`, not `"my_crate::EsiClientSpec"`).
+pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+/// Decodes JSON bytes into `T`, classifying a failure.
+///
+/// # Errors
+/// A [`DecodeError`] whose reason is the kind of bad payload.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8], type_name: &str) -> Result<T, DecodeError> {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(DecodeError {
+            reason: ParkReason::NotUtf8,
+            type_name: type_name.to_owned(),
+            path: None,
+            message: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        });
+    }
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(DecodeError {
+            reason: ParkReason::NotJson,
+            type_name: type_name.to_owned(),
+            path: None,
+            message: e.to_string(),
+        });
+    }
+    // The bytes are JSON: whatever fails now is the shape.
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            Err(DecodeError {
+                reason: classify_message(&message),
+                type_name: type_name.to_owned(),
+                path: (path != ".").then_some(path),
+                message,
+            })
+        }
+    }
+}
+
+/// Classifies a serde data error by its message, as serde words it.
+pub(crate) fn classify_message(message: &str) -> ParkReason {
+    if message.contains("missing field") {
+        ParkReason::MissingField
+    } else if message.contains("unknown variant") {
+        ParkReason::UnknownVariant
+    } else if message.contains("unknown field") {
+        ParkReason::UnknownField
+    } else {
+        ParkReason::WrongShape
+    }
+}
+
+/// The decode error of bytes that are not UTF-8 or not JSON at all, if they are such.
+pub(crate) fn precheck(bytes: &[u8], type_name: &str) -> Result<(), DecodeError> {
+    decode_json::<serde::de::IgnoredAny>(bytes, type_name).map(|_| ())
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A random 64-bit value from std only: the per-process random keys of `RandomState` hashing
+/// the time, the process id and a counter.
+pub(crate) fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
+
+/// A fresh 128-bit id as 32 hex digits.
+pub(crate) fn unique_id() -> String {
+    let mut s = String::with_capacity(32);
+    let _ = write!(s, "{:016x}{:016x}", random_u64(), random_u64());
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code, reason = "decoded only")]
+    struct P {
+        n: u32,
+        kind: Kind,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    enum Kind {
+        A,
+    }
+
+    fn reason(bytes: &[u8]) -> ParkReason {
+        decode_json::<P>(bytes, "P").map(|_| ()).expect_err("must fail").reason
+    }
+
+    #[test]
+    fn classifies_bad_payloads() {
+        assert_eq!(reason(b"\xff\xfe"), ParkReason::NotUtf8);
+        assert_eq!(reason(b"{not json"), ParkReason::NotJson);
+        assert_eq!(reason(br#"{"n":1,"kind":"A"} trailing"#), ParkReason::NotJson);
+        assert_eq!(reason(br#"{"n":"x","kind":"A"}"#), ParkReason::WrongShape);
+        assert_eq!(reason(b"[1,2]"), ParkReason::WrongShape);
+        assert_eq!(reason(br#"{"n":1,"kind":"Z"}"#), ParkReason::UnknownVariant);
+        assert_eq!(reason(br#"{"kind":"A"}"#), ParkReason::MissingField);
+        assert!(decode_json::<P>(br#"{"n":1,"kind":"A"}"#, "P").is_ok());
+        let e = decode_json::<P>(br#"{"n":"x","kind":"A"}"#, "P").expect_err("bad");
+        assert_eq!(e.path.as_deref(), Some("n"));
+    }
+
+    #[test]
+    fn envelope_round_trips() {
+        let env = Envelope {
+            id: unique_id(),
+            idempotency_key: "k".into(),
+            type_name: "T".into(),
+            version: 2,
+            attempt: 3,
+            max_attempts: Some(7),
+            enqueued_at_ms: 42,
+            payload: b"\xff".to_vec(),
+        };
+        let fields: RawFields =
+            env.to_fields().into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect();
+        assert_eq!(Envelope::from_fields(&fields), Ok(env));
+        let missing: RawFields = vec![(b"foo".to_vec(), b"bar".to_vec())];
+        assert!(Envelope::from_fields(&missing).is_err());
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let ids: std::collections::HashSet<_> = (0..10_000).map(|_| unique_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+    }
+}

@@ -1,0 +1,111 @@
+//! The job layer: specs queued on Redis Streams consumer groups, run by workers anywhere.
+//!
+//! Redis is the distributed engine (`XADD`, `XREADGROUP`, `XACK`, `XAUTOCLAIM`); this module is
+//! a thin client of it:
+//!
+//! - [`Queue`]: push payloads (for services: spec types only) one by one, in pipelined bulk,
+//!   or delayed; [`stats`](Queue::stats); list, inspect and [re-drive](Queue::redrive) parked
+//!   entries.
+//! - [`Worker`]: a consumer in the queue's group with a unique name per process start, bounded
+//!   concurrency, one task per job, lease renewal with fencing, claiming of crashed consumers'
+//!   entries, retries with backoff, parking of bad entries, graceful shutdown.
+//! - [`Scheduler`]: cron schedules whose ticks are enqueued exactly once however many
+//!   schedulers run.
+//!
+//! # Keys
+//!
+//! A queue named `q` uses `dm:{q}:stream` (ready entries), `dm:{q}:delayed` (a sorted set of
+//! delayed entries and retries by due time, each entry's fields in a hash
+//! `dm:{q}:delayed:<member>`), `dm:{q}:parked` (the dead-letter stream) and
+//! `dm:{q}:sched:...` (schedules). The hash tag `{q}` keeps them in one cluster slot, as the
+//! Lua scripts need.
+//!
+//! # Envelope
+//!
+//! Each entry carries `id` (the job id, kept by retries), `key` (the idempotency key, by
+//! default the id), `type` (the payload's type name, for a service its spec type's name), `v`
+//! (the schema version), `attempt` (from 1), `enq` (first enqueue time, ms since the epoch),
+//! optionally `max` (this job's maximum attempts) and `payload` (JSON bytes). See [`Envelope`].
+//!
+//! # What happens to an entry
+//!
+//! - The handler returns `Ok`: the entry is acknowledged and deleted (`XACK` + `XDEL`).
+//! - It returns [`JobError::Failed`] or panics: the next attempt is put in the delayed set
+//!   with exponential backoff and jitter ([`WorkerConfig::backoff_for`]) and the entry is
+//!   acknowledged, in one script; at the maximum attempts it is parked as
+//!   [`ParkReason::Exhausted`] with the last error.
+//! - It returns [`JobError::Permanent`]: parked as [`ParkReason::Rejected`].
+//! - The entry is bad (not UTF-8, not JSON, wrong shape, unknown variant, missing field,
+//!   missing envelope fields, unknown type name): parked at once with its raw bytes and the
+//!   typed [`ParkReason`]; the worker goes on with the next entry.
+//!
+//! Every one of these writes happens in a Lua script that first checks, with `XPENDING`, that
+//! this consumer still owns the entry with the same delivery count (the fencing token); if not,
+//! the write is refused and the run counts as [`lease_lost`](WorkerCounts::lease_lost).
+//!
+//! # At-least-once delivery
+//!
+//! Delivery is **at-least-once**, never exactly-once: a job can run twice. That happens when a
+//! worker dies (or is paused, or loses Redis) after the handler did its work but before the
+//! acknowledgement, because its entry is claimed by another worker once the lease expired.
+//! Leases and fencing make this rare and make the late run learn about it
+//! ([`Lease::is_lost`], [`Lease::lost`]), and its acknowledgement is refused; but a side effect
+//! the first run already made cannot be taken back.
+//!
+//! So a handler must be safe to run twice. Every envelope carries an idempotency key
+//! ([`Job::idempotency_key`]): the job id by default, or a business key the producer chose
+//! with [`PushOptions::idempotency_key`]. Make the side effect and the record that it was done
+//! one atomic step keyed by it, so a second run finds the record and does nothing:
+//!
+//! ```no_run
+//! use dual_mode_runtime::jobs::{Job, JobError};
+//!
+//! async fn charge(job: Job, con: &mut redis::aio::ConnectionManager) -> Result<(), JobError> {
+//!     // The effect (here: add to a balance) and the "done" marker happen in one script, so
+//!     // they happen together or not at all; a second run sees the marker and skips.
+//!     let script = redis::Script::new(
+//!         r"if redis.call('SET', KEYS[1], '1', 'NX', 'EX', 604800) then
+//!               redis.call('INCRBY', KEYS[2], ARGV[1]) return 1 end return 0",
+//!     );
+//!     let done_key = format!("charged:{}", job.idempotency_key());
+//!     let _applied: i64 = script
+//!         .key(done_key)
+//!         .key("balance:42")
+//!         .arg(100)
+//!         .invoke_async(con)
+//!         .await
+//!         .map_err(JobError::failed)?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! An effect outside Redis works the same way: an upsert keyed by the idempotency key in a
+//! database, or an HTTP call with an `Idempotency-Key` header to an API that honours it.
+//! Checking [`Lease::is_lost`] before committing narrows the window further, but cannot close
+//! it: only the key does.
+//!
+//! # Delays and schedules
+//!
+//! Delayed pushes and retries wait in the sorted set; each worker moves the due ones into the
+//! stream every [`WorkerConfig::poll_delayed_every`] with an atomic script, in batches, so any
+//! number of due entries drains. A [`Scheduler`] enqueues each cron tick with a per-tick dedupe
+//! key (named by the tick time, not the clock) set in the same script as the `XADD`.
+
+mod cron;
+mod envelope;
+mod error;
+mod queue;
+mod reply;
+mod schedule;
+mod scripts;
+mod worker;
+
+pub use cron::Cron;
+pub use envelope::{Envelope, RawFields, decode_json};
+pub use error::{BoxError, CronError, DecodeError, JobError, ParkReason, QueueError};
+pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};
+pub use schedule::{Schedule, Scheduler, SchedulerConfig};
+pub use worker::{
+    Handler, HandlerFn, Job, Lease, RunReport, Typed, Worker, WorkerConfig, WorkerCounts, WorkerStats, handler_fn,
+    typed,
+};

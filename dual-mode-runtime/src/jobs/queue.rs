@@ -1,0 +1,620 @@
+//! The queue: pushes, delayed pushes, stats, parked entries and re-drive.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use redis::Value;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Serialize;
+
+use super::envelope::{Envelope, RawFields, unique_id, unix_ms};
+use super::error::{ParkReason, QueueError};
+use super::{reply, scripts};
+
+/// Prefix of the original fields inside a parked entry.
+pub(crate) const RAW_PREFIX: &str = "raw:";
+/// How many entries one pipeline round trip carries in a bulk push.
+const BULK_CHUNK: usize = 1000;
+/// How many delayed entries one promote script moves at most.
+pub(crate) const PROMOTE_BATCH: usize = 500;
+
+/// Settings of a queue, shared by its producers, workers and schedulers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct QueueConfig {
+    /// The queue's name; all its Redis keys start with `dm:{name}:`.
+    pub name: String,
+    /// The consumer group its workers read in.
+    pub group: String,
+    /// Attempts a job gets before it is parked, unless the job overrides it (at least 1).
+    pub max_attempts: u32,
+    /// How long a Redis command may take before it fails.
+    pub response_timeout: Duration,
+}
+
+impl QueueConfig {
+    /// A queue named `name`, group `"workers"`, 5 attempts, a 10 s response timeout.
+    #[must_use]
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            group: "workers".to_owned(),
+            max_attempts: 5,
+            response_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets the consumer group.
+    #[must_use]
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// Sets the default maximum of attempts.
+    #[must_use]
+    pub fn max_attempts(mut self, max: u32) -> Self {
+        self.max_attempts = max;
+        self
+    }
+
+    /// Sets the response timeout of Redis commands.
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+}
+
+/// The Redis keys of one queue, for inspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueKeys {
+    /// The stream of ready entries (`dm:{name}:stream`).
+    pub stream: String,
+    /// The sorted set of delayed entries by due time in ms (`dm:{name}:delayed`).
+    pub delayed: String,
+    /// The dead-letter stream of parked entries (`dm:{name}:parked`).
+    pub parked: String,
+    /// Prefix of the hashes that hold delayed entries' fields.
+    pub delayed_entry_prefix: String,
+    /// Prefix of the schedules' keys.
+    pub schedule_prefix: String,
+}
+
+impl QueueKeys {
+    fn new(name: &str) -> Self {
+        let base = format!("dm:{{{name}}}");
+        Self {
+            stream: format!("{base}:stream"),
+            delayed: format!("{base}:delayed"),
+            parked: format!("{base}:parked"),
+            delayed_entry_prefix: format!("{base}:delayed:"),
+            schedule_prefix: format!("{base}:sched:"),
+        }
+    }
+}
+
+/// Options of one push.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PushOptions {
+    /// The idempotency key; defaults to the job id.
+    pub idempotency_key: Option<String>,
+    /// Overrides the queue's maximum attempts for this job.
+    pub max_attempts: Option<u32>,
+    /// Run no sooner than this long after the push (measured on the Redis server's clock).
+    pub delay: Option<Duration>,
+    /// Run no sooner than this time; wins over `delay`.
+    pub not_before: Option<SystemTime>,
+}
+
+impl PushOptions {
+    /// No options: run now, id as idempotency key, the queue's maximum attempts.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the idempotency key.
+    #[must_use]
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Overrides the maximum attempts of this job.
+    #[must_use]
+    pub fn max_attempts(mut self, max: u32) -> Self {
+        self.max_attempts = Some(max);
+        self
+    }
+
+    /// Delays the job.
+    #[must_use]
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Runs the job no sooner than `at`.
+    #[must_use]
+    pub fn not_before(mut self, at: SystemTime) -> Self {
+        self.not_before = Some(at);
+        self
+    }
+
+    fn is_delayed(&self) -> bool {
+        self.delay.is_some() || self.not_before.is_some()
+    }
+}
+
+/// What a push stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The job id.
+    pub job_id: String,
+    /// The idempotency key.
+    pub idempotency_key: String,
+    /// The stream entry id, for an immediate push; `None` for a delayed one.
+    pub entry_id: Option<String>,
+}
+
+/// Counts of a queue at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Entries in the stream (waiting or running).
+    pub length: u64,
+    /// Entries delivered to a consumer and not yet acknowledged (running, or of a crashed
+    /// worker until their lease expires).
+    pub pending: u64,
+    /// Entries waiting for their due time (delayed pushes and retries).
+    pub delayed: u64,
+    /// Entries in the dead-letter stream.
+    pub parked: u64,
+}
+
+impl QueueStats {
+    /// Whether nothing is waiting, running or delayed (parked entries do not count).
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        self.length == 0 && self.pending == 0 && self.delayed == 0
+    }
+}
+
+/// An entry of the dead-letter stream, with why it was parked and its original bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEntry {
+    /// Its id in the parked stream; pass it to [`Queue::redrive`].
+    pub parked_id: String,
+    /// The id the entry had in the queue's stream.
+    pub source_entry_id: String,
+    /// The typed reason, if the stored code is one this version knows.
+    pub reason: Option<ParkReason>,
+    /// The stored reason code.
+    pub reason_code: String,
+    /// The detail: the decode error, the missing field, or the handler's last error.
+    pub detail: String,
+    /// When it was parked, in ms since the Unix epoch.
+    pub parked_at_ms: u64,
+    /// The consumer that parked it.
+    pub consumer: String,
+    /// The original entry's fields, bytes as they were.
+    pub fields: RawFields,
+}
+
+impl ParkedEntry {
+    /// An original field's bytes.
+    #[must_use]
+    pub fn field(&self, name: &str) -> Option<&[u8]> {
+        self.fields.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| v.as_slice())
+    }
+
+    /// The original payload bytes, if the entry had a payload field.
+    #[must_use]
+    pub fn payload(&self) -> Option<&[u8]> {
+        self.field(super::envelope::field::PAYLOAD)
+    }
+
+    /// The original envelope, if the entry had one.
+    ///
+    /// # Errors
+    /// Says which field is missing or bad.
+    pub fn envelope(&self) -> Result<Envelope, String> {
+        Envelope::from_fields(&self.fields)
+    }
+
+    fn from_entry((parked_id, all): reply::Entry) -> Self {
+        let mut out = Self {
+            parked_id,
+            source_entry_id: String::new(),
+            reason: None,
+            reason_code: String::new(),
+            detail: String::new(),
+            parked_at_ms: 0,
+            consumer: String::new(),
+            fields: Vec::new(),
+        };
+        for (k, v) in all {
+            if let Some(name) = k.strip_prefix(RAW_PREFIX.as_bytes()) {
+                out.fields.push((name.to_vec(), v));
+                continue;
+            }
+            let text = String::from_utf8_lossy(&v).into_owned();
+            match k.as_slice() {
+                b"reason" => {
+                    out.reason = ParkReason::from_code(&text);
+                    out.reason_code = text;
+                }
+                b"detail" => out.detail = text,
+                b"source_id" => out.source_entry_id = text,
+                b"parked_at" => out.parked_at_ms = text.parse().unwrap_or(0),
+                b"consumer" => out.consumer = text,
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// A job queue on one Redis stream. Cheap to clone; clones share one connection.
+///
+/// Push with [`push`](Self::push) (any serializable payload under a type name and version) or,
+/// for a service, with `push_spec` (spec types only). Run jobs with a
+/// [`Worker`](super::Worker).
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    con: ConnectionManager,
+    config: QueueConfig,
+    keys: QueueKeys,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Connects to Redis (a connection that reconnects by itself) and opens the queue.
+    ///
+    /// # Errors
+    /// A configuration out of range, or Redis unreachable.
+    pub async fn connect(client: redis::Client, config: QueueConfig) -> Result<Self, QueueError> {
+        if config.name.is_empty() || config.name.contains(['{', '}']) {
+            return Err(QueueError::Config(format!(
+                "queue name {:?} must be non-empty and without braces",
+                config.name
+            )));
+        }
+        if config.max_attempts == 0 {
+            return Err(QueueError::Config("max_attempts must be at least 1".to_owned()));
+        }
+        let con = Self::manager(&client, config.response_timeout).await?;
+        let keys = QueueKeys::new(&config.name);
+        Ok(Self { inner: Arc::new(Inner { client, con, config, keys }) })
+    }
+
+    pub(crate) async fn manager(
+        client: &redis::Client,
+        timeout: Duration,
+    ) -> Result<ConnectionManager, QueueError> {
+        let cfg = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2));
+        ConnectionManager::new_with_config(client.clone(), cfg).await.map_err(QueueError::redis("connect"))
+    }
+
+    /// The queue's settings.
+    #[must_use]
+    pub fn config(&self) -> &QueueConfig {
+        &self.inner.config
+    }
+
+    /// The queue's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// The queue's Redis keys.
+    #[must_use]
+    pub fn keys(&self) -> &QueueKeys {
+        &self.inner.keys
+    }
+
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.inner.client
+    }
+
+    pub(crate) fn con(&self) -> ConnectionManager {
+        self.inner.con.clone()
+    }
+
+    /// Creates the consumer group (and the stream) if missing. The group starts at the
+    /// stream's beginning, so entries pushed before any worker ran are delivered.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn ensure_group(&self) -> Result<(), QueueError> {
+        let res: Result<Value, _> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.inner.keys.stream)
+            .arg(&self.inner.config.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.con())
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(QueueError::Redis { op: "create group", source: e }),
+        }
+    }
+
+    /// Pushes a payload serialized as JSON under `type_name` and schema `version`.
+    ///
+    /// # Errors
+    /// The payload does not serialize, or Redis fails.
+    pub async fn push<T: Serialize + ?Sized>(
+        &self,
+        type_name: &str,
+        version: u32,
+        payload: &T,
+        options: PushOptions,
+    ) -> Result<Pushed, QueueError> {
+        let bytes = encode(type_name, payload)?;
+        self.push_raw(type_name, version, bytes, options).await
+    }
+
+    /// Pushes payload bytes as they are (not checked: a bad payload is parked by the worker).
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn push_raw(
+        &self,
+        type_name: &str,
+        version: u32,
+        payload: Vec<u8>,
+        options: PushOptions,
+    ) -> Result<Pushed, QueueError> {
+        let env = new_envelope(type_name, version, payload, &options);
+        let pushed = Pushed { job_id: env.id.clone(), idempotency_key: env.idempotency_key.clone(), entry_id: None };
+        if options.is_delayed() {
+            self.push_delayed(&env, &options).await?;
+            return Ok(pushed);
+        }
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.inner.keys.stream).arg("*");
+        for (k, v) in env.to_fields() {
+            cmd.arg(k).arg(v);
+        }
+        let id: Value = cmd.query_async(&mut self.con()).await.map_err(QueueError::redis("push"))?;
+        let entry_id = reply::text(&id).ok_or_else(|| QueueError::protocol("push", "XADD returned no id"))?;
+        Ok(Pushed { entry_id: Some(entry_id), ..pushed })
+    }
+
+    async fn push_delayed(&self, env: &Envelope, options: &PushOptions) -> Result<(), QueueError> {
+        let member = unique_id();
+        let keys = &self.inner.keys;
+        let at = options.not_before.map_or(0, unix_ms);
+        let delay = options.delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut inv = scripts::PUSH_DELAYED.prepare_invoke();
+        inv.key(&keys.delayed).key(format!("{}{member}", keys.delayed_entry_prefix));
+        inv.arg(at).arg(delay).arg(&member);
+        for (k, v) in env.to_fields() {
+            inv.arg(k).arg(v);
+        }
+        let _: Value = inv.invoke_async(&mut self.con()).await.map_err(QueueError::redis("delayed push"))?;
+        Ok(())
+    }
+
+    /// Pushes many payloads in pipelined round trips (1,000 entries each); all are serialized
+    /// before anything is sent. Options apply to each job (an idempotency key is not allowed
+    /// here, as each job needs its own; the job ids are the keys).
+    ///
+    /// # Errors
+    /// A payload does not serialize, the options carry an idempotency key, or Redis fails
+    /// (the chunks sent before the failure stay pushed).
+    pub async fn push_bulk<'a, T, I>(
+        &self,
+        type_name: &str,
+        version: u32,
+        payloads: I,
+        options: PushOptions,
+    ) -> Result<Vec<Pushed>, QueueError>
+    where
+        T: Serialize + 'a,
+        I: IntoIterator<Item = &'a T>,
+    {
+        if options.idempotency_key.is_some() {
+            return Err(QueueError::Config("push_bulk takes no idempotency key: each job needs its own".to_owned()));
+        }
+        let envs = payloads
+            .into_iter()
+            .map(|p| Ok(new_envelope(type_name, version, encode(type_name, p)?, &options)))
+            .collect::<Result<Vec<_>, QueueError>>()?;
+        let mut out = Vec::with_capacity(envs.len());
+        if options.is_delayed() {
+            for env in &envs {
+                self.push_delayed(env, &options).await?;
+                out.push(Pushed { job_id: env.id.clone(), idempotency_key: env.idempotency_key.clone(), entry_id: None });
+            }
+            return Ok(out);
+        }
+        for chunk in envs.chunks(BULK_CHUNK) {
+            let mut pipe = redis::pipe();
+            for env in chunk {
+                let cmd = pipe.cmd("XADD").arg(&self.inner.keys.stream).arg("*");
+                for (k, v) in env.to_fields() {
+                    cmd.arg(k).arg(v);
+                }
+            }
+            let ids: Vec<Value> = pipe.query_async(&mut self.con()).await.map_err(QueueError::redis("bulk push"))?;
+            if ids.len() != chunk.len() {
+                return Err(QueueError::protocol("bulk push", format!("{} ids for {} entries", ids.len(), chunk.len())));
+            }
+            for (env, id) in chunk.iter().zip(ids) {
+                out.push(Pushed {
+                    job_id: env.id.clone(),
+                    idempotency_key: env.idempotency_key.clone(),
+                    entry_id: reply::text(&id),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves due delayed entries (and due retries) into the stream; workers call this on their
+    /// own every poll interval. Returns how many moved.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn promote_due(&self) -> Result<usize, QueueError> {
+        let mut total = 0;
+        loop {
+            let keys = &self.inner.keys;
+            let moved: i64 = scripts::PROMOTE
+                .key(&keys.delayed)
+                .key(&keys.stream)
+                .arg(PROMOTE_BATCH)
+                .arg(&keys.delayed_entry_prefix)
+                .invoke_async(&mut self.con())
+                .await
+                .map_err(QueueError::redis("promote due entries"))?;
+            let moved = usize::try_from(moved).unwrap_or(0);
+            total += moved;
+            if moved < PROMOTE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Counts of the stream, the pending entries of the group, the delayed set and the parked
+    /// stream.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let keys = &self.inner.keys;
+        let mut con = self.con();
+        let (length, delayed, parked): (u64, u64, u64) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&keys.stream)
+            .cmd("ZCARD")
+            .arg(&keys.delayed)
+            .cmd("XLEN")
+            .arg(&keys.parked)
+            .query_async(&mut con)
+            .await
+            .map_err(QueueError::redis("stats"))?;
+        let summary: Result<Value, _> =
+            redis::cmd("XPENDING").arg(&keys.stream).arg(&self.inner.config.group).query_async(&mut con).await;
+        let pending = match summary {
+            Ok(v) => reply::items(&v).and_then(|i| i.first()).and_then(reply::int).unwrap_or(0),
+            Err(e) if e.code() == Some("NOGROUP") => 0,
+            Err(e) => return Err(QueueError::Redis { op: "stats", source: e }),
+        };
+        Ok(QueueStats { length, pending: u64::try_from(pending).unwrap_or(0), delayed, parked })
+    }
+
+    /// The oldest `count` parked entries, oldest first.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn parked(&self, count: usize) -> Result<Vec<ParkedEntry>, QueueError> {
+        self.parked_range("-", "+", count).await
+    }
+
+    /// Up to `count` parked entries after the parked id `after` (exclusive), for paging.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn parked_after(&self, after: &str, count: usize) -> Result<Vec<ParkedEntry>, QueueError> {
+        self.parked_range(&format!("({after}"), "+", count).await
+    }
+
+    /// One parked entry by its parked id.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn parked_entry(&self, parked_id: &str) -> Result<Option<ParkedEntry>, QueueError> {
+        Ok(self.parked_range(parked_id, parked_id, 1).await?.pop())
+    }
+
+    async fn parked_range(&self, start: &str, end: &str, count: usize) -> Result<Vec<ParkedEntry>, QueueError> {
+        let v: Value = redis::cmd("XRANGE")
+            .arg(&self.inner.keys.parked)
+            .arg(start)
+            .arg(end)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.con())
+            .await
+            .map_err(QueueError::redis("list parked"))?;
+        let entries = reply::entries(&v).map_err(|d| QueueError::protocol("list parked", d))?;
+        Ok(entries.into_iter().map(ParkedEntry::from_entry).collect())
+    }
+
+    /// Puts a parked entry back on the queue with its original fields and the attempt reset
+    /// to 1, and removes it from the parked stream, atomically. Returns the new stream entry
+    /// id, or `None` if there is no such parked entry.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn redrive(&self, parked_id: &str) -> Result<Option<String>, QueueError> {
+        let v: Value = scripts::REDRIVE
+            .key(&self.inner.keys.parked)
+            .key(&self.inner.keys.stream)
+            .arg(parked_id)
+            .arg(RAW_PREFIX)
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(QueueError::redis("re-drive"))?;
+        Ok(reply::text(&v))
+    }
+
+    /// Re-drives every parked entry (those parked while this runs included, up to `limit`).
+    /// Returns how many were re-driven.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn redrive_all(&self, limit: usize) -> Result<usize, QueueError> {
+        let mut done = 0;
+        while done < limit {
+            let batch = self.parked((limit - done).min(100)).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for p in batch {
+                if self.redrive(&p.parked_id).await?.is_some() {
+                    done += 1;
+                }
+            }
+        }
+        Ok(done)
+    }
+}
+
+pub(crate) fn encode<T: Serialize + ?Sized>(type_name: &str, payload: &T) -> Result<Vec<u8>, QueueError> {
+    serde_json::to_vec(payload).map_err(|source| QueueError::Encode { type_name: type_name.to_owned(), source })
+}
+
+pub(crate) fn new_envelope(type_name: &str, version: u32, payload: Vec<u8>, options: &PushOptions) -> Envelope {
+    let id = unique_id();
+    Envelope {
+        idempotency_key: options.idempotency_key.clone().unwrap_or_else(|| id.clone()),
+        id,
+        type_name: type_name.to_owned(),
+        version,
+        attempt: 1,
+        max_attempts: options.max_attempts,
+        enqueued_at_ms: unix_ms(SystemTime::now()),
+        payload,
+    }
+}

@@ -1,0 +1,324 @@
+//! Cron schedules: each tick enqueued exactly once, however many schedulers run.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use redis::Value;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::cron::Cron;
+use super::envelope::{unix_ms, unique_id};
+use super::error::QueueError;
+use super::queue::{PushOptions, Queue, encode, new_envelope};
+use super::{reply, scripts};
+
+/// One schedule: a cron expression and the job it enqueues at each tick.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    name: String,
+    cron: Cron,
+    type_name: String,
+    version: u32,
+    payload: Vec<u8>,
+    max_attempts: Option<u32>,
+}
+
+impl Schedule {
+    /// A schedule named `name` (unique per queue: it names the dedupe keys) that enqueues
+    /// `payload` under `type_name` and `version` at each tick of `cron`.
+    ///
+    /// # Errors
+    /// The cron expression does not parse, or the payload does not serialize.
+    pub fn new<T: Serialize + ?Sized>(
+        name: impl Into<String>,
+        cron: &str,
+        type_name: &str,
+        version: u32,
+        payload: &T,
+    ) -> Result<Self, QueueError> {
+        Ok(Self::from_parts(name, Cron::parse(cron)?, type_name, version, encode(type_name, payload)?))
+    }
+
+    /// A schedule from a parsed expression and payload bytes.
+    #[must_use]
+    pub fn from_parts(
+        name: impl Into<String>,
+        cron: Cron,
+        type_name: &str,
+        version: u32,
+        payload: Vec<u8>,
+    ) -> Self {
+        Self { name: name.into(), cron, type_name: type_name.to_owned(), version, payload, max_attempts: None }
+    }
+
+    /// Overrides the maximum attempts of the enqueued jobs.
+    #[must_use]
+    pub fn max_attempts(mut self, max: u32) -> Self {
+        self.max_attempts = Some(max);
+        self
+    }
+
+    /// The schedule's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The cron expression.
+    #[must_use]
+    pub fn cron(&self) -> &Cron {
+        &self.cron
+    }
+
+    /// The idempotency key of the job of the tick at `tick_secs`: `sched:<name>:<tick ms>`.
+    #[must_use]
+    pub fn idempotency_key(&self, tick_secs: i64) -> String {
+        format!("sched:{}:{}", self.name, tick_secs.saturating_mul(1000))
+    }
+}
+
+/// Settings of a scheduler.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SchedulerConfig {
+    /// At start, enqueue the ticks missed since the last tick any scheduler enqueued (while
+    /// every scheduler was down), at most `max_catch_up` of them (the latest).
+    pub catch_up: bool,
+    /// The most ticks one catch-up enqueues.
+    pub max_catch_up: usize,
+    /// How long a tick's dedupe key lives; must exceed the clock skew between schedulers and
+    /// the catch-up window (older ticks are not caught up).
+    pub dedupe_ttl: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self { catch_up: false, max_catch_up: 100, dedupe_ttl: Duration::from_secs(7 * 24 * 3600) }
+    }
+}
+
+impl SchedulerConfig {
+    /// No catch-up, at most 100 ticks when enabled, dedupe keys kept 7 days.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Enables or disables catch-up.
+    #[must_use]
+    pub fn catch_up(mut self, on: bool) -> Self {
+        self.catch_up = on;
+        self
+    }
+
+    /// Sets the most ticks one catch-up enqueues.
+    #[must_use]
+    pub fn max_catch_up(mut self, max: usize) -> Self {
+        self.max_catch_up = max;
+        self
+    }
+
+    /// Sets the dedupe keys' lifetime.
+    #[must_use]
+    pub fn dedupe_ttl(mut self, ttl: Duration) -> Self {
+        self.dedupe_ttl = ttl;
+        self
+    }
+}
+
+/// Runs schedules against a queue. Run one in each of several processes for availability:
+/// each tick is enqueued exactly once, because the tick's dedupe key (named by the tick time,
+/// not by the clock of whoever runs it) is set and the entry added in one Lua script.
+#[derive(Debug)]
+pub struct Scheduler {
+    queue: Queue,
+    config: SchedulerConfig,
+    schedules: Vec<Schedule>,
+    enqueued: Arc<AtomicU64>,
+}
+
+impl Scheduler {
+    /// A scheduler for `queue` with no schedules yet.
+    #[must_use]
+    pub fn new(queue: Queue, config: SchedulerConfig) -> Self {
+        Self { queue, config, schedules: Vec::new(), enqueued: Arc::default() }
+    }
+
+    /// Adds a schedule.
+    #[must_use]
+    pub fn add(mut self, schedule: Schedule) -> Self {
+        self.schedules.push(schedule);
+        self
+    }
+
+    /// Ticks this scheduler enqueued so far (ticks another scheduler won are not counted).
+    #[must_use]
+    pub fn enqueued_counter(&self) -> Arc<AtomicU64> {
+        self.enqueued.clone()
+    }
+
+    /// The last tick (Unix seconds) any scheduler enqueued for `schedule`.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn last_tick(&self, schedule: &Schedule) -> Result<Option<i64>, QueueError> {
+        last_tick(&self.queue, schedule).await
+    }
+
+    /// Enqueues the tick at `tick_secs` of `schedule` unless any scheduler already did.
+    /// Returns the new entry id, or `None` for a duplicate.
+    ///
+    /// # Errors
+    /// Redis fails (then nothing was written: retrying is safe).
+    pub async fn enqueue_tick(&self, schedule: &Schedule, tick_secs: i64) -> Result<Option<String>, QueueError> {
+        enqueue_tick(&self.queue, &self.config, schedule, tick_secs).await
+    }
+
+    /// Runs every schedule until `shutdown` resolves. Returns how many ticks this scheduler
+    /// enqueued. Redis errors are logged and the tick retried, so a tick is never skipped.
+    ///
+    /// # Errors
+    /// Redis fails during catch-up at the start.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<u64, QueueError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let this = Arc::new(self);
+        let now = now_secs();
+        let mut tasks = Vec::new();
+        for (i, schedule) in this.schedules.iter().enumerate() {
+            let mut cursor = now;
+            if this.config.catch_up {
+                this.catch_up(schedule, now).await?;
+            } else if schedule.cron.matches_secs(now) {
+                // A tick at this very second counts as upcoming.
+                cursor = now - 1;
+            }
+            tasks.push(tokio::spawn(schedule_loop(this.clone(), i, cursor, stop_rx.clone())));
+        }
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(this.enqueued.load(Ordering::Relaxed))
+    }
+
+    async fn catch_up(&self, schedule: &Schedule, now: i64) -> Result<(), QueueError> {
+        let Some(last) = last_tick(&self.queue, schedule).await? else { return Ok(()) };
+        let ttl = i64::try_from(self.config.dedupe_ttl.as_secs()).unwrap_or(i64::MAX);
+        let mut ticks = Vec::new();
+        let mut t = last.max(now.saturating_sub(ttl));
+        while let Some(next) = schedule.cron.next_after_secs(t) {
+            if next > now {
+                break;
+            }
+            ticks.push(next);
+            if ticks.len() > self.config.max_catch_up {
+                ticks.remove(0);
+            }
+            t = next;
+        }
+        for tick in ticks {
+            if self.enqueue_tick(schedule, tick).await?.is_some() {
+                self.enqueued.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(schedule = %schedule.name, tick, "caught up a missed tick");
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn schedule_loop(this: Arc<Scheduler>, index: usize, mut cursor: i64, mut stop: watch::Receiver<bool>) {
+    let schedule = &this.schedules[index];
+    let mut failures = 0u32;
+    loop {
+        let Some(tick) = schedule.cron.next_after_secs(cursor) else {
+            tracing::warn!(schedule = %schedule.name, "the cron expression has no future tick");
+            return;
+        };
+        let wait_ms = tick.saturating_mul(1000).saturating_sub(i64::try_from(unix_ms(SystemTime::now())).unwrap_or(0));
+        if wait_ms > 0 {
+            let d = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
+            tokio::select! {
+                () = tokio::time::sleep(d) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            // Timers run on the monotonic clock; make sure the wall clock reached the tick.
+            continue_if_early(tick).await;
+        }
+        if *stop.borrow() {
+            return;
+        }
+        match enqueue_tick(&this.queue, &this.config, schedule, tick).await {
+            Ok(id) => {
+                failures = 0;
+                cursor = tick;
+                if let Some(id) = id {
+                    this.enqueued.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(schedule = %schedule.name, tick, entry = %id, "tick enqueued");
+                } else {
+                    tracing::debug!(schedule = %schedule.name, tick, "tick already enqueued by another scheduler");
+                }
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(schedule = %schedule.name, tick, error = %e, "enqueuing a tick failed; retrying");
+                let d = Duration::from_millis(100u64.saturating_mul(1 << failures.min(5)));
+                tokio::select! {
+                    () = tokio::time::sleep(d) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    }
+}
+
+async fn continue_if_early(tick: i64) {
+    loop {
+        let now = i64::try_from(unix_ms(SystemTime::now())).unwrap_or(i64::MAX);
+        let left = tick.saturating_mul(1000) - now;
+        if left <= 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0))).await;
+    }
+}
+
+fn now_secs() -> i64 {
+    i64::try_from(unix_ms(SystemTime::now()) / 1000).unwrap_or(i64::MAX)
+}
+
+fn keys(queue: &Queue, schedule: &Schedule) -> (String, String) {
+    let base = format!("{}{}", queue.keys().schedule_prefix, schedule.name);
+    (format!("{base}:tick:"), format!("{base}:last"))
+}
+
+async fn last_tick(queue: &Queue, schedule: &Schedule) -> Result<Option<i64>, QueueError> {
+    let (_, last_key) = keys(queue, schedule);
+    let v: Value = redis::cmd("GET").arg(&last_key).query_async(&mut queue.con()).await.map_err(QueueError::redis("read last tick"))?;
+    Ok(reply::int(&v).map(|ms| ms / 1000))
+}
+
+async fn enqueue_tick(
+    queue: &Queue,
+    config: &SchedulerConfig,
+    schedule: &Schedule,
+    tick_secs: i64,
+) -> Result<Option<String>, QueueError> {
+    let (tick_prefix, last_key) = keys(queue, schedule);
+    let tick_ms = tick_secs.saturating_mul(1000);
+    let mut options = PushOptions::new().idempotency_key(schedule.idempotency_key(tick_secs));
+    options.max_attempts = schedule.max_attempts;
+    let mut env = new_envelope(&schedule.type_name, schedule.version, schedule.payload.clone(), &options);
+    env.id = unique_id();
+    let mut inv = scripts::TICK.prepare_invoke();
+    inv.key(format!("{tick_prefix}{tick_ms}")).key(&last_key).key(&queue.keys().stream);
+    inv.arg(u64::try_from(config.dedupe_ttl.as_millis()).unwrap_or(u64::MAX).max(1)).arg(tick_ms);
+    for (k, v) in env.to_fields() {
+        inv.arg(k).arg(v);
+    }
+    let v: Value = inv.invoke_async(&mut queue.con()).await.map_err(QueueError::redis("enqueue tick"))?;
+    Ok(reply::text(&v))
+}
