@@ -1,0 +1,91 @@
+//! Helpers for the job layer tests: queues, polling with a deadline, child worker processes.
+#![allow(dead_code, reason = "each test binary uses part of the helpers")]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use dual_mode_runtime::jobs::{Queue, QueueConfig};
+
+/// A queue name unique within this test process.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Connects a queue on `url`.
+pub async fn queue(url: &str, config: QueueConfig) -> Queue {
+    let client = redis::Client::open(url).expect("valid redis url");
+    Queue::connect(client, config).await.expect("connect queue")
+}
+
+/// A plain multiplexed connection for assertions.
+pub async fn con(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url).expect("url").get_multiplexed_async_connection().await.expect("connect")
+}
+
+/// Polls `f` every 25 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: AsyncFnMut() -> Option<T>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A child process re-executing this test binary in a role; killed on drop.
+pub struct RoleProcess {
+    pub child: Child,
+}
+
+impl RoleProcess {
+    /// Runs the test fn `test_name` of this binary with `envs` set (the role selector among them).
+    pub fn spawn(test_name: &str, envs: &[(&str, String)]) -> Self {
+        let exe = std::env::current_exe().expect("current exe");
+        let mut cmd = Command::new(exe);
+        cmd.args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        Self { child: cmd.spawn().expect("spawn role process") }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`KILL`, `STOP`, `CONT`) with the `kill` utility.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("run kill");
+        assert!(status.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Waits for the process to exit, up to `timeout`; returns whether it exited successfully.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl Drop for RoleProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-CONT").arg(self.pid().to_string()).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
