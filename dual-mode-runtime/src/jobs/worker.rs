@@ -748,15 +748,15 @@ async fn claim_loop(
             return;
         }
         loop {
-            let mut permits = Vec::new();
+            // Wait in the semaphore's fair queue for one permit (the reader gives its permits
+            // back within one blocking read), so claims are not starved by the reader.
+            let Some(first) = permits(&sem, 1, &mut stop).await else { return };
+            let mut permits = first;
             while permits.len() < shared.config.concurrency {
                 match sem.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
                     Err(_) => break,
                 }
-            }
-            if permits.is_empty() {
-                break;
             }
             let want = permits.len();
             let res: Result<Value, _> = scripts::CLAIM
