@@ -41,6 +41,11 @@ impl Errors {
         self.push(syn::Error::new(span, msg));
     }
 
+    /// An error spanning all of `tokens` (first to last token, also on stable).
+    pub(crate) fn spanned(&mut self, tokens: impl quote::ToTokens, msg: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, msg));
+    }
+
     pub(crate) fn finish(self) -> syn::Result<()> {
         self.0.map_or(Ok(()), Err)
     }

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use quote::ToTokens;
 use syn::GenericParam;
-use syn::spanned::Spanned;
 
 use crate::ast::{Field, Input, Kind, Shared, Source};
 use crate::attr::Errors;
@@ -45,11 +44,11 @@ fn kind(field: &Field<'_>, errors: &mut Errors) -> Option<Kind> {
     let role = roles.first().map(|(name, _)| *name);
     let mut ok = true;
     let mut needs = |present: Option<proc_macro2::Span>, key: &str, owner: &str, example: &str| {
-        if let Some(span) = present {
-            if role != Some(owner) {
-                ok = false;
-                errors.at(span, format_args!("`{key}` needs `{owner}`: write `#[dual_mode({owner}, {example})]`"));
-            }
+        if let Some(span) = present
+            && role != Some(owner)
+        {
+            ok = false;
+            errors.at(span, format_args!("`{key}` needs `{owner}`: write `#[dual_mode({owner}, {example})]`"));
         }
     };
     needs(a.config.as_ref().map(|c| c.0), "config", "shared", "config = spec_field.path");
@@ -59,7 +58,7 @@ fn kind(field: &Field<'_>, errors: &mut Errors) -> Option<Kind> {
     needs(a.env.as_ref().map(|c| c.0), "env", "secret", "env = \"NAME\"");
     if let (Some(role), Some(attr)) = (role, field.serde_attrs.first()) {
         ok = false;
-        errors.at(attr.span(), format_args!("`#[serde]` has no effect on a {role} field: only spec fields are serialized"));
+        errors.spanned(attr, format_args!("`#[serde]` has no effect on a {role} field: remove it; only spec fields are serialized"));
     }
     if !ok {
         return None;
@@ -88,7 +87,10 @@ fn kind(field: &Field<'_>, errors: &mut Errors) -> Option<Kind> {
                     return None;
                 }
                 (_, None, Some((close_span, _))) => {
-                    errors.at(*close_span, "`close = path` goes with `open = path`: a `Resource` closes itself");
+                    errors.at(
+                        *close_span,
+                        "`close` needs `open`: write `#[dual_mode(shared, open = path, close = path)]`, or remove `close` and let the `Resource` close itself",
+                    );
                     return None;
                 }
                 (Some((span, path)), None, None) => Source::Config(*span, crate::attr::ConfigPath { segments: path.segments.clone() }),
@@ -122,10 +124,20 @@ fn check_config_paths(input: &Input<'_>, errors: &mut Errors) {
                 root.span(),
                 format_args!("`config` cannot start at `{root}`: it is a nested service; copy the value into a spec field of this struct"),
             ),
-            None => errors.at(
-                root.span(),
-                format_args!("`config` must start at a spec field or secret field of this struct, and there is no field `{root}`"),
-            ),
+            None => {
+                let candidates: Vec<String> = input
+                    .fields
+                    .iter()
+                    .filter(|f| matches!(f.kind, Kind::Spec | Kind::Secret { .. }))
+                    .map(|f| format!("`{}`", f.ident))
+                    .collect();
+                let hint = if candidates.is_empty() {
+                    "this struct has none".to_owned()
+                } else {
+                    format!("this struct has {}", candidates.join(", "))
+                };
+                errors.at(root.span(), format_args!("no field `{root}`: `config` starts at a spec or secret field, and {hint}"));
+            }
         }
     }
 }
@@ -140,15 +152,15 @@ fn check_distinct_slots(input: &Input<'_>, errors: &mut Errors) {
         if let Some(first) = seen.get(&slot) {
             let ty = crate::expand::type_name(field.ty);
             match &slot.1 {
-                None => errors.at(
-                    field.ty.span(),
+                None => errors.spanned(
+                    field.ty,
                     format_args!(
                         "two unkeyed shared fields of type `{ty}` (`{}` and `{}`): give each a name with `#[dual_mode(shared, key = \"...\")]`",
                         first.ident, field.ident
                     ),
                 ),
-                Some(key) => errors.at(
-                    field.ty.span(),
+                Some(key) => errors.spanned(
+                    field.ty,
                     format_args!("shared fields `{}` and `{}` of type `{ty}` both have key \"{key}\": keys must differ", first.ident, field.ident),
                 ),
             }

@@ -40,6 +40,7 @@ pub trait DefaultConfig: Sized {
     fn default_config() -> Self;
 }
 
+#[diagnostic::do_not_recommend]
 impl<T: Default> DefaultConfig for T {
     fn default_config() -> Self {
         T::default()
@@ -54,6 +55,7 @@ impl<T: Default> DefaultConfig for T {
 )]
 pub trait OpenFn<S, T, E>: AsyncFn(&S) -> Result<T, E> {}
 
+#[diagnostic::do_not_recommend]
 impl<S, T, E, F: AsyncFn(&S) -> Result<T, E>> OpenFn<S, T, E> for F {}
 
 /// Calls an `open = path` function.
@@ -68,10 +70,17 @@ pub async fn call_open<S, T, E, F: OpenFn<S, T, E>>(f: F, spec: &S) -> Result<T,
 )]
 pub trait CloseFnOf<T, E>: AsyncFnOnce(T) -> Result<(), E> {}
 
+#[diagnostic::do_not_recommend]
 impl<T, E, F: AsyncFnOnce(T) -> Result<(), E>> CloseFnOf<T, E> for F {}
 
 /// Checks a `close = path` function's signature.
 pub fn check_close<T, E, F: CloseFnOf<T, E>>(_: &F) {}
+
+/// Calls a `close = path` function. Going through the bound (rather than calling the path
+/// directly) makes a wrong signature one error, the `CloseFnOf` one.
+pub async fn call_close<T, E, F: CloseFnOf<T, E>>(f: F, value: T) -> Result<(), E> {
+    f(value).await
+}
 
 /// The close of a resource opened with `open = path` and no `close = path`: a drop.
 pub fn drop_close<T: Send + 'static>(value: T) -> core::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> {
@@ -97,10 +106,42 @@ pub fn spec_view<S>(spec: Option<&S>) -> &S {
 pub trait IsSecret {
     /// The wrapped type.
     type Inner;
+
+    /// Wraps a resolved value.
+    fn from_secret(secret: Secret<Self::Inner>) -> Self;
 }
 
 impl<T> IsSecret for Secret<T> {
     type Inner = T;
+
+    fn from_secret(secret: Secret<T>) -> Self {
+        secret
+    }
+}
+
+/// What a `Secret<T>` read from a text source holds: a `T` that parses from a string.
+#[diagnostic::on_unimplemented(
+    message = "a secret read from `env` is parsed from a string, and `{Self}` does not implement `FromStr`",
+    label = "no `FromStr` impl for `{Self}`",
+    note = "use `Secret<String>` and convert it yourself, or implement `std::str::FromStr` for `{Self}`"
+)]
+pub trait SecretValue: core::str::FromStr<Err: Into<BoxError>> {}
+
+#[diagnostic::do_not_recommend]
+impl<T: core::str::FromStr<Err: Into<BoxError>>> SecretValue for T {}
+
+/// Resolves a `#[dual_mode(secret)]` field of type `S`. Typed by the field (not by its inner
+/// type), so that a field that is not a `Secret<T>` is one error, the `IsSecret` one.
+///
+/// # Errors
+///
+/// As [`Scope::secret`].
+pub fn read_secret<S>(site: Site, source: SecretSource) -> Result<S, EnterError>
+where
+    S: IsSecret,
+    S::Inner: SecretValue,
+{
+    Scope::secret::<S::Inner>(site, source).map(S::from_secret)
 }
 
 /// Asserts at compile time that a secret field's type is a `Secret<T>`.
