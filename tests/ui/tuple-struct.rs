@@ -1,0 +1,6 @@
+use dual_mode::DualMode;
+
+#[derive(DualMode)]
+struct Service(String, #[dual_mode(shared)] reqwest::Client);
+
+fn main() {}

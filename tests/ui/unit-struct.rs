@@ -1,0 +1,6 @@
+use dual_mode::DualMode;
+
+#[derive(DualMode)]
+struct Service;
+
+fn main() {}

@@ -1,0 +1,9 @@
+use dual_mode::DualMode;
+
+#[derive(DualMode)]
+#[dual_mode(version = 0)]
+struct Service {
+    name: String,
+}
+
+fn main() {}
