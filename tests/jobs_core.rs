@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::RedisServer;
-use dual_mode_runtime::jobs::{
-    Job, JobError, ParkReason, PushOptions, Queue, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker,
+use dual_mode::jobs::{
+    JobInfo, JobError, ParkReason, PushOptions, Queue, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker,
     WorkerConfig, handler_fn, typed,
 };
 use jobs_support::{con, queue, unique, wait_for};
@@ -43,7 +43,7 @@ fn fast_worker() -> WorkerConfig {
 }
 
 /// Starts `worker` in a task; returns the stop sender and the join handle.
-fn start(worker: Worker) -> (oneshot::Sender<()>, tokio::task::JoinHandle<dual_mode_runtime::jobs::RunReport>) {
+fn start(worker: Worker) -> (oneshot::Sender<()>, tokio::task::JoinHandle<dual_mode::jobs::RunReport>) {
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         worker
@@ -56,7 +56,7 @@ fn start(worker: Worker) -> (oneshot::Sender<()>, tokio::task::JoinHandle<dual_m
     (tx, handle)
 }
 
-async fn stop(w: (oneshot::Sender<()>, tokio::task::JoinHandle<dual_mode_runtime::jobs::RunReport>)) -> dual_mode_runtime::jobs::RunReport {
+async fn stop(w: (oneshot::Sender<()>, tokio::task::JoinHandle<dual_mode::jobs::RunReport>)) -> dual_mode::jobs::RunReport {
     let _ = w.0.send(());
     w.1.await.expect("worker task")
 }
@@ -73,7 +73,7 @@ async fn bad_entries_are_parked_with_their_reason_and_the_next_job_runs() {
     let seen = good.clone();
     let worker = Worker::new(q.clone(), fast_worker()).handle(
         "Payload",
-        typed(move |p: Payload, _job: Job| {
+        typed(move |p: Payload, _job: JobInfo| {
             let seen = seen.clone();
             async move {
                 seen.lock().expect("lock").push(p.n);
@@ -163,7 +163,7 @@ async fn a_panicking_job_is_retried_then_parked_and_the_worker_lives() {
     let worker = Worker::new(q.clone(), fast_worker())
         .handle(
             "Boom",
-            handler_fn(move |job: Job| {
+            handler_fn(move |job: JobInfo| {
                 let a = a.clone();
                 async move {
                     a.lock().expect("lock").push(job.attempt());
@@ -173,7 +173,7 @@ async fn a_panicking_job_is_retried_then_parked_and_the_worker_lives() {
         )
         .handle(
             "Good",
-            handler_fn(move |_job: Job| {
+            handler_fn(move |_job: JobInfo| {
                 let g = g.clone();
                 async move {
                     g.store(true, Ordering::SeqCst);
@@ -207,7 +207,7 @@ async fn handler_errors_are_retried_with_growing_delays_then_parked_with_the_las
     let cfg = fast_worker().backoff(Duration::from_millis(200), Duration::from_secs(5));
     let worker = Worker::new(q.clone(), cfg).handle(
         "Flaky",
-        handler_fn(move |job: Job| {
+        handler_fn(move |job: JobInfo| {
             let s = s.clone();
             async move {
                 s.lock().expect("lock").push((job.attempt(), job.max_attempts(), Instant::now(), job.id().to_owned()));
@@ -245,7 +245,7 @@ async fn a_parked_entry_runs_once_re_driven() {
     let (f, r) = (fixed.clone(), ran.clone());
     let worker = Worker::new(q.clone(), fast_worker()).handle(
         "Payload",
-        typed(move |p: Payload, job: Job| {
+        typed(move |p: Payload, job: JobInfo| {
             let (f, r) = (f.clone(), r.clone());
             async move {
                 if !f.load(Ordering::SeqCst) {
@@ -280,7 +280,7 @@ async fn a_job_longer_than_the_lease_is_not_run_twice_while_its_worker_lives() {
     let q = queue(&redis.url, QueueConfig::new(unique("long"))).await;
     let runs = Arc::new(AtomicU32::new(0));
     let make = |runs: Arc<AtomicU32>| {
-        handler_fn(move |job: Job| {
+        handler_fn(move |job: JobInfo| {
             let runs = runs.clone();
             async move {
                 runs.fetch_add(1, Ordering::SeqCst);
@@ -327,7 +327,7 @@ async fn twenty_thousand_jobs_pushed_without_workers_all_drain() {
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let dups = Arc::new(AtomicU32::new(0));
     let make = |seen: Arc<Mutex<HashSet<u32>>>, dups: Arc<AtomicU32>| {
-        typed(move |p: Payload, _job: Job| {
+        typed(move |p: Payload, _job: JobInfo| {
             let (seen, dups) = (seen.clone(), dups.clone());
             async move {
                 if !seen.lock().expect("lock").insert(p.n) {
@@ -372,7 +372,7 @@ async fn delayed_push_waits_for_its_time() {
     assert_eq!(q.promote_due().await.expect("promote"), 0, "not due yet");
     let w = start(Worker::new(q.clone(), fast_worker()).handle(
         "D",
-        handler_fn(move |_job: Job| {
+        handler_fn(move |_job: JobInfo| {
             let r = r.clone();
             async move {
                 *r.lock().expect("lock") = Some(Instant::now());
@@ -390,7 +390,7 @@ async fn shutdown_waits_for_running_jobs_up_to_the_deadline() {
     let redis = RedisServer::start();
     let q = queue(&redis.url, QueueConfig::new(unique("shutdown"))).await;
     let sleeper = || {
-        handler_fn(|job: Job| async move {
+        handler_fn(|job: JobInfo| async move {
             let ms: u64 = job.decode().map_err(JobError::from)?;
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Ok(())

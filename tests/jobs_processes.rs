@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use common::RedisServer;
-use dual_mode_runtime::jobs::{
-    Job, JobError, PushOptions, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker, WorkerConfig, typed,
+use dual_mode::jobs::{
+    JobInfo, JobError, PushOptions, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker, WorkerConfig, typed,
 };
 use jobs_support::{RoleProcess, con, queue, unique, wait_for};
 use redis::AsyncCommands;
@@ -68,7 +68,7 @@ async fn role() {
             let (n2, me) = (name.clone(), consumer.clone());
             let worker = worker.handle(
                 "Work",
-                typed(move |w: Work, job: Job| {
+                typed(move |w: Work, job: JobInfo| {
                     let (mut rec, name, me) = (rec.clone(), n2.clone(), me.clone());
                     async move {
                         let fail = |e: redis::RedisError| JobError::failed(e);

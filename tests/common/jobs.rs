@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dual_mode_runtime::jobs::{Queue, QueueConfig};
+use dual_mode::jobs::{Queue, QueueConfig};
 
 /// A queue name unique within this test process.
 pub fn unique(prefix: &str) -> String {

@@ -35,6 +35,8 @@ pub enum QueueError {
     Config(String),
     /// A cron expression did not parse.
     Cron(CronError),
+    /// A spec could not be serialized.
+    Spec(crate::SpecError),
 }
 
 impl QueueError {
@@ -57,6 +59,7 @@ impl fmt::Display for QueueError {
             Self::Protocol { op, detail } => write!(f, "unexpected redis reply during {op}: {detail}"),
             Self::Config(detail) => write!(f, "invalid job layer configuration: {detail}"),
             Self::Cron(e) => write!(f, "{e}"),
+            Self::Spec(e) => write!(f, "cannot serialize the spec: {e}"),
         }
     }
 }
@@ -67,6 +70,7 @@ impl StdError for QueueError {
             Self::Redis { source, .. } => Some(source),
             Self::Encode { source, .. } => Some(source),
             Self::Cron(e) => Some(e),
+            Self::Spec(e) => Some(e),
             Self::Protocol { .. } | Self::Config(_) => None,
         }
     }

@@ -53,14 +53,14 @@
 //! the first run already made cannot be taken back.
 //!
 //! So a handler must be safe to run twice. Every envelope carries an idempotency key
-//! ([`Job::idempotency_key`]): the job id by default, or a business key the producer chose
+//! ([`JobInfo::idempotency_key`]): the job id by default, or a business key the producer chose
 //! with [`PushOptions::idempotency_key`]. Make the side effect and the record that it was done
 //! one atomic step keyed by it, so a second run finds the record and does nothing:
 //!
 //! ```no_run
-//! use dual_mode_runtime::jobs::{Job, JobError};
+//! use dual_mode_runtime::jobs::{JobInfo, JobError};
 //!
-//! async fn charge(job: Job, con: &mut redis::aio::ConnectionManager) -> Result<(), JobError> {
+//! async fn charge(job: JobInfo, con: &mut redis::aio::ConnectionManager) -> Result<(), JobError> {
 //!     // The effect (here: add to a balance) and the "done" marker happen in one script, so
 //!     // they happen together or not at all; a second run sees the marker and skips.
 //!     let script = redis::Script::new(
@@ -98,6 +98,7 @@ mod queue;
 mod reply;
 mod schedule;
 mod scripts;
+mod service;
 mod worker;
 
 pub use cron::Cron;
@@ -105,7 +106,8 @@ pub use envelope::{Envelope, RawFields, decode_json};
 pub use error::{BoxError, CronError, DecodeError, JobError, ParkReason, QueueError};
 pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};
 pub use schedule::{Schedule, Scheduler, SchedulerConfig};
+pub use service::{Clients, Job, ServiceHandler, decode_spec};
 pub use worker::{
-    Handler, HandlerFn, Job, Lease, RunReport, Typed, Worker, WorkerConfig, WorkerCounts, WorkerStats, handler_fn,
+    Handler, HandlerFn, JobInfo, Lease, RunReport, Typed, Worker, WorkerConfig, WorkerCounts, WorkerStats, handler_fn,
     typed,
 };

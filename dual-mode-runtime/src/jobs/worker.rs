@@ -237,7 +237,7 @@ impl Lease {
 
 /// A job as its handler sees it. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Job {
+pub struct JobInfo {
     inner: Arc<JobInner>,
 }
 
@@ -251,7 +251,7 @@ struct JobInner {
     lease: Lease,
 }
 
-impl Job {
+impl JobInfo {
     /// The envelope: ids, type name, version, attempt, payload.
     #[must_use]
     pub fn envelope(&self) -> &Envelope {
@@ -343,17 +343,17 @@ impl Job {
 /// Runs jobs of one type name. The future runs in its own task: a panic fails that job only.
 pub trait Handler: Send + Sync + 'static {
     /// Runs one job; `Err` retries or parks it, see [`JobError`].
-    fn handle(&self, job: Job) -> impl Future<Output = Result<(), JobError>> + Send;
+    fn handle(&self, job: JobInfo) -> impl Future<Output = Result<(), JobError>> + Send;
 }
 
-/// A handler from a closure over the raw [`Job`]; see [`handler_fn`].
+/// A handler from a closure over the raw [`JobInfo`]; see [`handler_fn`].
 #[derive(Debug, Clone, Copy)]
 pub struct HandlerFn<F>(F);
 
-/// A handler from `async |job: Job| -> Result<(), JobError>`-like closures.
+/// A handler from `async |job: JobInfo| -> Result<(), JobError>`-like closures.
 pub fn handler_fn<F, Fut>(f: F) -> HandlerFn<F>
 where
-    F: Fn(Job) -> Fut + Send + Sync + 'static,
+    F: Fn(JobInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), JobError>> + Send + 'static,
 {
     HandlerFn(f)
@@ -361,10 +361,10 @@ where
 
 impl<F, Fut> Handler for HandlerFn<F>
 where
-    F: Fn(Job) -> Fut + Send + Sync + 'static,
+    F: Fn(JobInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), JobError>> + Send + 'static,
 {
-    fn handle(&self, job: Job) -> impl Future<Output = Result<(), JobError>> + Send {
+    fn handle(&self, job: JobInfo) -> impl Future<Output = Result<(), JobError>> + Send {
         (self.0)(job)
     }
 }
@@ -387,7 +387,7 @@ impl<T, F> std::fmt::Debug for Typed<T, F> {
 pub fn typed<T, F, Fut>(f: F) -> Typed<T, F>
 where
     T: DeserializeOwned + Send + 'static,
-    F: Fn(T, Job) -> Fut + Send + Sync + 'static,
+    F: Fn(T, JobInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), JobError>> + Send + 'static,
 {
     Typed { f, _t: std::marker::PhantomData }
@@ -396,10 +396,10 @@ where
 impl<T, F, Fut> Handler for Typed<T, F>
 where
     T: DeserializeOwned + Send + 'static,
-    F: Fn(T, Job) -> Fut + Send + Sync + 'static,
+    F: Fn(T, JobInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), JobError>> + Send + 'static,
 {
-    async fn handle(&self, job: Job) -> Result<(), JobError> {
+    async fn handle(&self, job: JobInfo) -> Result<(), JobError> {
         let value = job.decode::<T>()?;
         (self.f)(value, job).await
     }
@@ -408,11 +408,11 @@ where
 type BoxFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
 
 trait ErasedHandler: Send + Sync {
-    fn call(self: Arc<Self>, job: Job) -> BoxFuture;
+    fn call(self: Arc<Self>, job: JobInfo) -> BoxFuture;
 }
 
 impl<H: Handler> ErasedHandler for H {
-    fn call(self: Arc<Self>, job: Job) -> BoxFuture {
+    fn call(self: Arc<Self>, job: JobInfo) -> BoxFuture {
         Box::pin(async move { self.handle(job).await })
     }
 }
@@ -927,7 +927,7 @@ impl Run<'_> {
         };
         let max_attempts = env.max_attempts.unwrap_or(shared.queue.config().max_attempts).max(1);
         let (lost_tx, lost_rx) = watch::channel(false);
-        let job = Job {
+        let job = JobInfo {
             inner: Arc::new(JobInner {
                 envelope: env.clone(),
                 entry_id: self.entry_id.to_owned(),
