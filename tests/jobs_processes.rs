@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use common::RedisServer;
 use dual_mode::jobs::{
-    JobInfo, JobError, PushOptions, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker, WorkerConfig, typed,
+    JobError, JobInfo, PushOptions, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker,
+    WorkerConfig, typed,
 };
 use jobs_support::{RoleProcess, con, queue, unique, wait_for};
 use redis::AsyncCommands;
@@ -32,18 +33,20 @@ fn env(key: &str) -> Option<String> {
 /// Not a test by itself: the entry point of the child processes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn role() {
-    let Some(role) = env("DM_JOBS_ROLE") else { return };
+    let Some(role) = env("DM_JOBS_ROLE") else {
+        return;
+    };
     let url = env("DM_REDIS_URL").expect("DM_REDIS_URL");
     let name = env("DM_QUEUE").expect("DM_QUEUE");
     let q = queue(&url, QueueConfig::new(&name)).await;
-    let mut c = con(&url).await;
+    let mut db = con(&url).await;
     let stop_key = format!("{name}:stop");
     let stop = {
-        let mut c = c.clone();
+        let mut db = db.clone();
         let stop_key = stop_key.clone();
         async move {
             loop {
-                let stop: bool = c.exists(&stop_key).await.unwrap_or(false);
+                let stop: bool = db.exists(&stop_key).await.unwrap_or(false);
                 if stop {
                     return;
                 }
@@ -53,8 +56,12 @@ async fn role() {
     };
     match role.as_str() {
         "worker" => {
-            let lease_ms: u64 = env("DM_LEASE_MS").and_then(|v| v.parse().ok()).unwrap_or(1000);
-            let concurrency: usize = env("DM_CONCURRENCY").and_then(|v| v.parse().ok()).unwrap_or(4);
+            let lease_ms: u64 = env("DM_LEASE_MS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000);
+            let concurrency: usize = env("DM_CONCURRENCY")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(4);
             let cfg = WorkerConfig::new()
                 .concurrency(concurrency)
                 .lease(Duration::from_millis(lease_ms))
@@ -64,7 +71,7 @@ async fn role() {
                 .lost_lease_grace(Duration::from_secs(10));
             let worker = Worker::new(q.clone(), cfg);
             let consumer = worker.consumer().to_owned();
-            let rec = c.clone();
+            let rec = db.clone();
             let (n2, me) = (name.clone(), consumer.clone());
             let worker = worker.handle(
                 "Work",
@@ -85,10 +92,13 @@ async fn role() {
                     }
                 }),
             );
-            let _: () = c.rpush(format!("{name}:ready"), &consumer).await.expect("ready");
+            let _: () = db
+                .rpush(format!("{name}:ready"), &consumer)
+                .await
+                .expect("ready");
             let report = worker.run(stop).await.expect("worker run");
             let counts = report.counts;
-            let _: () = c
+            let _: () = db
                 .hset_multiple(
                     format!("{name}:report:{consumer}"),
                     &[
@@ -101,9 +111,17 @@ async fn role() {
                 .expect("report");
         }
         "scheduler" => {
-            let schedule = Schedule::new("every-second", "* * * * * *", "Tick", 1, &()).expect("schedule");
-            let enqueued = Scheduler::new(q, SchedulerConfig::new()).add(schedule).run(stop).await.expect("scheduler");
-            let _: () = c.rpush(format!("{name}:sched-report"), enqueued).await.expect("report");
+            let schedule =
+                Schedule::new("every-second", "* * * * * *", "Tick", 1, &()).expect("schedule");
+            let enqueued = Scheduler::new(q, SchedulerConfig::new())
+                .schedule(schedule)
+                .run(stop)
+                .await
+                .expect("scheduler");
+            let _: () = db
+                .rpush(format!("{name}:sched-report"), enqueued)
+                .await
+                .expect("report");
         }
         other => panic!("unknown role {other}"),
     }
@@ -119,8 +137,8 @@ fn spawn(role: &str, url: &str, name: &str, extra: &[(&str, String)]) -> RolePro
     RoleProcess::spawn("role", &envs)
 }
 
-async fn list(c: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<String> {
-    c.lrange(key, 0, -1).await.expect("lrange")
+async fn list(db: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<String> {
+    db.lrange(key, 0, -1).await.expect("lrange")
 }
 
 /// `n:consumer` records as (n, consumer).
@@ -134,8 +152,14 @@ fn parse(records: &[String]) -> Vec<(u32, String)> {
         .collect()
 }
 
-async fn report(c: &mut redis::aio::MultiplexedConnection, name: &str, consumer: &str) -> HashMap<String, u64> {
-    c.hgetall(format!("{name}:report:{consumer}")).await.expect("report")
+async fn report(
+    db: &mut redis::aio::MultiplexedConnection,
+    name: &str,
+    consumer: &str,
+) -> HashMap<String, u64> {
+    db.hgetall(format!("{name}:report:{consumer}"))
+        .await
+        .expect("report")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,38 +167,51 @@ async fn two_worker_processes_run_2000_jobs_exactly_once() {
     let redis = RedisServer::start();
     let name = unique("procs");
     let q = queue(&redis.url, QueueConfig::new(&name)).await;
-    let mut c = con(&redis.url).await;
-    let extra = [("DM_CONCURRENCY", "8".to_owned()), ("DM_LEASE_MS", "2000".to_owned())];
+    let mut db = con(&redis.url).await;
+    let extra = [
+        ("DM_CONCURRENCY", "8".to_owned()),
+        ("DM_LEASE_MS", "2000".to_owned()),
+    ];
     let mut w1 = spawn("worker", &redis.url, &name, &extra);
     let mut w2 = spawn("worker", &redis.url, &name, &extra);
-    wait_for(Duration::from_secs(30), "both workers started", async || {
-        (c.llen::<_, usize>(format!("{name}:ready")).await.ok()? == 2).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "both workers started",
+        async || (db.llen::<_, usize>(format!("{name}:ready")).await.ok()? == 2).then_some(()),
+    )
     .await;
     let jobs: Vec<Work> = (0..2000).map(|n| Work { n, sleep_ms: 2 }).collect();
-    q.push_bulk("Work", 1, &jobs, PushOptions::new()).await.expect("push");
+    q.push_bulk("Work", 1, &jobs, PushOptions::new())
+        .await
+        .expect("push");
     wait_for(Duration::from_secs(60), "2000 jobs done", async || {
         let s = q.stats().await.ok()?;
-        let done: usize = c.llen(format!("{name}:done")).await.ok()?;
+        let done: usize = db.llen(format!("{name}:done")).await.ok()?;
         (done >= 2000 && s.is_idle()).then_some(())
     })
     .await;
-    let _: () = c.set(format!("{name}:stop"), 1).await.expect("stop");
-    assert!(w1.wait_exit(Duration::from_secs(20)) && w2.wait_exit(Duration::from_secs(20)), "workers exit cleanly");
-    let done = parse(&list(&mut c, &format!("{name}:done")).await);
-    let starts = parse(&list(&mut c, &format!("{name}:starts")).await);
+    let _: () = db.set(format!("{name}:stop"), 1).await.expect("stop");
+    assert!(
+        w1.wait_exit(Duration::from_secs(20)) && w2.wait_exit(Duration::from_secs(20)),
+        "workers exit cleanly"
+    );
+    let done = parse(&list(&mut db, &format!("{name}:done")).await);
+    let starts = parse(&list(&mut db, &format!("{name}:starts")).await);
     assert_eq!(starts.len(), 2000, "every job started once");
     let mut per_job: HashMap<u32, usize> = HashMap::new();
     for (n, _) in &done {
         *per_job.entry(*n).or_default() += 1;
     }
     assert_eq!(per_job.len(), 2000);
-    assert!(per_job.values().all(|&k| k == 1), "every job ran exactly once");
+    assert!(
+        per_job.values().all(|&k| k == 1),
+        "every job ran exactly once"
+    );
     let by: HashSet<&String> = done.iter().map(|(_, who)| who).collect();
     assert_eq!(by.len(), 2, "both processes ran jobs");
     let mut succeeded = 0;
     for who in by {
-        let r = report(&mut c, &name, who).await;
+        let r = report(&mut db, &name, who).await;
         assert_eq!(r["lease_lost"], 0);
         succeeded += r["succeeded"];
     }
@@ -188,38 +225,59 @@ async fn jobs_of_a_killed_worker_are_run_by_the_other_after_the_lease() {
     let redis = RedisServer::start();
     let name = unique("kill");
     let q = queue(&redis.url, QueueConfig::new(&name)).await;
-    let mut c = con(&redis.url).await;
-    let extra = [("DM_CONCURRENCY", "4".to_owned()), ("DM_LEASE_MS", "1000".to_owned())];
+    let mut db = con(&redis.url).await;
+    let extra = [
+        ("DM_CONCURRENCY", "4".to_owned()),
+        ("DM_LEASE_MS", "1000".to_owned()),
+    ];
     let jobs: Vec<Work> = (0..8).map(|n| Work { n, sleep_ms: 1500 }).collect();
-    q.push_bulk("Work", 1, &jobs, PushOptions::new()).await.expect("push");
+    q.push_bulk("Work", 1, &jobs, PushOptions::new())
+        .await
+        .expect("push");
     let a = spawn("worker", &redis.url, &name, &extra);
-    wait_for(Duration::from_secs(30), "worker A running 4 jobs", async || {
-        (c.llen::<_, usize>(format!("{name}:starts")).await.ok()? == 4).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "worker A running 4 jobs",
+        async || (db.llen::<_, usize>(format!("{name}:starts")).await.ok()? == 4).then_some(()),
+    )
     .await;
     a.signal("KILL");
     drop(a);
-    let killed_jobs: HashSet<u32> = parse(&list(&mut c, &format!("{name}:starts")).await).into_iter().map(|(n, _)| n).collect();
+    let killed_jobs: HashSet<u32> = parse(&list(&mut db, &format!("{name}:starts")).await)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     let mut b = spawn("worker", &redis.url, &name, &extra);
     wait_for(Duration::from_secs(30), "all 8 jobs done", async || {
         let s = q.stats().await.ok()?;
-        (c.llen::<_, usize>(format!("{name}:done")).await.ok()? >= 8 && s.is_idle()).then_some(())
+        (db.llen::<_, usize>(format!("{name}:done")).await.ok()? >= 8 && s.is_idle()).then_some(())
     })
     .await;
-    let _: () = c.set(format!("{name}:stop"), 1).await.expect("stop");
+    let _: () = db.set(format!("{name}:stop"), 1).await.expect("stop");
     assert!(b.wait_exit(Duration::from_secs(20)));
-    let done = parse(&list(&mut c, &format!("{name}:done")).await);
+    let done = parse(&list(&mut db, &format!("{name}:done")).await);
     let done_jobs: Vec<u32> = {
         let mut v: Vec<u32> = done.iter().map(|(n, _)| *n).collect();
         v.sort_unstable();
         v
     };
-    assert_eq!(done_jobs, (0..8).collect::<Vec<_>>(), "none lost, each done once");
+    assert_eq!(
+        done_jobs,
+        (0..8).collect::<Vec<_>>(),
+        "none lost, each done once"
+    );
     let b_name = &done[0].1;
-    assert!(done.iter().all(|(_, who)| who == b_name), "the survivor ran them all");
-    let starts = parse(&list(&mut c, &format!("{name}:starts")).await);
+    assert!(
+        done.iter().all(|(_, who)| who == b_name),
+        "the survivor ran them all"
+    );
+    let starts = parse(&list(&mut db, &format!("{name}:starts")).await);
     for n in &killed_jobs {
-        assert_eq!(starts.iter().filter(|(m, _)| m == n).count(), 2, "job {n} started by A, re-run by B");
+        assert_eq!(
+            starts.iter().filter(|(m, _)| m == n).count(),
+            2,
+            "job {n} started by A, re-run by B"
+        );
     }
     assert_eq!(q.stats().await.expect("stats").parked, 0);
 }
@@ -229,44 +287,75 @@ async fn a_paused_worker_loses_its_lease_and_the_other_worker_acks() {
     let redis = RedisServer::start();
     let name = unique("pause");
     let q = queue(&redis.url, QueueConfig::new(&name)).await;
-    let mut c = con(&redis.url).await;
-    let extra = [("DM_CONCURRENCY", "1".to_owned()), ("DM_LEASE_MS", "1000".to_owned())];
+    let mut db = con(&redis.url).await;
+    let extra = [
+        ("DM_CONCURRENCY", "1".to_owned()),
+        ("DM_LEASE_MS", "1000".to_owned()),
+    ];
     let a = spawn("worker", &redis.url, &name, &extra);
-    q.push("Work", 1, &Work { n: 1, sleep_ms: 4000 }, PushOptions::new()).await.expect("push");
+    q.push(
+        "Work",
+        1,
+        &Work {
+            n: 1,
+            sleep_ms: 4000,
+        },
+        PushOptions::new(),
+    )
+    .await
+    .expect("push");
     let starts_key = format!("{name}:starts");
     wait_for(Duration::from_secs(30), "A started the job", async || {
-        (c.llen::<_, usize>(&starts_key).await.ok()? == 1).then_some(())
+        (db.llen::<_, usize>(&starts_key).await.ok()? == 1).then_some(())
     })
     .await;
     a.signal("STOP");
     let mut b = spawn("worker", &redis.url, &name, &extra);
     wait_for(Duration::from_secs(30), "B claimed the job", async || {
-        (c.llen::<_, usize>(&starts_key).await.ok()? == 2).then_some(())
+        (db.llen::<_, usize>(&starts_key).await.ok()? == 2).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     a.signal("CONT");
-    let lost = wait_for(Duration::from_secs(10), "A learned it lost the lease", async || {
-        let l = list(&mut c, &format!("{name}:lost")).await;
-        (!l.is_empty()).then_some(l)
-    })
+    let lost = wait_for(
+        Duration::from_secs(10),
+        "A learned it lost the lease",
+        async || {
+            let l = list(&mut db, &format!("{name}:lost")).await;
+            (!l.is_empty()).then_some(l)
+        },
+    )
     .await;
     wait_for(Duration::from_secs(15), "B finished", async || {
         let s = q.stats().await.ok()?;
-        (c.llen::<_, usize>(format!("{name}:done")).await.ok()? == 1 && s.is_idle()).then_some(())
+        (db.llen::<_, usize>(format!("{name}:done")).await.ok()? == 1 && s.is_idle()).then_some(())
     })
     .await;
-    let _: () = c.set(format!("{name}:stop"), 1).await.expect("stop");
+    let _: () = db.set(format!("{name}:stop"), 1).await.expect("stop");
     let mut a = a;
     assert!(a.wait_exit(Duration::from_secs(20)) && b.wait_exit(Duration::from_secs(20)));
-    let starts = parse(&list(&mut c, &starts_key).await);
+    let starts = parse(&list(&mut db, &starts_key).await);
     let (a_name, b_name) = (starts[0].1.clone(), starts[1].1.clone());
     assert_ne!(a_name, b_name);
     assert_eq!(parse(&lost), vec![(1, a_name.clone())]);
-    assert_eq!(parse(&list(&mut c, &format!("{name}:done")).await), vec![(1, b_name.clone())]);
-    let (ra, rb) = (report(&mut c, &name, &a_name).await, report(&mut c, &name, &b_name).await);
-    assert_eq!((ra["succeeded"], ra["lease_lost"]), (0, 1), "A's renewal and ack refused");
-    assert_eq!((rb["succeeded"], rb["lease_lost"]), (1, 0), "B's run is the one that acks");
+    assert_eq!(
+        parse(&list(&mut db, &format!("{name}:done")).await),
+        vec![(1, b_name.clone())]
+    );
+    let (ra, rb) = (
+        report(&mut db, &name, &a_name).await,
+        report(&mut db, &name, &b_name).await,
+    );
+    assert_eq!(
+        (ra["succeeded"], ra["lease_lost"]),
+        (0, 1),
+        "A's renewal and ack refused"
+    );
+    assert_eq!(
+        (rb["succeeded"], rb["lease_lost"]),
+        (1, 0),
+        "B's run is the one that acks"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,39 +363,59 @@ async fn two_schedulers_enqueue_each_tick_once_and_a_killed_one_loses_none() {
     let redis = RedisServer::start();
     let name = unique("sched");
     let q = queue(&redis.url, QueueConfig::new(&name)).await;
-    let mut c = con(&redis.url).await;
+    let mut db = con(&redis.url).await;
     let s1 = spawn("scheduler", &redis.url, &name, &[]);
     let mut s2 = spawn("scheduler", &redis.url, &name, &[]);
     let stream = q.keys().stream.clone();
     wait_for(Duration::from_secs(30), "three ticks", async || {
-        (c.xlen::<_, usize>(&stream).await.ok()? >= 3).then_some(())
+        (db.xlen::<_, usize>(&stream).await.ok()? >= 3).then_some(())
     })
     .await;
     // Kill one between ticks: half a second past a whole second.
-    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").subsec_millis();
+    let ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .subsec_millis();
     tokio::time::sleep(Duration::from_millis(u64::from((1500 - ms) % 1000))).await;
-    let killed_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").as_millis();
+    let killed_at = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
     s1.signal("KILL");
     drop(s1);
-    let before = c.xlen::<_, usize>(&stream).await.expect("xlen");
+    let before = db.xlen::<_, usize>(&stream).await.expect("xlen");
     wait_for(Duration::from_secs(30), "three more ticks", async || {
-        (c.xlen::<_, usize>(&stream).await.ok()? >= before + 3).then_some(())
+        (db.xlen::<_, usize>(&stream).await.ok()? >= before + 3).then_some(())
     })
     .await;
-    let _: () = c.set(format!("{name}:stop"), 1).await.expect("stop");
+    let _: () = db.set(format!("{name}:stop"), 1).await.expect("stop");
     assert!(s2.wait_exit(Duration::from_secs(20)));
-    let entries: Vec<(String, Vec<(String, String)>)> =
-        redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").query_async(&mut c).await.expect("xrange");
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut db)
+        .await
+        .expect("xrange");
     let ticks: Vec<u128> = entries
         .iter()
         .map(|(_, f)| {
             let key = &f.iter().find(|(k, _)| k == "key").expect("key").1;
-            key.rsplit(':').next().and_then(|t| t.parse().ok()).expect("tick ms")
+            key.rsplit(':')
+                .next()
+                .and_then(|t| t.parse().ok())
+                .expect("tick ms")
         })
         .collect();
     let unique_ticks: HashSet<u128> = ticks.iter().copied().collect();
     assert_eq!(unique_ticks.len(), ticks.len(), "no tick twice: {ticks:?}");
-    assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1000), "no tick missed: {ticks:?}");
+    assert!(
+        ticks.windows(2).all(|w| w[1] == w[0] + 1000),
+        "no tick missed: {ticks:?}"
+    );
     assert!(ticks.len() >= 6, "{ticks:?}");
-    assert!(ticks.iter().filter(|&&t| t > killed_at).count() >= 3, "ticks after the kill: {ticks:?}");
+    assert!(
+        ticks.iter().filter(|&&t| t > killed_at).count() >= 3,
+        "ticks after the kill: {ticks:?}"
+    );
 }

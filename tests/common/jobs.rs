@@ -10,7 +10,11 @@ use dual_mode::jobs::{Queue, QueueConfig};
 /// A queue name unique within this test process.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Connects a queue on `url`.
@@ -21,7 +25,11 @@ pub async fn queue(url: &str, config: QueueConfig) -> Queue {
 
 /// A plain multiplexed connection for assertions.
 pub async fn con(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url).expect("url").get_multiplexed_async_connection().await.expect("connect")
+    redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
 }
 
 /// Polls `f` every 25 ms until it returns `Some`, or panics with `what` after `timeout`.
@@ -34,7 +42,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -56,7 +67,9 @@ impl RoleProcess {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        Self { child: cmd.spawn().expect("spawn role process") }
+        Self {
+            child: cmd.spawn().expect("spawn role process"),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -65,7 +78,11 @@ impl RoleProcess {
 
     /// Sends a signal by name (`KILL`, `STOP`, `CONT`) with the `kill` utility.
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("run kill");
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
         assert!(status.success(), "kill -{sig} {} failed", self.pid());
     }
 
@@ -75,7 +92,9 @@ impl RoleProcess {
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => return status.success(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 _ => return false,
             }
         }

@@ -45,7 +45,12 @@ pub(crate) fn fields(v: &Value) -> Result<RawFields, String> {
     if let Value::Map(pairs) = v {
         return pairs
             .iter()
-            .map(|(k, v)| Ok((bytes(k).ok_or("field name")?, bytes(v).ok_or("field value")?)))
+            .map(|(k, v)| {
+                Ok((
+                    bytes(k).ok_or("field name")?,
+                    bytes(v).ok_or("field value")?,
+                ))
+            })
             .collect::<Result<_, &str>>()
             .map_err(|what| format!("entry {what} is not a string"));
     }
@@ -64,7 +69,9 @@ pub(crate) fn fields(v: &Value) -> Result<RawFields, String> {
 /// Parses one entry `[id, fields]`.
 pub(crate) fn entry(v: &Value) -> Result<Entry, String> {
     let pair = items(v).ok_or("entry is not a list")?;
-    let [id, f, ..] = pair else { return Err("entry has fewer than two items".to_owned()) };
+    let [id, f, ..] = pair else {
+        return Err("entry has fewer than two items".to_owned());
+    };
     let id = text(id).ok_or("entry id is not text")?;
     Ok((id, fields(f)?))
 }
@@ -73,7 +80,11 @@ pub(crate) fn entry(v: &Value) -> Result<Entry, String> {
 pub(crate) fn entries(v: &Value) -> Result<Vec<Entry>, String> {
     match v {
         Value::Nil => Ok(Vec::new()),
-        other => items(other).ok_or("entries are not a list")?.iter().map(entry).collect(),
+        other => items(other)
+            .ok_or("entries are not a list")?
+            .iter()
+            .map(entry)
+            .collect(),
     }
 }
 
@@ -83,16 +94,21 @@ pub(crate) fn read_group(v: &Value) -> Result<Vec<Entry>, String> {
     match v {
         Value::Nil => Ok(Vec::new()),
         Value::Map(pairs) => {
-            pairs.iter().map(|(_, e)| entries(e)).try_fold(Vec::new(), |mut acc, e| {
-                acc.extend(e?);
-                Ok(acc)
-            })
+            pairs
+                .iter()
+                .map(|(_, e)| entries(e))
+                .try_fold(Vec::new(), |mut acc, e| {
+                    acc.extend(e?);
+                    Ok(acc)
+                })
         }
         other => {
             let mut out = Vec::new();
             for stream in items(other).ok_or("reply is not a list")? {
                 let pair = items(stream).ok_or("stream reply is not a list")?;
-                let [_, e, ..] = pair else { return Err("stream reply is too short".to_owned()) };
+                let [_, e, ..] = pair else {
+                    return Err("stream reply is too short".to_owned());
+                };
                 out.extend(entries(e)?);
             }
             Ok(out)

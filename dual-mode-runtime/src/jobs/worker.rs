@@ -176,10 +176,17 @@ impl WorkerConfig {
     #[must_use]
     pub fn backoff_for(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
-        let full = self.backoff_base.saturating_mul(factor).min(self.backoff_max);
+        let full = self
+            .backoff_base
+            .saturating_mul(factor)
+            .min(self.backoff_max);
         let half = full / 2;
         let half_ms = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
-        half + Duration::from_millis(if half_ms == 0 { 0 } else { random_u64() % (half_ms + 1) })
+        half + Duration::from_millis(if half_ms == 0 {
+            0
+        } else {
+            random_u64() % (half_ms + 1)
+        })
     }
 
     fn validate(&self) -> Result<(), QueueError> {
@@ -378,7 +385,9 @@ pub struct Typed<T, F> {
 
 impl<T, F> std::fmt::Debug for Typed<T, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Typed").field("type", &std::any::type_name::<T>()).finish_non_exhaustive()
+        f.debug_struct("Typed")
+            .field("type", &std::any::type_name::<T>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -390,7 +399,10 @@ where
     F: Fn(T, JobInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), JobError>> + Send + 'static,
 {
-    Typed { f, _t: std::marker::PhantomData }
+    Typed {
+        f,
+        _t: std::marker::PhantomData,
+    }
 }
 
 impl<T, F, Fut> Handler for Typed<T, F>
@@ -511,8 +523,19 @@ impl Worker {
     /// A worker of `queue` with no handlers yet.
     #[must_use]
     pub fn new(queue: Queue, config: WorkerConfig) -> Self {
-        let consumer = format!("{}-{}-{}", config.consumer_prefix, std::process::id(), &unique_id()[..12]);
-        Self { queue, config, handlers: HashMap::new(), consumer, stats: Arc::default() }
+        let consumer = format!(
+            "{}-{}-{}",
+            config.consumer_prefix,
+            std::process::id(),
+            &unique_id()[..12]
+        );
+        Self {
+            queue,
+            config,
+            handlers: HashMap::new(),
+            consumer,
+            stats: Arc::default(),
+        }
     }
 
     /// Registers `handler` for entries whose type name is `type_name` (replacing any
@@ -544,7 +567,10 @@ impl Worker {
     ///
     /// # Errors
     /// A configuration out of range, or Redis failing at the start.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RunReport, QueueError> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<RunReport, QueueError> {
         self.config.validate()?;
         self.queue.ensure_group().await?;
         let reader_con = Queue::manager(
@@ -564,8 +590,19 @@ impl Worker {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(8);
         let loops = [
-            tokio::spawn(read_loop(shared.clone(), reader_con, sem.clone(), tx.clone(), stop_rx.clone())),
-            tokio::spawn(claim_loop(shared.clone(), sem.clone(), tx.clone(), stop_rx.clone())),
+            tokio::spawn(read_loop(
+                shared.clone(),
+                reader_con,
+                sem.clone(),
+                tx.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(claim_loop(
+                shared.clone(),
+                sem.clone(),
+                tx.clone(),
+                stop_rx.clone(),
+            )),
             tokio::spawn(promote_loop(shared.clone(), stop_rx)),
         ];
         drop(tx);
@@ -619,7 +656,11 @@ impl Worker {
         if let Err(e) = removed {
             tracing::warn!(error = %e, "could not remove the consumer from the group");
         }
-        let report = RunReport { consumer: shared.consumer.clone(), counts: shared.stats.snapshot(), abandoned };
+        let report = RunReport {
+            consumer: shared.consumer.clone(),
+            counts: shared.stats.snapshot(),
+            abandoned,
+        };
         tracing::info!(queue = %shared.queue.name(), consumer = %shared.consumer, abandoned, "worker stopped");
         Ok(report)
     }
@@ -658,7 +699,11 @@ async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
 }
 
 /// Up to `max` permits, waiting for the first one; `None` once stopping.
-async fn permits(sem: &Arc<Semaphore>, max: usize, stop: &mut watch::Receiver<bool>) -> Option<Vec<OwnedSemaphorePermit>> {
+async fn permits(
+    sem: &Arc<Semaphore>,
+    max: usize,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Vec<OwnedSemaphorePermit>> {
     let first = tokio::select! {
         p = sem.clone().acquire_owned() => p.ok()?,
         _ = stop.wait_for(|s| *s) => return None,
@@ -682,13 +727,17 @@ async fn read_loop(
 ) {
     let keys = shared.queue.keys().clone();
     let group = shared.queue.config().group.clone();
-    let block_ms = u64::try_from(shared.config.block.as_millis()).unwrap_or(u64::MAX).max(1);
+    let block_ms = u64::try_from(shared.config.block.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
     let mut failures = 0u32;
     loop {
         if *stop.borrow() {
             return;
         }
-        let Some(mut permits) = permits(&sem, shared.config.concurrency, &mut stop).await else { return };
+        let Some(mut permits) = permits(&sem, shared.config.concurrency, &mut stop).await else {
+            return;
+        };
         let res: Result<Value, _> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(&group)
@@ -702,7 +751,10 @@ async fn read_loop(
             .arg(">")
             .query_async(&mut con)
             .await;
-        let entries = match res.map_err(|e| e.to_string()).and_then(|v| reply::read_group(&v)) {
+        let entries = match res
+            .map_err(|e| e.to_string())
+            .and_then(|v| reply::read_group(&v))
+        {
             Ok(entries) => {
                 failures = 0;
                 entries
@@ -725,7 +777,12 @@ async fn read_loop(
             .into_iter()
             .filter_map(|(entry_id, fields)| {
                 let permit = permits.pop()?;
-                Some(Delivery { entry_id, fields, token: 1, permit })
+                Some(Delivery {
+                    entry_id,
+                    fields,
+                    token: 1,
+                    permit,
+                })
             })
             .collect();
         drop(permits);
@@ -750,7 +807,9 @@ async fn claim_loop(
         loop {
             // Wait in the semaphore's fair queue for one permit (the reader gives its permits
             // back within one blocking read), so claims are not starved by the reader.
-            let Some(first) = permits(&sem, 1, &mut stop).await else { return };
+            let Some(first) = permits(&sem, 1, &mut stop).await else {
+                return;
+            };
             let mut permits = first;
             while permits.len() < shared.config.concurrency {
                 match sem.clone().try_acquire_owned() {
@@ -768,7 +827,8 @@ async fn claim_loop(
                 .arg(want)
                 .invoke_async(&mut shared.queue.con())
                 .await;
-            let (next, claimed) = match res.map_err(|e| e.to_string()).and_then(|v| parse_claim(&v)) {
+            let (next, claimed) = match res.map_err(|e| e.to_string()).and_then(|v| parse_claim(&v))
+            {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, queue = %shared.queue.name(), "claim failed; retrying later");
@@ -797,16 +857,25 @@ async fn claim_loop(
     }
 }
 
-fn parse_claim(v: &Value) -> Result<(String, Vec<(String, RawFields, u64)>), String> {
+/// A claimed entry: id, fields, delivery count.
+type Claimed = (String, RawFields, u64);
+
+fn parse_claim(v: &Value) -> Result<(String, Vec<Claimed>), String> {
     let parts = reply::items(v).ok_or("claim reply is not a list")?;
-    let [cursor, list, ..] = parts else { return Err("claim reply too short".to_owned()) };
+    let [cursor, list, ..] = parts else {
+        return Err("claim reply too short".to_owned());
+    };
     let cursor = reply::text(cursor).ok_or("claim cursor is not text")?;
     let mut out = Vec::new();
     for item in reply::items(list).ok_or("claimed entries are not a list")? {
         let triple = reply::items(item).ok_or("claimed entry is not a list")?;
-        let [id, fields, count, ..] = triple else { return Err("claimed entry too short".to_owned()) };
+        let [id, fields, count, ..] = triple else {
+            return Err("claimed entry too short".to_owned());
+        };
         let id = reply::text(id).ok_or("claimed id is not text")?;
-        let count = reply::int(count).and_then(|c| u64::try_from(c).ok()).ok_or("delivery count")?;
+        let count = reply::int(count)
+            .and_then(|c| u64::try_from(c).ok())
+            .ok_or("delivery count")?;
         out.push((id, reply::fields(fields)?, count));
     }
     Ok((cursor, out))
@@ -816,7 +885,9 @@ async fn promote_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
         match shared.queue.promote_due().await {
             Ok(0) => {}
-            Ok(n) => tracing::debug!(moved = n, queue = %shared.queue.name(), "moved due entries into the stream"),
+            Ok(n) => {
+                tracing::debug!(moved = n, queue = %shared.queue.name(), "moved due entries into the stream");
+            }
             Err(e) => tracing::warn!(error = %e, "moving due entries failed; retrying"),
         }
         if pause(&mut stop, shared.config.poll_delayed_every).await {
@@ -857,7 +928,12 @@ impl Outcome {
 }
 
 async fn run_job(shared: Arc<Shared>, d: Delivery) {
-    let Delivery { entry_id, fields, token, permit } = d;
+    let Delivery {
+        entry_id,
+        fields,
+        token,
+        permit,
+    } = d;
     let _permit = permit;
     let env = match Envelope::from_fields(&fields) {
         Ok(env) => env,
@@ -865,7 +941,12 @@ async fn run_job(shared: Arc<Shared>, d: Delivery) {
             let span = tracing::warn_span!("job", queue = %shared.queue.name(), entry = %entry_id, outcome = "parked");
             let _e = span.enter();
             tracing::warn!(reason = %ParkReason::MalformedEntry, %detail, "parking a malformed entry");
-            let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields };
+            let run = Run {
+                shared: &shared,
+                entry_id: &entry_id,
+                token,
+                fields: &fields,
+            };
             let outcome = run.park(ParkReason::MalformedEntry, &detail).await;
             run.count(outcome);
             return;
@@ -881,14 +962,25 @@ async fn run_job(shared: Arc<Shared>, d: Delivery) {
         outcome = tracing::field::Empty,
     );
     async {
-        let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields };
+        let run = Run {
+            shared: &shared,
+            entry_id: &entry_id,
+            token,
+            fields: &fields,
+        };
         let outcome = run.execute(env).await;
         run.count(outcome);
         tracing::Span::current().record("outcome", outcome.as_str());
         match outcome {
-            Outcome::Succeeded | Outcome::Retried => tracing::info!(outcome = outcome.as_str(), "job finished"),
-            Outcome::Parked(reason) => tracing::warn!(outcome = outcome.as_str(), %reason, "job finished"),
-            Outcome::LeaseLost | Outcome::Unfinished => tracing::warn!(outcome = outcome.as_str(), "job finished"),
+            Outcome::Succeeded | Outcome::Retried => {
+                tracing::info!(outcome = outcome.as_str(), "job finished");
+            }
+            Outcome::Parked(reason) => {
+                tracing::warn!(outcome = outcome.as_str(), %reason, "job finished");
+            }
+            Outcome::LeaseLost | Outcome::Unfinished => {
+                tracing::warn!(outcome = outcome.as_str(), "job finished");
+            }
         }
     }
     .instrument(span)
@@ -915,17 +1007,27 @@ impl Run<'_> {
         });
     }
 
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one run read top to bottom: checks, the handler task, renewals, the outcome"
+    )]
     async fn execute(&self, env: Envelope) -> Outcome {
         let shared = self.shared;
         if self.token > u64::from(shared.config.max_deliveries) {
-            let detail = format!("delivered {} times (maximum {})", self.token, shared.config.max_deliveries);
+            let detail = format!(
+                "delivered {} times (maximum {})",
+                self.token, shared.config.max_deliveries
+            );
             return self.park(ParkReason::TooManyDeliveries, &detail).await;
         }
         let Some(handler) = shared.handlers.get(&env.type_name).cloned() else {
             let detail = format!("no handler for type `{}` in this worker", env.type_name);
             return self.park(ParkReason::UnknownType, &detail).await;
         };
-        let max_attempts = env.max_attempts.unwrap_or(shared.queue.config().max_attempts).max(1);
+        let max_attempts = env
+            .max_attempts
+            .unwrap_or(shared.queue.config().max_attempts)
+            .max(1);
         let (lost_tx, lost_rx) = watch::channel(false);
         let job = JobInfo {
             inner: Arc::new(JobInner {
@@ -934,10 +1036,15 @@ impl Run<'_> {
                 queue: shared.queue.name().to_owned(),
                 consumer: shared.consumer.clone(),
                 max_attempts,
-                lease: Lease { lost: lost_rx, token: self.token },
+                lease: Lease {
+                    lost: lost_rx,
+                    token: self.token,
+                },
             }),
         };
-        let mut task = AbortOnDrop(tokio::spawn(handler.call(job).instrument(tracing::Span::current())));
+        let mut task = AbortOnDrop(tokio::spawn(
+            handler.call(job).instrument(tracing::Span::current()),
+        ));
         let every = shared.config.renew_every;
         let mut renew = tokio::time::interval_at(Instant::now() + every, every);
         renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -976,10 +1083,17 @@ impl Run<'_> {
         }
         let outcome = match result {
             None => return Outcome::LeaseLost,
-            Some(Ok(Ok(()))) => self.finish(&scripts::ACK, "ack", &[], Outcome::Succeeded).await,
+            Some(Ok(Ok(()))) => {
+                self.finish(&scripts::ACK, "ack", &[], Outcome::Succeeded)
+                    .await
+            }
             Some(Ok(Err(JobError::Decode(e)))) => self.park(e.reason, &e.to_string()).await,
-            Some(Ok(Err(JobError::Permanent(e)))) => self.park(ParkReason::Rejected, &e.to_string()).await,
-            Some(Ok(Err(JobError::Failed(e)))) => self.retry_or_park(&env, max_attempts, &e.to_string()).await,
+            Some(Ok(Err(JobError::Permanent(e)))) => {
+                self.park(ParkReason::Rejected, &e.to_string()).await
+            }
+            Some(Ok(Err(JobError::Failed(e)))) => {
+                self.retry_or_park(&env, max_attempts, &e.to_string()).await
+            }
             Some(Err(join)) => {
                 let msg = if join.is_panic() {
                     WorkerStats::bump(&shared.stats.panicked);
@@ -1010,19 +1124,35 @@ impl Run<'_> {
         }
         let delay = self.shared.config.backoff_for(env.attempt);
         tracing::info!(error = %error, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "job failed; retrying");
-        let next = Envelope { attempt: env.attempt + 1, ..env.clone() };
+        let next = Envelope {
+            attempt: env.attempt + 1,
+            ..env.clone()
+        };
         let member = unique_id();
         let keys = self.shared.queue.keys();
         let mut args: Vec<Vec<u8>> = vec![
-            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).to_string().into_bytes(),
+            u64::try_from(delay.as_millis())
+                .unwrap_or(u64::MAX)
+                .to_string()
+                .into_bytes(),
             member.clone().into_bytes(),
         ];
         for (k, v) in next.to_fields() {
             args.push(k.as_bytes().to_vec());
             args.push(v);
         }
-        let extra_keys = [keys.delayed.clone(), format!("{}{member}", keys.delayed_entry_prefix)];
-        self.finish_with(&scripts::RETRY, "retry", &extra_keys, &args, Outcome::Retried).await
+        let extra_keys = [
+            keys.delayed.clone(),
+            format!("{}{member}", keys.delayed_entry_prefix),
+        ];
+        self.finish_with(
+            &scripts::RETRY,
+            "retry",
+            &extra_keys,
+            &args,
+            Outcome::Retried,
+        )
+        .await
     }
 
     async fn park(&self, reason: ParkReason, detail: &str) -> Outcome {
@@ -1030,7 +1160,12 @@ impl Run<'_> {
             ("reason", reason.code().as_bytes().to_vec()),
             ("detail", detail.as_bytes().to_vec()),
             ("source_id", self.entry_id.as_bytes().to_vec()),
-            ("parked_at", unix_ms(std::time::SystemTime::now()).to_string().into_bytes()),
+            (
+                "parked_at",
+                unix_ms(std::time::SystemTime::now())
+                    .to_string()
+                    .into_bytes(),
+            ),
             ("consumer", self.shared.consumer.as_bytes().to_vec()),
         ]
         .into_iter()
@@ -1044,10 +1179,23 @@ impl Run<'_> {
         }
         tracing::warn!(reason = %reason, detail, "parking entry");
         let keys = [self.shared.queue.keys().parked.clone()];
-        self.finish_with(&scripts::PARK, "park", &keys, &args, Outcome::Parked(reason)).await
+        self.finish_with(
+            &scripts::PARK,
+            "park",
+            &keys,
+            &args,
+            Outcome::Parked(reason),
+        )
+        .await
     }
 
-    async fn finish(&self, script: &redis::Script, op: &'static str, args: &[Vec<u8>], ok: Outcome) -> Outcome {
+    async fn finish(
+        &self,
+        script: &redis::Script,
+        op: &'static str,
+        args: &[Vec<u8>],
+        ok: Outcome,
+    ) -> Outcome {
         self.finish_with(script, op, &[], args, ok).await
     }
 
@@ -1092,11 +1240,17 @@ impl Run<'_> {
         for k in extra_keys {
             inv.key(k);
         }
-        inv.arg(&self.shared.queue.config().group).arg(&self.shared.consumer).arg(self.entry_id).arg(self.token);
+        inv.arg(&self.shared.queue.config().group)
+            .arg(&self.shared.consumer)
+            .arg(self.entry_id)
+            .arg(self.token);
         for a in args {
             inv.arg(a.as_slice());
         }
-        let v: i64 = inv.invoke_async(&mut self.shared.queue.con()).await.map_err(QueueError::redis(op))?;
+        let v: i64 = inv
+            .invoke_async(&mut self.shared.queue.con())
+            .await
+            .map_err(QueueError::redis(op))?;
         Ok(v == 1)
     }
 }
