@@ -19,18 +19,8 @@ const FIXTURES: [(i32, &[&str]); 3] = [
             include_str!("../examples/esi_contracts/fixtures/10000002-3.json"),
         ],
     ),
-    (
-        10_000_043,
-        &[include_str!(
-            "../examples/esi_contracts/fixtures/10000043-1.json"
-        )],
-    ),
-    (
-        10_000_032,
-        &[include_str!(
-            "../examples/esi_contracts/fixtures/10000032-1.json"
-        )],
-    ),
+    (10_000_043, &[include_str!("../examples/esi_contracts/fixtures/10000043-1.json")]),
+    (10_000_032, &[include_str!("../examples/esi_contracts/fixtures/10000032-1.json")]),
 ];
 const EXPECTED: &str = include_str!("../examples/esi_contracts/fixtures/expected.json");
 
@@ -39,10 +29,7 @@ fn ts(s: &str) -> Timestamp {
 }
 
 fn contracts_of(pages: &[&str]) -> Vec<Contract> {
-    pages
-        .iter()
-        .flat_map(|page| serde_json::from_str::<Vec<Contract>>(page).expect("fixture page parses"))
-        .collect()
+    pages.iter().flat_map(|page| serde_json::from_str::<Vec<Contract>>(page).expect("fixture page parses")).collect()
 }
 
 #[test]
@@ -88,14 +75,8 @@ fn http_dates_parse_and_format() {
     let t = ts("2026-11-20T12:00:00Z");
     assert_eq!(t.to_http_date(), "Fri, 20 Nov 2026 12:00:00 GMT");
     assert_eq!(Timestamp(0).to_http_date(), "Thu, 01 Jan 1970 00:00:00 GMT");
-    assert_eq!(
-        ts("2024-02-29T08:05:09Z").to_http_date(),
-        "Thu, 29 Feb 2024 08:05:09 GMT"
-    );
-    assert_eq!(
-        Timestamp::parse_http_date("Fri, 20 Nov 2026 12:00:00 GMT"),
-        Ok(t)
-    );
+    assert_eq!(ts("2024-02-29T08:05:09Z").to_http_date(), "Thu, 29 Feb 2024 08:05:09 GMT");
+    assert_eq!(Timestamp::parse_http_date("Fri, 20 Nov 2026 12:00:00 GMT"), Ok(t));
     for bad in [
         "Fri, 20 Nov 2026 12:00:00 UTC",
         "Friday, 20-Nov-26 12:00:00 GMT",
@@ -116,14 +97,8 @@ fn http_dates_parse_and_format() {
 #[test]
 fn timestamps_serialize_as_strings() {
     let t = ts("2026-11-20T11:32:05Z");
-    assert_eq!(
-        serde_json::to_string(&t).unwrap(),
-        "\"2026-11-20T11:32:05Z\""
-    );
-    assert_eq!(
-        serde_json::from_str::<Timestamp>("\"2026-11-20T11:32:05Z\"").unwrap(),
-        t
-    );
+    assert_eq!(serde_json::to_string(&t).unwrap(), "\"2026-11-20T11:32:05Z\"");
+    assert_eq!(serde_json::from_str::<Timestamp>("\"2026-11-20T11:32:05Z\"").unwrap(), t);
     let err = serde_json::from_str::<Timestamp>("\"yesterday\"").unwrap_err();
     assert!(err.to_string().contains("yesterday"), "{err}");
     assert!(serde_json::from_str::<Timestamp>("1795176000").is_err());
@@ -145,11 +120,7 @@ fn contract_shape_round_trips_with_absent_optionals() {
     assert_eq!(c.kind, ContractType::Unknown);
     assert_eq!(c.title, None);
     let back = serde_json::to_value(&c).unwrap();
-    assert_eq!(
-        back.as_object().unwrap().len(),
-        6,
-        "absent stays absent: {back}"
-    );
+    assert_eq!(back.as_object().unwrap().len(), 6, "absent stays absent: {back}");
 
     // A type ESI may add later is `unknown`, not a failed page.
     let future = minimal.replace("\"unknown\"", "\"barter\"");
@@ -166,12 +137,7 @@ fn every_fixture_contract_round_trips_exactly() {
         for (i, page) in pages.iter().enumerate() {
             let raw: Value = serde_json::from_str(page).unwrap();
             let parsed: Vec<Contract> = serde_json::from_str(page).unwrap();
-            assert_eq!(
-                serde_json::to_value(&parsed).unwrap(),
-                raw,
-                "region {region} page {}",
-                i + 1
-            );
+            assert_eq!(serde_json::to_value(&parsed).unwrap(), raw, "region {region} page {}", i + 1);
         }
     }
 }
@@ -215,12 +181,7 @@ fn summarize_small_case_by_hand() {
     cs[5].collateral = Some(10_000.0); // never counted
     // Twelve more cheap item exchanges: only ten are kept.
     for id in 100..112 {
-        cs.push(contract(
-            id,
-            ItemExchange,
-            Some(f64::from(id)),
-            "2026-12-01T00:00:00Z",
-        ));
+        cs.push(contract(id, ItemExchange, Some(f64::from(id)), "2026-12-01T00:00:00Z"));
     }
     let s = summarize(10_000_002, &cs, now);
     assert_eq!(s.region_id, 10_000_002);
@@ -229,31 +190,10 @@ fn summarize_small_case_by_hand() {
     assert_eq!(s.by_type.item_exchange.count, 16);
     let ix_total: f64 = 500.0 + 900.0 + 900.0 + (100..112).map(f64::from).sum::<f64>();
     assert!((s.by_type.item_exchange.isk_total - ix_total).abs() < 1e-6);
-    assert_eq!(
-        (
-            s.by_type.auction.count,
-            s.by_type.auction.isk_total.to_bits()
-        ),
-        (1, 100.0_f64.to_bits())
-    );
-    assert_eq!(
-        (
-            s.by_type.courier.count,
-            s.by_type.courier.isk_total.to_bits()
-        ),
-        (1, 250.0_f64.to_bits())
-    );
-    assert_eq!(
-        (s.by_type.loan.count, s.by_type.loan.isk_total.to_bits()),
-        (1, 1_000.0_f64.to_bits())
-    );
-    assert_eq!(
-        (
-            s.by_type.unknown.count,
-            s.by_type.unknown.isk_total.to_bits()
-        ),
-        (1, 0.0_f64.to_bits())
-    );
+    assert_eq!((s.by_type.auction.count, s.by_type.auction.isk_total.to_bits()), (1, 100.0_f64.to_bits()));
+    assert_eq!((s.by_type.courier.count, s.by_type.courier.isk_total.to_bits()), (1, 250.0_f64.to_bits()));
+    assert_eq!((s.by_type.loan.count, s.by_type.loan.isk_total.to_bits()), (1, 1_000.0_f64.to_bits()));
+    assert_eq!((s.by_type.unknown.count, s.by_type.unknown.isk_total.to_bits()), (1, 0.0_f64.to_bits()));
     assert_eq!(s.by_type.get(Loan).count, 1);
     let ids: Vec<i32> = s.top_item_exchanges.iter().map(|t| t.contract_id).collect();
     assert_eq!(ids, [3, 9, 7, 111, 110, 109, 108, 107, 106, 105]);
@@ -270,20 +210,14 @@ fn summarize_small_case_by_hand() {
 fn summarize_matches_the_generator_figures() {
     let expected: Value = serde_json::from_str(EXPECTED).unwrap();
     let now = ts(expected["now"].as_str().unwrap());
-    let summaries: Vec<RegionSummary> =
-        serde_json::from_value(expected["summaries"].clone()).unwrap();
+    let summaries: Vec<RegionSummary> = serde_json::from_value(expected["summaries"].clone()).unwrap();
     assert_eq!(summaries.len(), FIXTURES.len());
     for ((region, pages), want) in FIXTURES.into_iter().zip(summaries) {
         let got = summarize(region, &contracts_of(pages), now);
         assert_eq!(got, want, "region {region}");
         // The JSON form is the generator's, too.
-        let want_json: Value = expected["summaries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["region_id"] == region)
-            .unwrap()
-            .clone();
+        let want_json: Value =
+            expected["summaries"].as_array().unwrap().iter().find(|s| s["region_id"] == region).unwrap().clone();
         assert_eq!(serde_json::to_value(&got).unwrap(), want_json);
     }
 }
@@ -293,10 +227,7 @@ fn summarize_matches_the_generator_figures() {
 fn summarize_matches_a_raw_json_computation() {
     let now = ts("2026-11-20T12:00:00Z");
     for (region, pages) in FIXTURES {
-        let raw: Vec<Value> = pages
-            .iter()
-            .flat_map(|p| serde_json::from_str::<Vec<Value>>(p).unwrap())
-            .collect();
+        let raw: Vec<Value> = pages.iter().flat_map(|p| serde_json::from_str::<Vec<Value>>(p).unwrap()).collect();
         let got = summarize(region, &contracts_of(pages), now);
         assert_eq!(got.contracts, raw.len());
         for (kind, field) in [
@@ -308,15 +239,10 @@ fn summarize_matches_a_raw_json_computation() {
         ] {
             let of_kind: Vec<&Value> = raw.iter().filter(|c| c["type"] == kind).collect();
             // Whole-ISK values: exact in f64 whatever the order of the sum.
-            let total: f64 =
-                field.map_or(0.0, |f| of_kind.iter().filter_map(|c| c[f].as_f64()).sum());
+            let total: f64 = field.map_or(0.0, |f| of_kind.iter().filter_map(|c| c[f].as_f64()).sum());
             let totals: Value = serde_json::to_value(got.by_type).unwrap();
             assert_eq!(totals[kind]["count"], of_kind.len(), "{region} {kind}");
-            assert_eq!(
-                totals[kind]["isk_total"].as_f64(),
-                Some(total),
-                "{region} {kind}"
-            );
+            assert_eq!(totals[kind]["isk_total"].as_f64(), Some(total), "{region} {kind}");
         }
         let mut ix: Vec<(f64, i64)> = raw
             .iter()
@@ -326,11 +252,8 @@ fn summarize_matches_a_raw_json_computation() {
         // Largest first; ties by id: sort ascending by (-price, id).
         ix.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1)));
         let want: Vec<(f64, i64)> = ix.into_iter().take(10).collect();
-        let have: Vec<(f64, i64)> = got
-            .top_item_exchanges
-            .iter()
-            .map(|t| (t.price, i64::from(t.contract_id)))
-            .collect();
+        let have: Vec<(f64, i64)> =
+            got.top_item_exchanges.iter().map(|t| (t.price, i64::from(t.contract_id))).collect();
         assert_eq!(have, want, "{region}");
         // Expiry by comparing the RFC 3339 strings (lexicographic order is time order for `Z`).
         let horizon = "2026-11-21T12:00:00Z";
@@ -367,10 +290,7 @@ fn fixtures_look_like_esi() {
                 assert!(c.buyout.is_none() || c.kind == ContractType::Auction);
                 assert_eq!(
                     c.price.is_some(),
-                    matches!(
-                        c.kind,
-                        ContractType::ItemExchange | ContractType::Auction | ContractType::Loan
-                    ),
+                    matches!(c.kind, ContractType::ItemExchange | ContractType::Auction | ContractType::Loan),
                     "{c:?}"
                 );
             }

@@ -33,15 +33,11 @@ struct Reply {
 
 impl Reply {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn need(&self, name: &str) -> &str {
-        self.header(name)
-            .unwrap_or_else(|| panic!("no {name} header in {self:?}"))
+        self.header(name).unwrap_or_else(|| panic!("no {name} header in {self:?}"))
     }
 
     fn remain(&self) -> u32 {
@@ -49,10 +45,7 @@ impl Reply {
     }
 
     fn error(&self) -> String {
-        assert!(
-            self.need("Content-Type").starts_with("application/json"),
-            "{self:?}"
-        );
+        assert!(self.need("Content-Type").starts_with("application/json"), "{self:?}");
         let v: Value = serde_json::from_str(&self.body).expect("JSON error body");
         assert_eq!(v.as_object().map(serde_json::Map::len), Some(1), "{v}");
         v["error"].as_str().expect("error string").to_owned()
@@ -74,25 +67,14 @@ async fn request(addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &
     let raw = String::from_utf8(raw).expect("UTF-8 response");
     let (head, body) = raw.split_once("\r\n\r\n").expect("end of head");
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers: Vec<(String, String)> = lines
         .map(|l| {
             let (n, v) = l.split_once(':').expect("header line");
             (n.trim().to_owned(), v.trim().to_owned())
         })
         .collect();
-    let reply = Reply {
-        status,
-        headers,
-        body: body.to_owned(),
-    };
+    let reply = Reply { status, headers, body: body.to_owned() };
     if let Some(len) = reply.header("Content-Length") {
         assert_eq!(len.parse::<usize>().unwrap(), reply.body.len());
     }
@@ -104,10 +86,7 @@ fn page_target(region: &str, query: &str) -> String {
 }
 
 async fn get_page(s: &StandIn, region: i32, page: u32, extra: &[(&str, &str)]) -> Reply {
-    let target = page_target(
-        &region.to_string(),
-        &format!("?datasource=tranquility&page={page}"),
-    );
+    let target = page_target(&region.to_string(), &format!("?datasource=tranquility&page={page}"));
     request(s.addr(), "GET", &target, extra).await
 }
 
@@ -143,10 +122,7 @@ async fn serves_every_fixture_page_with_esi_headers() {
             etags.push(etag.to_owned());
             let expires = Timestamp::parse_http_date(r.need("Expires")).unwrap();
             let after = Timestamp::now();
-            assert!(
-                before.plus_seconds(1800) <= expires && expires <= after.plus_seconds(1800),
-                "{expires}"
-            );
+            assert!(before.plus_seconds(1800) <= expires && expires <= after.plus_seconds(1800), "{expires}");
             let modified = Timestamp::parse_http_date(r.need("Last-Modified")).unwrap();
             assert!(modified <= after);
             assert_eq!(r.remain(), 100);
@@ -188,12 +164,7 @@ async fn revalidation_with_if_none_match_gets_304() {
     let s = start().await;
     let first = get_page(&s, DOMAIN, 1, &[]).await;
     let etag = first.need("ETag").to_owned();
-    for inm in [
-        etag.clone(),
-        format!("W/{etag}"),
-        format!("\"0000000000000000\", {etag}"),
-        "*".to_owned(),
-    ] {
+    for inm in [etag.clone(), format!("W/{etag}"), format!("\"0000000000000000\", {etag}"), "*".to_owned()] {
         let r = get_page(&s, DOMAIN, 1, &[("If-None-Match", &inm)]).await;
         assert_eq!(r.status, 304, "{inm}");
         assert!(r.body.is_empty());
@@ -222,54 +193,14 @@ async fn revalidation_with_if_none_match_gets_304() {
 async fn errors_are_json_and_use_up_the_error_limit() {
     let s = start().await;
     let cases: [(&str, &str, u16, &str); 8] = [
-        (
-            "GET",
-            "/latest/contracts/public/10000030/?datasource=tranquility&page=1",
-            404,
-            "Region not found",
-        ),
-        (
-            "GET",
-            "/latest/contracts/public/99/",
-            404,
-            "Region not found",
-        ),
-        (
-            "GET",
-            "/latest/contracts/public/10000002/?page=4",
-            404,
-            "Requested page does not exist!",
-        ),
-        (
-            "GET",
-            "/latest/contracts/public/10000002/?page=0",
-            400,
-            "page",
-        ),
-        (
-            "GET",
-            "/latest/contracts/public/10000002/?page=two",
-            400,
-            "page",
-        ),
-        (
-            "GET",
-            "/latest/contracts/public/the-forge/?page=1",
-            400,
-            "region_id",
-        ),
-        (
-            "GET",
-            "/latest/contracts/public/10000002/?datasource=singularity",
-            400,
-            "datasource",
-        ),
-        (
-            "POST",
-            "/latest/contracts/public/10000002/",
-            405,
-            "not allowed",
-        ),
+        ("GET", "/latest/contracts/public/10000030/?datasource=tranquility&page=1", 404, "Region not found"),
+        ("GET", "/latest/contracts/public/99/", 404, "Region not found"),
+        ("GET", "/latest/contracts/public/10000002/?page=4", 404, "Requested page does not exist!"),
+        ("GET", "/latest/contracts/public/10000002/?page=0", 400, "page"),
+        ("GET", "/latest/contracts/public/10000002/?page=two", 400, "page"),
+        ("GET", "/latest/contracts/public/the-forge/?page=1", 400, "region_id"),
+        ("GET", "/latest/contracts/public/10000002/?datasource=singularity", 400, "datasource"),
+        ("POST", "/latest/contracts/public/10000002/", 405, "not allowed"),
     ];
     for (n, (method, target, status, message)) in (1_u32..).zip(cases) {
         let r = request(s.addr(), method, target, &[]).await;
@@ -294,12 +225,9 @@ async fn errors_are_json_and_use_up_the_error_limit() {
 
 #[tokio::test]
 async fn error_limit_answers_420_until_the_window_resets() {
-    let s = standin::start(StandInOptions {
-        error_window: Duration::from_secs(2),
-        ..StandInOptions::default()
-    })
-    .await
-    .unwrap();
+    let s = standin::start(StandInOptions { error_window: Duration::from_secs(2), ..StandInOptions::default() })
+        .await
+        .unwrap();
     s.set_error_limit_remain(2);
     let r = get_page(&s, FORGE, 9, &[]).await;
     assert_eq!((r.status, r.remain()), (404, 1));

@@ -28,7 +28,9 @@ struct Two {
 }
 
 fn two(prefix: &str) -> TwoSpec {
-    TwoSpec { cfg: Cfg { a: ProbeConfig::named(&format!("{prefix}-a")), b: ProbeConfig::named(&format!("{prefix}-b")) } }
+    TwoSpec {
+        cfg: Cfg { a: ProbeConfig::named(&format!("{prefix}-a")), b: ProbeConfig::named(&format!("{prefix}-b")) },
+    }
 }
 
 #[tokio::test]
@@ -292,7 +294,10 @@ struct WithSecret {
 #[tokio::test]
 async fn secrets_stay_out_of_specs_and_debug_output() {
     // CARGO_PKG_NAME is set by cargo for the test process: a real environment secret.
-    let parts = WithSecretParts { missing: Some(Secret::new("s3cr3t-injected".into())), ..WithSecretSpec { label: "l".into() }.into() };
+    let parts = WithSecretParts {
+        missing: Some(Secret::new("s3cr3t-injected".into())),
+        ..WithSecretSpec { label: "l".into() }.into()
+    };
     let guard = parts.enter().await.unwrap();
     assert_eq!(guard.token.expose(), "dual-mode");
     assert_eq!(guard.missing.expose(), "s3cr3t-injected");
@@ -351,6 +356,7 @@ struct HasDrop {
 }
 
 async fn open_counter(spec: &HasDropSpec) -> Result<Arc<AtomicUsize>, std::io::Error> {
+    tokio::task::yield_now().await;
     Ok(Arc::new(AtomicUsize::new(spec.label.len())))
 }
 

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::RedisServer;
 use dual_mode::jobs::{
-    JobError, JobInfo, ParkReason, PushOptions, Queue, QueueConfig, Schedule, Scheduler,
-    SchedulerConfig, Worker, WorkerConfig, handler_fn, typed,
+    JobError, JobInfo, ParkReason, PushOptions, Queue, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker,
+    WorkerConfig, handler_fn, typed,
 };
 use jobs_support::{con, queue, unique, wait_for};
 use serde::{Deserialize, Serialize};
@@ -46,12 +46,7 @@ fn fast_worker() -> WorkerConfig {
 }
 
 /// Starts `worker` in a task; returns the stop sender and the join handle.
-fn start(
-    worker: Worker,
-) -> (
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<dual_mode::jobs::RunReport>,
-) {
+fn start(worker: Worker) -> (oneshot::Sender<()>, tokio::task::JoinHandle<dual_mode::jobs::RunReport>) {
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         worker
@@ -65,10 +60,7 @@ fn start(
 }
 
 async fn stop(
-    w: (
-        oneshot::Sender<()>,
-        tokio::task::JoinHandle<dual_mode::jobs::RunReport>,
-    ),
+    w: (oneshot::Sender<()>, tokio::task::JoinHandle<dual_mode::jobs::RunReport>),
 ) -> dual_mode::jobs::RunReport {
     let _ = w.0.send(());
     w.1.await.expect("worker task")
@@ -110,30 +102,12 @@ async fn bad_entries_are_parked_with_their_reason_and_the_next_job_runs() {
     };
     let cases: Vec<(ParkReason, Fields)> = vec![
         (ParkReason::NotJson, envelope("Payload", b"{not json")),
-        (
-            ParkReason::WrongShape,
-            envelope("Payload", br#"{"n":"seven","kind":"A"}"#),
-        ),
-        (
-            ParkReason::UnknownVariant,
-            envelope("Payload", br#"{"n":1,"kind":"Zebra"}"#),
-        ),
-        (
-            ParkReason::MissingField,
-            envelope("Payload", br#"{"kind":"A"}"#),
-        ),
-        (
-            ParkReason::UnknownField,
-            envelope("Payload", br#"{"n":1,"kind":"A","extra":true}"#),
-        ),
-        (
-            ParkReason::NotUtf8,
-            envelope("Payload", b"\xff\xfe\x00garbage"),
-        ),
-        (
-            ParkReason::MalformedEntry,
-            vec![("foo".into(), b"bar".to_vec())],
-        ),
+        (ParkReason::WrongShape, envelope("Payload", br#"{"n":"seven","kind":"A"}"#)),
+        (ParkReason::UnknownVariant, envelope("Payload", br#"{"n":1,"kind":"Zebra"}"#)),
+        (ParkReason::MissingField, envelope("Payload", br#"{"kind":"A"}"#)),
+        (ParkReason::UnknownField, envelope("Payload", br#"{"n":1,"kind":"A","extra":true}"#)),
+        (ParkReason::NotUtf8, envelope("Payload", b"\xff\xfe\x00garbage")),
+        (ParkReason::MalformedEntry, vec![("foo".into(), b"bar".to_vec())]),
         (ParkReason::MalformedEntry, {
             let mut e = envelope("Payload", b"{}");
             e.retain(|(k, _)| k != "payload");
@@ -144,10 +118,7 @@ async fn bad_entries_are_parked_with_their_reason_and_the_next_job_runs() {
             e[4].1 = b"x".to_vec();
             e
         }),
-        (
-            ParkReason::UnknownType,
-            envelope("NoSuchSpec", br#"{"n":1,"kind":"A"}"#),
-        ),
+        (ParkReason::UnknownType, envelope("NoSuchSpec", br#"{"n":1,"kind":"A"}"#)),
     ];
     let mut expected = BTreeMap::new();
     for (reason, fields) in &cases {
@@ -159,71 +130,32 @@ async fn bad_entries_are_parked_with_their_reason_and_the_next_job_runs() {
         let id: String = cmd.query_async(&mut c).await.expect("xadd");
         expected.insert(id, (*reason, fields.clone()));
     }
-    q.push(
-        "Payload",
-        1,
-        &Payload {
-            n: 7,
-            kind: Kind::B,
-        },
-        PushOptions::new(),
-    )
-    .await
-    .expect("push good");
+    q.push("Payload", 1, &Payload { n: 7, kind: Kind::B }, PushOptions::new()).await.expect("push good");
 
     let w = start(worker);
-    wait_for(Duration::from_secs(10), "the good job", async || {
-        good.lock().expect("lock").contains(&7).then_some(())
-    })
-    .await;
+    wait_for(Duration::from_secs(10), "the good job", async || good.lock().expect("lock").contains(&7).then_some(()))
+        .await;
     let n = cases.len() as u64;
-    wait_for(
-        Duration::from_secs(10),
-        "all bad entries parked",
-        async || (parked_count(&q).await? == n).then_some(()),
-    )
-    .await;
+    wait_for(Duration::from_secs(10), "all bad entries parked", async || (parked_count(&q).await? == n).then_some(()))
+        .await;
     let report = stop(w).await;
 
     let parked = q.parked(100).await.expect("list parked");
     assert_eq!(parked.len(), cases.len());
     for p in &parked {
         let (reason, fields) = &expected[&p.source_entry_id];
-        assert_eq!(
-            p.reason,
-            Some(*reason),
-            "entry {} parked as {} ({})",
-            p.source_entry_id,
-            p.reason_code,
-            p.detail
-        );
+        assert_eq!(p.reason, Some(*reason), "entry {} parked as {} ({})", p.source_entry_id, p.reason_code, p.detail);
         assert!(!p.detail.is_empty());
-        let original: Vec<(Vec<u8>, Vec<u8>)> = fields
-            .iter()
-            .map(|(k, v)| (k.clone().into_bytes(), v.clone()))
-            .collect();
+        let original: Vec<(Vec<u8>, Vec<u8>)> =
+            fields.iter().map(|(k, v)| (k.clone().into_bytes(), v.clone())).collect();
         assert_eq!(p.fields, original, "raw fields kept byte for byte");
-        let inspected = q
-            .parked_entry(&p.parked_id)
-            .await
-            .expect("inspect")
-            .expect("exists");
+        let inspected = q.parked_entry(&p.parked_id).await.expect("inspect").expect("exists");
         assert_eq!(&inspected, p);
     }
-    let not_utf8 = parked
-        .iter()
-        .find(|p| p.reason == Some(ParkReason::NotUtf8))
-        .expect("not utf8 parked");
+    let not_utf8 = parked.iter().find(|p| p.reason == Some(ParkReason::NotUtf8)).expect("not utf8 parked");
     assert_eq!(not_utf8.payload(), Some(&b"\xff\xfe\x00garbage"[..]));
-    let wrong = parked
-        .iter()
-        .find(|p| p.reason == Some(ParkReason::WrongShape))
-        .expect("wrong shape");
-    assert!(
-        wrong.detail.contains("Payload") && wrong.detail.contains("`n`"),
-        "{}",
-        wrong.detail
-    );
+    let wrong = parked.iter().find(|p| p.reason == Some(ParkReason::WrongShape)).expect("wrong shape");
+    assert!(wrong.detail.contains("Payload") && wrong.detail.contains("`n`"), "{}", wrong.detail);
     assert_eq!(report.counts.parked, n);
     assert_eq!(report.counts.succeeded, 1);
     let stats = q.stats().await.expect("stats");
@@ -233,11 +165,7 @@ async fn bad_entries_are_parked_with_their_reason_and_the_next_job_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_job_is_retried_then_parked_and_the_worker_lives() {
     let redis = RedisServer::start();
-    let q = queue(
-        &redis.url,
-        QueueConfig::new(unique("panic")).max_attempts(3),
-    )
-    .await;
+    let q = queue(&redis.url, QueueConfig::new(unique("panic")).max_attempts(3)).await;
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let ran_good = Arc::new(AtomicBool::new(false));
     let (a, g) = (attempts.clone(), ran_good.clone());
@@ -264,33 +192,20 @@ async fn a_panicking_job_is_retried_then_parked_and_the_worker_lives() {
         );
     let stats = worker.stats();
     let w = start(worker);
-    q.push("Boom", 1, &(), PushOptions::new())
-        .await
-        .expect("push");
-    wait_for(
-        Duration::from_secs(10),
-        "the panicking job parked",
-        async || (parked_count(&q).await? == 1).then_some(()),
-    )
-    .await;
-    q.push("Good", 1, &(), PushOptions::new())
-        .await
-        .expect("push");
-    wait_for(Duration::from_secs(10), "the next job", async || {
-        ran_good.load(Ordering::SeqCst).then_some(())
+    q.push("Boom", 1, &(), PushOptions::new()).await.expect("push");
+    wait_for(Duration::from_secs(10), "the panicking job parked", async || {
+        (parked_count(&q).await? == 1).then_some(())
     })
     .await;
+    q.push("Good", 1, &(), PushOptions::new()).await.expect("push");
+    wait_for(Duration::from_secs(10), "the next job", async || ran_good.load(Ordering::SeqCst).then_some(())).await;
     let report = stop(w).await;
     assert_eq!(*attempts.lock().expect("lock"), vec![1, 2, 3]);
     assert_eq!(stats.snapshot().panicked, 3);
     assert_eq!(report.counts.retried, 2);
     let parked = q.parked(10).await.expect("parked");
     assert_eq!(parked[0].reason, Some(ParkReason::Exhausted));
-    assert!(
-        parked[0].detail.contains("panicked: kaboom on attempt 3"),
-        "{}",
-        parked[0].detail
-    );
+    assert!(parked[0].detail.contains("panicked: kaboom on attempt 3"), "{}", parked[0].detail);
     assert!(parked[0].detail.contains("3/3"), "{}", parked[0].detail);
 }
 
@@ -298,11 +213,7 @@ async fn a_panicking_job_is_retried_then_parked_and_the_worker_lives() {
 async fn handler_errors_are_retried_with_growing_delays_then_parked_with_the_last_error() {
     let redis = RedisServer::start();
     // The queue allows 10 attempts; the job overrides it to 4.
-    let q = queue(
-        &redis.url,
-        QueueConfig::new(unique("retry")).max_attempts(10),
-    )
-    .await;
+    let q = queue(&redis.url, QueueConfig::new(unique("retry")).max_attempts(10)).await;
     let seen = Arc::new(Mutex::new(Vec::<(u32, u32, Instant, String)>::new()));
     let s = seen.clone();
     let cfg = fast_worker().backoff(Duration::from_millis(200), Duration::from_secs(5));
@@ -311,50 +222,29 @@ async fn handler_errors_are_retried_with_growing_delays_then_parked_with_the_las
         handler_fn(move |job: JobInfo| {
             let s = s.clone();
             async move {
-                s.lock().expect("lock").push((
-                    job.attempt(),
-                    job.max_attempts(),
-                    Instant::now(),
-                    job.id().to_owned(),
-                ));
+                s.lock().expect("lock").push((job.attempt(), job.max_attempts(), Instant::now(), job.id().to_owned()));
                 Err(JobError::failed(format!("boom attempt {}", job.attempt())))
             }
         }),
     );
     let w = start(worker);
-    let pushed = q
-        .push("Flaky", 1, &(), PushOptions::new().max_attempts(4))
-        .await
-        .expect("push");
-    wait_for(Duration::from_secs(15), "the job parked", async || {
-        (parked_count(&q).await? == 1).then_some(())
-    })
-    .await;
+    let pushed = q.push("Flaky", 1, &(), PushOptions::new().max_attempts(4)).await.expect("push");
+    wait_for(Duration::from_secs(15), "the job parked", async || (parked_count(&q).await? == 1).then_some(())).await;
     stop(w).await;
     let seen = seen.lock().expect("lock").clone();
     let attempts: Vec<u32> = seen.iter().map(|s| s.0).collect();
     assert_eq!(attempts, vec![1, 2, 3, 4]);
-    assert!(
-        seen.iter().all(|s| s.1 == 4 && s.3 == pushed.job_id),
-        "max attempts and job id kept: {seen:?}"
-    );
+    assert!(seen.iter().all(|s| s.1 == 4 && s.3 == pushed.job_id), "max attempts and job id kept: {seen:?}");
     let gaps: Vec<Duration> = seen.windows(2).map(|w| w[1].2 - w[0].2).collect();
     // Backoff d = 200ms * 2^(attempt-1), jittered in [d/2, d]: lower bounds 100, 200, 400 ms.
     for (i, gap) in gaps.iter().enumerate() {
         let floor = Duration::from_millis(100 << i);
-        assert!(
-            *gap >= floor,
-            "gap {i} is {gap:?}, below {floor:?}: {gaps:?}"
-        );
+        assert!(*gap >= floor, "gap {i} is {gap:?}, below {floor:?}: {gaps:?}");
     }
     assert!(gaps[2] > gaps[0], "delays grow: {gaps:?}");
     let parked = q.parked(10).await.expect("parked");
     assert_eq!(parked[0].reason, Some(ParkReason::Exhausted));
-    assert!(
-        parked[0].detail.contains("boom attempt 4"),
-        "{}",
-        parked[0].detail
-    );
+    assert!(parked[0].detail.contains("boom attempt 4"), "{}", parked[0].detail);
     assert_eq!(parked[0].envelope().expect("envelope").attempt, 4);
 }
 
@@ -371,65 +261,30 @@ async fn a_parked_entry_runs_once_re_driven() {
             let (f, r) = (f.clone(), r.clone());
             async move {
                 if !f.load(Ordering::SeqCst) {
-                    return Err(JobError::permanent(
-                        "the downstream API rejects it until the fix",
-                    ));
+                    return Err(JobError::permanent("the downstream API rejects it until the fix"));
                 }
-                r.lock().expect("lock").push((
-                    p.n,
-                    job.attempt(),
-                    job.idempotency_key().to_owned(),
-                ));
+                r.lock().expect("lock").push((p.n, job.attempt(), job.idempotency_key().to_owned()));
                 Ok(())
             }
         }),
     );
     let w = start(worker);
-    q.push(
-        "Payload",
-        1,
-        &Payload {
-            n: 5,
-            kind: Kind::A,
-        },
-        PushOptions::new().idempotency_key("order-5"),
-    )
-    .await
-    .expect("push");
-    wait_for(Duration::from_secs(10), "parked", async || {
-        (parked_count(&q).await? == 1).then_some(())
-    })
-    .await;
+    q.push("Payload", 1, &Payload { n: 5, kind: Kind::A }, PushOptions::new().idempotency_key("order-5"))
+        .await
+        .expect("push");
+    wait_for(Duration::from_secs(10), "parked", async || (parked_count(&q).await? == 1).then_some(())).await;
     let parked = q.parked(10).await.expect("parked");
     assert_eq!(parked[0].reason, Some(ParkReason::Rejected));
-    assert!(
-        parked[0].detail.contains("rejects it"),
-        "{}",
-        parked[0].detail
-    );
+    assert!(parked[0].detail.contains("rejects it"), "{}", parked[0].detail);
     fixed.store(true, Ordering::SeqCst);
-    assert!(
-        q.redrive(&parked[0].parked_id)
-            .await
-            .expect("redrive")
-            .is_some()
-    );
-    assert_eq!(
-        q.redrive(&parked[0].parked_id)
-            .await
-            .expect("redrive again"),
-        None,
-        "gone from the parked stream"
-    );
+    assert!(q.redrive(&parked[0].parked_id).await.expect("redrive").is_some());
+    assert_eq!(q.redrive(&parked[0].parked_id).await.expect("redrive again"), None, "gone from the parked stream");
     wait_for(Duration::from_secs(10), "the re-driven job", async || {
         (!ran.lock().expect("lock").is_empty()).then_some(())
     })
     .await;
     stop(w).await;
-    assert_eq!(
-        *ran.lock().expect("lock"),
-        vec![(5, 1, "order-5".to_owned())]
-    );
+    assert_eq!(*ran.lock().expect("lock"), vec![(5, 1, "order-5".to_owned())]);
     let stats = q.stats().await.expect("stats");
     assert_eq!((stats.length, stats.pending, stats.parked), (0, 0, 0));
 }
@@ -455,13 +310,10 @@ async fn a_job_longer_than_the_lease_is_not_run_twice_while_its_worker_lives() {
     let w2 = Worker::new(q.clone(), cfg).handle("Long", make(runs.clone()));
     let (s1, s2) = (w1.stats(), w2.stats());
     let (w1, w2) = (start(w1), start(w2));
-    q.push("Long", 1, &(), PushOptions::new())
-        .await
-        .expect("push");
+    q.push("Long", 1, &(), PushOptions::new()).await.expect("push");
     wait_for(Duration::from_secs(15), "the job done", async || {
         let s = q.stats().await.ok()?;
-        (s.length == 0 && s.pending == 0 && s1.snapshot().succeeded + s2.snapshot().succeeded == 1)
-            .then_some(())
+        (s.length == 0 && s.pending == 0 && s1.snapshot().succeeded + s2.snapshot().succeeded == 1).then_some(())
     })
     .await;
     let (r1, r2) = (stop(w1).await, stop(w2).await);
@@ -478,23 +330,14 @@ async fn twenty_thousand_jobs_pushed_without_workers_all_drain() {
     let q = queue(&redis.url, QueueConfig::new(unique("drain"))).await;
     let payloads: Vec<Payload> = (0..N).map(|n| Payload { n, kind: Kind::A }).collect();
     let t = Instant::now();
-    q.push_bulk("Payload", 1, &payloads, PushOptions::new())
-        .await
-        .expect("bulk push");
+    q.push_bulk("Payload", 1, &payloads, PushOptions::new()).await.expect("bulk push");
     let push_rate = f64::from(N) / t.elapsed().as_secs_f64();
     // Due delayed entries too: they must drain through the move script in batches.
-    let delayed: Vec<Payload> = (N..N + DELAYED)
-        .map(|n| Payload { n, kind: Kind::B })
-        .collect();
+    let delayed: Vec<Payload> = (N..N + DELAYED).map(|n| Payload { n, kind: Kind::B }).collect();
     let past = SystemTime::now() - Duration::from_secs(1);
-    q.push_bulk("Payload", 1, &delayed, PushOptions::new().not_before(past))
-        .await
-        .expect("delayed push");
+    q.push_bulk("Payload", 1, &delayed, PushOptions::new().not_before(past)).await.expect("delayed push");
     let stats = q.stats().await.expect("stats");
-    assert_eq!(
-        (stats.length, stats.delayed),
-        (u64::from(N), u64::from(DELAYED))
-    );
+    assert_eq!((stats.length, stats.delayed), (u64::from(N), u64::from(DELAYED)));
 
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let dups = Arc::new(AtomicU32::new(0));
@@ -511,9 +354,7 @@ async fn twenty_thousand_jobs_pushed_without_workers_all_drain() {
     };
     let cfg = fast_worker().concurrency(64);
     let t = Instant::now();
-    let w1 = start(
-        Worker::new(q.clone(), cfg.clone()).handle("Payload", make(seen.clone(), dups.clone())),
-    );
+    let w1 = start(Worker::new(q.clone(), cfg.clone()).handle("Payload", make(seen.clone(), dups.clone())));
     let w2 = start(Worker::new(q.clone(), cfg).handle("Payload", make(seen.clone(), dups.clone())));
     let total = (N + DELAYED) as usize;
     wait_for(Duration::from_secs(120), "all jobs drained", async || {
@@ -521,10 +362,7 @@ async fn twenty_thousand_jobs_pushed_without_workers_all_drain() {
     })
     .await;
     let elapsed = t.elapsed();
-    wait_for(Duration::from_secs(10), "the queue idle", async || {
-        q.stats().await.ok()?.is_idle().then_some(())
-    })
-    .await;
+    wait_for(Duration::from_secs(10), "the queue idle", async || q.stats().await.ok()?.is_idle().then_some(())).await;
     let (r1, r2) = (stop(w1).await, stop(w2).await);
     println!(
         "pushed {N} in bulk at {push_rate:.0}/s; drained {total} with 2 workers x 64 in {elapsed:?} ({:.0} jobs/s); split {} / {}",
@@ -543,14 +381,7 @@ async fn delayed_push_waits_for_its_time() {
     let ran_at = Arc::new(Mutex::new(None));
     let r = ran_at.clone();
     let t0 = Instant::now();
-    q.push(
-        "D",
-        1,
-        &(),
-        PushOptions::new().delay(Duration::from_millis(600)),
-    )
-    .await
-    .expect("push");
+    q.push("D", 1, &(), PushOptions::new().delay(Duration::from_millis(600))).await.expect("push");
     let stats = q.stats().await.expect("stats");
     assert_eq!((stats.length, stats.delayed), (0, 1));
     assert_eq!(q.promote_due().await.expect("promote"), 0, "not due yet");
@@ -564,16 +395,9 @@ async fn delayed_push_waits_for_its_time() {
             }
         }),
     ));
-    let at = wait_for(Duration::from_secs(10), "the delayed job", async || {
-        *ran_at.lock().expect("lock")
-    })
-    .await;
+    let at = wait_for(Duration::from_secs(10), "the delayed job", async || *ran_at.lock().expect("lock")).await;
     stop(w).await;
-    assert!(
-        at - t0 >= Duration::from_millis(550),
-        "ran after {:?}",
-        at - t0
-    );
+    assert!(at - t0 >= Duration::from_millis(550), "ran after {:?}", at - t0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -591,37 +415,20 @@ async fn shutdown_waits_for_running_jobs_up_to_the_deadline() {
     let w = Worker::new(q.clone(), fast_worker()).handle("Sleep", sleeper());
     let stats = w.stats();
     let w = start(w);
-    q.push("Sleep", 1, &600u64, PushOptions::new())
-        .await
-        .expect("push");
-    wait_for(Duration::from_secs(5), "the job started", async || {
-        (stats.snapshot().received == 1).then_some(())
-    })
-    .await;
+    q.push("Sleep", 1, &600u64, PushOptions::new()).await.expect("push");
+    wait_for(Duration::from_secs(5), "the job started", async || (stats.snapshot().received == 1).then_some(())).await;
     let report = stop(w).await;
     assert_eq!((report.counts.succeeded, report.abandoned), (1, 0));
     // A 5 s job is abandoned at a 300 ms deadline; its entry stays pending for another worker.
-    let w = Worker::new(
-        q.clone(),
-        fast_worker().shutdown_deadline(Duration::from_millis(300)),
-    )
-    .handle("Sleep", sleeper());
+    let w =
+        Worker::new(q.clone(), fast_worker().shutdown_deadline(Duration::from_millis(300))).handle("Sleep", sleeper());
     let stats = w.stats();
     let w = start(w);
-    q.push("Sleep", 1, &5000u64, PushOptions::new())
-        .await
-        .expect("push");
-    wait_for(Duration::from_secs(5), "the job started", async || {
-        (stats.snapshot().received == 1).then_some(())
-    })
-    .await;
+    q.push("Sleep", 1, &5000u64, PushOptions::new()).await.expect("push");
+    wait_for(Duration::from_secs(5), "the job started", async || (stats.snapshot().received == 1).then_some(())).await;
     let t = Instant::now();
     let report = stop(w).await;
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "shutdown took {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(2), "shutdown took {:?}", t.elapsed());
     assert_eq!((report.counts.succeeded, report.abandoned), (0, 1));
     assert_eq!(q.stats().await.expect("stats").pending, 1);
 }
@@ -632,62 +439,26 @@ async fn a_scheduler_catches_up_ticks_missed_while_all_were_down() {
     let q = queue(&redis.url, QueueConfig::new(unique("catchup"))).await;
     let schedule = Schedule::new("every-second", "* * * * * *", "Tick", 1, &()).expect("schedule");
     let scheduler = Scheduler::new(q.clone(), SchedulerConfig::new().catch_up(true));
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").as_secs();
     let now = i64::try_from(now).expect("secs");
     // The last tick anyone enqueued was 6 s ago.
-    assert!(
-        scheduler
-            .enqueue_tick(&schedule, now - 6)
-            .await
-            .expect("tick")
-            .is_some()
-    );
-    assert!(
-        scheduler
-            .enqueue_tick(&schedule, now - 6)
-            .await
-            .expect("tick")
-            .is_none(),
-        "a tick is enqueued once"
-    );
-    assert_eq!(
-        scheduler.last_tick(&schedule).await.expect("last"),
-        Some(now - 6)
-    );
+    assert!(scheduler.enqueue_tick(&schedule, now - 6).await.expect("tick").is_some());
+    assert!(scheduler.enqueue_tick(&schedule, now - 6).await.expect("tick").is_none(), "a tick is enqueued once");
+    assert_eq!(scheduler.last_tick(&schedule).await.expect("last"), Some(now - 6));
     let scheduler = scheduler.schedule(schedule);
-    let enqueued = scheduler
-        .run(tokio::time::sleep(Duration::from_millis(100)))
-        .await
-        .expect("run");
+    let enqueued = scheduler.run(tokio::time::sleep(Duration::from_millis(100))).await.expect("run");
     assert!(enqueued >= 5, "caught up {enqueued} ticks");
     let mut c = con(&redis.url).await;
     let keys: Vec<String> = entries_keys(&mut c, &q.keys().stream).await;
-    let ticks: Vec<i64> = keys
-        .iter()
-        .map(|k| {
-            k.rsplit(':')
-                .next()
-                .and_then(|t| t.parse().ok())
-                .expect("tick")
-        })
-        .collect();
-    let expected: Vec<i64> = (now - 6..now - 6 + i64::try_from(ticks.len()).expect("len"))
-        .map(|s| s * 1000)
-        .collect();
+    let ticks: Vec<i64> =
+        keys.iter().map(|k| k.rsplit(':').next().and_then(|t| t.parse().ok()).expect("tick")).collect();
+    let expected: Vec<i64> = (now - 6..now - 6 + i64::try_from(ticks.len()).expect("len")).map(|s| s * 1000).collect();
     assert_eq!(ticks, expected, "every second from the last tick on, once");
 }
 
 async fn entries_keys(c: &mut redis::aio::MultiplexedConnection, stream: &str) -> Vec<String> {
-    let entries: Vec<(String, Fields)> = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query_async(c)
-        .await
-        .expect("xrange");
+    let entries: Vec<(String, Fields)> =
+        redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query_async(c).await.expect("xrange");
     entries
         .into_iter()
         .map(|(_, f)| {

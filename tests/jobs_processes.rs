@@ -11,8 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use common::RedisServer;
 use dual_mode::jobs::{
-    JobError, JobInfo, PushOptions, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker,
-    WorkerConfig, typed,
+    JobError, JobInfo, PushOptions, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker, WorkerConfig, typed,
 };
 use jobs_support::{RoleProcess, con, queue, unique, wait_for};
 use redis::AsyncCommands;
@@ -56,12 +55,8 @@ async fn role() {
     };
     match role.as_str() {
         "worker" => {
-            let lease_ms: u64 = env("DM_LEASE_MS")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1000);
-            let concurrency: usize = env("DM_CONCURRENCY")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(4);
+            let lease_ms: u64 = env("DM_LEASE_MS").and_then(|v| v.parse().ok()).unwrap_or(1000);
+            let concurrency: usize = env("DM_CONCURRENCY").and_then(|v| v.parse().ok()).unwrap_or(4);
             let cfg = WorkerConfig::new()
                 .concurrency(concurrency)
                 .lease(Duration::from_millis(lease_ms))
@@ -92,10 +87,7 @@ async fn role() {
                     }
                 }),
             );
-            let _: () = db
-                .rpush(format!("{name}:ready"), &consumer)
-                .await
-                .expect("ready");
+            let _: () = db.rpush(format!("{name}:ready"), &consumer).await.expect("ready");
             let report = worker.run(stop).await.expect("worker run");
             let counts = report.counts;
             let _: () = db
@@ -111,28 +103,18 @@ async fn role() {
                 .expect("report");
         }
         "scheduler" => {
-            let schedule =
-                Schedule::new("every-second", "* * * * * *", "Tick", 1, &()).expect("schedule");
-            let enqueued = Scheduler::new(q, SchedulerConfig::new())
-                .schedule(schedule)
-                .run(stop)
-                .await
-                .expect("scheduler");
-            let _: () = db
-                .rpush(format!("{name}:sched-report"), enqueued)
-                .await
-                .expect("report");
+            let schedule = Schedule::new("every-second", "* * * * * *", "Tick", 1, &()).expect("schedule");
+            let enqueued =
+                Scheduler::new(q, SchedulerConfig::new()).schedule(schedule).run(stop).await.expect("scheduler");
+            let _: () = db.rpush(format!("{name}:sched-report"), enqueued).await.expect("report");
         }
         other => panic!("unknown role {other}"),
     }
 }
 
 fn spawn(role: &str, url: &str, name: &str, extra: &[(&str, String)]) -> RoleProcess {
-    let mut envs = vec![
-        ("DM_JOBS_ROLE", role.to_owned()),
-        ("DM_REDIS_URL", url.to_owned()),
-        ("DM_QUEUE", name.to_owned()),
-    ];
+    let mut envs =
+        vec![("DM_JOBS_ROLE", role.to_owned()), ("DM_REDIS_URL", url.to_owned()), ("DM_QUEUE", name.to_owned())];
     envs.extend(extra.iter().cloned());
     RoleProcess::spawn("role", &envs)
 }
@@ -152,14 +134,8 @@ fn parse(records: &[String]) -> Vec<(u32, String)> {
         .collect()
 }
 
-async fn report(
-    db: &mut redis::aio::MultiplexedConnection,
-    name: &str,
-    consumer: &str,
-) -> HashMap<String, u64> {
-    db.hgetall(format!("{name}:report:{consumer}"))
-        .await
-        .expect("report")
+async fn report(db: &mut redis::aio::MultiplexedConnection, name: &str, consumer: &str) -> HashMap<String, u64> {
+    db.hgetall(format!("{name}:report:{consumer}")).await.expect("report")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,22 +144,15 @@ async fn two_worker_processes_run_2000_jobs_exactly_once() {
     let name = unique("procs");
     let q = queue(&redis.url, QueueConfig::new(&name)).await;
     let mut db = con(&redis.url).await;
-    let extra = [
-        ("DM_CONCURRENCY", "8".to_owned()),
-        ("DM_LEASE_MS", "2000".to_owned()),
-    ];
+    let extra = [("DM_CONCURRENCY", "8".to_owned()), ("DM_LEASE_MS", "2000".to_owned())];
     let mut w1 = spawn("worker", &redis.url, &name, &extra);
     let mut w2 = spawn("worker", &redis.url, &name, &extra);
-    wait_for(
-        Duration::from_secs(30),
-        "both workers started",
-        async || (db.llen::<_, usize>(format!("{name}:ready")).await.ok()? == 2).then_some(()),
-    )
+    wait_for(Duration::from_secs(30), "both workers started", async || {
+        (db.llen::<_, usize>(format!("{name}:ready")).await.ok()? == 2).then_some(())
+    })
     .await;
     let jobs: Vec<Work> = (0..2000).map(|n| Work { n, sleep_ms: 2 }).collect();
-    q.push_bulk("Work", 1, &jobs, PushOptions::new())
-        .await
-        .expect("push");
+    q.push_bulk("Work", 1, &jobs, PushOptions::new()).await.expect("push");
     wait_for(Duration::from_secs(60), "2000 jobs done", async || {
         let s = q.stats().await.ok()?;
         let done: usize = db.llen(format!("{name}:done")).await.ok()?;
@@ -191,10 +160,7 @@ async fn two_worker_processes_run_2000_jobs_exactly_once() {
     })
     .await;
     let _: () = db.set(format!("{name}:stop"), 1).await.expect("stop");
-    assert!(
-        w1.wait_exit(Duration::from_secs(20)) && w2.wait_exit(Duration::from_secs(20)),
-        "workers exit cleanly"
-    );
+    assert!(w1.wait_exit(Duration::from_secs(20)) && w2.wait_exit(Duration::from_secs(20)), "workers exit cleanly");
     let done = parse(&list(&mut db, &format!("{name}:done")).await);
     let starts = parse(&list(&mut db, &format!("{name}:starts")).await);
     assert_eq!(starts.len(), 2000, "every job started once");
@@ -203,10 +169,7 @@ async fn two_worker_processes_run_2000_jobs_exactly_once() {
         *per_job.entry(*n).or_default() += 1;
     }
     assert_eq!(per_job.len(), 2000);
-    assert!(
-        per_job.values().all(|&k| k == 1),
-        "every job ran exactly once"
-    );
+    assert!(per_job.values().all(|&k| k == 1), "every job ran exactly once");
     let by: HashSet<&String> = done.iter().map(|(_, who)| who).collect();
     assert_eq!(by.len(), 2, "both processes ran jobs");
     let mut succeeded = 0;
@@ -226,27 +189,18 @@ async fn jobs_of_a_killed_worker_are_run_by_the_other_after_the_lease() {
     let name = unique("kill");
     let q = queue(&redis.url, QueueConfig::new(&name)).await;
     let mut db = con(&redis.url).await;
-    let extra = [
-        ("DM_CONCURRENCY", "4".to_owned()),
-        ("DM_LEASE_MS", "1000".to_owned()),
-    ];
+    let extra = [("DM_CONCURRENCY", "4".to_owned()), ("DM_LEASE_MS", "1000".to_owned())];
     let jobs: Vec<Work> = (0..8).map(|n| Work { n, sleep_ms: 1500 }).collect();
-    q.push_bulk("Work", 1, &jobs, PushOptions::new())
-        .await
-        .expect("push");
+    q.push_bulk("Work", 1, &jobs, PushOptions::new()).await.expect("push");
     let a = spawn("worker", &redis.url, &name, &extra);
-    wait_for(
-        Duration::from_secs(30),
-        "worker A running 4 jobs",
-        async || (db.llen::<_, usize>(format!("{name}:starts")).await.ok()? == 4).then_some(()),
-    )
+    wait_for(Duration::from_secs(30), "worker A running 4 jobs", async || {
+        (db.llen::<_, usize>(format!("{name}:starts")).await.ok()? == 4).then_some(())
+    })
     .await;
     a.signal("KILL");
     drop(a);
-    let killed_jobs: HashSet<u32> = parse(&list(&mut db, &format!("{name}:starts")).await)
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let killed_jobs: HashSet<u32> =
+        parse(&list(&mut db, &format!("{name}:starts")).await).into_iter().map(|(n, _)| n).collect();
     let mut b = spawn("worker", &redis.url, &name, &extra);
     wait_for(Duration::from_secs(30), "all 8 jobs done", async || {
         let s = q.stats().await.ok()?;
@@ -261,23 +215,12 @@ async fn jobs_of_a_killed_worker_are_run_by_the_other_after_the_lease() {
         v.sort_unstable();
         v
     };
-    assert_eq!(
-        done_jobs,
-        (0..8).collect::<Vec<_>>(),
-        "none lost, each done once"
-    );
+    assert_eq!(done_jobs, (0..8).collect::<Vec<_>>(), "none lost, each done once");
     let b_name = &done[0].1;
-    assert!(
-        done.iter().all(|(_, who)| who == b_name),
-        "the survivor ran them all"
-    );
+    assert!(done.iter().all(|(_, who)| who == b_name), "the survivor ran them all");
     let starts = parse(&list(&mut db, &format!("{name}:starts")).await);
     for n in &killed_jobs {
-        assert_eq!(
-            starts.iter().filter(|(m, _)| m == n).count(),
-            2,
-            "job {n} started by A, re-run by B"
-        );
+        assert_eq!(starts.iter().filter(|(m, _)| m == n).count(), 2, "job {n} started by A, re-run by B");
     }
     assert_eq!(q.stats().await.expect("stats").parked, 0);
 }
@@ -288,22 +231,9 @@ async fn a_paused_worker_loses_its_lease_and_the_other_worker_acks() {
     let name = unique("pause");
     let q = queue(&redis.url, QueueConfig::new(&name)).await;
     let mut db = con(&redis.url).await;
-    let extra = [
-        ("DM_CONCURRENCY", "1".to_owned()),
-        ("DM_LEASE_MS", "1000".to_owned()),
-    ];
+    let extra = [("DM_CONCURRENCY", "1".to_owned()), ("DM_LEASE_MS", "1000".to_owned())];
     let a = spawn("worker", &redis.url, &name, &extra);
-    q.push(
-        "Work",
-        1,
-        &Work {
-            n: 1,
-            sleep_ms: 4000,
-        },
-        PushOptions::new(),
-    )
-    .await
-    .expect("push");
+    q.push("Work", 1, &Work { n: 1, sleep_ms: 4000 }, PushOptions::new()).await.expect("push");
     let starts_key = format!("{name}:starts");
     wait_for(Duration::from_secs(30), "A started the job", async || {
         (db.llen::<_, usize>(&starts_key).await.ok()? == 1).then_some(())
@@ -317,14 +247,10 @@ async fn a_paused_worker_loses_its_lease_and_the_other_worker_acks() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     a.signal("CONT");
-    let lost = wait_for(
-        Duration::from_secs(10),
-        "A learned it lost the lease",
-        async || {
-            let l = list(&mut db, &format!("{name}:lost")).await;
-            (!l.is_empty()).then_some(l)
-        },
-    )
+    let lost = wait_for(Duration::from_secs(10), "A learned it lost the lease", async || {
+        let l = list(&mut db, &format!("{name}:lost")).await;
+        (!l.is_empty()).then_some(l)
+    })
     .await;
     wait_for(Duration::from_secs(15), "B finished", async || {
         let s = q.stats().await.ok()?;
@@ -338,24 +264,10 @@ async fn a_paused_worker_loses_its_lease_and_the_other_worker_acks() {
     let (a_name, b_name) = (starts[0].1.clone(), starts[1].1.clone());
     assert_ne!(a_name, b_name);
     assert_eq!(parse(&lost), vec![(1, a_name.clone())]);
-    assert_eq!(
-        parse(&list(&mut db, &format!("{name}:done")).await),
-        vec![(1, b_name.clone())]
-    );
-    let (ra, rb) = (
-        report(&mut db, &name, &a_name).await,
-        report(&mut db, &name, &b_name).await,
-    );
-    assert_eq!(
-        (ra["succeeded"], ra["lease_lost"]),
-        (0, 1),
-        "A's renewal and ack refused"
-    );
-    assert_eq!(
-        (rb["succeeded"], rb["lease_lost"]),
-        (1, 0),
-        "B's run is the one that acks"
-    );
+    assert_eq!(parse(&list(&mut db, &format!("{name}:done")).await), vec![(1, b_name.clone())]);
+    let (ra, rb) = (report(&mut db, &name, &a_name).await, report(&mut db, &name, &b_name).await);
+    assert_eq!((ra["succeeded"], ra["lease_lost"]), (0, 1), "A's renewal and ack refused");
+    assert_eq!((rb["succeeded"], rb["lease_lost"]), (1, 0), "B's run is the one that acks");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,15 +284,9 @@ async fn two_schedulers_enqueue_each_tick_once_and_a_killed_one_loses_none() {
     })
     .await;
     // Kill one between ticks: half a second past a whole second.
-    let ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock")
-        .subsec_millis();
+    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").subsec_millis();
     tokio::time::sleep(Duration::from_millis(u64::from((1500 - ms) % 1000))).await;
-    let killed_at = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis();
+    let killed_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").as_millis();
     s1.signal("KILL");
     drop(s1);
     let before = db.xlen::<_, usize>(&stream).await.expect("xlen");
@@ -390,32 +296,18 @@ async fn two_schedulers_enqueue_each_tick_once_and_a_killed_one_loses_none() {
     .await;
     let _: () = db.set(format!("{name}:stop"), 1).await.expect("stop");
     assert!(s2.wait_exit(Duration::from_secs(20)));
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(&stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut db)
-        .await
-        .expect("xrange");
+    let entries: Vec<(String, Vec<(String, String)>)> =
+        redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").query_async(&mut db).await.expect("xrange");
     let ticks: Vec<u128> = entries
         .iter()
         .map(|(_, f)| {
             let key = &f.iter().find(|(k, _)| k == "key").expect("key").1;
-            key.rsplit(':')
-                .next()
-                .and_then(|t| t.parse().ok())
-                .expect("tick ms")
+            key.rsplit(':').next().and_then(|t| t.parse().ok()).expect("tick ms")
         })
         .collect();
     let unique_ticks: HashSet<u128> = ticks.iter().copied().collect();
     assert_eq!(unique_ticks.len(), ticks.len(), "no tick twice: {ticks:?}");
-    assert!(
-        ticks.windows(2).all(|w| w[1] == w[0] + 1000),
-        "no tick missed: {ticks:?}"
-    );
+    assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1000), "no tick missed: {ticks:?}");
     assert!(ticks.len() >= 6, "{ticks:?}");
-    assert!(
-        ticks.iter().filter(|&&t| t > killed_at).count() >= 3,
-        "ticks after the kill: {ticks:?}"
-    );
+    assert!(ticks.iter().filter(|&&t| t > killed_at).count() >= 3, "ticks after the kill: {ticks:?}");
 }

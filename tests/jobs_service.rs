@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use common::RedisServer;
 use dual_mode::jobs::{
-    Clients, Job, JobError, JobInfo, ParkReason, PushOptions, Queue, QueueConfig, Worker,
-    WorkerConfig,
+    Clients, Job, JobError, JobInfo, ParkReason, PushOptions, Queue, QueueConfig, Worker, WorkerConfig,
 };
 use dual_mode::{Context, DualMode};
 use jobs_support::{queue, unique, wait_for};
@@ -24,12 +23,7 @@ use tokio::sync::oneshot;
 static RAN: Mutex<Vec<(u32, u32, String)>> = Mutex::new(Vec::new());
 
 fn ran(n: u32) -> Vec<(u32, u32, String)> {
-    RAN.lock()
-        .expect("lock")
-        .iter()
-        .filter(|r| r.0 == n)
-        .cloned()
-        .collect()
+    RAN.lock().expect("lock").iter().filter(|r| r.0 == n).cloned().collect()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -56,9 +50,7 @@ struct Task {
 impl Job for Task {
     async fn run(&self, job: &JobInfo) -> Result<(), JobError> {
         self.probe.use_it().map_err(JobError::failed)?;
-        RAN.lock()
-            .expect("lock")
-            .push((self.cfg.n, job.attempt(), self.probe.name.clone()));
+        RAN.lock().expect("lock").push((self.cfg.n, job.attempt(), self.probe.name.clone()));
         match self.cfg.mode {
             Mode::Ok => Ok(()),
             Mode::Fail => Err(JobError::failed(format!("task {} failed", self.cfg.n))),
@@ -68,13 +60,7 @@ impl Job for Task {
 }
 
 fn spec(name: &str, mode: Mode, n: u32) -> TaskSpec {
-    TaskSpec {
-        cfg: TaskCfg {
-            probe: ProbeConfig::named(name),
-            mode,
-            n,
-        },
-    }
+    TaskSpec { cfg: TaskCfg { probe: ProbeConfig::named(name), mode, n } }
 }
 
 fn cfg() -> WorkerConfig {
@@ -105,22 +91,12 @@ async fn a_service_job_borrows_the_workers_context_and_leaves_it_open() {
     let q = queue(&redis.url, QueueConfig::new(unique("svc-ctx"))).await;
     let warm = Probe::new("svc-warm");
     let ctx = Arc::new(Context::new().with(warm.clone()));
-    let pushed = q
-        .push_spec(&spec("svc-ctx-temp", Mode::Ok, 1), PushOptions::new())
-        .await
-        .expect("push spec");
+    let pushed = q.push_spec(&spec("svc-ctx-temp", Mode::Ok, 1), PushOptions::new()).await.expect("push spec");
     let stored = q.stats().await.expect("stats");
     assert_eq!(stored.length, 1);
     let worker = Worker::new(q.clone(), cfg()).service::<Task>(Clients::Context(ctx));
-    run_until(worker, "the job", async || {
-        (!ran(1).is_empty()).then_some(())
-    })
-    .await;
-    assert_eq!(
-        ran(1),
-        vec![(1, 1, "svc-warm".to_owned())],
-        "ran with the context's client"
-    );
+    run_until(worker, "the job", async || (!ran(1).is_empty()).then_some(())).await;
+    assert_eq!(ran(1), vec![(1, 1, "svc-warm".to_owned())], "ran with the context's client");
     assert!(!warm.is_closed(), "a borrowed client is not closed");
     assert_eq!(warm.closes(), 0);
     assert!(log("svc-ctx-temp").is_empty(), "nothing opened");
@@ -130,54 +106,24 @@ async fn a_service_job_borrows_the_workers_context_and_leaves_it_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temporary_clients_are_closed_on_every_path() {
     let redis = RedisServer::start();
-    let q = queue(
-        &redis.url,
-        QueueConfig::new(unique("svc-tmp")).max_attempts(2),
-    )
-    .await;
-    q.push_spec(&spec("svc-tmp-ok", Mode::Ok, 2), PushOptions::new())
-        .await
-        .expect("push");
-    q.push_spec(&spec("svc-tmp-fail", Mode::Fail, 3), PushOptions::new())
-        .await
-        .expect("push");
-    q.push_spec(
-        &spec("svc-tmp-panic", Mode::Panic, 4),
-        PushOptions::new().max_attempts(1),
-    )
-    .await
-    .expect("push");
+    let q = queue(&redis.url, QueueConfig::new(unique("svc-tmp")).max_attempts(2)).await;
+    q.push_spec(&spec("svc-tmp-ok", Mode::Ok, 2), PushOptions::new()).await.expect("push");
+    q.push_spec(&spec("svc-tmp-fail", Mode::Fail, 3), PushOptions::new()).await.expect("push");
+    q.push_spec(&spec("svc-tmp-panic", Mode::Panic, 4), PushOptions::new().max_attempts(1)).await.expect("push");
     let worker = Worker::new(q.clone(), cfg()).service::<Task>(Clients::Temporary);
     run_until(worker, "all three done", async || {
         let s = q.stats().await.ok()?;
         (s.is_idle() && s.parked == 2 && ran(2).len() == 1).then_some(())
     })
     .await;
-    assert_eq!(
-        log("svc-tmp-ok"),
-        vec!["open svc-tmp-ok", "close svc-tmp-ok"]
-    );
+    assert_eq!(log("svc-tmp-ok"), vec!["open svc-tmp-ok", "close svc-tmp-ok"]);
     assert_eq!(ran(3).iter().map(|r| r.1).collect::<Vec<_>>(), vec![1, 2]);
-    assert_eq!(
-        log("svc-tmp-fail"),
-        ["open svc-tmp-fail", "close svc-tmp-fail"].repeat(2)
-    );
-    assert_eq!(
-        log("svc-tmp-panic"),
-        vec!["open svc-tmp-panic", "close svc-tmp-panic"]
-    );
+    assert_eq!(log("svc-tmp-fail"), ["open svc-tmp-fail", "close svc-tmp-fail"].repeat(2));
+    assert_eq!(log("svc-tmp-panic"), vec!["open svc-tmp-panic", "close svc-tmp-panic"]);
     let parked = q.parked(10).await.expect("parked");
-    let detail = |n: &str| {
-        parked
-            .iter()
-            .find(|p| p.detail.contains(n))
-            .map(|p| p.reason)
-    };
+    let detail = |n: &str| parked.iter().find(|p| p.detail.contains(n)).map(|p| p.reason);
     assert_eq!(detail("task 3 failed"), Some(Some(ParkReason::Exhausted)));
-    assert_eq!(
-        detail("panicked: task 4 panicked"),
-        Some(Some(ParkReason::Exhausted))
-    );
+    assert_eq!(detail("panicked: task 4 panicked"), Some(Some(ParkReason::Exhausted)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,16 +131,10 @@ async fn a_bad_spec_payload_is_parked_naming_the_spec_and_field() {
     let redis = RedisServer::start();
     let q = queue(&redis.url, QueueConfig::new(unique("svc-bad"))).await;
     let bad = br#"{"cfg":{"probe":{},"mode":"Ok"}}"#.to_vec();
-    q.push_raw("TaskSpec", 1, bad, PushOptions::new())
-        .await
-        .expect("push raw");
+    q.push_raw("TaskSpec", 1, bad, PushOptions::new()).await.expect("push raw");
     let worker = Worker::new(q.clone(), cfg()).service::<Task>(Clients::Temporary);
     run_until(worker, "parked", async || parked(&q).await).await;
     let p = q.parked(1).await.expect("parked").remove(0);
     assert_eq!(p.reason, Some(ParkReason::MissingField));
-    assert!(
-        p.detail.contains("TaskSpec") && p.detail.contains("cfg"),
-        "{}",
-        p.detail
-    );
+    assert!(p.detail.contains("TaskSpec") && p.detail.contains("cfg"), "{}", p.detail);
 }

@@ -82,7 +82,8 @@ fn is_ours(attr: &Attribute) -> bool {
 }
 
 fn key_name(path: &Path) -> String {
-    path.get_ident().map_or_else(|| quote::ToTokens::to_token_stream(path).to_string().replace(' ', ""), Ident::to_string)
+    path.get_ident()
+        .map_or_else(|| quote::ToTokens::to_token_stream(path).to_string().replace(' ', ""), Ident::to_string)
 }
 
 fn duplicate(errors: &mut Errors, span: Span, key: &str) {
@@ -211,7 +212,10 @@ fn skip_value(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
 fn config_path(input: ParseStream<'_>) -> syn::Result<ConfigPath> {
     if input.peek(LitStr) {
         let lit: LitStr = input.parse()?;
-        return Err(syn::Error::new(lit.span(), "`config` takes a path into the spec, not a string: `config = settings.redis_url`"));
+        return Err(syn::Error::new(
+            lit.span(),
+            "`config` takes a path into the spec, not a string: `config = settings.redis_url`",
+        ));
     }
     let mut segments = vec![input.call(syn::ext::IdentExt::parse_any)?];
     while input.peek(Token![.]) {

@@ -107,12 +107,8 @@ impl<'a> Expander<'a> {
             })
             .collect();
         if let Some(w) = &mut spec_generics.where_clause {
-            w.predicates = w
-                .predicates
-                .iter()
-                .filter(|p| !mentions(p.to_token_stream(), &dropped_names))
-                .cloned()
-                .collect();
+            w.predicates =
+                w.predicates.iter().filter(|p| !mentions(p.to_token_stream(), &dropped_names)).cloned().collect();
         }
         Self { input, krate: quote!(::dual_mode), service, spec, parts, spec_generics, dropped }
     }
@@ -226,18 +222,26 @@ impl<'a> Expander<'a> {
     /// type parameter.
     fn where_clause(&self, extra: &[TokenStream]) -> TokenStream {
         let k = &self.krate;
-        let own = self.input.generics.where_clause.as_ref().map(|w| w.predicates.iter().collect::<Vec<&WherePredicate>>()).unwrap_or_default();
+        let own = self
+            .input
+            .generics
+            .where_clause
+            .as_ref()
+            .map(|w| w.predicates.iter().collect::<Vec<&WherePredicate>>())
+            .unwrap_or_default();
         let spec_params = self.spec_type_params();
         let bounds = self.type_params().into_iter().map(|p| {
+            let bounded = respan(p.to_token_stream(), Span::call_site());
             if spec_params.contains(&p) {
-                quote! { #p: ::core::marker::Send + ::core::marker::Sync + 'static + ::core::clone::Clone + ::core::fmt::Debug + #k::__private::serde::Serialize + #k::__private::serde::de::DeserializeOwned, }
+                quote! { #bounded: ::core::marker::Send + ::core::marker::Sync + 'static + ::core::clone::Clone + ::core::fmt::Debug + #k::__private::serde::Serialize + #k::__private::serde::de::DeserializeOwned, }
             } else {
-                quote! { #p: ::core::marker::Send + ::core::marker::Sync + 'static, }
+                quote! { #bounded: ::core::marker::Send + ::core::marker::Sync + 'static, }
             }
         });
         let generic_fields = self.input.fields.iter().filter(|f| mentions(f.ty.to_token_stream(), &self.type_params()));
         let field_bounds = generic_fields.filter_map(|f| {
-            let ty = f.ty;
+            // At the call site: these bounds are ours, not something the user wrote twice.
+            let ty = respan(f.ty.to_token_stream(), Span::call_site());
             match &f.kind {
                 Kind::Shared(Shared { source: Source::Open { .. }, .. }) => Some(quote! { #ty: ::core::clone::Clone, }),
                 Kind::Shared(_) => Some(quote! { #ty: #k::Resource + ::core::clone::Clone, }),
@@ -248,6 +252,7 @@ impl<'a> Expander<'a> {
         quote! { where #(#own,)* #(#bounds)* #(#field_bounds)* #(#extra)* }
     }
 
+    #[allow(clippy::too_many_lines, reason = "one quote of the impls, read top to bottom")]
     fn impls(&self) -> TokenStream {
         let k = &self.krate;
         let service = self.service;
@@ -261,7 +266,12 @@ impl<'a> Expander<'a> {
         let where_all = self.where_clause(&[]);
         let spec_where = {
             let k = &self.krate;
-            let own = self.spec_generics.where_clause.as_ref().map(|w| w.predicates.iter().collect::<Vec<_>>()).unwrap_or_default();
+            let own = self
+                .spec_generics
+                .where_clause
+                .as_ref()
+                .map(|w| w.predicates.iter().collect::<Vec<_>>())
+                .unwrap_or_default();
             let bounds = self.spec_type_params().into_iter().map(|p| {
                 quote! { #p: ::core::marker::Send + ::core::marker::Sync + 'static + ::core::clone::Clone + ::core::fmt::Debug + #k::__private::serde::Serialize + #k::__private::serde::de::DeserializeOwned, }
             });
@@ -271,6 +281,12 @@ impl<'a> Expander<'a> {
         let parts_ty = quote!(#parts #ty_generics);
         let service_ty = quote!(#service #ty_generics);
 
+        // A secret that only serves as another field's `config` is read here, so that it does
+        // not look unused to the user's dead-code lint.
+        let config_secrets = self.each(|f, ident| {
+            let used = self.input.fields.iter().any(|g| matches!(&g.kind, Kind::Shared(Shared { source: Source::Config(_, p), .. }) if p.segments[0] == *ident));
+            (matches!(f.kind, Kind::Secret { .. }) && used).then(|| quote! { let _ = &self.#ident; })
+        });
         let spec_of_self = self.each(|f, ident| match f.kind {
             Kind::Spec => Some(quote! { #ident: ::core::clone::Clone::clone(&self.#ident), }),
             Kind::Nested => Some(quote! { #ident: #k::DualMode::spec(&self.#ident), }),
@@ -286,7 +302,9 @@ impl<'a> Expander<'a> {
             Some(match f.kind {
                 Kind::Spec => quote! { #ident: __spec.#ident, },
                 Kind::Shared(_) | Kind::Secret { .. } => quote! { #ident: ::core::option::Option::None, },
-                Kind::Nested => quote! { #ident: <<#ty as #k::DualMode>::Parts as ::core::convert::From<_>>::from(__spec.#ident), },
+                Kind::Nested => {
+                    quote! { #ident: <<#ty as #k::DualMode>::Parts as ::core::convert::From<_>>::from(__spec.#ident), }
+                }
             })
         });
         let from_context = self.each(|f, ident| {
@@ -298,13 +316,15 @@ impl<'a> Expander<'a> {
                     let key = key_tokens(shared);
                     quote_spanned! {ty.span()=> #ident: __ctx.get_slot::<#ty>(#key), }
                 }
-                Kind::Nested => quote! { #ident: <<#ty as #k::DualMode>::Parts as #k::Parts>::from_context(__spec.#ident, __ctx), },
+                Kind::Nested => {
+                    quote! { #ident: <<#ty as #k::DualMode>::Parts as #k::Parts>::from_context(__spec.#ident, __ctx), }
+                }
             })
         });
         let enter_body = self.enter_body(&service_name);
         let scope = Ident::new("__scope", Span::mixed_site());
         let inherent = self.inherent(&spec_ty, &parts_ty, &service_ty);
-        let from_state = self.from_state();
+        let from_state = self.state_impls();
         quote! {
             #[automatically_derived]
             impl #impl_generics #k::DualMode for #service_ty #where_all {
@@ -313,6 +333,7 @@ impl<'a> Expander<'a> {
                 const NAME: &'static str = #service_name;
 
                 fn spec(&self) -> #spec_ty {
+                    #(#config_secrets)*
                     #spec { #(#spec_of_self)* }
                 }
             }
@@ -369,6 +390,22 @@ impl<'a> Expander<'a> {
     }
 }
 
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
+}
+
 fn key_tokens(shared: &Shared) -> TokenStream {
     match &shared.key {
         Some(key) => quote! { ::core::option::Option::Some(#key) },
@@ -378,12 +415,18 @@ fn key_tokens(shared: &Shared) -> TokenStream {
 
 impl Expander<'_> {
     /// `enter_in`: secrets first, then shared clients and nested services in field order.
+    #[allow(clippy::too_many_lines, reason = "one generated body, field kind by field kind")]
     fn enter_body(&self, service_name: &str) -> TokenStream {
         let k = &self.krate;
         let service = self.service;
         let parts = Ident::new("__parts", Span::mixed_site());
         let scope = Ident::new("__scope", Span::mixed_site());
         let spec_view = Ident::new("__spec_view", Span::mixed_site());
+        let spec_ty = {
+            let spec = &self.spec;
+            let (_, spec_ty_generics, _) = self.spec_generics.split_for_impl();
+            quote!(#spec #spec_ty_generics)
+        };
         let local = |ident: &Ident| Ident::new(&format!("__f_{}", ident.unraw()), Span::mixed_site());
         let site = |f: &Field<'_>| {
             let field = f.ident.unraw().to_string();
@@ -419,11 +462,12 @@ impl Expander<'_> {
             let Kind::Secret { env } = &f.kind else { return None };
             let (ident, ty, cfgs, var) = (f.ident, f.ty, &f.cfgs, local(f.ident));
             let site = site(f);
+            let k_ty = quote_spanned! {ty.span()=> ::dual_mode};
             Some(quote_spanned! {ty.span()=>
                 #(#cfgs)*
                 let #var: #ty = match #parts.#ident {
                     ::core::option::Option::Some(__v) => __v,
-                    ::core::option::Option::None => #k::Scope::secret::<<#ty as #k::__private::IsSecret>::Inner>(
+                    ::core::option::Option::None => #k_ty::__private::read_secret::<#ty>(
                         #site,
                         #k::SecretSource::Env(#env),
                     )?,
@@ -442,9 +486,11 @@ impl Expander<'_> {
                 }),
                 Kind::Shared(shared) => {
                     let key = key_tokens(shared);
+                    let k_ty = quote_spanned! {ty.span()=> ::dual_mode};
                     let open = match &shared.source {
                         Source::Default => quote_spanned! {ty.span()=>
-                            #scope.open::<#ty>(
+                            #k_ty::Scope::open::<#ty>(
+                                #scope,
                                 #site,
                                 #key,
                                 &<<#ty as #k::Resource>::Config as #k::__private::DefaultConfig>::default_config(),
@@ -460,30 +506,38 @@ impl Expander<'_> {
                             } else {
                                 quote_spanned! {*span=> #parts.#root #(.#rest)* }
                             };
+                            // The value, named by an identifier at the path's last segment: a
+                            // type mismatch is then reported on the user's `config = a.b`.
+                            let last = path.segments.last().map_or(*span, Ident::span);
+                            let value = Ident::new("__config_value", last.resolved_at(Span::mixed_site()));
                             quote_spanned! {ty.span()=>
                                 {
-                                    let __config: &<#ty as #k::Resource>::Config = &#expr;
-                                    #scope.open::<#ty>(#site, #key, __config).await?
+                                    let #value = &#expr;
+                                    let __config: &<#ty as #k::Resource>::Config = #value;
+                                    #k_ty::Scope::open::<#ty>(#scope, #site, #key, __config).await?
                                 }
                             }
                         }
                         Source::Open { open, close } => {
                             let close = match close {
-                                Some(close) => quote_spanned! {close.span()=>
+                                Some(close) => {
+                                    let k_close = quote_spanned! {close.span()=> ::dual_mode};
+                                    quote_spanned! {close.span()=>
                                     {
-                                        #k::__private::check_close::<#ty, _, _>(&#close);
                                         |__v: #ty| -> ::core::pin::Pin<::std::boxed::Box<dyn ::core::future::Future<Output = ::core::result::Result<(), #k::BoxError>> + ::core::marker::Send>> {
-                                            ::std::boxed::Box::pin(async move { #close(__v).await.map_err(::core::convert::Into::into) })
+                                            ::std::boxed::Box::pin(async move { #k_close::__private::call_close::<#ty, _, _>(#close, __v).await.map_err(::core::convert::Into::into) })
                                         }
                                     }
-                                },
+                                }},
                                 None => quote! { #k::__private::drop_close::<#ty> },
                             };
+                            let k_open = quote_spanned! {open.span()=> ::dual_mode};
                             quote_spanned! {open.span()=>
-                                #scope.open_with::<#ty, _, _>(
+                                #k_open::Scope::open_with::<#ty, _, _>(
+                                    #scope,
                                     #site,
                                     #key,
-                                    #k::__private::call_open(#open, #k::__private::spec_view(#spec_view.as_ref())),
+                                    #k_open::__private::call_open::<#spec_ty, #ty, _, _>(#open, #k::__private::spec_view(#spec_view.as_ref())),
                                     #close,
                                 ).await?
                             }
@@ -599,7 +653,7 @@ impl Expander<'_> {
     }
 
     /// `from_state` through axum's `FromRef`, for services without keyed fields.
-    fn from_state(&self) -> TokenStream {
+    fn state_impls(&self) -> TokenStream {
         let k = &self.krate;
         let keyed = self.input.fields.iter().any(|f| matches!(&f.kind, Kind::Shared(s) if s.key.is_some()));
         if keyed {
@@ -626,18 +680,23 @@ impl Expander<'_> {
             .filter_map(|f| {
                 let ty = f.ty;
                 match f.kind {
-                    Kind::Shared(_) | Kind::Secret { .. } => Some(quote_spanned! {ty.span()=> #ty: #k::__private::FromRef<#state>, }),
+                    Kind::Shared(_) | Kind::Secret { .. } => {
+                        Some(quote_spanned! {ty.span()=> #ty: #k::__private::FromRef<#state>, })
+                    }
                     Kind::Nested => Some(quote_spanned! {ty.span()=> #ty: #k::FromState<#state>, }),
                     Kind::Spec => None,
                 }
             })
             .collect();
         let where_all = self.where_clause(&bounds);
+        let where_plain = self.where_clause(&[]);
         let fields = self.each(|f, ident| {
             let ty = f.ty;
             Some(match f.kind {
                 Kind::Spec => quote! { #ident: __spec.#ident, },
-                Kind::Shared(_) | Kind::Secret { .. } => quote! { #ident: <#ty as #k::__private::FromRef<#state>>::from_ref(__state), },
+                Kind::Shared(_) | Kind::Secret { .. } => {
+                    quote! { #ident: <#ty as #k::__private::FromRef<#state>>::from_ref(__state), }
+                }
                 Kind::Nested => quote! { #ident: <#ty as #k::FromState<#state>>::from_state(__spec.#ident, __state), },
             })
         });
@@ -652,12 +711,12 @@ impl Expander<'_> {
                 }
 
                 #[automatically_derived]
-                impl #impl_generics #service #ty_generics {
+                impl #impl_generics #service #ty_generics #where_plain {
                     /// The service with every shared client (and secret) taken from axum app
                     /// state through `FromRef`: synchronous, infallible, no guard.
                     pub fn from_state<#state>(spec: #spec #spec_ty_generics, state: &#state) -> Self
                     where
-                        Self: #k::FromState<#state>,
+                        Self: #k::FromState<#state> + #k::DualMode<Spec = #spec #spec_ty_generics>,
                     {
                         <Self as #k::FromState<#state>>::from_state(spec, state)
                     }

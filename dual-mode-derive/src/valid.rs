@@ -58,7 +58,10 @@ fn kind(field: &Field<'_>, errors: &mut Errors) -> Option<Kind> {
     needs(a.env.as_ref().map(|c| c.0), "env", "secret", "env = \"NAME\"");
     if let (Some(role), Some(attr)) = (role, field.serde_attrs.first()) {
         ok = false;
-        errors.spanned(attr, format_args!("`#[serde]` has no effect on a {role} field: remove it; only spec fields are serialized"));
+        errors.spanned(
+            attr,
+            format_args!("`#[serde]` has no effect on a {role} field: remove it; only spec fields are serialized"),
+        );
     }
     if !ok {
         return None;
@@ -93,8 +96,12 @@ fn kind(field: &Field<'_>, errors: &mut Errors) -> Option<Kind> {
                     );
                     return None;
                 }
-                (Some((span, path)), None, None) => Source::Config(*span, crate::attr::ConfigPath { segments: path.segments.clone() }),
-                (None, Some((_, open)), close) => Source::Open { open: open.clone(), close: close.as_ref().map(|c| c.1.clone()) },
+                (Some((span, path)), None, None) => {
+                    Source::Config(*span, crate::attr::ConfigPath { segments: path.segments.clone() })
+                }
+                (None, Some((_, open)), close) => {
+                    Source::Open { open: open.clone(), close: close.as_ref().map(|c| c.1.clone()) }
+                }
                 (None, None, None) => Source::Default,
             };
             let key = match &a.key {

@@ -89,7 +89,9 @@ impl fmt::Display for EnterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let site = self.site;
         match &self.kind {
-            EnterErrorKind::Open(cause) => write!(f, "cannot enter `{}`: opening {site} failed: {cause}", site.service)?,
+            EnterErrorKind::Open(cause) => {
+                write!(f, "cannot enter `{}`: opening {site} failed: {cause}", site.service)?;
+            }
             EnterErrorKind::SecretMissing(source) => {
                 write!(f, "cannot enter `{}`: secret {site} is missing: {source} is not set", site.service)?;
             }

@@ -83,13 +83,16 @@ pub async fn call_close<T, E, F: CloseFnOf<T, E>>(f: F, value: T) -> Result<(), 
 }
 
 /// The close of a resource opened with `open = path` and no `close = path`: a drop.
-pub fn drop_close<T: Send + 'static>(value: T) -> core::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> {
+pub fn drop_close<T: Send + 'static>(
+    value: T,
+) -> core::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> {
     drop(value);
     Box::pin(async { Ok(()) })
 }
 
 /// The spec view an `open = path` function receives. It is built before the first open
 /// whenever an `open = path` field is `None`.
+#[must_use]
 pub fn spec_view<S>(spec: Option<&S>) -> &S {
     match spec {
         Some(spec) => spec,

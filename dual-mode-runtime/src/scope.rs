@@ -5,9 +5,9 @@ use std::future::Future;
 use std::mem;
 use std::pin::Pin;
 
+use crate::Resource;
 use crate::error::{BoxError, CloseError, EnterError, EnterErrorKind, ExitError, Site};
 use crate::secret::{Secret, SecretSource};
-use crate::Resource;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 

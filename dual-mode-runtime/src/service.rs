@@ -18,6 +18,11 @@ use crate::{Context, Scope};
 ///
 /// Implemented by `#[derive(DualMode)]`; see the [crate docs](crate) for what the derive
 /// generates.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a dual-mode service",
+    label = "no `#[derive(DualMode)]` on this type",
+    note = "add `#[derive(DualMode)]` to `{Self}`, or remove `#[dual_mode(nested)]` from the field"
+)]
 pub trait DualMode: Sized + Send + Sync + 'static {
     /// The serializable job spec: the service's config, never a client or a secret.
     type Spec: Spec;

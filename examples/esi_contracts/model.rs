@@ -41,13 +41,7 @@ pub(crate) enum ContractType {
 
 impl ContractType {
     /// Every type, in the order summaries list them.
-    pub(crate) const ALL: [Self; 5] = [
-        Self::ItemExchange,
-        Self::Auction,
-        Self::Courier,
-        Self::Loan,
-        Self::Unknown,
-    ];
+    pub(crate) const ALL: [Self; 5] = [Self::ItemExchange, Self::Auction, Self::Courier, Self::Loan, Self::Unknown];
 
     /// The ESI spelling (`item_exchange`, ...).
     pub(crate) const fn as_str(self) -> &'static str {
@@ -68,10 +62,7 @@ impl fmt::Display for ContractType {
 }
 
 /// One public contract, field for field as ESI's `GetContractsPublicRegionId200Ok`.
-#[allow(
-    clippy::struct_field_names,
-    reason = "ESI's field names, kept as they are"
-)]
+#[allow(clippy::struct_field_names, reason = "ESI's field names, kept as they are")]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Contract {
     /// Contract id (int32).
@@ -246,10 +237,7 @@ pub(crate) fn summarize(region_id: i32, contracts: &[Contract], now: Timestamp) 
         .filter(|c| c.kind == ContractType::ItemExchange)
         .filter_map(|c| c.price.map(|price| (c, price)))
         .collect();
-    ranked.sort_by(|(a, pa), (b, pb)| {
-        pb.total_cmp(pa)
-            .then_with(|| a.contract_id.cmp(&b.contract_id))
-    });
+    ranked.sort_by(|(a, pa), (b, pb)| pb.total_cmp(pa).then_with(|| a.contract_id.cmp(&b.contract_id)));
     let top_item_exchanges = ranked
         .into_iter()
         .take(TOP_ITEM_EXCHANGES)
@@ -295,17 +283,13 @@ impl fmt::Display for TimestampError {
 
 impl std::error::Error for TimestampError {}
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
 
 impl Timestamp {
     /// The current time of the system clock (0 if the clock is before 1970).
     pub(crate) fn now() -> Self {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         Self(i64::try_from(secs).unwrap_or(i64::MAX))
     }
 
@@ -317,10 +301,7 @@ impl Timestamp {
     /// Parses RFC 3339 (`2026-11-20T11:32:05Z`, `2026-11-20T11:32:05.123Z`,
     /// `2026-11-20T13:32:05+02:00`).
     pub(crate) fn parse_rfc3339(input: &str) -> Result<Self, TimestampError> {
-        let err = || TimestampError {
-            input: input.to_owned(),
-            expected: "RFC 3339",
-        };
+        let err = || TimestampError { input: input.to_owned(), expected: "RFC 3339" };
         let b = input.as_bytes();
         if b.len() < 20
             || b[4] != b'-'
@@ -365,10 +346,7 @@ impl Timestamp {
     /// Parses an HTTP-date in its preferred IMF-fixdate form (`Fri, 20 Nov 2026 12:00:00 GMT`),
     /// the form ESI sends in `Expires` and `Last-Modified`. The weekday is not checked.
     pub(crate) fn parse_http_date(input: &str) -> Result<Self, TimestampError> {
-        let err = || TimestampError {
-            input: input.to_owned(),
-            expected: "HTTP-date",
-        };
+        let err = || TimestampError { input: input.to_owned(), expected: "HTTP-date" };
         let b = input.as_bytes();
         if b.len() != 29
             || &b[3..5] != b", "
@@ -382,25 +360,19 @@ impl Timestamp {
             return Err(err());
         }
         let day = digits(&b[5..7]).ok_or_else(err)?;
-        let month = MONTHS
-            .iter()
-            .position(|m| m.as_bytes() == &b[8..11])
-            .ok_or_else(err)?;
+        let month = MONTHS.iter().position(|m| m.as_bytes() == &b[8..11]).ok_or_else(err)?;
         let year = digits(&b[12..16]).ok_or_else(err)?;
         let hour = digits(&b[17..19]).ok_or_else(err)?;
         let minute = digits(&b[20..22]).ok_or_else(err)?;
         let second = digits(&b[23..25]).ok_or_else(err)?;
         let month = i64::try_from(month).map_err(|_| err())? + 1;
-        civil_to_unix(year, month, day, hour, minute, second)
-            .map(Self)
-            .ok_or_else(err)
+        civil_to_unix(year, month, day, hour, minute, second).map(Self).ok_or_else(err)
     }
 
     /// Formats as an IMF-fixdate HTTP-date (`Fri, 20 Nov 2026 12:00:00 GMT`).
     pub(crate) fn to_http_date(self) -> String {
         let (year, month, day, hour, minute, second) = unix_to_civil(self.0);
-        let weekday =
-            WEEKDAYS[usize::try_from(self.0.div_euclid(86_400).rem_euclid(7)).unwrap_or(0)];
+        let weekday = WEEKDAYS[usize::try_from(self.0.div_euclid(86_400).rem_euclid(7)).unwrap_or(0)];
         let month = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
         format!("{weekday}, {day:02} {month} {year:04} {hour:02}:{minute:02}:{second:02} GMT")
     }
@@ -409,10 +381,7 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (year, month, day, hour, minute, second) = unix_to_civil(self.0);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"
-        )
+        write!(f, "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
     }
 }
 
@@ -450,9 +419,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 /// The value of a run of ASCII digits, `None` if any byte is not a digit.
 fn digits(bytes: &[u8]) -> Option<i64> {
-    bytes.iter().try_fold(0_i64, |acc, &c| {
-        c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
-    })
+    bytes.iter().try_fold(0_i64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
 }
 
 const fn is_leap(year: i64) -> bool {
@@ -481,14 +448,7 @@ const fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 /// Unix seconds of a validated civil UTC time (second 60, a leap second, is accepted and lands
 /// on the next minute).
-fn civil_to_unix(
-    year: i64,
-    month: i64,
-    day: i64,
-    hour: i64,
-    minute: i64,
-    second: i64,
-) -> Option<i64> {
+fn civil_to_unix(year: i64, month: i64, day: i64, hour: i64, minute: i64, second: i64) -> Option<i64> {
     let valid = (1..=12).contains(&month)
         && (1..=days_in_month(year, month)).contains(&day)
         && (0..=23).contains(&hour)

@@ -47,10 +47,7 @@ const FIXTURES: [(i32, &[&str]); 3] = [
 /// does not serve.
 #[allow(dead_code, reason = "for tests that compute figures from the fixtures")]
 pub(crate) fn fixture_pages(region_id: i32) -> Option<&'static [&'static str]> {
-    FIXTURES
-        .iter()
-        .find(|(id, _)| *id == region_id)
-        .map(|(_, pages)| *pages)
+    FIXTURES.iter().find(|(id, _)| *id == region_id).map(|(_, pages)| *pages)
 }
 
 /// How a [`StandIn`] behaves.
@@ -145,13 +142,7 @@ pub(crate) async fn start(opts: StandInOptions) -> std::io::Result<StandIn> {
     let regions = FIXTURES
         .iter()
         .map(|(id, pages)| {
-            let pages = pages
-                .iter()
-                .map(|body| Page {
-                    body,
-                    etag: etag_of(body),
-                })
-                .collect();
+            let pages = pages.iter().map(|body| Page { body, etag: etag_of(body) }).collect();
             (*id, pages)
         })
         .collect();
@@ -181,13 +172,7 @@ pub(crate) async fn start(opts: StandInOptions) -> std::io::Result<StandIn> {
             })
             .await
     });
-    Ok(StandIn {
-        base_url: format!("http://{addr}/latest"),
-        addr,
-        shared,
-        shutdown: Some(tx),
-        task: Some(task),
-    })
+    Ok(StandIn { base_url: format!("http://{addr}/latest"), addr, shared, shutdown: Some(tx), task: Some(task) })
 }
 
 impl StandIn {
@@ -197,10 +182,7 @@ impl StandIn {
     }
 
     /// The address the stand-in listens on.
-    #[allow(
-        dead_code,
-        reason = "for tests that speak raw HTTP; the example uses base_url"
-    )]
+    #[allow(dead_code, reason = "for tests that speak raw HTTP; the example uses base_url")]
     pub(crate) const fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -224,13 +206,7 @@ impl StandIn {
     /// `200 OK` responses served for one page of one region.
     #[allow(dead_code, reason = "test control, used by the integration tests")]
     pub(crate) fn page_ok_count(&self, region_id: i32, page: u32) -> u64 {
-        self.shared
-            .lock()
-            .stats
-            .page_ok
-            .get(&(region_id, page))
-            .copied()
-            .unwrap_or(0)
+        self.shared.lock().stats.page_ok.get(&(region_id, page)).copied().unwrap_or(0)
     }
 
     /// Zeroes the counters.
@@ -250,12 +226,7 @@ impl StandIn {
     /// `502`, `503`, `504`) and an ESI-like JSON error. Adds to failures already queued.
     #[allow(dead_code, reason = "test control, used by the integration tests")]
     pub(crate) fn fail_next(&self, region_id: i32, n: usize, status: StatusCode) {
-        self.shared
-            .lock()
-            .failures
-            .entry(region_id)
-            .or_default()
-            .extend(std::iter::repeat_n(status, n));
+        self.shared.lock().failures.entry(region_id).or_default().extend(std::iter::repeat_n(status, n));
     }
 
     /// Serves a truncated, unparseable body (with `200 OK` and its own `ETag`) for one page of a
@@ -276,9 +247,7 @@ impl StandIn {
             let _ = tx.send(());
         }
         if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(5), &mut task)
-                .await
-                .is_err()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err()
         {
             task.abort();
         }
@@ -295,9 +264,7 @@ impl Drop for StandIn {
 
 /// A stable, quoted `ETag` for a body (FNV-1a, 64 bits).
 fn etag_of(body: &str) -> String {
-    let hash = body.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = body.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     format!("\"{hash:016x}\"")
 }
 
@@ -312,23 +279,13 @@ fn malformed_body(body: &str) -> &str {
 
 /// Whether an `If-None-Match` value matches `etag` (weak comparison, `*` matches).
 fn etag_matches(if_none_match: &str, etag: &str) -> bool {
-    if_none_match
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+    if_none_match.split(',').map(str::trim).any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 /// The outcome of the routing and error-limit logic, turned into a response by [`respond`].
 enum Outcome {
     Error(StatusCode, &'static str),
-    Page {
-        region_id: i32,
-        page: u32,
-        pages: usize,
-        body: &'static str,
-        etag: String,
-        not_modified: bool,
-    },
+    Page { region_id: i32, page: u32, pages: usize, body: &'static str, etag: String, not_modified: bool },
 }
 
 async fn contracts(
@@ -338,16 +295,8 @@ async fn contracts(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    let if_none_match = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok());
-    let outcome = route(
-        &shared,
-        &method,
-        &region,
-        query.as_deref().unwrap_or(""),
-        if_none_match,
-    );
+    let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+    let outcome = route(&shared, &method, &region, query.as_deref().unwrap_or(""), if_none_match);
     respond(&shared, outcome)
 }
 
@@ -355,11 +304,7 @@ async fn not_found(State(shared): State<Arc<Shared>>) -> Response {
     let outcome = {
         let mut state = shared.lock();
         roll_window(&shared, &mut state);
-        if state.remain == 0 {
-            limited()
-        } else {
-            Outcome::Error(StatusCode::NOT_FOUND, "Not found")
-        }
+        if state.remain == 0 { limited() } else { Outcome::Error(StatusCode::NOT_FOUND, "Not found") }
     };
     respond(&shared, outcome)
 }
@@ -383,13 +328,7 @@ fn roll_window(shared: &Shared, state: &mut Mutable) {
     }
 }
 
-fn route(
-    shared: &Shared,
-    method: &Method,
-    region: &str,
-    query: &str,
-    if_none_match: Option<&str>,
-) -> Outcome {
+fn route(shared: &Shared, method: &Method, region: &str, query: &str, if_none_match: Option<&str>) -> Outcome {
     let mut state = shared.lock();
     roll_window(shared, &mut state);
     if state.remain == 0 {
@@ -401,19 +340,11 @@ fn route(
     let Ok(region_id) = region.parse::<i32>() else {
         return Outcome::Error(StatusCode::BAD_REQUEST, "Invalid region_id: not an integer");
     };
-    if let Some(status) = state
-        .failures
-        .get_mut(&region_id)
-        .and_then(VecDeque::pop_front)
-    {
+    if let Some(status) = state.failures.get_mut(&region_id).and_then(VecDeque::pop_front) {
         return Outcome::Error(status, failure_message(status));
     }
     let mut page = 1_u32;
-    for (key, value) in query
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
-    {
+    for (key, value) in query.split('&').filter(|kv| !kv.is_empty()).map(|kv| kv.split_once('=').unwrap_or((kv, ""))) {
         match key {
             "datasource" if value != "tranquility" => {
                 return Outcome::Error(StatusCode::BAD_REQUEST, "Invalid datasource");
@@ -421,10 +352,7 @@ fn route(
             "page" => match value.parse::<u32>() {
                 Ok(n) if n >= 1 => page = n,
                 _ => {
-                    return Outcome::Error(
-                        StatusCode::BAD_REQUEST,
-                        "Invalid page: must be an integer of at least 1",
-                    );
+                    return Outcome::Error(StatusCode::BAD_REQUEST, "Invalid page: must be an integer of at least 1");
                 }
             },
             _ => {}
@@ -443,14 +371,7 @@ fn route(
         (found.body, found.etag.clone())
     };
     let not_modified = if_none_match.is_some_and(|v| etag_matches(v, &etag));
-    Outcome::Page {
-        region_id,
-        page,
-        pages: pages.len(),
-        body,
-        etag,
-        not_modified,
-    }
+    Outcome::Page { region_id, page, pages: pages.len(), body, etag, not_modified }
 }
 
 fn failure_message(status: StatusCode) -> &'static str {
@@ -474,29 +395,16 @@ fn respond(shared: &Shared, outcome: Outcome) -> Response {
                 state.stats.error_limited += 1;
             }
             state.remain = state.remain.saturating_sub(1);
-            builder = builder
-                .status(status)
-                .header(header::CONTENT_TYPE, "application/json; charset=UTF-8");
+            builder = builder.status(status).header(header::CONTENT_TYPE, "application/json; charset=UTF-8");
             Body::from(serde_json::json!({ "error": message }).to_string())
         }
-        Outcome::Page {
-            region_id,
-            page,
-            pages,
-            body,
-            etag,
-            not_modified,
-        } => {
+        Outcome::Page { region_id, page, pages, body, etag, not_modified } => {
             let now = Timestamp::now();
-            let expires_after =
-                i64::try_from(shared.opts.expires_after.as_secs()).unwrap_or(i64::MAX);
+            let expires_after = i64::try_from(shared.opts.expires_after.as_secs()).unwrap_or(i64::MAX);
             builder = builder
                 .header("X-Pages", pages)
                 .header(header::ETAG, etag)
-                .header(
-                    header::EXPIRES,
-                    now.plus_seconds(expires_after).to_http_date(),
-                )
+                .header(header::EXPIRES, now.plus_seconds(expires_after).to_http_date())
                 .header(header::LAST_MODIFIED, shared.last_modified.to_http_date());
             if not_modified {
                 state.stats.not_modified += 1;
@@ -505,9 +413,8 @@ fn respond(shared: &Shared, outcome: Outcome) -> Response {
             } else {
                 state.stats.ok += 1;
                 *state.stats.page_ok.entry((region_id, page)).or_default() += 1;
-                builder = builder
-                    .status(StatusCode::OK)
-                    .header(header::CONTENT_TYPE, "application/json; charset=UTF-8");
+                builder =
+                    builder.status(StatusCode::OK).header(header::CONTENT_TYPE, "application/json; charset=UTF-8");
                 Body::from(body)
             }
         }
@@ -515,9 +422,7 @@ fn respond(shared: &Shared, outcome: Outcome) -> Response {
     let window_end = state.window_start + shared.opts.error_window;
     let left = window_end.saturating_duration_since(Instant::now());
     let reset = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-    builder = builder
-        .header("X-ESI-Error-Limit-Remain", state.remain)
-        .header("X-ESI-Error-Limit-Reset", reset);
+    builder = builder.header("X-ESI-Error-Limit-Remain", state.remain).header("X-ESI-Error-Limit-Reset", reset);
     drop(state);
     builder.body(body).unwrap_or_else(|_| {
         let mut response = Response::new(Body::empty());

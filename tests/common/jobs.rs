@@ -10,11 +10,7 @@ use dual_mode::jobs::{Queue, QueueConfig};
 /// A queue name unique within this test process.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Connects a queue on `url`.
@@ -25,11 +21,7 @@ pub async fn queue(url: &str, config: QueueConfig) -> Queue {
 
 /// A plain multiplexed connection for assertions.
 pub async fn con(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect")
+    redis::Client::open(url).expect("url").get_multiplexed_async_connection().await.expect("connect")
 }
 
 /// Polls `f` every 25 ms until it returns `Some`, or panics with `what` after `timeout`.
@@ -42,10 +34,7 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -67,9 +56,7 @@ impl RoleProcess {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        Self {
-            child: cmd.spawn().expect("spawn role process"),
-        }
+        Self { child: cmd.spawn().expect("spawn role process") }
     }
 
     pub fn pid(&self) -> u32 {
@@ -78,11 +65,8 @@ impl RoleProcess {
 
     /// Sends a signal by name (`KILL`, `STOP`, `CONT`) with the `kill` utility.
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
+        let status =
+            Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("run kill");
         assert!(status.success(), "kill -{sig} {} failed", self.pid());
     }
 
@@ -104,11 +88,7 @@ impl RoleProcess {
 impl Drop for RoleProcess {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .arg("-CONT")
-                .arg(self.pid().to_string())
-                .stderr(Stdio::null())
-                .status();
+            let _ = Command::new("kill").arg("-CONT").arg(self.pid().to_string()).stderr(Stdio::null()).status();
             let _ = self.child.kill();
         }
         let _ = self.child.wait();

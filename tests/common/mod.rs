@@ -31,7 +31,7 @@ impl RedisServer {
             .arg("--dir")
             .arg(&dir.0)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (see .ci/run)");
         let deadline = Instant::now() + Duration::from_secs(10);

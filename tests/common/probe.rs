@@ -1,5 +1,6 @@
 //! `Probe`: a resource whose close is explicit and shared by clones, like a pool, and which
 //! logs every open and close so tests can assert order and exactly-once closing.
+#![allow(dead_code, reason = "each test binary uses part of the probe")]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -38,7 +38,6 @@ impl HttpConfig {
     ///
     /// Building a client on it costs microseconds, where `reqwest::Client::new()` re-reads the
     /// system's CA store each time (milliseconds).
-    #[must_use]
     pub fn builder(&self) -> reqwest::ClientBuilder {
         let mut b = reqwest::Client::builder();
         if let Some(tls) = tls_config() {

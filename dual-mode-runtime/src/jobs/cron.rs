@@ -41,9 +41,7 @@ pub struct Cron {
     weekdays_star: bool,
 }
 
-const MONTHS: [&str; 12] = [
-    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-];
+const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
 const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 impl Cron {
@@ -52,10 +50,7 @@ impl Cron {
     /// # Errors
     /// A [`CronError`] naming the expression and what is wrong.
     pub fn parse(expr: &str) -> Result<Self, CronError> {
-        let err = |detail: String| CronError {
-            expr: expr.to_owned(),
-            detail,
-        };
+        let err = |detail: String| CronError { expr: expr.to_owned(), detail };
         let trimmed = expr.trim();
         let expanded = match trimmed {
             "@yearly" | "@annually" => "0 0 1 1 *",
@@ -73,8 +68,7 @@ impl Cron {
             n => return Err(err(format!("expected 5 or 6 fields, found {n}"))),
         };
         let field = |name: &str, text: &str, min: u32, max: u32, names: &[&str]| {
-            parse_field(text, min, max, names)
-                .map_err(|d| err(format!("{name} field `{text}`: {d}")))
+            parse_field(text, min, max, names).map_err(|d| err(format!("{name} field `{text}`: {d}")))
         };
         let mut weekdays = field("day-of-week", rest[4], 0, 7, &WEEKDAYS)?;
         if weekdays & (1 << 7) != 0 {
@@ -197,13 +191,9 @@ fn parse_value(text: &str, min: u32, max: u32, names: &[&str]) -> Result<u32, St
     let upper = text.to_ascii_uppercase();
     let offset = u32::from(names.len() == 12);
     if let Some(i) = names.iter().position(|n| *n == upper) {
-        return u32::try_from(i)
-            .map(|i| i + offset)
-            .map_err(|e| e.to_string());
+        return u32::try_from(i).map(|i| i + offset).map_err(|e| e.to_string());
     }
-    let v: u32 = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number"))?;
+    let v: u32 = text.parse().map_err(|_| format!("`{text}` is not a number"))?;
     if v < min || v > max {
         return Err(format!("{v} is out of range {min}-{max}"));
     }
@@ -218,9 +208,7 @@ fn parse_field(text: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, St
         }
         let (range, step) = match item.split_once('/') {
             Some((r, s)) => {
-                let step: u32 = s
-                    .parse()
-                    .map_err(|_| format!("step `{s}` is not a number"))?;
+                let step: u32 = s.parse().map_err(|_| format!("step `{s}` is not a number"))?;
                 if step == 0 {
                     return Err("step must be at least 1".to_owned());
                 }
@@ -231,10 +219,7 @@ fn parse_field(text: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, St
         let (lo, hi) = if range == "*" || range == "?" {
             (min, max)
         } else if let Some((a, b)) = range.split_once('-') {
-            let (a, b) = (
-                parse_value(a, min, max, names)?,
-                parse_value(b, min, max, names)?,
-            );
+            let (a, b) = (parse_value(a, min, max, names)?, parse_value(b, min, max, names)?);
             if a > b {
                 return Err(format!("range {a}-{b} is reversed"));
             }
@@ -263,11 +248,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        u32::try_from(m).unwrap_or(1),
-        u32::try_from(d).unwrap_or(1),
-    )
+    (y, u32::try_from(m).unwrap_or(1), u32::try_from(d).unwrap_or(1))
 }
 
 #[cfg(test)]
@@ -294,14 +275,8 @@ mod tests {
     #[test]
     fn civil_round_trip() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(
-            civil_from_days(ts(2024, 2, 29, 0, 0, 0) / 86_400),
-            (2024, 2, 29)
-        );
-        assert_eq!(
-            civil_from_days(ts(2000, 3, 1, 0, 0, 0) / 86_400),
-            (2000, 3, 1)
-        );
+        assert_eq!(civil_from_days(ts(2024, 2, 29, 0, 0, 0) / 86_400), (2024, 2, 29));
+        assert_eq!(civil_from_days(ts(2000, 3, 1, 0, 0, 0) / 86_400), (2000, 3, 1));
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 
@@ -315,18 +290,9 @@ mod tests {
         assert_eq!(next("30 9 1 * *", t), Some(ts(2025, 7, 1, 9, 30, 0)));
         assert_eq!(next("0 0 1 JAN *", t), Some(ts(2026, 1, 1, 0, 0, 0)));
         assert_eq!(next("*/10 * * * * *", t), Some(ts(2025, 6, 1, 12, 35, 0)));
-        assert_eq!(
-            next("5,10-12 * * * * *", ts(2025, 6, 1, 0, 0, 10)),
-            Some(ts(2025, 6, 1, 0, 0, 11))
-        );
-        assert_eq!(
-            next("0-30/10 * * * * *", ts(2025, 6, 1, 0, 0, 25)),
-            Some(ts(2025, 6, 1, 0, 0, 30))
-        );
-        assert_eq!(
-            next("20/20 * * * * *", ts(2025, 6, 1, 0, 0, 41)),
-            Some(ts(2025, 6, 1, 0, 1, 20))
-        );
+        assert_eq!(next("5,10-12 * * * * *", ts(2025, 6, 1, 0, 0, 10)), Some(ts(2025, 6, 1, 0, 0, 11)));
+        assert_eq!(next("0-30/10 * * * * *", ts(2025, 6, 1, 0, 0, 25)), Some(ts(2025, 6, 1, 0, 0, 30)));
+        assert_eq!(next("20/20 * * * * *", ts(2025, 6, 1, 0, 0, 41)), Some(ts(2025, 6, 1, 0, 1, 20)));
         assert_eq!(next("@hourly", t), Some(ts(2025, 6, 1, 13, 0, 0)));
     }
 
@@ -337,16 +303,10 @@ mod tests {
         assert_eq!(next("0 9 * * MON", t), Some(ts(2025, 6, 2, 9, 0, 0)));
         assert_eq!(next("0 9 * * 0", t), Some(ts(2025, 6, 8, 9, 0, 0)));
         assert_eq!(next("0 9 * * 7", t), Some(ts(2025, 6, 8, 9, 0, 0)));
-        assert_eq!(
-            next("0 9 * * mon-fri", ts(2025, 6, 6, 10, 0, 0)),
-            Some(ts(2025, 6, 9, 9, 0, 0))
-        );
+        assert_eq!(next("0 9 * * mon-fri", ts(2025, 6, 6, 10, 0, 0)), Some(ts(2025, 6, 9, 9, 0, 0)));
         // Both restricted: either matches (the 15th, or any Friday).
         assert_eq!(next("0 0 15 * FRI", t), Some(ts(2025, 6, 6, 0, 0, 0)));
-        assert_eq!(
-            next("0 0 15 * FRI", ts(2025, 6, 13, 1, 0, 0)),
-            Some(ts(2025, 6, 15, 0, 0, 0))
-        );
+        assert_eq!(next("0 0 15 * FRI", ts(2025, 6, 13, 1, 0, 0)), Some(ts(2025, 6, 15, 0, 0, 0)));
         // Leap day.
         assert_eq!(next("0 0 29 2 *", t), Some(ts(2028, 2, 29, 0, 0, 0)));
         // Never.

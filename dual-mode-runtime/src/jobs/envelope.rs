@@ -64,10 +64,7 @@ impl Envelope {
             (field::TYPE, self.type_name.clone().into_bytes()),
             (field::VERSION, self.version.to_string().into_bytes()),
             (field::ATTEMPT, self.attempt.to_string().into_bytes()),
-            (
-                field::ENQUEUED,
-                self.enqueued_at_ms.to_string().into_bytes(),
-            ),
+            (field::ENQUEUED, self.enqueued_at_ms.to_string().into_bytes()),
         ];
         if let Some(max) = self.max_attempts {
             out.push((field::MAX, max.to_string().into_bytes()));
@@ -79,10 +76,7 @@ impl Envelope {
     /// Parses the fields of a stream entry; the error says which field is missing or bad.
     pub(crate) fn from_fields(fields: &RawFields) -> Result<Self, String> {
         fn get<'a>(fields: &'a RawFields, name: &str) -> Option<&'a [u8]> {
-            fields
-                .iter()
-                .find(|(k, _)| k == name.as_bytes())
-                .map(|(_, v)| v.as_slice())
+            fields.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| v.as_slice())
         }
         fn text<'a>(fields: &'a RawFields, name: &str) -> Result<&'a str, String> {
             let raw = get(fields, name).ok_or_else(|| format!("entry has no `{name}` field"))?;
@@ -90,11 +84,9 @@ impl Envelope {
         }
         fn number<T: std::str::FromStr>(fields: &RawFields, name: &str) -> Result<T, String> {
             let s = text(fields, name)?;
-            s.parse()
-                .map_err(|_| format!("field `{name}` is not a number: {s:?}"))
+            s.parse().map_err(|_| format!("field `{name}` is not a number: {s:?}"))
         }
-        let payload = get(fields, field::PAYLOAD)
-            .ok_or_else(|| format!("entry has no `{}` field", field::PAYLOAD))?;
+        let payload = get(fields, field::PAYLOAD).ok_or_else(|| format!("entry has no `{}` field", field::PAYLOAD))?;
         let type_name = text(fields, field::TYPE)?.to_owned();
         if type_name.is_empty() {
             return Err(format!("field `{}` is empty", field::TYPE));
@@ -110,10 +102,7 @@ impl Envelope {
         };
         let attempt: u32 = number(fields, field::ATTEMPT)?;
         if attempt == 0 {
-            return Err(format!(
-                "field `{}` is 0; attempts count from 1",
-                field::ATTEMPT
-            ));
+            return Err(format!("field `{}` is 0; attempts count from 1", field::ATTEMPT));
         }
         Ok(Self {
             id,
@@ -201,8 +190,7 @@ pub(crate) fn precheck(bytes: &[u8], type_name: &str) -> Result<(), DecodeError>
 
 /// Milliseconds since the Unix epoch (0 before it).
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A random 64-bit value from std only: the per-process random keys of `RandomState` hashing
@@ -210,11 +198,7 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
 pub(crate) fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = std::hash::RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
+    h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     h.write_u32(std::process::id());
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     h.finish()
@@ -244,20 +228,14 @@ mod tests {
     }
 
     fn reason(bytes: &[u8]) -> ParkReason {
-        decode_json::<P>(bytes, "P")
-            .map(|_| ())
-            .expect_err("must fail")
-            .reason
+        decode_json::<P>(bytes, "P").map(|_| ()).expect_err("must fail").reason
     }
 
     #[test]
     fn classifies_bad_payloads() {
         assert_eq!(reason(b"\xff\xfe"), ParkReason::NotUtf8);
         assert_eq!(reason(b"{not json"), ParkReason::NotJson);
-        assert_eq!(
-            reason(br#"{"n":1,"kind":"A"} trailing"#),
-            ParkReason::NotJson
-        );
+        assert_eq!(reason(br#"{"n":1,"kind":"A"} trailing"#), ParkReason::NotJson);
         assert_eq!(reason(br#"{"n":"x","kind":"A"}"#), ParkReason::WrongShape);
         assert_eq!(reason(b"[1,2]"), ParkReason::WrongShape);
         assert_eq!(reason(br#"{"n":1,"kind":"Z"}"#), ParkReason::UnknownVariant);
@@ -279,11 +257,7 @@ mod tests {
             enqueued_at_ms: 42,
             payload: b"\xff".to_vec(),
         };
-        let fields: RawFields = env
-            .to_fields()
-            .into_iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v))
-            .collect();
+        let fields: RawFields = env.to_fields().into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect();
         assert_eq!(Envelope::from_fields(&fields), Ok(env));
         let missing: RawFields = vec![(b"foo".to_vec(), b"bar".to_vec())];
         assert!(Envelope::from_fields(&missing).is_err());

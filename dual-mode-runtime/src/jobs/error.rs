@@ -45,10 +45,7 @@ impl QueueError {
     }
 
     pub(crate) fn protocol(op: &'static str, detail: impl Into<String>) -> Self {
-        Self::Protocol {
-            op,
-            detail: detail.into(),
-        }
+        Self::Protocol { op, detail: detail.into() }
     }
 }
 
@@ -57,10 +54,7 @@ impl fmt::Display for QueueError {
         match self {
             Self::Redis { op, source } => write!(f, "redis error during {op}: {source}"),
             Self::Encode { type_name, source } => {
-                write!(
-                    f,
-                    "cannot serialize a `{type_name}` payload to JSON: {source}"
-                )
+                write!(f, "cannot serialize a `{type_name}` payload to JSON: {source}")
             }
             Self::Protocol { op, detail } => {
                 write!(f, "unexpected redis reply during {op}: {detail}")
@@ -196,11 +190,7 @@ pub struct DecodeError {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot decode a `{}` payload ({})",
-            self.type_name, self.reason
-        )?;
+        write!(f, "cannot decode a `{}` payload ({})", self.type_name, self.reason)?;
         if let Some(path) = &self.path {
             write!(f, " at `{path}`")?;
         }
@@ -271,11 +261,7 @@ pub struct CronError {
 
 impl fmt::Display for CronError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid cron expression `{}`: {}",
-            self.expr, self.detail
-        )
+        write!(f, "invalid cron expression `{}`: {}", self.expr, self.detail)
     }
 }
 

@@ -108,6 +108,6 @@ pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys,
 pub use schedule::{Schedule, Scheduler, SchedulerConfig};
 pub use service::{Clients, Job, ServiceHandler, decode_spec};
 pub use worker::{
-    Handler, HandlerFn, JobInfo, Lease, RunReport, Typed, Worker, WorkerConfig, WorkerCounts,
-    WorkerStats, handler_fn, typed,
+    Handler, HandlerFn, JobInfo, Lease, RunReport, Typed, Worker, WorkerConfig, WorkerCounts, WorkerStats, handler_fn,
+    typed,
 };

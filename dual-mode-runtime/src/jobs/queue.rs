@@ -206,10 +206,7 @@ impl ParkedEntry {
     /// An original field's bytes.
     #[must_use]
     pub fn field(&self, name: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name.as_bytes())
-            .map(|(_, v)| v.as_slice())
+        self.fields.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| v.as_slice())
     }
 
     /// The original payload bytes, if the entry had a payload field.
@@ -278,9 +275,7 @@ struct Inner {
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queue")
-            .field("config", &self.inner.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Queue").field("config", &self.inner.config).finish_non_exhaustive()
     }
 }
 
@@ -297,33 +292,19 @@ impl Queue {
             )));
         }
         if config.max_attempts == 0 {
-            return Err(QueueError::Config(
-                "max_attempts must be at least 1".to_owned(),
-            ));
+            return Err(QueueError::Config("max_attempts must be at least 1".to_owned()));
         }
         let con = Self::manager(&client, config.response_timeout).await?;
         let keys = QueueKeys::new(&config.name);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                client,
-                con,
-                config,
-                keys,
-            }),
-        })
+        Ok(Self { inner: Arc::new(Inner { client, con, config, keys }) })
     }
 
-    pub(crate) async fn manager(
-        client: &redis::Client,
-        timeout: Duration,
-    ) -> Result<ConnectionManager, QueueError> {
+    pub(crate) async fn manager(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, QueueError> {
         let cfg = ConnectionManagerConfig::new()
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
-        ConnectionManager::new_with_config(client.clone(), cfg)
-            .await
-            .map_err(QueueError::redis("connect"))
+        ConnectionManager::new_with_config(client.clone(), cfg).await.map_err(QueueError::redis("connect"))
     }
 
     /// The queue's settings.
@@ -369,10 +350,7 @@ impl Queue {
         match res {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(QueueError::Redis {
-                op: "create group",
-                source: e,
-            }),
+            Err(e) => Err(QueueError::Redis { op: "create group", source: e }),
         }
     }
 
@@ -403,11 +381,7 @@ impl Queue {
         options: PushOptions,
     ) -> Result<Pushed, QueueError> {
         let env = new_envelope(type_name, version, payload, &options);
-        let pushed = Pushed {
-            job_id: env.id.clone(),
-            idempotency_key: env.idempotency_key.clone(),
-            entry_id: None,
-        };
+        let pushed = Pushed { job_id: env.id.clone(), idempotency_key: env.idempotency_key.clone(), entry_id: None };
         if options.is_delayed() {
             self.push_delayed(&env, &options).await?;
             return Ok(pushed);
@@ -417,36 +391,23 @@ impl Queue {
         for (k, v) in env.to_fields() {
             cmd.arg(k).arg(v);
         }
-        let id: Value = cmd
-            .query_async(&mut self.con())
-            .await
-            .map_err(QueueError::redis("push"))?;
-        let entry_id =
-            reply::text(&id).ok_or_else(|| QueueError::protocol("push", "XADD returned no id"))?;
-        Ok(Pushed {
-            entry_id: Some(entry_id),
-            ..pushed
-        })
+        let id: Value = cmd.query_async(&mut self.con()).await.map_err(QueueError::redis("push"))?;
+        let entry_id = reply::text(&id).ok_or_else(|| QueueError::protocol("push", "XADD returned no id"))?;
+        Ok(Pushed { entry_id: Some(entry_id), ..pushed })
     }
 
     async fn push_delayed(&self, env: &Envelope, options: &PushOptions) -> Result<(), QueueError> {
         let member = unique_id();
         let keys = &self.inner.keys;
         let at = options.not_before.map_or(0, unix_ms);
-        let delay = options
-            .delay
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let delay = options.delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mut inv = scripts::PUSH_DELAYED.prepare_invoke();
-        inv.key(&keys.delayed)
-            .key(format!("{}{member}", keys.delayed_entry_prefix));
+        inv.key(&keys.delayed).key(format!("{}{member}", keys.delayed_entry_prefix));
         inv.arg(at).arg(delay).arg(&member);
         for (k, v) in env.to_fields() {
             inv.arg(k).arg(v);
         }
-        let _: Value = inv
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(QueueError::redis("delayed push"))?;
+        let _: Value = inv.invoke_async(&mut self.con()).await.map_err(QueueError::redis("delayed push"))?;
         Ok(())
     }
 
@@ -469,20 +430,11 @@ impl Queue {
         I: IntoIterator<Item = &'a T>,
     {
         if options.idempotency_key.is_some() {
-            return Err(QueueError::Config(
-                "push_bulk takes no idempotency key: each job needs its own".to_owned(),
-            ));
+            return Err(QueueError::Config("push_bulk takes no idempotency key: each job needs its own".to_owned()));
         }
         let envs = payloads
             .into_iter()
-            .map(|p| {
-                Ok(new_envelope(
-                    type_name,
-                    version,
-                    encode(type_name, p)?,
-                    &options,
-                ))
-            })
+            .map(|p| Ok(new_envelope(type_name, version, encode(type_name, p)?, &options)))
             .collect::<Result<Vec<_>, QueueError>>()?;
         let mut out = Vec::with_capacity(envs.len());
         if options.is_delayed() {
@@ -504,10 +456,7 @@ impl Queue {
                     cmd.arg(k).arg(v);
                 }
             }
-            let ids: Vec<Value> = pipe
-                .query_async(&mut self.con())
-                .await
-                .map_err(QueueError::redis("bulk push"))?;
+            let ids: Vec<Value> = pipe.query_async(&mut self.con()).await.map_err(QueueError::redis("bulk push"))?;
             if ids.len() != chunk.len() {
                 return Err(QueueError::protocol(
                     "bulk push",
@@ -568,30 +517,16 @@ impl Queue {
             .query_async(&mut con)
             .await
             .map_err(QueueError::redis("stats"))?;
-        let summary: Result<Value, _> = redis::cmd("XPENDING")
-            .arg(&keys.stream)
-            .arg(&self.inner.config.group)
-            .query_async(&mut con)
-            .await;
+        let summary: Result<Value, _> =
+            redis::cmd("XPENDING").arg(&keys.stream).arg(&self.inner.config.group).query_async(&mut con).await;
         let pending = match summary {
-            Ok(v) => reply::items(&v)
-                .and_then(|i| i.first())
-                .and_then(reply::int)
-                .unwrap_or(0),
+            Ok(v) => reply::items(&v).and_then(|i| i.first()).and_then(reply::int).unwrap_or(0),
             Err(e) if e.code() == Some("NOGROUP") => 0,
             Err(e) => {
-                return Err(QueueError::Redis {
-                    op: "stats",
-                    source: e,
-                });
+                return Err(QueueError::Redis { op: "stats", source: e });
             }
         };
-        Ok(QueueStats {
-            length,
-            pending: u64::try_from(pending).unwrap_or(0),
-            delayed,
-            parked,
-        })
+        Ok(QueueStats { length, pending: u64::try_from(pending).unwrap_or(0), delayed, parked })
     }
 
     /// The oldest `count` parked entries, oldest first.
@@ -606,11 +541,7 @@ impl Queue {
     ///
     /// # Errors
     /// Redis fails.
-    pub async fn parked_after(
-        &self,
-        after: &str,
-        count: usize,
-    ) -> Result<Vec<ParkedEntry>, QueueError> {
+    pub async fn parked_after(&self, after: &str, count: usize) -> Result<Vec<ParkedEntry>, QueueError> {
         self.parked_range(&format!("({after}"), "+", count).await
     }
 
@@ -622,12 +553,7 @@ impl Queue {
         Ok(self.parked_range(parked_id, parked_id, 1).await?.pop())
     }
 
-    async fn parked_range(
-        &self,
-        start: &str,
-        end: &str,
-        count: usize,
-    ) -> Result<Vec<ParkedEntry>, QueueError> {
+    async fn parked_range(&self, start: &str, end: &str, count: usize) -> Result<Vec<ParkedEntry>, QueueError> {
         let v: Value = redis::cmd("XRANGE")
             .arg(&self.inner.keys.parked)
             .arg(start)
@@ -681,28 +607,14 @@ impl Queue {
     }
 }
 
-pub(crate) fn encode<T: Serialize + ?Sized>(
-    type_name: &str,
-    payload: &T,
-) -> Result<Vec<u8>, QueueError> {
-    serde_json::to_vec(payload).map_err(|source| QueueError::Encode {
-        type_name: type_name.to_owned(),
-        source,
-    })
+pub(crate) fn encode<T: Serialize + ?Sized>(type_name: &str, payload: &T) -> Result<Vec<u8>, QueueError> {
+    serde_json::to_vec(payload).map_err(|source| QueueError::Encode { type_name: type_name.to_owned(), source })
 }
 
-pub(crate) fn new_envelope(
-    type_name: &str,
-    version: u32,
-    payload: Vec<u8>,
-    options: &PushOptions,
-) -> Envelope {
+pub(crate) fn new_envelope(type_name: &str, version: u32, payload: Vec<u8>, options: &PushOptions) -> Envelope {
     let id = unique_id();
     Envelope {
-        idempotency_key: options
-            .idempotency_key
-            .clone()
-            .unwrap_or_else(|| id.clone()),
+        idempotency_key: options.idempotency_key.clone().unwrap_or_else(|| id.clone()),
         id,
         type_name: type_name.to_owned(),
         version,

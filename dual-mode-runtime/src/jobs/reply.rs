@@ -45,12 +45,7 @@ pub(crate) fn fields(v: &Value) -> Result<RawFields, String> {
     if let Value::Map(pairs) = v {
         return pairs
             .iter()
-            .map(|(k, v)| {
-                Ok((
-                    bytes(k).ok_or("field name")?,
-                    bytes(v).ok_or("field value")?,
-                ))
-            })
+            .map(|(k, v)| Ok((bytes(k).ok_or("field name")?, bytes(v).ok_or("field value")?)))
             .collect::<Result<_, &str>>()
             .map_err(|what| format!("entry {what} is not a string"));
     }
@@ -80,11 +75,7 @@ pub(crate) fn entry(v: &Value) -> Result<Entry, String> {
 pub(crate) fn entries(v: &Value) -> Result<Vec<Entry>, String> {
     match v {
         Value::Nil => Ok(Vec::new()),
-        other => items(other)
-            .ok_or("entries are not a list")?
-            .iter()
-            .map(entry)
-            .collect(),
+        other => items(other).ok_or("entries are not a list")?.iter().map(entry).collect(),
     }
 }
 
@@ -93,15 +84,10 @@ pub(crate) fn entries(v: &Value) -> Result<Vec<Entry>, String> {
 pub(crate) fn read_group(v: &Value) -> Result<Vec<Entry>, String> {
     match v {
         Value::Nil => Ok(Vec::new()),
-        Value::Map(pairs) => {
-            pairs
-                .iter()
-                .map(|(_, e)| entries(e))
-                .try_fold(Vec::new(), |mut acc, e| {
-                    acc.extend(e?);
-                    Ok(acc)
-                })
-        }
+        Value::Map(pairs) => pairs.iter().map(|(_, e)| entries(e)).try_fold(Vec::new(), |mut acc, e| {
+            acc.extend(e?);
+            Ok(acc)
+        }),
         other => {
             let mut out = Vec::new();
             for stream in items(other).ok_or("reply is not a list")? {

@@ -39,32 +39,13 @@ impl Schedule {
         version: u32,
         payload: &T,
     ) -> Result<Self, QueueError> {
-        Ok(Self::from_parts(
-            name,
-            Cron::parse(cron)?,
-            type_name,
-            version,
-            encode(type_name, payload)?,
-        ))
+        Ok(Self::from_parts(name, Cron::parse(cron)?, type_name, version, encode(type_name, payload)?))
     }
 
     /// A schedule from a parsed expression and payload bytes.
     #[must_use]
-    pub fn from_parts(
-        name: impl Into<String>,
-        cron: Cron,
-        type_name: &str,
-        version: u32,
-        payload: Vec<u8>,
-    ) -> Self {
-        Self {
-            name: name.into(),
-            cron,
-            type_name: type_name.to_owned(),
-            version,
-            payload,
-            max_attempts: None,
-        }
+    pub fn from_parts(name: impl Into<String>, cron: Cron, type_name: &str, version: u32, payload: Vec<u8>) -> Self {
+        Self { name: name.into(), cron, type_name: type_name.to_owned(), version, payload, max_attempts: None }
     }
 
     /// Overrides the maximum attempts of the enqueued jobs.
@@ -109,11 +90,7 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        Self {
-            catch_up: false,
-            max_catch_up: 100,
-            dedupe_ttl: Duration::from_secs(7 * 24 * 3600),
-        }
+        Self { catch_up: false, max_catch_up: 100, dedupe_ttl: Duration::from_secs(7 * 24 * 3600) }
     }
 }
 
@@ -161,12 +138,7 @@ impl Scheduler {
     /// A scheduler for `queue` with no schedules yet.
     #[must_use]
     pub fn new(queue: Queue, config: SchedulerConfig) -> Self {
-        Self {
-            queue,
-            config,
-            schedules: Vec::new(),
-            enqueued: Arc::default(),
-        }
+        Self { queue, config, schedules: Vec::new(), enqueued: Arc::default() }
     }
 
     /// Adds a schedule.
@@ -195,11 +167,7 @@ impl Scheduler {
     ///
     /// # Errors
     /// Redis fails (then nothing was written: retrying is safe).
-    pub async fn enqueue_tick(
-        &self,
-        schedule: &Schedule,
-        tick_secs: i64,
-    ) -> Result<Option<String>, QueueError> {
+    pub async fn enqueue_tick(&self, schedule: &Schedule, tick_secs: i64) -> Result<Option<String>, QueueError> {
         enqueue_tick(&self.queue, &self.config, schedule, tick_secs).await
     }
 
@@ -221,12 +189,7 @@ impl Scheduler {
                 // A tick at this very second counts as upcoming.
                 cursor = now - 1;
             }
-            tasks.push(tokio::spawn(schedule_loop(
-                this.clone(),
-                i,
-                cursor,
-                stop_rx.clone(),
-            )));
+            tasks.push(tokio::spawn(schedule_loop(this.clone(), i, cursor, stop_rx.clone())));
         }
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -263,12 +226,7 @@ impl Scheduler {
     }
 }
 
-async fn schedule_loop(
-    this: Arc<Scheduler>,
-    index: usize,
-    mut cursor: i64,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn schedule_loop(this: Arc<Scheduler>, index: usize, mut cursor: i64, mut stop: watch::Receiver<bool>) {
     let schedule = &this.schedules[index];
     let mut failures = 0u32;
     loop {
@@ -276,9 +234,7 @@ async fn schedule_loop(
             tracing::warn!(schedule = %schedule.name, "the cron expression has no future tick");
             return;
         };
-        let wait_ms = tick
-            .saturating_mul(1000)
-            .saturating_sub(i64::try_from(unix_ms(SystemTime::now())).unwrap_or(0));
+        let wait_ms = tick.saturating_mul(1000).saturating_sub(i64::try_from(unix_ms(SystemTime::now())).unwrap_or(0));
         if wait_ms > 0 {
             let d = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
             tokio::select! {
@@ -355,29 +311,14 @@ async fn enqueue_tick(
     let tick_ms = tick_secs.saturating_mul(1000);
     let mut options = PushOptions::new().idempotency_key(schedule.idempotency_key(tick_secs));
     options.max_attempts = schedule.max_attempts;
-    let mut env = new_envelope(
-        &schedule.type_name,
-        schedule.version,
-        schedule.payload.clone(),
-        &options,
-    );
+    let mut env = new_envelope(&schedule.type_name, schedule.version, schedule.payload.clone(), &options);
     env.id = unique_id();
     let mut inv = scripts::TICK.prepare_invoke();
-    inv.key(format!("{tick_prefix}{tick_ms}"))
-        .key(&last_key)
-        .key(&queue.keys().stream);
-    inv.arg(
-        u64::try_from(config.dedupe_ttl.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1),
-    )
-    .arg(tick_ms);
+    inv.key(format!("{tick_prefix}{tick_ms}")).key(&last_key).key(&queue.keys().stream);
+    inv.arg(u64::try_from(config.dedupe_ttl.as_millis()).unwrap_or(u64::MAX).max(1)).arg(tick_ms);
     for (k, v) in env.to_fields() {
         inv.arg(k).arg(v);
     }
-    let v: Value = inv
-        .invoke_async(&mut queue.con())
-        .await
-        .map_err(QueueError::redis("enqueue tick"))?;
+    let v: Value = inv.invoke_async(&mut queue.con()).await.map_err(QueueError::redis("enqueue tick"))?;
     Ok(reply::text(&v))
 }

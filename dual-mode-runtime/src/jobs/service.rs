@@ -55,10 +55,7 @@ impl<S: Job> ServiceHandler<S> {
     /// A handler entering each job's service with `clients`.
     #[must_use]
     pub fn new(clients: Clients) -> Self {
-        Self {
-            clients,
-            _service: PhantomData,
-        }
+        Self { clients, _service: PhantomData }
     }
 }
 
@@ -87,13 +84,11 @@ impl<S: Job> Handler for ServiceHandler<S> {
         let guard = parts.enter().await.map_err(JobError::failed)?;
         let outcome = {
             let mut fut = pin!(guard.run(&job));
-            poll_fn(
-                |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-                    Ok(Poll::Pending) => Poll::Pending,
-                    Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
-                    Err(panic) => Poll::Ready(Err(panic)),
-                },
-            )
+            poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                Ok(Poll::Pending) => Poll::Pending,
+                Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+                Err(panic) => Poll::Ready(Err(panic)),
+            })
             .await
         };
         // If this task is aborted before here, dropping the guard closes its clients.
@@ -131,11 +126,7 @@ impl Queue {
     ///
     /// # Errors
     /// The spec does not serialize, or Redis fails.
-    pub async fn push_spec<T: Spec>(
-        &self,
-        spec: &T,
-        options: PushOptions,
-    ) -> Result<Pushed, QueueError> {
+    pub async fn push_spec<T: Spec>(&self, spec: &T, options: PushOptions) -> Result<Pushed, QueueError> {
         let bytes = spec.to_json().map_err(QueueError::Spec)?;
         self.push_raw(T::NAME, T::VERSION, bytes, options).await
     }
@@ -144,11 +135,7 @@ impl Queue {
     ///
     /// # Errors
     /// A spec does not serialize, or Redis fails.
-    pub async fn push_specs<T: Spec>(
-        &self,
-        specs: &[T],
-        options: PushOptions,
-    ) -> Result<Vec<Pushed>, QueueError> {
+    pub async fn push_specs<T: Spec>(&self, specs: &[T], options: PushOptions) -> Result<Vec<Pushed>, QueueError> {
         self.push_bulk(T::NAME, T::VERSION, specs, options).await
     }
 }
@@ -158,19 +145,9 @@ impl Schedule {
     ///
     /// # Errors
     /// The cron expression does not parse, or the spec does not serialize.
-    pub fn for_spec<T: Spec>(
-        name: impl Into<String>,
-        cron: &str,
-        spec: &T,
-    ) -> Result<Self, QueueError> {
+    pub fn for_spec<T: Spec>(name: impl Into<String>, cron: &str, spec: &T) -> Result<Self, QueueError> {
         let bytes = spec.to_json().map_err(QueueError::Spec)?;
-        Ok(Self::from_parts(
-            name,
-            super::cron::Cron::parse(cron)?,
-            T::NAME,
-            T::VERSION,
-            bytes,
-        ))
+        Ok(Self::from_parts(name, super::cron::Cron::parse(cron)?, T::NAME, T::VERSION, bytes))
     }
 }
 

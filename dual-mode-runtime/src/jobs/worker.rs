@@ -176,17 +176,10 @@ impl WorkerConfig {
     #[must_use]
     pub fn backoff_for(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
-        let full = self
-            .backoff_base
-            .saturating_mul(factor)
-            .min(self.backoff_max);
+        let full = self.backoff_base.saturating_mul(factor).min(self.backoff_max);
         let half = full / 2;
         let half_ms = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
-        half + Duration::from_millis(if half_ms == 0 {
-            0
-        } else {
-            random_u64() % (half_ms + 1)
-        })
+        half + Duration::from_millis(if half_ms == 0 { 0 } else { random_u64() % (half_ms + 1) })
     }
 
     fn validate(&self) -> Result<(), QueueError> {
@@ -385,9 +378,7 @@ pub struct Typed<T, F> {
 
 impl<T, F> std::fmt::Debug for Typed<T, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Typed")
-            .field("type", &std::any::type_name::<T>())
-            .finish_non_exhaustive()
+        f.debug_struct("Typed").field("type", &std::any::type_name::<T>()).finish_non_exhaustive()
     }
 }
 
@@ -399,10 +390,7 @@ where
     F: Fn(T, JobInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), JobError>> + Send + 'static,
 {
-    Typed {
-        f,
-        _t: std::marker::PhantomData,
-    }
+    Typed { f, _t: std::marker::PhantomData }
 }
 
 impl<T, F, Fut> Handler for Typed<T, F>
@@ -523,19 +511,8 @@ impl Worker {
     /// A worker of `queue` with no handlers yet.
     #[must_use]
     pub fn new(queue: Queue, config: WorkerConfig) -> Self {
-        let consumer = format!(
-            "{}-{}-{}",
-            config.consumer_prefix,
-            std::process::id(),
-            &unique_id()[..12]
-        );
-        Self {
-            queue,
-            config,
-            handlers: HashMap::new(),
-            consumer,
-            stats: Arc::default(),
-        }
+        let consumer = format!("{}-{}-{}", config.consumer_prefix, std::process::id(), &unique_id()[..12]);
+        Self { queue, config, handlers: HashMap::new(), consumer, stats: Arc::default() }
     }
 
     /// Registers `handler` for entries whose type name is `type_name` (replacing any
@@ -567,17 +544,11 @@ impl Worker {
     ///
     /// # Errors
     /// A configuration out of range, or Redis failing at the start.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<RunReport, QueueError> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RunReport, QueueError> {
         self.config.validate()?;
         self.queue.ensure_group().await?;
-        let reader_con = Queue::manager(
-            self.queue.client(),
-            self.config.block + self.queue.config().response_timeout,
-        )
-        .await?;
+        let reader_con =
+            Queue::manager(self.queue.client(), self.config.block + self.queue.config().response_timeout).await?;
         let shared = Arc::new(Shared {
             queue: self.queue,
             config: self.config,
@@ -590,19 +561,8 @@ impl Worker {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(8);
         let loops = [
-            tokio::spawn(read_loop(
-                shared.clone(),
-                reader_con,
-                sem.clone(),
-                tx.clone(),
-                stop_rx.clone(),
-            )),
-            tokio::spawn(claim_loop(
-                shared.clone(),
-                sem.clone(),
-                tx.clone(),
-                stop_rx.clone(),
-            )),
+            tokio::spawn(read_loop(shared.clone(), reader_con, sem.clone(), tx.clone(), stop_rx.clone())),
+            tokio::spawn(claim_loop(shared.clone(), sem.clone(), tx.clone(), stop_rx.clone())),
             tokio::spawn(promote_loop(shared.clone(), stop_rx)),
         ];
         drop(tx);
@@ -656,11 +616,7 @@ impl Worker {
         if let Err(e) = removed {
             tracing::warn!(error = %e, "could not remove the consumer from the group");
         }
-        let report = RunReport {
-            consumer: shared.consumer.clone(),
-            counts: shared.stats.snapshot(),
-            abandoned,
-        };
+        let report = RunReport { consumer: shared.consumer.clone(), counts: shared.stats.snapshot(), abandoned };
         tracing::info!(queue = %shared.queue.name(), consumer = %shared.consumer, abandoned, "worker stopped");
         Ok(report)
     }
@@ -727,9 +683,7 @@ async fn read_loop(
 ) {
     let keys = shared.queue.keys().clone();
     let group = shared.queue.config().group.clone();
-    let block_ms = u64::try_from(shared.config.block.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1);
+    let block_ms = u64::try_from(shared.config.block.as_millis()).unwrap_or(u64::MAX).max(1);
     let mut failures = 0u32;
     loop {
         if *stop.borrow() {
@@ -751,10 +705,7 @@ async fn read_loop(
             .arg(">")
             .query_async(&mut con)
             .await;
-        let entries = match res
-            .map_err(|e| e.to_string())
-            .and_then(|v| reply::read_group(&v))
-        {
+        let entries = match res.map_err(|e| e.to_string()).and_then(|v| reply::read_group(&v)) {
             Ok(entries) => {
                 failures = 0;
                 entries
@@ -777,12 +728,7 @@ async fn read_loop(
             .into_iter()
             .filter_map(|(entry_id, fields)| {
                 let permit = permits.pop()?;
-                Some(Delivery {
-                    entry_id,
-                    fields,
-                    token: 1,
-                    permit,
-                })
+                Some(Delivery { entry_id, fields, token: 1, permit })
             })
             .collect();
         drop(permits);
@@ -827,8 +773,7 @@ async fn claim_loop(
                 .arg(want)
                 .invoke_async(&mut shared.queue.con())
                 .await;
-            let (next, claimed) = match res.map_err(|e| e.to_string()).and_then(|v| parse_claim(&v))
-            {
+            let (next, claimed) = match res.map_err(|e| e.to_string()).and_then(|v| parse_claim(&v)) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, queue = %shared.queue.name(), "claim failed; retrying later");
@@ -873,9 +818,7 @@ fn parse_claim(v: &Value) -> Result<(String, Vec<Claimed>), String> {
             return Err("claimed entry too short".to_owned());
         };
         let id = reply::text(id).ok_or("claimed id is not text")?;
-        let count = reply::int(count)
-            .and_then(|c| u64::try_from(c).ok())
-            .ok_or("delivery count")?;
+        let count = reply::int(count).and_then(|c| u64::try_from(c).ok()).ok_or("delivery count")?;
         out.push((id, reply::fields(fields)?, count));
     }
     Ok((cursor, out))
@@ -928,12 +871,7 @@ impl Outcome {
 }
 
 async fn run_job(shared: Arc<Shared>, d: Delivery) {
-    let Delivery {
-        entry_id,
-        fields,
-        token,
-        permit,
-    } = d;
+    let Delivery { entry_id, fields, token, permit } = d;
     let _permit = permit;
     let env = match Envelope::from_fields(&fields) {
         Ok(env) => env,
@@ -941,12 +879,7 @@ async fn run_job(shared: Arc<Shared>, d: Delivery) {
             let span = tracing::warn_span!("job", queue = %shared.queue.name(), entry = %entry_id, outcome = "parked");
             let _e = span.enter();
             tracing::warn!(reason = %ParkReason::MalformedEntry, %detail, "parking a malformed entry");
-            let run = Run {
-                shared: &shared,
-                entry_id: &entry_id,
-                token,
-                fields: &fields,
-            };
+            let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields };
             let outcome = run.park(ParkReason::MalformedEntry, &detail).await;
             run.count(outcome);
             return;
@@ -962,12 +895,7 @@ async fn run_job(shared: Arc<Shared>, d: Delivery) {
         outcome = tracing::field::Empty,
     );
     async {
-        let run = Run {
-            shared: &shared,
-            entry_id: &entry_id,
-            token,
-            fields: &fields,
-        };
+        let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields };
         let outcome = run.execute(env).await;
         run.count(outcome);
         tracing::Span::current().record("outcome", outcome.as_str());
@@ -1014,20 +942,14 @@ impl Run<'_> {
     async fn execute(&self, env: Envelope) -> Outcome {
         let shared = self.shared;
         if self.token > u64::from(shared.config.max_deliveries) {
-            let detail = format!(
-                "delivered {} times (maximum {})",
-                self.token, shared.config.max_deliveries
-            );
+            let detail = format!("delivered {} times (maximum {})", self.token, shared.config.max_deliveries);
             return self.park(ParkReason::TooManyDeliveries, &detail).await;
         }
         let Some(handler) = shared.handlers.get(&env.type_name).cloned() else {
             let detail = format!("no handler for type `{}` in this worker", env.type_name);
             return self.park(ParkReason::UnknownType, &detail).await;
         };
-        let max_attempts = env
-            .max_attempts
-            .unwrap_or(shared.queue.config().max_attempts)
-            .max(1);
+        let max_attempts = env.max_attempts.unwrap_or(shared.queue.config().max_attempts).max(1);
         let (lost_tx, lost_rx) = watch::channel(false);
         let job = JobInfo {
             inner: Arc::new(JobInner {
@@ -1036,15 +958,10 @@ impl Run<'_> {
                 queue: shared.queue.name().to_owned(),
                 consumer: shared.consumer.clone(),
                 max_attempts,
-                lease: Lease {
-                    lost: lost_rx,
-                    token: self.token,
-                },
+                lease: Lease { lost: lost_rx, token: self.token },
             }),
         };
-        let mut task = AbortOnDrop(tokio::spawn(
-            handler.call(job).instrument(tracing::Span::current()),
-        ));
+        let mut task = AbortOnDrop(tokio::spawn(handler.call(job).instrument(tracing::Span::current())));
         let every = shared.config.renew_every;
         let mut renew = tokio::time::interval_at(Instant::now() + every, every);
         renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -1083,17 +1000,10 @@ impl Run<'_> {
         }
         let outcome = match result {
             None => return Outcome::LeaseLost,
-            Some(Ok(Ok(()))) => {
-                self.finish(&scripts::ACK, "ack", &[], Outcome::Succeeded)
-                    .await
-            }
+            Some(Ok(Ok(()))) => self.finish(&scripts::ACK, "ack", &[], Outcome::Succeeded).await,
             Some(Ok(Err(JobError::Decode(e)))) => self.park(e.reason, &e.to_string()).await,
-            Some(Ok(Err(JobError::Permanent(e)))) => {
-                self.park(ParkReason::Rejected, &e.to_string()).await
-            }
-            Some(Ok(Err(JobError::Failed(e)))) => {
-                self.retry_or_park(&env, max_attempts, &e.to_string()).await
-            }
+            Some(Ok(Err(JobError::Permanent(e)))) => self.park(ParkReason::Rejected, &e.to_string()).await,
+            Some(Ok(Err(JobError::Failed(e)))) => self.retry_or_park(&env, max_attempts, &e.to_string()).await,
             Some(Err(join)) => {
                 let msg = if join.is_panic() {
                     WorkerStats::bump(&shared.stats.panicked);
@@ -1124,35 +1034,19 @@ impl Run<'_> {
         }
         let delay = self.shared.config.backoff_for(env.attempt);
         tracing::info!(error = %error, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "job failed; retrying");
-        let next = Envelope {
-            attempt: env.attempt + 1,
-            ..env.clone()
-        };
+        let next = Envelope { attempt: env.attempt + 1, ..env.clone() };
         let member = unique_id();
         let keys = self.shared.queue.keys();
         let mut args: Vec<Vec<u8>> = vec![
-            u64::try_from(delay.as_millis())
-                .unwrap_or(u64::MAX)
-                .to_string()
-                .into_bytes(),
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).to_string().into_bytes(),
             member.clone().into_bytes(),
         ];
         for (k, v) in next.to_fields() {
             args.push(k.as_bytes().to_vec());
             args.push(v);
         }
-        let extra_keys = [
-            keys.delayed.clone(),
-            format!("{}{member}", keys.delayed_entry_prefix),
-        ];
-        self.finish_with(
-            &scripts::RETRY,
-            "retry",
-            &extra_keys,
-            &args,
-            Outcome::Retried,
-        )
-        .await
+        let extra_keys = [keys.delayed.clone(), format!("{}{member}", keys.delayed_entry_prefix)];
+        self.finish_with(&scripts::RETRY, "retry", &extra_keys, &args, Outcome::Retried).await
     }
 
     async fn park(&self, reason: ParkReason, detail: &str) -> Outcome {
@@ -1160,12 +1054,7 @@ impl Run<'_> {
             ("reason", reason.code().as_bytes().to_vec()),
             ("detail", detail.as_bytes().to_vec()),
             ("source_id", self.entry_id.as_bytes().to_vec()),
-            (
-                "parked_at",
-                unix_ms(std::time::SystemTime::now())
-                    .to_string()
-                    .into_bytes(),
-            ),
+            ("parked_at", unix_ms(std::time::SystemTime::now()).to_string().into_bytes()),
             ("consumer", self.shared.consumer.as_bytes().to_vec()),
         ]
         .into_iter()
@@ -1179,23 +1068,10 @@ impl Run<'_> {
         }
         tracing::warn!(reason = %reason, detail, "parking entry");
         let keys = [self.shared.queue.keys().parked.clone()];
-        self.finish_with(
-            &scripts::PARK,
-            "park",
-            &keys,
-            &args,
-            Outcome::Parked(reason),
-        )
-        .await
+        self.finish_with(&scripts::PARK, "park", &keys, &args, Outcome::Parked(reason)).await
     }
 
-    async fn finish(
-        &self,
-        script: &redis::Script,
-        op: &'static str,
-        args: &[Vec<u8>],
-        ok: Outcome,
-    ) -> Outcome {
+    async fn finish(&self, script: &redis::Script, op: &'static str, args: &[Vec<u8>], ok: Outcome) -> Outcome {
         self.finish_with(script, op, &[], args, ok).await
     }
 
@@ -1240,17 +1116,11 @@ impl Run<'_> {
         for k in extra_keys {
             inv.key(k);
         }
-        inv.arg(&self.shared.queue.config().group)
-            .arg(&self.shared.consumer)
-            .arg(self.entry_id)
-            .arg(self.token);
+        inv.arg(&self.shared.queue.config().group).arg(&self.shared.consumer).arg(self.entry_id).arg(self.token);
         for a in args {
             inv.arg(a.as_slice());
         }
-        let v: i64 = inv
-            .invoke_async(&mut self.shared.queue.con())
-            .await
-            .map_err(QueueError::redis(op))?;
+        let v: i64 = inv.invoke_async(&mut self.shared.queue.con()).await.map_err(QueueError::redis(op))?;
         Ok(v == 1)
     }
 }
