@@ -232,7 +232,7 @@ impl StdError for SpecError {
     }
 }
 
-/// Any dual-mode failure, for bodies of [`run`](crate::Parts::run) that use `?` on one error type.
+/// Any dual-mode failure, for bodies of [`run`](crate::run) that use `?` on one error type.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
