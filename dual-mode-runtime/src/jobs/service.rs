@@ -1,12 +1,9 @@
 //! The binding of services (`#[derive(DualMode)]`) to the job layer: push spec types only,
 //! run a service's job with a worker's warm clients or temporary ones, exit on every path.
 
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::Poll;
 
 use super::envelope::{classify_message, precheck};
 use super::error::{DecodeError, JobError, QueueError};
@@ -80,34 +77,10 @@ impl<S: Job> Handler for ServiceHandler<S> {
             Clients::Context(ctx) => S::Parts::from_context(spec, ctx),
             Clients::Temporary => S::Parts::from(spec),
         };
-        // An enter failure (a server not reachable yet) is worth a retry.
-        let guard = parts.enter().await.map_err(JobError::failed)?;
-        let outcome = {
-            let mut fut = pin!(guard.run(&job));
-            poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-                Ok(Poll::Pending) => Poll::Pending,
-                Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
-                Err(panic) => Poll::Ready(Err(panic)),
-            })
-            .await
-        };
-        // If this task is aborted before here, dropping the guard closes its clients.
-        let exit = guard.exit().await;
-        match outcome {
-            Err(panic) => {
-                if let Err(e) = exit {
-                    tracing::warn!(error = %e, "exit after a panicking job failed");
-                }
-                resume_unwind(panic)
-            }
-            Ok(Ok(())) => exit.map_err(JobError::failed),
-            Ok(Err(e)) => {
-                if let Err(x) = exit {
-                    tracing::warn!(error = %x, "exit after a failed job failed");
-                }
-                Err(e)
-            }
-        }
+        // `run` exits on every path: `Ok`, `Err`, a panic (caught, exited, resumed: the worker
+        // retries the job) and this task being aborted (the guard's drop closes its clients).
+        // An enter failure (a server not reachable yet) converts to a retry.
+        crate::run(parts, async |service: &S| service.run(&job).await).await
     }
 }
 
