@@ -71,7 +71,6 @@ impl<'a> Expander<'a> {
             .collect();
         let mut spec_generics = input.generics.clone();
         let mut dropped: Vec<GenericParam> = Vec::new();
-        let mut kept_names = Vec::new();
         spec_generics.params = input
             .generics
             .params
@@ -83,16 +82,8 @@ impl<'a> Expander<'a> {
                     GenericParam::Lifetime(_) => return true,
                 };
                 let used = mentions(spec_tokens.clone(), &[name]);
-                if used {
-                    kept_names.push(name);
-                } else {
-                    let mut p: GenericParam = (*p).clone();
-                    match &mut p {
-                        GenericParam::Type(t) => t.default = None,
-                        GenericParam::Const(c) => c.default = None,
-                        GenericParam::Lifetime(_) => {}
-                    }
-                    dropped.push(p);
+                if !used {
+                    dropped.push(without_default(p));
                 }
                 used
             })
@@ -129,26 +120,11 @@ impl<'a> Expander<'a> {
     }
 
     fn type_params(&self) -> Vec<&'a Ident> {
-        self.input
-            .generics
-            .params
-            .iter()
-            .filter_map(|p| match p {
-                GenericParam::Type(t) => Some(&t.ident),
-                _ => None,
-            })
-            .collect()
+        type_params(self.input.generics)
     }
 
     fn spec_type_params(&self) -> Vec<&Ident> {
-        self.spec_generics
-            .params
-            .iter()
-            .filter_map(|p| match p {
-                GenericParam::Type(t) => Some(&t.ident),
-                _ => None,
-            })
-            .collect()
+        type_params(&self.spec_generics)
     }
 
     fn spec_struct(&self) -> TokenStream {
@@ -388,6 +364,28 @@ impl<'a> Expander<'a> {
             })
             .collect()
     }
+}
+
+fn type_params(generics: &Generics) -> Vec<&Ident> {
+    generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            GenericParam::Type(t) => Some(&t.ident),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A parameter as a method or impl may declare it: without its default.
+fn without_default(param: &GenericParam) -> GenericParam {
+    let mut param = param.clone();
+    match &mut param {
+        GenericParam::Type(t) => t.default = None,
+        GenericParam::Const(c) => c.default = None,
+        GenericParam::Lifetime(_) => {}
+    }
+    param
 }
 
 fn respan(tokens: TokenStream, span: Span) -> TokenStream {
@@ -662,15 +660,7 @@ impl Expander<'_> {
         let state = Ident::new("__State", Span::call_site());
         let service = self.service;
         let (_, ty_generics, _) = self.input.generics.split_for_impl();
-        let params = self.input.generics.params.iter().map(|p| {
-            let mut p = p.clone();
-            match &mut p {
-                GenericParam::Type(t) => t.default = None,
-                GenericParam::Const(c) => c.default = None,
-                GenericParam::Lifetime(_) => {}
-            }
-            p
-        });
+        let params = self.input.generics.params.iter().map(without_default);
         let spec = &self.spec;
         let (_, spec_ty_generics, _) = self.spec_generics.split_for_impl();
         let bounds: Vec<TokenStream> = self
