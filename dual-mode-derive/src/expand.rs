@@ -671,7 +671,7 @@ impl Expander<'_> {
                 let ty = f.ty;
                 match f.kind {
                     Kind::Shared(_) | Kind::Secret { .. } => {
-                        Some(quote_spanned! {ty.span()=> #ty: #k::__private::FromRef<#state>, })
+                        Some(quote_spanned! {ty.span()=> #state: #k::__private::StateHas<#ty>, })
                     }
                     Kind::Nested => Some(quote_spanned! {ty.span()=> #ty: #k::FromState<#state>, }),
                     Kind::Spec => None,
@@ -685,7 +685,7 @@ impl Expander<'_> {
             Some(match f.kind {
                 Kind::Spec => quote! { #ident: __spec.#ident, },
                 Kind::Shared(_) | Kind::Secret { .. } => {
-                    quote! { #ident: <#ty as #k::__private::FromRef<#state>>::from_ref(__state), }
+                    quote! { #ident: <#state as #k::__private::StateHas<#ty>>::get(__state), }
                 }
                 Kind::Nested => quote! { #ident: <#ty as #k::FromState<#state>>::from_state(__spec.#ident, __state), },
             })

@@ -5,7 +5,31 @@ pub use serde;
 pub use std;
 
 #[cfg(feature = "axum")]
-pub use axum_core::extract::FromRef;
+use axum_core::extract::FromRef;
+
+/// An app state that can give a service's client of type `T`, through axum's `FromRef`.
+///
+/// The bound is on the state (`State: StateHas<T>`), not on the client (`T: FromRef<State>`):
+/// with the client first, axum's reflexive `impl FromRef<T> for T` lets the compiler guess the
+/// state type from the first client and report a confusing mismatch.
+#[cfg(feature = "axum")]
+#[diagnostic::on_unimplemented(
+    message = "the app state `{Self}` has no `{T}` for this service",
+    label = "no `{T}` in this state",
+    note = "implement `axum::extract::FromRef<{Self}>` for `{T}`, or derive `FromRef` on the state"
+)]
+pub trait StateHas<T> {
+    /// The state's client.
+    fn get(&self) -> T;
+}
+
+#[cfg(feature = "axum")]
+#[diagnostic::do_not_recommend]
+impl<S, T: FromRef<S>> StateHas<T> for S {
+    fn get(&self) -> T {
+        T::from_ref(self)
+    }
+}
 
 pub use crate::error::{BoxError, EnterError, Site};
 pub use crate::scope::{CloseFn, Scope};
