@@ -1,0 +1,930 @@
+//! Side-by-side benchmarks of dual-mode, on loopback servers this binary starts itself: a
+//! `redis-server` on a free port and a small HTTP/1.1 keep-alive server.
+//!
+//! `cargo bench --bench dual_mode` (about 3 minutes) or `cargo bench --bench dual_mode -- --quick`
+//! (about 1 minute). Every comparison runs in this one process, its modes interleaved round by
+//! round; the table shows medians over the rounds and the ratios of those medians.
+//!
+//! 1. per job, 1 HTTP GET + 1 Redis SET: shared clients, temporary clients, a worker context
+//!    and naive per-job clients, sequential and 16 concurrent, with new TCP connections;
+//! 2. the guard's own cost: enter + exit with everything injected vs a hand-written struct,
+//!    and heap allocations per enter + exit (a counting global allocator);
+//! 3. the job layer: no-op jobs end to end and draining a backlog with 2 workers, pickup
+//!    latency after idle, `redis-benchmark`'s XADD rate, and the layer's overhead on a
+//!    1 GET + 1 SET job;
+//! 4. the Python original's anchor, quoted.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dual_mode::jobs::{
+    Clients, Job, JobError, JobInfo, PushOptions, Queue, QueueConfig, Worker, WorkerConfig, handler_fn,
+};
+use dual_mode::{BoxError, Context, DualMode};
+use redis::aio::MultiplexedConnection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+// ---------------------------------------------------------------------------------------------
+// A counting allocator: allocations made by the current thread.
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+struct Counting;
+
+fn bump() {
+    ALLOCS.with(|c| c.set(c.get() + 1));
+}
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
+
+#[allow(unsafe_code, reason = "a global allocator that counts allocations, forwarding to System")]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        bump();
+        // SAFETY: forwarded as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        bump();
+        // SAFETY: forwarded as is.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        bump();
+        // SAFETY: forwarded as is.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as is.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+// ---------------------------------------------------------------------------------------------
+// The service under test.
+
+/// One job: GET a URL, SET its body in Redis.
+#[derive(DualMode)]
+struct Fetch {
+    url: String,
+    redis_url: String,
+    key: String,
+    #[dual_mode(shared)]
+    http: reqwest::Client,
+    #[dual_mode(shared, config = redis_url)]
+    redis: MultiplexedConnection,
+}
+
+impl Fetch {
+    async fn work(&self) -> Result<(), BoxError> {
+        let body = self.http.get(&self.url).send().await?.error_for_status()?.bytes().await?;
+        let mut con = self.redis.clone();
+        redis::cmd("SET").arg(&self.key).arg(body.as_ref()).query_async::<()>(&mut con).await?;
+        Ok(())
+    }
+}
+
+impl Job for Fetch {
+    async fn run(&self, _job: &JobInfo) -> Result<(), JobError> {
+        self.work().await.map_err(JobError::failed)
+    }
+}
+
+/// The hand-written equivalent of `FetchParts` + `enter` + `exit` with every client given.
+struct HandParts {
+    url: String,
+    redis_url: String,
+    key: String,
+    http: Option<reqwest::Client>,
+    redis: Option<MultiplexedConnection>,
+}
+
+impl HandParts {
+    async fn enter(self) -> Result<Fetch, BoxError> {
+        let http = match self.http {
+            Some(h) => h,
+            None => reqwest::Client::builder().build()?,
+        };
+        let redis = match self.redis {
+            Some(r) => r,
+            None => redis::Client::open(self.redis_url.as_str())?.get_multiplexed_async_connection().await?,
+        };
+        Ok(Fetch { url: self.url, redis_url: self.redis_url, key: self.key, http, redis })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loopback servers.
+
+struct RedisServer {
+    child: Child,
+    port: u16,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("dual-mode-bench-redis-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port, url: format!("redis://127.0.0.1:{port}/"), dir }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// An HTTP/1.1 keep-alive server answering `ok`, on its own thread and runtime, counting the
+/// connections it accepted.
+struct HttpServer {
+    addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
+}
+
+impl HttpServer {
+    fn start() -> Self {
+        let listener = StdListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    let Ok((sock, _)) = listener.accept().await else { continue };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(serve(sock));
+                }
+            });
+        });
+        Self { addr, accepted }
+    }
+
+    fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+async fn serve(mut sock: tokio::net::TcpStream) {
+    let _ = sock.set_nodelay(true);
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                buf.drain(..end + 4);
+                break;
+            }
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok";
+        if sock.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn redis_connections(admin: &mut MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("stats").query_async(admin).await.expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_connections_received")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and the table.
+
+#[allow(clippy::cast_precision_loss, reason = "benchmark figures")]
+fn secs_f64(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => f64::midpoint(s[n / 2 - 1], s[n / 2]),
+    }
+}
+
+#[allow(clippy::cast_precision_loss, reason = "benchmark figures")]
+fn as_f64(n: u64) -> f64 {
+    n as f64
+}
+
+#[allow(clippy::cast_precision_loss, reason = "benchmark figures")]
+fn usize_f64(n: usize) -> f64 {
+    n as f64
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<(String, String, String, String)>,
+}
+
+impl Table {
+    fn section(&mut self, title: &str) {
+        self.rows.push((format!("**{title}**"), String::new(), String::new(), String::new()));
+    }
+
+    fn row(&mut self, what: &str, value: String, ratio: String, goal: &str) {
+        self.rows.push((what.to_owned(), value, ratio, goal.to_owned()));
+    }
+
+    fn print(&self) {
+        let mut out = String::new();
+        let _ = writeln!(out, "| measurement | median | ratio | goal |");
+        let _ = writeln!(out, "|---|---:|---:|---|");
+        for (a, b, c, d) in &self.rows {
+            let _ = writeln!(out, "| {a} | {b} | {c} | {d} |");
+        }
+        println!("\n{out}");
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Per job: 1 GET + 1 SET.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Shared,
+    Temporary,
+    Context,
+    Naive,
+}
+
+const MODES: [Mode; 4] = [Mode::Shared, Mode::Temporary, Mode::Context, Mode::Naive];
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Shared => "shared clients (API mode, injected)",
+            Self::Temporary => "temporary clients (job mode, `enter()`)",
+            Self::Context => "worker `Context` (`from_context`)",
+            Self::Naive => "naive per-job `Client::builder().build()`",
+        }
+    }
+}
+
+struct Env {
+    spec: FetchSpec,
+    http: reqwest::Client,
+    redis: MultiplexedConnection,
+    ctx: Context,
+}
+
+async fn one_job(mode: Mode, env: &Env) -> Result<(), BoxError> {
+    match mode {
+        Mode::Shared => {
+            let parts = FetchParts {
+                http: Some(env.http.clone()),
+                redis: Some(env.redis.clone()),
+                ..FetchParts::from(env.spec.clone())
+            };
+            let guard = parts.enter().await?;
+            guard.work().await?;
+            guard.exit().await?;
+        }
+        Mode::Temporary => {
+            let guard = FetchParts::from(env.spec.clone()).enter().await?;
+            guard.work().await?;
+            guard.exit().await?;
+        }
+        Mode::Context => {
+            let guard = FetchParts::from_context(env.spec.clone(), &env.ctx).enter().await?;
+            guard.work().await?;
+            guard.exit().await?;
+        }
+        Mode::Naive => {
+            let spec = env.spec.clone();
+            let parts = HandParts { url: spec.url, redis_url: spec.redis_url, key: spec.key, http: None, redis: None };
+            let svc = parts.enter().await?;
+            svc.work().await?;
+            drop(svc);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `n` jobs with `conc` in flight; returns the elapsed time.
+async fn run_jobs(mode: Mode, env: &Arc<Env>, n: usize, conc: usize) -> Duration {
+    let start = Instant::now();
+    if conc <= 1 {
+        for _ in 0..n {
+            one_job(mode, env).await.expect("job");
+        }
+    } else {
+        let mut tasks = Vec::with_capacity(conc);
+        for i in 0..conc {
+            let env = env.clone();
+            let share = n / conc + usize::from(i < n % conc);
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..share {
+                    one_job(mode, &env).await.expect("job");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+    }
+    start.elapsed()
+}
+
+struct ModeResult {
+    /// Jobs per second, per round.
+    rates: Vec<f64>,
+    jobs: u64,
+    http_conns: u64,
+    redis_conns: u64,
+}
+
+async fn per_job(
+    env: &Arc<Env>,
+    http: &HttpServer,
+    admin: &mut MultiplexedConnection,
+    conc: usize,
+    rounds: usize,
+    n: usize,
+) -> Vec<(Mode, ModeResult)> {
+    // Warm-up: pools filled, code paths hot; not counted.
+    for mode in MODES {
+        run_jobs(mode, env, if mode == Mode::Naive { conc.max(8) } else { conc.max(50) }, conc).await;
+    }
+    let mut results: Vec<(Mode, ModeResult)> =
+        MODES.iter().map(|&m| (m, ModeResult { rates: Vec::new(), jobs: 0, http_conns: 0, redis_conns: 0 })).collect();
+    for _ in 0..rounds {
+        for (mode, res) in &mut results {
+            // The naive mode re-reads the CA store per job: fewer jobs keep the run short.
+            let jobs = if *mode == Mode::Naive { (n / 8).max(conc) } else { n };
+            let (h0, r0) = (http.accepted(), redis_connections(admin).await);
+            let took = run_jobs(*mode, env, jobs, conc).await;
+            let (h1, r1) = (http.accepted(), redis_connections(admin).await);
+            res.rates.push(usize_f64(jobs) / secs_f64(took));
+            res.jobs += jobs as u64;
+            res.http_conns += h1 - h0;
+            res.redis_conns += r1 - r0;
+        }
+    }
+    results
+}
+
+fn report_per_job(table: &mut Table, label: &str, results: &[(Mode, ModeResult)], goals: (f64, f64)) -> [f64; 4] {
+    table.section(&format!("1. per job, 1 GET + 1 SET, {label}"));
+    let shared = median(&results[0].1.rates);
+    let mut out = [0.0; 4];
+    for (i, (mode, r)) in results.iter().enumerate() {
+        let rate = median(&r.rates);
+        out[i] = rate;
+        let slow = shared / rate;
+        let conns = format!(
+            "{:.0} HTTP + {:.0} Redis new conns / 1k jobs",
+            as_f64(r.http_conns) * 1000.0 / as_f64(r.jobs),
+            as_f64(r.redis_conns) * 1000.0 / as_f64(r.jobs)
+        );
+        let goal = match mode {
+            Mode::Shared => "baseline".to_owned(),
+            Mode::Temporary => format!("<= {:.1}x slower: {}", goals.0, verdict(slow <= goals.0)),
+            Mode::Context => format!(">= 0.95x shared: {}", verdict(rate / shared >= 0.95)),
+            Mode::Naive => format!("anchor (issue: {:.0}x)", goals.1),
+        };
+        table.row(
+            &format!("{} — {conns}", mode.name()),
+            format!("{rate:.0} jobs/s ({:.0} µs/job)", 1e6 / rate),
+            format!("{slow:.2}x slower"),
+            &goal,
+        );
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. The guard's own cost.
+
+fn guard_cost(table: &mut Table, env: &Env, rounds: usize, batch: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let spec = env.spec.clone();
+    let make_guard = || -> Vec<FetchParts> {
+        (0..batch)
+            .map(|_| FetchParts {
+                http: Some(env.http.clone()),
+                redis: Some(env.redis.clone()),
+                ..FetchParts::from(spec.clone())
+            })
+            .collect()
+    };
+    let make_hand = || -> Vec<HandParts> {
+        (0..batch)
+            .map(|_| HandParts {
+                url: spec.url.clone(),
+                redis_url: spec.redis_url.clone(),
+                key: spec.key.clone(),
+                http: Some(env.http.clone()),
+                redis: Some(env.redis.clone()),
+            })
+            .collect()
+    };
+    let (mut guard_ns, mut hand_ns) = (Vec::new(), Vec::new());
+    let (mut guard_allocs, mut hand_allocs) = (0u64, 0u64);
+    rt.block_on(async {
+        for round in 0..=rounds {
+            let parts = make_guard();
+            let a0 = allocs();
+            let t = Instant::now();
+            for p in parts {
+                let guard = std::hint::black_box(p).enter().await.expect("enter");
+                std::hint::black_box(&*guard);
+                guard.exit().await.expect("exit");
+            }
+            let g = t.elapsed();
+            let ga = allocs() - a0;
+            let parts = make_hand();
+            let a0 = allocs();
+            let t = Instant::now();
+            for p in parts {
+                let svc = std::hint::black_box(p).enter().await.expect("enter");
+                std::hint::black_box(&svc);
+                drop(svc);
+            }
+            let h = t.elapsed();
+            let ha = allocs() - a0;
+            if round > 0 {
+                guard_ns.push(secs_f64(g) * 1e9 / usize_f64(batch));
+                hand_ns.push(secs_f64(h) * 1e9 / usize_f64(batch));
+                guard_allocs += ga;
+                hand_allocs += ha;
+            }
+        }
+    });
+    let (g, h) = (median(&guard_ns), median(&hand_ns));
+    let runs = as_f64((rounds * batch) as u64);
+    let per = as_f64(guard_allocs) / runs;
+    table.section("2. the guard's own cost (everything injected; includes dropping the service)");
+    table.row(
+        "hand-written struct: build + drop",
+        format!("{h:.1} ns"),
+        "1.00x".to_owned(),
+        &format!("{:.2} allocations each", as_f64(hand_allocs) / runs),
+    );
+    table.row(
+        "`enter()` + `exit()`",
+        format!("{g:.1} ns"),
+        format!("{:.2}x", g / h),
+        &format!("<= 1.05x: {}; {per:.2} allocations each (goal 0: {})", verdict(g / h <= 1.05), verdict(per == 0.0)),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. The job layer.
+
+struct Done {
+    count: AtomicU64,
+}
+
+async fn wait_count(done: &Done, target: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while done.count.load(Ordering::Relaxed) < target {
+        assert!(Instant::now() < deadline, "jobs did not finish: {} of {target}", done.count.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
+/// Two workers on their own connections; returns their shutdown senders and join handles.
+async fn start_workers<F>(
+    redis_url: &str,
+    queue: &str,
+    make: F,
+) -> Vec<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>
+where
+    F: Fn(Worker) -> Worker,
+{
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        let client = redis::Client::open(redis_url).expect("url");
+        let q = Queue::connect(client, QueueConfig::new(queue)).await.expect("queue");
+        let worker = make(Worker::new(q, WorkerConfig::new().consumer_prefix("bench")));
+        let (tx, rx) = oneshot::channel::<()>();
+        let h = tokio::spawn(async move {
+            worker
+                .run(async move {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("worker");
+        });
+        out.push((tx, h));
+    }
+    out
+}
+
+async fn stop_workers(workers: Vec<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>) {
+    for (tx, h) in workers {
+        let _ = tx.send(());
+        h.await.expect("worker task");
+    }
+}
+
+fn noop_worker(done: &Arc<Done>) -> impl Fn(Worker) -> Worker {
+    let done = done.clone();
+    move |w: Worker| {
+        let done = done.clone();
+        w.handle(
+            "noop",
+            handler_fn(move |_job: JobInfo| {
+                let done = done.clone();
+                async move {
+                    done.count.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+            }),
+        )
+    }
+}
+
+/// No-op jobs: drain a backlog of `n` with 2 workers; jobs/s.
+async fn drain_noop(redis_url: &str, queue: &str, n: usize) -> f64 {
+    let q = Queue::connect(redis::Client::open(redis_url).expect("url"), QueueConfig::new(queue)).await.expect("q");
+    q.ensure_group().await.expect("group");
+    q.push_bulk("noop", 1, std::iter::repeat_n(&(), n), PushOptions::new()).await.expect("bulk push");
+    let done = Arc::new(Done { count: AtomicU64::new(0) });
+    let t = Instant::now();
+    let workers = start_workers(redis_url, queue, noop_worker(&done)).await;
+    wait_count(&done, n as u64, Duration::from_secs(120)).await;
+    let took = t.elapsed();
+    stop_workers(workers).await;
+    usize_f64(n) / secs_f64(took)
+}
+
+/// No-op jobs end to end: 8 producers push `n` one by one while 2 workers run; jobs/s from the
+/// first push to the last job done.
+async fn e2e_noop(redis_url: &str, queue: &str, n: usize) -> f64 {
+    let q = Queue::connect(redis::Client::open(redis_url).expect("url"), QueueConfig::new(queue)).await.expect("q");
+    q.ensure_group().await.expect("group");
+    let done = Arc::new(Done { count: AtomicU64::new(0) });
+    let workers = start_workers(redis_url, queue, noop_worker(&done)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t = Instant::now();
+    let producers: Vec<_> = (0..8)
+        .map(|i| {
+            let q = q.clone();
+            let share = n / 8 + usize::from(i < n % 8);
+            tokio::spawn(async move {
+                for _ in 0..share {
+                    q.push("noop", 1, &(), PushOptions::new()).await.expect("push");
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.await.expect("producer");
+    }
+    wait_count(&done, n as u64, Duration::from_secs(120)).await;
+    let took = t.elapsed();
+    stop_workers(workers).await;
+    usize_f64(n) / secs_f64(took)
+}
+
+/// Pickup latency: push one job after `idles[i]` of idle each; ms from the push's start to the
+/// handler's start.
+async fn pickup(redis_url: &str, queue: &str, idles: &[Duration]) -> Vec<f64> {
+    let q = Queue::connect(redis::Client::open(redis_url).expect("url"), QueueConfig::new(queue)).await.expect("q");
+    q.ensure_group().await.expect("group");
+    let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
+    let workers = start_workers(redis_url, queue, move |w: Worker| {
+        let tx = tx.clone();
+        w.handle(
+            "ping",
+            handler_fn(move |_job: JobInfo| {
+                let _ = tx.send(Instant::now());
+                async { Ok(()) }
+            }),
+        )
+    })
+    .await;
+    let mut out = Vec::new();
+    for idle in idles {
+        tokio::time::sleep(*idle).await;
+        let t = Instant::now();
+        q.push("ping", 1, &(), PushOptions::new()).await.expect("push");
+        let got = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("picked up").expect("sender");
+        out.push(secs_f64(got.duration_since(t)) * 1e3);
+    }
+    stop_workers(workers).await;
+    out
+}
+
+/// GET + SET jobs through the queue (2 workers, a shared context) vs the same jobs run
+/// directly with 32 in flight; (queued jobs/s, direct jobs/s).
+async fn getset_through_queue(redis_url: &str, queue: &str, env: &Arc<Env>, n: usize) -> (f64, f64) {
+    let q = Queue::connect(redis::Client::open(redis_url).expect("url"), QueueConfig::new(queue)).await.expect("q");
+    q.ensure_group().await.expect("group");
+    let specs = vec![env.spec.clone(); n];
+    q.push_specs(&specs, PushOptions::new()).await.expect("bulk push");
+    let ctx = Arc::new(Context::new().with(env.http.clone()).with(env.redis.clone()));
+    let t = Instant::now();
+    let workers = start_workers(redis_url, queue, |w: Worker| w.service::<Fetch>(Clients::Context(ctx.clone()))).await;
+    let mut admin = redis::Client::open(redis_url).expect("url").get_multiplexed_async_connection().await.expect("c");
+    loop {
+        let len: u64 =
+            redis::cmd("XLEN").arg(format!("dm:{{{queue}}}:stream")).query_async(&mut admin).await.expect("XLEN");
+        if len == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let queued = t.elapsed();
+    stop_workers(workers).await;
+    let direct = run_jobs(Mode::Context, env, n, 32).await;
+    (usize_f64(n) / secs_f64(queued), usize_f64(n) / secs_f64(direct))
+}
+
+/// `redis-benchmark` running an `XADD` shaped like a job entry (7 fields): requests per second.
+/// (`-t xadd` is not one of redis-benchmark 7.0's built-in tests, so the command is given.)
+fn redis_benchmark_xadd(port: u16, n: usize, extra: &[&str]) -> Option<f64> {
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-n", &n.to_string(), "-q"])
+        .args(extra)
+        .args(["XADD", "bench:xadd", "*", "id", "0123456789abcdef", "key", "0123456789abcdef", "type", "noop"])
+        .args(["v", "1", "attempt", "1", "enq", "1700000000000", "payload", "null"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "XADD bench:xadd * ...: 89285.71 requests per second, p50=0.287 msec" (progress lines end
+    // in '\r').
+    let line = text.split(['\r', '\n']).find(|l| l.contains(" requests per second"))?;
+    let head = &line[..line.find(" requests per second")?];
+    head.rsplit(' ').next()?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Sizes {
+    rounds: usize,
+    seq_jobs: usize,
+    conc_jobs: usize,
+    guard_rounds: usize,
+    guard_batch: usize,
+    backlog: usize,
+    e2e: usize,
+    long_idle: Duration,
+    getset_jobs: usize,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only 1,2`: run only these sections (1: per job, 2: guard, 3: job layer).
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let want = |n: &str| only.as_ref().is_none_or(|o| o.split(',').any(|s| s == n));
+    let sizes = if quick {
+        Sizes {
+            rounds: 3,
+            seq_jobs: 300,
+            conc_jobs: 1_000,
+            guard_rounds: 9,
+            guard_batch: 50_000,
+            backlog: 20_000,
+            e2e: 5_000,
+            long_idle: Duration::from_secs(3),
+            getset_jobs: 2_000,
+        }
+    } else {
+        Sizes {
+            rounds: 7,
+            seq_jobs: 1_000,
+            conc_jobs: 3_000,
+            guard_rounds: 21,
+            guard_batch: 100_000,
+            backlog: 20_000,
+            e2e: 20_000,
+            long_idle: Duration::from_secs(30),
+            getset_jobs: 5_000,
+        }
+    };
+    // The naive anchor builds reqwest clients without a preconfigured TLS backend: reqwest
+    // then needs a process-wide rustls provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let started = Instant::now();
+    let redis = RedisServer::start();
+    let http = HttpServer::start();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let mut table = Table::default();
+    println!(
+        "dual-mode bench ({}), redis-server on port {}, HTTP on {}",
+        if quick { "quick" } else { "full" },
+        redis.port,
+        http.addr
+    );
+
+    let env = rt.block_on(async {
+        let spec =
+            FetchSpec { url: format!("http://{}/", http.addr), redis_url: redis.url.clone(), key: "bench:k".into() };
+        let http_client = dual_mode::HttpConfig::default().builder().build().expect("client");
+        let con = redis::Client::open(redis.url.as_str())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let ctx = Context::new().with(http_client.clone()).with(con.clone());
+        Arc::new(Env { spec, http: http_client, redis: con, ctx })
+    });
+
+    // 1.
+    let rates = want("1").then(|| {
+        let (seq, conc) = rt.block_on(async {
+            let mut admin = redis::Client::open(redis.url.as_str())
+                .expect("url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("c");
+            eprintln!("[{:>5.1}s] 1. per job, sequential", started.elapsed().as_secs_f64());
+            let seq = per_job(&env, &http, &mut admin, 1, sizes.rounds, sizes.seq_jobs).await;
+            eprintln!("[{:>5.1}s] 1. per job, 16 concurrent", started.elapsed().as_secs_f64());
+            let conc = per_job(&env, &http, &mut admin, 16, sizes.rounds, sizes.conc_jobs).await;
+            (seq, conc)
+        });
+        let seq_rates = report_per_job(&mut table, "sequential", &seq, (2.5, 16.0));
+        let conc_rates = report_per_job(&mut table, "16 concurrent", &conc, (5.0, 71.0));
+        (seq_rates, conc_rates)
+    });
+
+    // 2.
+    if want("2") {
+        eprintln!("[{:>5.1}s] 2. guard cost", started.elapsed().as_secs_f64());
+        guard_cost(&mut table, &env, sizes.guard_rounds, sizes.guard_batch);
+    }
+
+    // 3.
+    if want("3") {
+        table.section("3. the job layer (2 workers, concurrency 16 each, no-op jobs unless said)");
+        rt.block_on(async {
+            eprintln!("[{:>5.1}s] 3. drain", started.elapsed().as_secs_f64());
+            let mut drains = Vec::new();
+            for i in 0..if quick { 1 } else { 3 } {
+                drains.push(drain_noop(&redis.url, &format!("drain{i}"), sizes.backlog).await);
+            }
+            let drain = median(&drains);
+            eprintln!("[{:>5.1}s] 3. end to end", started.elapsed().as_secs_f64());
+            let e2e = e2e_noop(&redis.url, "e2e", sizes.e2e).await;
+            eprintln!("[{:>5.1}s] 3. XADD (redis-benchmark)", started.elapsed().as_secs_f64());
+            let xadd = redis_benchmark_xadd(redis.port, 200_000, &[]);
+            let xadd_p = redis_benchmark_xadd(redis.port, 1_000_000, &["-P", "16"]);
+            table.row(
+                &format!("drain a {} backlog (`push_bulk`, then start the workers)", sizes.backlog),
+                format!("{drain:.0} jobs/s"),
+                xadd.map_or_else(String::new, |x| format!("{:.2}x of XADD rate", drain / x)),
+                &format!(">= 20k/s: {} (apalis-redis 8.4k/s, omniqueue 12.7k-20.4k/s)", verdict(drain >= 20_000.0)),
+            );
+            table.row(
+                &format!("end to end, {} pushed one by one by 8 producers while 2 workers run", sizes.e2e),
+                format!("{e2e:.0} jobs/s"),
+                xadd.map_or_else(String::new, |x| format!("{:.2}x of XADD rate", e2e / x)),
+                "anchor: apalis-redis 7.9k/s",
+            );
+            match (xadd, xadd_p) {
+                (Some(x), Some(xp)) => {
+                    table.row(
+                        "`redis-benchmark -t xadd` (50 clients), same server",
+                        format!("{x:.0} XADD/s"),
+                        String::new(),
+                        "reference",
+                    );
+                    table.row(
+                        "`redis-benchmark -t xadd -P 16` (pipelined)",
+                        format!("{xp:.0} XADD/s"),
+                        String::new(),
+                        "reference",
+                    );
+                }
+                _ => table.row("`redis-benchmark`", "not found".to_owned(), String::new(), "reference"),
+            }
+            eprintln!("[{:>5.1}s] 3. pickup after {:?} idle", started.elapsed().as_secs_f64(), sizes.long_idle);
+            let idles = [
+                sizes.long_idle,
+                Duration::from_millis(300),
+                Duration::from_millis(1_100),
+                Duration::from_millis(700),
+                Duration::from_millis(1_500),
+                Duration::from_millis(450),
+            ];
+            let lat = pickup(&redis.url, "pickup", &idles).await;
+            table.row(
+                &format!("pickup latency after {} s idle", sizes.long_idle.as_secs()),
+                format!("{:.2} ms", lat[0]),
+                String::new(),
+                &format!("< 10 ms: {} (apalis-redis 18 s, omniqueue 0-1 ms)", verdict(lat[0] < 10.0)),
+            );
+            table.row(
+                "pickup latency after 0.3-1.5 s idle (median of 5)",
+                format!("{:.2} ms", median(&lat[1..])),
+                String::new(),
+                &format!("max {:.2} ms", lat[1..].iter().copied().fold(0.0, f64::max)),
+            );
+            eprintln!("[{:>5.1}s] 3. GET + SET jobs through the queue", started.elapsed().as_secs_f64());
+            let (queued, direct) = getset_through_queue(&redis.url, "getset", &env, sizes.getset_jobs).await;
+            let overhead = direct / queued - 1.0;
+            table.row(
+                &format!(
+                    "{} GET + SET jobs: queued (2 workers, `Clients::Context`) vs direct (32 in flight)",
+                    sizes.getset_jobs
+                ),
+                format!("{queued:.0} vs {direct:.0} jobs/s"),
+                format!("{:+.0}% time per job", overhead * 100.0),
+                &format!("overhead < 10%: {}", verdict(overhead < 0.10)),
+            );
+            if let Some((seq_rates, _)) = &rates {
+                let noop_cost = 1e6 / drain;
+                let seq_job = 1e6 / seq_rates[2];
+                table.row(
+                    "no-op job cost (1 / drain rate) vs one sequential GET + SET job (context)",
+                    format!("{noop_cost:.1} µs vs {seq_job:.1} µs"),
+                    format!("{:.0}%", noop_cost / seq_job * 100.0),
+                    &format!("< 10%: {}", verdict(noop_cost / seq_job < 0.10)),
+                );
+            }
+        });
+    }
+
+    // 4.
+    if let Some((seq_rates, conc_rates)) = rates {
+        table.section("4. the Python original (httpx + redis-py, temporary clients via `async with`; quoted)");
+        let temp_seq = seq_rates[1];
+        let temp_conc = conc_rates[1];
+        table.row(
+            "temporary clients, sequential: dual-mode vs Python 36-43 jobs/s",
+            format!("{temp_seq:.0} jobs/s"),
+            format!("{:.0}x-{:.0}x", temp_seq / 43.0, temp_seq / 36.0),
+            &format!(">= 30x: {}", verdict(temp_seq / 43.0 >= 30.0)),
+        );
+        table.row(
+            "temporary clients, 16 concurrent: dual-mode vs Python 44-47 jobs/s",
+            format!("{temp_conc:.0} jobs/s"),
+            format!("{:.0}x-{:.0}x", temp_conc / 47.0, temp_conc / 44.0),
+            "",
+        );
+        table.row(
+            "shared clients, sequential: dual-mode vs Python 803-1148 jobs/s",
+            format!("{:.0} jobs/s", seq_rates[0]),
+            format!("{:.1}x-{:.1}x", seq_rates[0] / 1148.0, seq_rates[0] / 803.0),
+            "",
+        );
+    }
+
+    table.print();
+    println!("total {:.0} s; load average before/after: see `uptime`", started.elapsed().as_secs_f64());
+    drop(rt);
+    drop(redis);
+}
