@@ -26,7 +26,12 @@ use tokio::task::JoinHandle;
 
 use crate::model::Timestamp;
 
+/// When the fixture pages were recorded: the stand-in's `Last-Modified` in the example and its
+/// tests, so that summaries "as of" the data's time match `fixtures/expected.json`.
+pub(crate) const RECORDED_AT: Timestamp = Timestamp(1_795_176_000); // 2026-11-20T12:00:00Z
+
 /// The regions the stand-in knows: The Forge, Domain, Sinq Laison.
+#[allow(dead_code, reason = "for tests; the example takes its regions from the settings")]
 pub(crate) const REGIONS: [i32; 3] = [10_000_002, 10_000_043, 10_000_032];
 
 /// The fixture pages, embedded in the binary: `(region_id, pages)`, pages in order from page 1.
@@ -137,7 +142,16 @@ impl Shared {
 ///
 /// When the listener cannot be bound.
 pub(crate) async fn start(opts: StandInOptions) -> std::io::Result<StandIn> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    start_on("127.0.0.1:0", opts).await
+}
+
+/// Starts a stand-in listening on `addr` (`host:port`) on the current tokio runtime.
+///
+/// # Errors
+///
+/// When the listener cannot be bound.
+pub(crate) async fn start_on(addr: &str, opts: StandInOptions) -> std::io::Result<StandIn> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let regions = FIXTURES
         .iter()

@@ -1,0 +1,172 @@
+//! [`ContractAggregationService`]: one region's summary, computed from every page of its
+//! public contracts, stored in Redis with the time it was computed.
+//!
+//! The summary is computed **as of the data's own time**: the newest `Last-Modified` of the
+//! pages read (see [`RegionContracts::as_of`]). Real ESI's `Last-Modified` is at most about
+//! 30 minutes old, so this is "now" for live data; for recorded pages (the stand-in serves the
+//! fixtures with the recording time as `Last-Modified`) it is the recording time, so "expiring
+//! within 24 h" means the same thing whenever the example runs. The wall-clock time of the
+//! computation is stored next to it, as [`StoredSummary::aggregated_at`].
+
+use std::fmt;
+
+use dual_mode::jobs::{Job, JobError, JobInfo};
+use dual_mode::{DualMode, Secret};
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use crate::esi::{EsiClient, EsiClientSpec, EsiError, FetchCounts, RegionContracts};
+use crate::jobs::{JobState, set_status};
+use crate::model::{RegionSummary, Timestamp, summarize};
+use crate::settings::{RedisUrl, Settings};
+
+/// Aggregates one region. Its spec is the job payload: the region and the ESI client's spec
+/// (the settings), nothing else.
+#[derive(DualMode)]
+pub(crate) struct ContractAggregationService {
+    /// The region to aggregate.
+    pub(crate) region_id: i32,
+    /// The ESI client; entering this service enters it with the same clients, so one job
+    /// opens one temporary Redis connection, not two.
+    #[dual_mode(nested)]
+    pub(crate) esi: EsiClient,
+    /// Where summaries are stored.
+    #[dual_mode(secret, env = "REDIS_URL")]
+    pub(crate) redis_url: Secret<RedisUrl>,
+    /// The summary store.
+    #[dual_mode(shared, config = redis_url)]
+    pub(crate) redis: ConnectionManager,
+}
+
+/// The spec of an aggregation of `region_id` with `settings`.
+pub(crate) fn aggregation_spec(region_id: i32, settings: &Settings) -> ContractAggregationServiceSpec {
+    ContractAggregationServiceSpec { region_id, esi: EsiClientSpec { settings: settings.clone() } }
+}
+
+/// A summary as stored in Redis (`esi:summary:{region_id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StoredSummary {
+    /// The summary, as of the data's time (`summary.computed_at`).
+    pub(crate) summary: RegionSummary,
+    /// When it was computed (wall clock).
+    pub(crate) aggregated_at: Timestamp,
+    /// How the pages were obtained.
+    pub(crate) fetch: FetchCounts,
+}
+
+/// Why an aggregation failed.
+#[derive(Debug)]
+pub(crate) enum AggregateError {
+    /// ESI failed.
+    Esi(EsiError),
+    /// The summary store failed.
+    Store(redis::RedisError),
+    /// A stored summary does not decode.
+    Corrupt(serde_json::Error),
+    /// Entering or exiting the service's clients failed (`spec.run` outside a worker).
+    Clients(dual_mode::Error),
+}
+
+impl fmt::Display for AggregateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Esi(e) => write!(f, "{e}"),
+            Self::Store(e) => write!(f, "summary store failed: {e}"),
+            Self::Corrupt(e) => write!(f, "stored summary does not decode: {e}"),
+            Self::Clients(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for AggregateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Esi(e) => Some(e),
+            Self::Store(e) => Some(e),
+            Self::Corrupt(e) => Some(e),
+            Self::Clients(e) => Some(e),
+        }
+    }
+}
+
+impl From<EsiError> for AggregateError {
+    fn from(e: EsiError) -> Self {
+        Self::Esi(e)
+    }
+}
+
+impl From<dual_mode::Error> for AggregateError {
+    fn from(e: dual_mode::Error) -> Self {
+        Self::Clients(e)
+    }
+}
+
+/// The Redis key of a region's stored summary.
+pub(crate) fn summary_key(region_id: i32) -> String {
+    format!("esi:summary:{region_id}")
+}
+
+/// The stored summary of `region_id`, if any.
+///
+/// # Errors
+/// Redis fails, or the stored value does not decode.
+pub(crate) async fn stored_summary(
+    redis: &ConnectionManager,
+    region_id: i32,
+) -> Result<Option<StoredSummary>, AggregateError> {
+    let mut con = redis.clone();
+    let raw: Option<String> =
+        redis::cmd("GET").arg(summary_key(region_id)).query_async(&mut con).await.map_err(AggregateError::Store)?;
+    raw.map(|raw| serde_json::from_str(&raw).map_err(AggregateError::Corrupt)).transpose()
+}
+
+impl ContractAggregationService {
+    /// Fetches every page of the region, summarizes it as of the data's time, stores the
+    /// summary and returns it.
+    ///
+    /// # Errors
+    /// ESI or the store failed.
+    pub(crate) async fn aggregate(&self) -> Result<StoredSummary, AggregateError> {
+        let RegionContracts { contracts, as_of, fetch } = self.esi.public_contracts(self.region_id).await?;
+        let stored = StoredSummary {
+            summary: summarize(self.region_id, &contracts, as_of),
+            aggregated_at: Timestamp::now(),
+            fetch,
+        };
+        let json = serde_json::to_string(&stored).map_err(AggregateError::Corrupt)?;
+        let mut con = self.redis.clone();
+        redis::cmd("SET")
+            .arg(summary_key(self.region_id))
+            .arg(json)
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(AggregateError::Store)?;
+        Ok(stored)
+    }
+}
+
+/// Job mode: a worker runs the aggregation and keeps the job's status record up to date.
+///
+/// At-least-once delivery is harmless here: a second run of the same job overwrites the
+/// summary with an equal or newer one, and the status record only moves forward.
+impl Job for ContractAggregationService {
+    async fn run(&self, job: &JobInfo) -> Result<(), JobError> {
+        let status = |state: JobState, error: Option<String>| {
+            set_status(&self.redis, job.id(), self.region_id, state, job.attempt(), error)
+        };
+        // A status write that fails must not fail the aggregation: it is informational.
+        let _ = status(JobState::Running, None).await;
+        match self.aggregate().await {
+            Ok(_) => {
+                let _ = status(JobState::Done, None).await;
+                Ok(())
+            }
+            Err(e) => {
+                let permanent = matches!(&e, AggregateError::Esi(esi) if esi.is_permanent());
+                let state = if permanent || job.is_last_attempt() { JobState::Parked } else { JobState::Queued };
+                let _ = status(state, Some(e.to_string())).await;
+                Err(if permanent { JobError::permanent(e) } else { JobError::failed(e) })
+            }
+        }
+    }
+}

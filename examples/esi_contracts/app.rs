@@ -1,0 +1,334 @@
+//! The main job: everything in one process, end to end, through the API.
+//!
+//! Starts the ESI stand-in (unless an ESI URL is given), uses `REDIS_URL` or starts a
+//! temporary `redis-server`, starts the API and two workers (two worker tasks in this process,
+//! each a separate consumer with its own warm clients, as two processes would be), enqueues an
+//! aggregation per region with `POST /regions/{id}/aggregate`, waits for the jobs with a
+//! progress line, prints a table per region from `GET /regions/{id}/summary`, and stops
+//! everything it started.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dual_mode::Secret;
+use dual_mode::jobs::RunReport;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::aggregate::StoredSummary;
+use crate::api::{self, AppState};
+use crate::jobs::{self, BoxError, JobState, JobStatus, Secrets};
+use crate::model::ContractType;
+use crate::settings::{EsiToken, RedisUrl, Settings};
+use crate::standin::{self, RECORDED_AT, StandIn, StandInOptions};
+
+/// What the main job is told.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// The ESI base URL; `None` starts the stand-in.
+    pub(crate) esi_url: Option<String>,
+    /// The regions to aggregate; empty: the settings' default regions.
+    pub(crate) regions: Vec<i32>,
+    /// The Redis URL; `None` starts a temporary `redis-server`.
+    pub(crate) redis_url: Option<Secret<RedisUrl>>,
+    /// The ESI token (may be empty).
+    pub(crate) token: Secret<EsiToken>,
+    /// How long to wait for the jobs.
+    pub(crate) timeout: Duration,
+}
+
+/// What the main job did.
+#[derive(Debug, Clone)]
+pub(crate) struct Report {
+    /// The summaries, as the API returned them, in region order.
+    pub(crate) summaries: Vec<StoredSummary>,
+    /// The jobs' final status records, in region order.
+    pub(crate) jobs: Vec<JobStatus>,
+    /// `200` pages the stand-in served (`None` against a real ESI).
+    pub(crate) pages_downloaded: Option<u64>,
+    /// `304`s the stand-in served.
+    pub(crate) pages_revalidated: Option<u64>,
+    /// What the two workers reported when they stopped.
+    pub(crate) workers: Vec<RunReport>,
+}
+
+/// A `redis-server` on a free loopback port, killed (and its directory removed) on drop.
+#[derive(Debug)]
+pub(crate) struct TempRedis {
+    child: Child,
+    dir: PathBuf,
+    url: String,
+}
+
+impl TempRedis {
+    /// Starts `redis-server` (it must be on the `PATH`) and waits until it accepts connections.
+    ///
+    /// # Errors
+    /// It cannot be started or does not listen within 10 seconds.
+    pub(crate) async fn start() -> Result<Self, BoxError> {
+        let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = std::env::temp_dir().join(format!("esi-contracts-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start redis-server (set REDIS_URL to use a running Redis): {e}"))?;
+        let this = Self { child, dir, url: format!("redis://127.0.0.1:{port}/") };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("redis-server did not listen on port {port} within 10 s").into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(this)
+    }
+
+    /// Its URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TempRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What the main job started, stopped by [`Started::stop`] (and, for the processes, on drop).
+struct Started {
+    standin: Option<StandIn>,
+    redis: Option<TempRedis>,
+    stop: watch::Sender<bool>,
+    api: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<Result<RunReport, dual_mode::jobs::QueueError>>>,
+    api_url: String,
+}
+
+fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+impl Started {
+    async fn stop(self) -> Vec<RunReport> {
+        let _ = self.stop.send(true);
+        let mut reports = Vec::new();
+        for worker in self.workers {
+            if let Ok(Ok(report)) = worker.await {
+                reports.push(report);
+            }
+        }
+        let _ = self.api.await;
+        if let Some(standin) = self.standin {
+            standin.shutdown().await;
+        }
+        drop(self.redis);
+        reports
+    }
+}
+
+/// Runs the main job, writing its progress and tables to `out`.
+///
+/// # Errors
+/// Something could not be started, a job was parked, or the jobs did not finish in time.
+pub(crate) async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, BoxError> {
+    let standin = match &opts.esi_url {
+        Some(_) => None,
+        None => Some(standin::start(StandInOptions { last_modified: Some(RECORDED_AT), ..Default::default() }).await?),
+    };
+    let esi_url =
+        opts.esi_url.clone().or_else(|| standin.as_ref().map(|s| s.base_url().to_owned())).unwrap_or_default();
+    let mut settings = Settings::for_esi(&esi_url);
+    if !opts.regions.is_empty() {
+        settings.regions.clone_from(&opts.regions);
+    }
+    let (redis, redis_url) = match &opts.redis_url {
+        Some(url) => (None, url.clone()),
+        None => {
+            let temp = TempRedis::start().await?;
+            let url = Secret::new(RedisUrl::new(temp.url()));
+            (Some(temp), url)
+        }
+    };
+    writeln!(
+        out,
+        "ESI: {}; Redis: {}",
+        standin.as_ref().map_or(esi_url.as_str(), |_| "embedded stand-in (recorded pages)"),
+        redis.as_ref().map_or("REDIS_URL", |r| r.url())
+    )?;
+    let secrets = Secrets { token: opts.token.clone(), redis_url };
+    let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
+    let state = AppState::connect(settings.clone(), secrets.clone(), queue.clone()).await?;
+    let (stop, stop_rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let api_url = format!("http://{}", listener.local_addr()?);
+    let api = tokio::spawn(api::run(listener, state, stopped(&stop_rx)));
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let worker = jobs::worker(queue.clone(), &settings, secrets.clone(), jobs::worker_config(4)).await?;
+        workers.push(tokio::spawn(worker.run(stopped(&stop_rx))));
+    }
+    let started = Started { standin, redis, stop, api, workers, api_url };
+    let outcome = drive(&started, &settings, opts.timeout, out).await;
+    let counts = started.standin.as_ref().map(|s| (s.ok_count(), s.not_modified_count()));
+    let reports = started.stop().await;
+    let (summaries, statuses) = outcome?;
+    writeln!(out, "stopped the API, {} workers and everything else started", reports.len())?;
+    Ok(Report {
+        summaries,
+        jobs: statuses,
+        pages_downloaded: counts.map(|c| c.0),
+        pages_revalidated: counts.map(|c| c.1),
+        workers: reports,
+    })
+}
+
+/// Enqueues, waits, prints.
+async fn drive(
+    started: &Started,
+    settings: &Settings,
+    timeout: Duration,
+    out: &mut (dyn Write + Send),
+) -> Result<(Vec<StoredSummary>, Vec<JobStatus>), BoxError> {
+    let http = dual_mode::HttpConfig::default().builder().timeout(Duration::from_secs(60)).build()?;
+    let base = &started.api_url;
+    writeln!(out, "API on {base}; 2 workers; enqueueing {} regions", settings.regions.len())?;
+    let mut job_ids = Vec::new();
+    for region in &settings.regions {
+        let resp = http.post(format!("{base}/regions/{region}/aggregate")).send().await?;
+        let status = resp.status();
+        let body: Value = serde_json::from_slice(&resp.bytes().await?)?;
+        let id = body["job_id"].as_str().filter(|_| status.as_u16() == 202);
+        let id = id.ok_or_else(|| format!("POST /regions/{region}/aggregate answered {status}: {body}"))?;
+        job_ids.push(id.to_owned());
+    }
+
+    let start = Instant::now();
+    let statuses = loop {
+        let mut statuses = Vec::new();
+        for id in &job_ids {
+            let resp = http.get(format!("{base}/jobs/{id}")).send().await?;
+            statuses.push(serde_json::from_slice::<JobStatus>(&resp.bytes().await?)?);
+        }
+        let count = |s: JobState| statuses.iter().filter(|j| j.state == s).count();
+        write!(
+            out,
+            "\rwaiting for {} jobs: {} queued, {} running, {} done, {} parked ({:.1} s)  ",
+            job_ids.len(),
+            count(JobState::Queued),
+            count(JobState::Running),
+            count(JobState::Done),
+            count(JobState::Parked),
+            start.elapsed().as_secs_f64()
+        )?;
+        out.flush()?;
+        if statuses.iter().all(|j| j.state.is_final()) {
+            writeln!(out)?;
+            break statuses;
+        }
+        if start.elapsed() > timeout {
+            writeln!(out)?;
+            return Err(format!("the jobs did not finish within {timeout:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if let Some(parked) = statuses.iter().find(|j| j.state == JobState::Parked) {
+        return Err(format!(
+            "job {} (region {}) was parked: {}",
+            parked.job_id,
+            parked.region_id,
+            parked.error.as_deref().unwrap_or("no error recorded")
+        )
+        .into());
+    }
+
+    let mut summaries = Vec::new();
+    for region in &settings.regions {
+        let resp = http.get(format!("{base}/regions/{region}/summary")).send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            return Err(format!(
+                "GET /regions/{region}/summary answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+            .into());
+        }
+        let stored: StoredSummary = serde_json::from_slice(&bytes)?;
+        out.write_all(table(&stored).as_bytes())?;
+        summaries.push(stored);
+    }
+    Ok((summaries, statuses))
+}
+
+/// A region's name, for the well-known ones.
+fn region_name(region_id: i32) -> &'static str {
+    match region_id {
+        10_000_002 => "The Forge",
+        10_000_043 => "Domain",
+        10_000_032 => "Sinq Laison",
+        10_000_030 => "Heimatar",
+        10_000_042 => "Metropolis",
+        _ => "region",
+    }
+}
+
+/// ISK with thousands separators, rounded to the unit.
+pub(crate) fn isk(value: f64) -> String {
+    let digits = format!("{:.0}", value.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if value < 0.0 { format!("-{out}") } else { out }
+}
+
+/// The printed table of one region.
+pub(crate) fn table(stored: &StoredSummary) -> String {
+    let s = &stored.summary;
+    let f = &stored.fetch;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\n{} ({}): {} contracts as of {}; {} pages ({} downloaded, {} revalidated, {} cached)",
+        region_name(s.region_id),
+        s.region_id,
+        s.contracts,
+        s.computed_at,
+        f.pages,
+        f.downloaded,
+        f.revalidated,
+        f.fresh
+    );
+    let _ = writeln!(t, "  {:<14} {:>6} {:>22}", "type", "count", "ISK total");
+    for kind in ContractType::ALL {
+        let totals = s.by_type.get(kind);
+        let _ = writeln!(t, "  {:<14} {:>6} {:>22}", kind.as_str(), totals.count, isk(totals.isk_total));
+    }
+    let _ = writeln!(t, "  expiring within 24 h: {}", s.expiring_within_24h);
+    let _ = writeln!(t, "  most expensive item exchanges:");
+    for (i, c) in s.top_item_exchanges.iter().enumerate() {
+        let title = if c.title.is_empty() { String::new() } else { format!("  {:?}", c.title) };
+        let _ = writeln!(t, "  {:>4}. {:>10} {:>22} ISK{title}", i + 1, c.contract_id, isk(c.price));
+    }
+    t
+}

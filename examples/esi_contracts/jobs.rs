@@ -1,0 +1,191 @@
+//! Job mode: the queue, the worker (a [`Context`] of warm clients), the schedule, and the
+//! status records `GET /jobs/{id}` reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dual_mode::jobs::{
+    Clients, PushOptions, Queue, QueueConfig, QueueError, Schedule, Scheduler, SchedulerConfig, Worker, WorkerConfig,
+};
+use dual_mode::{Context, Secret};
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{ContractAggregationService, ContractAggregationServiceParts, aggregation_spec};
+use crate::esi::EsiClientParts;
+use crate::model::Timestamp;
+use crate::settings::{EsiToken, RedisUrl, Settings};
+
+/// The queue of aggregation jobs.
+pub(crate) const QUEUE: &str = "esi-aggregate";
+
+/// How long a job's status record is kept.
+const STATUS_TTL_SECS: u64 = 7 * 24 * 60 * 60;
+
+/// A boxed error for setup code.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The secrets this process holds, handed to the services it builds.
+#[derive(Debug, Clone)]
+pub(crate) struct Secrets {
+    /// The ESI token (may be empty).
+    pub(crate) token: Secret<EsiToken>,
+    /// The Redis URL.
+    pub(crate) redis_url: Secret<RedisUrl>,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum JobState {
+    /// Waiting for a worker (also after a failed attempt that will be retried).
+    Queued,
+    /// A worker runs it.
+    Running,
+    /// The summary is stored.
+    Done,
+    /// Given up: the error will not go away by retrying, or the attempts are used up.
+    Parked,
+}
+
+impl JobState {
+    /// Whether the job will not change any more.
+    pub(crate) const fn is_final(self) -> bool {
+        matches!(self, Self::Done | Self::Parked)
+    }
+}
+
+/// A job's status record, `esi:job:{job_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct JobStatus {
+    /// The job layer's job id.
+    pub(crate) job_id: String,
+    /// The region it aggregates.
+    pub(crate) region_id: i32,
+    /// Where it is.
+    pub(crate) state: JobState,
+    /// The attempt that wrote this record (0: not started).
+    pub(crate) attempt: u32,
+    /// The last attempt's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+    /// When this record was written.
+    pub(crate) updated_at: Timestamp,
+}
+
+/// The Redis key of a job's status record.
+pub(crate) fn status_key(job_id: &str) -> String {
+    format!("esi:job:{job_id}")
+}
+
+/// Writes a job's status record.
+///
+/// # Errors
+/// Redis fails.
+pub(crate) async fn set_status(
+    redis: &ConnectionManager,
+    job_id: &str,
+    region_id: i32,
+    state: JobState,
+    attempt: u32,
+    error: Option<String>,
+) -> Result<(), redis::RedisError> {
+    let record =
+        JobStatus { job_id: job_id.to_owned(), region_id, state, attempt, error, updated_at: Timestamp::now() };
+    let json = serde_json::to_string(&record).unwrap_or_default();
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(status_key(job_id)).arg(json).arg("EX").arg(STATUS_TTL_SECS);
+    if state == JobState::Queued && attempt == 0 {
+        // The producer's record never overwrites a worker's, whichever is written first.
+        cmd.arg("NX");
+    }
+    cmd.query_async::<()>(&mut redis.clone()).await
+}
+
+/// A job's status record, if any.
+///
+/// # Errors
+/// Redis fails.
+pub(crate) async fn get_status(
+    redis: &ConnectionManager,
+    job_id: &str,
+) -> Result<Option<JobStatus>, redis::RedisError> {
+    let raw: Option<String> = redis::cmd("GET").arg(status_key(job_id)).query_async(&mut redis.clone()).await?;
+    Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
+}
+
+/// Enqueues an aggregation of `region_id` and writes its `queued` record. Returns the job id.
+///
+/// # Errors
+/// Redis fails.
+pub(crate) async fn enqueue(
+    queue: &Queue,
+    redis: &ConnectionManager,
+    settings: &Settings,
+    region_id: i32,
+) -> Result<String, BoxError> {
+    let pushed = queue.push_spec(&aggregation_spec(region_id, settings), PushOptions::new()).await?;
+    set_status(redis, &pushed.job_id, region_id, JobState::Queued, 0, None).await?;
+    Ok(pushed.job_id)
+}
+
+/// Opens the aggregation queue on `redis_url`.
+///
+/// # Errors
+/// Redis is unreachable.
+pub(crate) async fn connect_queue(redis_url: &RedisUrl) -> Result<Queue, BoxError> {
+    let client = redis::Client::open(&**redis_url)?;
+    Ok(Queue::connect(client, QueueConfig::new(QUEUE).max_attempts(5)).await?)
+}
+
+/// The worker's settings: the job layer's defaults, with a short back-off for the demo.
+pub(crate) fn worker_config(concurrency: usize) -> WorkerConfig {
+    WorkerConfig::new()
+        .concurrency(concurrency)
+        .block(Duration::from_millis(250))
+        .backoff(Duration::from_millis(500), Duration::from_secs(60))
+        .shutdown_deadline(Duration::from_secs(10))
+}
+
+/// A worker of the aggregation jobs with its own warm clients.
+///
+/// The [`Context`] holds one HTTP client and one Redis connection for the worker's whole life;
+/// every job borrows them (`Clients::Context`). The secrets are handed to each job's parts by
+/// [`Worker::service_with`], so a worker also runs where they are not in the environment
+/// (the main job, whose Redis may be a temporary one).
+///
+/// # Errors
+/// The Redis connection or the HTTP client cannot be opened.
+pub(crate) async fn worker(
+    queue: Queue,
+    settings: &Settings,
+    secrets: Secrets,
+    config: WorkerConfig,
+) -> Result<Worker, BoxError> {
+    let mut ctx = Context::new();
+    ctx.insert(settings.http.builder().build()?);
+    ctx.open::<ConnectionManager>(secrets.redis_url.expose()).await?;
+    let Secrets { token, redis_url } = secrets;
+    let complete = move |parts: ContractAggregationServiceParts| ContractAggregationServiceParts {
+        redis_url: Some(redis_url.clone()),
+        esi: EsiClientParts { token: Some(token.clone()), redis_url: Some(redis_url.clone()), ..parts.esi },
+        ..parts
+    };
+    Ok(Worker::new(queue, config)
+        .service_with::<ContractAggregationService, _>(Clients::Context(Arc::new(ctx)), complete))
+}
+
+/// A scheduler that enqueues an aggregation of every region of `settings` at each tick of
+/// `cron`. Any number of schedulers may run: each tick is enqueued once.
+///
+/// # Errors
+/// The cron expression does not parse.
+pub(crate) fn scheduler(queue: Queue, settings: &Settings, cron: &str) -> Result<Scheduler, QueueError> {
+    let mut scheduler = Scheduler::new(queue, SchedulerConfig::new());
+    for &region_id in &settings.regions {
+        let schedule =
+            Schedule::for_spec(format!("aggregate-{region_id}"), cron, &aggregation_spec(region_id, settings))?;
+        scheduler = scheduler.schedule(schedule);
+    }
+    Ok(scheduler)
+}

@@ -1,0 +1,224 @@
+//! The ESI contracts example: `EsiClient` and `ContractAggregationService`, one struct each,
+//! run behind an axum API with shared clients and as queued jobs on workers.
+//!
+//! ```text
+//! cargo run --example esi_contracts                  # the main job, end to end, then exit 0
+//! cargo run --example esi_contracts -- api           # the API       (REDIS_URL)
+//! cargo run --example esi_contracts -- worker        # a worker      (REDIS_URL)
+//! cargo run --example esi_contracts -- schedule      # the schedule  (REDIS_URL)
+//! cargo run --example esi_contracts -- standin       # the ESI stand-in alone
+//! ```
+//!
+//! See the README's "The ESI example" for how the parts fit.
+
+mod aggregate;
+mod api;
+mod app;
+mod esi;
+mod jobs;
+mod model;
+mod settings;
+mod standin;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use dual_mode::Secret;
+
+use crate::jobs::{BoxError, Secrets};
+use crate::settings::{EsiToken, RedisUrl, Settings};
+use crate::standin::{RECORDED_AT, StandIn, StandInOptions};
+
+const USAGE: &str = "\
+usage: esi_contracts [COMMAND] [OPTIONS]
+
+commands:
+  (none)     the main job: the ESI stand-in (unless --esi-url), REDIS_URL or a temporary
+             redis-server, the API and two workers; aggregates every region through the API,
+             prints a table per region, stops everything and exits
+  api        serve the API on --listen (default 127.0.0.1:8080)
+  worker     run aggregation jobs, --concurrency N at once (default 8)
+  schedule   enqueue an aggregation of every region at each tick of --cron
+             (default \"*/30 * * * *\", ESI's cache time)
+  standin    serve the ESI stand-in on --listen (default 127.0.0.1:8081)
+
+options:
+  --esi-url URL      ESI base URL, e.g. https://esi.evetech.net/latest (default: an embedded
+                     stand-in serving recorded pages; `api` and `schedule` start their own on
+                     127.0.0.1, which workers on other machines cannot reach)
+  --regions A,B,C    region ids (default 10000002,10000043,10000032)
+  --listen ADDR      address for `api` and `standin`
+  --concurrency N    jobs at once for `worker`
+  --cron EXPR        cron expression for `schedule` (UTC; 5 fields, or 6 with seconds)
+  --timeout SECS     how long the main job waits for its jobs (default 120)
+
+environment:
+  REDIS_URL   Redis for the queue, the page cache and the summaries (required by api, worker,
+              schedule; the main job starts a temporary redis-server without it). A secret:
+              it never reaches the queue.
+  ESI_TOKEN   optional ESI token; public contracts need none. Read once at start.
+";
+
+/// The parsed command line.
+#[derive(Debug, Default)]
+struct Args {
+    command: Option<String>,
+    esi_url: Option<String>,
+    regions: Vec<i32>,
+    listen: Option<String>,
+    concurrency: Option<usize>,
+    cron: Option<String>,
+    timeout_secs: Option<u64>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut out = Args::default();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "-h" | "--help" | "help" => out.command = Some("help".into()),
+            "--esi-url" => out.esi_url = Some(value("--esi-url")?),
+            "--regions" => {
+                out.regions = value("--regions")?
+                    .split(',')
+                    .map(|r| r.trim().parse::<i32>().map_err(|_| format!("--regions: {r:?} is not a region id")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--listen" => out.listen = Some(value("--listen")?),
+            "--concurrency" => {
+                let v = value("--concurrency")?;
+                out.concurrency = Some(v.parse().map_err(|_| format!("--concurrency: {v:?} is not a number"))?);
+            }
+            "--cron" => out.cron = Some(value("--cron")?),
+            "--timeout" => {
+                let v = value("--timeout")?;
+                out.timeout_secs = Some(v.parse().map_err(|_| format!("--timeout: {v:?} is not a number"))?);
+            }
+            "api" | "worker" | "schedule" | "standin" if out.command.is_none() => out.command = Some(arg),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(out)
+}
+
+/// The ESI token from `ESI_TOKEN`, empty when unset.
+fn token_from_env() -> Secret<EsiToken> {
+    Secret::new(EsiToken::new(std::env::var("ESI_TOKEN").unwrap_or_default()))
+}
+
+/// The Redis URL from `REDIS_URL`.
+fn redis_url_from_env() -> Option<Secret<RedisUrl>> {
+    std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()).map(|u| Secret::new(RedisUrl::new(u)))
+}
+
+fn need_redis() -> Result<Secrets, BoxError> {
+    let redis_url = redis_url_from_env().ok_or("REDIS_URL must be set for this command")?;
+    Ok(Secrets { token: token_from_env(), redis_url })
+}
+
+/// The settings, and the embedded stand-in when no `--esi-url` was given.
+async fn settings_for(args: &Args) -> Result<(Settings, Option<StandIn>), BoxError> {
+    let (url, standin) = match &args.esi_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let standin =
+                standin::start(StandInOptions { last_modified: Some(RECORDED_AT), ..Default::default() }).await?;
+            eprintln!("ESI stand-in on {} (use --esi-url for another ESI)", standin.base_url());
+            (standin.base_url().to_owned(), Some(standin))
+        }
+    };
+    let mut settings = Settings::for_esi(&url);
+    if !args.regions.is_empty() {
+        settings.regions.clone_from(&args.regions);
+    }
+    Ok((settings, standin))
+}
+
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("stopping");
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
+    match args.command.as_deref() {
+        None => {
+            let opts = app::Options {
+                esi_url: args.esi_url,
+                regions: args.regions,
+                redis_url: redis_url_from_env(),
+                token: token_from_env(),
+                timeout: Duration::from_secs(args.timeout_secs.unwrap_or(120)),
+            };
+            let mut stdout = std::io::stdout();
+            let report = app::run(opts, &mut stdout).await?;
+            let jobs_run: Vec<String> = report.workers.iter().map(|w| w.counts.succeeded.to_string()).collect();
+            println!(
+                "done: {} regions, {} jobs done (per worker: {}); ESI pages: {} downloaded, {} revalidated",
+                report.summaries.len(),
+                report.jobs.len(),
+                jobs_run.join(" + "),
+                report.pages_downloaded.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+                report.pages_revalidated.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+            );
+        }
+        Some("api") => {
+            let secrets = need_redis()?;
+            let (settings, _standin) = settings_for(&args).await?;
+            let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
+            let state = api::AppState::connect(settings, secrets, queue).await?;
+            let listener = tokio::net::TcpListener::bind(args.listen.as_deref().unwrap_or("127.0.0.1:8080")).await?;
+            eprintln!("API on http://{}", listener.local_addr()?);
+            api::run(listener, state, ctrl_c()).await?;
+        }
+        Some("worker") => {
+            let secrets = need_redis()?;
+            // Each job carries its own settings (ESI URL included); these only build the
+            // worker's warm HTTP client.
+            let settings = Settings::default();
+            let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
+            let config = jobs::worker_config(args.concurrency.unwrap_or(8));
+            let worker = jobs::worker(queue, &settings, secrets, config).await?;
+            eprintln!("worker {} started", worker.consumer());
+            let report = worker.run(ctrl_c()).await?;
+            eprintln!("worker stopped: {:?}", report.counts);
+        }
+        Some("schedule") => {
+            let secrets = need_redis()?;
+            let (settings, _standin) = settings_for(&args).await?;
+            let cron = args.cron.as_deref().unwrap_or("*/30 * * * *");
+            let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
+            let scheduler = jobs::scheduler(queue, &settings, cron)?;
+            eprintln!("scheduling {} regions at {cron:?}", settings.regions.len());
+            let ticks = scheduler.run(ctrl_c()).await?;
+            eprintln!("schedule stopped after enqueueing {ticks} ticks");
+        }
+        Some("standin") => {
+            let addr = args.listen.as_deref().unwrap_or("127.0.0.1:8081");
+            let opts = StandInOptions { last_modified: Some(RECORDED_AT), ..Default::default() };
+            let standin = standin::start_on(addr, opts).await?;
+            eprintln!("ESI stand-in on {}", standin.base_url());
+            ctrl_c().await;
+            standin.shutdown().await;
+        }
+        Some(_) => println!("{USAGE}"),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("esi_contracts: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("esi_contracts: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
