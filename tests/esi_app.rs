@@ -1,0 +1,275 @@
+//! The ESI example as a system, on a real `redis-server` and the stand-in: API mode and job
+//! mode compute the same summaries, equal to the independently computed
+//! `fixtures/expected.json`; the API answers bad input with a 4xx JSON error, never a 500; and
+//! the main job (the code `cargo run --example esi_contracts` runs) runs to the end.
+
+mod common;
+
+#[allow(dead_code, reason = "the example's module; these tests use part of it")]
+#[path = "../examples/esi_contracts/aggregate.rs"]
+mod aggregate;
+#[allow(dead_code, reason = "the example's module; these tests use part of it")]
+#[path = "../examples/esi_contracts/api.rs"]
+mod api;
+#[allow(dead_code, reason = "the example's module; these tests use part of it")]
+#[path = "../examples/esi_contracts/app.rs"]
+mod app;
+#[allow(dead_code, reason = "the example's module; these tests use part of it")]
+#[path = "../examples/esi_contracts/esi.rs"]
+mod esi;
+#[allow(dead_code, reason = "the example's module; these tests use part of it")]
+#[path = "../examples/esi_contracts/jobs.rs"]
+mod jobs;
+#[allow(dead_code, reason = "the example's module; these tests use part of it")]
+#[path = "../examples/esi_contracts/model.rs"]
+mod model;
+#[allow(dead_code, reason = "the example's module; these tests use part of it")]
+#[path = "../examples/esi_contracts/settings.rs"]
+mod settings;
+#[allow(dead_code, reason = "the example's module; these tests use part of it")]
+#[path = "../examples/esi_contracts/standin.rs"]
+mod standin;
+
+use std::time::{Duration, Instant};
+
+use aggregate::{ContractAggregationServiceParts, StoredSummary, aggregation_spec, stored_summary};
+use api::AppState;
+use common::RedisServer;
+use dual_mode::Secret;
+use esi::{EsiClientParts, FetchCounts};
+use jobs::{JobState, JobStatus, Secrets};
+use model::RegionSummary;
+use serde_json::Value;
+use settings::{EsiToken, RedisUrl, Settings};
+use standin::{RECORDED_AT, REGIONS, StandIn, StandInOptions};
+use tokio::sync::watch;
+
+const EXPECTED: &str = include_str!("../examples/esi_contracts/fixtures/expected.json");
+const PAGES: [(i32, u32); 3] = [(10_000_002, 3), (10_000_043, 1), (10_000_032, 1)];
+
+fn expected() -> Vec<RegionSummary> {
+    let v: Value = serde_json::from_str(EXPECTED).unwrap();
+    serde_json::from_value(v["summaries"].clone()).unwrap()
+}
+
+fn secrets(redis: &RedisServer) -> Secrets {
+    Secrets { token: Secret::new(EsiToken::default()), redis_url: Secret::new(RedisUrl::new(redis.url.clone())) }
+}
+
+fn http() -> reqwest::Client {
+    dual_mode::HttpConfig::default().builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// A running API with its state.
+struct Api {
+    base: String,
+    state: AppState,
+    stop: watch::Sender<bool>,
+}
+
+async fn start_api(redis: &RedisServer, settings: Settings) -> Api {
+    let queue = jobs::connect_queue(secrets(redis).redis_url.expose()).await.expect("queue");
+    let state = AppState::connect(settings, secrets(redis), queue).await.expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, mut rx) = watch::channel(false);
+    tokio::spawn(api::run(listener, state.clone(), async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+    Api { base, state, stop }
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> (u16, Value) {
+    let resp = http.get(url).send().await.expect("request");
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {bytes:?}")))
+}
+
+async fn stale_standin() -> StandIn {
+    standin::start(StandInOptions {
+        last_modified: Some(RECORDED_AT),
+        expires_after: Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+    .expect("stand-in")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_mode_and_job_mode_compute_the_same_summaries_as_the_fixtures() {
+    let redis = RedisServer::start();
+    let esi_server = stale_standin().await;
+    let settings = Settings::for_esi(esi_server.base_url());
+    let api = start_api(&redis, settings.clone()).await;
+    let http = http();
+    let want = expected();
+
+    // API mode: computed in the handler with the state's shared clients (`from_state`).
+    let mut api_mode = Vec::new();
+    for region in REGIONS {
+        let (status, body) = get_json(&http, &format!("{}/regions/{region}/summary?refresh=true", api.base)).await;
+        assert_eq!(status, 200, "{body}");
+        api_mode.push(serde_json::from_value::<StoredSummary>(body).unwrap());
+    }
+    assert_eq!(esi_server.ok_count(), 5, "every page downloaded once");
+    for (region, pages) in PAGES {
+        for page in 1..=pages {
+            assert_eq!(esi_server.page_ok_count(region, page), 1);
+        }
+    }
+
+    // Job mode: enqueued through the API, run by two workers with their own warm clients.
+    let (stop, rx) = watch::channel(false);
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let worker = jobs::worker(api.state.queue.clone(), &settings, secrets(&redis), jobs::worker_config(2))
+            .await
+            .expect("worker");
+        let mut rx = rx.clone();
+        workers.push(tokio::spawn(worker.run(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })));
+    }
+    let mut ids = Vec::new();
+    for region in REGIONS {
+        let resp = http.post(format!("{}/regions/{region}/aggregate", api.base)).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+        let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        ids.push(body["job_id"].as_str().unwrap().to_owned());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in &ids {
+        loop {
+            let (status, body) = get_json(&http, &format!("{}/jobs/{id}", api.base)).await;
+            assert_eq!(status, 200, "{body}");
+            let record: JobStatus = serde_json::from_value(body).unwrap();
+            assert_ne!(record.state, JobState::Parked, "{record:?}");
+            if record.state == JobState::Done {
+                assert_eq!(record.attempt, 1);
+                break;
+            }
+            assert!(Instant::now() < deadline, "job {id} not done: {record:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut job_mode = Vec::new();
+    for region in REGIONS {
+        job_mode.push(stored_summary(&api.state.redis, region).await.unwrap().expect("stored by the job"));
+    }
+    // The second aggregation revalidated every page: 304s, nothing downloaded again.
+    assert_eq!(esi_server.ok_count(), 5);
+    assert_eq!(esi_server.not_modified_count(), 5);
+    for (stored, (_, pages)) in job_mode.iter().zip(PAGES) {
+        assert_eq!(stored.fetch, FetchCounts { pages, downloaded: 0, revalidated: pages, fresh: 0 });
+    }
+
+    for ((a, j), w) in api_mode.iter().zip(&job_mode).zip(&want) {
+        assert_eq!(a.summary, j.summary, "API mode and job mode agree");
+        assert_eq!(&a.summary, w, "and equal the independently computed figures");
+        assert!(j.aggregated_at >= a.aggregated_at);
+    }
+
+    // The stored summary is what a plain GET returns.
+    let (status, body) = get_json(&http, &format!("{}/regions/{}/summary", api.base, REGIONS[0])).await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_value::<StoredSummary>(body).unwrap(), job_mode[0]);
+
+    let _ = stop.send(true);
+    for w in workers {
+        let report = w.await.unwrap().expect("worker");
+        assert_eq!(report.counts.parked + report.counts.retried, 0, "{report:?}");
+    }
+    let _ = api.stop.send(true);
+}
+
+/// Job mode outside a worker: temporary clients, and the nested `EsiClient` shares its
+/// parent's temporary Redis connection (two opened: HTTP and Redis, not three).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_temporary_clients_opens_one_redis_connection() {
+    let redis = RedisServer::start();
+    let esi_server = stale_standin().await;
+    let settings = Settings::for_esi(esi_server.base_url());
+    let Secrets { token, redis_url } = secrets(&redis);
+    let parts: ContractAggregationServiceParts = aggregation_spec(10_000_043, &settings).into();
+    let parts = ContractAggregationServiceParts {
+        redis_url: Some(redis_url.clone()),
+        esi: EsiClientParts { token: Some(token), redis_url: Some(redis_url), ..parts.esi },
+        ..parts
+    };
+    let guard = parts.enter().await.expect("enter");
+    assert_eq!(guard.opened(), 2, "one HTTP client and one Redis connection");
+    let stored = guard.aggregate().await.expect("aggregate");
+    assert_eq!(stored.summary, expected()[1]);
+    guard.exit().await.expect("exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_bad_input_gets_a_4xx_json_error_never_a_500() {
+    let redis = RedisServer::start();
+    let esi_server = stale_standin().await;
+    let api = start_api(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let http = http();
+    let b = &api.base;
+    let cases: Vec<(reqwest::Method, String, u16)> = vec![
+        (reqwest::Method::GET, format!("{b}/regions/forge/summary"), 400),
+        (reqwest::Method::GET, format!("{b}/regions/-1/summary"), 400),
+        (reqwest::Method::GET, format!("{b}/regions/0/summary"), 400),
+        (reqwest::Method::GET, format!("{b}/regions/+10000002/summary"), 400),
+        (reqwest::Method::GET, format!("{b}/regions/99999999999/summary"), 400),
+        (reqwest::Method::GET, format!("{b}/regions/1e7/summary"), 400),
+        (reqwest::Method::GET, format!("{b}/regions/%FF%FE/summary"), 400),
+        (reqwest::Method::GET, format!("{b}/regions/10000002/summary?refresh=maybe"), 400),
+        (reqwest::Method::GET, format!("{b}/regions/10000001/summary"), 404),
+        (reqwest::Method::POST, format!("{b}/regions/abc/aggregate"), 400),
+        (reqwest::Method::POST, format!("{b}/regions/10000002%20/aggregate"), 400),
+        (reqwest::Method::GET, format!("{b}/jobs/0123456789abcdef0123456789abcdef"), 404),
+        (reqwest::Method::GET, format!("{b}/jobs/not%20a%20job"), 400),
+        (reqwest::Method::GET, format!("{b}/jobs/{}", "a".repeat(65)), 400),
+        (reqwest::Method::GET, format!("{b}/regions/10000002/aggregate"), 405),
+        (reqwest::Method::DELETE, format!("{b}/jobs/abc"), 405),
+        (reqwest::Method::GET, format!("{b}/nowhere"), 404),
+    ];
+    for (method, url, want) in cases {
+        let resp = http.request(method.clone(), &url).send().await.expect("request");
+        let status = resp.status().as_u16();
+        let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap())
+            .unwrap_or_else(|e| panic!("{method} {url}: not JSON: {e}"));
+        assert_eq!(status, want, "{method} {url}: {body}");
+        assert!(ctype.starts_with("application/json"), "{method} {url}: {ctype}");
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{method} {url}: {body}");
+    }
+    let (status, body) = get_json(&http, &format!("{b}/healthz")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let _ = api.stop.send(true);
+}
+
+/// The main job, the same `run` as `cargo run --example esi_contracts`, with nothing set: it
+/// starts the stand-in and a temporary `redis-server` itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_main_job_runs_to_the_end() {
+    let opts = app::Options {
+        esi_url: None,
+        regions: Vec::new(),
+        redis_url: None,
+        token: Secret::new(EsiToken::default()),
+        timeout: Duration::from_secs(60),
+    };
+    let mut out = Vec::new();
+    let start = Instant::now();
+    let report = app::run(opts, &mut out).await.expect("the main job");
+    let elapsed = start.elapsed();
+    let out = String::from_utf8(out).unwrap();
+    println!("{out}\nmain job: {elapsed:?}");
+    let got: Vec<RegionSummary> = report.summaries.iter().map(|s| s.summary.clone()).collect();
+    assert_eq!(got, expected());
+    assert!(report.jobs.iter().all(|j| j.state == JobState::Done), "{:?}", report.jobs);
+    assert_eq!(report.pages_downloaded, Some(5), "each of the 5 pages once, two workers or not");
+    assert_eq!(report.workers.len(), 2, "both workers stopped cleanly");
+    assert_eq!(report.workers.iter().map(|w| w.counts.succeeded).sum::<u64>(), 3);
+    for name in ["The Forge (10000002)", "Domain (10000043)", "Sinq Laison (10000032)", "expiring within 24 h: 199"] {
+        assert!(out.contains(name), "{name} missing from:\n{out}");
+    }
+    assert!(out.contains("waiting for 3 jobs"), "a progress line");
+}
