@@ -16,7 +16,8 @@
 //! * **API mode**: `Service::from_state(spec, &state)` takes every client from axum app state
 //!   through `FromRef` (feature `axum`);
 //! * **worker mode**: `ServiceParts::from_context(spec, &ctx)` borrows the warm clients of a
-//!   [`Context`] and opens only what it lacks.
+//!   [`Context`] (and the secrets it holds under their source name, such as
+//!   `ctx.insert_keyed("ESI_TOKEN", Secret::new(token))`) and opens only what it lacks.
 //!
 //! ```no_run
 //! use dual_mode::{DualMode, Secret};
@@ -75,6 +76,9 @@
 //!   cancellation that lands inside `exit` cannot interrupt them. Every client gets its close;
 //!   failures are collected in an [`ExitError`]. A guard dropped without `exit` spawns the close
 //!   and warns through `tracing`.
+//! * `from_state` takes one value per type from the app state; a service with two fields of
+//!   one type (two keyed clients, two `Secret<String>`) gets a compile error naming the type
+//!   when it calls `from_state`: give the fields distinct (newtype) types.
 //! * A shared field's type is a cheap-to-clone handle implementing [`Resource`] (or uses
 //!   `open = path`). Built in: `reqwest::Client` (feature `reqwest`, on one process-wide TLS
 //!   configuration) and redis `MultiplexedConnection` and `ConnectionManager` (feature `redis`).

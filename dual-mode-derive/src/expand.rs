@@ -287,7 +287,7 @@ impl<'a> Expander<'a> {
             let ty = f.ty;
             Some(match &f.kind {
                 Kind::Spec => quote! { #ident: __spec.#ident, },
-                Kind::Secret { .. } => quote! { #ident: ::core::option::Option::None, },
+                Kind::Secret { env } => quote_spanned! {ty.span()=> #ident: __ctx.get_keyed::<#ty>(#env), },
                 Kind::Shared(shared) => {
                     let key = key_tokens(shared);
                     quote_spanned! {ty.span()=> #ident: __ctx.get_slot::<#ty>(#key), }
@@ -650,14 +650,24 @@ impl Expander<'_> {
         }
     }
 
-    /// `from_state` through axum's `FromRef`, for services without keyed fields.
+    /// `from_state` through axum's `FromRef`. App state gives one value per type, so a type
+    /// that two fields share makes `from_state` unusable, with an error that says why.
     fn state_impls(&self) -> TokenStream {
         let k = &self.krate;
-        let keyed = self.input.fields.iter().any(|f| matches!(&f.kind, Kind::Shared(s) if s.key.is_some()));
-        if keyed {
-            return quote! {};
-        }
         let state = Ident::new("__State", Span::call_site());
+        let mut seen: Vec<String> = Vec::new();
+        let mut shared_types: Vec<TokenStream> = Vec::new();
+        for f in &self.input.fields {
+            if matches!(f.kind, Kind::Shared(_) | Kind::Secret { .. }) {
+                let name = f.ty.to_token_stream().to_string();
+                if seen.contains(&name) {
+                    let ty = respan(f.ty.to_token_stream(), Span::call_site());
+                    shared_types.push(quote! { #state: #k::__private::OneFieldPerType<#ty>, });
+                } else {
+                    seen.push(name);
+                }
+            }
+        }
         let service = self.service;
         let (_, ty_generics, _) = self.input.generics.split_for_impl();
         let params = self.input.generics.params.iter().map(without_default);
@@ -677,6 +687,7 @@ impl Expander<'_> {
                     Kind::Spec => None,
                 }
             })
+            .chain(shared_types)
             .collect();
         let where_all = self.where_clause(&bounds);
         let where_plain = self.where_clause(&[]);

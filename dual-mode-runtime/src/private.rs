@@ -23,6 +23,16 @@ pub trait StateHas<T> {
     fn get(&self) -> T;
 }
 
+/// Never implemented: the bound `from_state` gets when two fields share a type, because app
+/// state gives one value per type.
+#[cfg(feature = "axum")]
+#[diagnostic::on_unimplemented(
+    message = "`from_state` cannot fill this service: several of its fields have type `{T}`",
+    label = "app state gives one `{T}`, and fields of one type would all get it",
+    note = "give each field its own type (a newtype), or build the service with its parts and `enter`"
+)]
+pub trait OneFieldPerType<T> {}
+
 #[cfg(feature = "axum")]
 #[diagnostic::do_not_recommend]
 impl<S, T: FromRef<S>> StateHas<T> for S {

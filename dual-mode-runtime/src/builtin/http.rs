@@ -21,7 +21,6 @@ use crate::Resource;
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-#[non_exhaustive]
 pub struct HttpConfig {
     /// The `User-Agent` header.
     pub user_agent: Option<String>,
