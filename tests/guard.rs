@@ -389,7 +389,8 @@ fn guards_are_send() {
 
 #[tokio::test]
 async fn a_context_lends_secrets_under_their_source_name() {
-    let ctx = dual_mode::Context::new().with_keyed("DUAL_MODE_TEST_SURELY_UNSET", Secret::new(String::from("from-ctx")));
+    let ctx =
+        dual_mode::Context::new().with_keyed("DUAL_MODE_TEST_SURELY_UNSET", Secret::new(String::from("from-ctx")));
     let parts = WithSecretParts::from_context(WithSecretSpec { label: "l".into() }, &ctx);
     let guard = parts.enter().await.expect("the context has the secret the environment lacks");
     assert_eq!(guard.missing.expose(), "from-ctx");

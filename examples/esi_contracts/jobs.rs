@@ -11,8 +11,7 @@ use dual_mode::{Context, Secret};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{ContractAggregationService, ContractAggregationServiceParts, aggregation_spec};
-use crate::esi::EsiClientParts;
+use crate::aggregate::{ContractAggregationService, aggregation_spec};
 use crate::model::Timestamp;
 use crate::settings::{EsiToken, RedisUrl, Settings};
 
@@ -149,10 +148,10 @@ pub(crate) fn worker_config(concurrency: usize) -> WorkerConfig {
 
 /// A worker of the aggregation jobs with its own warm clients.
 ///
-/// The [`Context`] holds one HTTP client and one Redis connection for the worker's whole life;
-/// every job borrows them (`Clients::Context`). The secrets are handed to each job's parts by
-/// [`Worker::service_with`], so a worker also runs where they are not in the environment
-/// (the main job, whose Redis may be a temporary one).
+/// The [`Context`] holds one HTTP client, one Redis connection and the secrets for the
+/// worker's whole life; every job borrows them (`Clients::Context`). Secrets sit in the
+/// context under their source's name, so a worker also runs where they are not in the
+/// environment (the main job, whose Redis may be a temporary one).
 ///
 /// # Errors
 /// The Redis connection or the HTTP client cannot be opened.
@@ -165,14 +164,8 @@ pub(crate) async fn worker(
     let mut ctx = Context::new();
     ctx.insert(settings.http.builder().build()?);
     ctx.open::<ConnectionManager>(secrets.redis_url.expose()).await?;
-    let Secrets { token, redis_url } = secrets;
-    let complete = move |parts: ContractAggregationServiceParts| ContractAggregationServiceParts {
-        redis_url: Some(redis_url.clone()),
-        esi: EsiClientParts { token: Some(token.clone()), redis_url: Some(redis_url.clone()), ..parts.esi },
-        ..parts
-    };
-    Ok(Worker::new(queue, config)
-        .service_with::<ContractAggregationService, _>(Clients::Context(Arc::new(ctx)), complete))
+    ctx.insert_keyed("ESI_TOKEN", secrets.token).insert_keyed("REDIS_URL", secrets.redis_url);
+    Ok(Worker::new(queue, config).service::<ContractAggregationService>(Clients::Context(Arc::new(ctx))))
 }
 
 /// A scheduler that enqueues an aggregation of every region of `settings` at each tick of

@@ -47,13 +47,15 @@ pub(crate) struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        let mut http = HttpConfig::default();
-        http.user_agent = Some(format!(
-            "dual-mode-esi-example/{} (+https://example.invalid/dual-mode; ops@example.invalid)",
-            env!("CARGO_PKG_VERSION")
-        ));
-        http.timeout_ms = Some(30_000);
-        http.connect_timeout_ms = Some(5_000);
+        let http = HttpConfig {
+            user_agent: Some(format!(
+                "dual-mode-esi-example/{} (+https://example.invalid/dual-mode; ops@example.invalid)",
+                env!("CARGO_PKG_VERSION")
+            )),
+            timeout_ms: Some(30_000),
+            connect_timeout_ms: Some(5_000),
+            ..HttpConfig::default()
+        };
         Self {
             esi_url: REAL_ESI.to_owned(),
             http,

@@ -1,5 +1,6 @@
 use dual_mode::{DualMode, Secret};
 
+#[derive(Clone)]
 struct Key([u8; 32]);
 
 #[derive(DualMode)]

@@ -26,31 +26,24 @@ pub trait Job: DualMode {
 /// Where a worker's service jobs get their clients.
 #[derive(Debug, Clone)]
 pub enum Clients {
-    /// Borrow the warm clients of this context (`Parts::from_context`); open only what it
-    /// lacks, per job.
+    /// Borrow the warm clients (and secrets, under their source's name) of this context
+    /// (`Parts::from_context`); open only what it lacks, per job.
     Context(Arc<Context>),
     /// Open temporary clients for each job (`Parts::from(spec)`), closed when it ends.
     Temporary,
 }
 
-/// A function that completes a job's parts before they are entered; see
-/// [`Worker::service_with`].
-type Complete<S> = Arc<dyn Fn(<S as DualMode>::Parts) -> <S as DualMode>::Parts + Send + Sync>;
-
-/// The handler that runs a service's jobs; registered by [`Worker::service`] and
-/// [`Worker::service_with`].
-pub struct ServiceHandler<S: DualMode> {
+/// The handler that runs a service's jobs; registered by [`Worker::service`].
+pub struct ServiceHandler<S> {
     clients: Clients,
-    complete: Option<Complete<S>>,
     _service: PhantomData<fn() -> S>,
 }
 
-impl<S: DualMode> std::fmt::Debug for ServiceHandler<S> {
+impl<S> std::fmt::Debug for ServiceHandler<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceHandler")
             .field("service", &std::any::type_name::<S>())
             .field("clients", &self.clients)
-            .field("complete", &self.complete.is_some())
             .finish()
     }
 }
@@ -59,17 +52,7 @@ impl<S: Job> ServiceHandler<S> {
     /// A handler entering each job's service with `clients`.
     #[must_use]
     pub fn new(clients: Clients) -> Self {
-        Self { clients, complete: None, _service: PhantomData }
-    }
-
-    /// A handler that builds each job's parts from `clients`, passes them through `complete`,
-    /// then enters them; see [`Worker::service_with`].
-    #[must_use]
-    pub fn with_complete<F>(clients: Clients, complete: F) -> Self
-    where
-        F: Fn(S::Parts) -> S::Parts + Send + Sync + 'static,
-    {
-        Self { clients, complete: Some(Arc::new(complete)), _service: PhantomData }
+        Self { clients, _service: PhantomData }
     }
 }
 
@@ -94,10 +77,6 @@ impl<S: Job> Handler for ServiceHandler<S> {
             Clients::Context(ctx) => S::Parts::from_context(spec, ctx),
             Clients::Temporary => S::Parts::from(spec),
         };
-        let parts = match &self.complete {
-            Some(complete) => complete(parts),
-            None => parts,
-        };
         // `run` exits on every path: `Ok`, `Err`, a panic (caught, exited, resumed: the worker
         // retries the job) and this task being aborted (the guard's drop closes its clients).
         // An enter failure (a server not reachable yet) converts to a retry.
@@ -111,30 +90,6 @@ impl Worker {
     #[must_use]
     pub fn service<S: Job>(self, clients: Clients) -> Self {
         self.handle(<S::Spec as Spec>::NAME, ServiceHandler::<S>::new(clients))
-    }
-
-    /// [`service`](Self::service), with a function that completes each job's parts before
-    /// they are entered: it gets the parts built from the spec and `clients`, and returns them
-    /// with more fields set. Use it for what a [`Context`] cannot carry, such as secrets this
-    /// process got from somewhere other than the environment (a vault, a command line):
-    ///
-    /// ```ignore
-    /// let token = Secret::new(token_from_vault);
-    /// worker.service_with::<Report>(Clients::Context(ctx), move |parts: ReportParts| ReportParts {
-    ///     token: Some(token.clone()),
-    ///     ..parts
-    /// })
-    /// ```
-    ///
-    /// `Some` fields the function sets are used as they are and never closed by the job, as
-    /// with injected clients.
-    #[must_use]
-    pub fn service_with<S, F>(self, clients: Clients, complete: F) -> Self
-    where
-        S: Job,
-        F: Fn(S::Parts) -> S::Parts + Send + Sync + 'static,
-    {
-        self.handle(<S::Spec as Spec>::NAME, ServiceHandler::<S>::with_complete(clients, complete))
     }
 }
 
