@@ -138,3 +138,18 @@ async fn a_bad_spec_payload_is_parked_naming_the_spec_and_field() {
     assert_eq!(p.reason, Some(ParkReason::MissingField));
     assert!(p.detail.contains("TaskSpec") && p.detail.contains("cfg"), "{}", p.detail);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_from_a_newer_release_is_parked_not_misread() {
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("svc-newer"))).await;
+    let payload = serde_json::to_vec(&spec("svc-newer", Mode::Ok, 40)).expect("json");
+    q.push_raw("TaskSpec", 2, payload, PushOptions::new()).await.expect("push raw");
+    let worker = Worker::new(q.clone(), cfg()).service::<Task>(Clients::Temporary);
+    run_until(worker, "parked", async || parked(&q).await).await;
+    let p = q.parked(1).await.expect("parked").remove(0);
+    assert_eq!(p.reason, Some(ParkReason::NewerVersion));
+    assert!(p.detail.contains("schema version 2") && p.detail.contains("up to 1"), "{}", p.detail);
+    assert!(ran(40).is_empty(), "never ran");
+    assert!(log("svc-newer").is_empty(), "nothing opened");
+}

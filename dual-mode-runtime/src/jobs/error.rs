@@ -112,11 +112,14 @@ pub enum ParkReason {
     /// The entry was delivered more often than the worker allows (a poison entry that kills
     /// the worker process that runs it, so its attempts are never counted).
     TooManyDeliveries,
+    /// The entry's schema version is newer than the worker's spec type: it was pushed by a
+    /// newer release. Re-drive it once the workers run that release.
+    NewerVersion,
 }
 
 impl ParkReason {
     /// Every reason, for listings and tests.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::MalformedEntry,
         Self::UnknownType,
         Self::NotUtf8,
@@ -128,6 +131,7 @@ impl ParkReason {
         Self::Exhausted,
         Self::Rejected,
         Self::TooManyDeliveries,
+        Self::NewerVersion,
     ];
 
     /// The stable code stored in the parked entry, e.g. `"missing_field"`.
@@ -145,6 +149,7 @@ impl ParkReason {
             Self::Exhausted => "exhausted",
             Self::Rejected => "rejected",
             Self::TooManyDeliveries => "too_many_deliveries",
+            Self::NewerVersion => "newer_version",
         }
     }
 

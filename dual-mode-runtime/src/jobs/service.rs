@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::envelope::{classify_message, precheck};
-use super::error::{DecodeError, JobError, QueueError};
+use super::error::{DecodeError, JobError, ParkReason, QueueError};
 use super::queue::{PushOptions, Pushed, Queue};
 use super::schedule::Schedule;
 use super::worker::{Handler, JobInfo, Worker};
@@ -72,6 +72,19 @@ pub fn decode_spec<T: Spec>(payload: &[u8]) -> Result<T, DecodeError> {
 
 impl<S: Job> Handler for ServiceHandler<S> {
     async fn handle(&self, job: JobInfo) -> Result<(), JobError> {
+        let known = <S::Spec as Spec>::VERSION;
+        if job.version() > known {
+            return Err(DecodeError {
+                reason: ParkReason::NewerVersion,
+                type_name: <S::Spec as Spec>::NAME.to_owned(),
+                path: None,
+                message: format!(
+                    "the entry has schema version {}, this worker knows up to {known}: re-drive it once the workers are upgraded",
+                    job.version()
+                ),
+            }
+            .into());
+        }
         let spec = decode_spec::<S::Spec>(job.payload())?;
         let parts = match &self.clients {
             Clients::Context(ctx) => S::Parts::from_context(spec, ctx),
