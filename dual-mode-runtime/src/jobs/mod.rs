@@ -38,6 +38,10 @@
 //! - The entry is bad (not UTF-8, not JSON, wrong shape, unknown variant, missing field,
 //!   missing envelope fields, unknown type name): parked at once with its raw bytes and the
 //!   typed [`ParkReason`]; the worker goes on with the next entry.
+//! - A service's entry has a schema version newer than the worker's spec type (pushed by a
+//!   newer release, `#[dual_mode(version = N)]`): parked as [`ParkReason::NewerVersion`], to be
+//!   re-driven once the workers are upgraded. Older versions decode as usual, so give new spec
+//!   fields a `#[serde(default)]`.
 //!
 //! Every one of these writes happens in a Lua script that first checks, with `XPENDING`, that
 //! this consumer still owns the entry with the same delivery count (the fencing token); if not,
