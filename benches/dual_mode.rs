@@ -405,8 +405,12 @@ async fn per_job(
     }
     let mut results: Vec<(Mode, ModeResult)> =
         MODES.iter().map(|&m| (m, ModeResult { rates: Vec::new(), jobs: 0, http_conns: 0, redis_conns: 0 })).collect();
-    for _ in 0..rounds {
-        for (mode, res) in &mut results {
+    for round in 0..rounds {
+        // Each round starts with the next mode, so that no mode always follows the naive one
+        // (whose closed connections and released ports are still being cleaned up).
+        let len = results.len();
+        for i in 0..len {
+            let (mode, res) = &mut results[(round + i) % len];
             // The naive mode re-reads the CA store per job: fewer jobs keep the run short.
             let jobs = if *mode == Mode::Naive { (n / 8).max(conc) } else { n };
             let (h0, r0) = (http.accepted(), redis_connections(admin).await);
@@ -416,6 +420,9 @@ async fn per_job(
             res.jobs += jobs as u64;
             res.http_conns += h1 - h0;
             res.redis_conns += r1 - r0;
+            // Let the closed connections of the temporary and naive modes be torn down (their
+            // tasks, the server's side) before the next mode runs.
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     results
@@ -443,7 +450,7 @@ fn report_per_job(table: &mut Table, label: &str, results: &[(Mode, ModeResult)]
         table.row(
             &format!("{} — {conns}", mode.name()),
             format!("{rate:.0} jobs/s ({:.0} µs/job)", 1e6 / rate),
-            format!("{slow:.2}x slower"),
+            format!("{slow:.2}x shared's time"),
             &goal,
         );
     }
@@ -476,6 +483,23 @@ fn guard_cost(table: &mut Table, env: &Env, rounds: usize, batch: usize) {
             })
             .collect()
     };
+    {
+        let p = make_guard().pop().expect("one");
+        let h = make_hand().pop().expect("one");
+        let (pf, hf) = (p.enter(), h.enter());
+        eprintln!(
+            "sizes: FetchParts {} HandParts {} Fetch {} Guard {} Result<Guard> {} enter() future {} hand future {} \
+             EnterError {}",
+            size_of::<FetchParts>(),
+            size_of::<HandParts>(),
+            size_of::<Fetch>(),
+            size_of::<dual_mode::Guard<Fetch>>(),
+            size_of::<Result<dual_mode::Guard<Fetch>, dual_mode::EnterError>>(),
+            size_of_val(&pf),
+            size_of_val(&hf),
+            size_of::<dual_mode::EnterError>(),
+        );
+    }
     let (mut guard_ns, mut hand_ns) = (Vec::new(), Vec::new());
     let (mut guard_allocs, mut hand_allocs) = (0u64, 0u64);
     rt.block_on(async {
@@ -690,6 +714,45 @@ async fn getset_through_queue(redis_url: &str, queue: &str, env: &Arc<Env>, n: u
     (usize_f64(n) / secs_f64(queued), usize_f64(n) / secs_f64(direct))
 }
 
+/// GET + SET jobs one at a time through the queue (2 workers, context clients): ms from the
+/// push's start to the handler's end, vs the same job run directly; (queued µs, direct µs).
+async fn getset_latency(redis_url: &str, queue: &str, env: &Arc<Env>, n: usize) -> (f64, f64) {
+    let q = Queue::connect(redis::Client::open(redis_url).expect("url"), QueueConfig::new(queue)).await.expect("q");
+    q.ensure_group().await.expect("group");
+    let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
+    let handler_env = env.clone();
+    let workers = start_workers(redis_url, queue, move |w: Worker| {
+        let (tx, env) = (tx.clone(), handler_env.clone());
+        w.handle(
+            <FetchSpec as dual_mode::Spec>::NAME,
+            handler_fn(move |job: JobInfo| {
+                let (tx, env) = (tx.clone(), env.clone());
+                async move {
+                    let spec: FetchSpec = job.decode()?;
+                    let guard = FetchParts::from_context(spec, &env.ctx).enter().await.map_err(JobError::failed)?;
+                    guard.work().await.map_err(JobError::failed)?;
+                    guard.exit().await.map_err(JobError::failed)?;
+                    let _ = tx.send(Instant::now());
+                    Ok(())
+                }
+            }),
+        )
+    })
+    .await;
+    let (mut queued, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t = Instant::now();
+        q.push_spec(&env.spec, PushOptions::new()).await.expect("push");
+        let done = rx.recv().await.expect("done");
+        queued.push(secs_f64(done.duration_since(t)) * 1e6);
+        let t = Instant::now();
+        one_job(Mode::Context, env).await.expect("job");
+        direct.push(secs_f64(t.elapsed()) * 1e6);
+    }
+    stop_workers(workers).await;
+    (median(&queued), median(&direct))
+}
+
 /// `redis-benchmark` running an `XADD` shaped like a job entry (7 fields): requests per second.
 /// (`-t xadd` is not one of redis-benchmark 7.0's built-in tests, so the command is given.)
 fn redis_benchmark_xadd(port: u16, n: usize, extra: &[&str]) -> Option<f64> {
@@ -722,6 +785,33 @@ struct Sizes {
     getset_jobs: usize,
 }
 
+/// Where a temporary-client job's time goes: building the HTTP client, connecting to Redis,
+/// the first GET on a new client, the first SET on a new connection (means over 1,000).
+async fn connect_breakdown(env: &Env) {
+    let mut spent = [Duration::ZERO; 4];
+    for _ in 0..1000 {
+        let start = Instant::now();
+        let http = dual_mode::HttpConfig::default().builder().build().expect("http");
+        let built = Instant::now();
+        let mut con = redis::Client::open(env.spec.redis_url.as_str())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let connected = Instant::now();
+        http.get(&env.spec.url).send().await.expect("get").bytes().await.expect("body");
+        let got = Instant::now();
+        redis::cmd("SET").arg("bench:k").arg("v").query_async::<()>(&mut con).await.expect("set");
+        let set = Instant::now();
+        for (slot, d) in spent.iter_mut().zip([built - start, connected - built, got - connected, set - got]) {
+            *slot += d;
+        }
+    }
+    let [build, connect, get, set] = spent.map(|d| d / 1000);
+    eprintln!("build HTTP client {build:?}, Redis connect {connect:?}, first GET {get:?}, first SET {set:?}");
+}
+
+#[allow(clippy::too_many_lines, reason = "the run, section by section, top to bottom")]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -782,6 +872,23 @@ fn main() {
         Arc::new(Env { spec, http: http_client, redis: con, ctx })
     });
 
+    // `--profile <mode> <jobs>`: only run that many sequential jobs in that mode (for callgrind).
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        let mode = match args.get(i + 1).map(String::as_str) {
+            Some("shared") => Mode::Shared,
+            Some("temporary") => Mode::Temporary,
+            Some("context") => Mode::Context,
+            _ => Mode::Naive,
+        };
+        let n = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(1_000);
+        if std::env::var_os("BENCH_SPLIT").is_some() {
+            rt.block_on(connect_breakdown(&env));
+        }
+        let took = rt.block_on(run_jobs(mode, &env, n, 1));
+        println!("{}: {n} jobs in {took:?}", mode.name());
+        return;
+    }
+
     // 1.
     let rates = want("1").then(|| {
         let (seq, conc) = rt.block_on(async {
@@ -837,13 +944,13 @@ fn main() {
             match (xadd, xadd_p) {
                 (Some(x), Some(xp)) => {
                     table.row(
-                        "`redis-benchmark -t xadd` (50 clients), same server",
+                        "`redis-benchmark` XADD of a 7-field entry (50 clients), same server",
                         format!("{x:.0} XADD/s"),
                         String::new(),
                         "reference",
                     );
                     table.row(
-                        "`redis-benchmark -t xadd -P 16` (pipelined)",
+                        "`redis-benchmark` XADD, `-P 16` (pipelined)",
                         format!("{xp:.0} XADD/s"),
                         String::new(),
                         "reference",
@@ -884,6 +991,13 @@ fn main() {
                 format!("{queued:.0} vs {direct:.0} jobs/s"),
                 format!("{:+.0}% time per job", overhead * 100.0),
                 &format!("overhead < 10%: {}", verdict(overhead < 0.10)),
+            );
+            let (lq, ld) = getset_latency(&redis.url, "latency", &env, if quick { 100 } else { 300 }).await;
+            table.row(
+                "one GET + SET job at a time: push to handler done (queued) vs run directly, both context clients",
+                format!("{lq:.0} µs vs {ld:.0} µs"),
+                format!("{:+.0}% time per job", (lq / ld - 1.0) * 100.0),
+                &format!("overhead < 10%: {}", verdict(lq / ld - 1.0 < 0.10)),
             );
             if let Some((seq_rates, _)) = &rates {
                 let noop_cost = 1e6 / drain;

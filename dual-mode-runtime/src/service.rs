@@ -96,15 +96,20 @@ pub trait Parts: Sized + Send + 'static {
     ///
     /// An [`EnterError`] naming the service, the field, the resource type and the cause.
     fn enter(self) -> impl Future<Output = Result<Guard<Self::Service>, EnterError>> + Send {
-        let span = tracing::debug_span!("dual_mode.enter", service = <Self::Service as DualMode>::NAME);
         async move {
+            let span = tracing::debug_span!("dual_mode.enter", service = <Self::Service as DualMode>::NAME);
             let mut scope = Scope::new();
-            match self.enter_in(&mut scope).await {
+            let entered = {
+                // The span is entered around each poll, as `Instrument` does, but the opens'
+                // (large) future stays in place: wrapping it would copy it on every enter.
+                let mut opens = pin!(self.enter_in(&mut scope));
+                poll_fn(|cx| span.in_scope(|| opens.as_mut().poll(cx))).await
+            };
+            match entered {
                 Ok(service) => Ok(Guard { service, scope }),
-                Err(error) => Err(scope.undo(error).await),
+                Err(error) => Err(scope.undo(error).instrument(span).await),
             }
         }
-        .instrument(span)
     }
 }
 
