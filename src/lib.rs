@@ -43,9 +43,9 @@
 //!
 //! impl Greeter {
 //!     // Business methods use plain fields: no Option, no unwrap.
-//!     pub async fn greet(&self) -> Result<String, reqwest::Error> {
+//!     pub async fn greet(&self) -> Result<String, dual_mode::BoxError> {
 //!         let url = &self.settings.base_url;
-//!         self.http.get(url).bearer_auth(self.token.expose()).send().await?.text().await
+//!         Ok(self.http.get(url).bearer_auth(self.token.expose()).send().await?.text().await?)
 //!     }
 //! }
 //!
@@ -53,8 +53,9 @@
 //! let spec = GreeterSpec { settings: Settings { base_url: "http://127.0.0.1:8080/".into() } };
 //! let json = serde_json::to_string(&spec)?; // what a queue stores: no client, no secret
 //!
-//! // Job mode: temporary clients, closed on every path.
-//! let text = spec.clone().run(async |greeter: &Greeter| greeter.greet().await.map_err(Into::into)).await?;
+//! // Job mode: temporary clients, closed on every path. The body's error type takes
+//! // `dual_mode::Error` too (enter and exit failures); `BoxError` does.
+//! let text = spec.clone().run(async |greeter: &Greeter| greeter.greet().await).await?;
 //!
 //! // Or hold a guard explicitly.
 //! let guard = GreeterParts::from(spec).enter().await?;
