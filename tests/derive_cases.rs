@@ -28,7 +28,7 @@ async fn a_parameter_used_only_by_a_shared_field_is_not_in_the_spec() {
     let spec: GenericSpec<Vec<u8>> = GenericSpec { value: vec![1, 2], cfg: ProbeConfig::named("generic") };
     assert_eq!(
         serde_json::to_string(&spec).unwrap(),
-        r#"{"value":[1,2],"cfg":{"name":"generic","fail_open":false,"fail_close":false,"close_delay_ms":0}}"#
+        r#"{"value":[1,2],"cfg":{"name":"generic","fail_open":false,"fail_close":false,"panic_close":false,"close_delay_ms":0}}"#
     );
     let guard = spec.enter::<Probe>().await.unwrap();
     assert_eq!(guard.value, [1, 2]);

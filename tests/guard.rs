@@ -397,3 +397,17 @@ async fn a_context_lends_secrets_under_their_source_name() {
     assert_eq!(guard.token.expose(), "dual-mode", "the other secret still comes from its source");
     guard.exit().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_close_that_panics_is_a_failed_close_and_the_others_still_run() {
+    let mut spec = two("closepanic");
+    spec.cfg.b.panic_close = true;
+    let guard = spec.enter().await.unwrap();
+    let a = guard.a.clone();
+    let err = guard.exit().await.expect_err("b's close panicked");
+    assert!(a.is_closed(), "a was closed after b's close panicked");
+    assert_eq!(err.errors().len(), 1);
+    assert_eq!(err.errors()[0].site.field, "b");
+    assert_eq!(err.errors()[0].cause.to_string(), "close panicked: closepanic-b close panicked");
+    assert!(!err.is_interrupted());
+}

@@ -141,11 +141,23 @@ impl StdError for CloseError {
 pub struct ExitError {
     service: &'static str,
     errors: Vec<CloseError>,
+    interrupted: bool,
 }
 
 impl ExitError {
     pub(crate) fn new(service: &'static str, errors: Vec<CloseError>) -> Self {
-        Self { service, errors }
+        Self { service, errors, interrupted: false }
+    }
+
+    /// The close task was cancelled by its runtime shutting down: some closes may not have run.
+    pub(crate) fn interrupted(service: &'static str) -> Self {
+        Self { service, errors: Vec::new(), interrupted: true }
+    }
+
+    /// Whether the closes were cut short by the runtime shutting down.
+    #[must_use]
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted
     }
 
     pub(crate) fn into_errors(self) -> Vec<CloseError> {
@@ -167,6 +179,9 @@ impl ExitError {
 
 impl fmt::Display for ExitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.interrupted {
+            return write!(f, "exiting `{}`: the runtime shut down during the closes", self.service);
+        }
         write!(f, "exiting `{}`: {} close(s) failed", self.service, self.errors.len())?;
         for (i, e) in self.errors.iter().enumerate() {
             write!(f, "{} {e}", if i == 0 { ":" } else { ";" })?;

@@ -13,6 +13,7 @@ mod resource;
 mod scope;
 mod secret;
 mod service;
+mod unwind;
 
 pub use context::Context;
 pub use error::{BoxError, CloseError, EnterError, EnterErrorKind, Error, ExitError, Site, SpecError};

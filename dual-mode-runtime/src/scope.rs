@@ -8,6 +8,7 @@ use std::pin::Pin;
 use crate::Resource;
 use crate::error::{BoxError, CloseError, EnterError, EnterErrorKind, ExitError, Site};
 use crate::secret::{Secret, SecretSource};
+use crate::unwind::{catch_unwind, panic_message};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -187,7 +188,12 @@ impl Scope {
         let errors = match tokio::runtime::Handle::try_current() {
             Ok(handle) => match handle.spawn(close_all(opened)).await {
                 Ok(errors) => errors,
-                Err(join) => std::panic::resume_unwind(join.into_panic()),
+                // `close_all` catches each close's panic, so the task ends early only when the
+                // runtime shuts down under it.
+                Err(join) => match join.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(_) => return Err(ExitError::interrupted(service)),
+                },
             },
             Err(_) => close_all(opened).await,
         };
@@ -208,7 +214,13 @@ async fn close_all(opened: Vec<Opened>) -> Vec<CloseError> {
     for o in opened.into_iter().rev() {
         let site = o.site;
         tracing::debug!(service = site.service, field = site.field, resource = site.resource, "closing");
-        if let Err(cause) = o.held.close().await {
+        // A close that panics is a failed close: the ones after it still run.
+        let failed = match catch_unwind(o.held.close()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(cause)) => Some(cause),
+            Err(panic) => Some(format!("close panicked: {}", panic_message(&*panic)).into()),
+        };
+        if let Some(cause) = failed {
             tracing::warn!(service = site.service, field = site.field, error = %cause, "close failed");
             errors.push(CloseError { site, cause });
         }

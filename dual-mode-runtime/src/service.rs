@@ -3,15 +3,15 @@
 use std::fmt::Debug;
 use std::future::{Future, poll_fn};
 use std::ops::Deref;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::resume_unwind;
 use std::pin::pin;
-use std::task::Poll;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::error::{EnterError, Error, ExitError, SpecError};
+use crate::unwind::catch_unwind;
 use crate::{Context, Scope};
 
 /// A service: a struct whose shared clients can be injected or opened temporarily.
@@ -183,15 +183,7 @@ where
     E: From<Error>,
 {
     let guard = parts.enter().await.map_err(|e| E::from(Error::Enter(e)))?;
-    let outcome = {
-        let mut fut = pin!(body(&guard.service));
-        poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        })
-        .await
-    };
+    let outcome = catch_unwind(body(&guard.service)).await;
     let exit = guard.exit().await;
     match outcome {
         Err(panic) => {

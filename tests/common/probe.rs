@@ -31,6 +31,7 @@ pub struct ProbeConfig {
     pub name: String,
     pub fail_open: bool,
     pub fail_close: bool,
+    pub panic_close: bool,
     pub close_delay_ms: u64,
 }
 
@@ -47,6 +48,7 @@ pub struct Probe {
     closed: Arc<AtomicBool>,
     closes: Arc<AtomicUsize>,
     fail_close: bool,
+    panic_close: bool,
     close_delay: Duration,
 }
 
@@ -57,6 +59,7 @@ impl Probe {
             closed: Arc::default(),
             closes: Arc::default(),
             fail_close: false,
+            panic_close: false,
             close_delay: Duration::ZERO,
         }
     }
@@ -87,6 +90,7 @@ impl Resource for Probe {
         record(format!("open {}", config.name));
         let mut probe = Probe::new(&config.name);
         probe.fail_close = config.fail_close;
+        probe.panic_close = config.panic_close;
         probe.close_delay = Duration::from_millis(config.close_delay_ms);
         Ok(probe)
     }
@@ -98,6 +102,7 @@ impl Resource for Probe {
         self.closed.store(true, Ordering::SeqCst);
         self.closes.fetch_add(1, Ordering::SeqCst);
         record(format!("close {}", self.name));
+        assert!(!self.panic_close, "{} close panicked", self.name);
         if self.fail_close {
             return Err(std::io::Error::other(format!("{} close failed", self.name)));
         }
