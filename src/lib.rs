@@ -70,8 +70,9 @@
 //!
 //! * Secrets are resolved first, then shared clients are opened in field order; a failed open
 //!   closes the ones already opened before its [`EnterError`] returns.
-//! * Within one enter, one temporary client is opened per type (and key): a nested service
-//!   shares its parent's temporary Redis connection.
+//! * Within one enter, one temporary client is opened per type, key and config: a nested
+//!   service shares its parent's temporary Redis connection to the same URL, and gets its own
+//!   for another URL or database ([`Resource::share_key`]).
 //! * Only what the guard opened is closed; injected and borrowed clients are untouched.
 //! * Closes run in reverse order, in a task spawned on the current tokio runtime, so a
 //!   cancellation that lands inside `exit` cannot interrupt them. Every client gets its close;

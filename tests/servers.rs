@@ -153,6 +153,22 @@ async fn a_nested_service_opens_one_connection_per_type_not_per_level() {
     assert_eq!(eventually(baseline, async || srv.client_count().await).await, baseline);
 }
 
+#[tokio::test]
+async fn nested_services_with_different_redis_databases_get_their_own_connections() {
+    let _serial = SERIAL.lock().await;
+    let srv = &RedisServer::start();
+    let base = srv.url.trim_end_matches('/').to_owned();
+    let spec = OuterSpec { redis_url: format!("{base}/0"), inner: InnerSpec { redis_url: format!("{base}/1") } };
+    let guard = spec.enter().await.unwrap();
+    assert_eq!(guard.opened(), 2, "another database is another connection, never a shared one");
+    let () = redis::cmd("SET").arg("where").arg("inner").query_async(&mut guard.inner.redis.clone()).await.unwrap();
+    let () = redis::cmd("SET").arg("where").arg("outer").query_async(&mut guard.redis.clone()).await.unwrap();
+    guard.exit().await.unwrap();
+    let mut db1 = redis::Client::open(format!("{base}/1")).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let inner: String = redis::cmd("GET").arg("where").query_async(&mut db1).await.unwrap();
+    assert_eq!(inner, "inner");
+}
+
 #[derive(DualMode)]
 #[allow(dead_code, reason = "never entered: its second open fails")]
 struct TwoRedis {

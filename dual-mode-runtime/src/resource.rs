@@ -47,6 +47,16 @@ pub trait Resource: Sized + Send + Sync + 'static {
     /// Opens a new client.
     fn open(config: &Self::Config) -> impl Future<Output = Result<Self, Self::Error>> + Send;
 
+    /// Which temporary clients of this type one enter may share. Within one enter (nested
+    /// services included), a field that needs a client of a type the guard already opened gets
+    /// a clone of it when both configs have the same share key, and its own client otherwise.
+    /// The default, `0` for every config, shares one client per type (and `key`); the built-in
+    /// resources hash their config, so two Redis URLs (or databases) get two connections.
+    fn share_key(config: &Self::Config) -> u64 {
+        let _ = config;
+        0
+    }
+
     /// Closes a client that [`open`](Resource::open) returned. The default drops it.
     fn close(self) -> impl Future<Output = Result<(), Self::Error>> + Send {
         drop(self);

@@ -52,13 +52,16 @@ struct Opened {
     site: Site,
     key: Option<&'static str>,
     type_id: TypeId,
+    /// [`Resource::share_key`] of the config it was opened with (0 for `open = path`).
+    share: u64,
     held: Box<dyn Held>,
 }
 
 /// The resources opened while entering one service (nested services included).
 ///
-/// Within one scope, one temporary client is opened per type and key: a nested service that
-/// needs a client of a type the scope already opened gets a clone of it. Closing runs in
+/// Within one scope, one temporary client is opened per type, key and
+/// [share key](Resource::share_key) of its config: a nested service that needs a client the
+/// scope already opened with an equal config gets a clone of it. Closing runs in
 /// reverse order of opening, in a task spawned on the current tokio runtime, so cancelling
 /// the future that asked for the close cannot interrupt it. Dropping a scope that still holds
 /// resources spawns their close and warns.
@@ -86,11 +89,11 @@ impl Scope {
         self.opened.is_empty()
     }
 
-    fn find<T: Clone + 'static>(&self, key: Option<&'static str>) -> Option<T> {
+    fn find<T: Clone + 'static>(&self, key: Option<&'static str>, share: u64) -> Option<T> {
         let id = TypeId::of::<T>();
         self.opened
             .iter()
-            .find(|o| o.type_id == id && o.key == key)
+            .find(|o| o.type_id == id && o.key == key && o.share == share)
             .and_then(|o| o.held.value().downcast_ref::<T>())
             .cloned()
     }
@@ -107,12 +110,13 @@ impl Scope {
         key: Option<&'static str>,
         config: &T::Config,
     ) -> Result<T, EnterError> {
-        if let Some(found) = self.find::<T>(key) {
+        let share = T::share_key(config);
+        if let Some(found) = self.find::<T>(key, share) {
             return Ok(found);
         }
         tracing::debug!(service = site.service, field = site.field, resource = site.resource, "opening");
         let value = T::open(config).await.map_err(|e| EnterError::open(site, e))?;
-        self.push(site, key, Box::new(ByResource(value.clone())), TypeId::of::<T>());
+        self.push(Opened { site, key, type_id: TypeId::of::<T>(), share, held: Box::new(ByResource(value.clone())) });
         Ok(value)
     }
 
@@ -134,12 +138,13 @@ impl Scope {
         E: Into<BoxError>,
         F: Future<Output = Result<T, E>>,
     {
-        if let Some(found) = self.find::<T>(key) {
+        if let Some(found) = self.find::<T>(key, 0) {
             return Ok(found);
         }
         tracing::debug!(service = site.service, field = site.field, resource = site.resource, "opening");
         let value = open.await.map_err(|e| EnterError::open(site, e))?;
-        self.push(site, key, Box::new(ByFn { value: value.clone(), close }), TypeId::of::<T>());
+        let held = Box::new(ByFn { value: value.clone(), close });
+        self.push(Opened { site, key, type_id: TypeId::of::<T>(), share: 0, held });
         Ok(value)
     }
 
@@ -170,8 +175,8 @@ impl Scope {
             .map_err(|e: T::Err| EnterError::secret(site, EnterErrorKind::SecretInvalid(source, e.into())))
     }
 
-    fn push(&mut self, site: Site, key: Option<&'static str>, held: Box<dyn Held>, type_id: TypeId) {
-        self.opened.push(Opened { site, key, type_id, held });
+    fn push(&mut self, opened: Opened) {
+        self.opened.push(opened);
     }
 
     /// Closes everything this scope opened, in reverse order, in a spawned task when a tokio

@@ -1,5 +1,6 @@
 //! `reqwest::Client` as a [`Resource`].
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use crate::Resource;
 /// };
 /// assert_eq!(config.connect_timeout_ms, None);
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HttpConfig {
     /// The `User-Agent` header.
@@ -86,5 +87,12 @@ impl Resource for reqwest::Client {
 
     async fn open(config: &HttpConfig) -> Result<Self, reqwest::Error> {
         config.builder().build()
+    }
+
+    /// Fields with equal HTTP configs share one client within an enter.
+    fn share_key(config: &HttpConfig) -> u64 {
+        let mut h = DefaultHasher::new();
+        config.hash(&mut h);
+        h.finish()
     }
 }
