@@ -323,6 +323,62 @@ async fn a_job_longer_than_the_lease_is_not_run_twice_while_its_worker_lives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_finishing_together_are_refused_only_for_the_entries_this_worker_lost() {
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("acks"))).await;
+    let started = Arc::new(AtomicU32::new(0));
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let handler = {
+        let started = started.clone();
+        handler_fn(move |_job: JobInfo| {
+            let (started, mut go) = (started.clone(), go_rx.clone());
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                go.wait_for(|go| *go).await.map_err(JobError::failed)?;
+                Ok(())
+            }
+        })
+    };
+    // A long lease: no renewal runs during the test, so the lost entries are found by the acks.
+    let worker = Worker::new(q.clone(), fast_worker().lease(Duration::from_secs(60))).handle("Wait", handler);
+    let stats = worker.stats();
+    let w = start(worker);
+    for n in 0..6u32 {
+        q.push("Wait", 1, &n, PushOptions::new()).await.expect("push");
+    }
+    wait_for(Duration::from_secs(10), "6 jobs running", async || (started.load(Ordering::SeqCst) == 6).then_some(()))
+        .await;
+    // Another consumer takes 2 of the 6 entries (as a claim after an expired lease would).
+    let mut c = con(&redis.url).await;
+    let stream = q.keys().stream.clone();
+    let ids = entry_ids(&mut c, &stream).await;
+    let stolen = &ids[..2];
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(&stream)
+        .arg(&q.config().group)
+        .arg("thief")
+        .arg(0)
+        .arg(stolen)
+        .arg("JUSTID")
+        .query_async(&mut c)
+        .await
+        .expect("XCLAIM");
+    go_tx.send_replace(true);
+    wait_for(Duration::from_secs(10), "6 jobs finished", async || {
+        let s = stats.snapshot();
+        (s.succeeded + s.lease_lost == 6).then_some(())
+    })
+    .await;
+    let report = stop(w).await;
+    assert_eq!((report.counts.succeeded, report.counts.lease_lost), (4, 2));
+    assert_eq!(entry_ids(&mut c, &stream).await, stolen, "the stolen entries are neither acked nor deleted");
+    let pending: redis::Value =
+        redis::cmd("XPENDING").arg(&stream).arg(&q.config().group).query_async(&mut c).await.expect("XPENDING");
+    let redis::Value::Array(summary) = pending else { panic!("XPENDING summary: {pending:?}") };
+    assert_eq!(summary.first(), Some(&redis::Value::Int(2)), "the thief's 2 stay pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_jobs_pushed_without_workers_all_drain() {
     const N: u32 = 20_000;
     const DELAYED: u32 = 2_000;
@@ -454,6 +510,12 @@ async fn a_scheduler_catches_up_ticks_missed_while_all_were_down() {
         keys.iter().map(|k| k.rsplit(':').next().and_then(|t| t.parse().ok()).expect("tick")).collect();
     let expected: Vec<i64> = (now - 6..now - 6 + i64::try_from(ticks.len()).expect("len")).map(|s| s * 1000).collect();
     assert_eq!(ticks, expected, "every second from the last tick on, once");
+}
+
+async fn entry_ids(c: &mut redis::aio::MultiplexedConnection, stream: &str) -> Vec<String> {
+    let entries: Vec<(String, Fields)> =
+        redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query_async(c).await.expect("xrange");
+    entries.into_iter().map(|(id, _)| id).collect()
 }
 
 async fn entries_keys(c: &mut redis::aio::MultiplexedConnection, stream: &str) -> Vec<String> {

@@ -29,7 +29,8 @@
 //!
 //! # What happens to an entry
 //!
-//! - The handler returns `Ok`: the entry is acknowledged and deleted (`XACK` + `XDEL`).
+//! - The handler returns `Ok`: the entry is acknowledged and deleted (`XACK` + `XDEL`), in
+//!   one script with the other runs of this worker that finished at the same time.
 //! - It returns [`JobError::Failed`] or panics: the next attempt is put in the delayed set
 //!   with exponential backoff and jitter ([`WorkerConfig::backoff_for`]) and the entry is
 //!   acknowledged, in one script; at the maximum attempts it is parked as
@@ -45,7 +46,9 @@
 //!
 //! Every one of these writes happens in a Lua script that first checks, with `XPENDING`, that
 //! this consumer still owns the entry with the same delivery count (the fencing token); if not,
-//! the write is refused and the run counts as [`lease_lost`](WorkerCounts::lease_lost).
+//! the write is refused and the run counts as [`lease_lost`](WorkerCounts::lease_lost). The
+//! batched scripts (acknowledgements, lease renewals) check each entry on its own and answer
+//! per entry.
 //!
 //! # At-least-once delivery
 //!

@@ -563,7 +563,7 @@ impl Queue {
             .query_async(&mut self.con())
             .await
             .map_err(QueueError::redis("list parked"))?;
-        let entries = reply::entries(&v).map_err(|d| QueueError::protocol("list parked", d))?;
+        let entries = reply::entries(v).map_err(|d| QueueError::protocol("list parked", d))?;
         Ok(entries.into_iter().map(ParkedEntry::from_entry).collect())
     }
 

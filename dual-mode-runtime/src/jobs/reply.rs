@@ -1,4 +1,5 @@
-//! Parsing of raw Redis replies into entries, tolerant of any bytes inside them.
+//! Parsing of raw Redis replies into entries, tolerant of any bytes inside them. Entries are
+//! parsed from owned replies, their bytes moved out rather than copied.
 
 use redis::Value;
 
@@ -16,6 +17,15 @@ pub(crate) fn bytes(v: &Value) -> Option<Vec<u8>> {
         Value::Int(i) => Some(i.to_string().into_bytes()),
         Value::VerbatimString { text, .. } => Some(text.clone().into_bytes()),
         _ => None,
+    }
+}
+
+/// The bytes of a scalar reply, moved out of it.
+pub(crate) fn into_bytes(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) | Value::VerbatimString { text: s, .. } => Some(s.into_bytes()),
+        other => bytes(&other),
     }
 }
 
@@ -40,21 +50,30 @@ pub(crate) fn items(v: &Value) -> Option<&[Value]> {
     }
 }
 
+/// The items of an array-like reply, moved out of it.
+pub(crate) fn into_items(v: Value) -> Option<Vec<Value>> {
+    match v {
+        Value::Array(a) | Value::Set(a) => Some(a),
+        _ => None,
+    }
+}
+
 /// Parses the field list of an entry: `[f1, v1, f2, v2, ...]` (or a RESP3 map).
-pub(crate) fn fields(v: &Value) -> Result<RawFields, String> {
-    if let Value::Map(pairs) = v {
-        return pairs
-            .iter()
-            .map(|(k, v)| Ok((bytes(k).ok_or("field name")?, bytes(v).ok_or("field value")?)))
-            .collect::<Result<_, &str>>()
-            .map_err(|what| format!("entry {what} is not a string"));
-    }
-    let list = items(v).ok_or_else(|| format!("entry fields are not a list: {v:?}"))?;
-    if list.len() % 2 != 0 {
-        return Err("entry has an odd number of field items".to_owned());
-    }
-    list.chunks_exact(2)
-        .map(|kv| match (bytes(&kv[0]), bytes(&kv[1])) {
+pub(crate) fn fields(v: Value) -> Result<RawFields, String> {
+    let pairs: Vec<(Value, Value)> = match v {
+        Value::Map(pairs) => pairs,
+        Value::Array(list) | Value::Set(list) => {
+            if list.len() % 2 != 0 {
+                return Err("entry has an odd number of field items".to_owned());
+            }
+            let mut list = list.into_iter();
+            std::iter::from_fn(|| Some((list.next()?, list.next()?))).collect()
+        }
+        other => return Err(format!("entry fields are not a list: {other:?}")),
+    };
+    pairs
+        .into_iter()
+        .map(|(k, v)| match (into_bytes(k), into_bytes(v)) {
             (Some(k), Some(v)) => Ok((k, v)),
             _ => Err("entry field is not a string".to_owned()),
         })
@@ -62,42 +81,44 @@ pub(crate) fn fields(v: &Value) -> Result<RawFields, String> {
 }
 
 /// Parses one entry `[id, fields]`.
-pub(crate) fn entry(v: &Value) -> Result<Entry, String> {
-    let pair = items(v).ok_or("entry is not a list")?;
-    let [id, f, ..] = pair else {
+pub(crate) fn entry(v: Value) -> Result<Entry, String> {
+    let mut pair = into_items(v).ok_or("entry is not a list")?.into_iter();
+    let (Some(id), Some(f)) = (pair.next(), pair.next()) else {
         return Err("entry has fewer than two items".to_owned());
     };
-    let id = text(id).ok_or("entry id is not text")?;
+    let id = text(&id).ok_or("entry id is not text")?;
     Ok((id, fields(f)?))
 }
 
 /// Parses a list of entries, as `XRANGE` returns.
-pub(crate) fn entries(v: &Value) -> Result<Vec<Entry>, String> {
+pub(crate) fn entries(v: Value) -> Result<Vec<Entry>, String> {
     match v {
         Value::Nil => Ok(Vec::new()),
-        other => items(other).ok_or("entries are not a list")?.iter().map(entry).collect(),
+        other => into_items(other).ok_or("entries are not a list")?.into_iter().map(entry).collect(),
     }
 }
 
 /// Parses an `XREADGROUP` reply for one stream: nil on timeout, else `[[stream, entries]]`
 /// (or a RESP3 map stream -> entries).
-pub(crate) fn read_group(v: &Value) -> Result<Vec<Entry>, String> {
-    match v {
-        Value::Nil => Ok(Vec::new()),
-        Value::Map(pairs) => pairs.iter().map(|(_, e)| entries(e)).try_fold(Vec::new(), |mut acc, e| {
-            acc.extend(e?);
-            Ok(acc)
-        }),
+pub(crate) fn read_group(v: Value) -> Result<Vec<Entry>, String> {
+    let streams: Vec<Value> = match v {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Map(pairs) => pairs.into_iter().map(|(_, e)| e).collect(),
         other => {
             let mut out = Vec::new();
-            for stream in items(other).ok_or("reply is not a list")? {
-                let pair = items(stream).ok_or("stream reply is not a list")?;
-                let [_, e, ..] = pair else {
+            for stream in into_items(other).ok_or("reply is not a list")? {
+                let mut pair = into_items(stream).ok_or("stream reply is not a list")?.into_iter();
+                let (Some(_), Some(e)) = (pair.next(), pair.next()) else {
                     return Err("stream reply is too short".to_owned());
                 };
-                out.extend(entries(e)?);
+                out.push(e);
             }
-            Ok(out)
+            out
         }
+    };
+    let mut out = Vec::new();
+    for e in streams {
+        out.extend(entries(e)?);
     }
+    Ok(out)
 }

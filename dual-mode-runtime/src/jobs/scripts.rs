@@ -28,29 +28,54 @@ fn with_prelude(body: &str) -> Script {
     Script::new(&format!("{OWNED}\n{body}"))
 }
 
-/// Lease renewal. KEYS: stream. ARGV: group, consumer, id, token. Returns 1, or 0 if refused.
+/// Lease renewal of a batch of running jobs. KEYS: stream. ARGV: group, consumer, then
+/// id-token pairs. Returns, per pair, 1 if renewed or 0 if refused (no longer owned).
 ///
 /// `XCLAIM ... JUSTID` by the owner resets the idle time without incrementing the delivery
-/// count, so the fencing token stays valid.
-pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
+/// count, so the fencing tokens stay valid.
+pub(crate) static RENEW_BATCH: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r"
-if not owned(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
-return 1
+local ids, out = {}, {}
+for i = 3, #ARGV, 2 do
+  if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i], ARGV[i + 1]) then
+    table.insert(ids, ARGV[i])
+    table.insert(out, 1)
+  else
+    table.insert(out, 0)
+  end
+end
+if #ids > 0 then
+  -- unpack expands to all its values only as the last argument
+  table.insert(ids, 'JUSTID')
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))
+end
+return out
 ",
     )
 });
 
-/// Success. KEYS: stream. ARGV: group, consumer, id, token. Acks and deletes the entry if this
-/// run still owns it; returns 1, or 0 if refused.
-pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
+/// Success of a batch of runs. KEYS: stream. ARGV: group, consumer, then id-token pairs.
+/// Acks and deletes each entry this consumer still owns with that token; returns, per pair,
+/// 1 if done or 0 if refused. All checks happen before any write, so the result is the same
+/// as acking the pairs one by one.
+pub(crate) static ACK_BATCH: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r"
-if not owned(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-redis.call('XDEL', KEYS[1], ARGV[3])
-return 1
+local ids, out = {}, {}
+for i = 3, #ARGV, 2 do
+  if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i], ARGV[i + 1]) then
+    table.insert(ids, ARGV[i])
+    table.insert(out, 1)
+  else
+    table.insert(out, 0)
+  end
+end
+if #ids > 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+  redis.call('XDEL', KEYS[1], unpack(ids))
+end
+return out
 ",
     )
 });

@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use redis::Value;
 use serde::de::DeserializeOwned;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument as _;
@@ -18,9 +18,16 @@ use super::envelope::{Envelope, RawFields, random_u64, unique_id, unix_ms};
 use super::error::{DecodeError, JobError, ParkReason, QueueError};
 use super::queue::{Queue, RAW_PREFIX};
 use super::{reply, scripts};
+use crate::unwind::{catch_unwind, panic_message};
 
 /// At most this many original field pairs are copied into a parked entry.
 const MAX_PARKED_FIELDS: usize = 1000;
+
+/// At most this many successful runs are acknowledged by one script.
+const ACK_BATCH_MAX: usize = 64;
+
+/// At most this many running jobs' leases are renewed by one script.
+const RENEW_BATCH_MAX: usize = 256;
 
 /// Settings of a worker.
 #[derive(Debug, Clone)]
@@ -31,7 +38,8 @@ pub struct WorkerConfig {
     /// A running job's entry whose lease was not renewed for this long may be claimed by
     /// another worker (it is then considered crashed).
     pub lease: Duration,
-    /// How often a running job's lease is renewed (well under `lease`).
+    /// How often the leases of running jobs are renewed (well under `lease`); one script renews
+    /// all of a worker's running jobs.
     pub renew_every: Duration,
     /// How often the worker looks for entries of crashed consumers to claim.
     pub claim_every: Duration,
@@ -340,7 +348,8 @@ impl JobInfo {
     }
 }
 
-/// Runs jobs of one type name. The future runs in its own task: a panic fails that job only.
+/// Runs jobs of one type name. The future runs in its job's task, its panics caught: a panic
+/// fails that job only.
 pub trait Handler: Send + Sync + 'static {
     /// Runs one job; `Err` retries or parks it, see [`JobError`].
     fn handle(&self, job: JobInfo) -> impl Future<Output = Result<(), JobError>> + Send;
@@ -486,7 +495,9 @@ pub struct RunReport {
 /// Each process start gets a unique consumer name (prefix, process id, random suffix).
 /// Entries are read with `XREADGROUP`, up to `concurrency` at once; each runs in its own
 /// task, where the envelope is parsed and the payload decoded, so a bad entry is parked and
-/// a panic fails only its job. While a job runs, its lease is renewed; entries of crashed
+/// a panic fails only its job. Successful runs are acknowledged in batches, one script for
+/// all the runs that finished while the previous batch was written, each run learning whether
+/// its own entry was still its. While jobs run, their leases are renewed; entries of crashed
 /// consumers are claimed with `XAUTOCLAIM` once their lease expired; due retries and delayed
 /// entries are moved into the stream every poll interval.
 pub struct Worker {
@@ -549,13 +560,20 @@ impl Worker {
         self.queue.ensure_group().await?;
         let reader_con =
             Queue::manager(self.queue.client(), self.config.block + self.queue.config().response_timeout).await?;
+        let (acks, acks_rx) = mpsc::unbounded_channel();
+        let acker = AbortOnDrop(tokio::spawn(ack_loop(self.queue.clone(), self.consumer.clone(), acks_rx)));
         let shared = Arc::new(Shared {
             queue: self.queue,
             config: self.config,
             handlers: self.handlers,
             consumer: self.consumer,
             stats: self.stats,
+            acks,
+            running: Mutex::default(),
+            next_run: AtomicU64::new(0),
         });
+        // The acks and renewals go on until the last job finished, through the shutdown.
+        let renewer = AbortOnDrop(tokio::spawn(renew_loop(shared.clone())));
         tracing::info!(queue = %shared.queue.name(), consumer = %shared.consumer, "worker started");
         let sem = Arc::new(Semaphore::new(shared.config.concurrency));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -606,6 +624,7 @@ impl Worker {
                 }
             }
         }
+        drop((renewer, acker));
         let keys = shared.queue.keys();
         let removed: Result<i64, _> = scripts::DEL_CONSUMER
             .key(&keys.stream)
@@ -628,6 +647,47 @@ struct Shared {
     handlers: HashMap<String, Arc<dyn ErasedHandler>>,
     consumer: String,
     stats: Arc<WorkerStats>,
+    /// To the ack batcher ([`ack_loop`]).
+    acks: mpsc::UnboundedSender<AckRequest>,
+    /// The jobs whose leases [`renew_loop`] renews, by run number.
+    running: Mutex<HashMap<u64, Running>>,
+    next_run: AtomicU64,
+}
+
+impl Shared {
+    fn running(&self) -> MutexGuard<'_, HashMap<u64, Running>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running job, as the renewal loop sees it.
+struct Running {
+    entry_id: String,
+    token: u64,
+    lost: Arc<watch::Sender<bool>>,
+    /// When its lease was last renewed (or the job started).
+    renewed: Instant,
+}
+
+/// A job's place in [`Shared::running`], removed when dropped: from then on its lease is no
+/// longer renewed.
+struct Registration<'a> {
+    shared: &'a Shared,
+    run: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.shared.running().remove(&self.run);
+    }
+}
+
+/// A successful run's request to acknowledge its entry; answered with whether this run still
+/// owned it (`Ok(false)`: refused), or the error of the script.
+struct AckRequest {
+    entry_id: String,
+    token: u64,
+    done: oneshot::Sender<Result<bool, String>>,
 }
 
 /// One entry received by this consumer, with its fencing token and its concurrency permit.
@@ -705,7 +765,7 @@ async fn read_loop(
             .arg(">")
             .query_async(&mut con)
             .await;
-        let entries = match res.map_err(|e| e.to_string()).and_then(|v| reply::read_group(&v)) {
+        let entries = match res.map_err(|e| e.to_string()).and_then(reply::read_group) {
             Ok(entries) => {
                 failures = 0;
                 entries
@@ -773,7 +833,7 @@ async fn claim_loop(
                 .arg(want)
                 .invoke_async(&mut shared.queue.con())
                 .await;
-            let (next, claimed) = match res.map_err(|e| e.to_string()).and_then(|v| parse_claim(&v)) {
+            let (next, claimed) = match res.map_err(|e| e.to_string()).and_then(parse_claim) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, queue = %shared.queue.name(), "claim failed; retrying later");
@@ -805,20 +865,20 @@ async fn claim_loop(
 /// A claimed entry: id, fields, delivery count.
 type Claimed = (String, RawFields, u64);
 
-fn parse_claim(v: &Value) -> Result<(String, Vec<Claimed>), String> {
-    let parts = reply::items(v).ok_or("claim reply is not a list")?;
-    let [cursor, list, ..] = parts else {
+fn parse_claim(v: Value) -> Result<(String, Vec<Claimed>), String> {
+    let mut parts = reply::into_items(v).ok_or("claim reply is not a list")?.into_iter();
+    let (Some(cursor), Some(list)) = (parts.next(), parts.next()) else {
         return Err("claim reply too short".to_owned());
     };
-    let cursor = reply::text(cursor).ok_or("claim cursor is not text")?;
+    let cursor = reply::text(&cursor).ok_or("claim cursor is not text")?;
     let mut out = Vec::new();
-    for item in reply::items(list).ok_or("claimed entries are not a list")? {
-        let triple = reply::items(item).ok_or("claimed entry is not a list")?;
-        let [id, fields, count, ..] = triple else {
+    for item in reply::into_items(list).ok_or("claimed entries are not a list")? {
+        let mut triple = reply::into_items(item).ok_or("claimed entry is not a list")?.into_iter();
+        let (Some(id), Some(fields), Some(count)) = (triple.next(), triple.next(), triple.next()) else {
             return Err("claimed entry too short".to_owned());
         };
-        let id = reply::text(id).ok_or("claimed id is not text")?;
-        let count = reply::int(count).and_then(|c| u64::try_from(c).ok()).ok_or("delivery count")?;
+        let id = reply::text(&id).ok_or("claimed id is not text")?;
+        let count = reply::int(&count).and_then(|c| u64::try_from(c).ok()).ok_or("delivery count")?;
         out.push((id, reply::fields(fields)?, count));
     }
     Ok((cursor, out))
@@ -839,12 +899,89 @@ async fn promote_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Aborts the task when dropped (a job aborted at the shutdown deadline aborts its handler).
-struct AbortOnDrop(JoinHandle<Result<(), JobError>>);
+/// Aborts the task when dropped: the ack and renewal loops end with [`Worker::run`], however
+/// it ends.
+struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Acknowledges successful runs in batches: one fencing script for all the requests waiting
+/// (up to [`ACK_BATCH_MAX`]), sent as soon as the previous one returned, so an idle worker's
+/// ack goes out at once and a busy worker's acks share round trips. Each request gets its own
+/// entry's answer.
+async fn ack_loop(queue: Queue, consumer: String, mut rx: mpsc::UnboundedReceiver<AckRequest>) {
+    let mut batch = Vec::with_capacity(ACK_BATCH_MAX);
+    while rx.recv_many(&mut batch, ACK_BATCH_MAX).await > 0 {
+        let mut inv = scripts::ACK_BATCH.prepare_invoke();
+        inv.key(&queue.keys().stream).arg(&queue.config().group).arg(&consumer);
+        for r in &batch {
+            inv.arg(&r.entry_id).arg(r.token);
+        }
+        let res: Result<Vec<i64>, _> = inv.invoke_async(&mut queue.con()).await;
+        let acked = match res {
+            Ok(done) if done.len() == batch.len() => Ok(done),
+            Ok(_) => Err("ack reply has the wrong length".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        for (i, r) in batch.drain(..).enumerate() {
+            let _ = r.done.send(acked.as_ref().map(|done| done[i] == 1).map_err(Clone::clone));
+        }
+    }
+}
+
+/// Renews the leases of all running jobs every `renew_every`, up to [`RENEW_BATCH_MAX`] per
+/// fencing script. A job whose renewal is refused (or fails for a whole lease) learns that its
+/// lease is lost.
+async fn renew_loop(shared: Arc<Shared>) {
+    let every = shared.config.renew_every;
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let due: Vec<(u64, String, u64)> = shared
+            .running()
+            .iter()
+            .filter(|(_, r)| !*r.lost.borrow())
+            .map(|(&run, r)| (run, r.entry_id.clone(), r.token))
+            .collect();
+        for chunk in due.chunks(RENEW_BATCH_MAX) {
+            let mut inv = scripts::RENEW_BATCH.prepare_invoke();
+            inv.key(&shared.queue.keys().stream).arg(&shared.queue.config().group).arg(&shared.consumer);
+            for (_, entry_id, token) in chunk {
+                inv.arg(entry_id).arg(*token);
+            }
+            let res: Result<Vec<i64>, _> = inv.invoke_async(&mut shared.queue.con()).await;
+            let renewed = match res {
+                Ok(done) if done.len() == chunk.len() => Ok(done),
+                Ok(_) => Err("renewal reply has the wrong length".to_owned()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = &renewed {
+                tracing::warn!(error = %e, queue = %shared.queue.name(), "lease renewal failed");
+            }
+            let now = Instant::now();
+            let mut running = shared.running();
+            for (i, (run, entry_id, token)) in chunk.iter().enumerate() {
+                // A job that finished meanwhile is gone; its renewal no longer matters.
+                let Some(r) = running.get_mut(run) else { continue };
+                let lost = match &renewed {
+                    Ok(done) if done[i] == 1 => {
+                        r.renewed = now;
+                        false
+                    }
+                    Ok(_) => true,
+                    Err(_) => r.renewed.elapsed() >= shared.config.lease,
+                };
+                if lost {
+                    tracing::warn!(entry = %entry_id, token, "lease lost: another consumer owns the entry now");
+                    r.lost.send_replace(true);
+                }
+            }
+        }
     }
 }
 
@@ -935,10 +1072,6 @@ impl Run<'_> {
         });
     }
 
-    #[allow(
-        clippy::too_many_lines,
-        reason = "one run read top to bottom: checks, the handler task, renewals, the outcome"
-    )]
     async fn execute(&self, env: Envelope) -> Outcome {
         let shared = self.shared;
         if self.token > u64::from(shared.config.max_deliveries) {
@@ -951,80 +1084,69 @@ impl Run<'_> {
         };
         let max_attempts = env.max_attempts.unwrap_or(shared.queue.config().max_attempts).max(1);
         let (lost_tx, lost_rx) = watch::channel(false);
+        let lost_tx = Arc::new(lost_tx);
+        let lease = Lease { lost: lost_rx, token: self.token };
         let job = JobInfo {
             inner: Arc::new(JobInner {
-                envelope: env.clone(),
+                envelope: env,
                 entry_id: self.entry_id.to_owned(),
                 queue: shared.queue.name().to_owned(),
                 consumer: shared.consumer.clone(),
                 max_attempts,
-                lease: Lease { lost: lost_rx, token: self.token },
+                lease: lease.clone(),
             }),
         };
-        let mut task = AbortOnDrop(tokio::spawn(handler.call(job).instrument(tracing::Span::current())));
-        let every = shared.config.renew_every;
-        let mut renew = tokio::time::interval_at(Instant::now() + every, every);
-        renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_renewed = Instant::now();
-        let mut lost_at: Option<Instant> = None;
-        let result = loop {
-            tokio::select! {
-                r = &mut task.0 => break Some(r),
-                _ = renew.tick() => {
-                    if let Some(at) = lost_at {
-                        if at.elapsed() >= shared.config.lost_lease_grace {
-                            tracing::warn!("aborting a job that lost its lease and did not stop");
-                            task.0.abort();
-                            break None;
-                        }
-                        continue;
-                    }
-                    let refused = match self.call(&scripts::RENEW, "renew lease").await {
-                        Ok(true) => { last_renewed = Instant::now(); false }
-                        Ok(false) => true,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "lease renewal failed");
-                            last_renewed.elapsed() >= shared.config.lease
-                        }
-                    };
-                    if refused {
-                        tracing::warn!(token = self.token, "lease lost: another consumer owns the entry now");
-                        lost_at = Some(Instant::now());
-                        let _ = lost_tx.send(true);
-                    }
-                }
+        let registration = self.register(lost_tx.clone());
+        let grace = shared.config.lost_lease_grace;
+        let result = tokio::select! {
+            biased;
+            // Polled in this task with its panics caught, so a panic fails this job only;
+            // dropping it (lost lease, shutdown deadline) aborts the handler.
+            r = catch_unwind(handler.call(job.clone())) => Some(r),
+            () = async { lease.lost().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("aborting a job that lost its lease and did not stop");
+                None
             }
         };
-        if lost_at.is_some() {
+        // The handler is done (or dropped, which aborts it): no more renewals.
+        drop(registration);
+        if lease.is_lost() {
             return Outcome::LeaseLost;
         }
+        let env = job.envelope();
         let outcome = match result {
             None => return Outcome::LeaseLost,
-            Some(Ok(Ok(()))) => self.finish(&scripts::ACK, "ack", &[], Outcome::Succeeded).await,
+            Some(Ok(Ok(()))) => self.finish("ack", Outcome::Succeeded, || self.ack()).await,
             Some(Ok(Err(JobError::Decode(e)))) => self.park(e.reason, &e.to_string()).await,
             Some(Ok(Err(JobError::Permanent(e)))) => self.park(ParkReason::Rejected, &e.to_string()).await,
-            Some(Ok(Err(JobError::Failed(e)))) => self.retry_or_park(&env, max_attempts, &e.to_string()).await,
-            Some(Err(join)) => {
-                let msg = if join.is_panic() {
-                    WorkerStats::bump(&shared.stats.panicked);
-                    let payload = join.into_panic();
-                    let text = payload
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "non-string panic payload".to_owned());
-                    format!("panicked: {text}")
-                } else {
-                    "the job task was cancelled".to_owned()
-                };
+            Some(Ok(Err(JobError::Failed(e)))) => self.retry_or_park(env, max_attempts, &e.to_string()).await,
+            Some(Err(payload)) => {
+                WorkerStats::bump(&shared.stats.panicked);
+                let msg = format!("panicked: {}", panic_message(&*payload));
                 tracing::warn!(error = %msg, "job panicked");
-                self.retry_or_park(&env, max_attempts, &msg).await
+                self.retry_or_park(env, max_attempts, &msg).await
             }
         };
         if matches!(outcome, Outcome::LeaseLost) {
-            let _ = lost_tx.send(true);
+            lost_tx.send_replace(true);
         }
         outcome
+    }
+
+    /// Puts this run in the jobs whose leases [`renew_loop`] renews.
+    fn register(&self, lost: Arc<watch::Sender<bool>>) -> Registration<'_> {
+        let run = self.shared.next_run.fetch_add(1, Ordering::Relaxed);
+        let entry = Running { entry_id: self.entry_id.to_owned(), token: self.token, lost, renewed: Instant::now() };
+        self.shared.running().insert(run, entry);
+        Registration { shared: self.shared, run }
+    }
+
+    /// Acknowledges this run's entry through the ack batcher ([`ack_loop`]).
+    async fn ack(&self) -> Result<bool, String> {
+        let (done, answer) = oneshot::channel();
+        let request = AckRequest { entry_id: self.entry_id.to_owned(), token: self.token, done };
+        self.shared.acks.send(request).map_err(|_| "the ack batcher stopped".to_owned())?;
+        answer.await.map_err(|_| "the ack batcher stopped".to_owned())?
     }
 
     async fn retry_or_park(&self, env: &Envelope, max_attempts: u32, error: &str) -> Outcome {
@@ -1046,7 +1168,7 @@ impl Run<'_> {
             args.push(v);
         }
         let extra_keys = [keys.delayed.clone(), format!("{}{member}", keys.delayed_entry_prefix)];
-        self.finish_with(&scripts::RETRY, "retry", &extra_keys, &args, Outcome::Retried).await
+        self.finish("retry", Outcome::Retried, || self.call(&scripts::RETRY, "retry", &extra_keys, &args)).await
     }
 
     async fn park(&self, reason: ParkReason, detail: &str) -> Outcome {
@@ -1068,24 +1190,19 @@ impl Run<'_> {
         }
         tracing::warn!(reason = %reason, detail, "parking entry");
         let keys = [self.shared.queue.keys().parked.clone()];
-        self.finish_with(&scripts::PARK, "park", &keys, &args, Outcome::Parked(reason)).await
+        self.finish("park", Outcome::Parked(reason), || self.call(&scripts::PARK, "park", &keys, &args)).await
     }
 
-    async fn finish(&self, script: &redis::Script, op: &'static str, args: &[Vec<u8>], ok: Outcome) -> Outcome {
-        self.finish_with(script, op, &[], args, ok).await
-    }
-
-    /// Runs an ownership-checked finishing script, retrying transport errors a few times.
-    async fn finish_with(
+    /// Writes the outcome with `write` (an ownership-checked script), retrying transport errors
+    /// a few times.
+    async fn finish<F: Future<Output = Result<bool, String>>>(
         &self,
-        script: &redis::Script,
         op: &'static str,
-        extra_keys: &[String],
-        args: &[Vec<u8>],
         ok: Outcome,
+        write: impl Fn() -> F,
     ) -> Outcome {
         for attempt in 0..4u32 {
-            match self.call_with(script, op, extra_keys, args).await {
+            match write().await {
                 Ok(true) => return ok,
                 Ok(false) => {
                     tracing::warn!(op, "refused: this run no longer owns the entry");
@@ -1100,17 +1217,15 @@ impl Run<'_> {
         Outcome::Unfinished
     }
 
-    async fn call(&self, script: &redis::Script, op: &'static str) -> Result<bool, QueueError> {
-        self.call_with(script, op, &[], &[]).await
-    }
-
-    async fn call_with(
+    /// Runs a finishing script on this run's entry. KEYS: stream, then `extra_keys`. ARGV:
+    /// group, consumer, entry id, token, then `args`.
+    async fn call(
         &self,
         script: &redis::Script,
         op: &'static str,
         extra_keys: &[String],
         args: &[Vec<u8>],
-    ) -> Result<bool, QueueError> {
+    ) -> Result<bool, String> {
         let mut inv = script.prepare_invoke();
         inv.key(&self.shared.queue.keys().stream);
         for k in extra_keys {
@@ -1120,7 +1235,8 @@ impl Run<'_> {
         for a in args {
             inv.arg(a.as_slice());
         }
-        let v: i64 = inv.invoke_async(&mut self.shared.queue.con()).await.map_err(QueueError::redis(op))?;
+        let v: i64 =
+            inv.invoke_async(&mut self.shared.queue.con()).await.map_err(|e| QueueError::redis(op)(e).to_string())?;
         Ok(v == 1)
     }
 }
