@@ -18,6 +18,19 @@ local function owned(stream, group, consumer, id, token)
   if tonumber(p[1][4]) ~= tonumber(token) then return false end
   return true
 end
+-- The id-token pairs in ARGV[3..] that `consumer` still owns: their ids, and 1 or 0 per pair.
+local function owned_pairs(stream, group, consumer)
+  local ids, out = {}, {}
+  for i = 3, #ARGV, 2 do
+    if owned(stream, group, consumer, ARGV[i], ARGV[i + 1]) then
+      table.insert(ids, ARGV[i])
+      table.insert(out, 1)
+    else
+      table.insert(out, 0)
+    end
+  end
+  return ids, out
+end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -36,15 +49,7 @@ fn with_prelude(body: &str) -> Script {
 pub(crate) static RENEW_BATCH: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r"
-local ids, out = {}, {}
-for i = 3, #ARGV, 2 do
-  if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i], ARGV[i + 1]) then
-    table.insert(ids, ARGV[i])
-    table.insert(out, 1)
-  else
-    table.insert(out, 0)
-  end
-end
+local ids, out = owned_pairs(KEYS[1], ARGV[1], ARGV[2])
 if #ids > 0 then
   -- unpack expands to all its values only as the last argument
   table.insert(ids, 'JUSTID')
@@ -62,15 +67,7 @@ return out
 pub(crate) static ACK_BATCH: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r"
-local ids, out = {}, {}
-for i = 3, #ARGV, 2 do
-  if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i], ARGV[i + 1]) then
-    table.insert(ids, ARGV[i])
-    table.insert(out, 1)
-  else
-    table.insert(out, 0)
-  end
-end
+local ids, out = owned_pairs(KEYS[1], ARGV[1], ARGV[2])
 if #ids > 0 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
   redis.call('XDEL', KEYS[1], unpack(ids))
