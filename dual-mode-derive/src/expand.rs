@@ -196,6 +196,15 @@ impl<'a> Expander<'a> {
 
     /// The where clause every impl gets: the struct's own, plus what the traits need of each
     /// type parameter.
+    /// What a type parameter of the spec must be: what the `Spec` trait needs of its fields.
+    fn spec_param_bound(&self, param: &TokenStream) -> TokenStream {
+        let k = &self.krate;
+        quote! {
+            #param: ::core::marker::Send + ::core::marker::Sync + 'static + ::core::clone::Clone + ::core::fmt::Debug
+                + #k::__private::serde::Serialize + #k::__private::serde::de::DeserializeOwned,
+        }
+    }
+
     fn where_clause(&self, extra: &[TokenStream]) -> TokenStream {
         let k = &self.krate;
         let own = self
@@ -209,7 +218,7 @@ impl<'a> Expander<'a> {
         let bounds = self.type_params().into_iter().map(|p| {
             let bounded = respan(p.to_token_stream(), Span::call_site());
             if spec_params.contains(&p) {
-                quote! { #bounded: ::core::marker::Send + ::core::marker::Sync + 'static + ::core::clone::Clone + ::core::fmt::Debug + #k::__private::serde::Serialize + #k::__private::serde::de::DeserializeOwned, }
+                self.spec_param_bound(&bounded)
             } else {
                 quote! { #bounded: ::core::marker::Send + ::core::marker::Sync + 'static, }
             }
@@ -241,16 +250,13 @@ impl<'a> Expander<'a> {
         let (spec_impl_generics, spec_ty_generics, _) = self.spec_generics.split_for_impl();
         let where_all = self.where_clause(&[]);
         let spec_where = {
-            let k = &self.krate;
             let own = self
                 .spec_generics
                 .where_clause
                 .as_ref()
                 .map(|w| w.predicates.iter().collect::<Vec<_>>())
                 .unwrap_or_default();
-            let bounds = self.spec_type_params().into_iter().map(|p| {
-                quote! { #p: ::core::marker::Send + ::core::marker::Sync + 'static + ::core::clone::Clone + ::core::fmt::Debug + #k::__private::serde::Serialize + #k::__private::serde::de::DeserializeOwned, }
-            });
+            let bounds = self.spec_type_params().into_iter().map(|p| self.spec_param_bound(&p.to_token_stream()));
             quote! { where #(#own,)* #(#bounds)* }
         };
         let spec_ty = quote!(#spec #spec_ty_generics);
@@ -579,7 +585,6 @@ impl Expander<'_> {
         let (impl_generics, _, _) = self.input.generics.split_for_impl();
         let (spec_impl_generics, _, _) = self.spec_generics.split_for_impl();
         let where_all = self.where_clause(&[]);
-        let spec_where = self.where_clause(&[]);
         // Parameters the spec drops become parameters of its methods.
         let dropped = &self.dropped;
         let method_generics = if dropped.is_empty() { quote!() } else { quote!(#(#dropped,)*) };
@@ -598,7 +603,7 @@ impl Expander<'_> {
                 pub fn enter<#method_generics>(
                     self,
                 ) -> impl ::core::future::Future<Output = ::core::result::Result<#k::Guard<#service_ty>, #k::EnterError>> + ::core::marker::Send
-                #spec_where
+                #where_all
                 {
                     #k::Parts::enter(<#parts_ty as ::core::convert::From<Self>>::from(self))
                 }
@@ -606,7 +611,7 @@ impl Expander<'_> {
                 #[doc = #run_doc]
                 #[allow(clippy::missing_errors_doc)]
                 pub async fn run<#method_generics __Body, __T, __E>(self, body: __Body) -> ::core::result::Result<__T, __E>
-                #spec_where
+                #where_all
                     __Body: ::core::ops::AsyncFnOnce(&#service_ty) -> ::core::result::Result<__T, __E>,
                     __E: ::core::convert::From<#k::Error>,
                 {

@@ -107,9 +107,6 @@ pub trait CloseFnOf<T, E>: AsyncFnOnce(T) -> Result<(), E> {}
 #[diagnostic::do_not_recommend]
 impl<T, E, F: AsyncFnOnce(T) -> Result<(), E>> CloseFnOf<T, E> for F {}
 
-/// Checks a `close = path` function's signature.
-pub fn check_close<T, E, F: CloseFnOf<T, E>>(_: &F) {}
-
 /// Calls a `close = path` function. Going through the bound (rather than calling the path
 /// directly) makes a wrong signature one error, the `CloseFnOf` one.
 pub async fn call_close<T, E, F: CloseFnOf<T, E>>(f: F, value: T) -> Result<(), E> {
@@ -172,14 +169,12 @@ impl<T: core::str::FromStr<Err: Into<BoxError>>> SecretValue for T {}
 ///
 /// # Errors
 ///
-/// As [`Scope::secret`].
+/// An [`EnterError`] naming `site` and the source when it has no value or the value does
+/// not parse.
 pub fn read_secret<S>(site: Site, source: SecretSource) -> Result<S, EnterError>
 where
     S: IsSecret,
     S::Inner: SecretValue,
 {
-    Scope::secret::<S::Inner>(site, source).map(S::from_secret)
+    source.read::<S::Inner>(site).map(S::from_secret)
 }
-
-/// Asserts at compile time that a secret field's type is a `Secret<T>`.
-pub const fn assert_secret<T: IsSecret>() {}

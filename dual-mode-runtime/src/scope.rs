@@ -6,8 +6,7 @@ use std::mem;
 use std::pin::Pin;
 
 use crate::Resource;
-use crate::error::{BoxError, CloseError, EnterError, EnterErrorKind, ExitError, Site};
-use crate::secret::{Secret, SecretSource};
+use crate::error::{BoxError, CloseError, EnterError, ExitError, Site};
 use crate::unwind::{catch_unwind, panic_message};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -116,7 +115,13 @@ impl Scope {
         }
         tracing::debug!(service = site.service, field = site.field, resource = site.resource, "opening");
         let value = T::open(config).await.map_err(|e| EnterError::open(site, e))?;
-        self.push(Opened { site, key, type_id: TypeId::of::<T>(), share, held: Box::new(ByResource(value.clone())) });
+        self.opened.push(Opened {
+            site,
+            key,
+            type_id: TypeId::of::<T>(),
+            share,
+            held: Box::new(ByResource(value.clone())),
+        });
         Ok(value)
     }
 
@@ -144,39 +149,8 @@ impl Scope {
         tracing::debug!(service = site.service, field = site.field, resource = site.resource, "opening");
         let value = open.await.map_err(|e| EnterError::open(site, e))?;
         let held = Box::new(ByFn { value: value.clone(), close });
-        self.push(Opened { site, key, type_id: TypeId::of::<T>(), share: 0, held });
+        self.opened.push(Opened { site, key, type_id: TypeId::of::<T>(), share: 0, held });
         Ok(value)
-    }
-
-    /// Resolves a secret from its source.
-    ///
-    /// # Errors
-    ///
-    /// An [`EnterError`] naming `site` and the source when it has no value or the value does
-    /// not parse.
-    pub fn secret<T>(site: Site, source: SecretSource) -> Result<Secret<T>, EnterError>
-    where
-        T: std::str::FromStr,
-        T::Err: Into<BoxError>,
-    {
-        let raw = match source {
-            SecretSource::Env(name) => match std::env::var(name) {
-                Ok(raw) => raw,
-                Err(std::env::VarError::NotPresent) => {
-                    return Err(EnterError::secret(site, EnterErrorKind::SecretMissing(source)));
-                }
-                Err(e @ std::env::VarError::NotUnicode(_)) => {
-                    return Err(EnterError::secret(site, EnterErrorKind::SecretInvalid(source, e.into())));
-                }
-            },
-        };
-        raw.parse()
-            .map(Secret::new)
-            .map_err(|e: T::Err| EnterError::secret(site, EnterErrorKind::SecretInvalid(source, e.into())))
-    }
-
-    fn push(&mut self, opened: Opened) {
-        self.opened.push(opened);
     }
 
     /// Closes everything this scope opened, in reverse order, in a spawned task when a tokio

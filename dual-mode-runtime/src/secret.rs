@@ -1,6 +1,9 @@
 //! [`Secret`]: a value that is never serialized and never printed.
 
 use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{BoxError, EnterError, EnterErrorKind, Site};
 
 /// A credential: no `Serialize`, a `Debug` that prints `Secret(***)`, and an explicit
 /// [`expose`](Secret::expose) to read it.
@@ -60,5 +63,31 @@ impl fmt::Display for SecretSource {
         match self {
             Self::Env(name) => write!(f, "environment variable `{name}`"),
         }
+    }
+}
+
+impl SecretSource {
+    /// Reads the secret of the field at `site` from this source.
+    ///
+    /// # Errors
+    ///
+    /// An [`EnterError`] naming `site` and the source when it has no value or the value does
+    /// not parse.
+    pub(crate) fn read<T>(self, site: Site) -> Result<Secret<T>, EnterError>
+    where
+        T: FromStr,
+        T::Err: Into<BoxError>,
+    {
+        let invalid = |cause: BoxError| EnterError::secret(site, EnterErrorKind::SecretInvalid(self, cause));
+        let raw = match self {
+            Self::Env(name) => match std::env::var(name) {
+                Ok(raw) => raw,
+                Err(std::env::VarError::NotPresent) => {
+                    return Err(EnterError::secret(site, EnterErrorKind::SecretMissing(self)));
+                }
+                Err(e @ std::env::VarError::NotUnicode(_)) => return Err(invalid(e.into())),
+            },
+        };
+        raw.parse().map(Secret::new).map_err(|e: T::Err| invalid(e.into()))
     }
 }
