@@ -231,7 +231,7 @@ impl EsiClient {
         let mut page = 1;
         let mut pages = 1;
         while page <= pages {
-            let (got, how) = self.page(region_id, page).await?;
+            let (got, parsed, how) = self.page(region_id, page).await?;
             match how {
                 How::Downloaded => fetch.downloaded += 1,
                 How::Revalidated => fetch.revalidated += 1,
@@ -241,9 +241,6 @@ impl EsiClient {
                 pages = got.pages.max(1);
             }
             as_of = as_of.max(got.last_modified);
-            let url = self.page_url(region_id, page);
-            let parsed: Vec<Contract> = serde_json::from_str(&got.body)
-                .map_err(|e| EsiError::BadBody { url, detail: format!("not a contract page: {e}") })?;
             contracts.extend(parsed);
             page += 1;
         }
@@ -258,25 +255,31 @@ impl EsiClient {
         format!("{}/contracts/public/{region_id}/?datasource=tranquility&page={page}", self.settings.esi_url)
     }
 
-    /// One page: from the cache while fresh, else revalidated or downloaded.
-    async fn page(&self, region_id: i32, page: u32) -> Result<(CachedPage, How), EsiError> {
+    /// One page and its contracts: from the cache while fresh, else revalidated or downloaded.
+    async fn page(&self, region_id: i32, page: u32) -> Result<(CachedPage, Vec<Contract>, How), EsiError> {
         let key = page_key(&self.settings, region_id, page);
+        let url = self.page_url(region_id, page);
+        let parse = |body: &str| {
+            serde_json::from_str::<Vec<Contract>>(body)
+                .map_err(|e| EsiError::BadBody { url: url.clone(), detail: format!("not a contract page: {e}") })
+        };
+        // The cached page and the shared back-off, in one round trip.
         let mut con = self.redis.clone();
-        let cached: HashMap<String, String> = redis::cmd("HGETALL")
+        let (cached, backoff_ms): (HashMap<String, String>, i64) = redis::pipe()
+            .cmd("HGETALL")
             .arg(&key)
+            .cmd("PTTL")
+            .arg(backoff_key(&self.settings))
             .query_async(&mut con)
             .await
             .map_err(|source| EsiError::Cache { op: "read page", source })?;
         let cached = CachedPage::from_hash(cached);
         let now = Timestamp::now();
-        if let Some(c) = &cached
-            && now < c.expires
-        {
-            return Ok((c.clone(), How::Fresh));
+        if let Some(c) = cached.as_ref().filter(|c| now < c.expires) {
+            return Ok((c.clone(), parse(&c.body)?, How::Fresh));
         }
 
-        let url = self.page_url(region_id, page);
-        self.wait_for_error_limit(&url).await?;
+        self.wait_for_error_limit(&url, backoff_ms).await?;
         let mut req = self.http.get(&url).header(header::USER_AGENT, self.settings.user_agent());
         if let Some(token) = self.token.expose().bearer() {
             req = req.bearer_auth(token);
@@ -304,7 +307,8 @@ impl EsiClient {
                 c.pages = p;
             }
             self.store(&key, &c, false).await?;
-            return Ok((c, How::Revalidated));
+            let parsed = parse(&c.body)?;
+            return Ok((c, parsed, How::Revalidated));
         }
         let body = resp.text().await.map_err(|source| EsiError::Http { url: url.clone(), source })?;
         if !status.is_success() {
@@ -319,16 +323,14 @@ impl EsiClient {
         let Some(pages) = pages_header else {
             return Err(EsiError::BadBody { url, detail: "no X-Pages header".into() });
         };
-        // Check the body before caching it: a truncated page must not be served for 30 minutes.
-        if let Err(e) = serde_json::from_str::<Vec<Contract>>(&body) {
-            return Err(EsiError::BadBody { url, detail: format!("not a contract page: {e}") });
-        }
+        // Parsed before caching: a truncated page must not be served for 30 minutes.
+        let parsed = parse(&body)?;
         let etag = header_str(&headers, "etag").unwrap_or_default().to_owned();
         let c = CachedPage { etag, expires, last_modified: last_modified.unwrap_or(now), pages, body };
         if !c.etag.is_empty() {
             self.store(&key, &c, true).await?;
         }
-        Ok((c, How::Downloaded))
+        Ok((c, parsed, How::Downloaded))
     }
 
     /// Writes a page (with its body when `with_body`) and renews its time to live.
@@ -355,15 +357,9 @@ impl EsiClient {
         pipe.query_async::<()>(&mut con).await.map_err(|source| EsiError::Cache { op: "store page", source })
     }
 
-    /// Waits out a back-off recorded by any client sharing this Redis; fails when it is
-    /// longer than [`Settings::max_backoff_secs`].
-    async fn wait_for_error_limit(&self, url: &str) -> Result<(), EsiError> {
-        let mut con = self.redis.clone();
-        let pttl: i64 = redis::cmd("PTTL")
-            .arg(backoff_key(&self.settings))
-            .query_async(&mut con)
-            .await
-            .map_err(|source| EsiError::Cache { op: "read back-off", source })?;
+    /// Waits out a back-off recorded by any client sharing this Redis (`pttl`: the time to
+    /// live of its key, in ms); fails when it is longer than [`Settings::max_backoff_secs`].
+    async fn wait_for_error_limit(&self, url: &str, pttl: i64) -> Result<(), EsiError> {
         if pttl <= 0 {
             return Ok(());
         }
