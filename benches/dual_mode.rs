@@ -1,8 +1,8 @@
 //! Side-by-side benchmarks of dual-mode, on loopback servers this binary starts itself: a
 //! `redis-server` on a free port and a small HTTP/1.1 keep-alive server.
 //!
-//! `cargo bench --bench dual_mode` (about 3 minutes) or `cargo bench --bench dual_mode -- --quick`
-//! (about 1 minute). Every comparison runs in this one process, its modes interleaved round by
+//! `cargo bench --bench dual_mode` (about 80 s) or `cargo bench --bench dual_mode -- --quick`
+//! (about 20 s). Every comparison runs in this one process, its modes interleaved round by
 //! round; the table shows medians over the rounds and the ratios of those medians.
 //!
 //! 1. per job, 1 HTTP GET + 1 Redis SET: shared clients, temporary clients, a worker context
@@ -240,11 +240,6 @@ async fn redis_connections(admin: &mut MultiplexedConnection) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Statistics and the table.
 
-#[allow(clippy::cast_precision_loss, reason = "benchmark figures")]
-fn secs_f64(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
-
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -416,7 +411,7 @@ async fn per_job(
             let (h0, r0) = (http.accepted(), redis_connections(admin).await);
             let took = run_jobs(*mode, env, jobs, conc).await;
             let (h1, r1) = (http.accepted(), redis_connections(admin).await);
-            res.rates.push(usize_f64(jobs) / secs_f64(took));
+            res.rates.push(usize_f64(jobs) / took.as_secs_f64());
             res.jobs += jobs as u64;
             res.http_conns += h1 - h0;
             res.redis_conns += r1 - r0;
@@ -525,8 +520,8 @@ fn guard_cost(table: &mut Table, env: &Env, rounds: usize, batch: usize) {
             let h = t.elapsed();
             let ha = allocs() - a0;
             if round > 0 {
-                guard_ns.push(secs_f64(g) * 1e9 / usize_f64(batch));
-                hand_ns.push(secs_f64(h) * 1e9 / usize_f64(batch));
+                guard_ns.push(g.as_secs_f64() * 1e9 / usize_f64(batch));
+                hand_ns.push(h.as_secs_f64() * 1e9 / usize_f64(batch));
                 guard_allocs += ga;
                 hand_allocs += ha;
             }
@@ -628,7 +623,7 @@ async fn drain_noop(redis_url: &str, queue: &str, n: usize) -> f64 {
     wait_count(&done, n as u64, Duration::from_secs(120)).await;
     let took = t.elapsed();
     stop_workers(workers).await;
-    usize_f64(n) / secs_f64(took)
+    usize_f64(n) / took.as_secs_f64()
 }
 
 /// No-op jobs end to end: 8 producers push `n` one by one while 2 workers run; jobs/s from the
@@ -657,7 +652,7 @@ async fn e2e_noop(redis_url: &str, queue: &str, n: usize) -> f64 {
     wait_count(&done, n as u64, Duration::from_secs(120)).await;
     let took = t.elapsed();
     stop_workers(workers).await;
-    usize_f64(n) / secs_f64(took)
+    usize_f64(n) / took.as_secs_f64()
 }
 
 /// Pickup latency: push one job after `idles[i]` of idle each; ms from the push's start to the
@@ -683,7 +678,7 @@ async fn pickup(redis_url: &str, queue: &str, idles: &[Duration]) -> Vec<f64> {
         let t = Instant::now();
         q.push("ping", 1, &(), PushOptions::new()).await.expect("push");
         let got = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("picked up").expect("sender");
-        out.push(secs_f64(got.duration_since(t)) * 1e3);
+        out.push(got.duration_since(t).as_secs_f64() * 1e3);
     }
     stop_workers(workers).await;
     out
@@ -701,8 +696,7 @@ async fn getset_through_queue(redis_url: &str, queue: &str, env: &Arc<Env>, n: u
     let workers = start_workers(redis_url, queue, |w: Worker| w.service::<Fetch>(Clients::Context(ctx.clone()))).await;
     let mut admin = redis::Client::open(redis_url).expect("url").get_multiplexed_async_connection().await.expect("c");
     loop {
-        let len: u64 =
-            redis::cmd("XLEN").arg(format!("dm:{{{queue}}}:stream")).query_async(&mut admin).await.expect("XLEN");
+        let len: u64 = redis::cmd("XLEN").arg(&q.keys().stream).query_async(&mut admin).await.expect("XLEN");
         if len == 0 {
             break;
         }
@@ -711,7 +705,7 @@ async fn getset_through_queue(redis_url: &str, queue: &str, env: &Arc<Env>, n: u
     let queued = t.elapsed();
     stop_workers(workers).await;
     let direct = run_jobs(Mode::Context, env, n, 32).await;
-    (usize_f64(n) / secs_f64(queued), usize_f64(n) / secs_f64(direct))
+    (usize_f64(n) / queued.as_secs_f64(), usize_f64(n) / direct.as_secs_f64())
 }
 
 /// GET + SET jobs one at a time through the queue (2 workers, context clients): ms from the
@@ -744,10 +738,10 @@ async fn getset_latency(redis_url: &str, queue: &str, env: &Arc<Env>, n: usize) 
         let t = Instant::now();
         q.push_spec(&env.spec, PushOptions::new()).await.expect("push");
         let done = rx.recv().await.expect("done");
-        queued.push(secs_f64(done.duration_since(t)) * 1e6);
+        queued.push(done.duration_since(t).as_secs_f64() * 1e6);
         let t = Instant::now();
         one_job(Mode::Context, env).await.expect("job");
-        direct.push(secs_f64(t.elapsed()) * 1e6);
+        direct.push(t.elapsed().as_secs_f64() * 1e6);
     }
     stop_workers(workers).await;
     (median(&queued), median(&direct))

@@ -15,7 +15,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use dual_mode::BoxError;
 
 /// The service's config: this is what a job spec carries.
 #[derive(Clone, Debug, Serialize, Deserialize)]

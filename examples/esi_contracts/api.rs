@@ -56,7 +56,7 @@ impl AppState {
         secrets: Secrets,
         queue: Queue,
     ) -> Result<Self, crate::jobs::BoxError> {
-        let http = settings.http.builder().build()?;
+        let http = <reqwest::Client as dual_mode::Resource>::open(&settings.http).await?;
         let redis = <ConnectionManager as dual_mode::Resource>::open(secrets.redis_url.expose()).await?;
         Ok(Self { settings, http, redis, queue, secrets })
     }

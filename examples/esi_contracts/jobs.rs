@@ -22,7 +22,7 @@ pub(crate) const QUEUE: &str = "esi-aggregate";
 const STATUS_TTL_SECS: u64 = 7 * 24 * 60 * 60;
 
 /// A boxed error for setup code.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) use dual_mode::BoxError;
 
 /// The secrets this process holds, handed to the services it builds.
 #[derive(Debug, Clone)]
@@ -162,7 +162,7 @@ pub(crate) async fn worker(
     config: WorkerConfig,
 ) -> Result<Worker, BoxError> {
     let mut ctx = Context::new();
-    ctx.insert(settings.http.builder().build()?);
+    ctx.open::<reqwest::Client>(&settings.http).await?;
     ctx.open::<ConnectionManager>(secrets.redis_url.expose()).await?;
     ctx.insert_keyed("ESI_TOKEN", secrets.token).insert_keyed("REDIS_URL", secrets.redis_url);
     Ok(Worker::new(queue, config).service::<ContractAggregationService>(Clients::Context(Arc::new(ctx))))

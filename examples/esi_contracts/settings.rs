@@ -18,7 +18,6 @@ use dual_mode::HttpConfig;
 use serde::{Deserialize, Serialize};
 
 /// The real ESI, for `--esi-url`.
-#[allow(dead_code, reason = "documentation of the real base URL; the stand-in is the default")]
 pub(crate) const REAL_ESI: &str = "https://esi.evetech.net/latest";
 
 /// What the services need to know, the same in API mode and in job mode.
