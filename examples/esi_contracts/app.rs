@@ -143,21 +143,34 @@ impl Started {
     }
 }
 
+/// The settings for `esi_url` (and `regions`, unless empty), with the embedded stand-in,
+/// serving its recorded pages, started when no ESI URL is given.
+///
+/// # Errors
+/// The stand-in cannot bind its port.
+pub(crate) async fn settings_for(
+    esi_url: Option<&str>,
+    regions: &[i32],
+) -> Result<(Settings, Option<StandIn>), BoxError> {
+    let standin = match esi_url {
+        Some(_) => None,
+        None => Some(standin::start(StandInOptions { last_modified: Some(RECORDED_AT), ..Default::default() }).await?),
+    };
+    let url = esi_url.or_else(|| standin.as_ref().map(StandIn::base_url)).unwrap_or_default();
+    let mut settings = Settings::for_esi(url);
+    if !regions.is_empty() {
+        settings.regions = regions.to_vec();
+    }
+    Ok((settings, standin))
+}
+
 /// Runs the main job, writing its progress and tables to `out`.
 ///
 /// # Errors
 /// Something could not be started, a job was parked, or the jobs did not finish in time.
 pub(crate) async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, BoxError> {
-    let standin = match &opts.esi_url {
-        Some(_) => None,
-        None => Some(standin::start(StandInOptions { last_modified: Some(RECORDED_AT), ..Default::default() }).await?),
-    };
-    let esi_url =
-        opts.esi_url.clone().or_else(|| standin.as_ref().map(|s| s.base_url().to_owned())).unwrap_or_default();
-    let mut settings = Settings::for_esi(&esi_url);
-    if !opts.regions.is_empty() {
-        settings.regions.clone_from(&opts.regions);
-    }
+    let (settings, standin) = settings_for(opts.esi_url.as_deref(), &opts.regions).await?;
+    let esi_url = settings.esi_url.clone();
     let (redis, redis_url) = match &opts.redis_url {
         Some(url) => (None, url.clone()),
         None => {

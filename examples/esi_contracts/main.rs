@@ -118,18 +118,9 @@ fn need_redis() -> Result<Secrets, BoxError> {
 
 /// The settings, and the embedded stand-in when no `--esi-url` was given.
 async fn settings_for(args: &Args) -> Result<(Settings, Option<StandIn>), BoxError> {
-    let (url, standin) = match &args.esi_url {
-        Some(url) => (url.clone(), None),
-        None => {
-            let standin =
-                standin::start(StandInOptions { last_modified: Some(RECORDED_AT), ..Default::default() }).await?;
-            eprintln!("ESI stand-in on {} (use --esi-url for another ESI)", standin.base_url());
-            (standin.base_url().to_owned(), Some(standin))
-        }
-    };
-    let mut settings = Settings::for_esi(&url);
-    if !args.regions.is_empty() {
-        settings.regions.clone_from(&args.regions);
+    let (settings, standin) = app::settings_for(args.esi_url.as_deref(), &args.regions).await?;
+    if let Some(standin) = &standin {
+        eprintln!("ESI stand-in on {} (use --esi-url for another ESI)", standin.base_url());
     }
     Ok((settings, standin))
 }
