@@ -42,16 +42,9 @@ impl RedisServer {
         Self { child: Some(child), url: format!("redis://127.0.0.1:{port}/"), _dir: Some(dir) }
     }
 
-    /// A synchronous client for assertions made from outside the code under test.
+    /// A client for assertions made from outside the code under test.
     pub fn client(&self) -> redis::Client {
         redis::Client::open(self.url.as_str()).expect("valid redis url")
-    }
-
-    /// Connections the server sees whose client name is `name`.
-    pub async fn clients_named(&self, name: &str) -> usize {
-        let mut con = self.client().get_multiplexed_async_connection().await.expect("connect");
-        let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut con).await.expect("CLIENT LIST");
-        list.lines().filter(|l| l.split(' ').any(|kv| kv == format!("name={name}"))).count()
     }
 
     /// Every connection the server sees, the one asking included.
