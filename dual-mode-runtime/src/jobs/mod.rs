@@ -102,19 +102,16 @@ mod cron;
 mod envelope;
 mod error;
 mod queue;
-mod reply;
 mod schedule;
-mod scripts;
-mod service;
+mod store;
 mod worker;
 
 pub use cron::Cron;
 pub use envelope::{Envelope, RawFields, decode_json};
-pub use error::{BoxError, CronError, DecodeError, JobError, ParkReason, QueueError};
+pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError};
 pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};
 pub use schedule::{Schedule, Scheduler, SchedulerConfig};
-pub use service::{Clients, Job, ServiceHandler, decode_spec};
 pub use worker::{
-    Handler, HandlerFn, JobInfo, Lease, RunReport, Typed, Worker, WorkerConfig, WorkerCounts, WorkerStats, handler_fn,
-    typed,
+    Clients, Handler, HandlerFn, Job, JobInfo, Lease, RunReport, ServiceHandler, Typed, Worker, WorkerConfig,
+    WorkerCounts, WorkerStats, decode_spec, handler_fn, typed,
 };

@@ -3,13 +3,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use redis::Value;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Serialize;
 
 use super::envelope::{Envelope, RawFields, unique_id, unix_ms};
-use super::error::{ParkReason, QueueError};
-use super::{reply, scripts};
+use super::error::{EnvelopeError, ParkReason, QueueError};
+use super::store::{self, Entry, Store};
+use crate::Spec;
 
 /// Prefix of the original fields inside a parked entry.
 pub(crate) const RAW_PREFIX: &str = "raw:";
@@ -82,7 +81,7 @@ pub struct QueueKeys {
 }
 
 impl QueueKeys {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let base = format!("dm:{{{name}}}");
         Self {
             stream: format!("{base}:stream"),
@@ -218,12 +217,12 @@ impl ParkedEntry {
     /// The original envelope, if the entry had one.
     ///
     /// # Errors
-    /// Says which field is missing or bad.
-    pub fn envelope(&self) -> Result<Envelope, String> {
+    /// An [`EnvelopeError`] naming the field that is missing or bad.
+    pub fn envelope(&self) -> Result<Envelope, EnvelopeError> {
         Envelope::from_fields(&self.fields)
     }
 
-    fn from_entry((parked_id, all): reply::Entry) -> Self {
+    fn from_entry((parked_id, all): Entry) -> Self {
         let mut out = Self {
             parked_id,
             source_entry_id: String::new(),
@@ -267,10 +266,8 @@ pub struct Queue {
 }
 
 struct Inner {
-    client: redis::Client,
-    con: ConnectionManager,
+    store: Store,
     config: QueueConfig,
-    keys: QueueKeys,
 }
 
 impl std::fmt::Debug for Queue {
@@ -294,17 +291,9 @@ impl Queue {
         if config.max_attempts == 0 {
             return Err(QueueError::Config("max_attempts must be at least 1".to_owned()));
         }
-        let con = Self::manager(&client, config.response_timeout).await?;
         let keys = QueueKeys::new(&config.name);
-        Ok(Self { inner: Arc::new(Inner { client, con, config, keys }) })
-    }
-
-    pub(crate) async fn manager(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, QueueError> {
-        let cfg = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_secs(2));
-        ConnectionManager::new_with_config(client.clone(), cfg).await.map_err(QueueError::redis("connect"))
+        let store = Store::connect(client, keys, config.group.clone(), config.response_timeout).await?;
+        Ok(Self { inner: Arc::new(Inner { store, config }) })
     }
 
     /// The queue's settings.
@@ -322,15 +311,11 @@ impl Queue {
     /// The queue's Redis keys.
     #[must_use]
     pub fn keys(&self) -> &QueueKeys {
-        &self.inner.keys
+        self.inner.store.keys()
     }
 
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.inner.client
-    }
-
-    pub(crate) fn con(&self) -> ConnectionManager {
-        self.inner.con.clone()
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     /// Creates the consumer group (and the stream) if missing. The group starts at the
@@ -339,19 +324,7 @@ impl Queue {
     /// # Errors
     /// Redis unreachable.
     pub async fn ensure_group(&self) -> Result<(), QueueError> {
-        let res: Result<Value, _> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&self.inner.keys.stream)
-            .arg(&self.inner.config.group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.con())
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(QueueError::Redis { op: "create group", source: e }),
-        }
+        self.inner.store.ensure_group().await
     }
 
     /// Pushes a payload serialized as JSON under `type_name` and schema `version`.
@@ -381,34 +354,37 @@ impl Queue {
         options: PushOptions,
     ) -> Result<Pushed, QueueError> {
         let env = new_envelope(type_name, version, payload, &options);
-        let pushed = Pushed { job_id: env.id.clone(), idempotency_key: env.idempotency_key.clone(), entry_id: None };
+        let mut pushed =
+            Pushed { job_id: env.id.clone(), idempotency_key: env.idempotency_key.clone(), entry_id: None };
         if options.is_delayed() {
             self.push_delayed(&env, &options).await?;
-            return Ok(pushed);
+        } else {
+            pushed.entry_id = Some(self.inner.store.add(&env).await?);
         }
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.inner.keys.stream).arg("*");
-        for (k, v) in env.to_fields() {
-            cmd.arg(k).arg(v);
-        }
-        let id: Value = cmd.query_async(&mut self.con()).await.map_err(QueueError::redis("push"))?;
-        let entry_id = reply::text(&id).ok_or_else(|| QueueError::protocol("push", "XADD returned no id"))?;
-        Ok(Pushed { entry_id: Some(entry_id), ..pushed })
+        Ok(pushed)
+    }
+
+    /// Pushes a spec under its type name and schema version. Only spec types are accepted,
+    /// so no client and no secret reaches the queue.
+    ///
+    /// # Errors
+    /// The spec does not serialize, or Redis fails.
+    pub async fn push_spec<T: Spec>(&self, spec: &T, options: PushOptions) -> Result<Pushed, QueueError> {
+        self.push(T::NAME, T::VERSION, spec, options).await
+    }
+
+    /// Pushes many specs in pipelined round trips; see [`Queue::push_bulk`].
+    ///
+    /// # Errors
+    /// A spec does not serialize, or Redis fails.
+    pub async fn push_specs<T: Spec>(&self, specs: &[T], options: PushOptions) -> Result<Vec<Pushed>, QueueError> {
+        self.push_bulk(T::NAME, T::VERSION, specs, options).await
     }
 
     async fn push_delayed(&self, env: &Envelope, options: &PushOptions) -> Result<(), QueueError> {
-        let member = unique_id();
-        let keys = &self.inner.keys;
         let at = options.not_before.map_or(0, unix_ms);
-        let delay = options.delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let mut inv = scripts::PUSH_DELAYED.prepare_invoke();
-        inv.key(&keys.delayed).key(format!("{}{member}", keys.delayed_entry_prefix));
-        inv.arg(at).arg(delay).arg(&member);
-        for (k, v) in env.to_fields() {
-            inv.arg(k).arg(v);
-        }
-        let _: Value = inv.invoke_async(&mut self.con()).await.map_err(QueueError::redis("delayed push"))?;
-        Ok(())
+        let delay = options.delay.map_or(0, store::millis);
+        self.inner.store.add_delayed(env, &unique_id(), at, delay).await
     }
 
     /// Pushes many payloads in pipelined round trips (1,000 entries each); all are serialized
@@ -449,26 +425,9 @@ impl Queue {
             return Ok(out);
         }
         for chunk in envs.chunks(BULK_CHUNK) {
-            let mut pipe = redis::pipe();
-            for env in chunk {
-                let cmd = pipe.cmd("XADD").arg(&self.inner.keys.stream).arg("*");
-                for (k, v) in env.to_fields() {
-                    cmd.arg(k).arg(v);
-                }
-            }
-            let ids: Vec<Value> = pipe.query_async(&mut self.con()).await.map_err(QueueError::redis("bulk push"))?;
-            if ids.len() != chunk.len() {
-                return Err(QueueError::protocol(
-                    "bulk push",
-                    format!("{} ids for {} entries", ids.len(), chunk.len()),
-                ));
-            }
-            for (env, id) in chunk.iter().zip(ids) {
-                out.push(Pushed {
-                    job_id: env.id.clone(),
-                    idempotency_key: env.idempotency_key.clone(),
-                    entry_id: reply::text(&id),
-                });
+            let ids = self.inner.store.add_many(chunk).await?;
+            for (env, entry_id) in chunk.iter().zip(ids) {
+                out.push(Pushed { job_id: env.id.clone(), idempotency_key: env.idempotency_key.clone(), entry_id });
             }
         }
         Ok(out)
@@ -482,16 +441,7 @@ impl Queue {
     pub async fn promote_due(&self) -> Result<usize, QueueError> {
         let mut total = 0;
         loop {
-            let keys = &self.inner.keys;
-            let moved: i64 = scripts::PROMOTE
-                .key(&keys.delayed)
-                .key(&keys.stream)
-                .arg(PROMOTE_BATCH)
-                .arg(&keys.delayed_entry_prefix)
-                .invoke_async(&mut self.con())
-                .await
-                .map_err(QueueError::redis("promote due entries"))?;
-            let moved = usize::try_from(moved).unwrap_or(0);
+            let moved = self.inner.store.promote(PROMOTE_BATCH).await?;
             total += moved;
             if moved < PROMOTE_BATCH {
                 return Ok(total);
@@ -505,28 +455,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
-        let keys = &self.inner.keys;
-        let mut con = self.con();
-        let (length, delayed, parked): (u64, u64, u64) = redis::pipe()
-            .cmd("XLEN")
-            .arg(&keys.stream)
-            .cmd("ZCARD")
-            .arg(&keys.delayed)
-            .cmd("XLEN")
-            .arg(&keys.parked)
-            .query_async(&mut con)
-            .await
-            .map_err(QueueError::redis("stats"))?;
-        let summary: Result<Value, _> =
-            redis::cmd("XPENDING").arg(&keys.stream).arg(&self.inner.config.group).query_async(&mut con).await;
-        let pending = match summary {
-            Ok(v) => reply::items(&v).and_then(|i| i.first()).and_then(reply::int).unwrap_or(0),
-            Err(e) if e.code() == Some("NOGROUP") => 0,
-            Err(e) => {
-                return Err(QueueError::Redis { op: "stats", source: e });
-            }
-        };
-        Ok(QueueStats { length, pending: u64::try_from(pending).unwrap_or(0), delayed, parked })
+        self.inner.store.stats().await
     }
 
     /// The oldest `count` parked entries, oldest first.
@@ -554,16 +483,7 @@ impl Queue {
     }
 
     async fn parked_range(&self, start: &str, end: &str, count: usize) -> Result<Vec<ParkedEntry>, QueueError> {
-        let v: Value = redis::cmd("XRANGE")
-            .arg(&self.inner.keys.parked)
-            .arg(start)
-            .arg(end)
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut self.con())
-            .await
-            .map_err(QueueError::redis("list parked"))?;
-        let entries = reply::entries(v).map_err(|d| QueueError::protocol("list parked", d))?;
+        let entries = self.inner.store.parked_range(start, end, count).await?;
         Ok(entries.into_iter().map(ParkedEntry::from_entry).collect())
     }
 
@@ -574,15 +494,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn redrive(&self, parked_id: &str) -> Result<Option<String>, QueueError> {
-        let v: Value = scripts::REDRIVE
-            .key(&self.inner.keys.parked)
-            .key(&self.inner.keys.stream)
-            .arg(parked_id)
-            .arg(RAW_PREFIX)
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(QueueError::redis("re-drive"))?;
-        Ok(reply::text(&v))
+        self.inner.store.redrive(parked_id, RAW_PREFIX).await
     }
 
     /// Re-drives every parked entry (those parked while this runs included, up to `limit`).
