@@ -35,7 +35,7 @@ pub struct WorkerConfig {
     /// After a job learns it lost its lease, how long it may go on before it is aborted.
     pub lost_lease_grace: Duration,
     /// An entry delivered more often than this is parked as
-    /// [`ParkReason::TooManyDeliveries`] (it kills the workers that run it).
+    /// [`ParkReason::TooManyDeliveries`](crate::jobs::ParkReason::TooManyDeliveries) (it kills the workers that run it).
     pub max_deliveries: u32,
     /// The start of the consumer name; the process id and a random suffix follow.
     pub consumer_prefix: String,

@@ -139,7 +139,7 @@ impl JobInfo {
     }
 
     /// Decodes the JSON payload into `T`, the error classified (return it with `?`: a
-    /// [`JobError::Decode`] parks the entry with its reason).
+    /// [`JobError::Decode`](crate::jobs::JobError::Decode) parks the entry with its reason).
     ///
     /// # Errors
     /// A [`DecodeError`] naming the type, the field path and the kind of bad payload.

@@ -15,7 +15,7 @@ use crate::{Context, DualMode, Parts, Spec};
 /// (`Ok`, `Err`, a panic, and the job being aborted).
 ///
 /// Delivery is at-least-once: key side effects by [`JobInfo::idempotency_key`], see the
-/// [module docs](super#at-least-once-delivery).
+/// [module docs](crate::jobs#at-least-once-delivery).
 pub trait Job: DualMode {
     /// Runs the job; the attempt, ids and lease are in `job`.
     fn run(&self, job: &JobInfo) -> impl Future<Output = Result<(), JobError>> + Send;
@@ -31,7 +31,7 @@ pub enum Clients {
     Temporary,
 }
 
-/// The handler that runs a service's jobs; registered by [`Worker::service`].
+/// The handler that runs a service's jobs; registered by [`Worker::service`](super::Worker::service).
 pub struct ServiceHandler<S> {
     clients: Clients,
     _service: PhantomData<fn() -> S>,

@@ -24,7 +24,7 @@ pub struct WorkerCounts {
     pub succeeded: u64,
     /// Failed attempts scheduled for a retry.
     pub retried: u64,
-    /// Runs delayed by [`JobError::RetryAfter`], without counting an attempt.
+    /// Runs delayed by [`JobError::RetryAfter`](crate::jobs::JobError::RetryAfter), without counting an attempt.
     pub waited: u64,
     /// Entries parked.
     pub parked: u64,
@@ -58,7 +58,7 @@ impl WorkerStats {
     }
 }
 
-/// What [`Worker::run`] reports after a shutdown.
+/// What [`Worker::run`](super::Worker::run) reports after a shutdown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunReport {
     /// The consumer name the worker used.
