@@ -17,6 +17,8 @@ pub(crate) mod field {
     pub(crate) const ATTEMPT: &str = "attempt";
     pub(crate) const ENQUEUED: &str = "enq";
     pub(crate) const MAX: &str = "max";
+    pub(crate) const UNIQUE: &str = "uniq";
+    pub(crate) const TIMEOUT: &str = "to";
     pub(crate) const PAYLOAD: &str = "payload";
 }
 
@@ -42,6 +44,10 @@ pub struct Envelope {
     pub attempt: u32,
     /// Per-job override of the queue's maximum attempts.
     pub max_attempts: Option<u32>,
+    /// The unique key the job holds while it is queued, delayed or running.
+    pub unique: Option<String>,
+    /// Per-job time limit of one attempt, in ms (wins over the handler's own).
+    pub timeout_ms: Option<u64>,
     /// When the job was first enqueued, in milliseconds since the Unix epoch.
     pub enqueued_at_ms: u64,
     /// The payload (JSON bytes for payloads pushed by this layer).
@@ -67,6 +73,12 @@ impl Envelope {
         ];
         if let Some(max) = self.max_attempts {
             out.push((field::MAX, max.to_string().into_bytes()));
+        }
+        if let Some(unique) = &self.unique {
+            out.push((field::UNIQUE, unique.clone().into_bytes()));
+        }
+        if let Some(timeout) = self.timeout_ms {
+            out.push((field::TIMEOUT, timeout.to_string().into_bytes()));
         }
         out.push((field::PAYLOAD, self.payload.clone()));
         out
@@ -102,6 +114,14 @@ impl Envelope {
             None => None,
             Some(_) => Some(number(fields, field::MAX)?),
         };
+        let unique = match get(fields, field::UNIQUE) {
+            None => None,
+            Some(_) => Some(text(fields, field::UNIQUE)?.to_owned()),
+        };
+        let timeout_ms = match get(fields, field::TIMEOUT) {
+            None => None,
+            Some(_) => Some(number(fields, field::TIMEOUT)?),
+        };
         let attempt: u32 = number(fields, field::ATTEMPT)?;
         if attempt == 0 {
             return Err(EnvelopeError::ZeroAttempt);
@@ -113,6 +133,8 @@ impl Envelope {
             version: number(fields, field::VERSION)?,
             attempt,
             max_attempts,
+            unique,
+            timeout_ms,
             enqueued_at_ms: number(fields, field::ENQUEUED)?,
             payload: payload.to_vec(),
         })
@@ -263,6 +285,8 @@ mod tests {
             version: 2,
             attempt: 3,
             max_attempts: Some(7),
+            unique: Some("u".into()),
+            timeout_ms: Some(1500),
             enqueued_at_ms: 42,
             payload: b"\xff".to_vec(),
         };

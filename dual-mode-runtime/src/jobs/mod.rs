@@ -102,6 +102,7 @@ mod cron;
 mod envelope;
 mod error;
 mod queue;
+mod record;
 mod schedule;
 mod store;
 mod worker;
@@ -110,6 +111,7 @@ pub use cron::Cron;
 pub use envelope::{Envelope, RawFields, decode_json};
 pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError};
 pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};
+pub use record::{CancelOutcome, JobOutcome, JobRecord, JobState, UnknownState, WaitError};
 pub use schedule::{Schedule, Scheduler, SchedulerConfig};
 pub use worker::{
     Clients, Handler, HandlerFn, Job, JobInfo, Lease, RunReport, ServiceHandler, Typed, Worker, WorkerConfig,

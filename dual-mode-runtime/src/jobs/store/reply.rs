@@ -143,3 +143,14 @@ pub(crate) fn claim(v: Value) -> Result<(String, Vec<Claimed>), String> {
     }
     Ok((cursor, out))
 }
+
+/// Parses a push script's reply: `{1, entry id or due ms}` pushed, `{0, holder id}` a
+/// duplicate of a unique job.
+pub(crate) fn pushed(v: Value) -> Result<Result<String, String>, String> {
+    let mut parts = into_items(v).ok_or("push reply is not a list")?.into_iter();
+    let (Some(flag), Some(value)) = (parts.next(), parts.next()) else {
+        return Err("push reply too short".to_owned());
+    };
+    let value = text(&value).ok_or("push reply value is not text")?;
+    Ok(if int(&flag) == Some(1) { Ok(value) } else { Err(value) })
+}

@@ -34,6 +34,13 @@ pub struct WorkerConfig {
     pub shutdown_deadline: Duration,
     /// After a job learns it lost its lease, how long it may go on before it is aborted.
     pub lost_lease_grace: Duration,
+    /// After a running job is cancelled ([`Queue::cancel`](crate::jobs::Queue::cancel)), how
+    /// long it may go on before it is aborted.
+    pub cancel_grace: Duration,
+    /// How often the worker looks for entries that no consumer holds below the group's last
+    /// delivered id (left by an operator's `XGROUP DELCONSUMER`), and for consumers of
+    /// crashed workers that hold nothing.
+    pub sweep_every: Duration,
     /// An entry delivered more often than this is parked as
     /// [`ParkReason::TooManyDeliveries`](crate::jobs::ParkReason::TooManyDeliveries) (it kills the workers that run it).
     pub max_deliveries: u32,
@@ -70,6 +77,8 @@ impl WorkerConfig {
             backoff_max: Duration::from_secs(300),
             shutdown_deadline: Duration::from_secs(30),
             lost_lease_grace: Duration::from_secs(5),
+            cancel_grace: Duration::from_secs(5),
+            sweep_every: Duration::from_secs(30),
             max_deliveries: 20,
             consumer_prefix: host,
         }
@@ -141,6 +150,20 @@ impl WorkerConfig {
         self
     }
 
+    /// Sets the grace after a cancellation.
+    #[must_use]
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// Sets the sweep interval.
+    #[must_use]
+    pub fn sweep_every(mut self, every: Duration) -> Self {
+        self.sweep_every = every;
+        self
+    }
+
     /// Sets the maximum deliveries of one entry.
     #[must_use]
     pub fn max_deliveries(mut self, max: u32) -> Self {
@@ -174,8 +197,8 @@ impl WorkerConfig {
         if self.lease.is_zero() || self.renew_every.is_zero() || self.renew_every >= self.lease {
             return bad("renew_every must be non-zero and shorter than the lease");
         }
-        if self.claim_every.is_zero() || self.poll_delayed_every.is_zero() {
-            return bad("claim_every and poll_delayed_every must be non-zero");
+        if self.claim_every.is_zero() || self.poll_delayed_every.is_zero() || self.sweep_every.is_zero() {
+            return bad("claim_every, poll_delayed_every and sweep_every must be non-zero");
         }
         if self.block.is_zero() {
             return bad("block must be non-zero (zero blocks forever in Redis)");

@@ -57,6 +57,18 @@ pub(super) struct JobInner {
     pub(super) consumer: String,
     pub(super) max_attempts: u32,
     pub(super) lease: Lease,
+    pub(super) cancel: watch::Receiver<Option<CancelReason>>,
+}
+
+/// Why a running job is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelReason {
+    /// [`Queue::cancel`](crate::jobs::Queue::cancel) was called for it: it ends `cancelled`.
+    Requested,
+    /// Its worker is shutting down: if it stops, it is handed back to the queue without
+    /// counting an attempt and another worker runs it.
+    Shutdown,
 }
 
 impl JobInfo {
@@ -136,6 +148,36 @@ impl JobInfo {
     #[must_use]
     pub fn lease(&self) -> &Lease {
         &self.inner.lease
+    }
+
+    /// Why this job was asked to stop, if it was.
+    #[must_use]
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        *self.inner.cancel.borrow()
+    }
+
+    /// Resolves when the job is asked to stop ([`Queue::cancel`](crate::jobs::Queue::cancel),
+    /// or its worker shutting down); never, if it is not. A handler selects on it to stop
+    /// early and cleanly; one that does not is aborted after the grace period
+    /// ([`WorkerConfig::cancel_grace`](super::WorkerConfig::cancel_grace), or the shutdown
+    /// deadline).
+    ///
+    /// ```no_run
+    /// # use dual_mode_runtime::jobs::{JobError, JobInfo};
+    /// # async fn long_work() -> Result<(), JobError> { Ok(()) }
+    /// async fn handle(job: JobInfo) -> Result<(), JobError> {
+    ///     tokio::select! {
+    ///         r = long_work() => r,
+    ///         reason = job.cancelled() => Err(JobError::failed(format!("stopped: {reason:?}"))),
+    ///     }
+    /// }
+    /// ```
+    pub async fn cancelled(&self) -> CancelReason {
+        let mut rx = self.inner.cancel.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(reason) => reason.unwrap_or(CancelReason::Requested),
+            Err(_) => std::future::pending().await,
+        }
     }
 
     /// Decodes the JSON payload into `T`, the error classified (return it with `?`: a

@@ -9,10 +9,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::outcome::run_job;
-use super::{Shared, WorkerStats};
-use crate::jobs::envelope::RawFields;
-use crate::jobs::error::QueueError;
-use crate::jobs::store::{Reader, Store};
+use super::{CancelReason, Shared, WorkerStats};
+use crate::jobs::envelope::{RawFields, field};
+use crate::jobs::error::{QueueError, chain};
+use crate::jobs::store::{DoneRun, Reader, Renewed, StartRun, Started, Store};
 
 /// At most this many successful runs are acknowledged by one script.
 const ACK_BATCH_MAX: usize = 64;
@@ -23,8 +23,7 @@ const RENEW_BATCH_MAX: usize = 256;
 /// A successful run's request to acknowledge its entry; answered with whether this run still
 /// owned it (`Some(false)`: refused), or `None` when the script failed (the ack loop logs why).
 pub(super) struct AckRequest {
-    pub(super) entry_id: String,
-    pub(super) token: u64,
+    pub(super) run: DoneRun,
     pub(super) done: oneshot::Sender<Option<bool>>,
 }
 
@@ -34,6 +33,59 @@ pub(super) struct Delivery {
     pub(super) fields: RawFields,
     pub(super) token: u64,
     pub(super) permit: OwnedSemaphorePermit,
+}
+
+impl Delivery {
+    /// A raw field as text.
+    fn text(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == name.as_bytes()).and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+/// Marks the deliveries that carry a job id as running, in one script; keeps those to run
+/// (entries without an id too: they are parked as malformed) and drops those cancelled before
+/// they started or no longer owned. If the script fails they all run: their records catch up
+/// when they end.
+async fn start(shared: &Shared, batch: Vec<Delivery>) -> Vec<Delivery> {
+    let runs: Vec<(usize, StartRun<'_>)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let job_id = d.text(field::ID).filter(|id| !id.is_empty())?;
+            let attempt = d.text(field::ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(1);
+            let run =
+                StartRun { entry_id: &d.entry_id, token: d.token, job_id, unique: d.text(field::UNIQUE), attempt };
+            Some((i, run))
+        })
+        .collect();
+    if runs.is_empty() {
+        return batch;
+    }
+    let starts: Vec<StartRun<'_>> = runs.iter().map(|(_, r)| *r).collect();
+    let answers = match shared.queue.store().start(&shared.consumer, &starts).await {
+        Ok(answers) => answers,
+        Err(e) => {
+            tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "recording job starts failed; running them");
+            return batch;
+        }
+    };
+    let mut keep = vec![true; batch.len()];
+    for ((i, run), answer) in runs.iter().zip(answers) {
+        match answer {
+            Started::Run => {}
+            Started::Cancelled => {
+                tracing::info!(id = %run.job_id, "job cancelled before it started");
+                WorkerStats::bump(&shared.stats.cancelled);
+                keep[*i] = false;
+            }
+            Started::NotOwned => {
+                tracing::info!(entry = %run.entry_id, "entry no longer ours at start; skipped");
+                keep[*i] = false;
+            }
+        }
+    }
+    drop(runs);
+    batch.into_iter().zip(keep).filter_map(|(d, k)| k.then_some(d)).collect()
 }
 
 /// Aborts the task when dropped: the ack and renewal loops end with the worker's run, however
@@ -110,7 +162,7 @@ pub(super) async fn read_loop(
             Err(e) => {
                 drop(permits);
                 failures = failures.saturating_add(1);
-                tracing::warn!(error = %crate::jobs::error::chain(&e), queue = %shared.queue.name(), "read failed; retrying");
+                tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "read failed; retrying");
                 if matches!(e, QueueError::MissingGroup { .. }) {
                     let _ = shared.queue.ensure_group().await;
                 }
@@ -128,6 +180,7 @@ pub(super) async fn read_loop(
             })
             .collect();
         drop(permits);
+        let batch = start(&shared, batch).await;
         if !batch.is_empty() && tx.send(batch).await.is_err() {
             return;
         }
@@ -162,7 +215,7 @@ pub(super) async fn claim_loop(
             let (next, claimed) = match shared.queue.store().claim(&shared.consumer, min_idle, &cursor, want).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(error = %crate::jobs::error::chain(&e), queue = %shared.queue.name(), "claim failed; retrying later");
+                    tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "claim failed; retrying later");
                     break;
                 }
             };
@@ -178,6 +231,7 @@ pub(super) async fn claim_loop(
             drop(permits);
             let wrapped = next == "0-0";
             cursor = next;
+            let batch = start(&shared, batch).await;
             if !batch.is_empty() && tx.send(batch).await.is_err() {
                 return;
             }
@@ -195,7 +249,7 @@ pub(super) async fn promote_loop(shared: Arc<Shared>, mut stop: watch::Receiver<
             Ok(n) => {
                 tracing::debug!(moved = n, queue = %shared.queue.name(), "moved due entries into the stream");
             }
-            Err(e) => tracing::warn!(error = %crate::jobs::error::chain(&e), "moving due entries failed; retrying"),
+            Err(e) => tracing::warn!(error = %chain(&e), "moving due entries failed; retrying"),
         }
         if pause(&mut stop, shared.config.poll_delayed_every).await {
             return;
@@ -210,11 +264,11 @@ pub(super) async fn promote_loop(shared: Arc<Shared>, mut stop: watch::Receiver<
 pub(super) async fn ack_loop(store: Store, consumer: String, mut rx: mpsc::UnboundedReceiver<AckRequest>) {
     let mut batch = Vec::with_capacity(ACK_BATCH_MAX);
     while rx.recv_many(&mut batch, ACK_BATCH_MAX).await > 0 {
-        let pairs: Vec<(&str, u64)> = batch.iter().map(|r| (r.entry_id.as_str(), r.token)).collect();
-        let acked = match store.ack(&consumer, &pairs).await {
+        let runs: Vec<DoneRun> = batch.iter_mut().map(|r| std::mem::take(&mut r.run)).collect();
+        let acked = match store.ack(&consumer, &runs).await {
             Ok(done) => Some(done),
             Err(e) => {
-                tracing::warn!(error = %crate::jobs::error::chain(&e), "acknowledging a batch failed");
+                tracing::warn!(error = %chain(&e), "acknowledging a batch failed");
                 None
             }
         };
@@ -233,26 +287,31 @@ pub(super) async fn renew_loop(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let due: Vec<(u64, String, u64)> = shared
+        let due: Vec<(u64, String, u64, String)> = shared
             .running()
             .iter()
             .filter(|(_, r)| !*r.lost.borrow())
-            .map(|(&run, r)| (run, r.entry_id.clone(), r.token))
+            .map(|(&run, r)| (run, r.entry_id.clone(), r.token, r.job_id.clone()))
             .collect();
         for chunk in due.chunks(RENEW_BATCH_MAX) {
-            let pairs: Vec<(&str, u64)> = chunk.iter().map(|(_, id, token)| (id.as_str(), *token)).collect();
-            let renewed = shared.queue.store().renew(&shared.consumer, &pairs).await;
+            let runs: Vec<(&str, u64, &str)> =
+                chunk.iter().map(|(_, id, token, job)| (id.as_str(), *token, job.as_str())).collect();
+            let renewed = shared.queue.store().renew(&shared.consumer, &runs).await;
             if let Err(e) = &renewed {
-                tracing::warn!(error = %crate::jobs::error::chain(e), queue = %shared.queue.name(), "lease renewal failed");
+                tracing::warn!(error = %chain(e), queue = %shared.queue.name(), "lease renewal failed");
             }
             let now = Instant::now();
             let mut running = shared.running();
-            for (i, (run, entry_id, token)) in chunk.iter().enumerate() {
+            for (i, (run, entry_id, token, _)) in chunk.iter().enumerate() {
                 // A job that finished meanwhile is gone; its renewal no longer matters.
                 let Some(r) = running.get_mut(run) else { continue };
                 let lost = match &renewed {
-                    Ok(done) if done[i] => {
+                    Ok(answers) if answers[i] != Renewed::Lost => {
                         r.renewed = now;
+                        if answers[i] == Renewed::CancelRequested && r.cancel.borrow().is_none() {
+                            tracing::info!(entry = %entry_id, "job cancelled while running; telling it");
+                            r.cancel.send_replace(Some(CancelReason::Requested));
+                        }
                         false
                     }
                     Ok(_) => {
@@ -269,6 +328,40 @@ pub(super) async fn renew_loop(shared: Arc<Shared>) {
                     r.lost.send_replace(true);
                 }
             }
+        }
+    }
+}
+
+/// Every `sweep_every`: re-queues entries no consumer holds below the group's last delivered
+/// id (bounded work per tick), and removes other consumers that hold nothing and have not
+/// read for several leases (crashed or restarted workers).
+pub(super) async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    const PER_TICK: usize = 200;
+    let mut cursor = "0-0".to_owned();
+    let idle = (shared.config.lease * 4).max(shared.config.block * 10);
+    loop {
+        if pause(&mut stop, shared.config.sweep_every).await {
+            return;
+        }
+        let store = shared.queue.store();
+        match store.sweep(&cursor, PER_TICK).await {
+            Ok((next, moved)) => {
+                if moved > 0 {
+                    tracing::warn!(moved, queue = %shared.queue.name(), "re-queued entries that no consumer held");
+                    shared.stats.orphans_requeued.fetch_add(moved, std::sync::atomic::Ordering::Relaxed);
+                }
+                cursor = next.unwrap_or_else(|| "0-0".to_owned());
+            }
+            Err(QueueError::MissingGroup { .. }) => {}
+            Err(e) => tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "sweep failed; retrying later"),
+        }
+        match store.prune_consumers(&shared.consumer, idle).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(removed = n, queue = %shared.queue.name(), "removed consumers of crashed workers");
+                shared.stats.consumers_pruned.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "pruning consumers failed"),
         }
     }
 }

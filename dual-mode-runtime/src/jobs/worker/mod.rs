@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 pub use config::WorkerConfig;
 pub use handler::{Handler, HandlerFn, Typed, handler_fn, typed};
-pub use job::{JobInfo, Lease};
+pub use job::{CancelReason, JobInfo, Lease};
 pub use service::{Clients, Job, ServiceHandler, decode_spec};
 pub use stats::{RunReport, WorkerCounts, WorkerStats};
 
@@ -123,6 +123,7 @@ impl Worker {
             acks,
             running: Mutex::default(),
             next_run: AtomicU64::new(0),
+            stopping: watch::Sender::new(None),
         });
         // The acks and renewals go on until the last job finished, through the shutdown.
         let renewer = AbortOnDrop(tokio::spawn(loops::renew_loop(shared.clone())));
@@ -133,7 +134,8 @@ impl Worker {
         let loops = [
             tokio::spawn(loops::read_loop(shared.clone(), reader, sem.clone(), tx.clone(), stop_rx.clone())),
             tokio::spawn(loops::claim_loop(shared.clone(), sem.clone(), tx.clone(), stop_rx.clone())),
-            tokio::spawn(loops::promote_loop(shared.clone(), stop_rx)),
+            tokio::spawn(loops::promote_loop(shared.clone(), stop_rx.clone())),
+            tokio::spawn(loops::sweep_loop(shared.clone(), stop_rx)),
         ];
         drop(tx);
         let mut jobs = JoinSet::new();
@@ -151,7 +153,8 @@ impl Worker {
         tracing::info!(queue = %shared.queue.name(), consumer = %shared.consumer, running = jobs.len(), "worker stopping");
         let _ = stop_tx.send(true);
         let deadline = Instant::now() + shared.config.shutdown_deadline;
-        // Entries the loops already received are ours: run them too, within the deadline.
+        // Running jobs are told now; entries the loops already received are handed back.
+        shared.stopping.send_replace(Some(deadline));
         loop {
             tokio::select! {
                 batch = rx.recv() => match batch {
@@ -178,7 +181,7 @@ impl Worker {
         }
         drop((renewer, acker));
         if let Err(e) = shared.queue.store().remove_consumer_if_idle(&shared.consumer).await {
-            tracing::warn!(error = %e, "could not remove the consumer from the group");
+            tracing::warn!(error = %super::error::chain(&e), "could not remove the consumer from the group");
         }
         let report = RunReport { consumer: shared.consumer.clone(), counts: shared.stats.snapshot(), abandoned };
         tracing::info!(queue = %shared.queue.name(), consumer = %shared.consumer, abandoned, "worker stopped");
@@ -198,6 +201,8 @@ struct Shared {
     /// The jobs whose leases [`loops::renew_loop`] renews, by run number.
     running: Mutex<HashMap<u64, Running>>,
     next_run: AtomicU64,
+    /// The shutdown deadline, once the worker is stopping.
+    stopping: watch::Sender<Option<Instant>>,
 }
 
 impl Shared {
@@ -210,7 +215,10 @@ impl Shared {
 struct Running {
     entry_id: String,
     token: u64,
+    /// The job id (the entry id for an entry without one: it has no record).
+    job_id: String,
     lost: Arc<watch::Sender<bool>>,
+    cancel: Arc<watch::Sender<Option<CancelReason>>>,
     /// When its lease was last renewed (or the job started).
     renewed: Instant,
 }

@@ -1,5 +1,6 @@
-//! One run of one entry: execute the handler, then write its outcome (ack, retry, park) in
-//! one fencing script.
+//! One run of one entry: execute the handler within its limits (lease, cancellation, time
+//! limit, shutdown), then write its outcome (ack, retry, wait, park, cancel, hand back) and
+//! its record in one fencing script.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,23 +13,25 @@ use tracing::Instrument as _;
 
 use super::job::JobInner;
 use super::loops::{AckRequest, Delivery};
-use super::{JobInfo, Lease, Registration, Running, Shared, WorkerStats};
-use crate::jobs::envelope::{Envelope, RawFields, unique_id, unix_ms};
+use super::{CancelReason, JobInfo, Lease, Registration, Running, Shared, WorkerStats};
+use crate::jobs::envelope::{Envelope, RawFields, unix_ms};
 use crate::jobs::error::{JobError, ParkReason, chain};
 use crate::jobs::queue::RAW_PREFIX;
-use crate::jobs::store::millis;
+use crate::jobs::store::{DoneRun, Ending, RunRef, millis};
 use crate::unwind::{catch_unwind, panic_message};
 
 /// At most this many original field pairs are copied into a parked entry.
 const MAX_PARKED_FIELDS: usize = 1000;
 
-/// How one run ended, for the span and the logs.
+/// How one run ended, for the counters, the span and the logs.
 #[derive(Clone, Copy)]
 enum Outcome {
     Succeeded,
     Retried,
     Waiting,
     Parked(ParkReason),
+    Cancelled,
+    HandedBack,
     LeaseLost,
     Unfinished,
 }
@@ -40,10 +43,23 @@ impl Outcome {
             Self::Retried => "retried",
             Self::Waiting => "waiting",
             Self::Parked(_) => "parked",
+            Self::Cancelled => "cancelled",
+            Self::HandedBack => "handed_back",
             Self::LeaseLost => "lease_lost",
             Self::Unfinished => "unfinished",
         }
     }
+}
+
+/// What a handler's future gave: its result as JSON or its error, or the payload of its panic.
+type HandlerResult = Result<Result<Vec<u8>, JobError>, Box<dyn std::any::Any + Send>>;
+
+/// Why a handler was stopped before it returned.
+enum Stopped {
+    LeaseLost,
+    Cancelled,
+    TimedOut(Duration),
+    Shutdown,
 }
 
 pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
@@ -54,7 +70,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
         Err(e) => {
             let span = tracing::warn_span!("job", queue = %shared.queue.name(), entry = %entry_id, outcome = "parked");
             async {
-                let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields };
+                let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields, job: None };
                 let outcome = run.park(ParkReason::MalformedEntry, &e.to_string()).await;
                 run.count(outcome);
             }
@@ -73,12 +89,13 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
         outcome = tracing::field::Empty,
     );
     async {
-        let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields };
+        let job = Some((env.id.clone(), env.unique.clone()));
+        let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields, job };
         let outcome = run.execute(env).await;
         run.count(outcome);
         tracing::Span::current().record("outcome", outcome.as_str());
         match outcome {
-            Outcome::Succeeded | Outcome::Retried | Outcome::Waiting => {
+            Outcome::Succeeded | Outcome::Retried | Outcome::Waiting | Outcome::Cancelled | Outcome::HandedBack => {
                 tracing::info!(outcome = outcome.as_str(), "job finished");
             }
             Outcome::Parked(reason) => {
@@ -99,6 +116,8 @@ struct Run<'a> {
     entry_id: &'a str,
     token: u64,
     fields: &'a RawFields,
+    /// The job id and unique key, when the entry is an envelope.
+    job: Option<(String, Option<String>)>,
 }
 
 impl Run<'_> {
@@ -109,9 +128,19 @@ impl Run<'_> {
             Outcome::Retried => &s.retried,
             Outcome::Waiting => &s.waited,
             Outcome::Parked(_) => &s.parked,
+            Outcome::Cancelled => &s.cancelled,
+            Outcome::HandedBack => &s.handed_back,
             Outcome::LeaseLost => &s.lease_lost,
             Outcome::Unfinished => &s.unfinished,
         });
+    }
+
+    fn run_ref(&self) -> RunRef<'_> {
+        RunRef {
+            entry_id: self.entry_id,
+            token: self.token,
+            job: self.job.as_ref().map(|(id, unique)| (id.as_str(), unique.as_deref())),
+        }
     }
 
     async fn execute(&self, env: Envelope) -> Outcome {
@@ -124,9 +153,16 @@ impl Run<'_> {
             let detail = format!("no handler for type `{}` in this worker", env.type_name);
             return self.park(ParkReason::UnknownType, &detail).await;
         };
+        if shared.stopping.borrow().is_some() {
+            // Received as the worker began to stop: another worker runs it now.
+            return self.hand_back(&env).await;
+        }
         let max_attempts = env.max_attempts.unwrap_or(shared.queue.config().max_attempts).max(1);
+        let limit = env.timeout_ms.map(Duration::from_millis).or_else(|| handler.time_limit());
         let (lost_tx, lost_rx) = watch::channel(false);
         let lost_tx = Arc::new(lost_tx);
+        let (cancel_tx, cancel_rx) = watch::channel(None);
+        let cancel_tx = Arc::new(cancel_tx);
         let lease = Lease { lost: lost_rx, token: self.token };
         let job = JobInfo {
             inner: Arc::new(JobInner {
@@ -136,18 +172,45 @@ impl Run<'_> {
                 consumer: shared.consumer.clone(),
                 max_attempts,
                 lease: lease.clone(),
+                cancel: cancel_rx,
             }),
         };
-        let registration = self.register(lost_tx.clone());
-        let grace = shared.config.lost_lease_grace;
+        let registration = self.register(job.id(), lost_tx.clone(), cancel_tx.clone());
         let result = tokio::select! {
             biased;
             // Polled in this task with its panics caught, so a panic fails this job only;
-            // dropping it (lost lease, shutdown deadline) aborts the handler.
-            r = catch_unwind(handler.call(job.clone())) => Some(r),
-            () = async { lease.lost().await; tokio::time::sleep(grace).await } => {
+            // dropping it (any of the other branches) aborts the handler, and a service's
+            // guard closes the clients it opened.
+            r = catch_unwind(handler.call(job.clone())) => Ok(r),
+            () = async { lease.lost().await; tokio::time::sleep(shared.config.lost_lease_grace).await } => {
                 tracing::warn!("aborting a job that lost its lease and did not stop");
-                None
+                Err(Stopped::LeaseLost)
+            }
+            () = async {
+                let mut rx = job.inner.cancel.clone();
+                if rx.wait_for(|r| *r == Some(CancelReason::Requested)).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(shared.config.cancel_grace).await;
+            } => {
+                tracing::warn!("aborting a cancelled job that did not stop");
+                Err(Stopped::Cancelled)
+            }
+            limit = async move {
+                match limit {
+                    Some(limit) => {
+                        tokio::time::sleep(limit).await;
+                        limit
+                    }
+                    None => std::future::pending().await,
+                }
+            } => {
+                tracing::warn!(limit_ms = millis(limit), "aborting a job that ran past its time limit");
+                Err(Stopped::TimedOut(limit))
+            }
+            () = self.shutdown(&cancel_tx) => {
+                tracing::warn!("aborting a job that did not stop before the shutdown deadline");
+                Err(Stopped::Shutdown)
             }
         };
         // The handler is done (or dropped, which aborts it): no more renewals.
@@ -155,44 +218,94 @@ impl Run<'_> {
         if lease.is_lost() {
             return Outcome::LeaseLost;
         }
-        let env = job.envelope();
-        let outcome = match result {
-            None => return Outcome::LeaseLost,
-            Some(Ok(Ok(()))) => self.finish("ack", Outcome::Succeeded, || self.ack()).await,
-            Some(Ok(Err(JobError::Decode(e)))) => self.park(e.reason, &e.to_string()).await,
-            Some(Ok(Err(JobError::Permanent(e)))) => self.park(ParkReason::Rejected, &chain(&*e)).await,
-            Some(Ok(Err(JobError::Failed(e)))) => self.retry_or_park(env, max_attempts, &chain(&*e)).await,
-            Some(Ok(Err(JobError::RetryAfter { after, source }))) => {
-                tracing::info!(error = %chain(&*source), wait_ms = millis(after), "job must wait; delayed without counting an attempt");
-                self.delay(env.clone(), after, Outcome::Waiting).await
-            }
-            Some(Err(payload)) => {
-                WorkerStats::bump(&shared.stats.panicked);
-                let msg = format!("panicked: {}", panic_message(&*payload));
-                tracing::warn!(error = %msg, "job panicked");
-                self.retry_or_park(env, max_attempts, &msg).await
-            }
-        };
+        let outcome = self.conclude(result, &job).await;
         if matches!(outcome, Outcome::LeaseLost) {
             lost_tx.send_replace(true);
         }
         outcome
     }
 
+    /// Writes what a run's result means: ack, park, retry, wait, cancel or hand back.
+    async fn conclude(&self, result: Result<HandlerResult, Stopped>, job: &JobInfo) -> Outcome {
+        let cancel = job.cancel_reason();
+        let (env, max_attempts, shared) = (job.envelope(), job.max_attempts(), self.shared);
+        match result {
+            Err(Stopped::LeaseLost) => Outcome::LeaseLost,
+            Err(Stopped::Cancelled) => self.end_cancelled().await,
+            Err(Stopped::Shutdown) => self.hand_back(env).await,
+            Err(Stopped::TimedOut(limit)) => {
+                WorkerStats::bump(&shared.stats.timed_out);
+                let error = format!("timeout: the attempt ran longer than its limit of {limit:?}");
+                self.retry_or_park(env, max_attempts, &error).await
+            }
+            Ok(Ok(Ok(result))) => self.finish("ack", Outcome::Succeeded, || self.ack(result.clone())).await,
+            Ok(Ok(Err(JobError::Decode(e)))) => self.park(e.reason, &e.to_string()).await,
+            // A handler that stopped when told: cancelled, or handed back at shutdown.
+            Ok(_) if cancel == Some(CancelReason::Requested) => self.end_cancelled().await,
+            Ok(_) if cancel == Some(CancelReason::Shutdown) => self.hand_back(env).await,
+            Ok(Ok(Err(JobError::Permanent(e)))) => self.park(ParkReason::Rejected, &chain(&*e)).await,
+            Ok(Ok(Err(JobError::Failed(e)))) => self.retry_or_park(env, max_attempts, &chain(&*e)).await,
+            Ok(Ok(Err(JobError::RetryAfter { after, source }))) => {
+                let error = chain(&*source);
+                tracing::info!(%error, wait_ms = millis(after), "job must wait; delayed without counting an attempt");
+                self.later(env.clone(), after, false, &format!("waiting: {error}"), Outcome::Waiting).await
+            }
+            Ok(Err(payload)) => {
+                WorkerStats::bump(&shared.stats.panicked);
+                let msg = format!("panicked: {}", panic_message(&*payload));
+                tracing::warn!(error = %msg, "job panicked");
+                self.retry_or_park(env, max_attempts, &msg).await
+            }
+        }
+    }
+
+    /// Resolves when this run must give way to the worker's shutdown: it tells the job as the
+    /// shutdown starts, then waits until shortly before the deadline, leaving time to hand
+    /// the job back.
+    async fn shutdown(&self, cancel: &watch::Sender<Option<CancelReason>>) {
+        let mut stopping = self.shared.stopping.subscribe();
+        let deadline = match stopping.wait_for(Option::is_some).await.map(|d| *d) {
+            Ok(deadline) => deadline.unwrap_or_else(Instant::now),
+            Err(_) => return std::future::pending().await,
+        };
+        cancel.send_if_modified(|r| {
+            let tell = r.is_none();
+            if tell {
+                *r = Some(CancelReason::Shutdown);
+            }
+            tell
+        });
+        let margin = (self.shared.config.shutdown_deadline / 4).min(Duration::from_secs(1));
+        tokio::time::sleep_until(deadline.checked_sub(margin).unwrap_or(deadline)).await;
+    }
+
     /// Puts this run in the jobs whose leases [`renew_loop`](super::loops::renew_loop) renews.
-    fn register(&self, lost: Arc<watch::Sender<bool>>) -> Registration<'_> {
+    fn register(
+        &self,
+        job_id: &str,
+        lost: Arc<watch::Sender<bool>>,
+        cancel: Arc<watch::Sender<Option<CancelReason>>>,
+    ) -> Registration<'_> {
         let run = self.shared.next_run.fetch_add(1, Ordering::Relaxed);
-        let entry = Running { entry_id: self.entry_id.to_owned(), token: self.token, lost, renewed: Instant::now() };
+        let entry = Running {
+            entry_id: self.entry_id.to_owned(),
+            token: self.token,
+            job_id: job_id.to_owned(),
+            lost,
+            cancel,
+            renewed: Instant::now(),
+        };
         self.shared.running().insert(run, entry);
         Registration { shared: self.shared, run }
     }
 
-    /// Acknowledges this run's entry through the ack batcher
+    /// Acknowledges this run's entry with its result through the ack batcher
     /// ([`ack_loop`](super::loops::ack_loop)); `None` when the batch's script failed.
-    async fn ack(&self) -> Option<bool> {
+    async fn ack(&self, result: Vec<u8>) -> Option<bool> {
+        let (job_id, unique) = self.job.clone().unwrap_or_default();
+        let run = DoneRun { entry_id: self.entry_id.to_owned(), token: self.token, job_id, unique, result };
         let (done, answer) = oneshot::channel();
-        let request = AckRequest { entry_id: self.entry_id.to_owned(), token: self.token, done };
-        self.shared.acks.send(request).ok()?;
+        self.shared.acks.send(AckRequest { run, done }).ok()?;
         answer.await.ok()?
     }
 
@@ -203,17 +316,25 @@ impl Run<'_> {
         }
         let delay = self.shared.config.backoff_for(env.attempt);
         tracing::info!(error = %error, delay_ms = millis(delay), "job failed; retrying");
-        self.delay(Envelope { attempt: env.attempt + 1, ..env.clone() }, delay, Outcome::Retried).await
+        let next = Envelope { attempt: env.attempt + 1, ..env.clone() };
+        self.later(next, delay, true, error, Outcome::Retried).await
     }
 
-    /// Replaces this run's entry by `next`, due after `delay`, in one script.
-    async fn delay(&self, next: Envelope, delay: Duration, ok: Outcome) -> Outcome {
-        let member = unique_id();
-        let (store, consumer, member, next) = (self.shared.queue.store(), &self.shared.consumer, &member, &next);
-        self.finish("retry", ok, || async move {
-            store.retry(consumer, self.entry_id, self.token, delay, member, next).await.ok()
-        })
-        .await
+    /// Gives the job back to the queue at once, without counting an attempt.
+    async fn hand_back(&self, env: &Envelope) -> Outcome {
+        self.later(env.clone(), Duration::ZERO, false, "handed back by a stopping worker", Outcome::HandedBack).await
+    }
+
+    /// Replaces this run's entry by `next`, due after `delay`, in one script; `retry` says
+    /// whether an attempt failed (`retrying`) or the job only waits (`delayed`).
+    async fn later(&self, next: Envelope, delay: Duration, retry: bool, error: &str, ok: Outcome) -> Outcome {
+        let record = [("attempt", next.attempt.to_string().into_bytes()), ("error", error.as_bytes().to_vec())];
+        let ending = Ending::Later { retry, delay, next: &next };
+        self.end("retry", &ending, &record, ok).await
+    }
+
+    async fn end_cancelled(&self) -> Outcome {
+        self.end("cancel", &Ending::Cancelled, &[], Outcome::Cancelled).await
     }
 
     async fn park(&self, reason: ParkReason, detail: &str) -> Outcome {
@@ -233,9 +354,23 @@ impl Run<'_> {
             fields.push((name, v.clone()));
         }
         tracing::warn!(reason = %reason, detail, "parking entry");
-        let (store, consumer, fields) = (self.shared.queue.store(), &self.shared.consumer, &fields);
-        self.finish("park", Outcome::Parked(reason), || async move {
-            store.park(consumer, self.entry_id, self.token, fields).await.ok()
+        let record = [("reason", reason.code().as_bytes().to_vec()), ("error", detail.as_bytes().to_vec())];
+        self.end("park", &Ending::Parked { fields: &fields }, &record, Outcome::Parked(reason)).await
+    }
+
+    /// Ends the run with the end script (ownership-checked), retrying failures a few times.
+    async fn end(&self, op: &'static str, ending: &Ending<'_>, record: &[(&str, Vec<u8>)], ok: Outcome) -> Outcome {
+        let run = self.run_ref();
+        let (store, consumer) = (self.shared.queue.store(), &self.shared.consumer);
+        self.finish(op, ok, || {
+            let run = &run;
+            async move {
+                store
+                    .end(consumer, run, ending, record)
+                    .await
+                    .inspect_err(|e| tracing::warn!(error = %chain(e), op, "writing the job outcome failed"))
+                    .ok()
+            }
         })
         .await
     }
@@ -256,7 +391,6 @@ impl Run<'_> {
                     return Outcome::LeaseLost;
                 }
                 None => {
-                    tracing::warn!(op, "writing the job outcome failed");
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
                 }
             }

@@ -4,6 +4,10 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::{Handler, JobInfo};
 use crate::jobs::envelope::decode_json;
@@ -16,9 +20,35 @@ use crate::{Context, DualMode, Parts, Spec};
 ///
 /// Delivery is at-least-once: key side effects by [`JobInfo::idempotency_key`], see the
 /// [module docs](crate::jobs#at-least-once-delivery).
+///
+/// ```ignore
+/// impl Job for Report {
+///     type Output = ReportSummary;               // `()` when the job returns nothing
+///     const TIMEOUT: Option<Duration> = Some(Duration::from_secs(60));
+///
+///     async fn run(&self, job: &JobInfo) -> Result<ReportSummary, JobError> {
+///         self.build().await.map_err(JobError::failed)
+///     }
+/// }
+/// // elsewhere: queue.wait_for::<Report>(&job_id, timeout).await? is a JobOutcome<ReportSummary>
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not run as a job",
+    note = "implement `dual_mode::jobs::Job` for `{Self}`: `type Output` and `async fn run(&self, job: &JobInfo)`"
+)]
 pub trait Job: DualMode {
-    /// Runs the job; the attempt, ids and lease are in `job`.
-    fn run(&self, job: &JobInfo) -> impl Future<Output = Result<(), JobError>> + Send;
+    /// What a successful run returns, stored with the job's record and typed again by
+    /// [`Queue::wait_for`](crate::jobs::Queue::wait_for); `()` for nothing.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// The time limit of one attempt (a push's
+    /// [`PushOptions::timeout`](crate::jobs::PushOptions::timeout) wins); `None`: no limit. At
+    /// the deadline the run is dropped, its guard closes the clients it opened, and the
+    /// attempt fails with a `timeout` error.
+    const TIMEOUT: Option<Duration> = None;
+
+    /// Runs the job; the attempt, ids, lease and cancellation are in `job`.
+    fn run(&self, job: &JobInfo) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
 }
 
 /// Where a worker's service jobs get their clients.
@@ -63,7 +93,13 @@ pub fn decode_spec<T: Spec>(payload: &[u8]) -> Result<T, DecodeError> {
 }
 
 impl<S: Job> Handler for ServiceHandler<S> {
-    async fn handle(&self, job: JobInfo) -> Result<(), JobError> {
+    type Output = S::Output;
+
+    fn timeout(&self) -> Option<Duration> {
+        S::TIMEOUT
+    }
+
+    async fn handle(&self, job: JobInfo) -> Result<S::Output, JobError> {
         let known = <S::Spec as Spec>::VERSION;
         if job.version() > known {
             return Err(DecodeError {

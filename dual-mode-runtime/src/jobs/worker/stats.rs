@@ -13,6 +13,11 @@ pub struct WorkerStats {
     pub(super) panicked: AtomicU64,
     pub(super) lease_lost: AtomicU64,
     pub(super) unfinished: AtomicU64,
+    pub(super) cancelled: AtomicU64,
+    pub(super) timed_out: AtomicU64,
+    pub(super) handed_back: AtomicU64,
+    pub(super) orphans_requeued: AtomicU64,
+    pub(super) consumers_pruned: AtomicU64,
 }
 
 /// A snapshot of [`WorkerStats`].
@@ -34,6 +39,16 @@ pub struct WorkerCounts {
     pub lease_lost: u64,
     /// Runs whose outcome could not be written (Redis down); their entries are claimed again.
     pub unfinished: u64,
+    /// Jobs cancelled (before they started, or while they ran).
+    pub cancelled: u64,
+    /// Attempts that ran past their time limit (each also counts as retried or parked).
+    pub timed_out: u64,
+    /// Jobs handed back to the queue, without counting an attempt, at shutdown.
+    pub handed_back: u64,
+    /// Entries that no consumer held below the group's last delivered id, queued again.
+    pub orphans_requeued: u64,
+    /// Consumers of other, crashed workers removed from the group.
+    pub consumers_pruned: u64,
 }
 
 impl WorkerStats {
@@ -50,6 +65,11 @@ impl WorkerStats {
             panicked: g(&self.panicked),
             lease_lost: g(&self.lease_lost),
             unfinished: g(&self.unfinished),
+            cancelled: g(&self.cancelled),
+            timed_out: g(&self.timed_out),
+            handed_back: g(&self.handed_back),
+            orphans_requeued: g(&self.orphans_requeued),
+            consumers_pruned: g(&self.consumers_pruned),
         }
     }
 
