@@ -104,6 +104,7 @@ mod error;
 mod queue;
 mod record;
 mod schedule;
+mod signal;
 mod store;
 mod worker;
 
@@ -113,7 +114,8 @@ pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkR
 pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};
 pub use record::{CancelOutcome, JobOutcome, JobRecord, JobState, UnknownState, WaitError};
 pub use schedule::{Schedule, Scheduler, SchedulerConfig};
+pub use signal::shutdown_signal;
 pub use worker::{
-    Clients, Handler, HandlerFn, Job, JobInfo, Lease, RunReport, ServiceHandler, Typed, Worker, WorkerConfig,
-    WorkerCounts, WorkerStats, decode_spec, handler_fn, typed,
+    CancelReason, Clients, Handler, HandlerFn, Job, JobInfo, Lease, RunReport, ServiceHandler, Typed, Worker,
+    WorkerConfig, WorkerCounts, WorkerStats, decode_spec, handler_fn, typed,
 };

@@ -325,7 +325,9 @@ if state == 'running' then
 end
 if state == 'queued' then
   local entry = redis.call('HGET', rec, 'entry')
-  if entry and #redis.call('XPENDING', KEYS[1], group, entry, entry, 1) > 0 then
+  -- No group yet (no worker ever ran): nothing was delivered.
+  local p = entry and redis.pcall('XPENDING', KEYS[1], group, entry, entry, 1)
+  if type(p) == 'table' and not p.err and #p > 0 then
     -- Delivered, not started yet: the worker's start sees the flag.
     redis.call('HSET', rec, 'cancel', '1')
     return 'requested'

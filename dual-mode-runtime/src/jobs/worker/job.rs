@@ -174,7 +174,8 @@ impl JobInfo {
     /// ```
     pub async fn cancelled(&self) -> CancelReason {
         let mut rx = self.inner.cancel.clone();
-        match rx.wait_for(Option::is_some).await {
+        let told = rx.wait_for(Option::is_some).await.map(|reason| *reason);
+        match told {
             Ok(reason) => reason.unwrap_or(CancelReason::Requested),
             Err(_) => std::future::pending().await,
         }
