@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use common::RedisServer;
 use dual_mode::jobs::{
-    JobError, JobInfo, PushOptions, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker, WorkerConfig, typed,
+    JobError, JobInfo, PushOptions, Queue, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker, WorkerConfig,
+    typed,
 };
 use jobs_support::{RoleProcess, con, queue, unique, wait_for};
 use redis::AsyncCommands;
@@ -111,81 +112,88 @@ async fn role() {
                 Scheduler::new(q, SchedulerConfig::new()).schedule(schedule).run(stop).await.expect("scheduler");
             let _: () = db.rpush(format!("{name}:sched-report"), enqueued).await.expect("report");
         }
-        "signal-worker" => {
-            // Stops on SIGTERM; each job returns n * 10, and stops when told unless stubborn.
-            let cfg = WorkerConfig::new()
-                .concurrency(4)
-                .lease(Duration::from_secs(2))
-                .block(Duration::from_millis(100))
-                .poll_delayed_every(Duration::from_millis(20))
-                .shutdown_deadline(Duration::from_secs(2));
-            let rec = db.clone();
-            let n2 = name.clone();
-            let worker = Worker::new(q, cfg).handle(
-                "Work",
-                typed(move |w: Work, job: JobInfo| {
-                    let (mut rec, name) = (rec.clone(), n2.clone());
-                    async move {
-                        let fail = |e: redis::RedisError| JobError::failed(e);
-                        let _: () = rec.rpush(format!("{name}:starts"), w.n).await.map_err(fail)?;
-                        let sleep = tokio::time::sleep(Duration::from_millis(w.sleep_ms));
-                        if w.stubborn {
-                            sleep.await;
-                        } else {
-                            tokio::select! {
-                                () = sleep => {}
-                                reason = job.cancelled() => return Err(JobError::failed(format!("stopped: {reason:?}"))),
-                            }
-                        }
-                        let _: () = rec.rpush(format!("{name}:done"), w.n).await.map_err(fail)?;
-                        Ok(w.n * 10)
-                    }
-                }),
-            );
-            let _: () = db.rpush(format!("{name}:ready"), worker.consumer()).await.expect("ready");
-            let report = worker.run(dual_mode::jobs::shutdown_signal()).await.expect("worker run");
-            let counts = report.counts;
-            let _: () = db
-                .hset_multiple(
-                    format!("{name}:report:{}", report.consumer),
-                    &[("succeeded", counts.succeeded), ("handed_back", counts.handed_back)],
-                )
-                .await
-                .expect("report");
-        }
-        "unique-pusher" => {
-            let key = env("DM_UNIQUE_KEY").expect("DM_UNIQUE_KEY");
-            let _: () = db.rpush(format!("{name}:ready"), std::process::id()).await.expect("ready");
-            wait_for(Duration::from_secs(20), "go", async || {
-                db.exists::<_, bool>(format!("{name}:go")).await.ok()?.then_some(())
-            })
-            .await;
-            let pushes: Vec<_> = (0..250u32)
-                .map(|i| {
-                    let (q, key) = (q.clone(), key.clone());
-                    tokio::spawn(async move {
-                        q.push(
-                            "Work",
-                            1,
-                            &Work { n: i, sleep_ms: 0, stubborn: false },
-                            PushOptions::new().unique(key, Duration::from_secs(60)),
-                        )
-                        .await
-                        .expect("push")
-                    })
-                })
-                .collect();
-            for p in pushes {
-                let pushed = p.await.expect("push task");
-                let _: () = db.sadd(format!("{name}:ids"), &pushed.job_id).await.expect("sadd");
-                if !pushed.duplicate {
-                    let _: () = db.incr(format!("{name}:added"), 1).await.expect("incr");
-                }
-            }
-            let _: () = db.rpush(format!("{name}:finished"), std::process::id()).await.expect("finished");
-        }
+        "signal-worker" => signal_worker(q, db, name).await,
+        "unique-pusher" => unique_pusher(q, db, name).await,
         other => panic!("unknown role {other}"),
     }
+}
+
+/// A worker that stops on SIGTERM; each job returns n * 10, and stops when told unless
+/// stubborn.
+async fn signal_worker(q: Queue, mut db: redis::aio::MultiplexedConnection, name: String) {
+    // Stops on SIGTERM; each job returns n * 10, and stops when told unless stubborn.
+    let cfg = WorkerConfig::new()
+        .concurrency(4)
+        .lease(Duration::from_secs(2))
+        .block(Duration::from_millis(100))
+        .poll_delayed_every(Duration::from_millis(20))
+        .shutdown_deadline(Duration::from_secs(2));
+    let rec = db.clone();
+    let n2 = name.clone();
+    let worker = Worker::new(q, cfg).handle(
+        "Work",
+        typed(move |w: Work, job: JobInfo| {
+            let (mut rec, name) = (rec.clone(), n2.clone());
+            async move {
+                let fail = |e: redis::RedisError| JobError::failed(e);
+                let _: () = rec.rpush(format!("{name}:starts"), w.n).await.map_err(fail)?;
+                let sleep = tokio::time::sleep(Duration::from_millis(w.sleep_ms));
+                if w.stubborn {
+                    sleep.await;
+                } else {
+                    tokio::select! {
+                        () = sleep => {}
+                        reason = job.cancelled() => return Err(JobError::failed(format!("stopped: {reason:?}"))),
+                    }
+                }
+                let _: () = rec.rpush(format!("{name}:done"), w.n).await.map_err(fail)?;
+                Ok(w.n * 10)
+            }
+        }),
+    );
+    let _: () = db.rpush(format!("{name}:ready"), worker.consumer()).await.expect("ready");
+    let report = worker.run(dual_mode::jobs::shutdown_signal()).await.expect("worker run");
+    let counts = report.counts;
+    let _: () = db
+        .hset_multiple(
+            format!("{name}:report:{}", report.consumer),
+            &[("succeeded", counts.succeeded), ("handed_back", counts.handed_back)],
+        )
+        .await
+        .expect("report");
+}
+
+/// Pushes 250 jobs at once under one unique key, once told to go; records what it got.
+async fn unique_pusher(q: Queue, mut db: redis::aio::MultiplexedConnection, name: String) {
+    let key = env("DM_UNIQUE_KEY").expect("DM_UNIQUE_KEY");
+    let _: () = db.rpush(format!("{name}:ready"), std::process::id()).await.expect("ready");
+    wait_for(Duration::from_secs(20), "go", async || {
+        db.exists::<_, bool>(format!("{name}:go")).await.ok()?.then_some(())
+    })
+    .await;
+    let pushes: Vec<_> = (0..250u32)
+        .map(|i| {
+            let (q, key) = (q.clone(), key.clone());
+            tokio::spawn(async move {
+                q.push(
+                    "Work",
+                    1,
+                    &Work { n: i, sleep_ms: 0, stubborn: false },
+                    PushOptions::new().unique(key, Duration::from_secs(60)),
+                )
+                .await
+                .expect("push")
+            })
+        })
+        .collect();
+    for p in pushes {
+        let result = p.await.expect("push task");
+        let _: () = db.sadd(format!("{name}:ids"), &result.job_id).await.expect("sadd");
+        if !result.duplicate {
+            let _: () = db.incr(format!("{name}:added"), 1).await.expect("incr");
+        }
+    }
+    let _: () = db.rpush(format!("{name}:finished"), std::process::id()).await.expect("finished");
 }
 
 fn spawn(role: &str, url: &str, name: &str, extra: &[(&str, String)]) -> RoleProcess {
