@@ -114,6 +114,7 @@ impl Worker {
         let (acks, acks_rx) = mpsc::unbounded_channel();
         let acker =
             AbortOnDrop(tokio::spawn(loops::ack_loop(self.queue.store().clone(), self.consumer.clone(), acks_rx)));
+        let concurrency = self.config.concurrency;
         let shared = Arc::new(Shared {
             queue: self.queue,
             config: self.config,
@@ -124,6 +125,7 @@ impl Worker {
             running: Mutex::default(),
             next_run: AtomicU64::new(0),
             stopping: watch::Sender::new(None),
+            writing: Arc::new(Semaphore::new(concurrency)),
         });
         // The acks and renewals go on until the last job finished, through the shutdown.
         let renewer = AbortOnDrop(tokio::spawn(loops::renew_loop(shared.clone())));
@@ -203,6 +205,8 @@ struct Shared {
     next_run: AtomicU64,
     /// The shutdown deadline, once the worker is stopping.
     stopping: watch::Sender<Option<Instant>>,
+    /// Slots of runs whose handler is done and whose outcome is being written.
+    writing: Arc<Semaphore>,
 }
 
 impl Shared {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
@@ -64,13 +64,13 @@ enum Stopped {
 
 pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
     let Delivery { entry_id, fields, token, permit } = d;
-    let _permit = permit;
+    let permit = std::sync::Mutex::new(Some(permit));
     let env = match Envelope::from_fields(&fields) {
         Ok(env) => env,
         Err(e) => {
             let span = tracing::warn_span!("job", queue = %shared.queue.name(), entry = %entry_id, outcome = "parked");
             async {
-                let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields, job: None };
+                let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields, job: None, permit: &permit };
                 let outcome = run.park(ParkReason::MalformedEntry, &e.to_string()).await;
                 run.count(outcome);
             }
@@ -90,7 +90,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
     );
     async {
         let job = Some((env.id.clone(), env.unique.clone()));
-        let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields, job };
+        let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields, job, permit: &permit };
         let outcome = run.execute(env).await;
         run.count(outcome);
         tracing::Span::current().record("outcome", outcome.as_str());
@@ -118,6 +118,8 @@ struct Run<'a> {
     fields: &'a RawFields,
     /// The job id and unique key, when the entry is an envelope.
     job: Option<(String, Option<String>)>,
+    /// The concurrency slot, given up once the handler is done (see [`Run::release`]).
+    permit: &'a std::sync::Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 impl Run<'_> {
@@ -215,6 +217,7 @@ impl Run<'_> {
         };
         // The handler is done (or dropped, which aborts it): no more renewals.
         drop(registration);
+        self.release().await;
         if lease.is_lost() {
             return Outcome::LeaseLost;
         }
@@ -257,6 +260,15 @@ impl Run<'_> {
                 self.retry_or_park(env, max_attempts, &msg).await
             }
         }
+    }
+
+    /// Trades the concurrency slot for a slot among the runs whose outcome is being written:
+    /// the next job starts while this one's acknowledgement is in flight, and at most
+    /// `concurrency` outcomes wait for Redis at once.
+    async fn release(&self) {
+        let writing = self.shared.writing.clone().acquire_owned().await.ok();
+        let mut slot = self.permit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = writing;
     }
 
     /// Resolves when this run must give way to the worker's shutdown: it tells the job as the
