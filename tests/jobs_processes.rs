@@ -67,7 +67,7 @@ async fn role() {
                 .renew_every(Duration::from_millis(lease_ms / 4))
                 .block(Duration::from_millis(200))
                 .poll_delayed_every(Duration::from_millis(50))
-                .lost_lease_grace(Duration::from_secs(10));
+                .lost_lease_grace(Duration::from_millis(lease_ms / 8));
             let worker = Worker::new(q.clone(), cfg);
             let consumer = worker.consumer().to_owned();
             let rec = db.clone();

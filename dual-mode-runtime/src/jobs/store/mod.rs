@@ -52,6 +52,31 @@ pub(crate) enum Renewed {
     CancelRequested,
 }
 
+/// What a fenced write answered for one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Written now.
+    Done,
+    /// Written already, by an earlier try of this run whose reply was lost.
+    Landed,
+    /// Refused: no consumer holds the entry (acknowledged by another run, or the group was
+    /// recreated).
+    Gone,
+    /// Refused: another consumer, or a later delivery, holds the entry.
+    Other,
+}
+
+impl Written {
+    fn from_answer(answer: i64) -> Self {
+        match answer {
+            1 => Self::Done,
+            3 => Self::Landed,
+            2 => Self::Gone,
+            _ => Self::Other,
+        }
+    }
+}
+
 /// A successful run to acknowledge, with its result.
 #[derive(Default)]
 pub(crate) struct DoneRun {
@@ -460,8 +485,8 @@ impl Store {
     }
 
     /// Acknowledges and deletes these runs' entries and records them `done` with their
-    /// results; per run whether this consumer still owned it.
-    pub(crate) async fn ack(&self, consumer: &str, runs: &[DoneRun]) -> Result<Vec<bool>, QueueError> {
+    /// results; per run what was written.
+    pub(crate) async fn ack(&self, consumer: &str, runs: &[DoneRun]) -> Result<Vec<Written>, QueueError> {
         let mut inv = scripts::ACK.prepare_invoke();
         self.base_keys(&mut inv);
         inv.arg(&self.group).arg(consumer).arg(self.record_ttl_ms).arg(&self.keys.finished_channel);
@@ -473,18 +498,17 @@ impl Store {
         if done.len() != runs.len() {
             return Err(QueueError::protocol("acknowledge", format!("{} answers for {} runs", done.len(), runs.len())));
         }
-        Ok(done.into_iter().map(|d| d == 1).collect())
+        Ok(done.into_iter().map(Written::from_answer).collect())
     }
 
-    /// Ends a run without success (see [`Ending`]), with `record` items for its record;
-    /// `false` if this consumer no longer owns the entry.
+    /// Ends a run without success (see [`Ending`]), with `record` items for its record.
     pub(crate) async fn end(
         &self,
         consumer: &str,
         run: &RunRef<'_>,
         ending: &Ending<'_>,
         record: &[(&str, Vec<u8>)],
-    ) -> Result<bool, QueueError> {
+    ) -> Result<Written, QueueError> {
         let mut inv = scripts::END.prepare_invoke();
         self.base_keys(&mut inv);
         let (job_id, has_unique) = match run.job {
@@ -525,7 +549,44 @@ impl Store {
             Ending::Cancelled => {}
         }
         let done: i64 = inv.invoke_async(&mut self.con()).await.map_err(redis(state))?;
-        Ok(done == 1)
+        Ok(Written::from_answer(done))
+    }
+
+    /// This consumer's pending entries idle for `min_idle` or more, up to `count`.
+    pub(crate) async fn own_pending(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<String>, QueueError> {
+        let res: Result<Vec<(String, String, u64, u64)>, _> = redis::cmd("XPENDING")
+            .arg(&self.keys.stream)
+            .arg(&self.group)
+            .arg("IDLE")
+            .arg(millis(min_idle))
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .arg(consumer)
+            .query_async(&mut self.con())
+            .await;
+        match res {
+            Ok(entries) => Ok(entries.into_iter().map(|(id, ..)| id).collect()),
+            Err(e) if e.code() == Some("NOGROUP") => Err(self.missing_group()),
+            Err(e) => Err(redis("list own pending entries")(e)),
+        }
+    }
+
+    /// Claims these of this consumer's own pending entries again (raising their delivery
+    /// counts); returns those it still held.
+    pub(crate) async fn reclaim(&self, consumer: &str, ids: &[String]) -> Result<Vec<Claimed>, QueueError> {
+        let mut inv = scripts::RECLAIM.prepare_invoke();
+        inv.key(&self.keys.stream).arg(&self.group).arg(consumer);
+        for id in ids {
+            inv.arg(id);
+        }
+        let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("reclaim own entries"))?;
+        reply::claimed(v).map_err(|d| QueueError::protocol("reclaim own entries", d))
     }
 
     /// Cancels a job by id.

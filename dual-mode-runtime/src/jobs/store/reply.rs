@@ -131,6 +131,11 @@ pub(crate) fn claim(v: Value) -> Result<(String, Vec<Claimed>), String> {
         return Err("claim reply too short".to_owned());
     };
     let cursor = text(&cursor).ok_or("claim cursor is not text")?;
+    Ok((cursor, claimed(list)?))
+}
+
+/// Parses a list of claimed entries: `[[id, fields, delivery count]...]`.
+pub(crate) fn claimed(list: Value) -> Result<Vec<Claimed>, String> {
     let mut out = Vec::new();
     for item in into_items(list).ok_or("claimed entries are not a list")? {
         let mut triple = into_items(item).ok_or("claimed entry is not a list")?.into_iter();
@@ -141,7 +146,7 @@ pub(crate) fn claim(v: Value) -> Result<(String, Vec<Claimed>), String> {
         let count = int(&count).and_then(|c| u64::try_from(c).ok()).ok_or("delivery count is not a number")?;
         out.push((id, fields(fields_)?, count));
     }
-    Ok((cursor, out))
+    Ok(out)
 }
 
 /// Parses a push script's reply: `{1, entry id or due ms}` pushed, `{0, holder id}` a

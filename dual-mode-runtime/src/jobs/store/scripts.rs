@@ -20,14 +20,31 @@ const PRELUDE: &str = r"
 local STATES = {queued = 2, delayed = 3, running = 4, retrying = 5, done = 6, parked = 7, cancelled = 8}
 local TERMINAL = {done = true, parked = true, cancelled = true}
 
--- Whether `consumer` owns the pending entry `id` with delivery count `token` (a claim by
--- anyone, this consumer included, increments the count, so a stale run is fenced too).
-local function owned(stream, group, consumer, id, token)
+-- Who holds the entry `id`: 'owned' when `consumer` does with delivery count `token` (a claim
+-- by anyone, this consumer included, increments the count, so a stale run is fenced too),
+-- 'other' when another consumer or another delivery does, 'gone' when no one does (it was
+-- acknowledged, or the group was recreated).
+local function holder(stream, group, consumer, id, token)
   local p = redis.call('XPENDING', stream, group, id, id, 1)
-  if #p == 0 then return false end
-  if p[1][2] ~= consumer then return false end
-  if tonumber(p[1][4]) ~= tonumber(token) then return false end
-  return true
+  if #p == 0 then return 'gone' end
+  if p[1][2] ~= consumer or tonumber(p[1][4]) ~= tonumber(token) then return 'other' end
+  return 'owned'
+end
+
+local function owned(stream, group, consumer, id, token)
+  return holder(stream, group, consumer, id, token) == 'owned'
+end
+
+-- The answer for a run that no longer holds its entry: 3 when its record shows that this
+-- consumer already wrote `state` for this entry (an earlier try whose reply was lost), else
+-- 2 (gone) or 0 (held by another).
+local function refused(rec, consumer, entry, state, who)
+  if redis.call('HGET', rec, 'state') == state and redis.call('HGET', rec, 'worker') == consumer
+    and redis.call('HGET', rec, 'entry') == entry then
+    return 3
+  end
+  if who == 'gone' then return 2 end
+  return 0
 end
 
 local function now_ms()
@@ -232,8 +249,9 @@ return out
 /// Success of a batch of runs. KEYS: stream, state sets, then per run its record and unique
 /// key (or the record again). ARGV: group, consumer, record ttl, channel, then per run: entry
 /// id, token, job id, has unique, result bytes. Acks and deletes each entry this consumer still
-/// owns with that token and records `done` with the result; per run returns 1, or 0 if
-/// refused. All checks happen before any write, so the result is the same as one by one.
+/// owns with that token and records `done` with the result; per run returns 1, or when
+/// refused 0 (another holds it), 2 (gone) or 3 (this consumer's earlier try landed). All
+/// checks happen before any write, so the result is the same as one by one.
 pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -243,12 +261,13 @@ local out, acked, runs = {}, {}, {}
 local k = 0
 for i = 5, #ARGV, 5 do
   k = k + 1
-  if owned(KEYS[1], group, consumer, ARGV[i], ARGV[i + 1]) then
+  local who = holder(KEYS[1], group, consumer, ARGV[i], ARGV[i + 1])
+  if who == 'owned' then
     table.insert(acked, ARGV[i])
     table.insert(runs, {i, k})
     table.insert(out, 1)
   else
-    table.insert(out, 0)
+    table.insert(out, refused(KEYS[8 + 2 * k - 1], consumer, ARGV[i], 'done', who))
   end
 end
 if #acked > 0 then
@@ -269,15 +288,22 @@ return out
 /// sets, record, unique key (or the record again), then for `retrying`/`delayed` the delayed
 /// set and the new entry's hash, for `parked` the parked stream. ARGV: group, consumer, record
 /// ttl, channel, entry id, token, job id (empty: no record), has unique, state, delay ms, n, n
-/// record items, then the fields of the new delayed or parked entry. Returns 1, or 0 if this
-/// consumer no longer owns the entry.
+/// record items, then the fields of the new delayed or parked entry. Returns 1, or as
+/// [`ACK`] when refused.
 pub(crate) static END: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local group, consumer, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local entry, token, id, has_unique, state = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local n = tonumber(ARGV[11])
-if not owned(KEYS[1], group, consumer, entry, token) then return 0 end
+local who = holder(KEYS[1], group, consumer, entry, token)
+if who ~= 'owned' then
+  if id == '' then
+    if who == 'gone' then return 2 end
+    return 0
+  end
+  return refused(KEYS[9], consumer, entry, state, who)
+end
 local now = now_ms()
 local fields = slice(12, n)
 if state == 'parked' then
@@ -343,22 +369,61 @@ return 'removed'
     )
 });
 
-/// Claim entries whose lease expired. KEYS: stream. ARGV: group, consumer, min idle ms,
-/// cursor, count. Returns `{next cursor, {{id, fields, delivery count}...}}`.
+/// Claim entries whose lease expired, never this consumer's own (a run of this process may
+/// still hold it: claiming it would start a second run in the same process). KEYS: stream.
+/// ARGV: group, consumer, min idle ms, cursor (an entry id; `0-0` from the start), count.
+/// Returns `{next cursor, {{id, fields, delivery count}...}}`, the cursor `0-0` at the end.
 pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+local group, consumer, idle, count = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[5])
+local start = '-'
+if ARGV[4] ~= '0-0' then start = '(' .. ARGV[4] end
+local page = count * 4
+local scan = redis.call('XPENDING', KEYS[1], group, 'IDLE', idle, start, '+', page)
+local ids, last = {}, nil
+for _, e in ipairs(scan) do
+  last = e[1]
+  if e[2] ~= consumer then table.insert(ids, e[1]) end
+  if #ids >= count then break end
+end
+local next = '0-0'
+if last and (#ids >= count or #scan >= page) then next = last end
 local out = {}
-for _, e in ipairs(r[2]) do
-  if type(e) == 'table' and type(e[2]) == 'table' then
-    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
-    if #p > 0 and p[1][2] == ARGV[2] then
-      table.insert(out, {e[1], e[2], p[1][4]})
+if #ids > 0 then
+  for _, e in ipairs(redis.call('XCLAIM', KEYS[1], group, consumer, idle, unpack(ids))) do
+    if type(e) == 'table' and type(e[2]) == 'table' then
+      local p = redis.call('XPENDING', KEYS[1], group, e[1], e[1], 1)
+      if #p > 0 and p[1][2] == consumer then table.insert(out, {e[1], e[2], p[1][4]}) end
     end
   end
 end
-return {r[1], out}
+return {next, out}
+",
+    )
+});
+
+/// Take back this consumer's own pending entries that no run of this process holds (a read
+/// or claim whose reply was lost still executed on the server). KEYS: stream. ARGV: group,
+/// consumer, then entry ids. Each is claimed again by the same consumer, which raises its
+/// delivery count, so a forgotten run could not write. Returns `{{id, fields, count}...}`.
+pub(crate) static RECLAIM: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local out = {}
+local ids = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p > 0 and p[1][2] == ARGV[2] then table.insert(ids, ARGV[i]) end
+end
+if #ids == 0 then return out end
+for _, e in ipairs(redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))) do
+  if type(e) == 'table' and type(e[2]) == 'table' then
+    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
+    table.insert(out, {e[1], e[2], p[1][4]})
+  end
+end
+return out
 ",
     )
 });

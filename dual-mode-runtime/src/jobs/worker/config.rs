@@ -91,13 +91,27 @@ impl WorkerConfig {
         self
     }
 
-    /// Sets the lease, renewal every third of it and claims every half of it.
+    /// Sets the lease, renewal every third of it, claims every half of it, and the grace
+    /// after a lost lease to an eighth of it (shorter than the [margin](Self::lease_margin)).
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self.renew_every = lease / 3;
         self.claim_every = lease / 2;
+        self.lost_lease_grace = lease / 8;
         self
+    }
+
+    /// A quarter of the lease. A run whose last successful renewal was *sent* more than
+    /// `lease - margin` ago is lost, by this worker's own clock, whatever Redis answers later:
+    /// it is told at once ([`Lease::lost`](super::Lease::lost)) and aborted after
+    /// `lost_lease_grace`, which must be shorter than the margin. Another worker can claim the
+    /// entry only once it was idle for the whole lease, counted from the server's execution of
+    /// that renewal, which happened after it was sent: so while both workers' clocks run at the
+    /// same rate, the two runs do not overlap.
+    #[must_use]
+    pub fn lease_margin(&self) -> Duration {
+        self.lease / 4
     }
 
     /// Sets the renewal interval.
@@ -194,8 +208,22 @@ impl WorkerConfig {
         if self.concurrency == 0 {
             return bad("concurrency must be at least 1");
         }
-        if self.lease.is_zero() || self.renew_every.is_zero() || self.renew_every >= self.lease {
-            return bad("renew_every must be non-zero and shorter than the lease");
+        if self.lease.is_zero() || self.renew_every.is_zero() {
+            return bad("lease and renew_every must be non-zero");
+        }
+        let usable = self.lease.saturating_sub(self.lease_margin());
+        if self.renew_every.saturating_mul(2) > usable {
+            return Err(QueueError::Config(format!(
+                "renew_every ({:?}) must fit twice in the lease less its margin ({usable:?}), so one lost renewal does not lose the lease",
+                self.renew_every
+            )));
+        }
+        if self.lost_lease_grace >= self.lease_margin() {
+            return Err(QueueError::Config(format!(
+                "lost_lease_grace ({:?}) must be shorter than the lease margin ({:?}, a quarter of the lease), or a run that lost its lease could overlap the next one",
+                self.lost_lease_grace,
+                self.lease_margin()
+            )));
         }
         if self.claim_every.is_zero() || self.poll_delayed_every.is_zero() || self.sweep_every.is_zero() {
             return bad("claim_every, poll_delayed_every and sweep_every must be non-zero");

@@ -12,7 +12,7 @@ use super::outcome::run_job;
 use super::{CancelReason, Shared, WorkerStats};
 use crate::jobs::envelope::{RawFields, field};
 use crate::jobs::error::{QueueError, chain};
-use crate::jobs::store::{DoneRun, Reader, Renewed, StartRun, Started, Store};
+use crate::jobs::store::{DoneRun, Reader, Renewed, StartRun, Started, Store, Written};
 
 /// At most this many successful runs are acknowledged by one script.
 const ACK_BATCH_MAX: usize = 64;
@@ -20,11 +20,11 @@ const ACK_BATCH_MAX: usize = 64;
 /// At most this many running jobs' leases are renewed by one script.
 const RENEW_BATCH_MAX: usize = 256;
 
-/// A successful run's request to acknowledge its entry; answered with whether this run still
-/// owned it (`Some(false)`: refused), or `None` when the script failed (the ack loop logs why).
+/// A successful run's request to acknowledge its entry; answered with what was written, or
+/// `None` when the script failed (the ack loop logs why).
 pub(super) struct AckRequest {
     pub(super) run: DoneRun,
-    pub(super) done: oneshot::Sender<Option<bool>>,
+    pub(super) done: oneshot::Sender<Option<Written>>,
 }
 
 /// One entry received by this consumer, with its fencing token and its concurrency permit.
@@ -33,9 +33,30 @@ pub(super) struct Delivery {
     pub(super) fields: RawFields,
     pub(super) token: u64,
     pub(super) permit: OwnedSemaphorePermit,
+    /// Keeps the entry in [`Shared::held`] until the run ends.
+    pub(super) held: Held,
+}
+
+/// An entry's place in [`Shared::held`], removed when dropped.
+pub(super) struct Held {
+    shared: Arc<Shared>,
+    entry_id: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.shared.held().remove(&self.entry_id);
+    }
 }
 
 impl Delivery {
+    /// A delivery of a read or claimed entry, held by this process from now on.
+    fn new(shared: &Arc<Shared>, entry_id: String, fields: RawFields, token: u64, permit: OwnedSemaphorePermit) -> Self {
+        shared.held().insert(entry_id.clone());
+        let held = Held { shared: shared.clone(), entry_id: entry_id.clone() };
+        Self { entry_id, fields, token, permit, held }
+    }
+
     /// A raw field as text.
     fn text(&self, name: &str) -> Option<&str> {
         self.fields.iter().find(|(k, _)| k == name.as_bytes()).and_then(|(_, v)| std::str::from_utf8(v).ok())
@@ -44,8 +65,7 @@ impl Delivery {
 
 /// Marks the deliveries that carry a job id as running, in one script; keeps those to run
 /// (entries without an id too: they are parked as malformed) and drops those cancelled before
-/// they started or no longer owned. If the script fails they all run: their records catch up
-/// when they end.
+/// they started or no longer owned.
 async fn start(shared: &Shared, batch: Vec<Delivery>) -> Vec<Delivery> {
     let runs: Vec<(usize, StartRun<'_>)> = batch
         .iter()
@@ -65,8 +85,11 @@ async fn start(shared: &Shared, batch: Vec<Delivery>) -> Vec<Delivery> {
     let answers = match shared.queue.store().start(&shared.consumer, &starts).await {
         Ok(answers) => answers,
         Err(e) => {
-            tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "recording job starts failed; running them");
-            return batch;
+            // The start may have landed or not: the entries stay pending for this consumer,
+            // and the reconciliation claims them again (a new token) and runs them.
+            tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "recording job starts failed; taking them back later");
+            shared.reconcile.notify_one();
+            return Vec::new();
         }
     };
     let mut keep = vec![true; batch.len()];
@@ -163,6 +186,8 @@ pub(super) async fn read_loop(
                 drop(permits);
                 failures = failures.saturating_add(1);
                 tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "read failed; retrying");
+                // A read whose reply was lost still delivered its entries to this consumer.
+                shared.reconcile.notify_one();
                 if matches!(e, QueueError::MissingGroup { .. }) {
                     let _ = shared.queue.ensure_group().await;
                 }
@@ -176,7 +201,7 @@ pub(super) async fn read_loop(
             .into_iter()
             .filter_map(|(entry_id, fields)| {
                 let permit = permits.pop()?;
-                Some(Delivery { entry_id, fields, token: 1, permit })
+                Some(Delivery::new(&shared, entry_id, fields, 1, permit))
             })
             .collect();
         drop(permits);
@@ -196,7 +221,14 @@ pub(super) async fn claim_loop(
     let min_idle = crate::jobs::store::millis(shared.config.lease);
     let mut cursor = "0-0".to_owned();
     loop {
-        if pause(&mut stop, shared.config.claim_every).await {
+        let woken = tokio::select! {
+            stopped = pause(&mut stop, shared.config.claim_every) => if stopped { return } else { false },
+            () = shared.reconcile.notified() => true,
+        };
+        if woken && pause(&mut stop, shared.config.renew_every).await {
+            return;
+        }
+        if !reconcile(&shared, &sem, &tx, &mut stop).await {
             return;
         }
         loop {
@@ -216,6 +248,7 @@ pub(super) async fn claim_loop(
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "claim failed; retrying later");
+                    shared.reconcile.notify_one();
                     break;
                 }
             };
@@ -225,7 +258,7 @@ pub(super) async fn claim_loop(
                 .filter_map(|(entry_id, fields, token)| {
                     let permit = permits.pop()?;
                     tracing::info!(entry = %entry_id, token, "claimed an entry whose lease expired");
-                    Some(Delivery { entry_id, fields, token, permit })
+                    Some(Delivery::new(&shared, entry_id, fields, token, permit))
                 })
                 .collect();
             drop(permits);
@@ -240,6 +273,54 @@ pub(super) async fn claim_loop(
             }
         }
     }
+}
+
+/// Runs this consumer's own pending entries that no run of this process holds: the entries
+/// of a read, claim or start whose reply was lost (they executed on the server all the same).
+/// Only entries idle for two renewal intervals are taken, so an entry whose delivery is still
+/// on its way is not. Returns `false` once stopping.
+async fn reconcile(
+    shared: &Arc<Shared>,
+    sem: &Arc<Semaphore>,
+    tx: &mpsc::Sender<Vec<Delivery>>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let store = shared.queue.store();
+    let min_idle = shared.config.renew_every * 2;
+    let own = match store.own_pending(&shared.consumer, min_idle, shared.config.concurrency * 4).await {
+        Ok(own) => own,
+        Err(e) => {
+            tracing::debug!(error = %chain(&e), "listing own pending entries failed");
+            return true;
+        }
+    };
+    let missing: Vec<String> = {
+        let held = shared.held();
+        own.into_iter().filter(|id| !held.contains(id)).collect()
+    };
+    if missing.is_empty() {
+        return true;
+    }
+    let Some(mut permits) = permits(sem, missing.len(), stop).await else {
+        return false;
+    };
+    let ids = &missing[..permits.len().min(missing.len())];
+    let claimed = match store.reclaim(&shared.consumer, ids).await {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::warn!(error = %chain(&e), "taking back own entries failed; retrying later");
+            shared.reconcile.notify_one();
+            return true;
+        }
+    };
+    tracing::warn!(entries = claimed.len(), queue = %shared.queue.name(), "took back entries delivered to this consumer but never run");
+    let batch: Vec<Delivery> = claimed
+        .into_iter()
+        .filter_map(|(entry_id, fields, token)| Some(Delivery::new(shared, entry_id, fields, token, permits.pop()?)))
+        .collect();
+    drop(permits);
+    let batch = start(shared, batch).await;
+    batch.is_empty() || tx.send(batch).await.is_ok()
 }
 
 pub(super) async fn promote_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -296,18 +377,22 @@ pub(super) async fn renew_loop(shared: Arc<Shared>) {
         for chunk in due.chunks(RENEW_BATCH_MAX) {
             let runs: Vec<(&str, u64, &str)> =
                 chunk.iter().map(|(_, id, token, job)| (id.as_str(), *token, job.as_str())).collect();
-            let renewed = shared.queue.store().renew(&shared.consumer, &runs).await;
+            // A renewal counts from when it was sent: Redis may execute it any time after.
+            let sent = Instant::now();
+            let renewed = match tokio::time::timeout(every, shared.queue.store().renew(&shared.consumer, &runs)).await {
+                Ok(renewed) => renewed,
+                Err(_) => Err(QueueError::protocol("renew leases", "no answer within the renewal interval")),
+            };
             if let Err(e) = &renewed {
                 tracing::warn!(error = %chain(e), queue = %shared.queue.name(), "lease renewal failed");
             }
-            let now = Instant::now();
             let mut running = shared.running();
             for (i, (run, entry_id, token, _)) in chunk.iter().enumerate() {
                 // A job that finished meanwhile is gone; its renewal no longer matters.
                 let Some(r) = running.get_mut(run) else { continue };
                 let lost = match &renewed {
                     Ok(answers) if answers[i] != Renewed::Lost => {
-                        r.renewed = now;
+                        r.renewed = sent;
                         if answers[i] == Renewed::CancelRequested && r.cancel.borrow().is_none() {
                             tracing::info!(entry = %entry_id, "job cancelled while running; telling it");
                             r.cancel.send_replace(Some(CancelReason::Requested));
@@ -318,10 +403,7 @@ pub(super) async fn renew_loop(shared: Arc<Shared>) {
                         tracing::warn!(entry = %entry_id, token, "lease lost: another consumer owns the entry now");
                         true
                     }
-                    Err(_) if r.renewed.elapsed() >= shared.config.lease => {
-                        tracing::warn!(entry = %entry_id, token, "lease lost: not renewed for a whole lease");
-                        true
-                    }
+                    // Whether a failed renewal loses the lease is the run's own clock's call.
                     Err(_) => false,
                 };
                 if lost {

@@ -12,7 +12,7 @@ mod outcome;
 mod service;
 mod stats;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -126,6 +126,8 @@ impl Worker {
             next_run: AtomicU64::new(0),
             stopping: watch::Sender::new(None),
             writing: Arc::new(Semaphore::new(concurrency)),
+            held: Mutex::default(),
+            reconcile: tokio::sync::Notify::new(),
         });
         // The acks and renewals go on until the last job finished, through the shutdown.
         let renewer = AbortOnDrop(tokio::spawn(loops::renew_loop(shared.clone())));
@@ -207,9 +209,24 @@ struct Shared {
     stopping: watch::Sender<Option<Instant>>,
     /// Slots of runs whose handler is done and whose outcome is being written.
     writing: Arc<Semaphore>,
+    /// The entries this process holds, from delivery until their run ended.
+    held: Mutex<HashSet<String>>,
+    /// Wakes the claim loop to reconcile this consumer's pending entries with `held` (after a
+    /// read, claim or start whose reply may have been lost).
+    reconcile: tokio::sync::Notify,
 }
 
 impl Shared {
+    fn held(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lease margin: a run whose last successful renewal was sent longer than
+    /// `lease - margin` ago counts as lost, by this worker's own clock.
+    fn lease_margin(&self) -> std::time::Duration {
+        self.config.lease_margin()
+    }
+
     fn running(&self) -> MutexGuard<'_, HashMap<u64, Running>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -17,7 +17,7 @@ use super::{CancelReason, JobInfo, Lease, Registration, Running, Shared, WorkerS
 use crate::jobs::envelope::{Envelope, RawFields, unix_ms};
 use crate::jobs::error::{JobError, ParkReason, chain};
 use crate::jobs::queue::RAW_PREFIX;
-use crate::jobs::store::{DoneRun, Ending, RunRef, millis};
+use crate::jobs::store::{DoneRun, Ending, RunRef, Written, millis};
 use crate::unwind::{catch_unwind, panic_message};
 
 /// At most this many original field pairs are copied into a parked entry.
@@ -63,7 +63,8 @@ enum Stopped {
 }
 
 pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
-    let Delivery { entry_id, fields, token, permit } = d;
+    let Delivery { entry_id, fields, token, permit, held } = d;
+    let _held = held;
     let permit = std::sync::Mutex::new(Some(permit));
     let env = match Envelope::from_fields(&fields) {
         Ok(env) => env,
@@ -178,13 +179,20 @@ impl Run<'_> {
             }),
         };
         let registration = self.register(job.id(), lost_tx.clone(), cancel_tx.clone());
+        let run_no = registration.run;
         let result = tokio::select! {
             biased;
             // Polled in this task with its panics caught, so a panic fails this job only;
             // dropping it (any of the other branches) aborts the handler, and a service's
             // guard closes the clients it opened.
             r = catch_unwind(handler.call(job.clone())) => Ok(r),
-            () = async { lease.lost().await; tokio::time::sleep(shared.config.lost_lease_grace).await } => {
+            () = async {
+                tokio::select! {
+                    () = lease.lost() => {}
+                    () = self.lease_expiry(run_no, &lost_tx) => {}
+                }
+                tokio::time::sleep(shared.config.lost_lease_grace).await;
+            } => {
                 tracing::warn!("aborting a job that lost its lease and did not stop");
                 Err(Stopped::LeaseLost)
             }
@@ -262,6 +270,24 @@ impl Run<'_> {
         }
     }
 
+    /// Resolves when this run's lease is lost by its own clock: its last successful renewal
+    /// (or its start) was sent more than `lease - margin` ago. Tells the job on the way.
+    async fn lease_expiry(&self, run: u64, lost: &watch::Sender<bool>) {
+        let keep = self.shared.config.lease.saturating_sub(self.shared.lease_margin());
+        loop {
+            let Some(renewed) = self.shared.running().get(&run).map(|r| r.renewed) else {
+                return std::future::pending().await;
+            };
+            let expires = renewed + keep;
+            if Instant::now() >= expires {
+                tracing::warn!(entry = %self.entry_id, token = self.token, "lease lost: not renewed in time");
+                lost.send_replace(true);
+                return;
+            }
+            tokio::time::sleep_until(expires).await;
+        }
+    }
+
     /// Trades the concurrency slot for a slot among the runs whose outcome is being written:
     /// the next job starts while this one's acknowledgement is in flight, and at most
     /// `concurrency` outcomes wait for Redis at once.
@@ -313,7 +339,7 @@ impl Run<'_> {
 
     /// Acknowledges this run's entry with its result through the ack batcher
     /// ([`ack_loop`](super::loops::ack_loop)); `None` when the batch's script failed.
-    async fn ack(&self, result: Vec<u8>) -> Option<bool> {
+    async fn ack(&self, result: Vec<u8>) -> Option<Written> {
         let (job_id, unique) = self.job.clone().unwrap_or_default();
         let run = DoneRun { entry_id: self.entry_id.to_owned(), token: self.token, job_id, unique, result };
         let (done, answer) = oneshot::channel();
@@ -388,8 +414,9 @@ impl Run<'_> {
     }
 
     /// Writes the outcome with `write` (an ownership-checked script; `None` when it failed),
-    /// retrying failures a few times.
-    async fn finish<F: Future<Output = Option<bool>>>(
+    /// retrying failures a few times. A try whose reply was lost but which landed is known by
+    /// the job's record, and counts as written.
+    async fn finish<F: Future<Output = Option<Written>>>(
         &self,
         op: &'static str,
         ok: Outcome,
@@ -397,9 +424,13 @@ impl Run<'_> {
     ) -> Outcome {
         for attempt in 0..4u32 {
             match write().await {
-                Some(true) => return ok,
-                Some(false) => {
-                    tracing::warn!(op, "refused: this run no longer owns the entry");
+                Some(Written::Done | Written::Landed) => return ok,
+                Some(Written::Other) => {
+                    tracing::warn!(op, "refused: another consumer holds the entry now");
+                    return Outcome::LeaseLost;
+                }
+                Some(Written::Gone) => {
+                    tracing::warn!(op, "refused: no consumer holds the entry any more (acknowledged by another run)");
                     return Outcome::LeaseLost;
                 }
                 None => {
