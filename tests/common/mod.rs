@@ -42,6 +42,13 @@ impl RedisServer {
         Self { child: Some(child), url: format!("redis://127.0.0.1:{port}/"), _dir: Some(dir) }
     }
 
+    /// Stops (`STOP`) or resumes (`CONT`) the server process, as a stalled Redis would; a
+    /// test that set `REDIS_URL` has no process to signal and gets `false`.
+    pub fn signal(&self, sig: &str) -> bool {
+        let Some(child) = &self.child else { return false };
+        Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().is_ok_and(|s| s.success())
+    }
+
     /// A client for assertions made from outside the code under test.
     pub fn client(&self) -> redis::Client {
         redis::Client::open(self.url.as_str()).expect("valid redis url")
@@ -58,6 +65,7 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
+            let _ = Command::new("kill").arg("-CONT").arg(child.id().to_string()).stderr(Stdio::null()).status();
             let _ = child.kill();
             let _ = child.wait();
         }
