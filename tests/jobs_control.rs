@@ -454,3 +454,27 @@ async fn a_stopping_worker_tells_its_running_jobs() {
     let record = q.job(&pushed.job_id).await.expect("read").expect("record");
     assert_eq!((record.state, record.attempt), (JobState::Delayed, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_entry_that_kept_part_of_its_fields_says_so_and_is_not_re_driven() {
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("truncated"))).await;
+    let mut c = con(&redis.url).await;
+    let mut add = redis::cmd("XADD");
+    add.arg(&q.keys().stream).arg("*");
+    for i in 0..1500 {
+        add.arg(format!("f{i}")).arg(i);
+    }
+    let _: String = add.query_async(&mut c).await.expect("xadd");
+    let w = start(Worker::new(q.clone(), fast_worker()));
+    let parked = wait_for(Duration::from_secs(10), "the entry parked", async || q.parked(10).await.ok()?.pop()).await;
+    stop(w).await;
+    assert_eq!(parked.reason, Some(ParkReason::MalformedEntry));
+    assert_eq!((parked.fields.len(), parked.truncated_from), (1000, Some(1500)));
+    assert!(parked.detail.contains("only the first 1000 of its 1500 fields"), "{}", parked.detail);
+    match q.redrive(&parked.parked_id).await {
+        Err(dual_mode::jobs::QueueError::Truncated { fields: 1500, .. }) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(q.stats().await.expect("stats").parked, 1, "the entry stays parked");
+}
