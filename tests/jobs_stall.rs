@@ -187,3 +187,36 @@ async fn two_workers_never_overlap_runs_of_one_job_through_stalls() {
     let stats = q.stats().await.expect("stats");
     assert!(stats.is_idle() && stats.parked == 0, "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destroyed_group_is_recreated_without_overlapping_or_losing_runs() {
+    let redis = RedisServer::start();
+    let lease = Duration::from_secs(1);
+    let q = queue(&redis.url, QueueConfig::new(unique("destroyed"))).await;
+    let journal = Journal::default();
+    // Two workers with free slots: a group recreated at its start would hand the entries in
+    // flight to them at once.
+    let a = start(worker(&q, lease, &journal, Duration::from_secs(2)));
+    let b = start(worker(&q, lease, &journal, Duration::from_secs(2)));
+    let mut ids = Vec::new();
+    for n in 0..4u32 {
+        ids.push(q.push("Work", 1, &n, PushOptions::new()).await.expect("push").job_id);
+    }
+    wait_for(Duration::from_secs(10), "4 running", async || (journal.runs().len() >= 4).then_some(())).await;
+    let mut c = jobs_support::con(&redis.url).await;
+    let destroyed: i64 = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&q.keys().stream)
+        .arg(&q.config().group)
+        .query_async(&mut c)
+        .await
+        .expect("destroy");
+    assert_eq!(destroyed, 1);
+    all_done(&q, &ids, Duration::from_secs(30)).await;
+    let (ra, rb) = (stop(a).await, stop(b).await);
+    let overlaps = journal.overlaps();
+    assert!(overlaps.is_empty(), "runs of one job overlapped: {overlaps:?} in {:?}", journal.runs());
+    assert!(journal.runs().len() >= 8, "the runs in flight stopped and ran again: {:?}", journal.runs());
+    let stats = q.stats().await.expect("stats");
+    assert!(stats.is_idle() && stats.parked == 0, "{stats:?} {:?} {:?}", ra.counts, rb.counts);
+}

@@ -411,12 +411,15 @@ impl Queue {
     }
 
     /// Creates the consumer group (and the stream) if missing. The group starts at the
-    /// stream's beginning, so entries pushed before any worker ran are delivered.
+    /// stream's beginning, so entries pushed before any worker ran are delivered. A group that
+    /// existed and was destroyed is recreated at the stream's end, its entries moved to the
+    /// delayed set (workers do this themselves, delaying them by a lease so runs still in
+    /// flight stop first).
     ///
     /// # Errors
     /// Redis unreachable.
     pub async fn ensure_group(&self) -> Result<(), QueueError> {
-        self.inner.store.ensure_group().await
+        self.inner.store.ensure_group(Duration::ZERO).await.map(drop)
     }
 
     /// Pushes a payload serialized as JSON under `type_name` and schema `version`.

@@ -220,21 +220,52 @@ impl Store {
         })
     }
 
-    /// Creates the group (and the stream) if missing, at the stream's beginning.
-    pub(crate) async fn ensure_group(&self) -> Result<(), QueueError> {
-        let res: Result<Value, _> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&self.keys.stream)
+    /// Makes sure the group exists: created at the stream's beginning the first time, and
+    /// recreated at its end when an operator destroyed it (see [`Store::recreate_group`]).
+    /// Returns how many entries a recreation moved, if it did.
+    pub(crate) async fn ensure_group(&self, delay: Duration) -> Result<Option<usize>, QueueError> {
+        let marker = format!("{}group:{}", self.keys.state_prefix, self.group);
+        let answer: i64 = scripts::ENSURE_GROUP
+            .key(&self.keys.stream)
+            .key(&marker)
             .arg(&self.group)
-            .arg("0")
-            .arg("MKSTREAM")
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(redis("create group"))?;
+        if answer == 2 { self.recreate_group(delay).await } else { Ok(None) }
+    }
+
+    /// Recreates a destroyed group at the stream's end and moves the entries the stream holds
+    /// to the delayed set, due in `delay` (see the script). `None` when another worker did it.
+    async fn recreate_group(&self, delay: Duration) -> Result<Option<usize>, QueueError> {
+        const MAX: usize = 10_000;
+        let v: Value = redis::cmd("XRANGE")
+            .arg(&self.keys.stream)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(MAX)
             .query_async(&mut self.con())
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(redis("create group")(e)),
+            .await
+            .map_err(redis("recreate group"))?;
+        let entries = reply::entries(v).map_err(|d| QueueError::protocol("recreate group", d))?;
+        let mut inv = scripts::RECREATE.prepare_invoke();
+        self.base_keys(&mut inv);
+        inv.key(&self.keys.delayed).arg(&self.group).arg(millis(delay));
+        for (entry_id, fields) in &entries {
+            let job_id = fields
+                .iter()
+                .find(|(k, _)| k == b"id")
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                .filter(|id| !id.is_empty());
+            match job_id {
+                Some(id) => inv.key(self.delayed_key(id)).key(self.record_key(id)),
+                None => inv.key(&self.keys.stream).key(&self.keys.stream),
+            };
+            inv.arg(entry_id).arg(job_id.unwrap_or(""));
         }
+        let moved: i64 = inv.invoke_async(&mut self.con()).await.map_err(redis("recreate group"))?;
+        Ok(usize::try_from(moved).ok())
     }
 
     /// Pushes an envelope and writes its `queued` record, or, for a unique job whose key is

@@ -151,7 +151,15 @@ pub(super) async fn read_loop(
                 // A read whose reply was lost still delivered its entries to this consumer.
                 shared.reconcile.notify_one();
                 if matches!(e, QueueError::MissingGroup { .. }) {
-                    let _ = shared.queue.ensure_group().await;
+                    match shared.queue.store().ensure_group(shared.config.lease).await {
+                        Ok(Some(moved)) => tracing::warn!(
+                            moved,
+                            queue = %shared.queue.name(),
+                            "the consumer group was gone: recreated, its entries delayed by a lease and queued again"
+                        ),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %chain(&e), "recreating the consumer group failed"),
+                    }
                 }
                 if pause(&mut stop, backoff(failures)).await {
                     return;

@@ -109,7 +109,7 @@ impl Worker {
     /// A configuration out of range, or Redis failing at the start.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RunReport, QueueError> {
         self.config.validate()?;
-        self.queue.ensure_group().await?;
+        self.queue.store().ensure_group(self.config.lease).await?;
         let reader = self.queue.store().reader(self.config.block, self.queue.config().response_timeout).await?;
         let (acks, acks_rx) = mpsc::unbounded_channel();
         let acker =
