@@ -220,3 +220,38 @@ async fn a_destroyed_group_is_recreated_without_overlapping_or_losing_runs() {
     let stats = q.stats().await.expect("stats");
     assert!(stats.is_idle() && stats.parked == 0, "{stats:?} {:?} {:?}", ra.counts, rb.counts);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_delivered_by_a_read_whose_reply_was_lost_is_run() {
+    let redis = RedisServer::start();
+    let lease = Duration::from_secs(2);
+    let q = queue(&redis.url, QueueConfig::new(unique("lost-read"))).await;
+    q.ensure_group().await.expect("group");
+    let journal = Journal::default();
+    let w = worker(&q, lease, &journal, Duration::from_millis(10));
+    let id = q.push("Work", 1, &7u32, PushOptions::new()).await.expect("push").job_id;
+    // What a read whose reply was lost leaves behind (a reply timed out while Redis stalled,
+    // the read executed later): the entry is pending for this worker's consumer, and the
+    // worker never saw it.
+    let mut c = jobs_support::con(&redis.url).await;
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&q.config().group)
+        .arg(w.consumer())
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&q.keys().stream)
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .expect("read as the worker");
+    assert_eq!(q.stats().await.expect("stats").pending, 1);
+    // A worker never claims its own entries and no other worker runs: only taking it back
+    // runs it, within a claim interval.
+    let w = start(w);
+    all_done(&q, &[id], Duration::from_secs(10)).await;
+    let report = stop(w).await;
+    assert_eq!(journal.runs().len(), 1, "{:?}", journal.runs());
+    assert_eq!(report.counts.succeeded, 1);
+}
