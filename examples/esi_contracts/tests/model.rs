@@ -3,26 +3,24 @@
 //! generator of the fixtures, `fixtures/expected.json`, and by a second, `serde_json::Value`
 //! based computation here).
 
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/model.rs"]
-mod model;
-
-use model::{Contract, ContractType, RegionSummary, Timestamp, summarize};
+use esi_contracts::model;
+use esi_contracts::model::{Contract, ContractType, RegionSummary, summarize};
+use esi_contracts::timestamp::Timestamp;
 use serde_json::Value;
 
 const FIXTURES: [(i32, &[&str]); 3] = [
     (
         10_000_002,
         &[
-            include_str!("../examples/esi_contracts/fixtures/10000002-1.json"),
-            include_str!("../examples/esi_contracts/fixtures/10000002-2.json"),
-            include_str!("../examples/esi_contracts/fixtures/10000002-3.json"),
+            include_str!("../fixtures/10000002-1.json"),
+            include_str!("../fixtures/10000002-2.json"),
+            include_str!("../fixtures/10000002-3.json"),
         ],
     ),
-    (10_000_043, &[include_str!("../examples/esi_contracts/fixtures/10000043-1.json")]),
-    (10_000_032, &[include_str!("../examples/esi_contracts/fixtures/10000032-1.json")]),
+    (10_000_043, &[include_str!("../fixtures/10000043-1.json")]),
+    (10_000_032, &[include_str!("../fixtures/10000032-1.json")]),
 ];
-const EXPECTED: &str = include_str!("../examples/esi_contracts/fixtures/expected.json");
+const EXPECTED: &str = include_str!("../fixtures/expected.json");
 
 fn ts(s: &str) -> Timestamp {
     s.parse().expect("valid timestamp")

@@ -2,35 +2,27 @@
 //! run behind an axum API with shared clients and as queued jobs on workers.
 //!
 //! ```text
-//! cargo run --example esi_contracts                  # the main job, end to end, then exit 0
-//! cargo run --example esi_contracts -- api           # the API       (REDIS_URL)
-//! cargo run --example esi_contracts -- worker        # a worker      (REDIS_URL)
-//! cargo run --example esi_contracts -- schedule      # the schedule  (REDIS_URL)
-//! cargo run --example esi_contracts -- standin       # the ESI stand-in alone
+//! cargo run -p esi-contracts                  # the main job, end to end, then exit 0
+//! cargo run -p esi-contracts -- api           # the API       (REDIS_URL)
+//! cargo run -p esi-contracts -- worker        # a worker      (REDIS_URL)
+//! cargo run -p esi-contracts -- schedule      # the schedule  (REDIS_URL)
+//! cargo run -p esi-contracts -- standin       # the ESI stand-in alone
 //! ```
 //!
 //! See the README's "The ESI example" for how the parts fit.
-
-mod aggregate;
-mod api;
-mod app;
-mod esi;
-mod jobs;
-mod model;
-mod settings;
-mod standin;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use dual_mode::Secret;
 
-use crate::jobs::{BoxError, Secrets};
-use crate::settings::{EsiToken, RedisUrl, Settings};
-use crate::standin::{RECORDED_AT, StandIn, StandInOptions};
+use esi_contracts::jobs::{BoxError, Secrets};
+use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
+use esi_contracts::standin::{self, RECORDED_AT, StandIn, StandInOptions};
+use esi_contracts::{api, app, jobs};
 
 const USAGE: &str = "\
-usage: esi_contracts [COMMAND] [OPTIONS]
+usage: esi-contracts [COMMAND] [OPTIONS]
 
 commands:
   (none)     the main job: the ESI stand-in (unless --esi-url), REDIS_URL or a temporary
@@ -201,14 +193,14 @@ async fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("esi_contracts: {e}\n\n{USAGE}");
+            eprintln!("esi-contracts: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("esi_contracts: {e}");
+            eprintln!("esi-contracts: {e}");
             ExitCode::FAILURE
         }
     }

@@ -18,30 +18,30 @@ use dual_mode::HttpConfig;
 use serde::{Deserialize, Serialize};
 
 /// The real ESI, for `--esi-url`.
-pub(crate) const REAL_ESI: &str = "https://esi.evetech.net/latest";
+pub const REAL_ESI: &str = "https://esi.evetech.net/latest";
 
 /// What the services need to know, the same in API mode and in job mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub(crate) struct Settings {
+pub struct Settings {
     /// ESI's base URL, without a trailing slash: `https://esi.evetech.net/latest`, or the
     /// stand-in's `http://127.0.0.1:PORT/latest`.
-    pub(crate) esi_url: String,
+    pub esi_url: String,
     /// How temporary HTTP clients are built. Its `user_agent` is also sent on every request,
     /// so a shared client built elsewhere identifies the example the same way (ESI asks for a
     /// descriptive `User-Agent` with contact information).
-    pub(crate) http: HttpConfig,
+    pub http: HttpConfig,
     /// The regions the schedule re-aggregates.
-    pub(crate) regions: Vec<i32>,
+    pub regions: Vec<i32>,
     /// How long a cached page (body and `ETag`) is kept in Redis after it was last stored.
     /// It is served without a request until its `Expires`, then revalidated with
     /// `If-None-Match` as long as it is kept.
-    pub(crate) cache_ttl_secs: u64,
+    pub cache_ttl_secs: u64,
     /// Back off when `X-ESI-Error-Limit-Remain` is at or below this, until the window resets.
-    pub(crate) error_limit_floor: u32,
+    pub error_limit_floor: u32,
     /// The longest back-off waited inside a request; a longer one fails the call with
     /// [`EsiError::ErrorLimited`](crate::esi::EsiError) (a job is then retried later).
-    pub(crate) max_backoff_secs: u64,
+    pub max_backoff_secs: u64,
 }
 
 impl Default for Settings {
@@ -68,12 +68,14 @@ impl Default for Settings {
 
 impl Settings {
     /// Default settings against the ESI at `esi_url` (a trailing `/` is dropped).
-    pub(crate) fn for_esi(esi_url: &str) -> Self {
+    #[must_use]
+    pub fn for_esi(esi_url: &str) -> Self {
         Self { esi_url: esi_url.trim_end_matches('/').to_owned(), ..Self::default() }
     }
 
     /// The `User-Agent` sent with every request.
-    pub(crate) fn user_agent(&self) -> &str {
+    #[must_use]
+    pub fn user_agent(&self) -> &str {
         self.http.user_agent.as_deref().unwrap_or("dual-mode-esi-example")
     }
 }
@@ -81,16 +83,17 @@ impl Settings {
 /// The ESI access token. Public contracts need none: an empty token sends no
 /// `Authorization` header.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub(crate) struct EsiToken(String);
+pub struct EsiToken(String);
 
 impl EsiToken {
     /// Wraps a token.
-    pub(crate) fn new(token: impl Into<String>) -> Self {
+    pub fn new(token: impl Into<String>) -> Self {
         Self(token.into())
     }
 
     /// The token, `None` when empty.
-    pub(crate) fn bearer(&self) -> Option<&str> {
+    #[must_use]
+    pub fn bearer(&self) -> Option<&str> {
         Some(self.0.trim()).filter(|t| !t.is_empty())
     }
 }
@@ -111,11 +114,11 @@ impl fmt::Debug for EsiToken {
 
 /// A Redis connection URL, which may carry a password.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct RedisUrl(String);
+pub struct RedisUrl(String);
 
 impl RedisUrl {
     /// Wraps a URL.
-    pub(crate) fn new(url: impl Into<String>) -> Self {
+    pub fn new(url: impl Into<String>) -> Self {
         Self(url.into())
     }
 }

@@ -1,50 +1,24 @@
 //! The ESI example as a system, on a real `redis-server` and the stand-in: API mode and job
 //! mode compute the same summaries, equal to the independently computed
 //! `fixtures/expected.json`; the API answers bad input with a 4xx JSON error, never a 500; and
-//! the main job (the code `cargo run --example esi_contracts` runs) runs to the end.
-
-mod common;
-
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/aggregate.rs"]
-mod aggregate;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/api.rs"]
-mod api;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/app.rs"]
-mod app;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/esi.rs"]
-mod esi;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/jobs.rs"]
-mod jobs;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/model.rs"]
-mod model;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/settings.rs"]
-mod settings;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/standin.rs"]
-mod standin;
+//! the main job (the code `cargo run -p esi-contracts` runs) runs to the end.
 
 use std::time::{Duration, Instant};
 
-use aggregate::{ContractAggregationServiceParts, StoredSummary, aggregation_spec, stored_summary};
-use api::AppState;
-use common::RedisServer;
 use dual_mode::Secret;
-use esi::{EsiClientParts, FetchCounts};
-use jobs::{JobState, JobStatus, Secrets};
-use model::RegionSummary;
+use dual_mode_test_support::RedisServer;
+use esi_contracts::aggregate::{ContractAggregationServiceParts, StoredSummary, aggregation_spec, stored_summary};
+use esi_contracts::api::AppState;
+use esi_contracts::esi::{EsiClientParts, FetchCounts};
+use esi_contracts::jobs::{JobState, JobStatus, Secrets};
+use esi_contracts::model::RegionSummary;
+use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
+use esi_contracts::standin::{RECORDED_AT, REGIONS, StandIn, StandInOptions};
+use esi_contracts::{api, app, jobs, standin};
 use serde_json::Value;
-use settings::{EsiToken, RedisUrl, Settings};
-use standin::{RECORDED_AT, REGIONS, StandIn, StandInOptions};
 use tokio::sync::watch;
 
-const EXPECTED: &str = include_str!("../examples/esi_contracts/fixtures/expected.json");
+const EXPECTED: &str = include_str!("../fixtures/expected.json");
 const PAGES: [(i32, u32); 3] = [(10_000_002, 3), (10_000_043, 1), (10_000_032, 1)];
 
 fn expected() -> Vec<RegionSummary> {
@@ -245,7 +219,7 @@ async fn api_bad_input_gets_a_4xx_json_error_never_a_500() {
     let _ = api.stop.send(true);
 }
 
-/// The main job, the same `run` as `cargo run --example esi_contracts`, with nothing set: it
+/// The main job, the same `run` as `cargo run -p esi-contracts`, with nothing set: it
 /// starts the stand-in and a temporary `redis-server` itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_main_job_runs_to_the_end() {

@@ -2,30 +2,16 @@
 //! every page fetched once, `ETag` revalidation with `304`s, freshness until `Expires`, the
 //! shared error-limit back-off, and each typed error.
 
-mod common;
-
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/esi.rs"]
-mod esi;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/model.rs"]
-mod model;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/settings.rs"]
-mod settings;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/standin.rs"]
-mod standin;
-
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::RedisServer;
 use dual_mode::{Guard, Secret};
-use esi::{EsiClient, EsiClientParts, EsiClientSpec, EsiError, FetchCounts};
+use dual_mode_test_support::RedisServer;
+use esi_contracts::esi::{EsiClient, EsiClientParts, EsiClientSpec, EsiError, FetchCounts};
+use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
+use esi_contracts::standin;
+use esi_contracts::standin::{RECORDED_AT, StandIn, StandInOptions};
 use redis::aio::ConnectionManager;
-use settings::{EsiToken, RedisUrl, Settings};
-use standin::{RECORDED_AT, StandIn, StandInOptions};
 
 const FORGE: i32 = 10_000_002;
 const DOMAIN: i32 = 10_000_043;
@@ -176,7 +162,7 @@ async fn each_typed_error() {
     assert_eq!(esi_server.stats().error_limited, 1);
 
     // No response at all: a closed port.
-    let closed = common::free_port();
+    let closed = dual_mode_test_support::free_port().unwrap();
     let offline = client(&redis, Settings::for_esi(&format!("http://127.0.0.1:{closed}/latest"))).await;
     match offline.public_contracts(FORGE).await {
         Err(e @ EsiError::Http { .. }) => assert!(std::error::Error::source(&e).is_some()),

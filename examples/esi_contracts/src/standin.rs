@@ -24,48 +24,47 @@ use axum::routing::any;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::model::Timestamp;
+use crate::timestamp::Timestamp;
 
 /// When the fixture pages were recorded: the stand-in's `Last-Modified` in the example and its
 /// tests, so that summaries "as of" the data's time match `fixtures/expected.json`.
-pub(crate) const RECORDED_AT: Timestamp = Timestamp(1_795_176_000); // 2026-11-20T12:00:00Z
+pub const RECORDED_AT: Timestamp = Timestamp(1_795_176_000); // 2026-11-20T12:00:00Z
 
 /// The regions the stand-in knows: The Forge, Domain, Sinq Laison.
-#[allow(dead_code, reason = "for tests; the example takes its regions from the settings")]
-pub(crate) const REGIONS: [i32; 3] = [10_000_002, 10_000_043, 10_000_032];
+pub const REGIONS: [i32; 3] = [10_000_002, 10_000_043, 10_000_032];
 
 /// The fixture pages, embedded in the binary: `(region_id, pages)`, pages in order from page 1.
 const FIXTURES: [(i32, &[&str]); 3] = [
     (
         10_000_002,
         &[
-            include_str!("fixtures/10000002-1.json"),
-            include_str!("fixtures/10000002-2.json"),
-            include_str!("fixtures/10000002-3.json"),
+            include_str!("../fixtures/10000002-1.json"),
+            include_str!("../fixtures/10000002-2.json"),
+            include_str!("../fixtures/10000002-3.json"),
         ],
     ),
-    (10_000_043, &[include_str!("fixtures/10000043-1.json")]),
-    (10_000_032, &[include_str!("fixtures/10000032-1.json")]),
+    (10_000_043, &[include_str!("../fixtures/10000043-1.json")]),
+    (10_000_032, &[include_str!("../fixtures/10000032-1.json")]),
 ];
 
 /// The JSON bodies of a region's fixture pages (page 1 first), `None` for a region the stand-in
 /// does not serve.
-#[allow(dead_code, reason = "for tests that compute figures from the fixtures")]
-pub(crate) fn fixture_pages(region_id: i32) -> Option<&'static [&'static str]> {
+#[must_use]
+pub fn fixture_pages(region_id: i32) -> Option<&'static [&'static str]> {
     FIXTURES.iter().find(|(id, _)| *id == region_id).map(|(_, pages)| *pages)
 }
 
 /// How a [`StandIn`] behaves.
 #[derive(Debug, Clone)]
-pub(crate) struct StandInOptions {
+pub struct StandInOptions {
     /// How far in the future `Expires` lies (ESI: about 30 minutes).
-    pub(crate) expires_after: Duration,
+    pub expires_after: Duration,
     /// Errors allowed per window (ESI: 100).
-    pub(crate) error_limit: u32,
+    pub error_limit: u32,
     /// Length of the error-limit window (ESI: 60 seconds).
-    pub(crate) error_window: Duration,
+    pub error_window: Duration,
     /// `Last-Modified` of every page; `None` uses the time the stand-in started.
-    pub(crate) last_modified: Option<Timestamp>,
+    pub last_modified: Option<Timestamp>,
 }
 
 impl Default for StandInOptions {
@@ -81,24 +80,24 @@ impl Default for StandInOptions {
 
 /// What a [`StandIn`] has served since it started (or since [`StandIn::reset_stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Stats {
+pub struct Stats {
     /// Every request.
-    pub(crate) requests: u64,
+    pub requests: u64,
     /// `200 OK` responses (including malformed pages).
-    pub(crate) ok: u64,
+    pub ok: u64,
     /// `304 Not Modified` responses.
-    pub(crate) not_modified: u64,
+    pub not_modified: u64,
     /// Error responses (`4xx`/`5xx`, including `420`).
-    pub(crate) errors: u64,
+    pub errors: u64,
     /// `420` responses.
-    pub(crate) error_limited: u64,
+    pub error_limited: u64,
     /// `200 OK` responses per `(region_id, page)`.
-    pub(crate) page_ok: BTreeMap<(i32, u32), u64>,
+    pub page_ok: BTreeMap<(i32, u32), u64>,
 }
 
 /// A running stand-in. Stops when dropped or on [`StandIn::shutdown`].
 #[derive(Debug)]
-pub(crate) struct StandIn {
+pub struct StandIn {
     base_url: String,
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -141,7 +140,7 @@ impl Shared {
 /// # Errors
 ///
 /// When the listener cannot be bound.
-pub(crate) async fn start(opts: StandInOptions) -> std::io::Result<StandIn> {
+pub async fn start(opts: StandInOptions) -> std::io::Result<StandIn> {
     start_on("127.0.0.1:0", opts).await
 }
 
@@ -150,7 +149,7 @@ pub(crate) async fn start(opts: StandInOptions) -> std::io::Result<StandIn> {
 /// # Errors
 ///
 /// When the listener cannot be bound.
-pub(crate) async fn start_on(addr: &str, opts: StandInOptions) -> std::io::Result<StandIn> {
+pub async fn start_on(addr: &str, opts: StandInOptions) -> std::io::Result<StandIn> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let regions = FIXTURES
@@ -191,62 +190,61 @@ pub(crate) async fn start_on(addr: &str, opts: StandInOptions) -> std::io::Resul
 
 impl StandIn {
     /// The ESI-style base URL, `http://127.0.0.1:PORT/latest`.
-    pub(crate) fn base_url(&self) -> &str {
+    #[must_use]
+    pub fn base_url(&self) -> &str {
         &self.base_url
     }
 
     /// The address the stand-in listens on.
-    #[allow(dead_code, reason = "for tests that speak raw HTTP; the example uses base_url")]
-    pub(crate) const fn addr(&self) -> SocketAddr {
+    #[must_use]
+    pub const fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// A snapshot of the counters.
-    #[allow(dead_code, reason = "test control, used by the integration tests")]
-    pub(crate) fn stats(&self) -> Stats {
+    #[must_use]
+    pub fn stats(&self) -> Stats {
         self.shared.lock().stats.clone()
     }
 
     /// `200 OK` responses served.
-    pub(crate) fn ok_count(&self) -> u64 {
+    #[must_use]
+    pub fn ok_count(&self) -> u64 {
         self.shared.lock().stats.ok
     }
 
     /// `304 Not Modified` responses served.
-    pub(crate) fn not_modified_count(&self) -> u64 {
+    #[must_use]
+    pub fn not_modified_count(&self) -> u64 {
         self.shared.lock().stats.not_modified
     }
 
     /// `200 OK` responses served for one page of one region.
-    #[allow(dead_code, reason = "test control, used by the integration tests")]
-    pub(crate) fn page_ok_count(&self, region_id: i32, page: u32) -> u64 {
+    #[must_use]
+    pub fn page_ok_count(&self, region_id: i32, page: u32) -> u64 {
         self.shared.lock().stats.page_ok.get(&(region_id, page)).copied().unwrap_or(0)
     }
 
     /// Zeroes the counters.
-    #[allow(dead_code, reason = "test control, used by the integration tests")]
-    pub(crate) fn reset_stats(&self) {
+    pub fn reset_stats(&self) {
         self.shared.lock().stats = Stats::default();
     }
 
     /// Sets the errors left in the current error-limit window (0 makes every request a `420`
     /// until the window resets).
-    #[allow(dead_code, reason = "test control, used by the integration tests")]
-    pub(crate) fn set_error_limit_remain(&self, remain: u32) {
+    pub fn set_error_limit_remain(&self, remain: u32) {
         self.shared.lock().remain = remain;
     }
 
     /// Answers the next `n` requests for `region_id` (any page) with `status` (meant for `500`,
     /// `502`, `503`, `504`) and an ESI-like JSON error. Adds to failures already queued.
-    #[allow(dead_code, reason = "test control, used by the integration tests")]
-    pub(crate) fn fail_next(&self, region_id: i32, n: usize, status: StatusCode) {
+    pub fn fail_next(&self, region_id: i32, n: usize, status: StatusCode) {
         self.shared.lock().failures.entry(region_id).or_default().extend(std::iter::repeat_n(status, n));
     }
 
     /// Serves a truncated, unparseable body (with `200 OK` and its own `ETag`) for one page of a
     /// region while `malformed` is true.
-    #[allow(dead_code, reason = "test control, used by the integration tests")]
-    pub(crate) fn set_malformed(&self, region_id: i32, page: u32, malformed: bool) {
+    pub fn set_malformed(&self, region_id: i32, page: u32, malformed: bool) {
         let mut state = self.shared.lock();
         if malformed {
             state.malformed.insert((region_id, page));
@@ -256,7 +254,7 @@ impl StandIn {
     }
 
     /// Stops accepting connections and waits (up to 5 seconds) for open ones to finish.
-    pub(crate) async fn shutdown(mut self) {
+    pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

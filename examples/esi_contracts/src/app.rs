@@ -9,13 +9,11 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::net::TcpListener as StdListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dual_mode::Secret;
 use dual_mode::jobs::RunReport;
+use dual_mode_test_support::RedisServer;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,89 +27,38 @@ use crate::standin::{self, RECORDED_AT, StandIn, StandInOptions};
 
 /// What the main job is told.
 #[derive(Debug, Clone)]
-pub(crate) struct Options {
+pub struct Options {
     /// The ESI base URL; `None` starts the stand-in.
-    pub(crate) esi_url: Option<String>,
+    pub esi_url: Option<String>,
     /// The regions to aggregate; empty: the settings' default regions.
-    pub(crate) regions: Vec<i32>,
+    pub regions: Vec<i32>,
     /// The Redis URL; `None` starts a temporary `redis-server`.
-    pub(crate) redis_url: Option<Secret<RedisUrl>>,
+    pub redis_url: Option<Secret<RedisUrl>>,
     /// The ESI token (may be empty).
-    pub(crate) token: Secret<EsiToken>,
+    pub token: Secret<EsiToken>,
     /// How long to wait for the jobs.
-    pub(crate) timeout: Duration,
+    pub timeout: Duration,
 }
 
 /// What the main job did.
 #[derive(Debug, Clone)]
-pub(crate) struct Report {
+pub struct Report {
     /// The summaries, as the API returned them, in region order.
-    pub(crate) summaries: Vec<StoredSummary>,
+    pub summaries: Vec<StoredSummary>,
     /// The jobs' final status records, in region order.
-    pub(crate) jobs: Vec<JobStatus>,
+    pub jobs: Vec<JobStatus>,
     /// `200` pages the stand-in served (`None` against a real ESI).
-    pub(crate) pages_downloaded: Option<u64>,
+    pub pages_downloaded: Option<u64>,
     /// `304`s the stand-in served.
-    pub(crate) pages_revalidated: Option<u64>,
+    pub pages_revalidated: Option<u64>,
     /// What the two workers reported when they stopped.
-    pub(crate) workers: Vec<RunReport>,
-}
-
-/// A `redis-server` on a free loopback port, killed (and its directory removed) on drop.
-#[derive(Debug)]
-pub(crate) struct TempRedis {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-impl TempRedis {
-    /// Starts `redis-server` (it must be on the `PATH`) and waits until it accepts connections.
-    ///
-    /// # Errors
-    /// It cannot be started or does not listen within 10 seconds.
-    pub(crate) async fn start() -> Result<Self, BoxError> {
-        let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!("esi-contracts-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start redis-server (set REDIS_URL to use a running Redis): {e}"))?;
-        let this = Self { child, dir, url: format!("redis://127.0.0.1:{port}/") };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            if Instant::now() > deadline {
-                return Err(format!("redis-server did not listen on port {port} within 10 s").into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(this)
-    }
-
-    /// Its URL.
-    pub(crate) fn url(&self) -> &str {
-        &self.url
-    }
-}
-
-impl Drop for TempRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    pub workers: Vec<RunReport>,
 }
 
 /// What the main job started, stopped by [`Started::stop`] (and, for the processes, on drop).
 struct Started {
     standin: Option<StandIn>,
-    redis: Option<TempRedis>,
+    redis: Option<RedisServer>,
     stop: watch::Sender<bool>,
     api: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<Result<RunReport, dual_mode::jobs::QueueError>>>,
@@ -148,10 +95,7 @@ impl Started {
 ///
 /// # Errors
 /// The stand-in cannot bind its port.
-pub(crate) async fn settings_for(
-    esi_url: Option<&str>,
-    regions: &[i32],
-) -> Result<(Settings, Option<StandIn>), BoxError> {
+pub async fn settings_for(esi_url: Option<&str>, regions: &[i32]) -> Result<(Settings, Option<StandIn>), BoxError> {
     let standin = match esi_url {
         Some(_) => None,
         None => Some(standin::start(StandInOptions { last_modified: Some(RECORDED_AT), ..Default::default() }).await?),
@@ -168,14 +112,14 @@ pub(crate) async fn settings_for(
 ///
 /// # Errors
 /// Something could not be started, a job was parked, or the jobs did not finish in time.
-pub(crate) async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, BoxError> {
+pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, BoxError> {
     let (settings, standin) = settings_for(opts.esi_url.as_deref(), &opts.regions).await?;
     let esi_url = settings.esi_url.clone();
     let (redis, redis_url) = match &opts.redis_url {
         Some(url) => (None, url.clone()),
         None => {
-            let temp = TempRedis::start().await?;
-            let url = Secret::new(RedisUrl::new(temp.url()));
+            let temp = RedisServer::temporary()?;
+            let url = Secret::new(RedisUrl::new(temp.url.as_str()));
             (Some(temp), url)
         }
     };
@@ -183,7 +127,7 @@ pub(crate) async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<R
         out,
         "ESI: {}; Redis: {}",
         standin.as_ref().map_or(esi_url.as_str(), |_| "embedded stand-in (recorded pages)"),
-        redis.as_ref().map_or("REDIS_URL", |r| r.url())
+        redis.as_ref().map_or("REDIS_URL", |r| r.url.as_str())
     )?;
     let secrets = Secrets { token: opts.token.clone(), redis_url };
     let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
@@ -303,7 +247,8 @@ fn region_name(region_id: i32) -> &'static str {
 }
 
 /// ISK with thousands separators, rounded to the unit.
-pub(crate) fn isk(value: f64) -> String {
+#[must_use]
+pub fn isk(value: f64) -> String {
     let digits = format!("{:.0}", value.abs());
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -316,7 +261,8 @@ pub(crate) fn isk(value: f64) -> String {
 }
 
 /// The printed table of one region.
-pub(crate) fn table(stored: &StoredSummary) -> String {
+#[must_use]
+pub fn table(stored: &StoredSummary) -> String {
     let s = &stored.summary;
     let f = &stored.fetch;
     let mut t = String::new();

@@ -32,17 +32,17 @@ use crate::settings::{EsiToken, RedisUrl, Settings};
 
 /// The app state: settings, the shared clients, the queue, the secrets.
 #[derive(Debug, Clone)]
-pub(crate) struct AppState {
+pub struct AppState {
     /// The settings every service gets.
-    pub(crate) settings: Settings,
+    pub settings: Settings,
     /// The shared HTTP client.
-    pub(crate) http: reqwest::Client,
+    pub http: reqwest::Client,
     /// The shared Redis connection.
-    pub(crate) redis: ConnectionManager,
+    pub redis: ConnectionManager,
     /// The aggregation queue.
-    pub(crate) queue: Queue,
+    pub queue: Queue,
     /// The secrets.
-    pub(crate) secrets: Secrets,
+    pub secrets: Secrets,
 }
 
 impl AppState {
@@ -51,11 +51,7 @@ impl AppState {
     ///
     /// # Errors
     /// Redis is unreachable, or the HTTP client cannot be built.
-    pub(crate) async fn connect(
-        settings: Settings,
-        secrets: Secrets,
-        queue: Queue,
-    ) -> Result<Self, crate::jobs::BoxError> {
+    pub async fn connect(settings: Settings, secrets: Secrets, queue: Queue) -> Result<Self, crate::jobs::BoxError> {
         let http = <reqwest::Client as dual_mode::Resource>::open(&settings.http).await?;
         let redis = <ConnectionManager as dual_mode::Resource>::open(secrets.redis_url.expose()).await?;
         Ok(Self { settings, http, redis, queue, secrets })
@@ -88,7 +84,7 @@ impl FromRef<AppState> for Secret<RedisUrl> {
 
 /// An error answer: a status and a JSON `{"error": "..."}` body.
 #[derive(Debug)]
-pub(crate) struct ApiError {
+pub struct ApiError {
     status: StatusCode,
     message: String,
     retry_after: Option<u64>,
@@ -139,7 +135,7 @@ fn region_id(path: Result<Path<String>, PathRejection>) -> Result<i32, ApiError>
 }
 
 /// The router over `state`.
-pub(crate) fn router(state: AppState) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/regions/{id}/summary", get(summary))
         .route("/regions/{id}/aggregate", post(aggregate))
@@ -154,7 +150,7 @@ pub(crate) fn router(state: AppState) -> Router {
 ///
 /// # Errors
 /// The listener fails.
-pub(crate) async fn run(
+pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,

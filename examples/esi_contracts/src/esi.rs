@@ -20,31 +20,32 @@ use redis::aio::ConnectionManager;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 
-use crate::model::{Contract, Timestamp};
+use crate::model::Contract;
 use crate::settings::{EsiToken, RedisUrl, Settings};
+use crate::timestamp::Timestamp;
 
 /// The ESI client. Its spec, [`EsiClientSpec`], is just the [`Settings`].
 #[derive(DualMode)]
-pub(crate) struct EsiClient {
+pub struct EsiClient {
     /// Where ESI is and how to talk to it.
-    pub(crate) settings: Settings,
+    pub settings: Settings,
     /// The ESI token (empty: none sent).
     #[dual_mode(secret, env = "ESI_TOKEN")]
-    pub(crate) token: Secret<EsiToken>,
+    pub token: Secret<EsiToken>,
     /// The Redis URL of the page cache.
     #[dual_mode(secret, env = "REDIS_URL")]
-    pub(crate) redis_url: Secret<RedisUrl>,
+    pub redis_url: Secret<RedisUrl>,
     /// The HTTP client.
     #[dual_mode(shared, config = settings.http)]
-    pub(crate) http: reqwest::Client,
+    pub http: reqwest::Client,
     /// The page cache and the shared error-limit back-off.
     #[dual_mode(shared, config = redis_url)]
-    pub(crate) redis: ConnectionManager,
+    pub redis: ConnectionManager,
 }
 
 /// Why a call to ESI failed.
 #[derive(Debug)]
-pub(crate) enum EsiError {
+pub enum EsiError {
     /// `404`: no such region (or page).
     NotFound {
         /// The request.
@@ -107,7 +108,8 @@ pub(crate) enum EsiError {
 impl EsiError {
     /// Whether trying again later cannot help (`404`, other `4xx` but `420`, a bad body is
     /// worth a retry: ESI serves a truncated page now and then).
-    pub(crate) const fn is_permanent(&self) -> bool {
+    #[must_use]
+    pub const fn is_permanent(&self) -> bool {
         matches!(self, Self::NotFound { .. } | Self::Status { .. })
     }
 }
@@ -140,26 +142,26 @@ impl std::error::Error for EsiError {
 
 /// How the pages of one call were obtained.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct FetchCounts {
+pub struct FetchCounts {
     /// Pages the region has (`X-Pages`).
-    pub(crate) pages: u32,
+    pub pages: u32,
     /// Pages downloaded (`200`).
-    pub(crate) downloaded: u32,
+    pub downloaded: u32,
     /// Pages revalidated (`304`, the cached body served).
-    pub(crate) revalidated: u32,
+    pub revalidated: u32,
     /// Pages served from the cache without a request (before their `Expires`).
-    pub(crate) fresh: u32,
+    pub fresh: u32,
 }
 
 /// Every public contract of a region.
 #[derive(Debug, Clone)]
-pub(crate) struct RegionContracts {
+pub struct RegionContracts {
     /// The contracts, page 1 first.
-    pub(crate) contracts: Vec<Contract>,
+    pub contracts: Vec<Contract>,
     /// The newest `Last-Modified` of the pages: the moment the data describes.
-    pub(crate) as_of: Timestamp,
+    pub as_of: Timestamp,
     /// How the pages were obtained.
-    pub(crate) fetch: FetchCounts,
+    pub fetch: FetchCounts,
 }
 
 /// One page as cached.
@@ -193,13 +195,15 @@ fn site_of(url: &str) -> String {
 }
 
 /// The Redis key of one cached page.
-pub(crate) fn page_key(settings: &Settings, region_id: i32, page: u32) -> String {
+#[must_use]
+pub fn page_key(settings: &Settings, region_id: i32, page: u32) -> String {
     format!("esi:{}:contracts:{region_id}:{page}", site_of(&settings.esi_url))
 }
 
 /// The Redis key of the shared error-limit back-off (its value: the reset time, Unix ms; it
 /// expires at the reset).
-pub(crate) fn backoff_key(settings: &Settings) -> String {
+#[must_use]
+pub fn backoff_key(settings: &Settings) -> String {
     format!("esi:{}:error-limit-backoff", site_of(&settings.esi_url))
 }
 
@@ -224,7 +228,7 @@ impl EsiClient {
     ///
     /// # Errors
     /// An [`EsiError`] for the first page that failed.
-    pub(crate) async fn public_contracts(&self, region_id: i32) -> Result<RegionContracts, EsiError> {
+    pub async fn public_contracts(&self, region_id: i32) -> Result<RegionContracts, EsiError> {
         let mut fetch = FetchCounts::default();
         let mut contracts = Vec::new();
         let mut as_of = Timestamp(i64::MIN);

@@ -1,21 +1,16 @@
 //! The ESI example's embedded stand-in, spoken to over raw HTTP/1.1: pages and their headers,
 //! `304` revalidation, JSON errors, the error limit, the failure controls and the counters.
 
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/model.rs"]
-mod model;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/standin.rs"]
-mod standin;
-
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use model::{Contract, Timestamp};
+use esi_contracts::model::Contract;
+use esi_contracts::standin;
+use esi_contracts::standin::{REGIONS, StandIn, StandInOptions, fixture_pages};
+use esi_contracts::timestamp::Timestamp;
 use serde_json::Value;
-use standin::{REGIONS, StandIn, StandInOptions, fixture_pages};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
