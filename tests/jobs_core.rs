@@ -529,3 +529,45 @@ async fn entries_keys(c: &mut redis::aio::MultiplexedConnection, stream: &str) -
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_told_to_wait_runs_again_later_without_burning_an_attempt() {
+    let redis = RedisServer::start();
+    // One attempt only: a wait that counted as an attempt would park the job.
+    let q = queue(&redis.url, QueueConfig::new(unique("wait")).max_attempts(1)).await;
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let seen = runs.clone();
+    let worker = Worker::new(q.clone(), fast_worker()).handle(
+        "Payload",
+        typed(move |_p: Payload, job: JobInfo| {
+            let seen = seen.clone();
+            async move {
+                let n = {
+                    let mut runs = seen.lock().expect("lock");
+                    runs.push((Instant::now(), job.attempt()));
+                    runs.len()
+                };
+                if n < 3 { Err(JobError::retry_after(Duration::from_millis(300), "remote said 429")) } else { Ok(()) }
+            }
+        }),
+    );
+    let w = start(worker);
+    q.push("Payload", 1, &Payload { n: 1, kind: Kind::A }, PushOptions::new()).await.expect("push");
+    wait_for(Duration::from_secs(10), "three runs", async || (runs.lock().expect("lock").len() >= 3).then_some(()))
+        .await;
+    wait_for(Duration::from_secs(5), "an idle queue", async || {
+        q.stats().await.ok().filter(dual_mode::jobs::QueueStats::is_idle)
+    })
+    .await;
+    let report = stop(w).await;
+    let runs = runs.lock().expect("lock").clone();
+    assert_eq!(runs.iter().map(|r| r.1).collect::<Vec<_>>(), [1, 1, 1], "the attempt number is kept");
+    for pair in runs.windows(2) {
+        assert!(pair[1].0 - pair[0].0 >= Duration::from_millis(300), "each try waited the time it was told");
+    }
+    assert_eq!(
+        (report.counts.waited, report.counts.retried, report.counts.parked, report.counts.succeeded),
+        (2, 0, 0, 1)
+    );
+    assert_eq!(q.stats().await.expect("stats").parked, 0);
+}

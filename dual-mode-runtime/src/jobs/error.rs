@@ -216,6 +216,15 @@ pub enum JobError {
     Failed(BoxError),
     /// A failure that retrying cannot fix: parked at once as [`ParkReason::Rejected`].
     Permanent(BoxError),
+    /// The job cannot run yet, and knows for how long (a remote answered HTTP 429 with
+    /// `Retry-After`): it is delayed that long and runs again with the same attempt number.
+    /// No attempt is burnt, so a job can be told to wait any number of times.
+    RetryAfter {
+        /// How long to wait before the next try.
+        after: std::time::Duration,
+        /// Why the job has to wait.
+        source: BoxError,
+    },
 }
 
 impl JobError {
@@ -228,6 +237,11 @@ impl JobError {
     pub fn permanent(e: impl Into<BoxError>) -> Self {
         Self::Permanent(e.into())
     }
+
+    /// A wait imposed from outside: run again after `after`, without counting an attempt.
+    pub fn retry_after(after: std::time::Duration, e: impl Into<BoxError>) -> Self {
+        Self::RetryAfter { after, source: e.into() }
+    }
 }
 
 impl fmt::Display for JobError {
@@ -236,6 +250,7 @@ impl fmt::Display for JobError {
             Self::Decode(e) => write!(f, "{e}"),
             Self::Failed(e) => write!(f, "job failed: {e}"),
             Self::Permanent(e) => write!(f, "job failed permanently: {e}"),
+            Self::RetryAfter { after, source } => write!(f, "job must wait {after:?}: {source}"),
         }
     }
 }
@@ -244,7 +259,7 @@ impl StdError for JobError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             Self::Decode(e) => Some(e),
-            Self::Failed(e) | Self::Permanent(e) => Some(&**e),
+            Self::Failed(e) | Self::Permanent(e) | Self::RetryAfter { source: e, .. } => Some(&**e),
         }
     }
 }

@@ -432,6 +432,7 @@ pub struct WorkerStats {
     received: AtomicU64,
     succeeded: AtomicU64,
     retried: AtomicU64,
+    waited: AtomicU64,
     parked: AtomicU64,
     panicked: AtomicU64,
     lease_lost: AtomicU64,
@@ -447,6 +448,8 @@ pub struct WorkerCounts {
     pub succeeded: u64,
     /// Failed attempts scheduled for a retry.
     pub retried: u64,
+    /// Runs delayed by [`JobError::RetryAfter`], without counting an attempt.
+    pub waited: u64,
     /// Entries parked.
     pub parked: u64,
     /// Handler runs that panicked.
@@ -466,6 +469,7 @@ impl WorkerStats {
             received: g(&self.received),
             succeeded: g(&self.succeeded),
             retried: g(&self.retried),
+            waited: g(&self.waited),
             parked: g(&self.parked),
             panicked: g(&self.panicked),
             lease_lost: g(&self.lease_lost),
@@ -899,6 +903,11 @@ async fn promote_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// A duration in whole milliseconds, saturating.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Aborts the task when dropped: the ack and renewal loops end with [`Worker::run`], however
 /// it ends.
 struct AbortOnDrop(JoinHandle<()>);
@@ -990,6 +999,7 @@ async fn renew_loop(shared: Arc<Shared>) {
 enum Outcome {
     Succeeded,
     Retried,
+    Waiting,
     Parked(ParkReason),
     LeaseLost,
     Unfinished,
@@ -1000,6 +1010,7 @@ impl Outcome {
         match self {
             Self::Succeeded => "succeeded",
             Self::Retried => "retried",
+            Self::Waiting => "waiting",
             Self::Parked(_) => "parked",
             Self::LeaseLost => "lease_lost",
             Self::Unfinished => "unfinished",
@@ -1037,7 +1048,7 @@ async fn run_job(shared: Arc<Shared>, d: Delivery) {
         run.count(outcome);
         tracing::Span::current().record("outcome", outcome.as_str());
         match outcome {
-            Outcome::Succeeded | Outcome::Retried => {
+            Outcome::Succeeded | Outcome::Retried | Outcome::Waiting => {
                 tracing::info!(outcome = outcome.as_str(), "job finished");
             }
             Outcome::Parked(reason) => {
@@ -1066,6 +1077,7 @@ impl Run<'_> {
         WorkerStats::bump(match outcome {
             Outcome::Succeeded => &s.succeeded,
             Outcome::Retried => &s.retried,
+            Outcome::Waiting => &s.waited,
             Outcome::Parked(_) => &s.parked,
             Outcome::LeaseLost => &s.lease_lost,
             Outcome::Unfinished => &s.unfinished,
@@ -1120,6 +1132,10 @@ impl Run<'_> {
             Some(Ok(Err(JobError::Decode(e)))) => self.park(e.reason, &e.to_string()).await,
             Some(Ok(Err(JobError::Permanent(e)))) => self.park(ParkReason::Rejected, &e.to_string()).await,
             Some(Ok(Err(JobError::Failed(e)))) => self.retry_or_park(env, max_attempts, &e.to_string()).await,
+            Some(Ok(Err(JobError::RetryAfter { after, source }))) => {
+                tracing::info!(error = %source, wait_ms = millis(after), "job must wait; delayed without counting an attempt");
+                self.delay(env.clone(), after, Outcome::Waiting).await
+            }
             Some(Err(payload)) => {
                 WorkerStats::bump(&shared.stats.panicked);
                 let msg = format!("panicked: {}", panic_message(&*payload));
@@ -1155,20 +1171,21 @@ impl Run<'_> {
             return self.park(ParkReason::Exhausted, &detail).await;
         }
         let delay = self.shared.config.backoff_for(env.attempt);
-        tracing::info!(error = %error, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "job failed; retrying");
-        let next = Envelope { attempt: env.attempt + 1, ..env.clone() };
+        tracing::info!(error = %error, delay_ms = millis(delay), "job failed; retrying");
+        self.delay(Envelope { attempt: env.attempt + 1, ..env.clone() }, delay, Outcome::Retried).await
+    }
+
+    /// Replaces this run's entry by `next`, due after `delay`, in one script.
+    async fn delay(&self, next: Envelope, delay: Duration, ok: Outcome) -> Outcome {
         let member = unique_id();
         let keys = self.shared.queue.keys();
-        let mut args: Vec<Vec<u8>> = vec![
-            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).to_string().into_bytes(),
-            member.clone().into_bytes(),
-        ];
+        let mut args: Vec<Vec<u8>> = vec![millis(delay).to_string().into_bytes(), member.clone().into_bytes()];
         for (k, v) in next.to_fields() {
             args.push(k.as_bytes().to_vec());
             args.push(v);
         }
         let extra_keys = [keys.delayed.clone(), format!("{}{member}", keys.delayed_entry_prefix)];
-        self.finish("retry", Outcome::Retried, || self.call(&scripts::RETRY, "retry", &extra_keys, &args)).await
+        self.finish("retry", ok, || self.call(&scripts::RETRY, "retry", &extra_keys, &args)).await
     }
 
     async fn park(&self, reason: ParkReason, detail: &str) -> Outcome {
