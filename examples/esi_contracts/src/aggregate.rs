@@ -130,9 +130,9 @@ impl ContractAggregationService {
     /// # Errors
     /// ESI or the store failed.
     pub async fn aggregate(&self) -> Result<StoredSummary, AggregateError> {
-        let RegionContracts { contracts, as_of, fetch } = self.esi.public_contracts(self.region_id).await?;
+        let RegionContracts { contracts, skipped, as_of, fetch } = self.esi.public_contracts(self.region_id).await?;
         let stored = StoredSummary {
-            summary: summarize(self.region_id, &contracts, as_of),
+            summary: RegionSummary { skipped, ..summarize(self.region_id, &contracts, as_of) },
             aggregated_at: Timestamp::now(),
             fetch,
         };
@@ -165,10 +165,18 @@ impl Job for ContractAggregationService {
                 Ok(())
             }
             Err(e) => {
-                let permanent = matches!(&e, AggregateError::Esi(esi) if esi.is_permanent());
-                let state = if permanent || job.is_last_attempt() { JobState::Parked } else { JobState::Queued };
-                let _ = status(state, Some(e.to_string())).await;
-                Err(if permanent { JobError::permanent(e) } else { JobError::failed(e) })
+                let (permanent, retry_after) = match &e {
+                    AggregateError::Esi(esi) => (esi.is_permanent(), esi.retry_after()),
+                    _ => (false, None),
+                };
+                // A job told to wait keeps its attempt: it is queued again whatever its number.
+                let parked = permanent || (job.is_last_attempt() && retry_after.is_none());
+                let _ = status(if parked { JobState::Parked } else { JobState::Queued }, Some(e.to_string())).await;
+                Err(match retry_after {
+                    _ if permanent => JobError::permanent(e),
+                    Some(after) => JobError::retry_after(after, e),
+                    None => JobError::failed(e),
+                })
             }
         }
     }

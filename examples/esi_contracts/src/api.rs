@@ -2,13 +2,24 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /regions/{id}/summary` | the stored summary; computed now (with the shared clients) and stored when there is none, or with `?refresh=true` |
+//! | `GET /regions/{id}/summary` | the stored summary; computed now (with the shared clients) and stored when there is none, or with `?refresh=true` (at most once a minute per region) |
 //! | `POST /regions/{id}/aggregate` | `202` with the id of the enqueued job |
 //! | `GET /jobs/{id}` | the job's status record: `queued`, `running`, `done` or `parked` |
 //! | `GET /healthz` | `200` when Redis answers, `503` otherwise |
 //!
 //! Every error is JSON, `{"error": "..."}`: bad input is a `400`, an unknown region or job a
 //! `404`, an ESI or Redis failure a `502`/`503`. Nothing answers `500`.
+//!
+//! The API protects the deployment's ESI budget from its callers:
+//!
+//! - only known-space region ids (10000001 to 10999999) reach ESI; a region ESI does not know
+//!   is remembered for an hour ([`MISSING_TTL_SECS`]) and answered `404` without asking again,
+//!   so callers cannot spend the shared error limit;
+//! - a request never waits out a pause: when ESI's limits, a `5xx` or a turning cache stop a
+//!   computation, the stored summary is served marked `"stale": true`, or without one a `503`
+//!   with `Retry-After`;
+//! - one computation per region at a time (a Redis lock), and a `?refresh=true` within
+//!   [`REFRESH_EVERY_SECS`] of the last computation serves the stored summary.
 
 use std::future::Future;
 
@@ -25,10 +36,11 @@ use redis::aio::ConnectionManager;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::aggregate::{AggregateError, ContractAggregationService, aggregation_spec, stored_summary};
-use crate::esi::EsiError;
+use crate::aggregate::{AggregateError, ContractAggregationService, StoredSummary, aggregation_spec, summary_key};
+use crate::esi::{EsiError, ceil_secs};
 use crate::jobs::{Secrets, enqueue, get_status};
 use crate::settings::{EsiToken, RedisUrl, Settings};
+use crate::timestamp::Timestamp;
 
 /// The app state: settings, the shared clients, the queue, the secrets.
 #[derive(Debug, Clone)]
@@ -111,8 +123,12 @@ impl From<AggregateError> for ApiError {
         let message = e.to_string();
         match e {
             AggregateError::Esi(EsiError::NotFound { .. }) => Self::new(StatusCode::NOT_FOUND, message),
-            AggregateError::Esi(EsiError::ErrorLimited { reset_secs, .. }) => {
-                Self { retry_after: Some(reset_secs.max(1)), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message) }
+            AggregateError::Esi(esi) if esi.retry_after().is_some() => Self {
+                retry_after: esi.retry_after().map(|d| ceil_secs(d).max(1)),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            },
+            AggregateError::Esi(EsiError::Inconsistent { .. }) => {
+                Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message) }
             }
             AggregateError::Esi(_) => Self::new(StatusCode::BAD_GATEWAY, message),
             AggregateError::Store(_) | AggregateError::Corrupt(_) | AggregateError::Clients(_) => {
@@ -122,14 +138,41 @@ impl From<AggregateError> for ApiError {
     }
 }
 
-/// A region id from the path: a positive 32-bit integer.
+/// The region ids the API passes on to ESI: known space.
+pub const PLAUSIBLE_REGIONS: std::ops::RangeInclusive<i32> = 10_000_001..=10_999_999;
+
+/// How long a region ESI answered `404` for is answered `404` without asking ESI.
+pub const MISSING_TTL_SECS: u64 = 60 * 60;
+
+/// A `?refresh=true` recomputes a summary at most this often.
+pub const REFRESH_EVERY_SECS: i64 = 60;
+
+/// How long one computation of a region holds its lock (it is released when done).
+const COMPUTE_LOCK_MS: u64 = 60_000;
+
+/// The Redis key remembering that ESI does not know a region.
+#[must_use]
+pub fn missing_key(region_id: i32) -> String {
+    format!("esi:region-missing:{region_id}")
+}
+
+/// The Redis key of a region's computation lock.
+fn lock_key(region_id: i32) -> String {
+    format!("esi:summary-lock:{region_id}")
+}
+
+/// A region id from the path: digits naming a known-space region.
 fn region_id(path: Result<Path<String>, PathRejection>) -> Result<i32, ApiError> {
     let Path(raw) = path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     match raw.parse::<i32>() {
-        Ok(id) if id > 0 && raw.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
+        Ok(id) if PLAUSIBLE_REGIONS.contains(&id) && raw.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
         _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("region id must be a positive integer such as 10000002, not {raw:?}"),
+            format!(
+                "region id must be a known-space region id, {} to {} (The Forge is 10000002), not {raw:?}",
+                PLAUSIBLE_REGIONS.start(),
+                PLAUSIBLE_REGIONS.end()
+            ),
         )),
     }
 }
@@ -174,13 +217,75 @@ async fn summary(
             ));
         }
     };
-    if !refresh && let Some(stored) = stored_summary(&state.redis, region_id).await? {
+    let store_failed =
+        |e: redis::RedisError| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("summary store failed: {e}"));
+    let mut con = state.redis.clone();
+    let (stored, missing): (Option<String>, Option<String>) = redis::pipe()
+        .cmd("GET")
+        .arg(summary_key(region_id))
+        .cmd("GET")
+        .arg(missing_key(region_id))
+        .query_async(&mut con)
+        .await
+        .map_err(store_failed)?;
+    if missing.is_some() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("ESI does not know region {region_id}")));
+    }
+    let stored: Option<StoredSummary> = stored.and_then(|raw| serde_json::from_str(&raw).ok());
+    let recent = stored.as_ref().is_some_and(|s| Timestamp::now().0 - s.aggregated_at.0 < REFRESH_EVERY_SECS);
+    if let Some(stored) = &stored
+        && (!refresh || recent)
+    {
         return Ok(Json(stored).into_response());
     }
+    // One computation per region at a time; the others get what is stored.
+    let locked: bool = redis::cmd("SET")
+        .arg(lock_key(region_id))
+        .arg(1)
+        .arg("NX")
+        .arg("PX")
+        .arg(COMPUTE_LOCK_MS)
+        .query_async::<Option<String>>(&mut con)
+        .await
+        .map_err(store_failed)?
+        .is_some();
+    if !locked {
+        return match stored {
+            Some(stored) => Ok(Json(stored).into_response()),
+            None => Err(ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this region's summary is being computed")
+            }),
+        };
+    }
     // API mode: the service takes the shared clients from the state; no guard, nothing opened.
-    let service = ContractAggregationService::from_state(aggregation_spec(region_id, &state.settings), &state);
-    let stored = service.aggregate().await?;
-    Ok(Json(stored).into_response())
+    // It never waits out a pause: a limit answers at once.
+    let settings = Settings { max_backoff_secs: 0, ..state.settings.clone() };
+    let service = ContractAggregationService::from_state(aggregation_spec(region_id, &settings), &state);
+    let result = service.aggregate().await;
+    let _: Result<(), _> = redis::cmd("DEL").arg(lock_key(region_id)).query_async(&mut con).await;
+    match result {
+        Ok(fresh) => Ok(Json(fresh).into_response()),
+        Err(AggregateError::Esi(e @ EsiError::NotFound { .. })) => {
+            let _: Result<(), _> = redis::cmd("SET")
+                .arg(missing_key(region_id))
+                .arg(1)
+                .arg("EX")
+                .arg(MISSING_TTL_SECS)
+                .query_async(&mut con)
+                .await;
+            Err(AggregateError::Esi(e).into())
+        }
+        Err(e) => match stored {
+            Some(stored) => {
+                let mut body = serde_json::to_value(&stored).unwrap_or_default();
+                body["stale"] = json!(true);
+                body["stale_because"] = json!(e.to_string());
+                Ok(Json(body).into_response())
+            }
+            None => Err(e.into()),
+        },
+    }
 }
 
 async fn aggregate(

@@ -32,6 +32,8 @@ pub struct Options {
     pub esi_url: Option<String>,
     /// The regions to aggregate; empty: the settings' default regions.
     pub regions: Vec<i32>,
+    /// The `User-Agent` to send; `None`: the settings' placeholder, refused by the real ESI.
+    pub user_agent: Option<String>,
     /// The Redis URL; `None` starts a temporary `redis-server`.
     pub redis_url: Option<Secret<RedisUrl>>,
     /// The ESI token (may be empty).
@@ -43,10 +45,14 @@ pub struct Options {
 /// What the main job did.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// The summaries, as the API returned them, in region order.
+    /// The summaries of the regions whose jobs succeeded, as the API returned them, in region
+    /// order.
     pub summaries: Vec<StoredSummary>,
     /// The jobs' final status records, in region order.
     pub jobs: Vec<JobStatus>,
+    /// The regions that failed: their parked job's record, or why their summary could not be
+    /// read.
+    pub failed: Vec<(i32, String)>,
     /// `200` pages the stand-in served (`None` against a real ESI).
     pub pages_downloaded: Option<u64>,
     /// `304`s the stand-in served.
@@ -90,12 +96,17 @@ impl Started {
     }
 }
 
-/// The settings for `esi_url` (and `regions`, unless empty), with the embedded stand-in,
-/// serving its recorded pages, started when no ESI URL is given.
+/// The settings for `esi_url` (and `regions`, unless empty; `user_agent`, when given), with
+/// the embedded stand-in, serving its recorded pages, started when no ESI URL is given.
 ///
 /// # Errors
-/// The stand-in cannot bind its port.
-pub async fn settings_for(esi_url: Option<&str>, regions: &[i32]) -> Result<(Settings, Option<StandIn>), BoxError> {
+/// The settings would call the real ESI with a placeholder contact, or the stand-in cannot
+/// bind its port.
+pub async fn settings_for(
+    esi_url: Option<&str>,
+    regions: &[i32],
+    user_agent: Option<&str>,
+) -> Result<(Settings, Option<StandIn>), BoxError> {
     let standin = match esi_url {
         Some(_) => None,
         None => Some(standin::start(StandInOptions { last_modified: Some(RECORDED_AT), ..Default::default() }).await?),
@@ -105,15 +116,20 @@ pub async fn settings_for(esi_url: Option<&str>, regions: &[i32]) -> Result<(Set
     if !regions.is_empty() {
         settings.regions = regions.to_vec();
     }
+    if let Some(agent) = user_agent {
+        settings.http.user_agent = Some(agent.to_owned());
+    }
+    settings.check_contact()?;
     Ok((settings, standin))
 }
 
-/// Runs the main job, writing its progress and tables to `out`.
+/// Runs the main job, writing its progress and tables to `out`. Regions whose jobs were parked
+/// are named at the end and listed in [`Report::failed`].
 ///
 /// # Errors
-/// Something could not be started, a job was parked, or the jobs did not finish in time.
+/// Something could not be started, or the jobs did not finish in time.
 pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, BoxError> {
-    let (settings, standin) = settings_for(opts.esi_url.as_deref(), &opts.regions).await?;
+    let (settings, standin) = settings_for(opts.esi_url.as_deref(), &opts.regions, opts.user_agent.as_deref()).await?;
     let esi_url = settings.esi_url.clone();
     let (redis, redis_url) = match &opts.redis_url {
         Some(url) => (None, url.clone()),
@@ -145,24 +161,33 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, 
     let outcome = drive(&started, &settings, opts.timeout, out).await;
     let counts = started.standin.as_ref().map(|s| (s.ok_count(), s.not_modified_count()));
     let reports = started.stop().await;
-    let (summaries, statuses) = outcome?;
+    let Driven { summaries, statuses, failed } = outcome?;
     writeln!(out, "stopped the API, {} workers and everything else started", reports.len())?;
     Ok(Report {
         summaries,
         jobs: statuses,
+        failed,
         pages_downloaded: counts.map(|c| c.0),
         pages_revalidated: counts.map(|c| c.1),
         workers: reports,
     })
 }
 
-/// Enqueues, waits, prints.
+/// What [`drive`] got.
+struct Driven {
+    summaries: Vec<StoredSummary>,
+    statuses: Vec<JobStatus>,
+    failed: Vec<(i32, String)>,
+}
+
+/// Enqueues, waits, prints the tables of the regions that worked, then names those that
+/// failed.
 async fn drive(
     started: &Started,
     settings: &Settings,
     timeout: Duration,
     out: &mut (dyn Write + Send),
-) -> Result<(Vec<StoredSummary>, Vec<JobStatus>), BoxError> {
+) -> Result<Driven, BoxError> {
     let http = dual_mode::HttpConfig::default().builder().timeout(Duration::from_secs(60)).build()?;
     let base = &started.api_url;
     writeln!(out, "API on {base}; 2 workers; enqueueing {} regions", settings.regions.len())?;
@@ -205,33 +230,34 @@ async fn drive(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    if let Some(parked) = statuses.iter().find(|j| j.state == JobState::Parked) {
-        return Err(format!(
-            "job {} (region {}) was parked: {}",
-            parked.job_id,
-            parked.region_id,
-            parked.error.as_deref().unwrap_or("no error recorded")
-        )
-        .into());
-    }
-
     let mut summaries = Vec::new();
-    for region in &settings.regions {
+    let mut failed = Vec::new();
+    for (region, status) in settings.regions.iter().zip(&statuses) {
+        if status.state == JobState::Parked {
+            failed.push((*region, status.error.clone().unwrap_or_else(|| "parked, no error recorded".into())));
+            continue;
+        }
         let resp = http.get(format!("{base}/regions/{region}/summary")).send().await?;
-        let status = resp.status();
+        let code = resp.status();
         let bytes = resp.bytes().await?;
-        if !status.is_success() {
-            return Err(format!(
-                "GET /regions/{region}/summary answered {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            )
-            .into());
+        if !code.is_success() {
+            failed.push((
+                *region,
+                format!("GET /regions/{region}/summary answered {code}: {}", String::from_utf8_lossy(&bytes)),
+            ));
+            continue;
         }
         let stored: StoredSummary = serde_json::from_slice(&bytes)?;
         out.write_all(table(&stored).as_bytes())?;
         summaries.push(stored);
     }
-    Ok((summaries, statuses))
+    if !failed.is_empty() {
+        writeln!(out, "\nfailed regions:")?;
+        for (region, why) in &failed {
+            writeln!(out, "  {} ({region}): {why}", region_name(*region))?;
+        }
+    }
+    Ok(Driven { summaries, statuses, failed })
 }
 
 /// A region's name, for the well-known ones.

@@ -1,17 +1,30 @@
-//! [`EsiClient`]: the public contracts of a region, every page, cached in Redis by `ETag`.
+//! [`EsiClient`]: the public contracts of a region, every page from one cache generation,
+//! cached in Redis by `ETag`, within ESI's error and rate limits.
 //!
-//! - All pages: page 1 first, then pages 2..=`X-Pages`.
-//! - Per-page cache in Redis (a hash per page: body, `ETag`, `Expires`, `Last-Modified`,
-//!   `X-Pages`, kept for [`Settings::cache_ttl_secs`]): a page is served from the cache without
-//!   a request until its `Expires`; after that it is revalidated with `If-None-Match`, and a
-//!   `304` serves the cached body.
-//! - Error limit: every response's `X-ESI-Error-Limit-Remain` is checked; at or below
-//!   [`Settings::error_limit_floor`] (or on a `420`) a back-off until the window resets is
-//!   recorded in Redis, so that every API process and worker sharing this Redis waits it out
-//!   before its next request.
-//! - Typed errors: [`EsiError`].
+//! - **Requests.** `GET {base}/contracts/public/{region_id}?page=N` with `X-Compatibility-Date`
+//!   ([`COMPATIBILITY_DATE`]), `X-Tenant: tranquility`, the configured `User-Agent` and
+//!   `Accept-Encoding: gzip`. A base URL ending in a version segment (`.../latest`, `.../v1`)
+//!   gets ESI's versioned form, `{base}/contracts/public/{region_id}/?datasource=tranquility&page=N`.
+//! - **One generation per walk.** Page 1 first; its `Last-Modified` names the cache generation
+//!   and its `X-Pages` the page count. A later page of another generation, a changed `X-Pages`
+//!   or a `404` for a page past 1 means ESI's cache turned over mid-walk: the walk starts again
+//!   from page 1 (at most [`Settings::walk_restarts`] times, then [`EsiError::Inconsistent`], a
+//!   retryable error). A walk does not start in the last [`Settings::walk_margin_secs`] before
+//!   page 1's `Expires`. Contracts are counted once by `contract_id`.
+//! - **Page cache.** A hash per page in Redis (body, `ETag`, `Expires`, `Last-Modified`,
+//!   `X-Pages`, kept for [`Settings::cache_ttl_secs`]): served without a request until its
+//!   `Expires`, then revalidated with `If-None-Match` (a `304` serves the cached body).
+//! - **Limits, shared through Redis** by every process and worker using the same ESI:
+//!   a `429` pauses the route for its `Retry-After` ([`EsiError::RateLimited`]), and the route
+//!   is paced to its refill rate when `X-Ratelimit-Remaining` falls to
+//!   [`Settings::rate_limit_floor`]; on routes without a rate-limit group, a low
+//!   `X-ESI-Error-Limit-Remain` or a `420` backs off until the error window resets. A pause up
+//!   to [`Settings::max_backoff_secs`] is waited inside the call; a longer one fails it at once,
+//!   saying how long to wait (the API sets the limit to 0: it never sleeps).
+//! - **Transient errors.** A `500`/`502`/`503`/`504` is retried [`Settings::server_retries`]
+//!   times with doubling delays before it becomes [`EsiError::Server`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
 
@@ -19,10 +32,27 @@ use dual_mode::{DualMode, Secret};
 use redis::aio::ConnectionManager;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
+use serde::{Deserialize, Serialize};
 
-use crate::model::Contract;
+use crate::model::{Contract, parse_page};
 use crate::settings::{EsiToken, RedisUrl, Settings};
 use crate::timestamp::Timestamp;
+
+/// The `X-Compatibility-Date` sent with every request: the date of ESI's API description that
+/// this client's model and error handling were last reviewed against. Move it forward only
+/// after reading what changed between the two dates; without it ESI answers as of the oldest
+/// date it knows.
+pub const COMPATIBILITY_DATE: &str = "2026-08-18";
+
+/// The `X-Tenant` sent with every request (it replaced the `datasource` query parameter).
+pub const TENANT: &str = "tranquility";
+
+/// The route this client calls, as the name of its shared pause in Redis. ESI may put it in a
+/// rate-limit group at any time; a pause applies to the route whatever its group is called.
+const ROUTE: &str = "contracts-public";
+
+/// A `429` without `Retry-After` pauses the route this long.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// The ESI client. Its spec, [`EsiClientSpec`], is just the [`Settings`].
 #[derive(DualMode)]
@@ -38,7 +68,7 @@ pub struct EsiClient {
     /// The HTTP client.
     #[dual_mode(shared, config = settings.http)]
     pub http: reqwest::Client,
-    /// The page cache and the shared error-limit back-off.
+    /// The page cache and the shared pauses.
     #[dual_mode(shared, config = redis_url)]
     pub redis: ConnectionManager,
 }
@@ -46,15 +76,14 @@ pub struct EsiClient {
 /// Why a call to ESI failed.
 #[derive(Debug)]
 pub enum EsiError {
-    /// `404`: no such region (or page).
+    /// `404` for page 1: no such region.
     NotFound {
         /// The request.
         url: String,
         /// ESI's `error` text.
         message: String,
     },
-    /// `420`, or a back-off longer than [`Settings::max_backoff_secs`]: the error limit is
-    /// used up until the window resets.
+    /// `420`, or an error-limit back-off longer than [`Settings::max_backoff_secs`].
     ErrorLimited {
         /// The request.
         url: String,
@@ -63,7 +92,26 @@ pub enum EsiError {
         /// ESI's `error` text, or why the client did not send the request.
         message: String,
     },
-    /// A `5xx`.
+    /// `429`, or a pause of the route longer than [`Settings::max_backoff_secs`].
+    RateLimited {
+        /// The request.
+        url: String,
+        /// How long to wait before the route may be called again.
+        retry_after: Duration,
+        /// ESI's `error` text, or why the client did not send the request.
+        message: String,
+    },
+    /// The pages did not hold still: the cache turned over during every one of the allowed
+    /// walks, or page 1 expires too soon to start one.
+    Inconsistent {
+        /// The region.
+        region_id: i32,
+        /// What changed.
+        detail: String,
+        /// When a new walk can start, if known.
+        retry_after: Option<Duration>,
+    },
+    /// A `5xx`, still failing after the retries.
     Server {
         /// The request.
         url: String,
@@ -89,6 +137,11 @@ pub enum EsiError {
         /// What is wrong.
         detail: String,
     },
+    /// The settings must not be used against this ESI (a placeholder contact for the real one).
+    Refused {
+        /// What to set.
+        reason: String,
+    },
     /// The request did not get a response (connect, timeout, TLS).
     Http {
         /// The request.
@@ -106,11 +159,23 @@ pub enum EsiError {
 }
 
 impl EsiError {
-    /// Whether trying again later cannot help (`404`, other `4xx` but `420`, a bad body is
-    /// worth a retry: ESI serves a truncated page now and then).
+    /// Whether trying again cannot help: no such region, an unexpected `4xx` (a `400` or
+    /// `403` will be the same next time), or settings refused. A bad body is worth a retry:
+    /// ESI serves a truncated page now and then.
     #[must_use]
     pub const fn is_permanent(&self) -> bool {
-        matches!(self, Self::NotFound { .. } | Self::Status { .. })
+        matches!(self, Self::NotFound { .. } | Self::Status { .. } | Self::Refused { .. })
+    }
+
+    /// How long to wait before calling again, when ESI (or the shared pause) said so.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::ErrorLimited { reset_secs, .. } => Some(Duration::from_secs((*reset_secs).max(1))),
+            Self::Inconsistent { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 }
 
@@ -121,9 +186,16 @@ impl fmt::Display for EsiError {
             Self::ErrorLimited { url, reset_secs, message } => {
                 write!(f, "ESI error limit reached for {url} (resets in {reset_secs} s): {message}")
             }
+            Self::RateLimited { url, retry_after, message } => {
+                write!(f, "ESI rate limit reached for {url} (retry after {} s): {message}", ceil_secs(*retry_after))
+            }
+            Self::Inconsistent { region_id, detail, .. } => {
+                write!(f, "ESI pages of region {region_id} changed during the walk: {detail}")
+            }
             Self::Server { url, status, message } => write!(f, "ESI server error {status} for {url}: {message}"),
             Self::Status { url, status, message } => write!(f, "ESI answered {status} for {url}: {message}"),
             Self::BadBody { url, detail } => write!(f, "bad ESI response for {url}: {detail}"),
+            Self::Refused { reason } => f.write_str(reason),
             Self::Http { url, source } => write!(f, "request to {url} failed: {source}"),
             Self::Cache { op, source } => write!(f, "ESI page cache ({op}) failed: {source}"),
         }
@@ -140,10 +212,17 @@ impl std::error::Error for EsiError {
     }
 }
 
-/// How the pages of one call were obtained.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Whole seconds, rounded up: what a `Retry-After` header says.
+#[must_use]
+pub fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// What one call did to get its pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FetchCounts {
-    /// Pages the region has (`X-Pages`).
+    /// Pages the region has (`X-Pages` of the generation read).
     pub pages: u32,
     /// Pages downloaded (`200`).
     pub downloaded: u32,
@@ -151,14 +230,26 @@ pub struct FetchCounts {
     pub revalidated: u32,
     /// Pages served from the cache without a request (before their `Expires`).
     pub fresh: u32,
+    /// Requests sent to ESI, retries included.
+    pub requests: u32,
+    /// Requests sent again after a `5xx`.
+    pub retries: u32,
+    /// Walks started again from page 1 because the cache turned over.
+    pub restarts: u32,
+    /// Pauses waited before a request (rate limit, error limit, `5xx` back-off, `Expires`).
+    pub waits: u32,
+    /// Their total, in milliseconds.
+    pub waited_ms: u64,
 }
 
-/// Every public contract of a region.
+/// Every public contract of a region, from one cache generation.
 #[derive(Debug, Clone)]
 pub struct RegionContracts {
-    /// The contracts, page 1 first.
+    /// The contracts, by ascending `contract_id`, each once.
     pub contracts: Vec<Contract>,
-    /// The newest `Last-Modified` of the pages: the moment the data describes.
+    /// Contracts of the pages that could not be read (an unexpected value); left out.
+    pub skipped: usize,
+    /// The generation's `Last-Modified`: the moment the data describes.
     pub as_of: Timestamp,
     /// How the pages were obtained.
     pub fetch: FetchCounts,
@@ -187,6 +278,21 @@ impl CachedPage {
     }
 }
 
+/// How a page was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    Downloaded,
+    Revalidated,
+    Fresh,
+}
+
+/// Where a walk ended.
+enum Walk {
+    Done(RegionContracts),
+    /// The pages changed under the walk: start again.
+    Restart(String),
+}
+
 /// A stable short name of an ESI base URL, so that the stand-in's pages and the real ESI's
 /// never share cache keys (FNV-1a, 32 bits).
 fn site_of(url: &str) -> String {
@@ -200,11 +306,18 @@ pub fn page_key(settings: &Settings, region_id: i32, page: u32) -> String {
     format!("esi:{}:contracts:{region_id}:{page}", site_of(&settings.esi_url))
 }
 
-/// The Redis key of the shared error-limit back-off (its value: the reset time, Unix ms; it
-/// expires at the reset).
+/// The Redis key of the shared error-limit back-off (its value: the reset time, Unix seconds;
+/// it expires at the reset).
 #[must_use]
 pub fn backoff_key(settings: &Settings) -> String {
     format!("esi:{}:error-limit-backoff", site_of(&settings.esi_url))
+}
+
+/// The Redis key of the route's shared pause (a `429`, or pacing while few tokens are left);
+/// it expires when the route may be called again.
+#[must_use]
+pub fn pause_key(settings: &Settings) -> String {
+    format!("esi:{}:pause:{ROUTE}", site_of(&settings.esi_url))
 }
 
 /// ESI's `{"error": "..."}` text, or the start of the body.
@@ -223,85 +336,265 @@ fn header_time(headers: &HeaderMap, name: header::HeaderName) -> Option<Timestam
     headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| Timestamp::parse_http_date(v.trim()).ok())
 }
 
+/// `Retry-After` as seconds or as an HTTP-date.
+fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
+    let value = header_str(headers, "retry-after")?;
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = Timestamp::parse_http_date(value).ok()?;
+    Some(Duration::from_secs(u64::try_from(at.0 - Timestamp::now().0).unwrap_or(0)))
+}
+
+/// `X-Ratelimit-Limit`, `150/15m`: the tokens and the window they refill over.
+fn rate_limit_of(headers: &HeaderMap) -> Option<(u64, Duration)> {
+    let (tokens, window) = header_str(headers, "x-ratelimit-limit")?.split_once('/')?;
+    let tokens = tokens.trim().parse::<u64>().ok().filter(|&t| t > 0)?;
+    let window = window.trim();
+    let unit = match window.as_bytes().last()? {
+        b's' => 1,
+        b'm' => 60,
+        b'h' => 3600,
+        _ => return None,
+    };
+    let n = window[..window.len() - 1].parse::<u64>().ok()?;
+    Some((tokens, Duration::from_secs(n.checked_mul(unit)?)))
+}
+
+/// `X-ESI-Error-Limit-Reset`, 0 when absent.
+fn reset_of(headers: &HeaderMap) -> u64 {
+    header_str(headers, "x-esi-error-limit-reset").and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// The shared pauses in force before a request: the error-limit back-off and the route's pause
+/// (their remaining times to live, in ms; 0 or less: none).
+#[derive(Debug, Clone, Copy)]
+struct Gates {
+    backoff_ms: i64,
+    pause_ms: i64,
+}
+
 impl EsiClient {
-    /// Every public contract of `region_id`, all pages.
+    /// Every public contract of `region_id`, all pages from one cache generation.
     ///
     /// # Errors
-    /// An [`EsiError`] for the first page that failed.
+    /// An [`EsiError`]: [`EsiError::NotFound`] when the region does not exist; a limit or an
+    /// unsettled cache with the time to wait ([`EsiError::retry_after`]); the first other
+    /// failure.
     pub async fn public_contracts(&self, region_id: i32) -> Result<RegionContracts, EsiError> {
+        if let Err(reason) = self.settings.check_contact() {
+            return Err(EsiError::Refused { reason });
+        }
         let mut fetch = FetchCounts::default();
-        let mut contracts = Vec::new();
-        let mut as_of = Timestamp(i64::MIN);
-        let mut page = 1;
-        let mut pages = 1;
-        while page <= pages {
-            let (got, parsed, how) = self.page(region_id, page).await?;
-            match how {
-                How::Downloaded => fetch.downloaded += 1,
-                How::Revalidated => fetch.revalidated += 1,
-                How::Fresh => fetch.fresh += 1,
+        let mut restart = false;
+        loop {
+            match self.walk(region_id, restart, &mut fetch).await? {
+                Walk::Done(done) => return Ok(done),
+                Walk::Restart(detail) if fetch.restarts >= self.settings.walk_restarts => {
+                    return Err(EsiError::Inconsistent {
+                        region_id,
+                        detail: format!("{detail} (after {} restarts)", fetch.restarts),
+                        retry_after: None,
+                    });
+                }
+                Walk::Restart(detail) => {
+                    tracing::info!(region_id, %detail, "ESI cache turned over during the walk: starting again");
+                    fetch.restarts += 1;
+                    restart = true;
+                }
             }
-            if page == 1 {
-                pages = got.pages.max(1);
+        }
+    }
+
+    /// One walk over the pages; `recheck` sends page 1 to ESI even while its cached copy is
+    /// fresh (after a walk saw a newer generation).
+    async fn walk(&self, region_id: i32, recheck: bool, fetch: &mut FetchCounts) -> Result<Walk, EsiError> {
+        let (mut first, how) = self.page(region_id, 1, recheck, fetch).await?;
+        count(fetch, how);
+        let left = first.expires.0 - Timestamp::now().0;
+        let margin = i64::try_from(self.settings.walk_margin_secs).unwrap_or(i64::MAX);
+        if (0..margin).contains(&left) {
+            // Too close to the turnover: wait for the next generation, then read page 1 again.
+            let wait = Duration::from_secs(left.unsigned_abs() + 1);
+            if wait > self.max_wait() {
+                return Err(EsiError::Inconsistent {
+                    region_id,
+                    detail: format!("page 1 expires in {left} s, too soon to start a walk"),
+                    retry_after: Some(wait),
+                });
             }
-            as_of = as_of.max(got.last_modified);
-            contracts.extend(parsed);
-            page += 1;
+            self.sleep(wait, fetch).await;
+            let how;
+            (first, how) = self.page(region_id, 1, true, fetch).await?;
+            count(fetch, how);
+        }
+        let generation = first.last_modified;
+        let pages = first.pages.max(1);
+        let mut contracts = BTreeMap::new();
+        let mut skipped = self.read(&first, 1, region_id, &mut contracts)?;
+        for page in 2..=pages {
+            let (mut got, how) = match self.page(region_id, page, false, fetch).await {
+                Err(EsiError::NotFound { .. }) => {
+                    return Ok(Walk::Restart(format!("page {page} of {pages} is gone (404)")));
+                }
+                other => other?,
+            };
+            count(fetch, how);
+            if got.last_modified != generation && how == How::Fresh {
+                // A cached page of another generation: ask ESI which one is current.
+                let how;
+                (got, how) = self.page(region_id, page, true, fetch).await?;
+                count(fetch, how);
+            }
+            if got.last_modified != generation {
+                return Ok(Walk::Restart(format!(
+                    "page {page} is of {} but page 1 of {generation}",
+                    got.last_modified
+                )));
+            }
+            if got.pages != pages {
+                return Ok(Walk::Restart(format!("X-Pages went from {pages} to {} at page {page}", got.pages)));
+            }
+            skipped += self.read(&got, page, region_id, &mut contracts)?;
         }
         fetch.pages = pages;
-        if as_of.0 == i64::MIN {
-            as_of = Timestamp::now();
+        Ok(Walk::Done(RegionContracts {
+            contracts: contracts.into_values().collect(),
+            skipped,
+            as_of: generation,
+            fetch: *fetch,
+        }))
+    }
+
+    /// Adds a page's contracts to `into` (once per `contract_id`); returns how many were skipped.
+    fn read(
+        &self,
+        page: &CachedPage,
+        n: u32,
+        region_id: i32,
+        into: &mut BTreeMap<i64, Contract>,
+    ) -> Result<usize, EsiError> {
+        let (contracts, skipped) = parse_page(&page.body).map_err(|e| EsiError::BadBody {
+            url: self.page_url(region_id, n),
+            detail: format!("not a contract page: {e}"),
+        })?;
+        if skipped > 0 {
+            tracing::warn!(region_id, page = n, skipped, "contracts with unexpected values skipped");
         }
-        Ok(RegionContracts { contracts, as_of, fetch })
+        for contract in contracts {
+            into.entry(contract.contract_id).or_insert(contract);
+        }
+        Ok(skipped)
     }
 
+    /// The URL of one page, in the form the base URL asks for.
     fn page_url(&self, region_id: i32, page: u32) -> String {
-        format!("{}/contracts/public/{region_id}/?datasource=tranquility&page={page}", self.settings.esi_url)
+        let base = &self.settings.esi_url;
+        if self.settings.is_versioned_url() {
+            format!("{base}/contracts/public/{region_id}/?datasource={TENANT}&page={page}")
+        } else {
+            format!("{base}/contracts/public/{region_id}?page={page}")
+        }
     }
 
-    /// One page and its contracts: from the cache while fresh, else revalidated or downloaded.
-    async fn page(&self, region_id: i32, page: u32) -> Result<(CachedPage, Vec<Contract>, How), EsiError> {
+    /// The longest pause waited inside a call.
+    fn max_wait(&self) -> Duration {
+        Duration::from_secs(self.settings.max_backoff_secs)
+    }
+
+    async fn sleep(&self, wait: Duration, fetch: &mut FetchCounts) {
+        fetch.waits += 1;
+        fetch.waited_ms += u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        tokio::time::sleep(wait).await;
+    }
+
+    /// One page: from the cache while fresh (unless `recheck`), else revalidated or downloaded.
+    async fn page(
+        &self,
+        region_id: i32,
+        page: u32,
+        recheck: bool,
+        fetch: &mut FetchCounts,
+    ) -> Result<(CachedPage, How), EsiError> {
         let key = page_key(&self.settings, region_id, page);
         let url = self.page_url(region_id, page);
-        let parse = |body: &str| {
-            serde_json::from_str::<Vec<Contract>>(body)
-                .map_err(|e| EsiError::BadBody { url: url.clone(), detail: format!("not a contract page: {e}") })
-        };
-        // The cached page and the shared back-off, in one round trip.
-        let mut con = self.redis.clone();
-        let (cached, backoff_ms): (HashMap<String, String>, i64) = redis::pipe()
-            .cmd("HGETALL")
-            .arg(&key)
-            .cmd("PTTL")
-            .arg(backoff_key(&self.settings))
-            .query_async(&mut con)
-            .await
-            .map_err(|source| EsiError::Cache { op: "read page", source })?;
-        let cached = CachedPage::from_hash(cached);
-        let now = Timestamp::now();
-        if let Some(c) = cached.as_ref().filter(|c| now < c.expires) {
-            return Ok((c.clone(), parse(&c.body)?, How::Fresh));
+        let mut server_errors = 0;
+        loop {
+            // The cached page and the shared pauses, in one round trip.
+            let mut con = self.redis.clone();
+            let (cached, backoff_ms, pause_ms): (HashMap<String, String>, i64, i64) = redis::pipe()
+                .cmd("HGETALL")
+                .arg(&key)
+                .cmd("PTTL")
+                .arg(backoff_key(&self.settings))
+                .cmd("PTTL")
+                .arg(pause_key(&self.settings))
+                .query_async(&mut con)
+                .await
+                .map_err(|source| EsiError::Cache { op: "read page", source })?;
+            let cached = CachedPage::from_hash(cached);
+            if !recheck && let Some(c) = cached.as_ref().filter(|c| Timestamp::now() < c.expires) {
+                return Ok((c.clone(), How::Fresh));
+            }
+            self.wait_for_gates(&url, Gates { backoff_ms, pause_ms }, fetch).await?;
+            match self.request(&key, &url, cached, fetch).await {
+                Err(EsiError::Server { status, .. })
+                    if server_errors < self.settings.server_retries
+                        && self.retry_delay(server_errors) <= self.max_wait() =>
+                {
+                    let delay = self.retry_delay(server_errors);
+                    tracing::warn!(status, %url, ?delay, "ESI server error: trying again");
+                    server_errors += 1;
+                    fetch.retries += 1;
+                    self.sleep(delay, fetch).await;
+                }
+                other => return other,
+            }
         }
+    }
 
-        self.wait_for_error_limit(&url, backoff_ms).await?;
-        let mut req = self.http.get(&url).header(header::USER_AGENT, self.settings.user_agent());
+    /// The delay before retry `n` (from 0) after a `5xx`: doubling from
+    /// [`Settings::server_retry_base_ms`].
+    fn retry_delay(&self, n: u32) -> Duration {
+        Duration::from_millis(self.settings.server_retry_base_ms.saturating_mul(1 << n.min(16)))
+    }
+
+    /// Sends one request for a page and caches what comes back.
+    async fn request(
+        &self,
+        key: &str,
+        url: &str,
+        cached: Option<CachedPage>,
+        fetch: &mut FetchCounts,
+    ) -> Result<(CachedPage, How), EsiError> {
+        let mut req = self
+            .http
+            .get(url)
+            .header(header::USER_AGENT, self.settings.user_agent())
+            .header("X-Compatibility-Date", COMPATIBILITY_DATE)
+            .header("X-Tenant", TENANT);
         if let Some(token) = self.token.expose().bearer() {
             req = req.bearer_auth(token);
         }
         if let Some(c) = &cached {
             req = req.header(header::IF_NONE_MATCH, &c.etag);
         }
-        let resp = req.send().await.map_err(|source| EsiError::Http { url: url.clone(), source })?;
+        fetch.requests += 1;
+        let resp = req.send().await.map_err(|source| EsiError::Http { url: url.to_owned(), source })?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        self.note_error_limit(&headers, status).await?;
+        self.note_limits(&headers, status).await?;
+        let now = Timestamp::now();
         let pages_header = header_str(&headers, "x-pages").and_then(|v| v.parse::<u32>().ok());
         let expires = header_time(&headers, header::EXPIRES).unwrap_or(now);
         let last_modified = header_time(&headers, header::LAST_MODIFIED);
 
         if status == StatusCode::NOT_MODIFIED {
             let Some(mut c) = cached else {
-                return Err(EsiError::BadBody { url, detail: "304 Not Modified for a page that is not cached".into() });
+                return Err(EsiError::BadBody {
+                    url: url.to_owned(),
+                    detail: "304 Not Modified for a page that is not cached".into(),
+                });
             };
             c.expires = expires;
             if let Some(lm) = last_modified {
@@ -310,31 +603,36 @@ impl EsiClient {
             if let Some(p) = pages_header {
                 c.pages = p;
             }
-            self.store(&key, &c, false).await?;
-            let parsed = parse(&c.body)?;
-            return Ok((c, parsed, How::Revalidated));
+            self.store(key, &c, false).await?;
+            return Ok((c, How::Revalidated));
         }
-        let body = resp.text().await.map_err(|source| EsiError::Http { url: url.clone(), source })?;
+        let body = resp.text().await.map_err(|source| EsiError::Http { url: url.to_owned(), source })?;
         if !status.is_success() {
-            let message = error_text(&body);
+            let (url, message) = (url.to_owned(), error_text(&body));
             return Err(match status.as_u16() {
                 404 => EsiError::NotFound { url, message },
                 420 => EsiError::ErrorLimited { url, reset_secs: reset_of(&headers), message },
+                429 => {
+                    let retry_after = retry_after_of(&headers).unwrap_or(DEFAULT_RETRY_AFTER);
+                    EsiError::RateLimited { url, retry_after, message }
+                }
                 s @ 500..=599 => EsiError::Server { url, status: s, message },
                 s => EsiError::Status { url, status: s, message },
             });
         }
         let Some(pages) = pages_header else {
-            return Err(EsiError::BadBody { url, detail: "no X-Pages header".into() });
+            return Err(EsiError::BadBody { url: url.to_owned(), detail: "no X-Pages header".into() });
         };
-        // Parsed before caching: a truncated page must not be served for 30 minutes.
-        let parsed = parse(&body)?;
+        // Checked before caching: a truncated page must not be served for 30 minutes.
+        if let Err(e) = parse_page(&body) {
+            return Err(EsiError::BadBody { url: url.to_owned(), detail: format!("not a contract page: {e}") });
+        }
         let etag = header_str(&headers, "etag").unwrap_or_default().to_owned();
         let c = CachedPage { etag, expires, last_modified: last_modified.unwrap_or(now), pages, body };
         if !c.etag.is_empty() {
-            self.store(&key, &c, true).await?;
+            self.store(key, &c, true).await?;
         }
-        Ok((c, parsed, How::Downloaded))
+        Ok((c, How::Downloaded))
     }
 
     /// Writes a page (with its body when `with_body`) and renews its time to live.
@@ -361,28 +659,64 @@ impl EsiClient {
         pipe.query_async::<()>(&mut con).await.map_err(|source| EsiError::Cache { op: "store page", source })
     }
 
-    /// Waits out a back-off recorded by any client sharing this Redis (`pttl`: the time to
-    /// live of its key, in ms); fails when it is longer than [`Settings::max_backoff_secs`].
-    async fn wait_for_error_limit(&self, url: &str, pttl: i64) -> Result<(), EsiError> {
-        if pttl <= 0 {
+    /// Waits out the shared pauses when they are short enough; fails at once otherwise.
+    async fn wait_for_gates(&self, url: &str, gates: Gates, fetch: &mut FetchCounts) -> Result<(), EsiError> {
+        let wait_ms = gates.backoff_ms.max(gates.pause_ms);
+        if wait_ms <= 0 {
             return Ok(());
         }
-        let wait = Duration::from_millis(pttl.unsigned_abs());
-        if wait > Duration::from_secs(self.settings.max_backoff_secs) {
-            return Err(EsiError::ErrorLimited {
-                url: url.to_owned(),
-                reset_secs: wait.as_secs() + 1,
-                message: "not sent: backing off until the error-limit window resets".into(),
+        let wait = Duration::from_millis(wait_ms.unsigned_abs());
+        if wait > self.max_wait() {
+            let url = url.to_owned();
+            return Err(if gates.pause_ms >= gates.backoff_ms {
+                EsiError::RateLimited {
+                    url,
+                    retry_after: wait,
+                    message: "not sent: the route is paused by its rate limit".into(),
+                }
+            } else {
+                EsiError::ErrorLimited {
+                    url,
+                    reset_secs: ceil_secs(wait),
+                    message: "not sent: backing off until the error-limit window resets".into(),
+                }
             });
         }
-        tracing::warn!(wait_ms = pttl, "ESI error limit low: backing off");
-        tokio::time::sleep(wait).await;
+        tracing::info!(wait_ms, "ESI limit: pausing before the next request");
+        self.sleep(wait, fetch).await;
         Ok(())
     }
 
-    /// Records a back-off until the window resets when the error limit runs low or a `420`
-    /// came back.
-    async fn note_error_limit(&self, headers: &HeaderMap, status: StatusCode) -> Result<(), EsiError> {
+    /// Records the shared pauses a response calls for: the route's after a `429` or when its
+    /// rate-limit tokens run low; the error-limit back-off on routes without a rate-limit group.
+    async fn note_limits(&self, headers: &HeaderMap, status: StatusCode) -> Result<(), EsiError> {
+        let remaining = header_str(headers, "x-ratelimit-remaining").and_then(|v| v.parse::<u64>().ok());
+        let pause = if status == StatusCode::TOO_MANY_REQUESTS {
+            Some(retry_after_of(headers).unwrap_or(DEFAULT_RETRY_AFTER))
+        } else {
+            match (remaining, rate_limit_of(headers)) {
+                // Pace to the refill rate: the time a 2xx's 2 tokens take to come back.
+                (Some(left), Some((tokens, window))) if left <= self.settings.rate_limit_floor => {
+                    Some(window.mul_f64(2.0 / f64::from(u32::try_from(tokens).unwrap_or(u32::MAX))))
+                }
+                _ => None,
+            }
+        };
+        if let Some(pause) = pause.filter(|p| !p.is_zero()) {
+            let mut con = self.redis.clone();
+            redis::cmd("SET")
+                .arg(pause_key(&self.settings))
+                .arg(status.as_u16())
+                .arg("PX")
+                .arg(u64::try_from(pause.as_millis()).unwrap_or(u64::MAX))
+                .query_async::<()>(&mut con)
+                .await
+                .map_err(|source| EsiError::Cache { op: "record pause", source })?;
+        }
+        if header_str(headers, "x-ratelimit-group").is_some() {
+            // A rate-limited route: its tokens, not the error limit, decide.
+            return Ok(());
+        }
         let remain = header_str(headers, "x-esi-error-limit-remain").and_then(|v| v.parse::<u32>().ok());
         let low = remain.is_some_and(|r| r <= self.settings.error_limit_floor) || status.as_u16() == 420;
         let reset = reset_of(headers);
@@ -402,15 +736,10 @@ impl EsiClient {
     }
 }
 
-/// `X-ESI-Error-Limit-Reset`, 0 when absent.
-fn reset_of(headers: &HeaderMap) -> u64 {
-    header_str(headers, "x-esi-error-limit-reset").and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-/// How a page was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum How {
-    Downloaded,
-    Revalidated,
-    Fresh,
+fn count(fetch: &mut FetchCounts, how: How) {
+    match how {
+        How::Downloaded => fetch.downloaded += 1,
+        How::Revalidated => fetch.revalidated += 1,
+        How::Fresh => fetch.fresh += 1,
+    }
 }

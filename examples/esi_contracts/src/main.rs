@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use dual_mode::Secret;
 
-use esi_contracts::jobs::{BoxError, Secrets};
+use esi_contracts::jobs::{BoxError, JobState, Secrets};
 use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
 use esi_contracts::standin::{self, RECORDED_AT, StandIn, StandInOptions};
 use esi_contracts::{api, app, jobs};
@@ -35,9 +35,13 @@ commands:
   standin    serve the ESI stand-in on --listen (default 127.0.0.1:8081)
 
 options:
-  --esi-url URL      ESI base URL, e.g. https://esi.evetech.net/latest (default: an embedded
-                     stand-in serving recorded pages; `api` and `schedule` start their own on
-                     127.0.0.1, which workers on other machines cannot reach)
+  --esi-url URL      ESI base URL, https://esi.evetech.net (or .../latest) for the real one
+                     (default: an embedded stand-in serving recorded pages; `api` and
+                     `schedule` start their own on 127.0.0.1, which workers elsewhere cannot
+                     reach)
+  --user-agent UA    the User-Agent sent to ESI: the application and a contact, e.g.
+                     \"my-app/1.0 (me@my.domain)\"; required for the real ESI
+                     (default: ESI_USER_AGENT)
   --regions A,B,C    region ids (default 10000002,10000043,10000032)
   --listen ADDR      address for `api` and `standin`
   --concurrency N    jobs at once for `worker`
@@ -49,6 +53,7 @@ environment:
               schedule; the main job starts a temporary redis-server without it). A secret:
               it never reaches the queue.
   ESI_TOKEN   optional ESI token; public contracts need none. Read once at start.
+  ESI_USER_AGENT  the User-Agent, when --user-agent is not given.
 ";
 
 /// The parsed command line.
@@ -56,6 +61,7 @@ environment:
 struct Args {
     command: Option<String>,
     esi_url: Option<String>,
+    user_agent: Option<String>,
     regions: Vec<i32>,
     listen: Option<String>,
     concurrency: Option<usize>,
@@ -70,6 +76,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         match arg.as_str() {
             "-h" | "--help" | "help" => out.command = Some("help".into()),
             "--esi-url" => out.esi_url = Some(value("--esi-url")?),
+            "--user-agent" => out.user_agent = Some(value("--user-agent")?),
             "--regions" => {
                 out.regions = value("--regions")?
                     .split(',')
@@ -108,9 +115,15 @@ fn need_redis() -> Result<Secrets, BoxError> {
     Ok(Secrets { token: token_from_env(), redis_url })
 }
 
+/// `--user-agent`, else `ESI_USER_AGENT`.
+fn user_agent(args: &Args) -> Option<String> {
+    args.user_agent.clone().or_else(|| std::env::var("ESI_USER_AGENT").ok().filter(|u| !u.trim().is_empty()))
+}
+
 /// The settings, and the embedded stand-in when no `--esi-url` was given.
 async fn settings_for(args: &Args) -> Result<(Settings, Option<StandIn>), BoxError> {
-    let (settings, standin) = app::settings_for(args.esi_url.as_deref(), &args.regions).await?;
+    let (settings, standin) =
+        app::settings_for(args.esi_url.as_deref(), &args.regions, user_agent(args).as_deref()).await?;
     if let Some(standin) = &standin {
         eprintln!("ESI stand-in on {} (use --esi-url for another ESI)", standin.base_url());
     }
@@ -126,6 +139,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     match args.command.as_deref() {
         None => {
             let opts = app::Options {
+                user_agent: user_agent(&args),
                 esi_url: args.esi_url,
                 regions: args.regions,
                 redis_url: redis_url_from_env(),
@@ -136,13 +150,18 @@ async fn run(args: Args) -> Result<(), BoxError> {
             let report = app::run(opts, &mut stdout).await?;
             let jobs_run: Vec<String> = report.workers.iter().map(|w| w.counts.succeeded.to_string()).collect();
             println!(
-                "done: {} regions, {} jobs done (per worker: {}); ESI pages: {} downloaded, {} revalidated",
+                "done: {} of {} regions, {} jobs done (per worker: {}); ESI pages: {} downloaded, {} revalidated",
                 report.summaries.len(),
                 report.jobs.len(),
+                report.jobs.iter().filter(|j| j.state == JobState::Done).count(),
                 jobs_run.join(" + "),
                 report.pages_downloaded.map_or_else(|| "?".to_owned(), |n| n.to_string()),
                 report.pages_revalidated.map_or_else(|| "?".to_owned(), |n| n.to_string()),
             );
+            if !report.failed.is_empty() {
+                let regions: Vec<String> = report.failed.iter().map(|(region, _)| region.to_string()).collect();
+                return Err(format!("{} regions failed: {}", regions.len(), regions.join(", ")).into());
+            }
         }
         Some("api") => {
             let secrets = need_redis()?;

@@ -60,75 +60,96 @@ impl fmt::Display for ContractType {
     }
 }
 
-/// One public contract, field for field as ESI's `GetContractsPublicRegionId200Ok`.
+/// One public contract, field for field as ESI's public-contracts route returns it.
+///
+/// Real pages carry every field but `buyout` (auctions) and `for_corporation` (only when
+/// true), with `0` or `0.0` where a field does not apply; absent fields read as those zeros,
+/// and fields this model does not know are ignored. Ids are 64-bit: character ids already
+/// pass 2^31.
 #[allow(clippy::struct_field_names, reason = "ESI's field names, kept as they are")]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contract {
-    /// Contract id (int32).
-    pub contract_id: i32,
+    /// Contract id.
+    pub contract_id: i64,
     /// Contract type; ESI's field is named `type`.
     #[serde(rename = "type")]
     pub kind: ContractType,
     /// The issuing character.
-    pub issuer_id: i32,
+    pub issuer_id: i64,
     /// The issuer's corporation.
-    pub issuer_corporation_id: i32,
+    pub issuer_corporation_id: i64,
     /// Creation time.
     pub date_issued: Timestamp,
     /// Expiry time.
     pub date_expired: Timestamp,
-    /// Price (item exchanges, auctions' starting bid, loans).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub price: Option<f64>,
+    /// Price: what the acceptor pays for an item exchange, an auction's starting bid, a loan's
+    /// amount; `0.0` on couriers.
+    #[serde(default)]
+    pub price: f64,
     /// Buyout price (auctions only, and not always).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buyout: Option<f64>,
-    /// Reward for hauling (couriers only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reward: Option<f64>,
-    /// Collateral (couriers only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub collateral: Option<f64>,
+    /// ISK the issuer pays the acceptor: a courier's hauling reward, or ISK given with an item
+    /// exchange's items; `0.0` otherwise.
+    #[serde(default)]
+    pub reward: f64,
+    /// Collateral (couriers); `0.0` otherwise.
+    #[serde(default)]
+    pub collateral: f64,
     /// Volume of the items in m3.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume: Option<f64>,
-    /// Days the acceptor has to complete a courier.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub days_to_complete: Option<i32>,
+    #[serde(default)]
+    pub volume: f64,
+    /// Days the acceptor has to complete a courier; `0` otherwise.
+    #[serde(default)]
+    pub days_to_complete: i64,
     /// Station or structure the contract starts at.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_location_id: Option<i64>,
-    /// Destination of a courier.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_location_id: Option<i64>,
-    /// Issued on behalf of the issuer's corporation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub for_corporation: Option<bool>,
+    #[serde(default)]
+    pub start_location_id: i64,
+    /// Destination of a courier; the start location for other types.
+    #[serde(default)]
+    pub end_location_id: i64,
+    /// Issued on behalf of the issuer's corporation (ESI sends it only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub for_corporation: bool,
     /// Free text, often empty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
+    #[serde(default)]
+    pub title: String,
 }
 
 impl Contract {
-    /// The ISK amount this contract adds to its type's total in a [`RegionSummary`]:
+    /// The ISK amount this contract adds to its type's total in a [`RegionSummary`]: the money
+    /// the contract asks of its acceptor, or for a courier the money it offers.
     ///
-    /// - item exchange: `price`;
+    /// - item exchange: `price`. A `reward` on an item exchange is ISK the issuer hands over
+    ///   with the items (the acceptor receives it); it is not a price and is not added, nor
+    ///   subtracted: the total says what the region's item exchanges ask for;
     /// - auction: `price`, the starting bid (the buyout is optional and often absent, so it is
     ///   not a comparable figure);
     /// - courier: `reward`, what the issuer pays (the collateral is a deposit, not a payment);
     /// - loan: `price`;
     /// - unknown: nothing.
-    ///
-    /// An absent field counts as zero.
     #[must_use]
     pub fn isk_value(&self) -> f64 {
-        let value = match self.kind {
+        match self.kind {
             ContractType::ItemExchange | ContractType::Auction | ContractType::Loan => self.price,
             ContractType::Courier => self.reward,
-            ContractType::Unknown => None,
-        };
-        value.unwrap_or(0.0)
+            ContractType::Unknown => 0.0,
+        }
     }
+}
+
+/// The contracts of one page and how many of its elements were skipped: an element that is
+/// not a contract this model can read (a value of an unexpected type, a bad date) is counted,
+/// not allowed to fail the page.
+///
+/// # Errors
+/// The body is not a JSON array.
+pub fn parse_page(body: &str) -> Result<(Vec<Contract>, usize), serde_json::Error> {
+    let elements: Vec<serde_json::Value> = serde_json::from_str(body)?;
+    let total = elements.len();
+    let contracts: Vec<Contract> = elements.into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
+    let skipped = total - contracts.len();
+    Ok((contracts, skipped))
 }
 
 /// Count and ISK total of one contract type (see [`Contract::isk_value`] for the ISK figure).
@@ -184,17 +205,15 @@ impl TypeBreakdown {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopContract {
     /// Contract id.
-    pub contract_id: i32,
+    pub contract_id: i64,
     /// Price in ISK.
     pub price: f64,
     /// Title; empty when the contract has none.
     pub title: String,
-    /// Volume in m3, when ESI gives it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume: Option<f64>,
-    /// Where the items are, when ESI gives it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_location_id: Option<i64>,
+    /// Volume in m3.
+    pub volume: f64,
+    /// Where the items are.
+    pub start_location_id: i64,
     /// When the contract expires.
     pub date_expired: Timestamp,
 }
@@ -206,8 +225,12 @@ pub struct RegionSummary {
     pub region_id: i32,
     /// The moment the summary describes ("now" for the expiry count).
     pub computed_at: Timestamp,
-    /// All contracts of the region.
+    /// All contracts of the region that could be read.
     pub contracts: usize,
+    /// Contracts ESI listed that could not be read (a value this model does not expect):
+    /// left out of every figure, counted here so that a summary says it is incomplete.
+    #[serde(default)]
+    pub skipped: usize,
     /// Counts and ISK totals by type.
     pub by_type: TypeBreakdown,
     /// The [`TOP_ITEM_EXCHANGES`] most expensive item exchanges (with a price), by price
@@ -219,7 +242,7 @@ pub struct RegionSummary {
 }
 
 /// Summarizes the contracts of `region_id` as of `now` (pure: the same input gives the same
-/// summary, whatever the clock says).
+/// summary, whatever the clock says). `skipped` is 0: the caller knows what it could not read.
 #[must_use]
 pub fn summarize(region_id: i32, contracts: &[Contract], now: Timestamp) -> RegionSummary {
     let mut by_type = TypeBreakdown::default();
@@ -237,7 +260,8 @@ pub fn summarize(region_id: i32, contracts: &[Contract], now: Timestamp) -> Regi
     let mut ranked: Vec<(&Contract, f64)> = contracts
         .iter()
         .filter(|c| c.kind == ContractType::ItemExchange)
-        .filter_map(|c| c.price.map(|price| (c, price)))
+        .filter(|c| c.price > 0.0)
+        .map(|c| (c, c.price))
         .collect();
     ranked.sort_by(|(a, pa), (b, pb)| pb.total_cmp(pa).then_with(|| a.contract_id.cmp(&b.contract_id)));
     let top_item_exchanges = ranked
@@ -246,7 +270,7 @@ pub fn summarize(region_id: i32, contracts: &[Contract], now: Timestamp) -> Regi
         .map(|(c, price)| TopContract {
             contract_id: c.contract_id,
             price,
-            title: c.title.clone().unwrap_or_default(),
+            title: c.title.clone(),
             volume: c.volume,
             start_location_id: c.start_location_id,
             date_expired: c.date_expired,
@@ -257,6 +281,7 @@ pub fn summarize(region_id: i32, contracts: &[Contract], now: Timestamp) -> Regi
         region_id,
         computed_at: now,
         contracts: contracts.len(),
+        skipped: 0,
         by_type,
         top_item_exchanges,
         expiring_within_24h,

@@ -135,7 +135,7 @@ async fn api_mode_and_job_mode_compute_the_same_summaries_as_the_fixtures() {
     assert_eq!(esi_server.ok_count(), 5);
     assert_eq!(esi_server.not_modified_count(), 5);
     for (stored, (_, pages)) in job_mode.iter().zip(PAGES) {
-        assert_eq!(stored.fetch, FetchCounts { pages, downloaded: 0, revalidated: pages, fresh: 0 });
+        assert_eq!(stored.fetch, FetchCounts { pages, revalidated: pages, requests: pages, ..FetchCounts::default() });
     }
 
     for ((a, j), w) in api_mode.iter().zip(&job_mode).zip(&want) {
@@ -225,6 +225,7 @@ async fn api_bad_input_gets_a_4xx_json_error_never_a_500() {
 async fn the_main_job_runs_to_the_end() {
     let opts = app::Options {
         esi_url: None,
+        user_agent: None,
         regions: Vec::new(),
         redis_url: None,
         token: Secret::new(EsiToken::default()),
