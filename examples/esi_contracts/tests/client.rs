@@ -10,7 +10,7 @@ use dual_mode_test_support::RedisServer;
 use esi_contracts::esi::{EsiClient, EsiClientParts, EsiClientSpec, EsiError, FetchCounts};
 use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
 use esi_contracts::standin;
-use esi_contracts::standin::{RECORDED_AT, StandIn, StandInOptions};
+use esi_contracts::standin::{RECORDED_AT, RateLimit, StandIn, StandInOptions};
 use redis::aio::ConnectionManager;
 
 const FORGE: i32 = 10_000_002;
@@ -170,4 +170,204 @@ async fn each_typed_error() {
     }
     offline.exit().await.expect("exit");
     esi.exit().await.expect("exit");
+}
+
+/// Settings for the stand-in at `base` with short `5xx` retry delays.
+fn quick(base: &str) -> Settings {
+    Settings { server_retry_base_ms: 20, ..Settings::for_esi(base) }
+}
+
+/// Every contract of `region` in the recorded pages but the `dropped` oldest, by id.
+fn recorded_ids(region: i32, dropped: usize) -> Vec<i64> {
+    let pages = standin::fixture_pages(region).unwrap();
+    let all: Vec<i64> = pages
+        .iter()
+        .flat_map(|p| serde_json::from_str::<Vec<serde_json::Value>>(p).unwrap())
+        .map(|c| c["contract_id"].as_i64().unwrap())
+        .collect();
+    all[dropped..].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_across_a_turnover_reads_one_generation_like_a_quiet_walk() {
+    let redis = RedisServer::start();
+    let esi_server = standin(StandInOptions::default()).await;
+    let esi = client(&redis, quick(esi_server.base_url())).await;
+
+    // The cache turns over right after page 1: 400 contracts gone, X-Pages 3 -> 2, and every
+    // later contract one page-fraction earlier. A naive walk would read page 1 of the old
+    // generation, then page 2 of the new one (missing 400 contracts), then a 404.
+    esi_server.turn_over_after(1, 400);
+    let turbulent = esi.public_contracts(FORGE).await.expect("a consistent walk");
+    assert_eq!(turbulent.fetch.restarts, 1, "{:?}", turbulent.fetch);
+    assert_eq!(turbulent.fetch.pages, 2);
+    assert_eq!(turbulent.as_of, esi_server.last_modified(), "as of the new generation");
+    let ids: Vec<i64> = turbulent.contracts.iter().map(|c| c.contract_id).collect();
+    assert!(ids == recorded_ids(FORGE, 400), "each contract of the new generation, once");
+
+    // A quiet walk of the same generation, from an empty cache, reads the same.
+    let _: () = redis::cmd("FLUSHDB")
+        .query_async(&mut redis.client().get_multiplexed_async_connection().await.unwrap())
+        .await
+        .unwrap();
+    let quiet = esi.public_contracts(FORGE).await.expect("quiet");
+    assert_eq!((quiet.fetch.restarts, quiet.fetch.downloaded), (0, 2));
+    assert_eq!(quiet.contracts, turbulent.contracts);
+    assert_eq!(quiet.as_of, turbulent.as_of);
+
+    assert_eq!(esi_server.stats().turnovers, 1);
+    esi.exit().await.expect("exit");
+
+    // A shrinking turnover after page 2: page 3 is gone (404), which restarts the walk; it is
+    // not "region not found".
+    let esi_server = standin(StandInOptions::default()).await;
+    let esi = client(&redis, quick(esi_server.base_url())).await;
+    esi_server.turn_over_after(2, 1_400);
+    let shrunk = esi.public_contracts(FORGE).await.expect("a 404 past page 1 restarts the walk");
+    println!("turnover walks: {:?} then {:?}", turbulent.fetch, shrunk.fetch);
+    assert_eq!((shrunk.fetch.restarts, shrunk.fetch.pages), (1, 1));
+    let ids: Vec<i64> = shrunk.contracts.iter().map(|c| c.contract_id).collect();
+    assert!(ids == recorded_ids(FORGE, 1_400), "the 947 contracts of the new generation");
+    esi.exit().await.expect("exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_does_not_start_just_before_expires() {
+    let redis = RedisServer::start();
+    // Generations of 3 s: page 1 always expires within the 10 s margin.
+    let esi_server =
+        standin(StandInOptions { expires_after: Duration::from_secs(3), ..StandInOptions::default() }).await;
+    let api_like = client(&redis, Settings { max_backoff_secs: 0, ..quick(esi_server.base_url()) }).await;
+    match api_like.public_contracts(DOMAIN).await {
+        Err(e @ EsiError::Inconsistent { .. }) => {
+            let wait = e.retry_after().expect("says when");
+            assert!(wait <= Duration::from_secs(4), "{wait:?}");
+            assert!(!e.is_permanent());
+        }
+        other => panic!("expected Inconsistent, got {other:?}"),
+    }
+    // Allowed to wait, the client waits for the next generation and reads it.
+    let patient = client(&redis, Settings { walk_margin_secs: 2, ..quick(esi_server.base_url()) }).await;
+    let start = Instant::now();
+    let got = patient.public_contracts(FORGE).await.expect("after the turnover");
+    assert!(got.fetch.waits <= 1, "{:?}", got.fetch);
+    assert_eq!(got.contracts.len(), 2_347);
+    println!("near Expires: {:?} in {:?}", got.fetch, start.elapsed());
+    api_like.exit().await.expect("exit");
+    patient.exit().await.expect("exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_pauses_the_route_for_every_client_and_says_how_long() {
+    let redis = RedisServer::start();
+    let limit = RateLimit { group: "contracts".into(), tokens: 5, window: Duration::from_secs(60), headers: true };
+    let esi_server = standin(StandInOptions { rate_limit: Some(limit), ..StandInOptions::default() }).await;
+    let settings = Settings { rate_limit_floor: 0, max_backoff_secs: 0, ..quick(esi_server.base_url()) };
+    let esi = client(&redis, settings.clone()).await;
+    // 5 tokens: pages 1 and 2 (2 each), then a 429 for page 3, 1 token short at 1 per 12 s.
+    let retry_after = match esi.public_contracts(FORGE).await {
+        Err(e @ EsiError::RateLimited { .. }) => {
+            assert!(!e.is_permanent(), "never permanent");
+            e.retry_after().unwrap()
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    };
+    assert!(Duration::from_secs(10) <= retry_after && retry_after <= Duration::from_secs(12), "{retry_after:?}");
+    assert_eq!(esi_server.stats().rate_limited, 1);
+    // Another client sharing the Redis (another worker) does not call the route meanwhile.
+    let other = client(&redis, settings).await;
+    let requests = esi_server.stats().requests;
+    match other.public_contracts(DOMAIN).await {
+        Err(EsiError::RateLimited { message, retry_after, .. }) => {
+            assert!(message.contains("not sent"), "{message}");
+            assert!(retry_after > Duration::from_secs(8), "{retry_after:?}");
+        }
+        other => panic!("expected RateLimited without a request, got {other:?}"),
+    }
+    assert_eq!(esi_server.stats().requests, requests, "nothing sent while paused");
+    esi.exit().await.expect("exit");
+    other.exit().await.expect("exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn few_tokens_left_pace_the_walk_to_the_refill_rate() {
+    let redis = RedisServer::start();
+    // 20 tokens refilled over 2 s: one 2xx's tokens come back in 200 ms.
+    let limit = RateLimit { group: "contracts".into(), tokens: 20, window: Duration::from_secs(2), headers: true };
+    let esi_server = standin(StandInOptions { rate_limit: Some(limit), ..stale() }).await;
+    let esi = client(&redis, Settings { rate_limit_floor: 100, ..quick(esi_server.base_url()) }).await;
+    let start = Instant::now();
+    let got = esi.public_contracts(FORGE).await.expect("paced, not refused");
+    let elapsed = start.elapsed();
+    assert_eq!((got.fetch.requests, got.fetch.waits), (3, 2), "{:?}", got.fetch);
+    assert!(elapsed >= Duration::from_millis(350), "{elapsed:?}");
+    assert_eq!(esi_server.stats().rate_limited, 0);
+    // Without a rate-limit group, the error limit still decides: no pacing here.
+    let plain = standin(stale()).await;
+    let esi2 = client(&redis, Settings { rate_limit_floor: 100, ..quick(plain.base_url()) }).await;
+    assert_eq!(esi2.public_contracts(FORGE).await.unwrap().fetch.waits, 0);
+    println!("paced walk: {:?} in {elapsed:?}", got.fetch);
+    esi.exit().await.expect("exit");
+    esi2.exit().await.expect("exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_with_back_off() {
+    let redis = RedisServer::start();
+    let esi_server = standin(stale()).await;
+    let esi = client(&redis, quick(esi_server.base_url())).await;
+    esi_server.fail_next(FORGE, 2, StatusCode::BAD_GATEWAY);
+    esi_server.fail_next(FORGE, 1, StatusCode::GATEWAY_TIMEOUT);
+    let got = esi.public_contracts(FORGE).await.expect("a burst of 3 is retried through");
+    assert_eq!((got.fetch.requests, got.fetch.retries, got.fetch.waits), (6, 3, 3), "{:?}", got.fetch);
+    assert_eq!(got.fetch.waited_ms, 20 + 40 + 80, "doubling delays");
+    assert_eq!(got.contracts.len(), 2_347);
+    // A longer burst is a Server error, retryable by the job layer.
+    esi_server.fail_next(DOMAIN, 4, StatusCode::SERVICE_UNAVAILABLE);
+    match esi.public_contracts(DOMAIN).await {
+        Err(e @ EsiError::Server { status: 503, .. }) => assert!(!e.is_permanent() && e.retry_after().is_none()),
+        other => panic!("expected Server 503, got {other:?}"),
+    }
+    assert_eq!(esi_server.stats().server_errors, 7);
+    esi.exit().await.expect("exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_carry_the_versioning_headers_and_either_base_url_works() {
+    let redis = RedisServer::start();
+    let esi_server = standin(stale()).await;
+    let canonical = client(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let versioned = client(&redis, Settings::for_esi(&format!("{}/latest/", esi_server.base_url()))).await;
+    assert!(!canonical.settings.is_versioned_url() && versioned.settings.is_versioned_url());
+    let a = canonical.public_contracts(DOMAIN).await.expect("canonical");
+    let b = versioned.public_contracts(DOMAIN).await.expect("versioned");
+    assert_eq!(a.contracts, b.contracts);
+    let stats = esi_server.stats();
+    assert_eq!(stats.no_compatibility_date, 0, "every request sent X-Compatibility-Date");
+    assert_eq!(stats.gzip, stats.ok, "every page came gzipped");
+    canonical.exit().await.expect("exit");
+    versioned.exit().await.expect("exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_esi_is_refused_with_a_placeholder_contact() {
+    let redis = RedisServer::start();
+    for url in ["https://esi.evetech.net", "https://ESI.evetech.net/latest/"] {
+        let esi = client(&redis, Settings::for_esi(url)).await;
+        match esi.public_contracts(FORGE).await {
+            Err(e @ EsiError::Refused { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("ESI_USER_AGENT") && text.contains("--user-agent"), "{text}");
+                assert!(e.is_permanent());
+            }
+            other => panic!("expected Refused, got {other:?}"),
+        }
+        esi.exit().await.expect("exit");
+    }
+    let mut settings = Settings::for_esi("https://esi.evetech.net");
+    settings.http.user_agent = Some("contracts-board/2.1 (ops@contracts-board.net)".into());
+    assert_eq!(settings.check_contact(), Ok(()));
+    settings.http.user_agent = Some("contracts-board/2.1".into());
+    assert!(settings.check_contact().is_err(), "no contact at all");
+    assert_eq!(Settings::for_esi("http://127.0.0.1:1").check_contact(), Ok(()), "the stand-in needs none");
 }
