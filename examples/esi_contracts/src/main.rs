@@ -27,7 +27,8 @@ usage: esi-contracts [COMMAND] [OPTIONS]
 commands:
   (none)     the main job: the ESI stand-in (unless --esi-url), REDIS_URL or a temporary
              redis-server, the API and two workers; aggregates every region through the API,
-             prints a table per region, stops everything and exits
+             prints a table per region, names the regions that failed, stops everything
+             and exits (non-zero when a region failed)
   api        serve the API on --listen (default 127.0.0.1:8080)
   worker     run aggregation jobs, --concurrency N at once (default 8)
   schedule   enqueue an aggregation of every region at each tick of --cron
@@ -160,7 +161,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
             );
             if !report.failed.is_empty() {
                 let regions: Vec<String> = report.failed.iter().map(|(region, _)| region.to_string()).collect();
-                return Err(format!("{} regions failed: {}", regions.len(), regions.join(", ")).into());
+                return Err(format!("failed regions: {}", regions.join(", ")).into());
             }
         }
         Some("api") => {

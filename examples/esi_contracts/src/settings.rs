@@ -129,7 +129,9 @@ impl Settings {
             .any(|domain| agent.contains(domain));
         if placeholder || !agent.contains('@') {
             return Err(format!(
-                "refusing to call {REAL_ESI_HOST} with the User-Agent {:?}: ESI needs one that names                  the application and a real contact, an email preferably; set --user-agent or                  ESI_USER_AGENT, e.g. \"my-app/1.0 (me@my.domain)\"",
+                "refusing to call {REAL_ESI_HOST} with the User-Agent {:?}: ESI needs one that names the \
+                 application and a real contact, an email preferably; set --user-agent or ESI_USER_AGENT, \
+                 e.g. \"my-app/1.0 (me@my.domain)\"",
                 self.user_agent()
             ));
         }

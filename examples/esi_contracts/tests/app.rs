@@ -248,3 +248,94 @@ async fn the_main_job_runs_to_the_end() {
     }
     assert!(out.contains("waiting for 3 jobs"), "a progress line");
 }
+
+/// The API as a hostile caller meets it: implausible ids never reach ESI, an unknown region
+/// costs ESI one error per hour at most, and no request waits out a limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_protects_the_deployments_esi_budget() {
+    let redis = RedisServer::start();
+    let esi_server = standin::start(StandInOptions {
+        last_modified: Some(RECORDED_AT),
+        expires_after: Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let api = start_api(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let http = http();
+    let b = &api.base;
+
+    // Not a known-space region: 400, ESI never asked.
+    for id in ["99999999", "10000000", "11000001", "2147483647"] {
+        let (status, body) = get_json(&http, &format!("{b}/regions/{id}/summary")).await;
+        assert_eq!(status, 400, "{id}: {body}");
+    }
+    assert_eq!(esi_server.stats().requests, 0);
+
+    // An unknown region: one 404 from ESI, then answered from the cache, 50 times.
+    for _ in 0..50 {
+        let (status, body) = get_json(&http, &format!("{b}/regions/10000001/summary")).await;
+        assert_eq!(status, 404, "{body}");
+    }
+    assert_eq!(esi_server.stats().errors, 1, "ESI's error budget spent once");
+
+    // A summary, then ESI's error limit used up by someone else: a refresh answers at once
+    // with the stored summary marked stale; a region never computed gets a 503 with
+    // Retry-After; neither waits for the window to reset.
+    let (status, fresh) = get_json(&http, &format!("{b}/regions/10000043/summary")).await;
+    assert_eq!(status, 200, "{fresh}");
+    // Make the stored summary old enough to be refreshed.
+    let mut stored = stored_summary(&api.state.redis, 10_000_043).await.unwrap().unwrap();
+    stored.aggregated_at = stored.aggregated_at.plus_seconds(-3600);
+    let _: () = redis::cmd("SET")
+        .arg(esi_contracts::aggregate::summary_key(10_000_043))
+        .arg(serde_json::to_string(&stored).unwrap())
+        .query_async(&mut api.state.redis.clone())
+        .await
+        .unwrap();
+    esi_server.set_error_limit_remain(0);
+    let start = Instant::now();
+    let (status, stale) = get_json(&http, &format!("{b}/regions/10000043/summary?refresh=true")).await;
+    assert_eq!(status, 200, "{stale}");
+    assert_eq!(stale["stale"], true, "{stale}");
+    assert!(stale["stale_because"].as_str().unwrap().contains("error limit"), "{stale}");
+    let resp = http.get(format!("{b}/regions/10000032/summary")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!(start.elapsed() < Duration::from_secs(2), "answered at once: {:?}", start.elapsed());
+
+    // A refresh within a minute of the last computation serves what is stored.
+    let requests = esi_server.stats().requests;
+    let (status, _) = get_json(&http, &format!("{b}/regions/10000002/summary?refresh=true")).await;
+    assert_eq!(status, 503, "still limited, nothing stored");
+    let _ = api.stop.send(true);
+    assert!(esi_server.stats().requests <= requests + 1);
+}
+
+/// The main job with a region ESI does not know: the other regions' tables are printed, the
+/// failed one is named, and the report says so (the binary exits non-zero on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_main_job_with_a_failing_region_prints_the_others_and_names_it() {
+    let opts = app::Options {
+        esi_url: None,
+        user_agent: None,
+        regions: vec![10_000_002, 10_000_001, 10_000_032],
+        redis_url: None,
+        token: Secret::new(EsiToken::default()),
+        timeout: Duration::from_secs(60),
+    };
+    let mut out = Vec::new();
+    let report = app::run(opts, &mut out).await.expect("the main job runs to the end");
+    let out = String::from_utf8(out).unwrap();
+    println!("{out}");
+    let got: Vec<i32> = report.summaries.iter().map(|s| s.summary.region_id).collect();
+    assert_eq!(got, [10_000_002, 10_000_032]);
+    assert_eq!(report.summaries[0].summary, expected()[0]);
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].0, 10_000_001);
+    assert!(report.failed[0].1.contains("404"), "{:?}", report.failed);
+    let tables = out.find("The Forge (10000002)").unwrap();
+    let named = out.find("failed regions:").expect("the failed regions are named");
+    assert!(tables < named && out[named..].contains("10000001"), "{out}");
+}
