@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::any;
 use tokio::sync::oneshot;
@@ -44,7 +44,7 @@ pub const RECORDED_AT: Timestamp = Timestamp(1_795_176_000); // 2026-11-20T12:00
 pub const REGIONS: [i32; 3] = [10_000_002, 10_000_043, 10_000_032];
 
 /// The fixture pages, embedded in the binary: `(region_id, pages)`, pages in order from page 1.
-const FIXTURES: [(i32, &[&str]); 3] = [
+pub const FIXTURES: [(i32, &[&str]); 3] = [
     (
         10_000_002,
         &[
@@ -304,10 +304,10 @@ pub async fn start_on(addr: &str, opts: StandInOptions) -> std::io::Result<Stand
         contracts,
     });
     let app = Router::new()
-        .route("/contracts/public/{region_id}", any(contracts_canonical))
-        .route("/contracts/public/{region_id}/", any(contracts_canonical))
-        .route("/latest/contracts/public/{region_id}/", any(contracts_versioned))
-        .route("/latest/contracts/public/{region_id}", any(contracts_versioned))
+        .route("/contracts/public/{region_id}", any(contracts_page))
+        .route("/contracts/public/{region_id}/", any(contracts_page))
+        .route("/latest/contracts/public/{region_id}/", any(contracts_page))
+        .route("/latest/contracts/public/{region_id}", any(contracts_page))
         .fallback(not_found)
         .with_state(Arc::clone(&shared));
     let (tx, rx) = oneshot::channel::<()>();
@@ -483,27 +483,20 @@ struct Asked<'a> {
     headers: &'a HeaderMap,
 }
 
-async fn contracts_canonical(
+async fn contracts_page(
     State(shared): State<Arc<Shared>>,
     Path(region): Path<String>,
     RawQuery(query): RawQuery,
     method: Method,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    serve_page(
-        &shared,
-        &Asked { method, region, query: query.unwrap_or_default(), versioned: false, headers: &headers },
-    )
-}
-
-async fn contracts_versioned(
-    State(shared): State<Arc<Shared>>,
-    Path(region): Path<String>,
-    RawQuery(query): RawQuery,
-    method: Method,
-    headers: HeaderMap,
-) -> Response {
-    serve_page(&shared, &Asked { method, region, query: query.unwrap_or_default(), versioned: true, headers: &headers })
+    let versioned = uri.path().starts_with("/latest/");
+    let asked = Asked { method, region, query: query.unwrap_or_default(), versioned, headers: &headers };
+    let mut state = shared.lock();
+    roll(&shared, &mut state);
+    let outcome = route(&mut state, &asked);
+    respond(&shared, &mut state, outcome, &headers)
 }
 
 async fn not_found(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -511,13 +504,6 @@ async fn not_found(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
     roll(&shared, &mut state);
     let outcome = if state.remain == 0 { limited() } else { Outcome::Error(StatusCode::NOT_FOUND, "Not found") };
     respond(&shared, &mut state, outcome, &headers)
-}
-
-fn serve_page(shared: &Shared, asked: &Asked<'_>) -> Response {
-    let mut state = shared.lock();
-    roll(shared, &mut state);
-    let outcome = route(&mut state, asked);
-    respond(shared, &mut state, outcome, asked.headers)
 }
 
 fn limited() -> Outcome {

@@ -1,25 +1,14 @@
 //! The ESI example's contract model: timestamps, the contract shape and `summarize`, checked
 //! against the fixture files and against figures computed independently of this code (by the
-//! generator of the fixtures, `fixtures/expected.json`, and by a second, `serde_json::Value`
-//! based computation here).
+//! `fixtures/expected.py`, which wrote `fixtures/expected.json`, and by a second,
+//! `serde_json::Value` based computation here).
 
 use esi_contracts::model;
 use esi_contracts::model::{Contract, ContractType, RegionSummary, parse_page, summarize};
+use esi_contracts::standin::FIXTURES;
 use esi_contracts::timestamp::Timestamp;
 use serde_json::Value;
 
-const FIXTURES: [(i32, &[&str]); 3] = [
-    (
-        10_000_002,
-        &[
-            include_str!("../fixtures/10000002-1.json"),
-            include_str!("../fixtures/10000002-2.json"),
-            include_str!("../fixtures/10000002-3.json"),
-        ],
-    ),
-    (10_000_043, &[include_str!("../fixtures/10000043-1.json")]),
-    (10_000_032, &[include_str!("../fixtures/10000032-1.json")]),
-];
 const EXPECTED: &str = include_str!("../fixtures/expected.json");
 
 fn ts(s: &str) -> Timestamp {
