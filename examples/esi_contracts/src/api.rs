@@ -156,6 +156,11 @@ pub fn missing_key(region_id: i32) -> String {
     format!("esi:region-missing:{region_id}")
 }
 
+/// The answer for a region ESI does not know.
+fn unknown_region(region_id: i32) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("ESI does not know region {region_id}"))
+}
+
 /// The Redis key of a region's computation lock.
 fn lock_key(region_id: i32) -> String {
     format!("esi:summary-lock:{region_id}")
@@ -229,7 +234,7 @@ async fn summary(
         .await
         .map_err(store_failed)?;
     if missing.is_some() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("ESI does not know region {region_id}")));
+        return Err(unknown_region(region_id));
     }
     let stored: Option<StoredSummary> = stored.and_then(|raw| serde_json::from_str(&raw).ok());
     let recent = stored.as_ref().is_some_and(|s| Timestamp::now().0 - s.aggregated_at.0 < REFRESH_EVERY_SECS);
@@ -258,24 +263,32 @@ async fn summary(
             }),
         };
     }
+    // Another request may have learnt that ESI does not know the region since the first read.
+    let missing: Option<String> =
+        redis::cmd("GET").arg(missing_key(region_id)).query_async(&mut con).await.map_err(store_failed)?;
+    if missing.is_some() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(lock_key(region_id)).query_async(&mut con).await;
+        return Err(unknown_region(region_id));
+    }
     // API mode: the service takes the shared clients from the state; no guard, nothing opened.
     // It never waits out a pause: a limit answers at once.
     let settings = Settings { max_backoff_secs: 0, ..state.settings.clone() };
     let service = ContractAggregationService::from_state(aggregation_spec(region_id, &settings), &state);
     let result = service.aggregate().await;
+    if let Err(AggregateError::Esi(EsiError::NotFound { .. })) = &result {
+        // Remembered before the lock goes, so no other request asks ESI again.
+        let _: Result<(), _> = redis::cmd("SET")
+            .arg(missing_key(region_id))
+            .arg(1)
+            .arg("EX")
+            .arg(MISSING_TTL_SECS)
+            .query_async(&mut con)
+            .await;
+    }
     let _: Result<(), _> = redis::cmd("DEL").arg(lock_key(region_id)).query_async(&mut con).await;
     match result {
         Ok(fresh) => Ok(Json(fresh).into_response()),
-        Err(AggregateError::Esi(e @ EsiError::NotFound { .. })) => {
-            let _: Result<(), _> = redis::cmd("SET")
-                .arg(missing_key(region_id))
-                .arg(1)
-                .arg("EX")
-                .arg(MISSING_TTL_SECS)
-                .query_async(&mut con)
-                .await;
-            Err(AggregateError::Esi(e).into())
-        }
+        Err(e @ AggregateError::Esi(EsiError::NotFound { .. })) => Err(e.into()),
         Err(e) => match stored {
             Some(stored) => {
                 let mut body = serde_json::to_value(&stored).unwrap_or_default();

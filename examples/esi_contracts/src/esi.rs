@@ -703,12 +703,22 @@ impl EsiClient {
             }
         };
         if let Some(pause) = pause.filter(|p| !p.is_zero()) {
+            // Set, or lengthened: a short pacing pause never cuts a 429's pause short.
+            let (key, ms) = (pause_key(&self.settings), u64::try_from(pause.as_millis()).unwrap_or(u64::MAX));
             let mut con = self.redis.clone();
-            redis::cmd("SET")
-                .arg(pause_key(&self.settings))
+            redis::pipe()
+                .cmd("SET")
+                .arg(&key)
                 .arg(status.as_u16())
+                .arg("NX")
                 .arg("PX")
-                .arg(u64::try_from(pause.as_millis()).unwrap_or(u64::MAX))
+                .arg(ms)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(ms)
+                .arg("GT")
+                .ignore()
                 .query_async::<()>(&mut con)
                 .await
                 .map_err(|source| EsiError::Cache { op: "record pause", source })?;
