@@ -101,6 +101,8 @@ impl Fetch {
 }
 
 impl Job for Fetch {
+    type Output = ();
+
     async fn run(&self, _job: &JobInfo) -> Result<(), JobError> {
         self.work().await.map_err(JobError::failed)
     }

@@ -44,6 +44,8 @@ impl Greeter {
 }
 
 impl Job for Greeter {
+    type Output = ();
+
     async fn run(&self, job: &JobInfo) -> Result<(), JobError> {
         let line = self.greet().await.map_err(JobError::failed)?;
         println!("  job {} (attempt {}): {line}", job.id(), job.attempt());

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::RedisServer;
 use dual_mode::jobs::{
-    JobError, JobInfo, ParkReason, PushOptions, Queue, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker,
-    WorkerConfig, handler_fn, typed,
+    JobError, JobInfo, JobState, ParkReason, PushOptions, Queue, QueueConfig, Schedule, Scheduler, SchedulerConfig,
+    Worker, WorkerConfig, handler_fn, typed,
 };
 use jobs_support::{con, queue, unique, wait_for};
 use serde::{Deserialize, Serialize};
@@ -177,6 +177,8 @@ async fn a_panicking_job_is_retried_then_parked_and_the_worker_lives() {
                 async move {
                     a.lock().expect("lock").push(job.attempt());
                     panic!("kaboom on attempt {}", job.attempt());
+                    #[allow(unreachable_code, reason = "names the handler's output type")]
+                    Ok::<(), JobError>(())
                 }
             }),
         )
@@ -223,7 +225,7 @@ async fn handler_errors_are_retried_with_growing_delays_then_parked_with_the_las
             let s = s.clone();
             async move {
                 s.lock().expect("lock").push((job.attempt(), job.max_attempts(), Instant::now(), job.id().to_owned()));
-                Err(JobError::failed(format!("boom attempt {}", job.attempt())))
+                Err::<(), _>(JobError::failed(format!("boom attempt {}", job.attempt())))
             }
         }),
     );
@@ -475,18 +477,22 @@ async fn shutdown_waits_for_running_jobs_up_to_the_deadline() {
     wait_for(Duration::from_secs(5), "the job started", async || (stats.snapshot().received == 1).then_some(())).await;
     let report = stop(w).await;
     assert_eq!((report.counts.succeeded, report.abandoned), (1, 0));
-    // A 5 s job is abandoned at a 300 ms deadline; its entry stays pending for another worker.
+    // A 5 s job that ignores the shutdown signal is handed back before a 400 ms deadline,
+    // without counting an attempt: another worker runs it at once.
     let w =
-        Worker::new(q.clone(), fast_worker().shutdown_deadline(Duration::from_millis(300))).handle("Sleep", sleeper());
+        Worker::new(q.clone(), fast_worker().shutdown_deadline(Duration::from_millis(400))).handle("Sleep", sleeper());
     let stats = w.stats();
     let w = start(w);
-    q.push("Sleep", 1, &5000u64, PushOptions::new()).await.expect("push");
+    let pushed = q.push("Sleep", 1, &5000u64, PushOptions::new()).await.expect("push");
     wait_for(Duration::from_secs(5), "the job started", async || (stats.snapshot().received == 1).then_some(())).await;
     let t = Instant::now();
     let report = stop(w).await;
     assert!(t.elapsed() < Duration::from_secs(2), "shutdown took {:?}", t.elapsed());
-    assert_eq!((report.counts.succeeded, report.abandoned), (0, 1));
-    assert_eq!(q.stats().await.expect("stats").pending, 1);
+    assert_eq!((report.counts.succeeded, report.counts.handed_back, report.abandoned), (0, 1, 0));
+    let stats = q.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.length + stats.delayed), (0, 1), "{stats:?}");
+    let record = q.job(&pushed.job_id).await.expect("read").expect("a record");
+    assert_eq!((record.state, record.attempt), (JobState::Delayed, 1), "{record:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use common::RedisServer;
 use dual_mode::jobs::{
-    JobError, JobInfo, PushOptions, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker, WorkerConfig, typed,
+    JobError, JobInfo, PushOptions, Queue, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker, WorkerConfig,
+    typed,
 };
 use jobs_support::{RoleProcess, con, queue, unique, wait_for};
 use redis::AsyncCommands;
@@ -23,6 +24,9 @@ use serde::{Deserialize, Serialize};
 struct Work {
     n: u32,
     sleep_ms: u64,
+    /// Ignores the signal to stop (the worker must abort it and hand it back).
+    #[serde(default)]
+    stubborn: bool,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -63,7 +67,7 @@ async fn role() {
                 .renew_every(Duration::from_millis(lease_ms / 4))
                 .block(Duration::from_millis(200))
                 .poll_delayed_every(Duration::from_millis(50))
-                .lost_lease_grace(Duration::from_secs(10));
+                .lost_lease_grace(Duration::from_millis(lease_ms / 8));
             let worker = Worker::new(q.clone(), cfg);
             let consumer = worker.consumer().to_owned();
             let rec = db.clone();
@@ -108,8 +112,88 @@ async fn role() {
                 Scheduler::new(q, SchedulerConfig::new()).schedule(schedule).run(stop).await.expect("scheduler");
             let _: () = db.rpush(format!("{name}:sched-report"), enqueued).await.expect("report");
         }
+        "signal-worker" => signal_worker(q, db, name).await,
+        "unique-pusher" => unique_pusher(q, db, name).await,
         other => panic!("unknown role {other}"),
     }
+}
+
+/// A worker that stops on SIGTERM; each job returns n * 10, and stops when told unless
+/// stubborn.
+async fn signal_worker(q: Queue, mut db: redis::aio::MultiplexedConnection, name: String) {
+    // Stops on SIGTERM; each job returns n * 10, and stops when told unless stubborn.
+    let cfg = WorkerConfig::new()
+        .concurrency(4)
+        .lease(Duration::from_secs(2))
+        .block(Duration::from_millis(100))
+        .poll_delayed_every(Duration::from_millis(20))
+        .shutdown_deadline(Duration::from_secs(2));
+    let rec = db.clone();
+    let n2 = name.clone();
+    let worker = Worker::new(q, cfg).handle(
+        "Work",
+        typed(move |w: Work, job: JobInfo| {
+            let (mut rec, name) = (rec.clone(), n2.clone());
+            async move {
+                let fail = |e: redis::RedisError| JobError::failed(e);
+                let _: () = rec.rpush(format!("{name}:starts"), w.n).await.map_err(fail)?;
+                let sleep = tokio::time::sleep(Duration::from_millis(w.sleep_ms));
+                if w.stubborn {
+                    sleep.await;
+                } else {
+                    tokio::select! {
+                        () = sleep => {}
+                        reason = job.cancelled() => return Err(JobError::failed(format!("stopped: {reason:?}"))),
+                    }
+                }
+                let _: () = rec.rpush(format!("{name}:done"), w.n).await.map_err(fail)?;
+                Ok(w.n * 10)
+            }
+        }),
+    );
+    let _: () = db.rpush(format!("{name}:ready"), worker.consumer()).await.expect("ready");
+    let report = worker.run(dual_mode::jobs::shutdown_signal()).await.expect("worker run");
+    let counts = report.counts;
+    let _: () = db
+        .hset_multiple(
+            format!("{name}:report:{}", report.consumer),
+            &[("succeeded", counts.succeeded), ("handed_back", counts.handed_back)],
+        )
+        .await
+        .expect("report");
+}
+
+/// Pushes 250 jobs at once under one unique key, once told to go; records what it got.
+async fn unique_pusher(q: Queue, mut db: redis::aio::MultiplexedConnection, name: String) {
+    let key = env("DM_UNIQUE_KEY").expect("DM_UNIQUE_KEY");
+    let _: () = db.rpush(format!("{name}:ready"), std::process::id()).await.expect("ready");
+    wait_for(Duration::from_secs(20), "go", async || {
+        db.exists::<_, bool>(format!("{name}:go")).await.ok()?.then_some(())
+    })
+    .await;
+    let pushes: Vec<_> = (0..250u32)
+        .map(|i| {
+            let (q, key) = (q.clone(), key.clone());
+            tokio::spawn(async move {
+                q.push(
+                    "Work",
+                    1,
+                    &Work { n: i, sleep_ms: 0, stubborn: false },
+                    PushOptions::new().unique(key, Duration::from_secs(60)),
+                )
+                .await
+                .expect("push")
+            })
+        })
+        .collect();
+    for p in pushes {
+        let result = p.await.expect("push task");
+        let _: () = db.sadd(format!("{name}:ids"), &result.job_id).await.expect("sadd");
+        if !result.duplicate {
+            let _: () = db.incr(format!("{name}:added"), 1).await.expect("incr");
+        }
+    }
+    let _: () = db.rpush(format!("{name}:finished"), std::process::id()).await.expect("finished");
 }
 
 fn spawn(role: &str, url: &str, name: &str, extra: &[(&str, String)]) -> RoleProcess {
@@ -151,7 +235,7 @@ async fn two_worker_processes_run_2000_jobs_exactly_once() {
         (db.llen::<_, usize>(format!("{name}:ready")).await.ok()? == 2).then_some(())
     })
     .await;
-    let jobs: Vec<Work> = (0..2000).map(|n| Work { n, sleep_ms: 2 }).collect();
+    let jobs: Vec<Work> = (0..2000).map(|n| Work { n, stubborn: false, sleep_ms: 2 }).collect();
     q.push_bulk("Work", 1, &jobs, PushOptions::new()).await.expect("push");
     wait_for(Duration::from_secs(60), "2000 jobs done", async || {
         let s = q.stats().await.ok()?;
@@ -190,7 +274,7 @@ async fn jobs_of_a_killed_worker_are_run_by_the_other_after_the_lease() {
     let q = queue(&redis.url, QueueConfig::new(&name)).await;
     let mut db = con(&redis.url).await;
     let extra = [("DM_CONCURRENCY", "4".to_owned()), ("DM_LEASE_MS", "1000".to_owned())];
-    let jobs: Vec<Work> = (0..8).map(|n| Work { n, sleep_ms: 1500 }).collect();
+    let jobs: Vec<Work> = (0..8).map(|n| Work { n, stubborn: false, sleep_ms: 1500 }).collect();
     q.push_bulk("Work", 1, &jobs, PushOptions::new()).await.expect("push");
     let a = spawn("worker", &redis.url, &name, &extra);
     wait_for(Duration::from_secs(30), "worker A running 4 jobs", async || {
@@ -233,7 +317,7 @@ async fn a_paused_worker_loses_its_lease_and_the_other_worker_acks() {
     let mut db = con(&redis.url).await;
     let extra = [("DM_CONCURRENCY", "1".to_owned()), ("DM_LEASE_MS", "1000".to_owned())];
     let a = spawn("worker", &redis.url, &name, &extra);
-    q.push("Work", 1, &Work { n: 1, sleep_ms: 4000 }, PushOptions::new()).await.expect("push");
+    q.push("Work", 1, &Work { n: 1, sleep_ms: 4000, stubborn: false }, PushOptions::new()).await.expect("push");
     let starts_key = format!("{name}:starts");
     wait_for(Duration::from_secs(30), "A started the job", async || {
         (db.llen::<_, usize>(&starts_key).await.ok()? == 1).then_some(())
@@ -310,4 +394,115 @@ async fn two_schedulers_enqueue_each_tick_once_and_a_killed_one_loses_none() {
     assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1000), "no tick missed: {ticks:?}");
     assert!(ticks.len() >= 6, "{ticks:?}");
     assert!(ticks.iter().filter(|&&t| t > killed_at).count() >= 3, "ticks after the kill: {ticks:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_returns_results_computed_in_another_process() {
+    let redis = RedisServer::start();
+    let name = unique("results");
+    let q = queue(&redis.url, QueueConfig::new(&name)).await;
+    let mut db = con(&redis.url).await;
+    let mut child = spawn("signal-worker", &redis.url, &name, &[]);
+    wait_for(Duration::from_secs(20), "the worker process", async || {
+        (!list(&mut db, &format!("{name}:ready")).await.is_empty()).then_some(())
+    })
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..20u32 {
+        let work = Work { n, sleep_ms: 20, stubborn: false };
+        ids.push((n, q.push("Work", 1, &work, PushOptions::new()).await.expect("push").job_id));
+    }
+    for (n, id) in ids {
+        let outcome = q.wait_for_output::<u32>(&id, Duration::from_secs(20)).await.expect("wait");
+        assert_eq!(outcome, dual_mode::jobs::JobOutcome::Done(n * 10));
+    }
+    child.signal("TERM");
+    assert!(child.wait_exit(Duration::from_secs(10)), "the worker exits cleanly on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_to_a_worker_process_finishes_or_hands_back_every_running_job() {
+    let redis = RedisServer::start();
+    let name = unique("sigterm");
+    let q = queue(&redis.url, QueueConfig::new(&name)).await;
+    let mut db = con(&redis.url).await;
+    let mut child = spawn("signal-worker", &redis.url, &name, &[]);
+    wait_for(Duration::from_secs(20), "the worker process", async || {
+        (!list(&mut db, &format!("{name}:ready")).await.is_empty()).then_some(())
+    })
+    .await;
+    // 4 run at once: two stop when told, two ignore it and are aborted before the deadline;
+    // the rest wait in the stream.
+    let mut ids = Vec::new();
+    for n in 0..10u32 {
+        let work = Work { n, sleep_ms: 3000, stubborn: n % 2 == 1 };
+        ids.push(q.push("Work", 1, &work, PushOptions::new()).await.expect("push").job_id);
+    }
+    wait_for(Duration::from_secs(10), "4 running", async || {
+        (list(&mut db, &format!("{name}:starts")).await.len() == 4).then_some(())
+    })
+    .await;
+    let t = std::time::Instant::now();
+    child.signal("TERM");
+    assert!(child.wait_exit(Duration::from_secs(10)), "the worker exits cleanly on SIGTERM");
+    assert!(t.elapsed() < Duration::from_secs(4), "within the 2 s deadline: {:?}", t.elapsed());
+    let reports: HashMap<String, u64> = {
+        let consumer = list(&mut db, &format!("{name}:ready")).await.pop().expect("consumer");
+        report(&mut db, &name, &consumer).await
+    };
+    assert_eq!(reports.get("handed_back").copied(), Some(4), "{reports:?}");
+    let stats = q.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.length + stats.delayed), (0, 10), "every job is back, none held: {stats:?}");
+    // Another worker runs them all; the handed-back ones kept their first attempt.
+    let fast = Worker::new(
+        q.clone(),
+        WorkerConfig::new()
+            .concurrency(10)
+            .block(Duration::from_millis(100))
+            .poll_delayed_every(Duration::from_millis(20)),
+    )
+    .handle(
+        "Work",
+        typed(|w: Work, job: JobInfo| async move {
+            assert_eq!(job.attempt(), 1);
+            Ok(w.n)
+        }),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(fast.run(async move {
+        let _ = rx.await;
+    }));
+    for id in &ids {
+        let outcome = q.wait_for_output::<u32>(id, Duration::from_secs(20)).await.expect("wait");
+        assert!(matches!(outcome, dual_mode::jobs::JobOutcome::Done(_)), "{outcome:?}");
+    }
+    let _ = tx.send(());
+    let report = handle.await.expect("task").expect("worker");
+    assert_eq!(report.counts.succeeded, 10, "none lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_pushes_of_one_unique_key_from_four_processes_enqueue_one_job() {
+    let redis = RedisServer::start();
+    let name = unique("unique4");
+    let q = queue(&redis.url, QueueConfig::new(&name)).await;
+    let mut db = con(&redis.url).await;
+    let children: Vec<_> = (0..4)
+        .map(|_| spawn("unique-pusher", &redis.url, &name, &[("DM_UNIQUE_KEY", "region:10000002".to_owned())]))
+        .collect();
+    wait_for(Duration::from_secs(30), "4 pushers ready", async || {
+        (list(&mut db, &format!("{name}:ready")).await.len() == 4).then_some(())
+    })
+    .await;
+    let _: () = db.set(format!("{name}:go"), 1).await.expect("go");
+    wait_for(Duration::from_secs(30), "4 pushers done", async || {
+        (list(&mut db, &format!("{name}:finished")).await.len() == 4).then_some(())
+    })
+    .await;
+    drop(children);
+    let added: u64 = db.get(format!("{name}:added")).await.expect("added");
+    let ids: HashSet<String> = db.smembers(format!("{name}:ids")).await.expect("ids");
+    assert_eq!(added, 1, "exactly one of 1,000 pushes added a job");
+    assert_eq!(ids.len(), 1, "all 1,000 pushes name that job");
+    assert_eq!(q.stats().await.expect("stats").length, 1);
 }

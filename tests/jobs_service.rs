@@ -48,6 +48,8 @@ struct Task {
 }
 
 impl Job for Task {
+    type Output = ();
+
     async fn run(&self, job: &JobInfo) -> Result<(), JobError> {
         self.probe.use_it().map_err(JobError::failed)?;
         RAN.lock().expect("lock").push((self.cfg.n, job.attempt(), self.probe.name.clone()));

@@ -1,13 +1,12 @@
 //! The envelope: the fields of one stream entry, and payload decoding.
 
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 
-use super::error::{DecodeError, ParkReason};
+use super::error::{DecodeError, EnvelopeError, ParkReason};
 
 /// Field names of a stream entry.
 pub(crate) mod field {
@@ -18,6 +17,8 @@ pub(crate) mod field {
     pub(crate) const ATTEMPT: &str = "attempt";
     pub(crate) const ENQUEUED: &str = "enq";
     pub(crate) const MAX: &str = "max";
+    pub(crate) const UNIQUE: &str = "uniq";
+    pub(crate) const TIMEOUT: &str = "to";
     pub(crate) const PAYLOAD: &str = "payload";
 }
 
@@ -43,6 +44,10 @@ pub struct Envelope {
     pub attempt: u32,
     /// Per-job override of the queue's maximum attempts.
     pub max_attempts: Option<u32>,
+    /// The unique key the job holds while it is queued, delayed or running.
+    pub unique: Option<String>,
+    /// Per-job time limit of one attempt, in ms (wins over the handler's own).
+    pub timeout_ms: Option<u64>,
     /// When the job was first enqueued, in milliseconds since the Unix epoch.
     pub enqueued_at_ms: u64,
     /// The payload (JSON bytes for payloads pushed by this layer).
@@ -69,27 +74,36 @@ impl Envelope {
         if let Some(max) = self.max_attempts {
             out.push((field::MAX, max.to_string().into_bytes()));
         }
+        if let Some(unique) = &self.unique {
+            out.push((field::UNIQUE, unique.clone().into_bytes()));
+        }
+        if let Some(timeout) = self.timeout_ms {
+            out.push((field::TIMEOUT, timeout.to_string().into_bytes()));
+        }
         out.push((field::PAYLOAD, self.payload.clone()));
         out
     }
 
-    /// Parses the fields of a stream entry; the error says which field is missing or bad.
-    pub(crate) fn from_fields(fields: &RawFields) -> Result<Self, String> {
+    /// Parses the fields of a stream entry.
+    ///
+    /// # Errors
+    /// An [`EnvelopeError`] naming the field that is missing or bad.
+    pub fn from_fields(fields: &RawFields) -> Result<Self, EnvelopeError> {
         fn get<'a>(fields: &'a RawFields, name: &str) -> Option<&'a [u8]> {
             fields.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| v.as_slice())
         }
-        fn text<'a>(fields: &'a RawFields, name: &str) -> Result<&'a str, String> {
-            let raw = get(fields, name).ok_or_else(|| format!("entry has no `{name}` field"))?;
-            std::str::from_utf8(raw).map_err(|_| format!("field `{name}` is not UTF-8"))
+        fn text<'a>(fields: &'a RawFields, name: &'static str) -> Result<&'a str, EnvelopeError> {
+            let raw = get(fields, name).ok_or(EnvelopeError::Missing(name))?;
+            std::str::from_utf8(raw).map_err(|_| EnvelopeError::NotUtf8(name))
         }
-        fn number<T: std::str::FromStr>(fields: &RawFields, name: &str) -> Result<T, String> {
+        fn number<T: std::str::FromStr>(fields: &RawFields, name: &'static str) -> Result<T, EnvelopeError> {
             let s = text(fields, name)?;
-            s.parse().map_err(|_| format!("field `{name}` is not a number: {s:?}"))
+            s.parse().map_err(|_| EnvelopeError::NotNumber { field: name, value: s.to_owned() })
         }
-        let payload = get(fields, field::PAYLOAD).ok_or_else(|| format!("entry has no `{}` field", field::PAYLOAD))?;
+        let payload = get(fields, field::PAYLOAD).ok_or(EnvelopeError::Missing(field::PAYLOAD))?;
         let type_name = text(fields, field::TYPE)?.to_owned();
         if type_name.is_empty() {
-            return Err(format!("field `{}` is empty", field::TYPE));
+            return Err(EnvelopeError::Empty(field::TYPE));
         }
         let id = text(fields, field::ID)?.to_owned();
         let idempotency_key = match get(fields, field::KEY) {
@@ -100,9 +114,17 @@ impl Envelope {
             None => None,
             Some(_) => Some(number(fields, field::MAX)?),
         };
+        let unique = match get(fields, field::UNIQUE) {
+            None => None,
+            Some(_) => Some(text(fields, field::UNIQUE)?.to_owned()),
+        };
+        let timeout_ms = match get(fields, field::TIMEOUT) {
+            None => None,
+            Some(_) => Some(number(fields, field::TIMEOUT)?),
+        };
         let attempt: u32 = number(fields, field::ATTEMPT)?;
         if attempt == 0 {
-            return Err(format!("field `{}` is 0; attempts count from 1", field::ATTEMPT));
+            return Err(EnvelopeError::ZeroAttempt);
         }
         Ok(Self {
             id,
@@ -111,6 +133,8 @@ impl Envelope {
             version: number(fields, field::VERSION)?,
             attempt,
             max_attempts,
+            unique,
+            timeout_ms,
             enqueued_at_ms: number(fields, field::ENQUEUED)?,
             payload: payload.to_vec(),
         })
@@ -132,60 +156,65 @@ pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
     base.rsplit("::").next().unwrap_or(base)
 }
 
-/// Decodes JSON bytes into `T`, classifying a failure.
+/// Decodes JSON bytes into `T` in one pass, classifying a failure.
 ///
 /// # Errors
 /// A [`DecodeError`] whose reason is the kind of bad payload.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8], type_name: &str) -> Result<T, DecodeError> {
+    let error = |reason, path: Option<String>, message: String| DecodeError {
+        reason,
+        type_name: type_name.to_owned(),
+        path: path.filter(|p| !p.is_empty() && p != "."),
+        message,
+    };
     if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(DecodeError {
-            reason: ParkReason::NotUtf8,
-            type_name: type_name.to_owned(),
-            path: None,
-            message: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-        });
+        let message = format!("invalid UTF-8 at byte {}", e.valid_up_to());
+        return Err(error(ParkReason::NotUtf8, None, message));
     }
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-        return Err(DecodeError {
-            reason: ParkReason::NotJson,
-            type_name: type_name.to_owned(),
-            path: None,
-            message: e.to_string(),
-        });
-    }
-    // The bytes are JSON: whatever fails now is the shape.
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(&mut de) {
-        Ok(v) => Ok(v),
+    let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(value) => value,
         Err(e) => {
             let path = e.path().to_string();
-            let message = e.into_inner().to_string();
-            Err(DecodeError {
-                reason: classify_message(&message),
-                type_name: type_name.to_owned(),
-                path: (path != ".").then_some(path),
-                message,
-            })
+            let e = e.into_inner();
+            return Err(error(classify(&e, bytes), Some(path), e.to_string()));
+        }
+    };
+    // Trailing bytes after the value are a syntax error.
+    de.end().map_err(|e| error(ParkReason::NotJson, None, e.to_string()))?;
+    Ok(value)
+}
+
+/// The park reason of a `serde_json` error: syntax and truncation are not JSON; a data error is
+/// the shape, refined by the three `serde::de::Error` constructors whose wording serde fixes
+/// (`missing_field`, `unknown_variant`, `unknown_field`).
+///
+/// `serde_json` reports some shape errors as syntax (a number where an enum is expected), so a
+/// syntax error is checked against the bytes: valid JSON means a wrong shape. That second
+/// parse happens on this failure path only.
+fn classify(e: &serde_json::Error, bytes: &[u8]) -> ParkReason {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Io | Category::Syntax | Category::Eof => {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+                ParkReason::WrongShape
+            } else {
+                ParkReason::NotJson
+            }
+        }
+        Category::Data => {
+            let message = e.to_string();
+            if message.starts_with("missing field `") {
+                ParkReason::MissingField
+            } else if message.starts_with("unknown variant `") {
+                ParkReason::UnknownVariant
+            } else if message.starts_with("unknown field `") {
+                ParkReason::UnknownField
+            } else {
+                ParkReason::WrongShape
+            }
         }
     }
-}
-
-/// Classifies a serde data error by its message, as serde words it.
-pub(crate) fn classify_message(message: &str) -> ParkReason {
-    if message.contains("missing field") {
-        ParkReason::MissingField
-    } else if message.contains("unknown variant") {
-        ParkReason::UnknownVariant
-    } else if message.contains("unknown field") {
-        ParkReason::UnknownField
-    } else {
-        ParkReason::WrongShape
-    }
-}
-
-/// The decode error of bytes that are not UTF-8 or not JSON at all, if they are such.
-pub(crate) fn precheck(bytes: &[u8], type_name: &str) -> Result<(), DecodeError> {
-    decode_json::<serde::de::IgnoredAny>(bytes, type_name).map(|_| ())
 }
 
 /// Milliseconds since the Unix epoch (0 before it).
@@ -204,11 +233,13 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
-/// A fresh 128-bit id as 32 hex digits.
+/// A fresh job id: a version 7 UUID (milliseconds since the epoch, then 74 random bits), so ids sort
+/// by creation time in their text form too.
 pub(crate) fn unique_id() -> String {
-    let mut s = String::with_capacity(32);
-    let _ = write!(s, "{:016x}{:016x}", random_u64(), random_u64());
-    s
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&random_u64().to_le_bytes());
+    random[8..].copy_from_slice(&random_u64().to_le_bytes()[..2]);
+    uuid::Builder::from_unix_timestamp_millis(unix_ms(SystemTime::now()), &random).into_uuid().to_string()
 }
 
 #[cfg(test)]
@@ -254,18 +285,23 @@ mod tests {
             version: 2,
             attempt: 3,
             max_attempts: Some(7),
+            unique: Some("u".into()),
+            timeout_ms: Some(1500),
             enqueued_at_ms: 42,
             payload: b"\xff".to_vec(),
         };
         let fields: RawFields = env.to_fields().into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect();
         assert_eq!(Envelope::from_fields(&fields), Ok(env));
         let missing: RawFields = vec![(b"foo".to_vec(), b"bar".to_vec())];
-        assert!(Envelope::from_fields(&missing).is_err());
+        assert_eq!(Envelope::from_fields(&missing), Err(EnvelopeError::Missing("payload")));
     }
 
     #[test]
-    fn ids_are_unique() {
+    fn ids_are_unique_and_sort_by_time() {
         let ids: std::collections::HashSet<_> = (0..10_000).map(|_| unique_id()).collect();
         assert_eq!(ids.len(), 10_000);
+        let earlier = unique_id();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(unique_id() > earlier);
     }
 }

@@ -2,22 +2,35 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::time::Duration;
 
-/// A boxed error a handler returns; any `std::error::Error` converts into it.
-pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+pub use crate::BoxError;
 
 /// An operation of the queue, worker or scheduler that failed.
-#[derive(Debug)]
+///
+/// `Display` says what failed at this level; the cause is in [`source`](StdError::source).
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
     /// A Redis command or script failed.
+    #[error("redis failed during {op}")]
     Redis {
         /// What the layer was doing, e.g. `"push"` or `"read group"`.
         op: &'static str,
         /// The error the redis client returned.
         source: redis::RedisError,
     },
-    /// A payload could not be serialized to JSON.
+    /// The queue's consumer group does not exist (an operator destroyed it, or the stream was
+    /// deleted); workers create it again.
+    #[error("the consumer group `{group}` of stream `{stream}` does not exist")]
+    MissingGroup {
+        /// The stream.
+        stream: String,
+        /// The group.
+        group: String,
+    },
+    /// A payload (a spec, or any value pushed) could not be serialized to JSON.
+    #[error("cannot serialize a `{type_name}` payload to JSON")]
     Encode {
         /// The type name the payload was pushed under.
         type_name: String,
@@ -25,6 +38,7 @@ pub enum QueueError {
         source: serde_json::Error,
     },
     /// Redis answered with a reply of a shape the layer does not expect.
+    #[error("unexpected redis reply during {op}: {detail}")]
     Protocol {
         /// What the layer was doing.
         op: &'static str,
@@ -32,55 +46,16 @@ pub enum QueueError {
         detail: String,
     },
     /// A configuration value is out of range.
+    #[error("invalid job layer configuration: {0}")]
     Config(String),
     /// A cron expression did not parse.
-    Cron(CronError),
-    /// A spec could not be serialized.
-    Spec(crate::SpecError),
+    #[error(transparent)]
+    Cron(#[from] CronError),
 }
 
 impl QueueError {
-    pub(crate) fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> Self {
-        move |source| Self::Redis { op, source }
-    }
-
     pub(crate) fn protocol(op: &'static str, detail: impl Into<String>) -> Self {
         Self::Protocol { op, detail: detail.into() }
-    }
-}
-
-impl fmt::Display for QueueError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Redis { op, source } => write!(f, "redis error during {op}: {source}"),
-            Self::Encode { type_name, source } => {
-                write!(f, "cannot serialize a `{type_name}` payload to JSON: {source}")
-            }
-            Self::Protocol { op, detail } => {
-                write!(f, "unexpected redis reply during {op}: {detail}")
-            }
-            Self::Config(detail) => write!(f, "invalid job layer configuration: {detail}"),
-            Self::Cron(e) => write!(f, "{e}"),
-            Self::Spec(e) => write!(f, "cannot serialize the spec: {e}"),
-        }
-    }
-}
-
-impl StdError for QueueError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match self {
-            Self::Redis { source, .. } => Some(source),
-            Self::Encode { source, .. } => Some(source),
-            Self::Cron(e) => Some(e),
-            Self::Spec(e) => Some(e),
-            Self::Protocol { .. } | Self::Config(_) => None,
-        }
-    }
-}
-
-impl From<CronError> for QueueError {
-    fn from(e: CronError) -> Self {
-        Self::Cron(e)
     }
 }
 
@@ -181,7 +156,8 @@ impl fmt::Display for ParkReason {
 }
 
 /// A payload that could not be decoded into the handler's type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot decode a `{type_name}` payload ({reason}){}: {message}", at_path(.path.as_deref()))]
 pub struct DecodeError {
     /// Which kind of bad payload this is (one of the decode reasons of [`ParkReason`]).
     pub reason: ParkReason,
@@ -193,35 +169,31 @@ pub struct DecodeError {
     pub message: String,
 }
 
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot decode a `{}` payload ({})", self.type_name, self.reason)?;
-        if let Some(path) = &self.path {
-            write!(f, " at `{path}`")?;
-        }
-        write!(f, ": {}", self.message)
-    }
+fn at_path(path: Option<&str>) -> String {
+    path.map(|p| format!(" at `{p}`")).unwrap_or_default()
 }
 
-impl StdError for DecodeError {}
-
 /// What a job handler returns on failure; the variant decides what the worker does next.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JobError {
     /// The payload did not decode: parked at once with the decode reason, never retried.
-    Decode(DecodeError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     /// A failure that may pass: retried with backoff until the attempts run out, then parked
     /// as [`ParkReason::Exhausted`] with this error as the last error.
-    Failed(BoxError),
+    #[error("job failed")]
+    Failed(#[source] BoxError),
     /// A failure that retrying cannot fix: parked at once as [`ParkReason::Rejected`].
-    Permanent(BoxError),
+    #[error("job failed permanently")]
+    Permanent(#[source] BoxError),
     /// The job cannot run yet, and knows for how long (a remote answered HTTP 429 with
     /// `Retry-After`): it is delayed that long and runs again with the same attempt number.
     /// No attempt is burnt, so a job can be told to wait any number of times.
+    #[error("job must wait {after:?}")]
     RetryAfter {
         /// How long to wait before the next try.
-        after: std::time::Duration,
+        after: Duration,
         /// Why the job has to wait.
         source: BoxError,
     },
@@ -239,39 +211,37 @@ impl JobError {
     }
 
     /// A wait imposed from outside: run again after `after`, without counting an attempt.
-    pub fn retry_after(after: std::time::Duration, e: impl Into<BoxError>) -> Self {
+    pub fn retry_after(after: Duration, e: impl Into<BoxError>) -> Self {
         Self::RetryAfter { after, source: e.into() }
     }
 }
 
-impl fmt::Display for JobError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Decode(e) => write!(f, "{e}"),
-            Self::Failed(e) => write!(f, "job failed: {e}"),
-            Self::Permanent(e) => write!(f, "job failed permanently: {e}"),
-            Self::RetryAfter { after, source } => write!(f, "job must wait {after:?}: {source}"),
-        }
+impl From<crate::Error> for JobError {
+    /// A failed enter or exit of a service's guard (a server not reachable yet) is retried.
+    fn from(e: crate::Error) -> Self {
+        Self::failed(e)
     }
 }
 
-impl StdError for JobError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match self {
-            Self::Decode(e) => Some(e),
-            Self::Failed(e) | Self::Permanent(e) | Self::RetryAfter { source: e, .. } => Some(&**e),
+/// An error and its causes, `": "`-joined: what parked entries and job records keep.
+pub(crate) fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        // An error that prints its cause (transparent wrappers, foreign types) is not repeated.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
         }
+        next = cause.source();
     }
-}
-
-impl From<DecodeError> for JobError {
-    fn from(e: DecodeError) -> Self {
-        Self::Decode(e)
-    }
+    out
 }
 
 /// A cron expression that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cron expression `{expr}`: {detail}")]
 pub struct CronError {
     /// The expression as given.
     pub expr: String,
@@ -279,10 +249,28 @@ pub struct CronError {
     pub detail: String,
 }
 
-impl fmt::Display for CronError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid cron expression `{}`: {}", self.expr, self.detail)
-    }
+/// A stream entry that is not an envelope: a field is missing or bad.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// A required field is absent.
+    #[error("entry has no `{0}` field")]
+    Missing(&'static str),
+    /// A text field holds bytes that are not UTF-8.
+    #[error("field `{0}` is not UTF-8")]
+    NotUtf8(&'static str),
+    /// A field that must be non-empty is empty.
+    #[error("field `{0}` is empty")]
+    Empty(&'static str),
+    /// A numeric field does not hold a number in range.
+    #[error("field `{field}` is not a number in range: {value:?}")]
+    NotNumber {
+        /// The field.
+        field: &'static str,
+        /// Its text.
+        value: String,
+    },
+    /// The attempt is 0; attempts count from 1.
+    #[error("field `attempt` is 0; attempts count from 1")]
+    ZeroAttempt,
 }
-
-impl StdError for CronError {}

@@ -4,11 +4,15 @@
 //! a thin client of it:
 //!
 //! - [`Queue`]: push payloads (for services: spec types only) one by one, in pipelined bulk,
-//!   or delayed; [`stats`](Queue::stats); list, inspect and [re-drive](Queue::redrive) parked
-//!   entries.
+//!   delayed, [unique](PushOptions::unique) or [time-limited](PushOptions::timeout);
+//!   [find](Queue::job) a job's record, [list](Queue::jobs) jobs by state,
+//!   [wait](Queue::wait_for) for a job's result, [cancel](Queue::cancel) it;
+//!   [`stats`](Queue::stats); list, inspect and [re-drive](Queue::redrive) parked entries.
 //! - [`Worker`]: a consumer in the queue's group with a unique name per process start, bounded
 //!   concurrency, one task per job, lease renewal with fencing, claiming of crashed consumers'
-//!   entries, retries with backoff, parking of bad entries, graceful shutdown.
+//!   entries, retries with backoff, parking of bad entries, cancellation and time limits that
+//!   reach the running job, a sweep for entries no consumer holds, and a graceful shutdown
+//!   ([`shutdown_signal`]) that hands running jobs back instead of losing them.
 //! - [`Scheduler`]: cron schedules whose ticks are enqueued exactly once however many
 //!   schedulers run.
 //!
@@ -16,16 +20,53 @@
 //!
 //! A queue named `q` uses `dm:{q}:stream` (ready entries), `dm:{q}:delayed` (a sorted set of
 //! delayed entries and retries by due time, each entry's fields in a hash
-//! `dm:{q}:delayed:<member>`), `dm:{q}:parked` (the dead-letter stream) and
-//! `dm:{q}:sched:...` (schedules). The hash tag `{q}` keeps them in one cluster slot, as the
-//! Lua scripts need.
+//! `dm:{q}:delayed:<job id>`), `dm:{q}:parked` (the dead-letter stream),
+//! `dm:{q}:job:<job id>` (job records), `dm:{q}:jobs:<state>` (job ids by state, scored by
+//! the time they got there), `dm:{q}:unique:<key>` (unique keys, each holding its job's id)
+//! and `dm:{q}:sched:...` (schedules); ended jobs are announced on the Pub/Sub channel
+//! `dm:{q}:finished`. The hash tag `{q}` keeps them in one cluster slot, as the Lua scripts
+//! need; every script names the keys it touches.
+//!
+//! # Job records
+//!
+//! Every job has a [`JobRecord`]: its [`JobState`], type, attempt, enqueue, start and end
+//! times, the worker that ran it, the last error, the park reason and the result. Each
+//! transition (push, start, retry, wait, park, success, cancellation, re-drive, promotion of a
+//! due entry) writes the record in the same script as the stream, so a crash can never leave
+//! a record that disagrees with the queue. A record lives on for
+//! [`QueueConfig::record_ttl`] after its job ended; the state sets forget ended jobs as their
+//! records expire.
+//!
+//! # Control
+//!
+//! - **Results**: a [`Job`] (or [`Handler`]) has an `Output`; it is stored as JSON with the
+//!   record and typed again by [`Queue::wait_for`], which is woken by the end-of-job
+//!   notification, not by polling.
+//! - **Cancellation**: [`Queue::cancel`] removes a queued or delayed job (it never runs) or
+//!   tells a running one within one lease renewal ([`JobInfo::cancelled`]) and aborts it after
+//!   [`WorkerConfig::cancel_grace`]; a service's guard closes the clients it opened.
+//! - **Time limits**: [`Job::TIMEOUT`], [`Handler::timeout`] or [`PushOptions::timeout`]; at
+//!   the deadline the attempt is dropped and fails with a `timeout` error (retried, then parked
+//!   as [`ParkReason::Exhausted`]).
+//! - **Unique jobs**: [`PushOptions::unique`] (or [`unique_by_payload`](PushOptions::unique_by_payload)):
+//!   while a job holding the key is queued, delayed or running, a push returns that job
+//!   ([`Pushed::duplicate`]); the key is claimed in the push script and released when the job
+//!   ends, so concurrent pushes from any number of processes add exactly one job.
+//! - **Shutdown**: running jobs are told ([`CancelReason::Shutdown`]); those that stop, or are
+//!   still running shortly before [`WorkerConfig::shutdown_deadline`], are handed back to the
+//!   queue at once without counting an attempt.
+//! - **Operator mistakes**: entries left pending for no consumer below the group's last
+//!   delivered id (after an `XGROUP DELCONSUMER`) are queued again by a periodic sweep, and
+//!   consumers of crashed workers that hold nothing are removed
+//!   ([`WorkerCounts::orphans_requeued`], [`WorkerCounts::consumers_pruned`]).
 //!
 //! # Envelope
 //!
 //! Each entry carries `id` (the job id, kept by retries), `key` (the idempotency key, by
 //! default the id), `type` (the payload's type name, for a service its spec type's name), `v`
 //! (the schema version), `attempt` (from 1), `enq` (first enqueue time, ms since the epoch),
-//! optionally `max` (this job's maximum attempts) and `payload` (JSON bytes). See [`Envelope`].
+//! optionally `max` (this job's maximum attempts), `uniq` (its unique key) and `to` (its time
+//! limit in ms), and `payload` (JSON bytes). See [`Envelope`].
 //!
 //! # What happens to an entry
 //!
@@ -102,19 +143,20 @@ mod cron;
 mod envelope;
 mod error;
 mod queue;
-mod reply;
+mod record;
 mod schedule;
-mod scripts;
-mod service;
+mod signal;
+mod store;
 mod worker;
 
 pub use cron::Cron;
 pub use envelope::{Envelope, RawFields, decode_json};
-pub use error::{BoxError, CronError, DecodeError, JobError, ParkReason, QueueError};
+pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError};
 pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};
+pub use record::{CancelOutcome, JobOutcome, JobRecord, JobState, UnknownState, WaitError};
 pub use schedule::{Schedule, Scheduler, SchedulerConfig};
-pub use service::{Clients, Job, ServiceHandler, decode_spec};
+pub use signal::shutdown_signal;
 pub use worker::{
-    Handler, HandlerFn, JobInfo, Lease, RunReport, Typed, Worker, WorkerConfig, WorkerCounts, WorkerStats, handler_fn,
-    typed,
+    CancelReason, Clients, Handler, HandlerFn, Job, JobInfo, Lease, RunReport, ServiceHandler, Typed, Worker,
+    WorkerConfig, WorkerCounts, WorkerStats, decode_spec, handler_fn, typed,
 };

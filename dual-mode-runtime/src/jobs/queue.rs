@@ -1,15 +1,19 @@
 //! The queue: pushes, delayed pushes, stats, parked entries and re-drive.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use redis::Value;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use futures_util::StreamExt as _;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
 
 use super::envelope::{Envelope, RawFields, unique_id, unix_ms};
-use super::error::{ParkReason, QueueError};
-use super::{reply, scripts};
+use super::error::{EnvelopeError, ParkReason, QueueError};
+use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
+use super::store::{self, Entry, Store};
+use super::worker::Job;
+use crate::Spec;
 
 /// Prefix of the original fields inside a parked entry.
 pub(crate) const RAW_PREFIX: &str = "raw:";
@@ -30,10 +34,13 @@ pub struct QueueConfig {
     pub max_attempts: u32,
     /// How long a Redis command may take before it fails.
     pub response_timeout: Duration,
+    /// How long a job's record is kept after the job ended (done, parked or cancelled).
+    pub record_ttl: Duration,
 }
 
 impl QueueConfig {
-    /// A queue named `name`, group `"workers"`, 5 attempts, a 10 s response timeout.
+    /// A queue named `name`, group `"workers"`, 5 attempts, a 10 s response timeout, records
+    /// of ended jobs kept for a day.
     #[must_use]
     pub fn new(name: impl Into<String>) -> Self {
         Self {
@@ -41,7 +48,15 @@ impl QueueConfig {
             group: "workers".to_owned(),
             max_attempts: 5,
             response_timeout: Duration::from_secs(10),
+            record_ttl: Duration::from_secs(24 * 3600),
         }
+    }
+
+    /// Sets how long records of ended jobs are kept.
+    #[must_use]
+    pub fn record_ttl(mut self, ttl: Duration) -> Self {
+        self.record_ttl = ttl;
+        self
     }
 
     /// Sets the consumer group.
@@ -79,10 +94,18 @@ pub struct QueueKeys {
     pub delayed_entry_prefix: String,
     /// Prefix of the schedules' keys.
     pub schedule_prefix: String,
+    /// Prefix of the job records (hashes keyed by job id).
+    pub record_prefix: String,
+    /// Prefix of the state sets (`<prefix>running`: job ids by the time they got there).
+    pub state_prefix: String,
+    /// Prefix of the unique keys (each holds the id of the job that claimed it).
+    pub unique_prefix: String,
+    /// The Pub/Sub channel on which ended jobs' ids are published.
+    pub finished_channel: String,
 }
 
 impl QueueKeys {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let base = format!("dm:{{{name}}}");
         Self {
             stream: format!("{base}:stream"),
@@ -90,6 +113,10 @@ impl QueueKeys {
             parked: format!("{base}:parked"),
             delayed_entry_prefix: format!("{base}:delayed:"),
             schedule_prefix: format!("{base}:sched:"),
+            record_prefix: format!("{base}:job:"),
+            state_prefix: format!("{base}:jobs:"),
+            unique_prefix: format!("{base}:unique:"),
+            finished_channel: format!("{base}:finished"),
         }
     }
 }
@@ -106,6 +133,17 @@ pub struct PushOptions {
     pub delay: Option<Duration>,
     /// Run no sooner than this time; wins over `delay`.
     pub not_before: Option<SystemTime>,
+    /// The job is unique under this key: while a job holding it is queued, delayed or
+    /// running, a push with the same key returns that job instead of adding one.
+    pub unique_key: Option<String>,
+    /// The job is unique under a key made of its type name and payload bytes.
+    pub unique_by_payload: bool,
+    /// How long a unique key is held at most (it is released when the job ends; this bounds
+    /// how long a job lost to an operator's mistake can block its key).
+    pub unique_ttl: Duration,
+    /// A time limit for each attempt, instead of the handler's own; see
+    /// [`Handler::timeout`](super::Handler::timeout).
+    pub timeout: Option<Duration>,
 }
 
 impl PushOptions {
@@ -143,6 +181,34 @@ impl PushOptions {
         self
     }
 
+    /// Makes the job unique under `key` for at most `ttl`: while a job holding the key is
+    /// queued, delayed or running, pushing another returns the first one's id
+    /// ([`Pushed::duplicate`]). The check and the push are one script, so concurrent pushes
+    /// from any number of processes add exactly one job.
+    #[must_use]
+    pub fn unique(mut self, key: impl Into<String>, ttl: Duration) -> Self {
+        self.unique_key = Some(key.into());
+        self.unique_ttl = ttl;
+        self
+    }
+
+    /// Makes the job unique under its type name and payload: the same spec pushed twice while
+    /// the first is pending is one job.
+    #[must_use]
+    pub fn unique_by_payload(mut self, ttl: Duration) -> Self {
+        self.unique_by_payload = true;
+        self.unique_ttl = ttl;
+        self
+    }
+
+    /// Limits each attempt to `timeout`: at the deadline the attempt is dropped (a service's
+    /// guard closes its clients) and counts as failed with a `timeout` error.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
     fn is_delayed(&self) -> bool {
         self.delay.is_some() || self.not_before.is_some()
     }
@@ -155,8 +221,11 @@ pub struct Pushed {
     pub job_id: String,
     /// The idempotency key.
     pub idempotency_key: String,
-    /// The stream entry id, for an immediate push; `None` for a delayed one.
+    /// The stream entry id, for an immediate push; `None` for a delayed one or a duplicate.
     pub entry_id: Option<String>,
+    /// Whether the push was a duplicate of a unique job: nothing was added, and `job_id` is
+    /// the id of the job that holds the key.
+    pub duplicate: bool,
 }
 
 /// Counts of a queue at one moment.
@@ -218,12 +287,12 @@ impl ParkedEntry {
     /// The original envelope, if the entry had one.
     ///
     /// # Errors
-    /// Says which field is missing or bad.
-    pub fn envelope(&self) -> Result<Envelope, String> {
+    /// An [`EnvelopeError`] naming the field that is missing or bad.
+    pub fn envelope(&self) -> Result<Envelope, EnvelopeError> {
         Envelope::from_fields(&self.fields)
     }
 
-    fn from_entry((parked_id, all): reply::Entry) -> Self {
+    fn from_entry((parked_id, all): Entry) -> Self {
         let mut out = Self {
             parked_id,
             source_entry_id: String::new(),
@@ -267,10 +336,24 @@ pub struct Queue {
 }
 
 struct Inner {
-    client: redis::Client,
-    con: ConnectionManager,
+    store: Store,
     config: QueueConfig,
-    keys: QueueKeys,
+    /// Ended jobs' ids from the Pub/Sub listener, started by the first wait.
+    finished: Mutex<Option<Finished>>,
+}
+
+/// The listener of ended jobs' ids, shared by this queue's waits.
+struct Finished {
+    tx: broadcast::Sender<Arc<str>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(f) = self.finished.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+            f.task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for Queue {
@@ -294,17 +377,10 @@ impl Queue {
         if config.max_attempts == 0 {
             return Err(QueueError::Config("max_attempts must be at least 1".to_owned()));
         }
-        let con = Self::manager(&client, config.response_timeout).await?;
         let keys = QueueKeys::new(&config.name);
-        Ok(Self { inner: Arc::new(Inner { client, con, config, keys }) })
-    }
-
-    pub(crate) async fn manager(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, QueueError> {
-        let cfg = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_secs(2));
-        ConnectionManager::new_with_config(client.clone(), cfg).await.map_err(QueueError::redis("connect"))
+        let store =
+            Store::connect(client, keys, config.group.clone(), config.response_timeout, config.record_ttl).await?;
+        Ok(Self { inner: Arc::new(Inner { store, config, finished: Mutex::default() }) })
     }
 
     /// The queue's settings.
@@ -322,15 +398,11 @@ impl Queue {
     /// The queue's Redis keys.
     #[must_use]
     pub fn keys(&self) -> &QueueKeys {
-        &self.inner.keys
+        self.inner.store.keys()
     }
 
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.inner.client
-    }
-
-    pub(crate) fn con(&self) -> ConnectionManager {
-        self.inner.con.clone()
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     /// Creates the consumer group (and the stream) if missing. The group starts at the
@@ -339,19 +411,7 @@ impl Queue {
     /// # Errors
     /// Redis unreachable.
     pub async fn ensure_group(&self) -> Result<(), QueueError> {
-        let res: Result<Value, _> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&self.inner.keys.stream)
-            .arg(&self.inner.config.group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.con())
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(QueueError::Redis { op: "create group", source: e }),
-        }
+        self.inner.store.ensure_group().await
     }
 
     /// Pushes a payload serialized as JSON under `type_name` and schema `version`.
@@ -381,43 +441,41 @@ impl Queue {
         options: PushOptions,
     ) -> Result<Pushed, QueueError> {
         let env = new_envelope(type_name, version, payload, &options);
-        let pushed = Pushed { job_id: env.id.clone(), idempotency_key: env.idempotency_key.clone(), entry_id: None };
-        if options.is_delayed() {
-            self.push_delayed(&env, &options).await?;
-            return Ok(pushed);
-        }
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.inner.keys.stream).arg("*");
-        for (k, v) in env.to_fields() {
-            cmd.arg(k).arg(v);
-        }
-        let id: Value = cmd.query_async(&mut self.con()).await.map_err(QueueError::redis("push"))?;
-        let entry_id = reply::text(&id).ok_or_else(|| QueueError::protocol("push", "XADD returned no id"))?;
-        Ok(Pushed { entry_id: Some(entry_id), ..pushed })
+        let store = &self.inner.store;
+        let stored = if options.is_delayed() {
+            let at = options.not_before.map_or(0, unix_ms);
+            let delay = options.delay.map_or(0, store::millis);
+            store.push_delayed(&env, options.unique_ttl, at, delay).await?.map(|_| None)
+        } else {
+            store.push(&env, options.unique_ttl).await?.map(Some)
+        };
+        Ok(Pushed::new(&env, stored))
     }
 
-    async fn push_delayed(&self, env: &Envelope, options: &PushOptions) -> Result<(), QueueError> {
-        let member = unique_id();
-        let keys = &self.inner.keys;
-        let at = options.not_before.map_or(0, unix_ms);
-        let delay = options.delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let mut inv = scripts::PUSH_DELAYED.prepare_invoke();
-        inv.key(&keys.delayed).key(format!("{}{member}", keys.delayed_entry_prefix));
-        inv.arg(at).arg(delay).arg(&member);
-        for (k, v) in env.to_fields() {
-            inv.arg(k).arg(v);
-        }
-        let _: Value = inv.invoke_async(&mut self.con()).await.map_err(QueueError::redis("delayed push"))?;
-        Ok(())
+    /// Pushes a spec under its type name and schema version. Only spec types are accepted,
+    /// so no client and no secret reaches the queue.
+    ///
+    /// # Errors
+    /// The spec does not serialize, or Redis fails.
+    pub async fn push_spec<T: Spec>(&self, spec: &T, options: PushOptions) -> Result<Pushed, QueueError> {
+        self.push(T::NAME, T::VERSION, spec, options).await
+    }
+
+    /// Pushes many specs in pipelined round trips; see [`Queue::push_bulk`].
+    ///
+    /// # Errors
+    /// A spec does not serialize, or Redis fails.
+    pub async fn push_specs<T: Spec>(&self, specs: &[T], options: PushOptions) -> Result<Vec<Pushed>, QueueError> {
+        self.push_bulk(T::NAME, T::VERSION, specs, options).await
     }
 
     /// Pushes many payloads in pipelined round trips (1,000 entries each); all are serialized
-    /// before anything is sent. Options apply to each job (an idempotency key is not allowed
-    /// here, as each job needs its own; the job ids are the keys).
+    /// before anything is sent. Options apply to each job (an idempotency key or a unique key
+    /// is not allowed here, as each job needs its own; uniqueness by payload is).
     ///
     /// # Errors
-    /// A payload does not serialize, the options carry an idempotency key, or Redis fails
-    /// (the chunks sent before the failure stay pushed).
+    /// A payload does not serialize, the options carry an idempotency or unique key, or Redis
+    /// fails (the chunks sent before the failure stay pushed).
     pub async fn push_bulk<'a, T, I>(
         &self,
         type_name: &str,
@@ -429,8 +487,10 @@ impl Queue {
         T: Serialize + 'a,
         I: IntoIterator<Item = &'a T>,
     {
-        if options.idempotency_key.is_some() {
-            return Err(QueueError::Config("push_bulk takes no idempotency key: each job needs its own".to_owned()));
+        if options.idempotency_key.is_some() || options.unique_key.is_some() {
+            return Err(QueueError::Config(
+                "push_bulk takes no idempotency or unique key: each job needs its own".to_owned(),
+            ));
         }
         let envs = payloads
             .into_iter()
@@ -438,37 +498,18 @@ impl Queue {
             .collect::<Result<Vec<_>, QueueError>>()?;
         let mut out = Vec::with_capacity(envs.len());
         if options.is_delayed() {
+            let at = options.not_before.map_or(0, unix_ms);
+            let delay = options.delay.map_or(0, store::millis);
             for env in &envs {
-                self.push_delayed(env, &options).await?;
-                out.push(Pushed {
-                    job_id: env.id.clone(),
-                    idempotency_key: env.idempotency_key.clone(),
-                    entry_id: None,
-                });
+                let stored = self.inner.store.push_delayed(env, options.unique_ttl, at, delay).await?;
+                out.push(Pushed::new(env, stored.map(|_| None)));
             }
             return Ok(out);
         }
         for chunk in envs.chunks(BULK_CHUNK) {
-            let mut pipe = redis::pipe();
-            for env in chunk {
-                let cmd = pipe.cmd("XADD").arg(&self.inner.keys.stream).arg("*");
-                for (k, v) in env.to_fields() {
-                    cmd.arg(k).arg(v);
-                }
-            }
-            let ids: Vec<Value> = pipe.query_async(&mut self.con()).await.map_err(QueueError::redis("bulk push"))?;
-            if ids.len() != chunk.len() {
-                return Err(QueueError::protocol(
-                    "bulk push",
-                    format!("{} ids for {} entries", ids.len(), chunk.len()),
-                ));
-            }
-            for (env, id) in chunk.iter().zip(ids) {
-                out.push(Pushed {
-                    job_id: env.id.clone(),
-                    idempotency_key: env.idempotency_key.clone(),
-                    entry_id: reply::text(&id),
-                });
+            let stored = self.inner.store.push_many(chunk, options.unique_ttl).await?;
+            for (env, stored) in chunk.iter().zip(stored) {
+                out.push(Pushed::new(env, stored.map(Some)));
             }
         }
         Ok(out)
@@ -482,16 +523,7 @@ impl Queue {
     pub async fn promote_due(&self) -> Result<usize, QueueError> {
         let mut total = 0;
         loop {
-            let keys = &self.inner.keys;
-            let moved: i64 = scripts::PROMOTE
-                .key(&keys.delayed)
-                .key(&keys.stream)
-                .arg(PROMOTE_BATCH)
-                .arg(&keys.delayed_entry_prefix)
-                .invoke_async(&mut self.con())
-                .await
-                .map_err(QueueError::redis("promote due entries"))?;
-            let moved = usize::try_from(moved).unwrap_or(0);
+            let moved = self.inner.store.promote(PROMOTE_BATCH).await?;
             total += moved;
             if moved < PROMOTE_BATCH {
                 return Ok(total);
@@ -505,28 +537,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
-        let keys = &self.inner.keys;
-        let mut con = self.con();
-        let (length, delayed, parked): (u64, u64, u64) = redis::pipe()
-            .cmd("XLEN")
-            .arg(&keys.stream)
-            .cmd("ZCARD")
-            .arg(&keys.delayed)
-            .cmd("XLEN")
-            .arg(&keys.parked)
-            .query_async(&mut con)
-            .await
-            .map_err(QueueError::redis("stats"))?;
-        let summary: Result<Value, _> =
-            redis::cmd("XPENDING").arg(&keys.stream).arg(&self.inner.config.group).query_async(&mut con).await;
-        let pending = match summary {
-            Ok(v) => reply::items(&v).and_then(|i| i.first()).and_then(reply::int).unwrap_or(0),
-            Err(e) if e.code() == Some("NOGROUP") => 0,
-            Err(e) => {
-                return Err(QueueError::Redis { op: "stats", source: e });
-            }
-        };
-        Ok(QueueStats { length, pending: u64::try_from(pending).unwrap_or(0), delayed, parked })
+        self.inner.store.stats().await
     }
 
     /// The oldest `count` parked entries, oldest first.
@@ -554,16 +565,7 @@ impl Queue {
     }
 
     async fn parked_range(&self, start: &str, end: &str, count: usize) -> Result<Vec<ParkedEntry>, QueueError> {
-        let v: Value = redis::cmd("XRANGE")
-            .arg(&self.inner.keys.parked)
-            .arg(start)
-            .arg(end)
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut self.con())
-            .await
-            .map_err(QueueError::redis("list parked"))?;
-        let entries = reply::entries(v).map_err(|d| QueueError::protocol("list parked", d))?;
+        let entries = self.inner.store.parked_range(start, end, count).await?;
         Ok(entries.into_iter().map(ParkedEntry::from_entry).collect())
     }
 
@@ -574,15 +576,121 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn redrive(&self, parked_id: &str) -> Result<Option<String>, QueueError> {
-        let v: Value = scripts::REDRIVE
-            .key(&self.inner.keys.parked)
-            .key(&self.inner.keys.stream)
-            .arg(parked_id)
-            .arg(RAW_PREFIX)
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(QueueError::redis("re-drive"))?;
-        Ok(reply::text(&v))
+        let Some(parked) = self.parked_entry(parked_id).await? else {
+            return Ok(None);
+        };
+        let job_id = parked.field(super::envelope::field::ID).and_then(|id| std::str::from_utf8(id).ok());
+        self.inner.store.redrive(parked_id, RAW_PREFIX, job_id).await
+    }
+
+    /// The record of job `id`: its state, attempts, times, worker, last error and result.
+    /// `None` for an id never pushed, or whose job ended longer ago than
+    /// [`QueueConfig::record_ttl`].
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, QueueError> {
+        self.inner.store.record(id).await
+    }
+
+    /// Up to `count` records of jobs in `state` from position `start`, oldest first (by when
+    /// they entered the state), and how many jobs are in that state.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn jobs(&self, state: JobState, start: usize, count: usize) -> Result<(Vec<JobRecord>, u64), QueueError> {
+        self.inner.store.records(state, start, count).await
+    }
+
+    /// Cancels job `id`. A queued, delayed or retrying job is removed and never runs; a running
+    /// job is told through [`JobInfo::cancelled`](super::JobInfo::cancelled) within one lease
+    /// renewal and aborted after [`WorkerConfig::cancel_grace`](super::WorkerConfig) (a
+    /// service's guard closes its clients), its entry acknowledged and its record `cancelled`.
+    /// An ended or unknown job is an answer, not an error.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn cancel(&self, id: &str) -> Result<CancelOutcome, QueueError> {
+        self.inner.store.cancel(id).await
+    }
+
+    /// Waits up to `timeout` for the service job `id` to end; its result decodes as
+    /// `S::Output`. Woken by the worker's end-of-job notification, not by polling (a re-read
+    /// every second covers a notification lost to a reconnect).
+    ///
+    /// ```no_run
+    /// # async fn f<S: dual_mode_runtime::jobs::Job>(queue: dual_mode_runtime::jobs::Queue, spec: S::Spec)
+    /// # -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use dual_mode_runtime::jobs::{JobOutcome, PushOptions};
+    ///
+    /// let pushed = queue.push_spec(&spec, PushOptions::new()).await?;
+    /// match queue.wait_for::<S>(&pushed.job_id, Duration::from_secs(30)).await? {
+    ///     JobOutcome::Done(output) => { /* S::Output */ }
+    ///     JobOutcome::Parked { reason, error } => eprintln!("parked ({reason:?}): {error}"),
+    ///     JobOutcome::Cancelled => {}
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`WaitError::Timeout`] when it did not end in time, [`WaitError::Unknown`] for an id
+    /// without a record, [`WaitError::Result`] when the result does not decode.
+    pub async fn wait_for<S: Job>(&self, id: &str, timeout: Duration) -> Result<JobOutcome<S::Output>, WaitError> {
+        self.wait_for_output::<S::Output>(id, timeout).await
+    }
+
+    /// [`wait_for`](Self::wait_for) for any handler: the result decodes as `T`.
+    ///
+    /// # Errors
+    /// As [`wait_for`](Self::wait_for).
+    pub async fn wait_for_output<T: DeserializeOwned>(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<JobOutcome<T>, WaitError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut events = self.finished_events();
+        loop {
+            let record = self.job(id).await?.ok_or_else(|| WaitError::Unknown { id: id.to_owned() })?;
+            if record.state.is_final() {
+                return outcome(record);
+            }
+            let woken = async {
+                loop {
+                    match events.recv().await {
+                        // An empty id: the listener (re)subscribed and may have missed some.
+                        Ok(ended) if &*ended == id || ended.is_empty() => return,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                    }
+                }
+            };
+            tokio::select! {
+                () = woken => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    let record = self.job(id).await?.ok_or_else(|| WaitError::Unknown { id: id.to_owned() })?;
+                    if record.state.is_final() {
+                        return outcome(record);
+                    }
+                    return Err(WaitError::Timeout { id: id.to_owned(), timeout, state: record.state });
+                }
+            }
+        }
+    }
+
+    /// A receiver of ended jobs' ids; starts the shared listener on first use.
+    fn finished_events(&self) -> broadcast::Receiver<Arc<str>> {
+        let mut slot = self.inner.finished.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = slot.as_ref().filter(|f| !f.task.is_finished()) {
+            return f.tx.subscribe();
+        }
+        let (tx, rx) = broadcast::channel(1024);
+        let task = tokio::spawn(listen(self.inner.store.clone(), tx.clone())).abort_handle();
+        *slot = Some(Finished { tx, task });
+        rx
     }
 
     /// Re-drives every parked entry (those parked while this runs included, up to `limit`).
@@ -607,12 +715,58 @@ impl Queue {
     }
 }
 
+/// Forwards ended jobs' ids from Redis Pub/Sub, reconnecting with back-off; an empty id after
+/// each (re)subscription tells waiters to re-read what they may have missed.
+async fn listen(store: Store, tx: broadcast::Sender<Arc<str>>) {
+    let mut failures = 0u32;
+    loop {
+        match store.finished().await {
+            Ok(mut stream) => {
+                failures = 0;
+                let _ = tx.send(Arc::from(""));
+                while let Some(msg) = stream.next().await {
+                    if let Ok(id) = msg.get_payload::<String>() {
+                        let _ = tx.send(Arc::from(id));
+                    }
+                }
+                tracing::debug!(channel = %store.keys().finished_channel, "job notifications ended; resubscribing");
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                if failures == 1 {
+                    tracing::warn!(error = %super::error::chain(&e), "cannot subscribe to job notifications; retrying");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)))).await;
+    }
+}
+
+/// The outcome of an ended job's record.
+fn outcome<T: DeserializeOwned>(record: JobRecord) -> Result<JobOutcome<T>, WaitError> {
+    Ok(match record.state {
+        JobState::Parked => JobOutcome::Parked { reason: record.park_reason, error: record.error.unwrap_or_default() },
+        JobState::Cancelled => JobOutcome::Cancelled,
+        _ => {
+            let bytes = record.result.as_deref().unwrap_or(b"null");
+            let value = super::envelope::decode_json(bytes, super::envelope::short_type_name::<T>())
+                .map_err(|source| WaitError::Result { id: record.id.clone(), source })?;
+            JobOutcome::Done(value)
+        }
+    })
+}
+
 pub(crate) fn encode<T: Serialize + ?Sized>(type_name: &str, payload: &T) -> Result<Vec<u8>, QueueError> {
     serde_json::to_vec(payload).map_err(|source| QueueError::Encode { type_name: type_name.to_owned(), source })
 }
 
 pub(crate) fn new_envelope(type_name: &str, version: u32, payload: Vec<u8>, options: &PushOptions) -> Envelope {
     let id = unique_id();
+    let unique = match (&options.unique_key, options.unique_by_payload) {
+        (Some(key), _) => Some(key.clone()),
+        (None, true) => Some(format!("{type_name}:{:032x}", fnv1a_128(&payload))),
+        (None, false) => None,
+    };
     Envelope {
         idempotency_key: options.idempotency_key.clone().unwrap_or_else(|| id.clone()),
         id,
@@ -620,7 +774,35 @@ pub(crate) fn new_envelope(type_name: &str, version: u32, payload: Vec<u8>, opti
         version,
         attempt: 1,
         max_attempts: options.max_attempts,
+        unique,
+        timeout_ms: options.timeout.map(store::millis),
         enqueued_at_ms: unix_ms(SystemTime::now()),
         payload,
+    }
+}
+
+/// The 128-bit FNV-1a hash: stable across processes, builds and platforms, as a unique key
+/// derived from a payload must be.
+fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    bytes.iter().fold(OFFSET, |h, &b| (h ^ u128::from(b)).wrapping_mul(PRIME))
+}
+
+impl Pushed {
+    /// What a push of `env` stored: its entry id (`None` when delayed), or the id of the
+    /// job that holds its unique key.
+    fn new(env: &Envelope, stored: Result<Option<String>, String>) -> Self {
+        match stored {
+            Ok(entry_id) => Self {
+                job_id: env.id.clone(),
+                idempotency_key: env.idempotency_key.clone(),
+                entry_id,
+                duplicate: false,
+            },
+            Err(holder) => {
+                Self { job_id: holder, idempotency_key: env.idempotency_key.clone(), entry_id: None, duplicate: true }
+            }
+        }
     }
 }

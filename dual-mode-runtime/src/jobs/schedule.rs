@@ -5,15 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use redis::Value;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use super::cron::Cron;
-use super::envelope::{unique_id, unix_ms};
+use super::envelope::unix_ms;
 use super::error::QueueError;
 use super::queue::{PushOptions, Queue, encode, new_envelope};
-use super::{reply, scripts};
+use crate::Spec;
 
 /// One schedule: a cron expression and the job it enqueues at each tick.
 #[derive(Debug, Clone)]
@@ -40,6 +39,14 @@ impl Schedule {
         payload: &T,
     ) -> Result<Self, QueueError> {
         Ok(Self::from_parts(name, Cron::parse(cron)?, type_name, version, encode(type_name, payload)?))
+    }
+
+    /// A schedule that enqueues `spec` at each tick of `cron`.
+    ///
+    /// # Errors
+    /// The cron expression does not parse, or the spec does not serialize.
+    pub fn for_spec<T: Spec>(name: impl Into<String>, cron: &str, spec: &T) -> Result<Self, QueueError> {
+        Self::new(name, cron, T::NAME, T::VERSION, spec)
     }
 
     /// A schedule from a parsed expression and payload bytes.
@@ -293,12 +300,7 @@ fn keys(queue: &Queue, schedule: &Schedule) -> (String, String) {
 
 async fn last_tick(queue: &Queue, schedule: &Schedule) -> Result<Option<i64>, QueueError> {
     let (_, last_key) = keys(queue, schedule);
-    let v: Value = redis::cmd("GET")
-        .arg(&last_key)
-        .query_async(&mut queue.con())
-        .await
-        .map_err(QueueError::redis("read last tick"))?;
-    Ok(reply::int(&v).map(|ms| ms / 1000))
+    Ok(queue.store().last_tick(&last_key).await?.map(|ms| ms / 1000))
 }
 
 async fn enqueue_tick(
@@ -311,14 +313,6 @@ async fn enqueue_tick(
     let tick_ms = tick_secs.saturating_mul(1000);
     let mut options = PushOptions::new().idempotency_key(schedule.idempotency_key(tick_secs));
     options.max_attempts = schedule.max_attempts;
-    let mut env = new_envelope(&schedule.type_name, schedule.version, schedule.payload.clone(), &options);
-    env.id = unique_id();
-    let mut inv = scripts::TICK.prepare_invoke();
-    inv.key(format!("{tick_prefix}{tick_ms}")).key(&last_key).key(&queue.keys().stream);
-    inv.arg(u64::try_from(config.dedupe_ttl.as_millis()).unwrap_or(u64::MAX).max(1)).arg(tick_ms);
-    for (k, v) in env.to_fields() {
-        inv.arg(k).arg(v);
-    }
-    let v: Value = inv.invoke_async(&mut queue.con()).await.map_err(QueueError::redis("enqueue tick"))?;
-    Ok(reply::text(&v))
+    let env = new_envelope(&schedule.type_name, schedule.version, schedule.payload.clone(), &options);
+    queue.store().tick(&format!("{tick_prefix}{tick_ms}"), &last_key, config.dedupe_ttl, tick_ms, &env).await
 }

@@ -153,6 +153,8 @@ impl ContractAggregationService {
 /// At-least-once delivery is harmless here: a second run of the same job overwrites the
 /// summary with an equal or newer one, and the status record only moves forward.
 impl Job for ContractAggregationService {
+    type Output = ();
+
     async fn run(&self, job: &JobInfo) -> Result<(), JobError> {
         let status = |state: JobState, error: Option<String>| {
             set_status(&self.redis, job.id(), self.region_id, state, job.attempt(), error)

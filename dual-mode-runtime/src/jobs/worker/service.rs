@@ -4,12 +4,14 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::envelope::{classify_message, precheck};
-use super::error::{DecodeError, JobError, ParkReason, QueueError};
-use super::queue::{PushOptions, Pushed, Queue};
-use super::schedule::Schedule;
-use super::worker::{Handler, JobInfo, Worker};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Handler, JobInfo};
+use crate::jobs::envelope::decode_json;
+use crate::jobs::error::{DecodeError, JobError, ParkReason};
 use crate::{Context, DualMode, Parts, Spec};
 
 /// A service that runs as a job: the worker decodes its spec, enters it (see [`Clients`]),
@@ -17,10 +19,36 @@ use crate::{Context, DualMode, Parts, Spec};
 /// (`Ok`, `Err`, a panic, and the job being aborted).
 ///
 /// Delivery is at-least-once: key side effects by [`JobInfo::idempotency_key`], see the
-/// [module docs](super#at-least-once-delivery).
+/// [module docs](crate::jobs#at-least-once-delivery).
+///
+/// ```ignore
+/// impl Job for Report {
+///     type Output = ReportSummary;               // `()` when the job returns nothing
+///     const TIMEOUT: Option<Duration> = Some(Duration::from_secs(60));
+///
+///     async fn run(&self, job: &JobInfo) -> Result<ReportSummary, JobError> {
+///         self.build().await.map_err(JobError::failed)
+///     }
+/// }
+/// // elsewhere: queue.wait_for::<Report>(&job_id, timeout).await? is a JobOutcome<ReportSummary>
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not run as a job",
+    note = "implement `dual_mode::jobs::Job` for `{Self}`: `type Output` and `async fn run(&self, job: &JobInfo)`"
+)]
 pub trait Job: DualMode {
-    /// Runs the job; the attempt, ids and lease are in `job`.
-    fn run(&self, job: &JobInfo) -> impl Future<Output = Result<(), JobError>> + Send;
+    /// What a successful run returns, stored with the job's record and typed again by
+    /// [`Queue::wait_for`](crate::jobs::Queue::wait_for); `()` for nothing.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// The time limit of one attempt (a push's
+    /// [`PushOptions::timeout`](crate::jobs::PushOptions::timeout) wins); `None`: no limit. At
+    /// the deadline the run is dropped, its guard closes the clients it opened, and the
+    /// attempt fails with a `timeout` error.
+    const TIMEOUT: Option<Duration> = None;
+
+    /// Runs the job; the attempt, ids, lease and cancellation are in `job`.
+    fn run(&self, job: &JobInfo) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
 }
 
 /// Where a worker's service jobs get their clients.
@@ -33,7 +61,7 @@ pub enum Clients {
     Temporary,
 }
 
-/// The handler that runs a service's jobs; registered by [`Worker::service`].
+/// The handler that runs a service's jobs; registered by [`Worker::service`](super::Worker::service).
 pub struct ServiceHandler<S> {
     clients: Clients,
     _service: PhantomData<fn() -> S>,
@@ -56,22 +84,22 @@ impl<S: Job> ServiceHandler<S> {
     }
 }
 
-/// Decodes a spec payload, classifying a failure into a [`DecodeError`].
+/// Decodes a spec payload in one pass, classifying a failure into a [`DecodeError`].
 ///
 /// # Errors
 /// A [`DecodeError`] naming the spec type, the field path and the kind of bad payload.
 pub fn decode_spec<T: Spec>(payload: &[u8]) -> Result<T, DecodeError> {
-    precheck(payload, T::NAME)?;
-    T::from_json(payload).map_err(|e| DecodeError {
-        reason: classify_message(&e.cause().to_string()),
-        type_name: T::NAME.to_owned(),
-        path: Some(e.path().to_owned()).filter(|p| !p.is_empty() && p != "."),
-        message: e.to_string(),
-    })
+    decode_json(payload, T::NAME)
 }
 
 impl<S: Job> Handler for ServiceHandler<S> {
-    async fn handle(&self, job: JobInfo) -> Result<(), JobError> {
+    type Output = S::Output;
+
+    fn timeout(&self) -> Option<Duration> {
+        S::TIMEOUT
+    }
+
+    async fn handle(&self, job: JobInfo) -> Result<S::Output, JobError> {
         let known = <S::Spec as Spec>::VERSION;
         if job.version() > known {
             return Err(DecodeError {
@@ -94,51 +122,5 @@ impl<S: Job> Handler for ServiceHandler<S> {
         // retries the job) and this task being aborted (the guard's drop closes its clients).
         // An enter failure (a server not reachable yet) converts to a retry.
         crate::run(parts, async |service: &S| service.run(&job).await).await
-    }
-}
-
-impl Worker {
-    /// Registers the service `S` under its spec type's name: each job decodes an
-    /// `S::Spec`, enters it with `clients`, runs [`Job::run`] and exits.
-    #[must_use]
-    pub fn service<S: Job>(self, clients: Clients) -> Self {
-        self.handle(<S::Spec as Spec>::NAME, ServiceHandler::<S>::new(clients))
-    }
-}
-
-impl Queue {
-    /// Pushes a spec under its type name and schema version. Only spec types are accepted,
-    /// so no client and no secret reaches the queue.
-    ///
-    /// # Errors
-    /// The spec does not serialize, or Redis fails.
-    pub async fn push_spec<T: Spec>(&self, spec: &T, options: PushOptions) -> Result<Pushed, QueueError> {
-        let bytes = spec.to_json().map_err(QueueError::Spec)?;
-        self.push_raw(T::NAME, T::VERSION, bytes, options).await
-    }
-
-    /// Pushes many specs in pipelined round trips; see [`Queue::push_bulk`].
-    ///
-    /// # Errors
-    /// A spec does not serialize, or Redis fails.
-    pub async fn push_specs<T: Spec>(&self, specs: &[T], options: PushOptions) -> Result<Vec<Pushed>, QueueError> {
-        self.push_bulk(T::NAME, T::VERSION, specs, options).await
-    }
-}
-
-impl Schedule {
-    /// A schedule that enqueues `spec` at each tick of `cron`.
-    ///
-    /// # Errors
-    /// The cron expression does not parse, or the spec does not serialize.
-    pub fn for_spec<T: Spec>(name: impl Into<String>, cron: &str, spec: &T) -> Result<Self, QueueError> {
-        let bytes = spec.to_json().map_err(QueueError::Spec)?;
-        Ok(Self::from_parts(name, super::cron::Cron::parse(cron)?, T::NAME, T::VERSION, bytes))
-    }
-}
-
-impl From<crate::Error> for JobError {
-    fn from(e: crate::Error) -> Self {
-        Self::failed(e)
     }
 }

@@ -3,7 +3,8 @@
 
 use redis::Value;
 
-use super::envelope::RawFields;
+use super::Claimed;
+use crate::jobs::envelope::RawFields;
 
 /// One stream entry: its id and raw fields.
 pub(crate) type Entry = (String, RawFields);
@@ -121,4 +122,40 @@ pub(crate) fn read_group(v: Value) -> Result<Vec<Entry>, String> {
         out.extend(entries(e)?);
     }
     Ok(out)
+}
+
+/// Parses the claim script's reply: `[cursor, [[id, fields, delivery count]...]]`.
+pub(crate) fn claim(v: Value) -> Result<(String, Vec<Claimed>), String> {
+    let mut parts = into_items(v).ok_or("claim reply is not a list")?.into_iter();
+    let (Some(cursor), Some(list)) = (parts.next(), parts.next()) else {
+        return Err("claim reply too short".to_owned());
+    };
+    let cursor = text(&cursor).ok_or("claim cursor is not text")?;
+    Ok((cursor, claimed(list)?))
+}
+
+/// Parses a list of claimed entries: `[[id, fields, delivery count]...]`.
+pub(crate) fn claimed(list: Value) -> Result<Vec<Claimed>, String> {
+    let mut out = Vec::new();
+    for item in into_items(list).ok_or("claimed entries are not a list")? {
+        let mut triple = into_items(item).ok_or("claimed entry is not a list")?.into_iter();
+        let (Some(id), Some(fields_), Some(count)) = (triple.next(), triple.next(), triple.next()) else {
+            return Err("claimed entry too short".to_owned());
+        };
+        let id = text(&id).ok_or("claimed id is not text")?;
+        let count = int(&count).and_then(|c| u64::try_from(c).ok()).ok_or("delivery count is not a number")?;
+        out.push((id, fields(fields_)?, count));
+    }
+    Ok(out)
+}
+
+/// Parses a push script's reply: `{1, entry id or due ms}` pushed, `{0, holder id}` a
+/// duplicate of a unique job.
+pub(crate) fn pushed(v: Value) -> Result<Result<String, String>, String> {
+    let mut parts = into_items(v).ok_or("push reply is not a list")?.into_iter();
+    let (Some(flag), Some(value)) = (parts.next(), parts.next()) else {
+        return Err("push reply too short".to_owned());
+    };
+    let value = text(&value).ok_or("push reply value is not text")?;
+    Ok(if int(&flag) == Some(1) { Ok(value) } else { Err(value) })
 }

@@ -1,0 +1,239 @@
+//! Job records: what a job is doing or how it ended, written by the same scripts as its
+//! transitions; and what waiting for a job or cancelling it answers.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::error::{DecodeError, ParkReason, QueueError};
+
+/// Where a job is in its life.
+///
+/// ```text
+/// push ──> queued ──> running ──> done
+///   │        ^  │        │  └──> retrying ──> queued (next attempt)
+///   v        │  │        └─────> parked (bad payload, rejected, attempts exhausted)
+/// delayed ───┘  └──────────────> cancelled (also from delayed, retrying and running)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum JobState {
+    /// In the stream, waiting for a worker.
+    Queued,
+    /// Waiting for its due time (a delayed push, or a wait a handler asked for).
+    Delayed,
+    /// A worker runs it.
+    Running,
+    /// An attempt failed; the next one waits for its backoff.
+    Retrying,
+    /// Succeeded; the record holds its result.
+    Done,
+    /// Moved to the dead-letter stream; the record holds the reason and the last error.
+    Parked,
+    /// Cancelled before it ended.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in life order.
+    pub const ALL: [Self; 7] =
+        [Self::Queued, Self::Delayed, Self::Running, Self::Retrying, Self::Done, Self::Parked, Self::Cancelled];
+
+    /// The name stored in Redis, e.g. `"running"`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Delayed => "delayed",
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Done => "done",
+            Self::Parked => "parked",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the job has ended (done, parked or cancelled).
+    #[must_use]
+    pub const fn is_final(self) -> bool {
+        matches!(self, Self::Done | Self::Parked | Self::Cancelled)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A state name that is not one of [`JobState::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job state `{0}`")]
+pub struct UnknownState(pub String);
+
+impl FromStr for JobState {
+    type Err = UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| UnknownState(s.to_owned()))
+    }
+}
+
+/// The record of one job, as [`Queue::job`](super::Queue::job) reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobRecord {
+    /// The job id.
+    pub id: String,
+    /// Its state now.
+    pub state: JobState,
+    /// The payload's type name.
+    pub type_name: String,
+    /// The idempotency key.
+    pub idempotency_key: String,
+    /// The attempt it is on (or ended on), from 1.
+    pub attempt: u32,
+    /// Its maximum attempts, if the push set one.
+    pub max_attempts: Option<u32>,
+    /// When it was pushed.
+    pub enqueued_at: SystemTime,
+    /// When its current or last attempt started.
+    pub started_at: Option<SystemTime>,
+    /// When it ended.
+    pub finished_at: Option<SystemTime>,
+    /// When a delayed or retrying job is due.
+    pub due_at: Option<SystemTime>,
+    /// When the record last changed.
+    pub updated_at: SystemTime,
+    /// The consumer that runs or ran it.
+    pub worker: Option<String>,
+    /// The last error (of a failed attempt, or why it was parked).
+    pub error: Option<String>,
+    /// Why it was parked.
+    pub park_reason: Option<ParkReason>,
+    /// Whether a cancellation was requested.
+    pub cancel_requested: bool,
+    /// Its unique key, if it was pushed with one.
+    pub unique_key: Option<String>,
+    /// Its result as JSON, once done.
+    pub result: Option<Vec<u8>>,
+}
+
+impl JobRecord {
+    /// Parses a record's hash; `None` if it has no known state.
+    pub(crate) fn from_hash(id: &str, fields: Vec<(String, Vec<u8>)>) -> Option<Self> {
+        let mut state = None;
+        let mut r = Self {
+            id: id.to_owned(),
+            state: JobState::Queued,
+            type_name: String::new(),
+            idempotency_key: id.to_owned(),
+            attempt: 1,
+            max_attempts: None,
+            enqueued_at: UNIX_EPOCH,
+            started_at: None,
+            finished_at: None,
+            due_at: None,
+            updated_at: UNIX_EPOCH,
+            worker: None,
+            error: None,
+            park_reason: None,
+            cancel_requested: false,
+            unique_key: None,
+            result: None,
+        };
+        let time = |v: &str| v.parse::<u64>().ok().map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        for (k, v) in fields {
+            if k == "result" {
+                r.result = Some(v);
+                continue;
+            }
+            let v = String::from_utf8_lossy(&v).into_owned();
+            match k.as_str() {
+                "state" => state = v.parse().ok(),
+                "type" => r.type_name = v,
+                "key" => r.idempotency_key = v,
+                "attempt" => r.attempt = v.parse().unwrap_or(1),
+                "max" => r.max_attempts = v.parse().ok(),
+                "enq" => r.enqueued_at = time(&v).unwrap_or(UNIX_EPOCH),
+                "started" => r.started_at = time(&v),
+                "finished" => r.finished_at = time(&v),
+                "due" => r.due_at = time(&v),
+                "updated" => r.updated_at = time(&v).unwrap_or(UNIX_EPOCH),
+                "worker" => r.worker = Some(v),
+                "error" => r.error = Some(v),
+                "reason" => r.park_reason = ParkReason::from_code(&v),
+                "cancel" => r.cancel_requested = v == "1",
+                "unique" => r.unique_key = Some(v),
+                _ => {}
+            }
+        }
+        r.state = state?;
+        Some(r)
+    }
+}
+
+/// How a job ended, with its result decoded; what [`Queue::wait_for`](super::Queue::wait_for)
+/// returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome<T> {
+    /// It succeeded and returned this.
+    Done(T),
+    /// It was parked.
+    Parked {
+        /// Why, if the stored code is one this version knows.
+        reason: Option<ParkReason>,
+        /// The last error.
+        error: String,
+    },
+    /// It was cancelled.
+    Cancelled,
+}
+
+/// What [`Queue::cancel`](super::Queue::cancel) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelOutcome {
+    /// The job was queued, delayed or retrying: it is removed and will never run.
+    Removed,
+    /// The job is running (or was just handed to a worker): its worker tells it within one
+    /// renewal interval, and aborts it after the grace period.
+    Requested,
+    /// The job had already ended in this state; nothing changed.
+    AlreadyEnded(JobState),
+    /// No record of this id (never pushed, or ended longer ago than the record lives).
+    Unknown,
+}
+
+/// Why [`Queue::wait_for`](super::Queue::wait_for) returned without an outcome.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// No record of this id.
+    #[error("no job `{id}` in this queue")]
+    Unknown {
+        /// The id waited for.
+        id: String,
+    },
+    /// The job did not end in time; it goes on.
+    #[error("job `{id}` did not end within {timeout:?} (it is {state})")]
+    Timeout {
+        /// The id waited for.
+        id: String,
+        /// How long the wait was.
+        timeout: Duration,
+        /// Its state at the end of the wait.
+        state: JobState,
+    },
+    /// The stored result does not decode as the type asked for.
+    #[error("the result of job `{id}` does not decode")]
+    Result {
+        /// The id waited for.
+        id: String,
+        /// The decode error.
+        source: DecodeError,
+    },
+    /// Redis failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}

@@ -1,0 +1,805 @@
+//! Every Redis command and Lua script of the job layer, with typed replies.
+//!
+//! Nothing outside this module builds a command or reads a raw reply: the queue, the worker's
+//! loops and the scheduler call [`Store`] methods that return typed values or a
+//! [`QueueError`], and error codes (`NOGROUP`, `BUSYGROUP`) are read here only.
+
+mod reply;
+mod scripts;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ScriptInvocation, Value};
+
+use super::envelope::{Envelope, RawFields};
+use super::error::QueueError;
+use super::queue::{QueueKeys, QueueStats};
+use super::record::{CancelOutcome, JobRecord, JobState};
+
+pub(crate) use reply::Entry;
+use scripts::STATE_SETS;
+
+/// A run to start: its entry, fencing token, job id, unique key and attempt.
+#[derive(Clone, Copy)]
+pub(crate) struct StartRun<'a> {
+    pub(crate) entry_id: &'a str,
+    pub(crate) token: u64,
+    pub(crate) job_id: &'a str,
+    pub(crate) unique: Option<&'a str>,
+    pub(crate) attempt: u32,
+}
+
+/// What the start script answered for one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Started {
+    /// Run it.
+    Run,
+    /// This consumer does not own the entry (any more).
+    NotOwned,
+    /// The job was cancelled before it started; its entry is acknowledged.
+    Cancelled,
+}
+
+/// What a renewal answered for one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Renewed {
+    /// Renewed.
+    Yes,
+    /// Refused: another consumer owns the entry, or it is gone.
+    Lost,
+    /// Renewed, and a cancellation was requested.
+    CancelRequested,
+}
+
+/// What a fenced write answered for one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Written now.
+    Done,
+    /// Written already, by an earlier try of this run whose reply was lost.
+    Landed,
+    /// Refused: no consumer holds the entry (acknowledged by another run, or the group was
+    /// recreated).
+    Gone,
+    /// Refused: another consumer, or a later delivery, holds the entry.
+    Other,
+}
+
+impl Written {
+    fn from_answer(answer: i64) -> Self {
+        match answer {
+            1 => Self::Done,
+            3 => Self::Landed,
+            2 => Self::Gone,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// A successful run to acknowledge, with its result.
+#[derive(Default)]
+pub(crate) struct DoneRun {
+    pub(crate) entry_id: String,
+    pub(crate) token: u64,
+    pub(crate) job_id: String,
+    pub(crate) unique: Option<String>,
+    pub(crate) result: Vec<u8>,
+}
+
+/// How a run ends when it does not succeed.
+pub(crate) enum Ending<'a> {
+    /// Back to the delayed set as `next`, due in `delay`; the record says `retrying` (a failed
+    /// attempt) or `delayed` (a wait without an attempt).
+    Later { retry: bool, delay: Duration, next: &'a Envelope },
+    /// To the parked stream with these fields.
+    Parked { fields: &'a [(Vec<u8>, Vec<u8>)] },
+    /// Cancelled while it ran.
+    Cancelled,
+}
+
+/// One run's entry, fencing token and job (id and unique key, when the entry had an id).
+pub(crate) struct RunRef<'a> {
+    pub(crate) entry_id: &'a str,
+    pub(crate) token: u64,
+    pub(crate) job: Option<(&'a str, Option<&'a str>)>,
+}
+
+/// A claimed entry: id, fields, delivery count.
+pub(crate) type Claimed = (String, RawFields, u64);
+
+/// One queue's keys and group on one Redis, through a connection that reconnects by itself.
+#[derive(Clone)]
+pub(crate) struct Store {
+    client: redis::Client,
+    con: ConnectionManager,
+    keys: QueueKeys,
+    group: String,
+    /// The state sets, in the order of [`STATE_SETS`].
+    state_keys: Vec<String>,
+    /// How long an ended job's record is kept, in ms.
+    record_ttl_ms: u64,
+}
+
+/// A connection of its own for blocking reads, so they never delay other commands.
+pub(crate) struct Reader {
+    con: ConnectionManager,
+    stream: String,
+    group: String,
+    block_ms: u64,
+}
+
+fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> QueueError {
+    move |source| QueueError::Redis { op, source }
+}
+
+async fn manager(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, QueueError> {
+    let cfg = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(3)
+        .set_max_delay(Duration::from_secs(2));
+    ConnectionManager::new_with_config(client.clone(), cfg).await.map_err(redis("connect"))
+}
+
+/// Milliseconds of a duration, saturating.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Store {
+    pub(crate) async fn connect(
+        client: redis::Client,
+        keys: QueueKeys,
+        group: String,
+        timeout: Duration,
+        record_ttl: Duration,
+    ) -> Result<Self, QueueError> {
+        let con = manager(&client, timeout).await?;
+        let state_keys = STATE_SETS.iter().map(|s| format!("{}{s}", keys.state_prefix)).collect();
+        Ok(Self { client, con, keys, group, state_keys, record_ttl_ms: millis(record_ttl).max(1) })
+    }
+
+    fn record_key(&self, job_id: &str) -> String {
+        format!("{}{job_id}", self.keys.record_prefix)
+    }
+
+    fn unique_key(&self, unique: &str) -> String {
+        format!("{}{unique}", self.keys.unique_prefix)
+    }
+
+    fn delayed_key(&self, job_id: &str) -> String {
+        format!("{}{job_id}", self.keys.delayed_entry_prefix)
+    }
+
+    /// Adds the stream and the state sets, the keys every record-writing script starts with.
+    fn base_keys(&self, inv: &mut ScriptInvocation<'_>) {
+        inv.key(&self.keys.stream);
+        for k in &self.state_keys {
+            inv.key(k);
+        }
+    }
+
+    /// Adds a job's record key and its unique key (the record again when it has none), and
+    /// returns the has-unique flag for `ARGV`.
+    fn job_keys(&self, inv: &mut ScriptInvocation<'_>, job_id: &str, unique: Option<&str>) -> u8 {
+        let record = self.record_key(job_id);
+        match unique {
+            Some(u) => {
+                inv.key(record).key(self.unique_key(u));
+                1
+            }
+            None => {
+                inv.key(&record).key(record);
+                0
+            }
+        }
+    }
+
+    pub(crate) fn keys(&self) -> &QueueKeys {
+        &self.keys
+    }
+
+    fn con(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
+    fn missing_group(&self) -> QueueError {
+        QueueError::MissingGroup { stream: self.keys.stream.clone(), group: self.group.clone() }
+    }
+
+    /// A reader on its own connection whose reads block up to `block` (its response timeout
+    /// is `block` plus `timeout`).
+    pub(crate) async fn reader(&self, block: Duration, timeout: Duration) -> Result<Reader, QueueError> {
+        Ok(Reader {
+            con: manager(&self.client, block + timeout).await?,
+            stream: self.keys.stream.clone(),
+            group: self.group.clone(),
+            block_ms: millis(block).max(1),
+        })
+    }
+
+    /// Creates the group (and the stream) if missing, at the stream's beginning.
+    pub(crate) async fn ensure_group(&self) -> Result<(), QueueError> {
+        let res: Result<Value, _> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.keys.stream)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.con())
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(redis("create group")(e)),
+        }
+    }
+
+    /// Pushes an envelope and writes its `queued` record, or, for a unique job whose key is
+    /// held, returns `Err(holder id)` and writes nothing.
+    pub(crate) async fn push(
+        &self,
+        env: &Envelope,
+        unique_ttl: Duration,
+    ) -> Result<Result<String, String>, QueueError> {
+        let (keys, args) = self.push_parts(env, unique_ttl);
+        let mut inv = scripts::PUSH.prepare_invoke();
+        for k in &keys {
+            inv.key(k.as_slice());
+        }
+        for a in &args {
+            inv.arg(a.as_slice());
+        }
+        let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("push"))?;
+        reply::pushed(v).map_err(|d| QueueError::protocol("push", d))
+    }
+
+    /// The keys and arguments of the push script for `env`.
+    fn push_parts(&self, env: &Envelope, unique_ttl: Duration) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let mut keys: Vec<Vec<u8>> =
+            std::iter::once(&self.keys.stream).chain(&self.state_keys).map(|k| k.clone().into_bytes()).collect();
+        let record = self.record_key(&env.id).into_bytes();
+        keys.push(record.clone());
+        keys.push(env.unique.as_deref().map_or(record, |u| self.unique_key(u).into_bytes()));
+        let items = record_items(env);
+        let mut args = vec![
+            env.id.clone().into_bytes(),
+            unique_ttl_ms(env, unique_ttl).to_string().into_bytes(),
+            items.len().to_string().into_bytes(),
+        ];
+        args.extend(items);
+        for (k, v) in env.to_fields() {
+            args.push(k.as_bytes().to_vec());
+            args.push(v);
+        }
+        (keys, args)
+    }
+
+    /// Pipelined pushes, one round trip; per envelope its entry id or the holder of its
+    /// unique key.
+    pub(crate) async fn push_many(
+        &self,
+        envs: &[Envelope],
+        unique_ttl: Duration,
+    ) -> Result<Vec<Result<String, String>>, QueueError> {
+        let pipe = || {
+            let mut pipe = redis::pipe();
+            for env in envs {
+                let (keys, args) = self.push_parts(env, unique_ttl);
+                pipe.cmd("EVALSHA").arg(scripts::PUSH.get_hash()).arg(keys.len()).arg(keys).arg(args);
+            }
+            pipe
+        };
+        let replies: Vec<Value> = match pipe().query_async(&mut self.con()).await {
+            Ok(r) => r,
+            // The script is not cached yet (a fresh or restarted server): load it, go again.
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                scripts::PUSH.load_async(&mut self.con()).await.map_err(redis("bulk push"))?;
+                pipe().query_async(&mut self.con()).await.map_err(redis("bulk push"))?
+            }
+            Err(e) => return Err(redis("bulk push")(e)),
+        };
+        if replies.len() != envs.len() {
+            return Err(QueueError::protocol(
+                "bulk push",
+                format!("{} replies for {} entries", replies.len(), envs.len()),
+            ));
+        }
+        replies.into_iter().map(|v| reply::pushed(v).map_err(|d| QueueError::protocol("bulk push", d))).collect()
+    }
+
+    /// Puts an envelope in the delayed set, due at `at_ms` (ms since the epoch) or, when that
+    /// is 0, `delay_ms` after the server's clock, and writes its `delayed` record; for a unique
+    /// job whose key is held, returns `Err(holder id)`.
+    pub(crate) async fn push_delayed(
+        &self,
+        env: &Envelope,
+        unique_ttl: Duration,
+        at_ms: u64,
+        delay_ms: u64,
+    ) -> Result<Result<String, String>, QueueError> {
+        let mut inv = scripts::PUSH_DELAYED.prepare_invoke();
+        self.base_keys(&mut inv);
+        inv.key(&self.keys.delayed).key(self.delayed_key(&env.id));
+        self.job_keys(&mut inv, &env.id, env.unique.as_deref());
+        let items = record_items(env);
+        inv.arg(&env.id).arg(unique_ttl_ms(env, unique_ttl)).arg(at_ms).arg(delay_ms).arg(items.len());
+        for item in items {
+            inv.arg(item);
+        }
+        for (k, v) in env.to_fields() {
+            inv.arg(k).arg(v);
+        }
+        let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("delayed push"))?;
+        reply::pushed(v).map_err(|d| QueueError::protocol("delayed push", d))
+    }
+
+    /// Moves up to `max` due delayed entries into the stream; returns how many moved.
+    pub(crate) async fn promote(&self, max: usize) -> Result<usize, QueueError> {
+        let due: Vec<String> = scripts::DUE
+            .key(&self.keys.delayed)
+            .arg(max)
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(redis("find due entries"))?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = scripts::PROMOTE.prepare_invoke();
+        self.base_keys(&mut inv);
+        inv.key(&self.keys.delayed);
+        for id in &due {
+            inv.key(self.delayed_key(id)).key(self.record_key(id));
+            inv.arg(id);
+        }
+        let moved: i64 = inv.invoke_async(&mut self.con()).await.map_err(redis("promote due entries"))?;
+        Ok(usize::try_from(moved).unwrap_or(0))
+    }
+
+    /// Marks a batch of delivered entries as running (fenced), or acknowledges those whose job
+    /// was cancelled before it started.
+    pub(crate) async fn start(&self, consumer: &str, runs: &[StartRun<'_>]) -> Result<Vec<Started>, QueueError> {
+        let mut inv = scripts::START.prepare_invoke();
+        self.base_keys(&mut inv);
+        inv.arg(&self.group).arg(consumer).arg(self.record_ttl_ms).arg(&self.keys.finished_channel);
+        for r in runs {
+            let has_unique = self.job_keys(&mut inv, r.job_id, r.unique);
+            inv.arg(r.entry_id).arg(r.token).arg(r.job_id).arg(has_unique).arg(r.attempt);
+        }
+        let out: Vec<i64> = inv.invoke_async(&mut self.con()).await.map_err(redis("start runs"))?;
+        if out.len() != runs.len() {
+            return Err(QueueError::protocol("start runs", format!("{} answers for {} runs", out.len(), runs.len())));
+        }
+        Ok(out
+            .into_iter()
+            .map(|a| match a {
+                1 => Started::Run,
+                2 => Started::Cancelled,
+                _ => Started::NotOwned,
+            })
+            .collect())
+    }
+
+    /// Counts of the stream, the group's pending entries, the delayed set and the parked stream.
+    pub(crate) async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let mut con = self.con();
+        let (length, delayed, parked): (u64, u64, u64) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&self.keys.stream)
+            .cmd("ZCARD")
+            .arg(&self.keys.delayed)
+            .cmd("XLEN")
+            .arg(&self.keys.parked)
+            .query_async(&mut con)
+            .await
+            .map_err(redis("stats"))?;
+        let summary: Result<Value, _> =
+            redis::cmd("XPENDING").arg(&self.keys.stream).arg(&self.group).query_async(&mut con).await;
+        let pending = match summary {
+            Ok(v) => reply::items(&v).and_then(|i| i.first()).and_then(reply::int).unwrap_or(0),
+            Err(e) if e.code() == Some("NOGROUP") => 0,
+            Err(e) => return Err(redis("stats")(e)),
+        };
+        Ok(QueueStats { length, pending: u64::try_from(pending).unwrap_or(0), delayed, parked })
+    }
+
+    /// `XRANGE` of the parked stream.
+    pub(crate) async fn parked_range(&self, start: &str, end: &str, count: usize) -> Result<Vec<Entry>, QueueError> {
+        let v: Value = redis::cmd("XRANGE")
+            .arg(&self.keys.parked)
+            .arg(start)
+            .arg(end)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.con())
+            .await
+            .map_err(redis("list parked"))?;
+        reply::entries(v).map_err(|d| QueueError::protocol("list parked", d))
+    }
+
+    /// Moves a parked entry back into the stream (original fields whose names start with
+    /// `raw_prefix`, attempt reset to 1); returns the new entry id, `None` if absent.
+    pub(crate) async fn redrive(
+        &self,
+        parked_id: &str,
+        raw_prefix: &str,
+        job_id: Option<&str>,
+    ) -> Result<Option<String>, QueueError> {
+        let mut inv = scripts::REDRIVE.prepare_invoke();
+        self.base_keys(&mut inv);
+        inv.key(&self.keys.parked);
+        match job_id {
+            Some(id) => inv.key(self.record_key(id)),
+            None => inv.key(&self.keys.parked),
+        };
+        inv.arg(parked_id).arg(raw_prefix).arg(job_id.unwrap_or(""));
+        let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("re-drive"))?;
+        Ok(reply::text(&v))
+    }
+
+    /// Claims up to `count` entries idle for `min_idle_ms` or more, scanning from `cursor`;
+    /// returns the next cursor and the entries this consumer now owns.
+    pub(crate) async fn claim(
+        &self,
+        consumer: &str,
+        min_idle_ms: u64,
+        cursor: &str,
+        count: usize,
+    ) -> Result<(String, Vec<Claimed>), QueueError> {
+        let res: Result<Value, _> = scripts::CLAIM
+            .key(&self.keys.stream)
+            .arg(&self.group)
+            .arg(consumer)
+            .arg(min_idle_ms)
+            .arg(cursor)
+            .arg(count)
+            .invoke_async(&mut self.con())
+            .await;
+        match res {
+            Ok(v) => reply::claim(v).map_err(|d| QueueError::protocol("claim", d)),
+            Err(e) if e.code() == Some("NOGROUP") => Err(self.missing_group()),
+            Err(e) => Err(redis("claim")(e)),
+        }
+    }
+
+    /// Renews the leases of these runs (resets their idle time, keeps their tokens); a run
+    /// without a job id passes its entry id as `job` (it has no record).
+    pub(crate) async fn renew(&self, consumer: &str, runs: &[(&str, u64, &str)]) -> Result<Vec<Renewed>, QueueError> {
+        let mut inv = scripts::RENEW.prepare_invoke();
+        inv.key(&self.keys.stream).arg(&self.group).arg(consumer);
+        for (entry_id, token, job_id) in runs {
+            inv.key(self.record_key(job_id)).arg(*entry_id).arg(*token);
+        }
+        let out: Vec<i64> = inv.invoke_async(&mut self.con()).await.map_err(redis("renew leases"))?;
+        if out.len() != runs.len() {
+            return Err(QueueError::protocol("renew leases", format!("{} answers for {} runs", out.len(), runs.len())));
+        }
+        Ok(out
+            .into_iter()
+            .map(|a| match a {
+                1 => Renewed::Yes,
+                2 => Renewed::CancelRequested,
+                _ => Renewed::Lost,
+            })
+            .collect())
+    }
+
+    /// Acknowledges and deletes these runs' entries and records them `done` with their
+    /// results; per run what was written.
+    pub(crate) async fn ack(&self, consumer: &str, runs: &[DoneRun]) -> Result<Vec<Written>, QueueError> {
+        let mut inv = scripts::ACK.prepare_invoke();
+        self.base_keys(&mut inv);
+        inv.arg(&self.group).arg(consumer).arg(self.record_ttl_ms).arg(&self.keys.finished_channel);
+        for r in runs {
+            let has_unique = self.job_keys(&mut inv, &r.job_id, r.unique.as_deref());
+            inv.arg(&r.entry_id).arg(r.token).arg(&r.job_id).arg(has_unique).arg(r.result.as_slice());
+        }
+        let done: Vec<i64> = inv.invoke_async(&mut self.con()).await.map_err(redis("acknowledge"))?;
+        if done.len() != runs.len() {
+            return Err(QueueError::protocol("acknowledge", format!("{} answers for {} runs", done.len(), runs.len())));
+        }
+        Ok(done.into_iter().map(Written::from_answer).collect())
+    }
+
+    /// Ends a run without success (see [`Ending`]), with `record` items for its record.
+    pub(crate) async fn end(
+        &self,
+        consumer: &str,
+        run: &RunRef<'_>,
+        ending: &Ending<'_>,
+        record: &[(&str, Vec<u8>)],
+    ) -> Result<Written, QueueError> {
+        let mut inv = scripts::END.prepare_invoke();
+        self.base_keys(&mut inv);
+        let (job_id, has_unique) = match run.job {
+            Some((id, unique)) => (id, self.job_keys(&mut inv, id, unique)),
+            None => {
+                inv.key(&self.keys.stream).key(&self.keys.stream);
+                ("", 0)
+            }
+        };
+        let (state, delay) = match ending {
+            Ending::Later { retry, delay, .. } => {
+                inv.key(&self.keys.delayed).key(self.delayed_key(job_id));
+                (if *retry { "retrying" } else { "delayed" }, millis(*delay))
+            }
+            Ending::Parked { .. } => {
+                inv.key(&self.keys.parked);
+                ("parked", 0)
+            }
+            Ending::Cancelled => ("cancelled", 0),
+        };
+        inv.arg(&self.group).arg(consumer).arg(self.record_ttl_ms).arg(&self.keys.finished_channel);
+        inv.arg(run.entry_id).arg(run.token).arg(job_id).arg(has_unique).arg(state).arg(delay);
+        inv.arg(record.len() * 2);
+        for (k, v) in record {
+            inv.arg(*k).arg(v.as_slice());
+        }
+        match ending {
+            Ending::Later { next, .. } => {
+                for (k, v) in next.to_fields() {
+                    inv.arg(k).arg(v);
+                }
+            }
+            Ending::Parked { fields } => {
+                for (k, v) in *fields {
+                    inv.arg(k.as_slice()).arg(v.as_slice());
+                }
+            }
+            Ending::Cancelled => {}
+        }
+        let done: i64 = inv.invoke_async(&mut self.con()).await.map_err(redis(state))?;
+        Ok(Written::from_answer(done))
+    }
+
+    /// This consumer's pending entries idle for `min_idle` or more, up to `count`.
+    pub(crate) async fn own_pending(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<String>, QueueError> {
+        let res: Result<Vec<(String, String, u64, u64)>, _> = redis::cmd("XPENDING")
+            .arg(&self.keys.stream)
+            .arg(&self.group)
+            .arg("IDLE")
+            .arg(millis(min_idle))
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .arg(consumer)
+            .query_async(&mut self.con())
+            .await;
+        match res {
+            Ok(entries) => Ok(entries.into_iter().map(|(id, ..)| id).collect()),
+            Err(e) if e.code() == Some("NOGROUP") => Err(self.missing_group()),
+            Err(e) => Err(redis("list own pending entries")(e)),
+        }
+    }
+
+    /// Claims these of this consumer's own pending entries again (raising their delivery
+    /// counts); returns those it still held.
+    pub(crate) async fn reclaim(&self, consumer: &str, ids: &[String]) -> Result<Vec<Claimed>, QueueError> {
+        let mut inv = scripts::RECLAIM.prepare_invoke();
+        inv.key(&self.keys.stream).arg(&self.group).arg(consumer);
+        for id in ids {
+            inv.arg(id);
+        }
+        let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("reclaim own entries"))?;
+        reply::claimed(v).map_err(|d| QueueError::protocol("reclaim own entries", d))
+    }
+
+    /// Cancels a job by id.
+    pub(crate) async fn cancel(&self, job_id: &str) -> Result<CancelOutcome, QueueError> {
+        let mut con = self.con();
+        let unique: Option<String> = redis::cmd("HGET")
+            .arg(self.record_key(job_id))
+            .arg("unique")
+            .query_async(&mut con)
+            .await
+            .map_err(redis("cancel"))?;
+        let mut inv = scripts::CANCEL.prepare_invoke();
+        self.base_keys(&mut inv);
+        inv.key(&self.keys.delayed).key(self.delayed_key(job_id));
+        let has_unique = self.job_keys(&mut inv, job_id, unique.as_deref());
+        inv.arg(&self.group).arg(self.record_ttl_ms).arg(&self.keys.finished_channel).arg(job_id).arg(has_unique);
+        let answer: String = inv.invoke_async(&mut con).await.map_err(redis("cancel"))?;
+        Ok(match answer.as_str() {
+            "removed" => CancelOutcome::Removed,
+            "requested" => CancelOutcome::Requested,
+            "unknown" => CancelOutcome::Unknown,
+            other => match other.parse::<JobState>() {
+                Ok(state) => CancelOutcome::AlreadyEnded(state),
+                Err(_) => return Err(QueueError::protocol("cancel", format!("unexpected answer {other:?}"))),
+            },
+        })
+    }
+
+    /// A job's record, if it has one.
+    pub(crate) async fn record(&self, job_id: &str) -> Result<Option<JobRecord>, QueueError> {
+        let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.record_key(job_id))
+            .query_async(&mut self.con())
+            .await
+            .map_err(redis("read job record"))?;
+        Ok(JobRecord::from_hash(job_id, fields))
+    }
+
+    /// Up to `count` records of jobs in `state`, from rank `start`, oldest transition first,
+    /// and how many jobs are in that state.
+    pub(crate) async fn records(
+        &self,
+        state: JobState,
+        start: usize,
+        count: usize,
+    ) -> Result<(Vec<JobRecord>, u64), QueueError> {
+        let set = format!("{}{}", self.keys.state_prefix, state.as_str());
+        let mut con = self.con();
+        let (ids, total): (Vec<String>, u64) = redis::pipe()
+            .cmd("ZRANGE")
+            .arg(&set)
+            .arg(start)
+            .arg(start.saturating_add(count).saturating_sub(1))
+            .cmd("ZCARD")
+            .arg(&set)
+            .query_async(&mut con)
+            .await
+            .map_err(redis("list jobs"))?;
+        if ids.is_empty() || count == 0 {
+            return Ok((Vec::new(), total));
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGETALL").arg(self.record_key(id));
+        }
+        let hashes: Vec<Vec<(String, Vec<u8>)>> = pipe.query_async(&mut con).await.map_err(redis("list jobs"))?;
+        Ok((ids.iter().zip(hashes).filter_map(|(id, h)| JobRecord::from_hash(id, h)).collect(), total))
+    }
+
+    /// A stream of the ids of jobs as they end, on a Pub/Sub connection of its own.
+    pub(crate) async fn finished(&self) -> Result<redis::aio::PubSubStream, QueueError> {
+        let mut pubsub = self.client.get_async_pubsub().await.map_err(redis("subscribe"))?;
+        pubsub.subscribe(&self.keys.finished_channel).await.map_err(redis("subscribe"))?;
+        Ok(pubsub.into_on_message())
+    }
+
+    /// Re-queues up to `count` orphaned entries after `cursor` (see the sweep script); returns
+    /// the next cursor (`None`: the scan is complete) and how many were re-queued.
+    pub(crate) async fn sweep(&self, cursor: &str, count: usize) -> Result<(Option<String>, u64), QueueError> {
+        let res: Result<(String, u64), _> = scripts::SWEEP
+            .key(&self.keys.stream)
+            .arg(&self.group)
+            .arg(cursor)
+            .arg(count)
+            .invoke_async(&mut self.con())
+            .await;
+        match res {
+            Ok((next, moved)) => Ok((Some(next).filter(|n| !n.is_empty()), moved)),
+            Err(e) if e.code() == Some("NOGROUP") || e.code() == Some("ERR") && is_missing_stream(&e) => {
+                Err(self.missing_group())
+            }
+            Err(e) => Err(redis("sweep orphaned entries")(e)),
+        }
+    }
+
+    /// Removes consumers other than `consumer` that hold nothing and have not read for
+    /// `min_idle`; returns how many.
+    pub(crate) async fn prune_consumers(&self, consumer: &str, min_idle: Duration) -> Result<u64, QueueError> {
+        scripts::PRUNE
+            .key(&self.keys.stream)
+            .arg(&self.group)
+            .arg(millis(min_idle))
+            .arg(consumer)
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(redis("prune consumers"))
+    }
+
+    /// Removes `consumer` from the group if it holds no pending entry; returns whether it did.
+    pub(crate) async fn remove_consumer_if_idle(&self, consumer: &str) -> Result<bool, QueueError> {
+        let removed: i64 = scripts::DEL_CONSUMER
+            .key(&self.keys.stream)
+            .arg(&self.group)
+            .arg(consumer)
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(redis("remove consumer"))?;
+        Ok(removed == 1)
+    }
+
+    /// Enqueues a schedule's tick unless its dedupe key exists; returns the entry id, `None`
+    /// for a duplicate.
+    pub(crate) async fn tick(
+        &self,
+        tick_key: &str,
+        last_key: &str,
+        dedupe_ttl: Duration,
+        tick_ms: i64,
+        env: &Envelope,
+    ) -> Result<Option<String>, QueueError> {
+        let mut inv = scripts::TICK.prepare_invoke();
+        self.base_keys(&mut inv);
+        inv.key(tick_key).key(last_key).key(self.record_key(&env.id));
+        let items = record_items(env);
+        inv.arg(millis(dedupe_ttl).max(1)).arg(tick_ms).arg(&env.id).arg(items.len());
+        for item in items {
+            inv.arg(item);
+        }
+        for (k, v) in env.to_fields() {
+            inv.arg(k).arg(v);
+        }
+        let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("enqueue tick"))?;
+        Ok(reply::text(&v))
+    }
+
+    /// The last tick (ms) stored under `last_key`.
+    pub(crate) async fn last_tick(&self, last_key: &str) -> Result<Option<i64>, QueueError> {
+        let v: Value =
+            redis::cmd("GET").arg(last_key).query_async(&mut self.con()).await.map_err(redis("read last tick"))?;
+        Ok(reply::int(&v))
+    }
+}
+
+impl Reader {
+    /// `XREADGROUP ... >`: up to `count` new entries for `consumer`, waiting up to the block
+    /// time; empty on timeout.
+    pub(crate) async fn read(&mut self, consumer: &str, count: usize) -> Result<Vec<Entry>, QueueError> {
+        let res: Result<Value, _> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&self.group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(self.block_ms)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">")
+            .query_async(&mut self.con)
+            .await;
+        match res {
+            Ok(v) => reply::read_group(v).map_err(|d| QueueError::protocol("read group", d)),
+            Err(e) if e.code() == Some("NOGROUP") => {
+                Err(QueueError::MissingGroup { stream: self.stream.clone(), group: self.group.clone() })
+            }
+            Err(e) => Err(redis("read group")(e)),
+        }
+    }
+}
+
+/// The record items a push writes: type, idempotency key, attempt, enqueue time, and the
+/// maximum attempts and unique key when set.
+fn record_items(env: &Envelope) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = vec![
+        b"type".to_vec(),
+        env.type_name.clone().into_bytes(),
+        b"key".to_vec(),
+        env.idempotency_key.clone().into_bytes(),
+        b"attempt".to_vec(),
+        env.attempt.to_string().into_bytes(),
+        b"enq".to_vec(),
+        env.enqueued_at_ms.to_string().into_bytes(),
+    ];
+    if let Some(max) = env.max_attempts {
+        out.extend([b"max".to_vec(), max.to_string().into_bytes()]);
+    }
+    if let Some(unique) = &env.unique {
+        out.extend([b"unique".to_vec(), unique.clone().into_bytes()]);
+    }
+    out
+}
+
+/// The unique key's lifetime for the push script: 0 when the job is not unique, a day when
+/// no lifetime was set.
+fn unique_ttl_ms(env: &Envelope, ttl: Duration) -> u64 {
+    match (&env.unique, millis(ttl)) {
+        (None, _) => 0,
+        (Some(_), 0) => 24 * 3600 * 1000,
+        (Some(_), ms) => ms,
+    }
+}
+
+/// Whether an error says the stream does not exist (`XINFO` on a missing key).
+fn is_missing_stream(e: &redis::RedisError) -> bool {
+    e.detail().is_some_and(|d| d.contains("no such key"))
+}

@@ -1,0 +1,551 @@
+//! The Lua scripts; each runs atomically on the Redis server.
+//!
+//! Every key a script touches is passed in `KEYS`, and all keys of one queue share the hash
+//! tag `{queue}`, so the scripts also hold on a Redis Cluster.
+//!
+//! Scripts that write job records share one layout: `KEYS[1]` is the stream and `KEYS[2..8]`
+//! the seven state sets (queued, delayed, running, retrying, done, parked, cancelled; see
+//! [`STATE_SETS`]); the keys of the script follow. A job's record is written by the same script
+//! as the transition it records, so the two never disagree.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// The job states in the order of their sets in `KEYS[2..8]`.
+pub(crate) const STATE_SETS: [&str; 7] = ["queued", "delayed", "running", "retrying", "done", "parked", "cancelled"];
+
+/// Shared functions. `owned` is the fencing check; `transit` moves a record between states.
+const PRELUDE: &str = r"
+local STATES = {queued = 2, delayed = 3, running = 4, retrying = 5, done = 6, parked = 7, cancelled = 8}
+local TERMINAL = {done = true, parked = true, cancelled = true}
+
+-- Who holds the entry `id`: 'owned' when `consumer` does with delivery count `token` (a claim
+-- by anyone, this consumer included, increments the count, so a stale run is fenced too),
+-- 'other' when another consumer or another delivery does, 'gone' when no one does (it was
+-- acknowledged, or the group was recreated).
+local function holder(stream, group, consumer, id, token)
+  local p = redis.call('XPENDING', stream, group, id, id, 1)
+  if #p == 0 then return 'gone' end
+  if p[1][2] ~= consumer or tonumber(p[1][4]) ~= tonumber(token) then return 'other' end
+  return 'owned'
+end
+
+local function owned(stream, group, consumer, id, token)
+  return holder(stream, group, consumer, id, token) == 'owned'
+end
+
+-- The answer for a run that no longer holds its entry: 3 when its record shows that this
+-- consumer already wrote `state` for this entry (an earlier try whose reply was lost), else
+-- 2 (gone) or 0 (held by another).
+local function refused(rec, consumer, entry, state, who)
+  if redis.call('HGET', rec, 'state') == state and redis.call('HGET', rec, 'worker') == consumer
+    and redis.call('HGET', rec, 'entry') == entry then
+    return 3
+  end
+  if who == 'gone' then return 2 end
+  return 0
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Moves the record `rec` of job `id` to `state` with the field-value pairs of `fields`. An
+-- ended job's record lives `ttl` ms more; its set forgets ids older than that.
+local function transit(rec, id, state, now, ttl, fields)
+  local old = redis.call('HGET', rec, 'state')
+  if old and STATES[old] then redis.call('ZREM', KEYS[STATES[old]], id) end
+  redis.call('ZADD', KEYS[STATES[state]], now, id)
+  redis.call('HSET', rec, 'state', state, 'updated', now, unpack(fields))
+  if TERMINAL[state] then
+    redis.call('PEXPIRE', rec, ttl)
+    redis.call('ZREMRANGEBYSCORE', KEYS[STATES[state]], '-inf', now - ttl)
+  else
+    redis.call('PERSIST', rec)
+  end
+end
+
+-- Releases a unique key held by job `id` (only if it still names this job).
+local function release(ukey, id, has_unique)
+  if has_unique == '1' and redis.call('GET', ukey) == id then redis.call('DEL', ukey) end
+end
+
+-- The end of a job: its record, its unique key, and a wake-up for waiters.
+local function finish(rec, ukey, id, has_unique, state, now, ttl, channel, fields)
+  transit(rec, id, state, now, ttl, fields)
+  release(ukey, id, has_unique)
+  redis.call('PUBLISH', channel, id)
+end
+
+-- ARGV[from .. from + n - 1] as a table.
+local function slice(from, n)
+  local out = {}
+  for i = from, from + n - 1 do table.insert(out, ARGV[i]) end
+  return out
+end
+";
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+/// A push. KEYS: stream, state sets, record, unique key (or the record again). ARGV: job id,
+/// unique ttl ms (0: not unique), n, n record field-value items, then the entry's fields.
+/// Returns `{1, entry id}`, or `{0, id of the job holding the unique key}`.
+pub(crate) static PUSH: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local id, uttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if uttl > 0 then
+  local holder = redis.call('GET', KEYS[10])
+  if holder then return {0, holder} end
+  redis.call('SET', KEYS[10], id, 'PX', uttl)
+end
+local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4 + n))
+local fields = slice(4, n)
+table.insert(fields, 'entry')
+table.insert(fields, entry)
+transit(KEYS[9], id, 'queued', now_ms(), 0, fields)
+return {1, entry}
+",
+    )
+});
+
+/// A delayed push. KEYS: stream, state sets, delayed set, the entry's hash, record, unique key
+/// (or the record again). ARGV: job id, unique ttl ms, not-before ms (0: none), delay ms, n,
+/// n record items, then the entry's fields. The job id is the delayed member. Returns
+/// `{1, due ms}` or `{0, holder id}`.
+pub(crate) static PUSH_DELAYED: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local id, uttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[5])
+if uttl > 0 then
+  local holder = redis.call('GET', KEYS[12])
+  if holder then return {0, holder} end
+  redis.call('SET', KEYS[12], id, 'PX', uttl)
+end
+local now = now_ms()
+local at = tonumber(ARGV[3])
+if at == 0 then at = now + tonumber(ARGV[4]) end
+redis.call('DEL', KEYS[10])
+redis.call('HSET', KEYS[10], unpack(ARGV, 6 + n))
+redis.call('ZADD', KEYS[9], at, id)
+local fields = slice(6, n)
+table.insert(fields, 'due')
+table.insert(fields, at)
+transit(KEYS[11], id, 'delayed', now, 0, fields)
+return {1, at}
+",
+    )
+});
+
+/// The due members of the delayed set, by the server's clock. KEYS: delayed set. ARGV: at
+/// most this many.
+pub(crate) static DUE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[1]))
+",
+    )
+});
+
+/// Moves due delayed entries into the stream. KEYS: stream, state sets, delayed set, then per
+/// job its entry's hash and its record. ARGV: the job ids. Entries no longer due or gone are
+/// skipped. Returns how many moved.
+pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local now = now_ms()
+local moved = 0
+for i, id in ipairs(ARGV) do
+  local hkey, rec = KEYS[9 + 2 * i - 1], KEYS[9 + 2 * i]
+  local due = redis.call('ZSCORE', KEYS[9], id)
+  if due and tonumber(due) <= now then
+    local fields = redis.call('HGETALL', hkey)
+    if #fields > 0 then
+      local entry = redis.call('XADD', KEYS[1], '*', unpack(fields))
+      if redis.call('EXISTS', rec) == 1 then transit(rec, id, 'queued', now, 0, {'entry', entry}) end
+      moved = moved + 1
+    end
+    redis.call('DEL', hkey)
+    redis.call('ZREM', KEYS[9], id)
+  end
+end
+return moved
+",
+    )
+});
+
+/// The start of a batch of runs. KEYS: stream, state sets, then per run its record and its
+/// unique key (or the record again). ARGV: group, consumer, record ttl, channel, then per run:
+/// entry id, token, job id, has unique (1/0), attempt. Per run returns 1 (run it), 0 (not
+/// owned) or 2 (cancelled before it started: acknowledged, recorded, not to run).
+pub(crate) static START: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local group, consumer, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now = now_ms()
+local out = {}
+local k = 0
+for i = 5, #ARGV, 5 do
+  k = k + 1
+  local entry, token, id, has_unique, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local rec, ukey = KEYS[8 + 2 * k - 1], KEYS[8 + 2 * k]
+  if not owned(KEYS[1], group, consumer, entry, token) then
+    table.insert(out, 0)
+  else
+    local state = redis.call('HGET', rec, 'state')
+    if state == 'cancelled' or redis.call('HGET', rec, 'cancel') == '1' then
+      redis.call('XACK', KEYS[1], group, entry)
+      redis.call('XDEL', KEYS[1], entry)
+      if state ~= 'cancelled' then
+        finish(rec, ukey, id, has_unique, 'cancelled', now, ttl, channel, {'finished', now})
+      end
+      table.insert(out, 2)
+    else
+      transit(rec, id, 'running', now, ttl,
+        {'started', now, 'worker', consumer, 'attempt', attempt, 'entry', entry})
+      table.insert(out, 1)
+    end
+  end
+end
+return out
+",
+    )
+});
+
+/// Lease renewal of a batch of running jobs. KEYS: stream, then per job its record. ARGV:
+/// group, consumer, then id-token pairs. Per pair returns 1 (renewed), 0 (no longer owned) or
+/// 2 (renewed, and a cancellation was requested).
+///
+/// `XCLAIM ... JUSTID` by the owner resets the idle time without incrementing the delivery
+/// count, so the fencing tokens stay valid.
+pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local ids, out = {}, {}
+local k = 0
+for i = 3, #ARGV, 2 do
+  k = k + 1
+  if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i], ARGV[i + 1]) then
+    table.insert(ids, ARGV[i])
+    if redis.call('HGET', KEYS[1 + k], 'cancel') == '1' then table.insert(out, 2) else table.insert(out, 1) end
+  else
+    table.insert(out, 0)
+  end
+end
+if #ids > 0 then
+  -- unpack expands to all its values only as the last argument
+  table.insert(ids, 'JUSTID')
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))
+end
+return out
+",
+    )
+});
+
+/// Success of a batch of runs. KEYS: stream, state sets, then per run its record and unique
+/// key (or the record again). ARGV: group, consumer, record ttl, channel, then per run: entry
+/// id, token, job id, has unique, result bytes. Acks and deletes each entry this consumer still
+/// owns with that token and records `done` with the result; per run returns 1, or when
+/// refused 0 (another holds it), 2 (gone) or 3 (this consumer's earlier try landed). All
+/// checks happen before any write, so the result is the same as one by one.
+pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local group, consumer, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now = now_ms()
+local out, acked, runs = {}, {}, {}
+local k = 0
+for i = 5, #ARGV, 5 do
+  k = k + 1
+  local who = holder(KEYS[1], group, consumer, ARGV[i], ARGV[i + 1])
+  if who == 'owned' then
+    table.insert(acked, ARGV[i])
+    table.insert(runs, {i, k})
+    table.insert(out, 1)
+  else
+    table.insert(out, refused(KEYS[8 + 2 * k - 1], consumer, ARGV[i], 'done', who))
+  end
+end
+if #acked > 0 then
+  redis.call('XACK', KEYS[1], group, unpack(acked))
+  redis.call('XDEL', KEYS[1], unpack(acked))
+end
+for _, r in ipairs(runs) do
+  local i, k = r[1], r[2]
+  finish(KEYS[8 + 2 * k - 1], KEYS[8 + 2 * k], ARGV[i + 2], ARGV[i + 3], 'done', now, ttl, channel,
+    {'finished', now, 'result', ARGV[i + 4]})
+end
+return out
+",
+    )
+});
+
+/// A run that ends without success: retried later, parked or cancelled. KEYS: stream, state
+/// sets, record, unique key (or the record again), then for `retrying`/`delayed` the delayed
+/// set and the new entry's hash, for `parked` the parked stream. ARGV: group, consumer, record
+/// ttl, channel, entry id, token, job id (empty: no record), has unique, state, delay ms, n, n
+/// record items, then the fields of the new delayed or parked entry. Returns 1, or as
+/// [`ACK`] when refused.
+pub(crate) static END: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local group, consumer, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local entry, token, id, has_unique, state = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local n = tonumber(ARGV[11])
+local who = holder(KEYS[1], group, consumer, entry, token)
+if who ~= 'owned' then
+  if id == '' then
+    if who == 'gone' then return 2 end
+    return 0
+  end
+  return refused(KEYS[9], consumer, entry, state, who)
+end
+local now = now_ms()
+local fields = slice(12, n)
+if state == 'parked' then
+  redis.call('XADD', KEYS[11], '*', unpack(ARGV, 12 + n))
+elseif state == 'retrying' or state == 'delayed' then
+  local due = now + tonumber(ARGV[10])
+  redis.call('DEL', KEYS[12])
+  redis.call('HSET', KEYS[12], unpack(ARGV, 12 + n))
+  redis.call('ZADD', KEYS[11], due, id)
+  table.insert(fields, 'due')
+  table.insert(fields, due)
+end
+redis.call('XACK', KEYS[1], group, entry)
+redis.call('XDEL', KEYS[1], entry)
+if id ~= '' then
+  if TERMINAL[state] then
+    table.insert(fields, 'finished')
+    table.insert(fields, now)
+    finish(KEYS[9], KEYS[10], id, has_unique, state, now, ttl, channel, fields)
+  else
+    transit(KEYS[9], id, state, now, ttl, fields)
+  end
+end
+return 1
+",
+    )
+});
+
+/// A cancellation by id. KEYS: stream, state sets, delayed set, the job's delayed hash, record,
+/// unique key (or the record again). ARGV: group, record ttl, channel, job id, has unique.
+/// Returns `removed` (it will never run), `requested` (it runs or was just delivered: it is
+/// told), `unknown`, or the state of an ended job.
+pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local group, ttl, channel, id, has_unique = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local rec = KEYS[11]
+local state = redis.call('HGET', rec, 'state')
+if not state then return 'unknown' end
+if TERMINAL[state] then return state end
+local now = now_ms()
+if state == 'running' then
+  redis.call('HSET', rec, 'cancel', '1')
+  return 'requested'
+end
+if state == 'queued' then
+  local entry = redis.call('HGET', rec, 'entry')
+  -- No group yet (no worker ever ran): nothing was delivered.
+  local p = entry and redis.pcall('XPENDING', KEYS[1], group, entry, entry, 1)
+  if type(p) == 'table' and not p.err and #p > 0 then
+    -- Delivered, not started yet: the worker's start sees the flag.
+    redis.call('HSET', rec, 'cancel', '1')
+    return 'requested'
+  end
+  if entry then redis.call('XDEL', KEYS[1], entry) end
+else
+  redis.call('ZREM', KEYS[9], id)
+  redis.call('DEL', KEYS[10])
+end
+finish(rec, KEYS[12], id, has_unique, 'cancelled', now, ttl, channel, {'finished', now, 'cancel', '1'})
+return 'removed'
+",
+    )
+});
+
+/// Claim entries whose lease expired, never this consumer's own (a run of this process may
+/// still hold it: claiming it would start a second run in the same process). KEYS: stream.
+/// ARGV: group, consumer, min idle ms, cursor (an entry id; `0-0` from the start), count.
+/// Returns `{next cursor, {{id, fields, delivery count}...}}`, the cursor `0-0` at the end.
+pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local group, consumer, idle, count = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[5])
+local start = '-'
+if ARGV[4] ~= '0-0' then start = '(' .. ARGV[4] end
+local page = count * 4
+local scan = redis.call('XPENDING', KEYS[1], group, 'IDLE', idle, start, '+', page)
+local ids, last = {}, nil
+for _, e in ipairs(scan) do
+  last = e[1]
+  if e[2] ~= consumer then table.insert(ids, e[1]) end
+  if #ids >= count then break end
+end
+local next = '0-0'
+if last and (#ids >= count or #scan >= page) then next = last end
+local out = {}
+if #ids > 0 then
+  for _, e in ipairs(redis.call('XCLAIM', KEYS[1], group, consumer, idle, unpack(ids))) do
+    if type(e) == 'table' and type(e[2]) == 'table' then
+      local p = redis.call('XPENDING', KEYS[1], group, e[1], e[1], 1)
+      if #p > 0 and p[1][2] == consumer then table.insert(out, {e[1], e[2], p[1][4]}) end
+    end
+  end
+end
+return {next, out}
+",
+    )
+});
+
+/// Take back this consumer's own pending entries that no run of this process holds (a read
+/// or claim whose reply was lost still executed on the server). KEYS: stream. ARGV: group,
+/// consumer, then entry ids. Each is claimed again by the same consumer, which raises its
+/// delivery count, so a forgotten run could not write. Returns `{{id, fields, count}...}`.
+pub(crate) static RECLAIM: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local out = {}
+local ids = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p > 0 and p[1][2] == ARGV[2] then table.insert(ids, ARGV[i]) end
+end
+if #ids == 0 then return out end
+for _, e in ipairs(redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))) do
+  if type(e) == 'table' and type(e[2]) == 'table' then
+    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
+    table.insert(out, {e[1], e[2], p[1][4]})
+  end
+end
+return out
+",
+    )
+});
+
+/// A schedule tick. KEYS: stream, state sets, the tick's dedupe key, the schedule's last-tick
+/// key, the job's record. ARGV: dedupe ttl ms, tick ms, job id, n, n record items, then the
+/// entry's fields. Returns the new entry id, or nil if another scheduler already enqueued
+/// this tick.
+pub(crate) static TICK: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+if not redis.call('SET', KEYS[9], '1', 'NX', 'PX', ARGV[1]) then return false end
+local n = tonumber(ARGV[4])
+local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5 + n))
+local fields = slice(5, n)
+table.insert(fields, 'entry')
+table.insert(fields, entry)
+transit(KEYS[11], ARGV[3], 'queued', now_ms(), 0, fields)
+local last = tonumber(redis.call('GET', KEYS[10]) or '0') or 0
+if tonumber(ARGV[2]) > last then redis.call('SET', KEYS[10], ARGV[2]) end
+return entry
+",
+    )
+});
+
+/// Re-drive a parked entry. KEYS: stream, state sets, parked stream, the job's record (or the
+/// parked stream again when the entry has no id). ARGV: parked id, raw field prefix, job id
+/// (may be empty). Copies the original fields back with the attempt reset to 1. Returns the
+/// new id or nil.
+pub(crate) static REDRIVE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local r = redis.call('XRANGE', KEYS[9], ARGV[1], ARGV[1])
+if #r == 0 then return false end
+local f = r[1][2]
+local out = {}
+local plen = string.len(ARGV[2])
+for i = 1, #f, 2 do
+  if string.sub(f[i], 1, plen) == ARGV[2] then
+    local name = string.sub(f[i], plen + 1)
+    local value = f[i + 1]
+    if name == 'attempt' then value = '1' end
+    table.insert(out, name)
+    table.insert(out, value)
+  end
+end
+if #out == 0 then return false end
+local entry = redis.call('XADD', KEYS[1], '*', unpack(out))
+redis.call('XDEL', KEYS[9], ARGV[1])
+if ARGV[3] ~= '' then
+  redis.call('HDEL', KEYS[10], 'cancel', 'finished', 'result')
+  transit(KEYS[10], ARGV[3], 'queued', now_ms(), 0, {'entry', entry, 'attempt', '1'})
+end
+return entry
+",
+    )
+});
+
+/// Re-queue entries that sit below the group's last delivered id but are pending for no
+/// consumer (an operator's `XGROUP DELCONSUMER`, a group created at the wrong id): they would
+/// never be delivered again. KEYS: stream. ARGV: group, cursor (exclusive), count. Returns
+/// `{next cursor or '', re-queued count}`.
+pub(crate) static SWEEP: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local last
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local name, id
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then name = g[i + 1] end
+    if g[i] == 'last-delivered-id' then id = g[i + 1] end
+  end
+  if name == ARGV[1] then last = id end
+end
+if not last then return {'', 0} end
+local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], last, 'COUNT', tonumber(ARGV[3]))
+local moved = 0
+for _, e in ipairs(entries) do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1) == 0 then
+    redis.call('XADD', KEYS[1], '*', unpack(e[2]))
+    redis.call('XDEL', KEYS[1], e[1])
+    moved = moved + 1
+  end
+end
+if #entries < tonumber(ARGV[3]) then return {'', moved} end
+return {entries[#entries][1], moved}
+",
+    )
+});
+
+/// Remove a consumer that has no pending entries. KEYS: stream. ARGV: group, consumer.
+pub(crate) static DEL_CONSUMER: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+",
+    )
+});
+
+/// Remove the group's consumers that hold no entry and have not read for `min idle` ms
+/// (crashed or restarted workers), except `self`. KEYS: stream. ARGV: group, min idle ms,
+/// self. Returns how many were removed.
+pub(crate) static PRUNE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local removed = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local name, pending, idle
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1] end
+    if c[i] == 'pending' then pending = c[i + 1] end
+    if c[i] == 'idle' then idle = c[i + 1] end
+  end
+  if name ~= ARGV[3] and pending == 0 and idle >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    removed = removed + 1
+  end
+end
+return removed
+",
+    )
+});

@@ -1,0 +1,449 @@
+//! The worker's loops: reading new entries, claiming expired ones, promoting due ones,
+//! renewing leases and acknowledging successful runs in batches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::outcome::run_job;
+use super::{CancelReason, Shared, WorkerStats};
+use crate::jobs::envelope::{RawFields, field};
+use crate::jobs::error::{QueueError, chain};
+use crate::jobs::store::{DoneRun, Reader, Renewed, StartRun, Started, Store, Written};
+
+/// At most this many successful runs are acknowledged by one script.
+const ACK_BATCH_MAX: usize = 64;
+
+/// At most this many running jobs' leases are renewed by one script.
+const RENEW_BATCH_MAX: usize = 256;
+
+/// A successful run's request to acknowledge its entry; answered with what was written, or
+/// `None` when the script failed (the ack loop logs why).
+pub(super) struct AckRequest {
+    pub(super) run: DoneRun,
+    pub(super) done: oneshot::Sender<Option<Written>>,
+}
+
+/// One entry received by this consumer, with its fencing token and its concurrency permit.
+pub(super) struct Delivery {
+    pub(super) entry_id: String,
+    pub(super) fields: RawFields,
+    pub(super) token: u64,
+    pub(super) permit: OwnedSemaphorePermit,
+    /// Keeps the entry in [`Shared::held`] until the run ends.
+    pub(super) held: Held,
+}
+
+/// An entry's place in [`Shared::held`], removed when dropped.
+pub(super) struct Held {
+    shared: Arc<Shared>,
+    entry_id: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.shared.held().remove(&self.entry_id);
+    }
+}
+
+impl Delivery {
+    /// A delivery of a read or claimed entry, held by this process from now on.
+    fn new(shared: &Arc<Shared>, entry_id: String, fields: RawFields, token: u64, permit: OwnedSemaphorePermit) -> Self {
+        shared.held().insert(entry_id.clone());
+        let held = Held { shared: shared.clone(), entry_id: entry_id.clone() };
+        Self { entry_id, fields, token, permit, held }
+    }
+
+    /// A raw field as text.
+    fn text(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == name.as_bytes()).and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+/// Marks the deliveries that carry a job id as running, in one script; keeps those to run
+/// (entries without an id too: they are parked as malformed) and drops those cancelled before
+/// they started or no longer owned.
+async fn start(shared: &Shared, batch: Vec<Delivery>) -> Vec<Delivery> {
+    let runs: Vec<(usize, StartRun<'_>)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let job_id = d.text(field::ID).filter(|id| !id.is_empty())?;
+            let attempt = d.text(field::ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(1);
+            let run =
+                StartRun { entry_id: &d.entry_id, token: d.token, job_id, unique: d.text(field::UNIQUE), attempt };
+            Some((i, run))
+        })
+        .collect();
+    if runs.is_empty() {
+        return batch;
+    }
+    let starts: Vec<StartRun<'_>> = runs.iter().map(|(_, r)| *r).collect();
+    let answers = match shared.queue.store().start(&shared.consumer, &starts).await {
+        Ok(answers) => answers,
+        Err(e) => {
+            // The start may have landed or not: the entries stay pending for this consumer,
+            // and the reconciliation claims them again (a new token) and runs them.
+            tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "recording job starts failed; taking them back later");
+            shared.reconcile.notify_one();
+            return Vec::new();
+        }
+    };
+    let mut keep = vec![true; batch.len()];
+    for ((i, run), answer) in runs.iter().zip(answers) {
+        match answer {
+            Started::Run => {}
+            Started::Cancelled => {
+                tracing::info!(id = %run.job_id, "job cancelled before it started");
+                WorkerStats::bump(&shared.stats.cancelled);
+                keep[*i] = false;
+            }
+            Started::NotOwned => {
+                tracing::info!(entry = %run.entry_id, "entry no longer ours at start; skipped");
+                keep[*i] = false;
+            }
+        }
+    }
+    drop(runs);
+    batch.into_iter().zip(keep).filter_map(|(d, k)| k.then_some(d)).collect()
+}
+
+/// Aborts the task when dropped: the ack and renewal loops end with the worker's run, however
+/// it ends.
+pub(super) struct AbortOnDrop(pub(super) JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(super) fn spawn_all(shared: &Arc<Shared>, jobs: &mut JoinSet<()>, batch: Vec<Delivery>) {
+    for d in batch {
+        WorkerStats::bump(&shared.stats.received);
+        jobs.spawn(run_job(shared.clone(), d));
+    }
+}
+
+/// Sleeps `d` unless the stop flag rises first; returns whether to stop.
+async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    let stopped = tokio::select! {
+        () = tokio::time::sleep(d) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    };
+    stopped || *stop.borrow()
+}
+
+/// Up to `max` permits, waiting for the first one; `None` once stopping.
+async fn permits(
+    sem: &Arc<Semaphore>,
+    max: usize,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Vec<OwnedSemaphorePermit>> {
+    let first = tokio::select! {
+        p = sem.clone().acquire_owned() => p.ok()?,
+        _ = stop.wait_for(|s| *s) => return None,
+    };
+    let mut out = vec![first];
+    while out.len() < max {
+        match sem.clone().try_acquire_owned() {
+            Ok(p) => out.push(p),
+            Err(_) => break,
+        }
+    }
+    Some(out)
+}
+
+/// The back-off after `failures` consecutive failures: 200 ms doubling up to 6.4 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)))
+}
+
+pub(super) async fn read_loop(
+    shared: Arc<Shared>,
+    mut reader: Reader,
+    sem: Arc<Semaphore>,
+    tx: mpsc::Sender<Vec<Delivery>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let Some(mut permits) = permits(&sem, shared.config.concurrency, &mut stop).await else {
+            return;
+        };
+        let entries = match reader.read(&shared.consumer, permits.len()).await {
+            Ok(entries) => {
+                failures = 0;
+                entries
+            }
+            Err(e) => {
+                drop(permits);
+                failures = failures.saturating_add(1);
+                tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "read failed; retrying");
+                // A read whose reply was lost still delivered its entries to this consumer.
+                shared.reconcile.notify_one();
+                if matches!(e, QueueError::MissingGroup { .. }) {
+                    let _ = shared.queue.ensure_group().await;
+                }
+                if pause(&mut stop, backoff(failures)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let batch: Vec<Delivery> = entries
+            .into_iter()
+            .filter_map(|(entry_id, fields)| {
+                let permit = permits.pop()?;
+                Some(Delivery::new(&shared, entry_id, fields, 1, permit))
+            })
+            .collect();
+        drop(permits);
+        let batch = start(&shared, batch).await;
+        if !batch.is_empty() && tx.send(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+pub(super) async fn claim_loop(
+    shared: Arc<Shared>,
+    sem: Arc<Semaphore>,
+    tx: mpsc::Sender<Vec<Delivery>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let min_idle = crate::jobs::store::millis(shared.config.lease);
+    let mut cursor = "0-0".to_owned();
+    loop {
+        let woken = tokio::select! {
+            stopped = pause(&mut stop, shared.config.claim_every) => if stopped { return } else { false },
+            () = shared.reconcile.notified() => true,
+        };
+        if woken && pause(&mut stop, shared.config.renew_every).await {
+            return;
+        }
+        if !reconcile(&shared, &sem, &tx, &mut stop).await {
+            return;
+        }
+        loop {
+            // Wait in the semaphore's fair queue for one permit (the reader gives its permits
+            // back within one blocking read), so claims are not starved by the reader.
+            let Some(mut permits) = permits(&sem, 1, &mut stop).await else {
+                return;
+            };
+            while permits.len() < shared.config.concurrency {
+                match sem.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let want = permits.len();
+            let (next, claimed) = match shared.queue.store().claim(&shared.consumer, min_idle, &cursor, want).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "claim failed; retrying later");
+                    shared.reconcile.notify_one();
+                    break;
+                }
+            };
+            let full = claimed.len() >= want;
+            let batch: Vec<Delivery> = claimed
+                .into_iter()
+                .filter_map(|(entry_id, fields, token)| {
+                    let permit = permits.pop()?;
+                    tracing::info!(entry = %entry_id, token, "claimed an entry whose lease expired");
+                    Some(Delivery::new(&shared, entry_id, fields, token, permit))
+                })
+                .collect();
+            drop(permits);
+            let wrapped = next == "0-0";
+            cursor = next;
+            let batch = start(&shared, batch).await;
+            if !batch.is_empty() && tx.send(batch).await.is_err() {
+                return;
+            }
+            if !full || wrapped {
+                break;
+            }
+        }
+    }
+}
+
+/// Runs this consumer's own pending entries that no run of this process holds: the entries
+/// of a read, claim or start whose reply was lost (they executed on the server all the same).
+/// Only entries idle for two renewal intervals are taken, so an entry whose delivery is still
+/// on its way is not. Returns `false` once stopping.
+async fn reconcile(
+    shared: &Arc<Shared>,
+    sem: &Arc<Semaphore>,
+    tx: &mpsc::Sender<Vec<Delivery>>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let store = shared.queue.store();
+    let min_idle = shared.config.renew_every * 2;
+    let own = match store.own_pending(&shared.consumer, min_idle, shared.config.concurrency * 4).await {
+        Ok(own) => own,
+        Err(e) => {
+            tracing::debug!(error = %chain(&e), "listing own pending entries failed");
+            return true;
+        }
+    };
+    let missing: Vec<String> = {
+        let held = shared.held();
+        own.into_iter().filter(|id| !held.contains(id)).collect()
+    };
+    if missing.is_empty() {
+        return true;
+    }
+    let Some(mut permits) = permits(sem, missing.len(), stop).await else {
+        return false;
+    };
+    let ids = &missing[..permits.len().min(missing.len())];
+    let claimed = match store.reclaim(&shared.consumer, ids).await {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::warn!(error = %chain(&e), "taking back own entries failed; retrying later");
+            shared.reconcile.notify_one();
+            return true;
+        }
+    };
+    tracing::warn!(entries = claimed.len(), queue = %shared.queue.name(), "took back entries delivered to this consumer but never run");
+    let batch: Vec<Delivery> = claimed
+        .into_iter()
+        .filter_map(|(entry_id, fields, token)| Some(Delivery::new(shared, entry_id, fields, token, permits.pop()?)))
+        .collect();
+    drop(permits);
+    let batch = start(shared, batch).await;
+    batch.is_empty() || tx.send(batch).await.is_ok()
+}
+
+pub(super) async fn promote_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match shared.queue.promote_due().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(moved = n, queue = %shared.queue.name(), "moved due entries into the stream");
+            }
+            Err(e) => tracing::warn!(error = %chain(&e), "moving due entries failed; retrying"),
+        }
+        if pause(&mut stop, shared.config.poll_delayed_every).await {
+            return;
+        }
+    }
+}
+
+/// Acknowledges successful runs in batches: one fencing script for all the requests waiting
+/// (up to [`ACK_BATCH_MAX`]), sent as soon as the previous one returned, so an idle worker's
+/// ack goes out at once and a busy worker's acks share round trips. Each request gets its own
+/// entry's answer.
+pub(super) async fn ack_loop(store: Store, consumer: String, mut rx: mpsc::UnboundedReceiver<AckRequest>) {
+    let mut batch = Vec::with_capacity(ACK_BATCH_MAX);
+    while rx.recv_many(&mut batch, ACK_BATCH_MAX).await > 0 {
+        let runs: Vec<DoneRun> = batch.iter_mut().map(|r| std::mem::take(&mut r.run)).collect();
+        let acked = match store.ack(&consumer, &runs).await {
+            Ok(done) => Some(done),
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "acknowledging a batch failed");
+                None
+            }
+        };
+        for (i, r) in batch.drain(..).enumerate() {
+            let _ = r.done.send(acked.as_ref().map(|done| done[i]));
+        }
+    }
+}
+
+/// Renews the leases of all running jobs every `renew_every`, up to [`RENEW_BATCH_MAX`] per
+/// fencing script. A job whose renewal is refused (or fails for a whole lease) learns that its
+/// lease is lost.
+pub(super) async fn renew_loop(shared: Arc<Shared>) {
+    let every = shared.config.renew_every;
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let due: Vec<(u64, String, u64, String)> = shared
+            .running()
+            .iter()
+            .filter(|(_, r)| !*r.lost.borrow())
+            .map(|(&run, r)| (run, r.entry_id.clone(), r.token, r.job_id.clone()))
+            .collect();
+        for chunk in due.chunks(RENEW_BATCH_MAX) {
+            let runs: Vec<(&str, u64, &str)> =
+                chunk.iter().map(|(_, id, token, job)| (id.as_str(), *token, job.as_str())).collect();
+            // A renewal counts from when it was sent: Redis may execute it any time after.
+            let sent = Instant::now();
+            let renewed = match tokio::time::timeout(every, shared.queue.store().renew(&shared.consumer, &runs)).await {
+                Ok(renewed) => renewed,
+                Err(_) => Err(QueueError::protocol("renew leases", "no answer within the renewal interval")),
+            };
+            if let Err(e) = &renewed {
+                tracing::warn!(error = %chain(e), queue = %shared.queue.name(), "lease renewal failed");
+            }
+            let mut running = shared.running();
+            for (i, (run, entry_id, token, _)) in chunk.iter().enumerate() {
+                // A job that finished meanwhile is gone; its renewal no longer matters.
+                let Some(r) = running.get_mut(run) else { continue };
+                let lost = match &renewed {
+                    Ok(answers) if answers[i] != Renewed::Lost => {
+                        r.renewed = sent;
+                        if answers[i] == Renewed::CancelRequested && r.cancel.borrow().is_none() {
+                            tracing::info!(entry = %entry_id, "job cancelled while running; telling it");
+                            r.cancel.send_replace(Some(CancelReason::Requested));
+                        }
+                        false
+                    }
+                    Ok(_) => {
+                        tracing::warn!(entry = %entry_id, token, "lease lost: another consumer owns the entry now");
+                        true
+                    }
+                    // Whether a failed renewal loses the lease is the run's own clock's call.
+                    Err(_) => false,
+                };
+                if lost {
+                    r.lost.send_replace(true);
+                }
+            }
+        }
+    }
+}
+
+/// Every `sweep_every`: re-queues entries no consumer holds below the group's last delivered
+/// id (bounded work per tick), and removes other consumers that hold nothing and have not
+/// read for several leases (crashed or restarted workers).
+pub(super) async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    const PER_TICK: usize = 200;
+    let mut cursor = "0-0".to_owned();
+    let idle = (shared.config.lease * 4).max(shared.config.block * 10);
+    loop {
+        if pause(&mut stop, shared.config.sweep_every).await {
+            return;
+        }
+        let store = shared.queue.store();
+        match store.sweep(&cursor, PER_TICK).await {
+            Ok((next, moved)) => {
+                if moved > 0 {
+                    tracing::warn!(moved, queue = %shared.queue.name(), "re-queued entries that no consumer held");
+                    shared.stats.orphans_requeued.fetch_add(moved, std::sync::atomic::Ordering::Relaxed);
+                }
+                cursor = next.unwrap_or_else(|| "0-0".to_owned());
+            }
+            Err(QueueError::MissingGroup { .. }) => {}
+            Err(e) => tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "sweep failed; retrying later"),
+        }
+        match store.prune_consumers(&shared.consumer, idle).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(removed = n, queue = %shared.queue.name(), "removed consumers of crashed workers");
+                shared.stats.consumers_pruned.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "pruning consumers failed"),
+        }
+    }
+}

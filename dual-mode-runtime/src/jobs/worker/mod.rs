@@ -1,0 +1,258 @@
+//! The worker: a consumer in the queue's group that runs handlers, one task per job.
+//!
+//! Its parts, along their seams: [`config`] (settings and backoff), [`job`] (the job as its
+//! handler sees it), [`handler`] and [`service`] (what runs), `loops` (reading, claiming,
+//! promoting, renewing and acknowledging), `outcome` (what one run writes back) and [`stats`].
+
+mod config;
+mod handler;
+mod job;
+mod loops;
+mod outcome;
+mod service;
+mod stats;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+pub use config::WorkerConfig;
+pub use handler::{Handler, HandlerFn, Typed, handler_fn, typed};
+pub use job::{CancelReason, JobInfo, Lease};
+pub use service::{Clients, Job, ServiceHandler, decode_spec};
+pub use stats::{RunReport, WorkerCounts, WorkerStats};
+
+use super::envelope::random_u64;
+use super::error::QueueError;
+use super::queue::Queue;
+use crate::Spec;
+use handler::ErasedHandler;
+use loops::{AbortOnDrop, AckRequest, Delivery};
+
+/// A consumer in the queue's group that runs the handlers registered for type names.
+///
+/// Each process start gets a unique consumer name (prefix, process id, random suffix).
+/// Entries are read with `XREADGROUP`, up to `concurrency` at once; each runs in its own
+/// task, where the envelope is parsed and the payload decoded, so a bad entry is parked and
+/// a panic fails only its job. Successful runs are acknowledged in batches, one script for
+/// all the runs that finished while the previous batch was written, each run learning whether
+/// its own entry was still its. While jobs run, their leases are renewed; entries of crashed
+/// consumers are claimed with `XAUTOCLAIM` once their lease expired; due retries and delayed
+/// entries are moved into the stream every poll interval.
+pub struct Worker {
+    queue: Queue,
+    config: WorkerConfig,
+    handlers: HashMap<String, Arc<dyn ErasedHandler>>,
+    consumer: String,
+    stats: Arc<WorkerStats>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("queue", &self.queue.name())
+            .field("consumer", &self.consumer)
+            .field("types", &self.handlers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker of `queue` with no handlers yet.
+    #[must_use]
+    pub fn new(queue: Queue, config: WorkerConfig) -> Self {
+        let suffix = random_u64() & 0xffff_ffff_ffff;
+        let consumer = format!("{}-{}-{suffix:012x}", config.consumer_prefix, std::process::id());
+        Self { queue, config, handlers: HashMap::new(), consumer, stats: Arc::default() }
+    }
+
+    /// Registers `handler` for entries whose type name is `type_name` (replacing any
+    /// earlier one); entries of unregistered type names are parked as
+    /// [`ParkReason::UnknownType`](crate::jobs::ParkReason::UnknownType).
+    #[must_use]
+    pub fn handle(mut self, type_name: impl Into<String>, handler: impl Handler) -> Self {
+        self.handlers.insert(type_name.into(), Arc::new(handler));
+        self
+    }
+
+    /// Registers the service `S` under its spec type's name: each job decodes an
+    /// `S::Spec`, enters it with `clients`, runs [`Job::run`] and exits.
+    #[must_use]
+    pub fn service<S: Job>(self, clients: Clients) -> Self {
+        self.handle(<S::Spec as Spec>::NAME, ServiceHandler::<S>::new(clients))
+    }
+
+    /// The consumer name.
+    #[must_use]
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// The live counters (keep the `Arc` to read them while the worker runs).
+    #[must_use]
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
+    }
+
+    /// Runs until `shutdown` resolves, then stops reading and claiming, waits for running
+    /// jobs up to the shutdown deadline (aborting the rest), removes its consumer from the
+    /// group if it holds no entry, and reports.
+    ///
+    /// Redis errors while running are logged and retried; they do not end the worker.
+    ///
+    /// # Errors
+    /// A configuration out of range, or Redis failing at the start.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RunReport, QueueError> {
+        self.config.validate()?;
+        self.queue.ensure_group().await?;
+        let reader = self.queue.store().reader(self.config.block, self.queue.config().response_timeout).await?;
+        let (acks, acks_rx) = mpsc::unbounded_channel();
+        let acker =
+            AbortOnDrop(tokio::spawn(loops::ack_loop(self.queue.store().clone(), self.consumer.clone(), acks_rx)));
+        let concurrency = self.config.concurrency;
+        let shared = Arc::new(Shared {
+            queue: self.queue,
+            config: self.config,
+            handlers: self.handlers,
+            consumer: self.consumer,
+            stats: self.stats,
+            acks,
+            running: Mutex::default(),
+            next_run: AtomicU64::new(0),
+            stopping: watch::Sender::new(None),
+            writing: Arc::new(Semaphore::new(concurrency)),
+            held: Mutex::default(),
+            reconcile: tokio::sync::Notify::new(),
+        });
+        // The acks and renewals go on until the last job finished, through the shutdown.
+        let renewer = AbortOnDrop(tokio::spawn(loops::renew_loop(shared.clone())));
+        tracing::info!(queue = %shared.queue.name(), consumer = %shared.consumer, "worker started");
+        let sem = Arc::new(Semaphore::new(shared.config.concurrency));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(8);
+        let loops = [
+            tokio::spawn(loops::read_loop(shared.clone(), reader, sem.clone(), tx.clone(), stop_rx.clone())),
+            tokio::spawn(loops::claim_loop(shared.clone(), sem.clone(), tx.clone(), stop_rx.clone())),
+            tokio::spawn(loops::promote_loop(shared.clone(), stop_rx.clone())),
+            tokio::spawn(loops::sweep_loop(shared.clone(), stop_rx)),
+        ];
+        drop(tx);
+        let mut jobs = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                batch = rx.recv() => match batch {
+                    Some(batch) => loops::spawn_all(&shared, &mut jobs, batch),
+                    None => break,
+                },
+                Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
+            }
+        }
+        tracing::info!(queue = %shared.queue.name(), consumer = %shared.consumer, running = jobs.len(), "worker stopping");
+        let _ = stop_tx.send(true);
+        let deadline = Instant::now() + shared.config.shutdown_deadline;
+        // Running jobs are told now; entries the loops already received are handed back.
+        shared.stopping.send_replace(Some(deadline));
+        loop {
+            tokio::select! {
+                batch = rx.recv() => match batch {
+                    Some(batch) => loops::spawn_all(&shared, &mut jobs, batch),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        for l in &loops {
+            l.abort();
+        }
+        let mut abandoned = 0;
+        loop {
+            match tokio::time::timeout_at(deadline, jobs.join_next()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    abandoned = jobs.len();
+                    jobs.shutdown().await;
+                    break;
+                }
+            }
+        }
+        drop((renewer, acker));
+        if let Err(e) = shared.queue.store().remove_consumer_if_idle(&shared.consumer).await {
+            tracing::warn!(error = %super::error::chain(&e), "could not remove the consumer from the group");
+        }
+        let report = RunReport { consumer: shared.consumer.clone(), counts: shared.stats.snapshot(), abandoned };
+        tracing::info!(queue = %shared.queue.name(), consumer = %shared.consumer, abandoned, "worker stopped");
+        Ok(report)
+    }
+}
+
+/// What the worker's loops and job tasks share.
+struct Shared {
+    queue: Queue,
+    config: WorkerConfig,
+    handlers: HashMap<String, Arc<dyn ErasedHandler>>,
+    consumer: String,
+    stats: Arc<WorkerStats>,
+    /// To the ack batcher ([`loops::ack_loop`]).
+    acks: mpsc::UnboundedSender<AckRequest>,
+    /// The jobs whose leases [`loops::renew_loop`] renews, by run number.
+    running: Mutex<HashMap<u64, Running>>,
+    next_run: AtomicU64,
+    /// The shutdown deadline, once the worker is stopping.
+    stopping: watch::Sender<Option<Instant>>,
+    /// Slots of runs whose handler is done and whose outcome is being written.
+    writing: Arc<Semaphore>,
+    /// The entries this process holds, from delivery until their run ended.
+    held: Mutex<HashSet<String>>,
+    /// Wakes the claim loop to reconcile this consumer's pending entries with `held` (after a
+    /// read, claim or start whose reply may have been lost).
+    reconcile: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn held(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lease margin: a run whose last successful renewal was sent longer than
+    /// `lease - margin` ago counts as lost, by this worker's own clock.
+    fn lease_margin(&self) -> std::time::Duration {
+        self.config.lease_margin()
+    }
+
+    fn running(&self) -> MutexGuard<'_, HashMap<u64, Running>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running job, as the renewal loop sees it.
+struct Running {
+    entry_id: String,
+    token: u64,
+    /// The job id (the entry id for an entry without one: it has no record).
+    job_id: String,
+    lost: Arc<watch::Sender<bool>>,
+    cancel: Arc<watch::Sender<Option<CancelReason>>>,
+    /// When its lease was last renewed (or the job started).
+    renewed: Instant,
+}
+
+/// A job's place in [`Shared::running`], removed when dropped: from then on its lease is no
+/// longer renewed.
+struct Registration<'a> {
+    shared: &'a Shared,
+    run: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.shared.running().remove(&self.run);
+    }
+}
