@@ -29,8 +29,8 @@ pub struct RedisServer {
     _dir: Option<TempDir>,
 }
 
-/// Why a temporary `redis-server` did not start.
-#[derive(Debug)]
+/// Why a temporary `redis-server` did not start. Its `Debug` is its message, so that a `main`
+/// returning `Result<(), Box<dyn Error>>` prints how to install `redis-server`.
 pub enum LaunchError {
     /// There is no `redis-server` on the `PATH`.
     NotInstalled,
@@ -60,6 +60,12 @@ impl fmt::Display for LaunchError {
                 write!(f, "redis-server did not listen on 127.0.0.1:{port} within {START_TIMEOUT:?}")
             }
         }
+    }
+}
+
+impl fmt::Debug for LaunchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -51,7 +51,13 @@ impl Drop for Held {
 
 impl Delivery {
     /// A delivery of a read or claimed entry, held by this process from now on.
-    fn new(shared: &Arc<Shared>, entry_id: String, fields: RawFields, token: u64, permit: OwnedSemaphorePermit) -> Self {
+    fn new(
+        shared: &Arc<Shared>,
+        entry_id: String,
+        fields: RawFields,
+        token: u64,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
         shared.held().insert(entry_id.clone());
         let held = Held { shared: shared.clone(), entry_id: entry_id.clone() };
         Self { entry_id, fields, token, permit, held }

@@ -71,7 +71,8 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
         Err(e) => {
             let span = tracing::warn_span!("job", queue = %shared.queue.name(), entry = %entry_id, outcome = "parked");
             async {
-                let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields, job: None, permit: &permit };
+                let run =
+                    Run { shared: &shared, entry_id: &entry_id, token, fields: &fields, job: None, permit: &permit };
                 let outcome = run.park(ParkReason::MalformedEntry, &e.to_string()).await;
                 run.count(outcome);
             }
