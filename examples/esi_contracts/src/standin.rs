@@ -371,13 +371,6 @@ impl StandIn {
         self.shared.lock().remain = remain;
     }
 
-    /// Sets the rate-limit tokens left in the bucket (with [`StandInOptions::rate_limit`]).
-    pub fn set_tokens(&self, tokens: f64) {
-        let mut state = self.shared.lock();
-        state.tokens = tokens;
-        state.refilled = Instant::now();
-    }
-
     /// Answers the next `n` requests for `region_id` (any page) with `status` (meant for `500`,
     /// `502`, `503`, `504`) and an ESI-like JSON error. Adds to failures already queued.
     pub fn fail_next(&self, region_id: i32, n: usize, status: StatusCode) {

@@ -219,18 +219,23 @@ async fn api_bad_input_gets_a_4xx_json_error_never_a_500() {
     let _ = api.stop.send(true);
 }
 
+/// The main job's options with nothing set but `regions` (empty: the default ones).
+fn main_job(regions: Vec<i32>) -> app::Options {
+    app::Options {
+        esi_url: None,
+        user_agent: None,
+        regions,
+        redis_url: None,
+        token: Secret::new(EsiToken::default()),
+        timeout: Duration::from_secs(60),
+    }
+}
+
 /// The main job, the same `run` as `cargo run -p esi-contracts`, with nothing set: it
 /// starts the stand-in and a temporary `redis-server` itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_main_job_runs_to_the_end() {
-    let opts = app::Options {
-        esi_url: None,
-        user_agent: None,
-        regions: Vec::new(),
-        redis_url: None,
-        token: Secret::new(EsiToken::default()),
-        timeout: Duration::from_secs(60),
-    };
+    let opts = main_job(Vec::new());
     let mut out = Vec::new();
     let start = Instant::now();
     let report = app::run(opts, &mut out).await.expect("the main job");
@@ -318,14 +323,7 @@ async fn the_api_protects_the_deployments_esi_budget() {
 /// failed one is named, and the report says so (the binary exits non-zero on it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_main_job_with_a_failing_region_prints_the_others_and_names_it() {
-    let opts = app::Options {
-        esi_url: None,
-        user_agent: None,
-        regions: vec![10_000_002, 10_000_001, 10_000_032],
-        redis_url: None,
-        token: Secret::new(EsiToken::default()),
-        timeout: Duration::from_secs(60),
-    };
+    let opts = main_job(vec![10_000_002, 10_000_001, 10_000_032]);
     let mut out = Vec::new();
     let report = app::run(opts, &mut out).await.expect("the main job runs to the end");
     let out = String::from_utf8(out).unwrap();
