@@ -229,6 +229,19 @@ async fn a_walk_across_a_turnover_reads_one_generation_like_a_quiet_walk() {
     let ids: Vec<i64> = shrunk.contracts.iter().map(|c| c.contract_id).collect();
     assert!(ids == recorded_ids(FORGE, 1_400), "the 947 contracts of the new generation");
     esi.exit().await.expect("exit");
+
+    // Restarts are bounded: past them, a retryable error, never "region not found".
+    let esi_server = standin(StandInOptions::default()).await;
+    let esi = client(&redis, Settings { walk_restarts: 0, ..quick(esi_server.base_url()) }).await;
+    esi_server.turn_over_after(2, 1_400);
+    match esi.public_contracts(FORGE).await {
+        Err(e @ EsiError::Inconsistent { .. }) => {
+            assert!(!e.is_permanent(), "{e}");
+            assert!(e.to_string().contains("page 3 of 3 is gone"), "{e}");
+        }
+        other => panic!("expected Inconsistent, got {other:?}"),
+    }
+    esi.exit().await.expect("exit");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
