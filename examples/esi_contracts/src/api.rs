@@ -244,52 +244,17 @@ async fn summary(
         return Ok(Json(stored).into_response());
     }
     // One computation per region at a time; the others get what is stored.
-    let locked: bool = redis::cmd("SET")
-        .arg(lock_key(region_id))
-        .arg(1)
-        .arg("NX")
-        .arg("PX")
-        .arg(COMPUTE_LOCK_MS)
-        .query_async::<Option<String>>(&mut con)
-        .await
-        .map_err(store_failed)?
-        .is_some();
-    if !locked {
-        return match stored {
+    match compute(&state, region_id).await.map_err(store_failed)? {
+        Computed::Done(Ok(fresh)) => Ok(Json(fresh).into_response()),
+        Computed::Unknown => Err(unknown_region(region_id)),
+        Computed::Busy => match stored {
             Some(stored) => Ok(Json(stored).into_response()),
             None => Err(ApiError {
                 retry_after: Some(1),
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this region's summary is being computed")
             }),
-        };
-    }
-    // Another request may have learnt that ESI does not know the region since the first read.
-    let missing: Option<String> =
-        redis::cmd("GET").arg(missing_key(region_id)).query_async(&mut con).await.map_err(store_failed)?;
-    if missing.is_some() {
-        let _: Result<(), _> = redis::cmd("DEL").arg(lock_key(region_id)).query_async(&mut con).await;
-        return Err(unknown_region(region_id));
-    }
-    // API mode: the service takes the shared clients from the state; no guard, nothing opened.
-    // It never waits out a pause: a limit answers at once.
-    let settings = Settings { max_backoff_secs: 0, ..state.settings.clone() };
-    let service = ContractAggregationService::from_state(aggregation_spec(region_id, &settings), &state);
-    let result = service.aggregate().await;
-    if let Err(AggregateError::Esi(EsiError::NotFound { .. })) = &result {
-        // Remembered before the lock goes, so no other request asks ESI again.
-        let _: Result<(), _> = redis::cmd("SET")
-            .arg(missing_key(region_id))
-            .arg(1)
-            .arg("EX")
-            .arg(MISSING_TTL_SECS)
-            .query_async(&mut con)
-            .await;
-    }
-    let _: Result<(), _> = redis::cmd("DEL").arg(lock_key(region_id)).query_async(&mut con).await;
-    match result {
-        Ok(fresh) => Ok(Json(fresh).into_response()),
-        Err(e @ AggregateError::Esi(EsiError::NotFound { .. })) => Err(e.into()),
-        Err(e) => match stored {
+        },
+        Computed::Done(Err(e)) => match stored {
             Some(stored) => {
                 let mut body = serde_json::to_value(&stored).unwrap_or_default();
                 body["stale"] = json!(true);
@@ -297,6 +262,73 @@ async fn summary(
                 Ok(Json(body).into_response())
             }
             None => Err(e.into()),
+        },
+    }
+}
+
+/// What [`compute`] did.
+enum Computed {
+    /// Another request holds the region's lock.
+    Busy,
+    /// ESI does not know the region (now remembered).
+    Unknown,
+    /// The computation's outcome.
+    Done(Result<StoredSummary, AggregateError>),
+}
+
+/// Computes and stores the region's summary under its lock, in a task of its own (a caller
+/// that goes away does not leave the lock held). A region ESI does not know is remembered
+/// before the lock is released.
+async fn compute(state: &AppState, region_id: i32) -> Result<Computed, redis::RedisError> {
+    let mut con = state.redis.clone();
+    let locked: Option<String> = redis::cmd("SET")
+        .arg(lock_key(region_id))
+        .arg(1)
+        .arg("NX")
+        .arg("PX")
+        .arg(COMPUTE_LOCK_MS)
+        .query_async(&mut con)
+        .await?;
+    if locked.is_none() {
+        return Ok(Computed::Busy);
+    }
+    let state = state.clone();
+    let task = tokio::spawn(async move {
+        let mut con = state.redis.clone();
+        // Another request may have learnt that ESI does not know the region since the caller
+        // read the store.
+        let missing: Option<String> = redis::cmd("GET").arg(missing_key(region_id)).query_async(&mut con).await?;
+        let computed = if missing.is_some() {
+            Computed::Unknown
+        } else {
+            // API mode: the service takes the shared clients from the state; no guard, nothing
+            // opened. It never waits out a pause: a limit answers at once.
+            let settings = Settings { max_backoff_secs: 0, ..state.settings.clone() };
+            let service = ContractAggregationService::from_state(aggregation_spec(region_id, &settings), &state);
+            match service.aggregate().await {
+                Err(AggregateError::Esi(EsiError::NotFound { .. })) => {
+                    redis::cmd("SET")
+                        .arg(missing_key(region_id))
+                        .arg(1)
+                        .arg("EX")
+                        .arg(MISSING_TTL_SECS)
+                        .query_async::<()>(&mut con)
+                        .await?;
+                    Computed::Unknown
+                }
+                result => Computed::Done(result),
+            }
+        };
+        redis::cmd("DEL").arg(lock_key(region_id)).query_async::<()>(&mut con).await?;
+        Ok(computed)
+    });
+    match task.await {
+        Ok(computed) => computed,
+        // A panic is the handler's, as it would be without the task; a cancelled task was
+        // cancelled by the runtime shutting down.
+        Err(join) => match join.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Ok(Computed::Busy),
         },
     }
 }
