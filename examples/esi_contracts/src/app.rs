@@ -310,6 +310,9 @@ pub fn table(stored: &StoredSummary) -> String {
         let _ = writeln!(t, "  {:<14} {:>6} {:>22}", kind.as_str(), totals.count, isk(totals.isk_total));
     }
     let _ = writeln!(t, "  expiring within 24 h: {}", s.expiring_within_24h);
+    if s.skipped > 0 {
+        let _ = writeln!(t, "  skipped: {} contracts with values this model does not read", s.skipped);
+    }
     let _ = writeln!(t, "  most expensive item exchanges:");
     for (i, c) in s.top_item_exchanges.iter().enumerate() {
         let title = if c.title.is_empty() { String::new() } else { format!("  {:?}", c.title) };

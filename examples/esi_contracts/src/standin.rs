@@ -16,7 +16,7 @@
 //! The [`StandIn`] handle counts what it served and drives the test modes: a cache turnover now
 //! or in the middle of a walk (a new `Last-Modified`, the oldest contracts gone, so the rest
 //! shift to earlier pages and `X-Pages` may shrink), `5xx` bursts, a low error limit, a
-//! malformed page.
+//! malformed page, a contract with an unexpected value.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Write as _;
@@ -197,6 +197,7 @@ struct Mutable {
     stats: Stats,
     failures: HashMap<i32, VecDeque<StatusCode>>,
     malformed: HashSet<(i32, u32)>,
+    odd: HashSet<(i32, u32)>,
     /// A turnover due after this many more pages served, dropping this many contracts.
     turnover_after: Option<(u64, usize)>,
 }
@@ -298,6 +299,7 @@ pub async fn start_on(addr: &str, opts: StandInOptions) -> std::io::Result<Stand
             stats: Stats::default(),
             failures: HashMap::new(),
             malformed: HashSet::new(),
+            odd: HashSet::new(),
             turnover_after: None,
         }),
         opts,
@@ -388,6 +390,17 @@ impl StandIn {
         }
     }
 
+    /// Serves one page of a region, while `odd` is true, with its first contract's `price` as
+    /// a string (`"a lot"`): a contract no model expects, on an otherwise good page.
+    pub fn set_odd_contract(&self, region_id: i32, page: u32, odd: bool) {
+        let mut state = self.shared.lock();
+        if odd {
+            state.odd.insert((region_id, page));
+        } else {
+            state.odd.remove(&(region_id, page));
+        }
+    }
+
     /// Starts the next cache generation now: a later `Last-Modified`, a new `Expires`, and the
     /// `drop` oldest contracts of every region gone (the others move to earlier pages).
     pub fn turn_over(&self, drop: usize) {
@@ -448,6 +461,15 @@ fn malformed_body(body: &str) -> &str {
         end -= 1;
     }
     &body[..end]
+}
+
+/// The body served for a page with an odd contract: the first one's `price` is a string.
+fn odd_body(body: &str) -> String {
+    let mut contracts: Vec<serde_json::Value> = serde_json::from_str(body).unwrap_or_default();
+    if let Some(first) = contracts.first_mut() {
+        first["price"] = serde_json::Value::from("a lot");
+    }
+    serde_json::to_string(&contracts).unwrap_or_default()
 }
 
 /// Whether an `If-None-Match` value matches `etag` (weak comparison, `*` matches).
@@ -575,6 +597,10 @@ fn route(state: &mut Mutable, asked: &Asked<'_>) -> Outcome {
     let (body, etag) = if state.malformed.contains(&(region_id, page)) {
         let body = malformed_body(&found.body);
         (Served::Plain(body.to_owned()), etag_of(body))
+    } else if state.odd.contains(&(region_id, page)) {
+        let body = odd_body(&found.body);
+        let etag = etag_of(&body);
+        (Served::Plain(body), etag)
     } else if gzip_ok {
         (Served::Gzip(found.gzipped().to_vec()), found.etag.clone())
     } else {

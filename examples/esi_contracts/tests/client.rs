@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use dual_mode::{Guard, Secret};
 use dual_mode_test_support::RedisServer;
+use esi_contracts::aggregate::StoredSummary;
+use esi_contracts::app;
 use esi_contracts::esi::{EsiClient, EsiClientParts, EsiClientSpec, EsiError, FetchCounts};
+use esi_contracts::model::{RegionSummary, summarize};
 use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
 use esi_contracts::standin;
 use esi_contracts::standin::{RECORDED_AT, RateLimit, StandIn, StandInOptions};
@@ -383,4 +386,21 @@ async fn the_real_esi_is_refused_with_a_placeholder_contact() {
     settings.http.user_agent = Some("contracts-board/2.1".into());
     assert!(settings.check_contact().is_err(), "no contact at all");
     assert_eq!(Settings::for_esi("http://127.0.0.1:1").check_contact(), Ok(()), "the stand-in needs none");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_odd_contract_is_skipped_and_counted_not_a_failed_page() {
+    let redis = RedisServer::start();
+    let esi_server = standin(stale()).await;
+    let esi = client(&redis, Settings::for_esi(esi_server.base_url())).await;
+    esi_server.set_odd_contract(FORGE, 2, true);
+    let got = esi.public_contracts(FORGE).await.expect("the page is read");
+    assert_eq!((got.contracts.len(), got.skipped), (2_346, 1));
+    let odd = recorded_ids(FORGE, 0)[1_000];
+    assert!(got.contracts.iter().all(|c| c.contract_id != odd), "the odd one is left out");
+    // The summary says it is incomplete, and so does the main job's table.
+    let summary = RegionSummary { skipped: got.skipped, ..summarize(FORGE, &got.contracts, got.as_of) };
+    let table = app::table(&StoredSummary { summary, aggregated_at: got.as_of, fetch: got.fetch });
+    assert!(table.contains("skipped: 1 contracts"), "{table}");
+    esi.exit().await.expect("exit");
 }
