@@ -154,13 +154,17 @@ async fn records_of_ended_jobs_expire_after_their_ttl() {
     })
     .await;
     stop(w).await;
-    // The next end trims the set of ended jobs too.
-    let w =
-        start(Worker::new(q.clone(), fast_worker()).handle("Unit", typed(|(): (), _job: JobInfo| async { Ok(()) })));
+    // A worker's sweep forgets the expired job in the set of ended jobs.
+    let config = fast_worker().sweep_every(Duration::from_millis(100));
+    let w = start(Worker::new(q.clone(), config).handle("Unit", typed(|(): (), _job: JobInfo| async { Ok(()) })));
     let second = q.push("Unit", 1, &(), PushOptions::new()).await.expect("push");
     wait_state(&q, &second.job_id, JobState::Done).await;
-    let (done, total) = q.jobs(JobState::Done, 0, 10).await.expect("list");
-    assert_eq!((done.len(), total), (1, 1));
+    let listed = wait_for(Duration::from_secs(5), "the expired job forgotten", async || {
+        let (done, total) = q.jobs(JobState::Done, 0, 10).await.ok()?;
+        (total == 1).then_some(done)
+    })
+    .await;
+    assert_eq!(listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [second.job_id.as_str()]);
     stop(w).await;
 }
 
@@ -453,4 +457,28 @@ async fn a_stopping_worker_tells_its_running_jobs() {
     assert_eq!((report.counts.handed_back, report.counts.retried), (1, 0), "handed back, no attempt burnt");
     let record = q.job(&pushed.job_id).await.expect("read").expect("record");
     assert_eq!((record.state, record.attempt), (JobState::Delayed, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_entry_that_kept_part_of_its_fields_says_so_and_is_not_re_driven() {
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("truncated"))).await;
+    let mut c = con(&redis.url).await;
+    let mut add = redis::cmd("XADD");
+    add.arg(&q.keys().stream).arg("*");
+    for i in 0..1500 {
+        add.arg(format!("f{i}")).arg(i);
+    }
+    let _: String = add.query_async(&mut c).await.expect("xadd");
+    let w = start(Worker::new(q.clone(), fast_worker()));
+    let parked = wait_for(Duration::from_secs(10), "the entry parked", async || q.parked(10).await.ok()?.pop()).await;
+    stop(w).await;
+    assert_eq!(parked.reason, Some(ParkReason::MalformedEntry));
+    assert_eq!((parked.fields.len(), parked.truncated_from), (1000, Some(1500)));
+    assert!(parked.detail.contains("only the first 1000 of its 1500 fields"), "{}", parked.detail);
+    match q.redrive(&parked.parked_id).await {
+        Err(dual_mode::jobs::QueueError::Truncated { fields: 1500, .. }) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(q.stats().await.expect("stats").parked, 1, "the entry stays parked");
 }

@@ -141,6 +141,14 @@ impl RedisServer {
         self.port
     }
 
+    /// Stops (`STOP`) or resumes (`CONT`) a temporary server's process, as a stalled Redis
+    /// would; `REDIS_URL`'s server has no process here to signal: `false`.
+    #[must_use]
+    pub fn signal(&self, sig: &str) -> bool {
+        let Some(child) = &self.child else { return false };
+        Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().is_ok_and(|s| s.success())
+    }
+
     /// A client, for assertions made from outside the code under test.
     ///
     /// # Panics
@@ -164,6 +172,8 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
+            // A stopped server is resumed first, so that it can be killed and reaped.
+            let _ = Command::new("kill").arg("-CONT").arg(child.id().to_string()).stderr(Stdio::null()).status();
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -48,6 +48,15 @@ pub enum QueueError {
     /// A configuration value is out of range.
     #[error("invalid job layer configuration: {0}")]
     Config(String),
+    /// A parked entry kept only part of its fields (it had too many); re-driving it would push
+    /// half an entry.
+    #[error("parked entry {parked_id} kept only part of its {fields} fields and cannot be re-driven")]
+    Truncated {
+        /// The parked entry.
+        parked_id: String,
+        /// How many fields the original entry had.
+        fields: usize,
+    },
     /// A cron expression did not parse.
     #[error(transparent)]
     Cron(#[from] CronError),

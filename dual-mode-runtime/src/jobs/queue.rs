@@ -267,8 +267,11 @@ pub struct ParkedEntry {
     pub parked_at_ms: u64,
     /// The consumer that parked it.
     pub consumer: String,
-    /// The original entry's fields, bytes as they were.
+    /// The original entry's fields, bytes as they were (the first 1,000 at most).
     pub fields: RawFields,
+    /// How many fields the original entry had, when it had more than were kept: such an
+    /// entry cannot be re-driven.
+    pub truncated_from: Option<usize>,
 }
 
 impl ParkedEntry {
@@ -302,6 +305,7 @@ impl ParkedEntry {
             parked_at_ms: 0,
             consumer: String::new(),
             fields: Vec::new(),
+            truncated_from: None,
         };
         for (k, v) in all {
             if let Some(name) = k.strip_prefix(RAW_PREFIX.as_bytes()) {
@@ -318,6 +322,7 @@ impl ParkedEntry {
                 b"source_id" => out.source_entry_id = text,
                 b"parked_at" => out.parked_at_ms = text.parse().unwrap_or(0),
                 b"consumer" => out.consumer = text,
+                b"truncated_from" => out.truncated_from = text.parse().ok(),
                 _ => {}
             }
         }
@@ -574,11 +579,14 @@ impl Queue {
     /// id, or `None` if there is no such parked entry.
     ///
     /// # Errors
-    /// Redis fails.
+    /// [`QueueError::Truncated`] for an entry parked with only part of its fields; Redis fails.
     pub async fn redrive(&self, parked_id: &str) -> Result<Option<String>, QueueError> {
         let Some(parked) = self.parked_entry(parked_id).await? else {
             return Ok(None);
         };
+        if let Some(fields) = parked.truncated_from {
+            return Err(QueueError::Truncated { parked_id: parked_id.to_owned(), fields });
+        }
         let job_id = parked.field(super::envelope::field::ID).and_then(|id| std::str::from_utf8(id).ok());
         self.inner.store.redrive(parked_id, RAW_PREFIX, job_id).await
     }

@@ -682,6 +682,17 @@ impl Store {
         }
     }
 
+    /// Removes the ids of ended jobs whose records expired from the state sets.
+    pub(crate) async fn trim_ended(&self) -> Result<u64, QueueError> {
+        let mut inv = scripts::TRIM.prepare_invoke();
+        for (state, key) in STATE_SETS.iter().zip(&self.state_keys) {
+            if matches!(*state, "done" | "parked" | "cancelled") {
+                inv.key(key);
+            }
+        }
+        inv.arg(self.record_ttl_ms).invoke_async(&mut self.con()).await.map_err(redis("trim ended jobs"))
+    }
+
     /// Removes consumers other than `consumer` that hold nothing and have not read for
     /// `min_idle`; returns how many.
     pub(crate) async fn prune_consumers(&self, consumer: &str, min_idle: Duration) -> Result<u64, QueueError> {

@@ -53,18 +53,15 @@ local function now_ms()
 end
 
 -- Moves the record `rec` of job `id` to `state` with the field-value pairs of `fields`. An
--- ended job's record lives `ttl` ms more; its set forgets ids older than that.
+-- ended job's record lives `ttl` ms more (the sweep trims the sets of ended jobs to match).
 local function transit(rec, id, state, now, ttl, fields)
   local old = redis.call('HGET', rec, 'state')
-  if old and STATES[old] then redis.call('ZREM', KEYS[STATES[old]], id) end
-  redis.call('ZADD', KEYS[STATES[state]], now, id)
-  redis.call('HSET', rec, 'state', state, 'updated', now, unpack(fields))
-  if TERMINAL[state] then
-    redis.call('PEXPIRE', rec, ttl)
-    redis.call('ZREMRANGEBYSCORE', KEYS[STATES[state]], '-inf', now - ttl)
-  else
-    redis.call('PERSIST', rec)
+  if old ~= state then
+    if old and STATES[old] then redis.call('ZREM', KEYS[STATES[old]], id) end
+    redis.call('ZADD', KEYS[STATES[state]], now, id)
   end
+  redis.call('HSET', rec, 'state', state, 'updated', now, unpack(fields))
+  if TERMINAL[state] then redis.call('PEXPIRE', rec, ttl) end
 end
 
 -- Releases a unique key held by job `id` (only if it still names this job).
@@ -196,8 +193,9 @@ for i = 5, #ARGV, 5 do
   if not owned(KEYS[1], group, consumer, entry, token) then
     table.insert(out, 0)
   else
-    local state = redis.call('HGET', rec, 'state')
-    if state == 'cancelled' or redis.call('HGET', rec, 'cancel') == '1' then
+    local r = redis.call('HMGET', rec, 'state', 'cancel')
+    local state = r[1]
+    if state == 'cancelled' or r[2] == '1' then
       redis.call('XACK', KEYS[1], group, entry)
       redis.call('XDEL', KEYS[1], entry)
       if state ~= 'cancelled' then
@@ -475,6 +473,7 @@ local entry = redis.call('XADD', KEYS[1], '*', unpack(out))
 redis.call('XDEL', KEYS[9], ARGV[1])
 if ARGV[3] ~= '' then
   redis.call('HDEL', KEYS[10], 'cancel', 'finished', 'result')
+  redis.call('PERSIST', KEYS[10])
   transit(KEYS[10], ARGV[3], 'queued', now_ms(), 0, {'entry', entry, 'attempt', '1'})
 end
 return entry
@@ -510,6 +509,19 @@ for _, e in ipairs(entries) do
 end
 if #entries < tonumber(ARGV[3]) then return {'', moved} end
 return {entries[#entries][1], moved}
+",
+    )
+});
+
+/// Forget ended jobs whose records expired. KEYS: the done, parked and cancelled sets. ARGV:
+/// the record ttl ms. Returns how many ids were removed.
+pub(crate) static TRIM: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local before = now_ms() - tonumber(ARGV[1])
+local removed = 0
+for i = 1, #KEYS do removed = removed + redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', before) end
+return removed
 ",
     )
 });

@@ -421,8 +421,9 @@ pub(super) async fn renew_loop(shared: Arc<Shared>) {
 }
 
 /// Every `sweep_every`: re-queues entries no consumer holds below the group's last delivered
-/// id (bounded work per tick), and removes other consumers that hold nothing and have not
-/// read for several leases (crashed or restarted workers).
+/// id (bounded work per tick), forgets ended jobs whose records expired, and removes other
+/// consumers that hold nothing and have not read for several leases (crashed or restarted
+/// workers).
 pub(super) async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     const PER_TICK: usize = 200;
     let mut cursor = "0-0".to_owned();
@@ -442,6 +443,9 @@ pub(super) async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bo
             }
             Err(QueueError::MissingGroup { .. }) => {}
             Err(e) => tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "sweep failed; retrying later"),
+        }
+        if let Err(e) = store.trim_ended().await {
+            tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "trimming ended jobs failed");
         }
         match store.prune_consumers(&shared.consumer, idle).await {
             Ok(0) => {}

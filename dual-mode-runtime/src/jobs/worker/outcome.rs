@@ -392,6 +392,15 @@ impl Run<'_> {
             name.extend_from_slice(k);
             fields.push((name, v.clone()));
         }
+        let detail = if self.fields.len() > MAX_PARKED_FIELDS {
+            let all = self.fields.len();
+            fields.push((b"truncated_from".to_vec(), all.to_string().into_bytes()));
+            format!("{detail} (only the first {MAX_PARKED_FIELDS} of its {all} fields were kept)")
+        } else {
+            detail.to_owned()
+        };
+        fields[1].1 = detail.as_bytes().to_vec();
+        let detail = detail.as_str();
         tracing::warn!(reason = %reason, detail, "parking entry");
         let record = [("reason", reason.code().as_bytes().to_vec()), ("error", detail.as_bytes().to_vec())];
         self.end("park", &Ending::Parked { fields: &fields }, &record, Outcome::Parked(reason)).await
