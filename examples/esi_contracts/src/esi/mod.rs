@@ -24,8 +24,12 @@
 //! - **Transient errors.** A `500`/`502`/`503`/`504` is retried [`Settings::server_retries`]
 //!   times with doubling delays before it becomes [`EsiError::Server`].
 
+mod error;
+mod headers;
+
+pub use error::{EsiError, ceil_secs};
+
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::time::Duration;
 
 use dual_mode::{DualMode, Secret};
@@ -34,6 +38,7 @@ use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 use serde::{Deserialize, Serialize};
 
+use self::headers::{error_text, header_str, header_time, rate_limit_of, reset_of, retry_after_of};
 use crate::model::{Contract, parse_page};
 use crate::settings::{EsiToken, RedisUrl, Settings};
 use crate::timestamp::Timestamp;
@@ -71,151 +76,6 @@ pub struct EsiClient {
     /// The page cache and the shared pauses.
     #[dual_mode(shared, config = redis_url)]
     pub redis: ConnectionManager,
-}
-
-/// Why a call to ESI failed.
-#[derive(Debug)]
-pub enum EsiError {
-    /// `404` for page 1: no such region.
-    NotFound {
-        /// The request.
-        url: String,
-        /// ESI's `error` text.
-        message: String,
-    },
-    /// `420`, or an error-limit back-off longer than [`Settings::max_backoff_secs`].
-    ErrorLimited {
-        /// The request.
-        url: String,
-        /// Seconds until the error-limit window resets.
-        reset_secs: u64,
-        /// ESI's `error` text, or why the client did not send the request.
-        message: String,
-    },
-    /// `429`, or a pause of the route longer than [`Settings::max_backoff_secs`].
-    RateLimited {
-        /// The request.
-        url: String,
-        /// How long to wait before the route may be called again.
-        retry_after: Duration,
-        /// ESI's `error` text, or why the client did not send the request.
-        message: String,
-    },
-    /// The pages did not hold still: the cache turned over during every one of the allowed
-    /// walks, or page 1 expires too soon to start one.
-    Inconsistent {
-        /// The region.
-        region_id: i32,
-        /// What changed.
-        detail: String,
-        /// When a new walk can start, if known.
-        retry_after: Option<Duration>,
-    },
-    /// A `5xx`, still failing after the retries.
-    Server {
-        /// The request.
-        url: String,
-        /// The status code.
-        status: u16,
-        /// ESI's `error` text.
-        message: String,
-    },
-    /// Any other unexpected status (`400`, `403`, ...).
-    Status {
-        /// The request.
-        url: String,
-        /// The status code.
-        status: u16,
-        /// ESI's `error` text.
-        message: String,
-    },
-    /// A `200` whose body is not a contract page, a missing `X-Pages`, or a `304` for a page
-    /// that is no longer cached.
-    BadBody {
-        /// The request.
-        url: String,
-        /// What is wrong.
-        detail: String,
-    },
-    /// The settings must not be used against this ESI (a placeholder contact for the real one).
-    Refused {
-        /// What to set.
-        reason: String,
-    },
-    /// The request did not get a response (connect, timeout, TLS).
-    Http {
-        /// The request.
-        url: String,
-        /// reqwest's error.
-        source: reqwest::Error,
-    },
-    /// The page cache failed.
-    Cache {
-        /// What was being done.
-        op: &'static str,
-        /// Redis's error.
-        source: redis::RedisError,
-    },
-}
-
-impl EsiError {
-    /// Whether trying again cannot help: no such region, an unexpected `4xx` (a `400` or
-    /// `403` will be the same next time), or settings refused. A bad body is worth a retry:
-    /// ESI serves a truncated page now and then.
-    #[must_use]
-    pub const fn is_permanent(&self) -> bool {
-        matches!(self, Self::NotFound { .. } | Self::Status { .. } | Self::Refused { .. })
-    }
-
-    /// How long to wait before calling again, when ESI (or the shared pause) said so.
-    #[must_use]
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::RateLimited { retry_after, .. } => Some(*retry_after),
-            Self::ErrorLimited { reset_secs, .. } => Some(Duration::from_secs((*reset_secs).max(1))),
-            Self::Inconsistent { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for EsiError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotFound { url, message } => write!(f, "ESI 404 for {url}: {message}"),
-            Self::ErrorLimited { url, reset_secs, message } => {
-                write!(f, "ESI error limit reached for {url} (resets in {reset_secs} s): {message}")
-            }
-            Self::RateLimited { url, retry_after, message } => {
-                write!(f, "ESI rate limit reached for {url} (retry after {} s): {message}", ceil_secs(*retry_after))
-            }
-            Self::Inconsistent { region_id, detail, .. } => {
-                write!(f, "ESI pages of region {region_id} changed during the walk: {detail}")
-            }
-            Self::Server { url, status, message } => write!(f, "ESI server error {status} for {url}: {message}"),
-            Self::Status { url, status, message } => write!(f, "ESI answered {status} for {url}: {message}"),
-            Self::BadBody { url, detail } => write!(f, "bad ESI response for {url}: {detail}"),
-            Self::Refused { reason } => f.write_str(reason),
-            Self::Http { url, source } => write!(f, "request to {url} failed: {source}"),
-            Self::Cache { op, source } => write!(f, "ESI page cache ({op}) failed: {source}"),
-        }
-    }
-}
-
-impl std::error::Error for EsiError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Http { source, .. } => Some(source),
-            Self::Cache { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
-
-/// Whole seconds, rounded up: what a `Retry-After` header says.
-#[must_use]
-pub fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// What one call did to get its pages.
@@ -318,52 +178,6 @@ pub fn backoff_key(settings: &Settings) -> String {
 #[must_use]
 pub fn pause_key(settings: &Settings) -> String {
     format!("esi:{}:pause:{ROUTE}", site_of(&settings.esi_url))
-}
-
-/// ESI's `{"error": "..."}` text, or the start of the body.
-fn error_text(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(serde_json::Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| body.chars().take(200).collect())
-}
-
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
-}
-
-fn header_time(headers: &HeaderMap, name: header::HeaderName) -> Option<Timestamp> {
-    headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| Timestamp::parse_http_date(v.trim()).ok())
-}
-
-/// `Retry-After` as seconds or as an HTTP-date.
-fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
-    let value = header_str(headers, "retry-after")?;
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = Timestamp::parse_http_date(value).ok()?;
-    Some(Duration::from_secs(u64::try_from(at.0 - Timestamp::now().0).unwrap_or(0)))
-}
-
-/// `X-Ratelimit-Limit`, `150/15m`: the tokens and the window they refill over.
-fn rate_limit_of(headers: &HeaderMap) -> Option<(u64, Duration)> {
-    let (tokens, window) = header_str(headers, "x-ratelimit-limit")?.split_once('/')?;
-    let tokens = tokens.trim().parse::<u64>().ok().filter(|&t| t > 0)?;
-    let window = window.trim();
-    let unit = match window.as_bytes().last()? {
-        b's' => 1,
-        b'm' => 60,
-        b'h' => 3600,
-        _ => return None,
-    };
-    let n = window[..window.len() - 1].parse::<u64>().ok()?;
-    Some((tokens, Duration::from_secs(n.checked_mul(unit)?)))
-}
-
-/// `X-ESI-Error-Limit-Reset`, 0 when absent.
-fn reset_of(headers: &HeaderMap) -> u64 {
-    header_str(headers, "x-esi-error-limit-reset").and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// The shared pauses in force before a request: the error-limit back-off and the route's pause
