@@ -52,3 +52,41 @@ pub(super) fn rate_limit_of(headers: &HeaderMap) -> Option<(u64, Duration)> {
 pub(super) fn reset_of(headers: &HeaderMap) -> u64 {
     header_str(headers, "x-esi-error-limit-reset").and_then(|v| v.parse().ok()).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(name, value)| (header::HeaderName::from_static(name), value.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn rate_limit_windows() {
+        let of = |v: &str| rate_limit_of(&headers(&[("x-ratelimit-limit", v)]));
+        assert_eq!(of("150/15m"), Some((150, Duration::from_secs(900))));
+        assert_eq!(of("10/1h"), Some((10, Duration::from_secs(3600))));
+        assert_eq!(of(" 5 / 90s "), Some((5, Duration::from_secs(90))));
+        for bad in ["0/15m", "150", "150/15", "150/m", "x/15m", "150/15d"] {
+            assert_eq!(of(bad), None, "{bad}");
+        }
+        assert_eq!(rate_limit_of(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let of = |v: &str| retry_after_of(&headers(&[("retry-after", v)]));
+        assert_eq!(of("12"), Some(Duration::from_secs(12)));
+        let later = of(&Timestamp::now().plus_seconds(30).to_http_date()).unwrap();
+        assert!((Duration::from_secs(29)..=Duration::from_secs(30)).contains(&later), "{later:?}");
+        assert_eq!(of(&Timestamp::now().plus_seconds(-30).to_http_date()), Some(Duration::ZERO), "past: now");
+        assert_eq!(of("soon"), None);
+    }
+
+    #[test]
+    fn error_bodies() {
+        assert_eq!(error_text(r#"{"error":"Region not found"}"#), "Region not found");
+        assert_eq!(error_text("<html>bad gateway</html>"), "<html>bad gateway</html>");
+        assert_eq!(error_text(&"x".repeat(500)).len(), 200);
+    }
+}
