@@ -20,25 +20,25 @@ use super::record::{CancelOutcome, JobRecord, JobState};
 pub(crate) use reply::Entry;
 use scripts::STATE_SETS;
 
-/// A run to start: its entry, fencing token, job id, unique key and attempt.
-#[derive(Clone, Copy)]
-pub(crate) struct StartRun<'a> {
-    pub(crate) entry_id: &'a str,
+/// A run to mark as running: its entry, fencing token, job id, attempt and start time.
+#[derive(Clone)]
+pub(crate) struct MarkRun {
+    pub(crate) entry_id: String,
     pub(crate) token: u64,
-    pub(crate) job_id: &'a str,
-    pub(crate) unique: Option<&'a str>,
+    pub(crate) job_id: String,
     pub(crate) attempt: u32,
+    pub(crate) started_ms: u64,
 }
 
-/// What the start script answered for one run.
+/// What marking a run as running answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Started {
-    /// Run it.
-    Run,
+pub(crate) enum Marked {
+    /// Marked.
+    Yes,
     /// This consumer does not own the entry (any more).
     NotOwned,
-    /// The job was cancelled before it started; its entry is acknowledged.
-    Cancelled,
+    /// A cancellation was requested; not marked.
+    CancelRequested,
 }
 
 /// What a renewal answered for one run.
@@ -85,6 +85,8 @@ pub(crate) struct DoneRun {
     pub(crate) job_id: String,
     pub(crate) unique: Option<String>,
     pub(crate) result: Vec<u8>,
+    pub(crate) started_ms: u64,
+    pub(crate) attempt: u32,
 }
 
 /// How a run ends when it does not succeed.
@@ -356,26 +358,25 @@ impl Store {
         Ok(usize::try_from(moved).unwrap_or(0))
     }
 
-    /// Marks a batch of delivered entries as running (fenced), or acknowledges those whose job
-    /// was cancelled before it started.
-    pub(crate) async fn start(&self, consumer: &str, runs: &[StartRun<'_>]) -> Result<Vec<Started>, QueueError> {
-        let mut inv = scripts::START.prepare_invoke();
+    /// Marks a batch of runs as running (fenced).
+    pub(crate) async fn mark(&self, consumer: &str, runs: &[MarkRun]) -> Result<Vec<Marked>, QueueError> {
+        let mut inv = scripts::MARK.prepare_invoke();
         self.base_keys(&mut inv);
-        inv.arg(&self.group).arg(consumer).arg(self.record_ttl_ms).arg(&self.keys.finished_channel);
+        inv.arg(&self.group).arg(consumer).arg(self.record_ttl_ms);
         for r in runs {
-            let has_unique = self.job_keys(&mut inv, r.job_id, r.unique);
-            inv.arg(r.entry_id).arg(r.token).arg(r.job_id).arg(has_unique).arg(r.attempt);
+            inv.key(self.record_key(&r.job_id));
+            inv.arg(&r.entry_id).arg(r.token).arg(&r.job_id).arg(r.attempt).arg(r.started_ms);
         }
-        let out: Vec<i64> = inv.invoke_async(&mut self.con()).await.map_err(redis("start runs"))?;
+        let out: Vec<i64> = inv.invoke_async(&mut self.con()).await.map_err(redis("mark runs"))?;
         if out.len() != runs.len() {
-            return Err(QueueError::protocol("start runs", format!("{} answers for {} runs", out.len(), runs.len())));
+            return Err(QueueError::protocol("mark runs", format!("{} answers for {} runs", out.len(), runs.len())));
         }
         Ok(out
             .into_iter()
             .map(|a| match a {
-                1 => Started::Run,
-                2 => Started::Cancelled,
-                _ => Started::NotOwned,
+                1 => Marked::Yes,
+                2 => Marked::CancelRequested,
+                _ => Marked::NotOwned,
             })
             .collect())
     }
@@ -493,6 +494,7 @@ impl Store {
         for r in runs {
             let has_unique = self.job_keys(&mut inv, &r.job_id, r.unique.as_deref());
             inv.arg(&r.entry_id).arg(r.token).arg(&r.job_id).arg(has_unique).arg(r.result.as_slice());
+            inv.arg(r.started_ms).arg(r.attempt);
         }
         let done: Vec<i64> = inv.invoke_async(&mut self.con()).await.map_err(redis("acknowledge"))?;
         if done.len() != runs.len() {
@@ -625,26 +627,69 @@ impl Store {
         Ok(JobRecord::from_hash(job_id, fields))
     }
 
-    /// Up to `count` records of jobs in `state`, from rank `start`, oldest transition first,
-    /// and how many jobs are in that state.
+    /// Up to `count` records of jobs in `state` from position `start`, and how many jobs
+    /// are in that state. Running and ended jobs come from their state sets (oldest transition
+    /// first); queued jobs from the stream (in queue order; the total is the stream's entries
+    /// not yet delivered); delayed and retrying jobs from the delayed set (by due time; the
+    /// total counts both states).
     pub(crate) async fn records(
         &self,
         state: JobState,
         start: usize,
         count: usize,
     ) -> Result<(Vec<JobRecord>, u64), QueueError> {
-        let set = format!("{}{}", self.keys.state_prefix, state.as_str());
         let mut con = self.con();
-        let (ids, total): (Vec<String>, u64) = redis::pipe()
-            .cmd("ZRANGE")
-            .arg(&set)
-            .arg(start)
-            .arg(start.saturating_add(count).saturating_sub(1))
-            .cmd("ZCARD")
-            .arg(&set)
-            .query_async(&mut con)
-            .await
-            .map_err(redis("list jobs"))?;
+        let window = start.saturating_add(count);
+        let (ids, total, filter): (Vec<String>, u64, bool) = match state {
+            JobState::Queued => {
+                let entries: Value = redis::cmd("XRANGE")
+                    .arg(&self.keys.stream)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(window.saturating_mul(2).max(1))
+                    .query_async(&mut con)
+                    .await
+                    .map_err(redis("list jobs"))?;
+                let entries = reply::entries(entries).map_err(|d| QueueError::protocol("list jobs", d))?;
+                let ids = entries
+                    .into_iter()
+                    .filter_map(|(_, f)| {
+                        let id = f.into_iter().find(|(k, _)| k == b"id")?.1;
+                        String::from_utf8(id).ok()
+                    })
+                    .collect();
+                let counts = self.stats().await?;
+                (ids, counts.length.saturating_sub(counts.pending), true)
+            }
+            JobState::Delayed | JobState::Retrying => {
+                let (ids, total): (Vec<String>, u64) = redis::pipe()
+                    .cmd("ZRANGE")
+                    .arg(&self.keys.delayed)
+                    .arg(0)
+                    .arg(window.saturating_mul(2))
+                    .cmd("ZCARD")
+                    .arg(&self.keys.delayed)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(redis("list jobs"))?;
+                (ids, total, true)
+            }
+            _ => {
+                let set = format!("{}{}", self.keys.state_prefix, state.as_str());
+                let (ids, total): (Vec<String>, u64) = redis::pipe()
+                    .cmd("ZRANGE")
+                    .arg(&set)
+                    .arg(start)
+                    .arg(window.saturating_sub(1))
+                    .cmd("ZCARD")
+                    .arg(&set)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(redis("list jobs"))?;
+                (ids, total, false)
+            }
+        };
         if ids.is_empty() || count == 0 {
             return Ok((Vec::new(), total));
         }
@@ -653,7 +698,13 @@ impl Store {
             pipe.cmd("HGETALL").arg(self.record_key(id));
         }
         let hashes: Vec<Vec<(String, Vec<u8>)>> = pipe.query_async(&mut con).await.map_err(redis("list jobs"))?;
-        Ok((ids.iter().zip(hashes).filter_map(|(id, h)| JobRecord::from_hash(id, h)).collect(), total))
+        let records = ids.iter().zip(hashes).filter_map(|(id, h)| JobRecord::from_hash(id, h));
+        let records: Vec<JobRecord> = if filter {
+            records.filter(|r| r.state == state).skip(start).take(count).collect()
+        } else {
+            records.collect()
+        };
+        Ok((records, total))
     }
 
     /// A stream of the ids of jobs as they end, on a Pub/Sub connection of its own.

@@ -3,21 +3,22 @@
 //! Every key a script touches is passed in `KEYS`, and all keys of one queue share the hash
 //! tag `{queue}`, so the scripts also hold on a Redis Cluster.
 //!
-//! Scripts that write job records share one layout: `KEYS[1]` is the stream and `KEYS[2..8]`
-//! the seven state sets (queued, delayed, running, retrying, done, parked, cancelled; see
-//! [`STATE_SETS`]); the keys of the script follow. A job's record is written by the same script
+//! Scripts that write job records share one layout: `KEYS[1]` is the stream and `KEYS[2..5]`
+//! the state sets (running, done, parked, cancelled; see [`STATE_SETS`]); the keys of the
+//! script follow. A job's record is written by the same script
 //! as the transition it records, so the two never disagree.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
-/// The job states in the order of their sets in `KEYS[2..8]`.
-pub(crate) const STATE_SETS: [&str; 7] = ["queued", "delayed", "running", "retrying", "done", "parked", "cancelled"];
+/// The job states that have a set, in the order of their sets in `KEYS[2..5]`. Queued jobs
+/// are listed from the stream, delayed and retrying ones from the delayed set.
+pub(crate) const STATE_SETS: [&str; 4] = ["running", "done", "parked", "cancelled"];
 
 /// Shared functions. `owned` is the fencing check; `transit` moves a record between states.
 const PRELUDE: &str = r"
-local STATES = {queued = 2, delayed = 3, running = 4, retrying = 5, done = 6, parked = 7, cancelled = 8}
+local STATES = {running = 2, done = 3, parked = 4, cancelled = 5}
 local TERMINAL = {done = true, parked = true, cancelled = true}
 
 -- Who holds the entry `id`: 'owned' when `consumer` does with delivery count `token` (a claim
@@ -58,7 +59,7 @@ local function transit(rec, id, state, now, ttl, fields)
   local old = redis.call('HGET', rec, 'state')
   if old ~= state then
     if old and STATES[old] then redis.call('ZREM', KEYS[STATES[old]], id) end
-    redis.call('ZADD', KEYS[STATES[state]], now, id)
+    if STATES[state] then redis.call('ZADD', KEYS[STATES[state]], now, id) end
   end
   redis.call('HSET', rec, 'state', state, 'updated', now, unpack(fields))
   if TERMINAL[state] then redis.call('PEXPIRE', rec, ttl) end
@@ -96,15 +97,15 @@ pub(crate) static PUSH: LazyLock<Script> = LazyLock::new(|| {
         r"
 local id, uttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if uttl > 0 then
-  local holder = redis.call('GET', KEYS[10])
+  local holder = redis.call('GET', KEYS[7])
   if holder then return {0, holder} end
-  redis.call('SET', KEYS[10], id, 'PX', uttl)
+  redis.call('SET', KEYS[7], id, 'PX', uttl)
 end
 local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4 + n))
 local fields = slice(4, n)
 table.insert(fields, 'entry')
 table.insert(fields, entry)
-transit(KEYS[9], id, 'queued', now_ms(), 0, fields)
+transit(KEYS[6], id, 'queued', now_ms(), 0, fields)
 return {1, entry}
 ",
     )
@@ -119,20 +120,20 @@ pub(crate) static PUSH_DELAYED: LazyLock<Script> = LazyLock::new(|| {
         r"
 local id, uttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[5])
 if uttl > 0 then
-  local holder = redis.call('GET', KEYS[12])
+  local holder = redis.call('GET', KEYS[9])
   if holder then return {0, holder} end
-  redis.call('SET', KEYS[12], id, 'PX', uttl)
+  redis.call('SET', KEYS[9], id, 'PX', uttl)
 end
 local now = now_ms()
 local at = tonumber(ARGV[3])
 if at == 0 then at = now + tonumber(ARGV[4]) end
-redis.call('DEL', KEYS[10])
-redis.call('HSET', KEYS[10], unpack(ARGV, 6 + n))
-redis.call('ZADD', KEYS[9], at, id)
+redis.call('DEL', KEYS[7])
+redis.call('HSET', KEYS[7], unpack(ARGV, 6 + n))
+redis.call('ZADD', KEYS[6], at, id)
 local fields = slice(6, n)
 table.insert(fields, 'due')
 table.insert(fields, at)
-transit(KEYS[11], id, 'delayed', now, 0, fields)
+transit(KEYS[8], id, 'delayed', now, 0, fields)
 return {1, at}
 ",
     )
@@ -157,8 +158,8 @@ pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
 local now = now_ms()
 local moved = 0
 for i, id in ipairs(ARGV) do
-  local hkey, rec = KEYS[9 + 2 * i - 1], KEYS[9 + 2 * i]
-  local due = redis.call('ZSCORE', KEYS[9], id)
+  local hkey, rec = KEYS[6 + 2 * i - 1], KEYS[6 + 2 * i]
+  local due = redis.call('ZSCORE', KEYS[6], id)
   if due and tonumber(due) <= now then
     local fields = redis.call('HGETALL', hkey)
     if #fields > 0 then
@@ -167,7 +168,7 @@ for i, id in ipairs(ARGV) do
       moved = moved + 1
     end
     redis.call('DEL', hkey)
-    redis.call('ZREM', KEYS[9], id)
+    redis.call('ZREM', KEYS[6], id)
   end
 end
 return moved
@@ -175,36 +176,31 @@ return moved
     )
 });
 
-/// The start of a batch of runs. KEYS: stream, state sets, then per run its record and its
-/// unique key (or the record again). ARGV: group, consumer, record ttl, channel, then per run:
-/// entry id, token, job id, has unique (1/0), attempt. Per run returns 1 (run it), 0 (not
-/// owned) or 2 (cancelled before it started: acknowledged, recorded, not to run).
-pub(crate) static START: LazyLock<Script> = LazyLock::new(|| {
+/// Marks runs as running, once they have run for a moment (a job shorter than that goes from
+/// queued to done directly). KEYS: stream, state sets, then per run its record. ARGV: group,
+/// consumer, record ttl, then per run: entry id, token, job id, attempt, start ms. Per run
+/// returns 1 (marked), 0 (not owned: the run lost its lease) or 2 (a cancellation was
+/// requested: not marked, the run is told).
+pub(crate) static MARK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local group, consumer, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local group, consumer, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
 local k = 0
-for i = 5, #ARGV, 5 do
+for i = 4, #ARGV, 5 do
   k = k + 1
-  local entry, token, id, has_unique, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local rec, ukey = KEYS[8 + 2 * k - 1], KEYS[8 + 2 * k]
+  local entry, token, id, attempt, started = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local rec = KEYS[5 + k]
   if not owned(KEYS[1], group, consumer, entry, token) then
     table.insert(out, 0)
   else
     local r = redis.call('HMGET', rec, 'state', 'cancel')
-    local state = r[1]
-    if state == 'cancelled' or r[2] == '1' then
-      redis.call('XACK', KEYS[1], group, entry)
-      redis.call('XDEL', KEYS[1], entry)
-      if state ~= 'cancelled' then
-        finish(rec, ukey, id, has_unique, 'cancelled', now, ttl, channel, {'finished', now})
-      end
+    if r[1] == 'cancelled' or r[2] == '1' then
       table.insert(out, 2)
     else
       transit(rec, id, 'running', now, ttl,
-        {'started', now, 'worker', consumer, 'attempt', attempt, 'entry', entry})
+        {'started', started, 'worker', consumer, 'attempt', attempt, 'entry', entry})
       table.insert(out, 1)
     end
   end
@@ -246,7 +242,8 @@ return out
 
 /// Success of a batch of runs. KEYS: stream, state sets, then per run its record and unique
 /// key (or the record again). ARGV: group, consumer, record ttl, channel, then per run: entry
-/// id, token, job id, has unique, result bytes. Acks and deletes each entry this consumer still
+/// id, token, job id, has unique, result bytes, start ms, attempt. Acks and deletes each entry
+/// this consumer still
 /// owns with that token and records `done` with the result; per run returns 1, or when
 /// refused 0 (another holds it), 2 (gone) or 3 (this consumer's earlier try landed). All
 /// checks happen before any write, so the result is the same as one by one.
@@ -257,7 +254,7 @@ local group, consumer, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[
 local now = now_ms()
 local out, acked, runs = {}, {}, {}
 local k = 0
-for i = 5, #ARGV, 5 do
+for i = 5, #ARGV, 7 do
   k = k + 1
   local who = holder(KEYS[1], group, consumer, ARGV[i], ARGV[i + 1])
   if who == 'owned' then
@@ -265,7 +262,7 @@ for i = 5, #ARGV, 5 do
     table.insert(runs, {i, k})
     table.insert(out, 1)
   else
-    table.insert(out, refused(KEYS[8 + 2 * k - 1], consumer, ARGV[i], 'done', who))
+    table.insert(out, refused(KEYS[5 + 2 * k - 1], consumer, ARGV[i], 'done', who))
   end
 end
 if #acked > 0 then
@@ -274,8 +271,9 @@ if #acked > 0 then
 end
 for _, r in ipairs(runs) do
   local i, k = r[1], r[2]
-  finish(KEYS[8 + 2 * k - 1], KEYS[8 + 2 * k], ARGV[i + 2], ARGV[i + 3], 'done', now, ttl, channel,
-    {'finished', now, 'result', ARGV[i + 4]})
+  finish(KEYS[5 + 2 * k - 1], KEYS[5 + 2 * k], ARGV[i + 2], ARGV[i + 3], 'done', now, ttl, channel,
+    {'finished', now, 'result', ARGV[i + 4], 'started', ARGV[i + 5], 'attempt', ARGV[i + 6],
+     'worker', consumer, 'entry', ARGV[i]})
 end
 return out
 ",
@@ -300,17 +298,17 @@ if who ~= 'owned' then
     if who == 'gone' then return 2 end
     return 0
   end
-  return refused(KEYS[9], consumer, entry, state, who)
+  return refused(KEYS[6], consumer, entry, state, who)
 end
 local now = now_ms()
 local fields = slice(12, n)
 if state == 'parked' then
-  redis.call('XADD', KEYS[11], '*', unpack(ARGV, 12 + n))
+  redis.call('XADD', KEYS[8], '*', unpack(ARGV, 12 + n))
 elseif state == 'retrying' or state == 'delayed' then
   local due = now + tonumber(ARGV[10])
-  redis.call('DEL', KEYS[12])
-  redis.call('HSET', KEYS[12], unpack(ARGV, 12 + n))
-  redis.call('ZADD', KEYS[11], due, id)
+  redis.call('DEL', KEYS[9])
+  redis.call('HSET', KEYS[9], unpack(ARGV, 12 + n))
+  redis.call('ZADD', KEYS[8], due, id)
   table.insert(fields, 'due')
   table.insert(fields, due)
 end
@@ -320,9 +318,9 @@ if id ~= '' then
   if TERMINAL[state] then
     table.insert(fields, 'finished')
     table.insert(fields, now)
-    finish(KEYS[9], KEYS[10], id, has_unique, state, now, ttl, channel, fields)
+    finish(KEYS[6], KEYS[7], id, has_unique, state, now, ttl, channel, fields)
   else
-    transit(KEYS[9], id, state, now, ttl, fields)
+    transit(KEYS[6], id, state, now, ttl, fields)
   end
 end
 return 1
@@ -338,7 +336,7 @@ pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local group, ttl, channel, id, has_unique = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
-local rec = KEYS[11]
+local rec = KEYS[8]
 local state = redis.call('HGET', rec, 'state')
 if not state then return 'unknown' end
 if TERMINAL[state] then return state end
@@ -358,10 +356,10 @@ if state == 'queued' then
   end
   if entry then redis.call('XDEL', KEYS[1], entry) end
 else
-  redis.call('ZREM', KEYS[9], id)
-  redis.call('DEL', KEYS[10])
+  redis.call('ZREM', KEYS[6], id)
+  redis.call('DEL', KEYS[7])
 end
-finish(rec, KEYS[12], id, has_unique, 'cancelled', now, ttl, channel, {'finished', now, 'cancel', '1'})
+finish(rec, KEYS[9], id, has_unique, 'cancelled', now, ttl, channel, {'finished', now, 'cancel', '1'})
 return 'removed'
 ",
     )
@@ -433,15 +431,15 @@ return out
 pub(crate) static TICK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-if not redis.call('SET', KEYS[9], '1', 'NX', 'PX', ARGV[1]) then return false end
+if not redis.call('SET', KEYS[6], '1', 'NX', 'PX', ARGV[1]) then return false end
 local n = tonumber(ARGV[4])
 local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5 + n))
 local fields = slice(5, n)
 table.insert(fields, 'entry')
 table.insert(fields, entry)
-transit(KEYS[11], ARGV[3], 'queued', now_ms(), 0, fields)
-local last = tonumber(redis.call('GET', KEYS[10]) or '0') or 0
-if tonumber(ARGV[2]) > last then redis.call('SET', KEYS[10], ARGV[2]) end
+transit(KEYS[8], ARGV[3], 'queued', now_ms(), 0, fields)
+local last = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
+if tonumber(ARGV[2]) > last then redis.call('SET', KEYS[7], ARGV[2]) end
 return entry
 ",
     )
@@ -454,7 +452,7 @@ return entry
 pub(crate) static REDRIVE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local r = redis.call('XRANGE', KEYS[9], ARGV[1], ARGV[1])
+local r = redis.call('XRANGE', KEYS[6], ARGV[1], ARGV[1])
 if #r == 0 then return false end
 local f = r[1][2]
 local out = {}
@@ -470,11 +468,11 @@ for i = 1, #f, 2 do
 end
 if #out == 0 then return false end
 local entry = redis.call('XADD', KEYS[1], '*', unpack(out))
-redis.call('XDEL', KEYS[9], ARGV[1])
+redis.call('XDEL', KEYS[6], ARGV[1])
 if ARGV[3] ~= '' then
-  redis.call('HDEL', KEYS[10], 'cancel', 'finished', 'result')
-  redis.call('PERSIST', KEYS[10])
-  transit(KEYS[10], ARGV[3], 'queued', now_ms(), 0, {'entry', entry, 'attempt', '1'})
+  redis.call('HDEL', KEYS[7], 'cancel', 'finished', 'result')
+  redis.call('PERSIST', KEYS[7])
+  transit(KEYS[7], ARGV[3], 'queued', now_ms(), 0, {'entry', entry, 'attempt', '1'})
 end
 return entry
 ",

@@ -10,15 +10,19 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::outcome::run_job;
 use super::{CancelReason, Shared, WorkerStats};
-use crate::jobs::envelope::{RawFields, field};
+use crate::jobs::envelope::RawFields;
 use crate::jobs::error::{QueueError, chain};
-use crate::jobs::store::{DoneRun, Reader, Renewed, StartRun, Started, Store, Written};
+use crate::jobs::store::{DoneRun, MarkRun, Marked, Reader, Renewed, Store, Written};
 
 /// At most this many successful runs are acknowledged by one script.
 const ACK_BATCH_MAX: usize = 64;
 
 /// At most this many running jobs' leases are renewed by one script.
 const RENEW_BATCH_MAX: usize = 256;
+
+/// A run is marked `running` in its record once it has run this long: a shorter job goes from
+/// queued to done directly, which spares the hot path a script per job.
+pub(super) const MARK_AFTER: Duration = Duration::from_millis(100);
 
 /// A successful run's request to acknowledge its entry; answered with what was written, or
 /// `None` when the script failed (the ack loop logs why).
@@ -50,71 +54,23 @@ impl Drop for Held {
 }
 
 impl Delivery {
-    /// A delivery of a read or claimed entry, held by this process from now on.
+    /// A delivery of a read, claimed or reclaimed entry, held by this process from now on;
+    /// `None` when this process already holds the entry (a read whose reply came late and a
+    /// reconciliation raced for it): one entry never runs twice in one process.
     fn new(
         shared: &Arc<Shared>,
         entry_id: String,
         fields: RawFields,
         token: u64,
         permit: OwnedSemaphorePermit,
-    ) -> Self {
-        shared.held().insert(entry_id.clone());
+    ) -> Option<Self> {
+        if !shared.held().insert(entry_id.clone()) {
+            tracing::info!(entry = %entry_id, token, "entry already held by a run of this process; skipped");
+            return None;
+        }
         let held = Held { shared: shared.clone(), entry_id: entry_id.clone() };
-        Self { entry_id, fields, token, permit, held }
+        Some(Self { entry_id, fields, token, permit, held })
     }
-
-    /// A raw field as text.
-    fn text(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == name.as_bytes()).and_then(|(_, v)| std::str::from_utf8(v).ok())
-    }
-}
-
-/// Marks the deliveries that carry a job id as running, in one script; keeps those to run
-/// (entries without an id too: they are parked as malformed) and drops those cancelled before
-/// they started or no longer owned.
-async fn start(shared: &Shared, batch: Vec<Delivery>) -> Vec<Delivery> {
-    let runs: Vec<(usize, StartRun<'_>)> = batch
-        .iter()
-        .enumerate()
-        .filter_map(|(i, d)| {
-            let job_id = d.text(field::ID).filter(|id| !id.is_empty())?;
-            let attempt = d.text(field::ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(1);
-            let run =
-                StartRun { entry_id: &d.entry_id, token: d.token, job_id, unique: d.text(field::UNIQUE), attempt };
-            Some((i, run))
-        })
-        .collect();
-    if runs.is_empty() {
-        return batch;
-    }
-    let starts: Vec<StartRun<'_>> = runs.iter().map(|(_, r)| *r).collect();
-    let answers = match shared.queue.store().start(&shared.consumer, &starts).await {
-        Ok(answers) => answers,
-        Err(e) => {
-            // The start may have landed or not: the entries stay pending for this consumer,
-            // and the reconciliation claims them again (a new token) and runs them.
-            tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "recording job starts failed; taking them back later");
-            shared.reconcile.notify_one();
-            return Vec::new();
-        }
-    };
-    let mut keep = vec![true; batch.len()];
-    for ((i, run), answer) in runs.iter().zip(answers) {
-        match answer {
-            Started::Run => {}
-            Started::Cancelled => {
-                tracing::info!(id = %run.job_id, "job cancelled before it started");
-                WorkerStats::bump(&shared.stats.cancelled);
-                keep[*i] = false;
-            }
-            Started::NotOwned => {
-                tracing::info!(entry = %run.entry_id, "entry no longer ours at start; skipped");
-                keep[*i] = false;
-            }
-        }
-    }
-    drop(runs);
-    batch.into_iter().zip(keep).filter_map(|(d, k)| k.then_some(d)).collect()
 }
 
 /// Aborts the task when dropped: the ack and renewal loops end with the worker's run, however
@@ -205,13 +161,9 @@ pub(super) async fn read_loop(
         };
         let batch: Vec<Delivery> = entries
             .into_iter()
-            .filter_map(|(entry_id, fields)| {
-                let permit = permits.pop()?;
-                Some(Delivery::new(&shared, entry_id, fields, 1, permit))
-            })
+            .filter_map(|(entry_id, fields)| Delivery::new(&shared, entry_id, fields, 1, permits.pop()?))
             .collect();
         drop(permits);
-        let batch = start(&shared, batch).await;
         if !batch.is_empty() && tx.send(batch).await.is_err() {
             return;
         }
@@ -264,13 +216,12 @@ pub(super) async fn claim_loop(
                 .filter_map(|(entry_id, fields, token)| {
                     let permit = permits.pop()?;
                     tracing::info!(entry = %entry_id, token, "claimed an entry whose lease expired");
-                    Some(Delivery::new(&shared, entry_id, fields, token, permit))
+                    Delivery::new(&shared, entry_id, fields, token, permit)
                 })
                 .collect();
             drop(permits);
             let wrapped = next == "0-0";
             cursor = next;
-            let batch = start(&shared, batch).await;
             if !batch.is_empty() && tx.send(batch).await.is_err() {
                 return;
             }
@@ -322,10 +273,9 @@ async fn reconcile(
     tracing::warn!(entries = claimed.len(), queue = %shared.queue.name(), "took back entries delivered to this consumer but never run");
     let batch: Vec<Delivery> = claimed
         .into_iter()
-        .filter_map(|(entry_id, fields, token)| Some(Delivery::new(shared, entry_id, fields, token, permits.pop()?)))
+        .filter_map(|(entry_id, fields, token)| Delivery::new(shared, entry_id, fields, token, permits.pop()?))
         .collect();
     drop(permits);
-    let batch = start(shared, batch).await;
     batch.is_empty() || tx.send(batch).await.is_ok()
 }
 
@@ -372,8 +322,16 @@ pub(super) async fn renew_loop(shared: Arc<Shared>) {
     let every = shared.config.renew_every;
     let mut tick = tokio::time::interval_at(Instant::now() + every, every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut mark_tick = tokio::time::interval(MARK_AFTER.min(every));
+    mark_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = mark_tick.tick() => {
+                mark(&shared).await;
+                continue;
+            }
+        }
         let due: Vec<(u64, String, u64, String)> = shared
             .running()
             .iter()
@@ -454,6 +412,57 @@ pub(super) async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bo
                 shared.stats.consumers_pruned.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             }
             Err(e) => tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "pruning consumers failed"),
+        }
+    }
+}
+
+/// Marks the runs that have run for [`MARK_AFTER`] and are not marked yet as `running` in
+/// their records, in one fencing script; tells those cancelled meanwhile, and those that lost
+/// their entry.
+async fn mark(shared: &Shared) {
+    let due: Vec<(u64, MarkRun)> = shared
+        .running()
+        .iter()
+        .filter(|(_, r)| !r.marked && r.job_id != r.entry_id && r.started.elapsed() >= MARK_AFTER)
+        .map(|(&run, r)| {
+            let mark = MarkRun {
+                entry_id: r.entry_id.clone(),
+                token: r.token,
+                job_id: r.job_id.clone(),
+                attempt: r.attempt,
+                started_ms: r.started_ms,
+            };
+            (run, mark)
+        })
+        .take(RENEW_BATCH_MAX)
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let runs: Vec<MarkRun> = due.iter().map(|(_, m)| m.clone()).collect();
+    let answers = match shared.queue.store().mark(&shared.consumer, &runs).await {
+        Ok(answers) => answers,
+        Err(e) => {
+            tracing::debug!(error = %chain(&e), "marking runs as running failed; trying again");
+            return;
+        }
+    };
+    let mut running = shared.running();
+    for ((run, m), answer) in due.iter().zip(answers) {
+        let Some(r) = running.get_mut(run) else { continue };
+        r.marked = true;
+        match answer {
+            Marked::Yes => {}
+            Marked::CancelRequested => {
+                if r.cancel.borrow().is_none() {
+                    tracing::info!(entry = %m.entry_id, "job cancelled as it started; telling it");
+                    r.cancel.send_replace(Some(CancelReason::Requested));
+                }
+            }
+            Marked::NotOwned => {
+                tracing::warn!(entry = %m.entry_id, token = m.token, "lease lost: the entry is not this run's");
+                r.lost.send_replace(true);
+            }
         }
     }
 }

@@ -238,6 +238,13 @@ struct Running {
     token: u64,
     /// The job id (the entry id for an entry without one: it has no record).
     job_id: String,
+    /// The attempt it runs.
+    attempt: u32,
+    /// When it started, on this worker's clock and in ms since the epoch.
+    started: Instant,
+    started_ms: u64,
+    /// Whether its record says `running` (see [`loops::MARK_AFTER`]).
+    marked: bool,
     lost: Arc<watch::Sender<bool>>,
     cancel: Arc<watch::Sender<Option<CancelReason>>>,
     /// When its lease was last renewed (or the job started).

@@ -66,13 +66,22 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
     let Delivery { entry_id, fields, token, permit, held } = d;
     let _held = held;
     let permit = std::sync::Mutex::new(Some(permit));
+    let started_ms = unix_ms(std::time::SystemTime::now());
     let env = match Envelope::from_fields(&fields) {
         Ok(env) => env,
         Err(e) => {
             let span = tracing::warn_span!("job", queue = %shared.queue.name(), entry = %entry_id, outcome = "parked");
             async {
-                let run =
-                    Run { shared: &shared, entry_id: &entry_id, token, fields: &fields, job: None, permit: &permit };
+                let run = Run {
+                    shared: &shared,
+                    entry_id: &entry_id,
+                    token,
+                    fields: &fields,
+                    job: None,
+                    permit: &permit,
+                    started_ms,
+                    attempt: 1,
+                };
                 let outcome = run.park(ParkReason::MalformedEntry, &e.to_string()).await;
                 run.count(outcome);
             }
@@ -92,7 +101,17 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
     );
     async {
         let job = Some((env.id.clone(), env.unique.clone()));
-        let run = Run { shared: &shared, entry_id: &entry_id, token, fields: &fields, job, permit: &permit };
+        let attempt = env.attempt;
+        let run = Run {
+            shared: &shared,
+            entry_id: &entry_id,
+            token,
+            fields: &fields,
+            job,
+            permit: &permit,
+            started_ms,
+            attempt,
+        };
         let outcome = run.execute(env).await;
         run.count(outcome);
         tracing::Span::current().record("outcome", outcome.as_str());
@@ -122,6 +141,10 @@ struct Run<'a> {
     job: Option<(String, Option<String>)>,
     /// The concurrency slot, given up once the handler is done (see [`Run::release`]).
     permit: &'a std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+    /// When the run started, in ms since the epoch.
+    started_ms: u64,
+    /// The attempt it runs (1 until the envelope is read).
+    attempt: u32,
 }
 
 impl Run<'_> {
@@ -179,7 +202,7 @@ impl Run<'_> {
                 cancel: cancel_rx,
             }),
         };
-        let registration = self.register(job.id(), lost_tx.clone(), cancel_tx.clone());
+        let registration = self.register(&job, lost_tx.clone(), cancel_tx.clone());
         let run_no = registration.run;
         let result = tokio::select! {
             biased;
@@ -321,18 +344,23 @@ impl Run<'_> {
     /// Puts this run in the jobs whose leases [`renew_loop`](super::loops::renew_loop) renews.
     fn register(
         &self,
-        job_id: &str,
+        job: &JobInfo,
         lost: Arc<watch::Sender<bool>>,
         cancel: Arc<watch::Sender<Option<CancelReason>>>,
     ) -> Registration<'_> {
         let run = self.shared.next_run.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
         let entry = Running {
             entry_id: self.entry_id.to_owned(),
             token: self.token,
-            job_id: job_id.to_owned(),
+            job_id: job.id().to_owned(),
+            attempt: job.attempt(),
+            started: now,
+            started_ms: self.started_ms,
+            marked: false,
             lost,
             cancel,
-            renewed: Instant::now(),
+            renewed: now,
         };
         self.shared.running().insert(run, entry);
         Registration { shared: self.shared, run }
@@ -342,7 +370,15 @@ impl Run<'_> {
     /// ([`ack_loop`](super::loops::ack_loop)); `None` when the batch's script failed.
     async fn ack(&self, result: Vec<u8>) -> Option<Written> {
         let (job_id, unique) = self.job.clone().unwrap_or_default();
-        let run = DoneRun { entry_id: self.entry_id.to_owned(), token: self.token, job_id, unique, result };
+        let run = DoneRun {
+            entry_id: self.entry_id.to_owned(),
+            token: self.token,
+            job_id,
+            unique,
+            result,
+            started_ms: self.started_ms,
+            attempt: self.attempt,
+        };
         let (done, answer) = oneshot::channel();
         self.shared.acks.send(AckRequest { run, done }).ok()?;
         answer.await.ok()?
@@ -409,6 +445,18 @@ impl Run<'_> {
     /// Ends the run with the end script (ownership-checked), retrying failures a few times.
     async fn end(&self, op: &'static str, ending: &Ending<'_>, record: &[(&str, Vec<u8>)], ok: Outcome) -> Outcome {
         let run = self.run_ref();
+        // Who ran which entry, for a record that never said `running`; a retry's attempt is in
+        // `record` already.
+        let mut items: Vec<(&str, Vec<u8>)> = vec![
+            ("started", self.started_ms.to_string().into_bytes()),
+            ("worker", self.shared.consumer.clone().into_bytes()),
+            ("entry", self.entry_id.as_bytes().to_vec()),
+        ];
+        if !record.iter().any(|(k, _)| *k == "attempt") {
+            items.push(("attempt", self.attempt.to_string().into_bytes()));
+        }
+        items.extend(record.iter().cloned());
+        let record = items.as_slice();
         let (store, consumer) = (self.shared.queue.store(), &self.shared.consumer);
         self.finish(op, ok, || {
             let run = &run;
