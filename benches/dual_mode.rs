@@ -17,8 +17,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,8 +26,8 @@ use dual_mode::jobs::{
     Clients, Job, JobError, JobInfo, PushOptions, Queue, QueueConfig, Worker, WorkerConfig, handler_fn,
 };
 use dual_mode::{BoxError, Context, DualMode};
+use dual_mode_test_support::{CountingHttp, RedisServer};
 use redis::aio::MultiplexedConnection;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 // ---------------------------------------------------------------------------------------------
@@ -134,102 +133,6 @@ impl HandParts {
 
 // ---------------------------------------------------------------------------------------------
 // Loopback servers.
-
-struct RedisServer {
-    child: Child,
-    port: u16,
-    url: String,
-    dir: std::path::PathBuf,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("dual-mode-bench-redis-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port, url: format!("redis://127.0.0.1:{port}/"), dir }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-/// An HTTP/1.1 keep-alive server answering `ok`, on its own thread and runtime, counting the
-/// connections it accepted.
-struct HttpServer {
-    addr: SocketAddr,
-    accepted: Arc<AtomicU64>,
-}
-
-impl HttpServer {
-    fn start() -> Self {
-        let listener = StdListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let accepted = Arc::new(AtomicU64::new(0));
-        let counter = accepted.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                loop {
-                    let Ok((sock, _)) = listener.accept().await else { continue };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(serve(sock));
-                }
-            });
-        });
-        Self { addr, accepted }
-    }
-
-    fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
-    }
-}
-
-async fn serve(mut sock: tokio::net::TcpStream) {
-    let _ = sock.set_nodelay(true);
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                buf.drain(..end + 4);
-                break;
-            }
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok";
-        if sock.write_all(reply).await.is_err() {
-            return;
-        }
-    }
-}
 
 async fn redis_connections(admin: &mut MultiplexedConnection) -> u64 {
     let info: String = redis::cmd("INFO").arg("stats").query_async(admin).await.expect("INFO");
@@ -390,7 +293,7 @@ struct ModeResult {
 
 async fn per_job(
     env: &Arc<Env>,
-    http: &HttpServer,
+    http: &CountingHttp,
     admin: &mut MultiplexedConnection,
     conc: usize,
     rounds: usize,
@@ -844,14 +747,15 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let started = Instant::now();
-    let redis = RedisServer::start();
-    let http = HttpServer::start();
+    let redis = RedisServer::temporary().unwrap_or_else(|e| panic!("{e}"));
+    let redis_port = redis.port().expect("a temporary redis-server has a port");
+    let http = CountingHttp::start_on_thread();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mut table = Table::default();
     println!(
         "dual-mode bench ({}), redis-server on port {}, HTTP on {}",
         if quick { "quick" } else { "full" },
-        redis.port,
+        redis_port,
         http.addr
     );
 
@@ -923,8 +827,8 @@ fn main() {
             eprintln!("[{:>5.1}s] 3. end to end", started.elapsed().as_secs_f64());
             let e2e = e2e_noop(&redis.url, "e2e", sizes.e2e).await;
             eprintln!("[{:>5.1}s] 3. XADD (redis-benchmark)", started.elapsed().as_secs_f64());
-            let xadd = redis_benchmark_xadd(redis.port, 200_000, &[]);
-            let xadd_p = redis_benchmark_xadd(redis.port, 1_000_000, &["-P", "16"]);
+            let xadd = redis_benchmark_xadd(redis_port, 200_000, &[]);
+            let xadd_p = redis_benchmark_xadd(redis_port, 1_000_000, &["-P", "16"]);
             table.row(
                 &format!("drain a {} backlog (`push_bulk`, then start the workers)", sizes.backlog),
                 format!("{drain:.0} jobs/s"),

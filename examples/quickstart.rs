@@ -4,13 +4,13 @@
 //! Run: `cargo run --example quickstart` (uses `REDIS_URL`, or starts a temporary
 //! `redis-server` on a free loopback port).
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
 use dual_mode::jobs::{Clients, Job, JobError, JobInfo, PushOptions, Queue, QueueConfig, Worker, WorkerConfig};
 use dual_mode::{Context, DualMode, HttpConfig};
+use dual_mode_test_support::RedisServer;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -74,7 +74,9 @@ impl FromRef<AppState> for ConnectionManager {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let (redis_url, _redis_server) = redis_url()?;
+    // `REDIS_URL`, or a temporary `redis-server` on a free loopback port.
+    let redis_server = RedisServer::from_env_or_temporary()?;
+    let redis_url = redis_server.url.clone();
     let greeting_url = serve_greeting().await?;
     let settings = Settings { greeting_url, redis_url: redis_url.clone() };
     let spec = |name: &str| GreeterSpec { settings: settings.clone(), name: name.into() };
@@ -122,35 +124,4 @@ async fn serve_greeting() -> Result<String, BoxError> {
     let app = axum::Router::new().route("/", axum::routing::get(async || "hello"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(url)
-}
-
-/// Kills the temporary `redis-server` on drop.
-struct TempRedis(Child);
-
-impl Drop for TempRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `REDIS_URL`, or a temporary `redis-server` on a free loopback port.
-fn redis_url() -> Result<(String, Option<TempRedis>), BoxError> {
-    if let Ok(url) = std::env::var("REDIS_URL") {
-        return Ok((url, None));
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start redis-server (install it, or set REDIS_URL): {e}"))?;
-    let server = TempRedis(child);
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok((format!("redis://127.0.0.1:{port}/"), Some(server)));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Err("redis-server did not start".into())
 }

@@ -17,46 +17,48 @@ use serde::{Deserialize, Serialize};
 
 use crate::esi::{EsiClient, EsiClientSpec, EsiError, FetchCounts, RegionContracts};
 use crate::jobs::{JobState, set_status};
-use crate::model::{RegionSummary, Timestamp, summarize};
+use crate::model::{RegionSummary, summarize};
 use crate::settings::{RedisUrl, Settings};
+use crate::timestamp::Timestamp;
 
 /// Aggregates one region. Its spec is the job payload: the region and the ESI client's spec
 /// (the settings), nothing else.
 #[derive(DualMode)]
-pub(crate) struct ContractAggregationService {
+pub struct ContractAggregationService {
     /// The region to aggregate.
-    pub(crate) region_id: i32,
+    pub region_id: i32,
     /// The ESI client; entering this service enters it with the same clients, so one job
     /// opens one temporary Redis connection, not two.
     #[dual_mode(nested)]
-    pub(crate) esi: EsiClient,
+    pub esi: EsiClient,
     /// Where summaries are stored.
     #[dual_mode(secret, env = "REDIS_URL")]
-    pub(crate) redis_url: Secret<RedisUrl>,
+    pub redis_url: Secret<RedisUrl>,
     /// The summary store.
     #[dual_mode(shared, config = redis_url)]
-    pub(crate) redis: ConnectionManager,
+    pub redis: ConnectionManager,
 }
 
 /// The spec of an aggregation of `region_id` with `settings`.
-pub(crate) fn aggregation_spec(region_id: i32, settings: &Settings) -> ContractAggregationServiceSpec {
+#[must_use]
+pub fn aggregation_spec(region_id: i32, settings: &Settings) -> ContractAggregationServiceSpec {
     ContractAggregationServiceSpec { region_id, esi: EsiClientSpec { settings: settings.clone() } }
 }
 
 /// A summary as stored in Redis (`esi:summary:{region_id}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct StoredSummary {
+pub struct StoredSummary {
     /// The summary, as of the data's time (`summary.computed_at`).
-    pub(crate) summary: RegionSummary,
+    pub summary: RegionSummary,
     /// When it was computed (wall clock).
-    pub(crate) aggregated_at: Timestamp,
+    pub aggregated_at: Timestamp,
     /// How the pages were obtained.
-    pub(crate) fetch: FetchCounts,
+    pub fetch: FetchCounts,
 }
 
 /// Why an aggregation failed.
 #[derive(Debug)]
-pub(crate) enum AggregateError {
+pub enum AggregateError {
     /// ESI failed.
     Esi(EsiError),
     /// The summary store failed.
@@ -102,7 +104,8 @@ impl From<dual_mode::Error> for AggregateError {
 }
 
 /// The Redis key of a region's stored summary.
-pub(crate) fn summary_key(region_id: i32) -> String {
+#[must_use]
+pub fn summary_key(region_id: i32) -> String {
     format!("esi:summary:{region_id}")
 }
 
@@ -110,7 +113,7 @@ pub(crate) fn summary_key(region_id: i32) -> String {
 ///
 /// # Errors
 /// Redis fails, or the stored value does not decode.
-pub(crate) async fn stored_summary(
+pub async fn stored_summary(
     redis: &ConnectionManager,
     region_id: i32,
 ) -> Result<Option<StoredSummary>, AggregateError> {
@@ -126,10 +129,10 @@ impl ContractAggregationService {
     ///
     /// # Errors
     /// ESI or the store failed.
-    pub(crate) async fn aggregate(&self) -> Result<StoredSummary, AggregateError> {
-        let RegionContracts { contracts, as_of, fetch } = self.esi.public_contracts(self.region_id).await?;
+    pub async fn aggregate(&self) -> Result<StoredSummary, AggregateError> {
+        let RegionContracts { contracts, skipped, as_of, fetch } = self.esi.public_contracts(self.region_id).await?;
         let stored = StoredSummary {
-            summary: summarize(self.region_id, &contracts, as_of),
+            summary: RegionSummary { skipped, ..summarize(self.region_id, &contracts, as_of) },
             aggregated_at: Timestamp::now(),
             fetch,
         };
@@ -164,10 +167,18 @@ impl Job for ContractAggregationService {
                 Ok(())
             }
             Err(e) => {
-                let permanent = matches!(&e, AggregateError::Esi(esi) if esi.is_permanent());
-                let state = if permanent || job.is_last_attempt() { JobState::Parked } else { JobState::Queued };
-                let _ = status(state, Some(e.to_string())).await;
-                Err(if permanent { JobError::permanent(e) } else { JobError::failed(e) })
+                let (permanent, retry_after) = match &e {
+                    AggregateError::Esi(esi) => (esi.is_permanent(), esi.retry_after()),
+                    _ => (false, None),
+                };
+                // A job told to wait keeps its attempt: it is queued again whatever its number.
+                let parked = permanent || (job.is_last_attempt() && retry_after.is_none());
+                let _ = status(if parked { JobState::Parked } else { JobState::Queued }, Some(e.to_string())).await;
+                Err(match retry_after {
+                    _ if permanent => JobError::permanent(e),
+                    Some(after) => JobError::retry_after(after, e),
+                    None => JobError::failed(e),
+                })
             }
         }
     }

@@ -1,21 +1,16 @@
 //! The ESI example's embedded stand-in, spoken to over raw HTTP/1.1: pages and their headers,
 //! `304` revalidation, JSON errors, the error limit, the failure controls and the counters.
 
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/model.rs"]
-mod model;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/standin.rs"]
-mod standin;
-
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use model::{Contract, Timestamp};
+use esi_contracts::model::Contract;
+use esi_contracts::standin;
+use esi_contracts::standin::{RECORDED_AT, REGIONS, RateLimit, StandIn, StandInOptions, fixture_pages};
+use esi_contracts::timestamp::Timestamp;
 use serde_json::Value;
-use standin::{REGIONS, StandIn, StandInOptions, fixture_pages};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -97,8 +92,9 @@ async fn start() -> StandIn {
 #[tokio::test]
 async fn serves_every_fixture_page_with_esi_headers() {
     let s = start().await;
-    assert_eq!(s.base_url(), format!("http://{}/latest", s.addr()));
+    assert_eq!(s.base_url(), format!("http://{}", s.addr()));
     let mut etags = Vec::new();
+    let mut generation = None;
     for region in REGIONS {
         let pages = fixture_pages(region).unwrap();
         for (i, fixture) in pages.iter().enumerate() {
@@ -122,9 +118,13 @@ async fn serves_every_fixture_page_with_esi_headers() {
             etags.push(etag.to_owned());
             let expires = Timestamp::parse_http_date(r.need("Expires")).unwrap();
             let after = Timestamp::now();
-            assert!(before.plus_seconds(1800) <= expires && expires <= after.plus_seconds(1800), "{expires}");
+            assert!(expires <= before.plus_seconds(1800) && expires <= after.plus_seconds(1800), "{expires}");
             let modified = Timestamp::parse_http_date(r.need("Last-Modified")).unwrap();
             assert!(modified <= after);
+            // One generation: every page has the same `Last-Modified` and the same fixed `Expires`.
+            assert_eq!(*generation.get_or_insert((modified, expires)), (modified, expires));
+            assert_eq!(r.need("Cache-Control"), "public");
+            assert_eq!(r.need("X-Compatibility-Date"), esi_contracts::esi::COMPATIBILITY_DATE);
             assert_eq!(r.remain(), 100);
             let reset: u64 = r.need("X-ESI-Error-Limit-Reset").parse().unwrap();
             assert!(reset <= 60, "{reset}");
@@ -144,18 +144,24 @@ async fn serves_every_fixture_page_with_esi_headers() {
     assert_eq!(s.page_ok_count(SINQ, 1), 1);
     assert_eq!(s.page_ok_count(SINQ, 2), 0);
 
-    // No `page` means page 1; no datasource and no trailing slash are accepted too.
+    // No `page` means page 1; no datasource and no trailing slash are accepted too, and so is
+    // the canonical path, with `X-Tenant` (a tenant that does not exist is a 400).
     for target in [
         page_target(&FORGE.to_string(), "?datasource=tranquility"),
         page_target(&FORGE.to_string(), ""),
         format!("/latest/contracts/public/{FORGE}?page=1"),
+        format!("/contracts/public/{FORGE}?page=1"),
+        format!("/contracts/public/{FORGE}"),
     ] {
-        let r = request(s.addr(), "GET", &target, &[]).await;
+        let r = request(s.addr(), "GET", &target, &[("X-Tenant", "tranquility")]).await;
         assert_eq!(r.status, 200, "{target}");
         assert_eq!(r.need("ETag"), etags[0], "{target}");
     }
+    let r = request(s.addr(), "GET", &format!("/contracts/public/{FORGE}"), &[("X-Tenant", "serenity")]).await;
+    assert_eq!((r.status, r.error().as_str()), (400, "Invalid tenant"));
     let stats = s.stats();
-    assert_eq!((stats.requests, stats.ok, stats.errors), (9, 9, 0));
+    assert_eq!((stats.requests, stats.ok, stats.errors), (12, 11, 1));
+    assert_eq!(stats.no_compatibility_date, 12, "these requests sent none");
     s.shutdown().await;
 }
 
@@ -169,7 +175,6 @@ async fn revalidation_with_if_none_match_gets_304() {
         assert_eq!(r.status, 304, "{inm}");
         assert!(r.body.is_empty());
         assert_eq!(r.need("ETag"), etag);
-        assert_eq!(r.need("X-Pages"), "1");
         Timestamp::parse_http_date(r.need("Expires")).unwrap();
         Timestamp::parse_http_date(r.need("Last-Modified")).unwrap();
         assert_eq!(r.remain(), 100);
@@ -338,4 +343,91 @@ async fn stops_on_shutdown_and_on_drop() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(stopped, "still listening after drop");
+}
+
+#[tokio::test]
+async fn pages_are_gzipped_when_asked() {
+    let s = start().await;
+    // reqwest asks for gzip and decompresses.
+    let http = dual_mode::HttpConfig::default().builder().build().unwrap();
+    let resp = http.get(format!("{}/contracts/public/{FORGE}?page=2", s.base_url())).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.unwrap(), fixture_pages(FORGE).unwrap()[1]);
+    assert_eq!(s.stats().gzip, 1);
+    // Without Accept-Encoding: plain.
+    let r = get_page(&s, FORGE, 2, &[]).await;
+    assert_eq!((r.header("Content-Encoding"), r.body.as_str()), (None, fixture_pages(FORGE).unwrap()[1]));
+    assert_eq!(s.stats().gzip, 1);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_turnover_starts_a_generation_whose_contracts_shift_to_earlier_pages() {
+    let s =
+        standin::start(StandInOptions { last_modified: Some(RECORDED_AT), ..StandInOptions::default() }).await.unwrap();
+    let before = get_page(&s, FORGE, 1, &[]).await;
+    let expires = before.need("Expires").to_owned();
+    assert_eq!(before.need("Last-Modified"), RECORDED_AT.to_http_date());
+
+    s.turn_over(400);
+    let after = get_page(&s, FORGE, 1, &[("If-None-Match", before.need("ETag"))]).await;
+    assert_eq!(after.status, 200, "new contents, new ETag");
+    assert_ne!(after.need("ETag"), before.need("ETag"));
+    assert_eq!(after.need("X-Pages"), "2", "2,347 - 400 contracts fit on 2 pages");
+    let modified = Timestamp::parse_http_date(after.need("Last-Modified")).unwrap();
+    assert!(modified > RECORDED_AT);
+    let (old, new) =
+        (Timestamp::parse_http_date(&expires).unwrap(), Timestamp::parse_http_date(after.need("Expires")).unwrap());
+    assert!(old <= new, "a new generation expires 30 minutes after it started: {old} {new}");
+    let all: Vec<Value> =
+        fixture_pages(FORGE).unwrap().iter().flat_map(|p| serde_json::from_str::<Vec<Value>>(p).unwrap()).collect();
+    let page1: Vec<Value> = serde_json::from_str(&after.body).unwrap();
+    assert_eq!(page1.len(), 1_000);
+    assert_eq!(page1[0], all[400], "the oldest 400 are gone, the rest moved up");
+    let page2: Vec<Value> = serde_json::from_str(&get_page(&s, FORGE, 2, &[]).await.body).unwrap();
+    assert_eq!(page2.len(), 947);
+    assert_eq!(page2[0], all[1_400]);
+    assert_eq!(get_page(&s, FORGE, 3, &[]).await.status, 404, "page 3 is gone");
+
+    // A turnover in the middle of a walk, same contents: 304s that carry the new generation.
+    s.turn_over_after(1, 0);
+    let etag = after.need("ETag");
+    let r = get_page(&s, FORGE, 1, &[("If-None-Match", etag)]).await;
+    assert_eq!((r.status, r.need("Last-Modified")), (304, modified.to_http_date().as_str()));
+    let r = get_page(&s, FORGE, 1, &[("If-None-Match", etag)]).await;
+    assert_eq!(r.status, 304);
+    assert!(Timestamp::parse_http_date(r.need("Last-Modified")).unwrap() > modified);
+    assert_eq!(s.stats().turnovers, 2);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rate_limited_route_spends_tokens_and_answers_429_with_retry_after() {
+    let limit = RateLimit { group: "contracts".into(), tokens: 6, window: Duration::from_secs(60), headers: true };
+    let s = standin::start(StandInOptions { rate_limit: Some(limit), ..StandInOptions::default() }).await.unwrap();
+    let first = get_page(&s, DOMAIN, 1, &[]).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        (first.need("X-Ratelimit-Group"), first.need("X-Ratelimit-Limit"), first.need("X-Ratelimit-Used")),
+        ("contracts", "6/1m", "2")
+    );
+    assert_eq!(first.need("X-Ratelimit-Remaining"), "4", "a 2xx costs 2 tokens");
+    let r = get_page(&s, DOMAIN, 1, &[("If-None-Match", first.need("ETag"))]).await;
+    assert_eq!((r.status, r.need("X-Ratelimit-Remaining")), (304, "3"), "a 3xx costs 1");
+    assert_eq!(get_page(&s, DOMAIN, 1, &[]).await.need("X-Ratelimit-Remaining"), "1");
+    let r = get_page(&s, DOMAIN, 1, &[]).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.error(), "Too many requests");
+    let retry_after: u64 = r.need("Retry-After").parse().unwrap();
+    assert!((1..=10).contains(&retry_after), "1 token short at 0.1 token/s: {retry_after}");
+    assert_eq!(r.need("X-Ratelimit-Remaining"), "1");
+    assert_eq!(s.stats().rate_limited, 1);
+
+    // Without headers, as some routes answer.
+    let limit = RateLimit { group: "contracts".into(), tokens: 2, window: Duration::from_secs(60), headers: false };
+    let s = standin::start(StandInOptions { rate_limit: Some(limit), ..StandInOptions::default() }).await.unwrap();
+    assert_eq!(get_page(&s, DOMAIN, 1, &[]).await.header("X-Ratelimit-Remaining"), None);
+    let r = get_page(&s, DOMAIN, 1, &[]).await;
+    assert_eq!((r.status, r.header("X-Ratelimit-Group")), (429, None));
+    r.need("Retry-After");
 }

@@ -1,50 +1,24 @@
 //! The ESI example as a system, on a real `redis-server` and the stand-in: API mode and job
 //! mode compute the same summaries, equal to the independently computed
 //! `fixtures/expected.json`; the API answers bad input with a 4xx JSON error, never a 500; and
-//! the main job (the code `cargo run --example esi_contracts` runs) runs to the end.
-
-mod common;
-
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/aggregate.rs"]
-mod aggregate;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/api.rs"]
-mod api;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/app.rs"]
-mod app;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/esi.rs"]
-mod esi;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/jobs.rs"]
-mod jobs;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/model.rs"]
-mod model;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/settings.rs"]
-mod settings;
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/standin.rs"]
-mod standin;
+//! the main job (the code `cargo run -p esi-contracts` runs) runs to the end.
 
 use std::time::{Duration, Instant};
 
-use aggregate::{ContractAggregationServiceParts, StoredSummary, aggregation_spec, stored_summary};
-use api::AppState;
-use common::RedisServer;
 use dual_mode::Secret;
-use esi::{EsiClientParts, FetchCounts};
-use jobs::{JobState, JobStatus, Secrets};
-use model::RegionSummary;
+use dual_mode_test_support::RedisServer;
+use esi_contracts::aggregate::{ContractAggregationServiceParts, StoredSummary, aggregation_spec, stored_summary};
+use esi_contracts::api::AppState;
+use esi_contracts::esi::{EsiClientParts, FetchCounts};
+use esi_contracts::jobs::{JobState, JobStatus, Secrets};
+use esi_contracts::model::RegionSummary;
+use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
+use esi_contracts::standin::{RECORDED_AT, REGIONS, StandIn, StandInOptions};
+use esi_contracts::{api, app, jobs, standin};
 use serde_json::Value;
-use settings::{EsiToken, RedisUrl, Settings};
-use standin::{RECORDED_AT, REGIONS, StandIn, StandInOptions};
 use tokio::sync::watch;
 
-const EXPECTED: &str = include_str!("../examples/esi_contracts/fixtures/expected.json");
+const EXPECTED: &str = include_str!("../fixtures/expected.json");
 const PAGES: [(i32, u32); 3] = [(10_000_002, 3), (10_000_043, 1), (10_000_032, 1)];
 
 fn expected() -> Vec<RegionSummary> {
@@ -161,7 +135,7 @@ async fn api_mode_and_job_mode_compute_the_same_summaries_as_the_fixtures() {
     assert_eq!(esi_server.ok_count(), 5);
     assert_eq!(esi_server.not_modified_count(), 5);
     for (stored, (_, pages)) in job_mode.iter().zip(PAGES) {
-        assert_eq!(stored.fetch, FetchCounts { pages, downloaded: 0, revalidated: pages, fresh: 0 });
+        assert_eq!(stored.fetch, FetchCounts { pages, revalidated: pages, requests: pages, ..FetchCounts::default() });
     }
 
     for ((a, j), w) in api_mode.iter().zip(&job_mode).zip(&want) {
@@ -245,17 +219,23 @@ async fn api_bad_input_gets_a_4xx_json_error_never_a_500() {
     let _ = api.stop.send(true);
 }
 
-/// The main job, the same `run` as `cargo run --example esi_contracts`, with nothing set: it
-/// starts the stand-in and a temporary `redis-server` itself.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_main_job_runs_to_the_end() {
-    let opts = app::Options {
+/// The main job's options with nothing set but `regions` (empty: the default ones).
+fn main_job(regions: Vec<i32>) -> app::Options {
+    app::Options {
         esi_url: None,
-        regions: Vec::new(),
+        user_agent: None,
+        regions,
         redis_url: None,
         token: Secret::new(EsiToken::default()),
         timeout: Duration::from_secs(60),
-    };
+    }
+}
+
+/// The main job, the same `run` as `cargo run -p esi-contracts`, with nothing set: it
+/// starts the stand-in and a temporary `redis-server` itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_main_job_runs_to_the_end() {
+    let opts = main_job(Vec::new());
     let mut out = Vec::new();
     let start = Instant::now();
     let report = app::run(opts, &mut out).await.expect("the main job");
@@ -272,4 +252,89 @@ async fn the_main_job_runs_to_the_end() {
         assert!(out.contains(name), "{name} missing from:\n{out}");
     }
     assert!(out.contains("waiting for 3 jobs"), "a progress line");
+}
+
+/// The API as a hostile caller meets it: implausible ids never reach ESI, an unknown region
+/// costs ESI one error per hour at most, and no request waits out a limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_protects_the_deployments_esi_budget() {
+    let redis = RedisServer::start();
+    let esi_server = standin::start(StandInOptions {
+        last_modified: Some(RECORDED_AT),
+        expires_after: Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let api = start_api(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let http = http();
+    let b = &api.base;
+
+    // Not a known-space region: 400, ESI never asked.
+    for id in ["99999999", "10000000", "11000001", "2147483647"] {
+        let (status, body) = get_json(&http, &format!("{b}/regions/{id}/summary")).await;
+        assert_eq!(status, 400, "{id}: {body}");
+    }
+    assert_eq!(esi_server.stats().requests, 0);
+
+    // An unknown region: one 404 from ESI, then answered from the cache, 50 times.
+    for _ in 0..50 {
+        let (status, body) = get_json(&http, &format!("{b}/regions/10000001/summary")).await;
+        assert_eq!(status, 404, "{body}");
+    }
+    assert_eq!(esi_server.stats().errors, 1, "ESI's error budget spent once");
+
+    // A summary, then ESI's error limit used up by someone else: a refresh answers at once
+    // with the stored summary marked stale; a region never computed gets a 503 with
+    // Retry-After; neither waits for the window to reset.
+    let (status, fresh) = get_json(&http, &format!("{b}/regions/10000043/summary")).await;
+    assert_eq!(status, 200, "{fresh}");
+    // Refreshes within a minute of the computation serve it: ESI is not asked.
+    let requests = esi_server.stats().requests;
+    for _ in 0..20 {
+        let (status, again) = get_json(&http, &format!("{b}/regions/10000043/summary?refresh=true")).await;
+        assert_eq!((status, &again), (200, &fresh));
+    }
+    assert_eq!(esi_server.stats().requests, requests, "refresh throttled");
+    // Make the stored summary old enough to be refreshed.
+    let mut stored = stored_summary(&api.state.redis, 10_000_043).await.unwrap().unwrap();
+    stored.aggregated_at = stored.aggregated_at.plus_seconds(-3600);
+    let _: () = redis::cmd("SET")
+        .arg(esi_contracts::aggregate::summary_key(10_000_043))
+        .arg(serde_json::to_string(&stored).unwrap())
+        .query_async(&mut api.state.redis.clone())
+        .await
+        .unwrap();
+    esi_server.set_error_limit_remain(0);
+    let start = Instant::now();
+    let (status, stale) = get_json(&http, &format!("{b}/regions/10000043/summary?refresh=true")).await;
+    assert_eq!(status, 200, "{stale}");
+    assert_eq!(stale["stale"], true, "{stale}");
+    assert!(stale["stale_because"].as_str().unwrap().contains("error limit"), "{stale}");
+    let resp = http.get(format!("{b}/regions/10000032/summary")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!(start.elapsed() < Duration::from_secs(2), "answered at once: {:?}", start.elapsed());
+    let _ = api.stop.send(true);
+}
+
+/// The main job with a region ESI does not know: the other regions' tables are printed, the
+/// failed one is named, and the report says so (the binary exits non-zero on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_main_job_with_a_failing_region_prints_the_others_and_names_it() {
+    let opts = main_job(vec![10_000_002, 10_000_001, 10_000_032]);
+    let mut out = Vec::new();
+    let report = app::run(opts, &mut out).await.expect("the main job runs to the end");
+    let out = String::from_utf8(out).unwrap();
+    println!("{out}");
+    let got: Vec<i32> = report.summaries.iter().map(|s| s.summary.region_id).collect();
+    assert_eq!(got, [10_000_002, 10_000_032]);
+    assert_eq!(report.summaries[0].summary, expected()[0]);
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].0, 10_000_001);
+    assert!(report.failed[0].1.contains("404"), "{:?}", report.failed);
+    let tables = out.find("The Forge (10000002)").unwrap();
+    let named = out.find("failed regions:").expect("the failed regions are named");
+    assert!(tables < named && out[named..].contains("10000001"), "{out}");
 }

@@ -12,31 +12,31 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{ContractAggregationService, aggregation_spec};
-use crate::model::Timestamp;
 use crate::settings::{EsiToken, RedisUrl, Settings};
+use crate::timestamp::Timestamp;
 
 /// The queue of aggregation jobs.
-pub(crate) const QUEUE: &str = "esi-aggregate";
+pub const QUEUE: &str = "esi-aggregate";
 
 /// How long a job's status record is kept.
 const STATUS_TTL_SECS: u64 = 7 * 24 * 60 * 60;
 
 /// A boxed error for setup code.
-pub(crate) use dual_mode::BoxError;
+pub use dual_mode::BoxError;
 
 /// The secrets this process holds, handed to the services it builds.
 #[derive(Debug, Clone)]
-pub(crate) struct Secrets {
+pub struct Secrets {
     /// The ESI token (may be empty).
-    pub(crate) token: Secret<EsiToken>,
+    pub token: Secret<EsiToken>,
     /// The Redis URL.
-    pub(crate) redis_url: Secret<RedisUrl>,
+    pub redis_url: Secret<RedisUrl>,
 }
 
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum JobState {
+pub enum JobState {
     /// Waiting for a worker (also after a failed attempt that will be retried).
     Queued,
     /// A worker runs it.
@@ -49,31 +49,33 @@ pub(crate) enum JobState {
 
 impl JobState {
     /// Whether the job will not change any more.
-    pub(crate) const fn is_final(self) -> bool {
+    #[must_use]
+    pub const fn is_final(self) -> bool {
         matches!(self, Self::Done | Self::Parked)
     }
 }
 
 /// A job's status record, `esi:job:{job_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct JobStatus {
+pub struct JobStatus {
     /// The job layer's job id.
-    pub(crate) job_id: String,
+    pub job_id: String,
     /// The region it aggregates.
-    pub(crate) region_id: i32,
+    pub region_id: i32,
     /// Where it is.
-    pub(crate) state: JobState,
+    pub state: JobState,
     /// The attempt that wrote this record (0: not started).
-    pub(crate) attempt: u32,
+    pub attempt: u32,
     /// The last attempt's error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) error: Option<String>,
+    pub error: Option<String>,
     /// When this record was written.
-    pub(crate) updated_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// The Redis key of a job's status record.
-pub(crate) fn status_key(job_id: &str) -> String {
+#[must_use]
+pub fn status_key(job_id: &str) -> String {
     format!("esi:job:{job_id}")
 }
 
@@ -81,7 +83,7 @@ pub(crate) fn status_key(job_id: &str) -> String {
 ///
 /// # Errors
 /// Redis fails.
-pub(crate) async fn set_status(
+pub async fn set_status(
     redis: &ConnectionManager,
     job_id: &str,
     region_id: i32,
@@ -105,10 +107,7 @@ pub(crate) async fn set_status(
 ///
 /// # Errors
 /// Redis fails.
-pub(crate) async fn get_status(
-    redis: &ConnectionManager,
-    job_id: &str,
-) -> Result<Option<JobStatus>, redis::RedisError> {
+pub async fn get_status(redis: &ConnectionManager, job_id: &str) -> Result<Option<JobStatus>, redis::RedisError> {
     let raw: Option<String> = redis::cmd("GET").arg(status_key(job_id)).query_async(&mut redis.clone()).await?;
     Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
 }
@@ -117,7 +116,7 @@ pub(crate) async fn get_status(
 ///
 /// # Errors
 /// Redis fails.
-pub(crate) async fn enqueue(
+pub async fn enqueue(
     queue: &Queue,
     redis: &ConnectionManager,
     settings: &Settings,
@@ -132,13 +131,14 @@ pub(crate) async fn enqueue(
 ///
 /// # Errors
 /// Redis is unreachable.
-pub(crate) async fn connect_queue(redis_url: &RedisUrl) -> Result<Queue, BoxError> {
+pub async fn connect_queue(redis_url: &RedisUrl) -> Result<Queue, BoxError> {
     let client = redis::Client::open(&**redis_url)?;
     Ok(Queue::connect(client, QueueConfig::new(QUEUE).max_attempts(5)).await?)
 }
 
 /// The worker's settings: the job layer's defaults, with a short back-off for the demo.
-pub(crate) fn worker_config(concurrency: usize) -> WorkerConfig {
+#[must_use]
+pub fn worker_config(concurrency: usize) -> WorkerConfig {
     WorkerConfig::new()
         .concurrency(concurrency)
         .block(Duration::from_millis(250))
@@ -155,7 +155,7 @@ pub(crate) fn worker_config(concurrency: usize) -> WorkerConfig {
 ///
 /// # Errors
 /// The Redis connection or the HTTP client cannot be opened.
-pub(crate) async fn worker(
+pub async fn worker(
     queue: Queue,
     settings: &Settings,
     secrets: Secrets,
@@ -173,7 +173,7 @@ pub(crate) async fn worker(
 ///
 /// # Errors
 /// The cron expression does not parse.
-pub(crate) fn scheduler(queue: Queue, settings: &Settings, cron: &str) -> Result<Scheduler, QueueError> {
+pub fn scheduler(queue: Queue, settings: &Settings, cron: &str) -> Result<Scheduler, QueueError> {
     let mut scheduler = Scheduler::new(queue, SchedulerConfig::new());
     for &region_id in &settings.regions {
         let schedule =

@@ -1,28 +1,15 @@
 //! The ESI example's contract model: timestamps, the contract shape and `summarize`, checked
 //! against the fixture files and against figures computed independently of this code (by the
-//! generator of the fixtures, `fixtures/expected.json`, and by a second, `serde_json::Value`
-//! based computation here).
+//! `fixtures/expected.py`, which wrote `fixtures/expected.json`, and by a second,
+//! `serde_json::Value` based computation here).
 
-#[allow(dead_code, reason = "the example's module; these tests use part of it")]
-#[path = "../examples/esi_contracts/model.rs"]
-mod model;
-
-use model::{Contract, ContractType, RegionSummary, Timestamp, summarize};
+use esi_contracts::model;
+use esi_contracts::model::{Contract, ContractType, RegionSummary, parse_page, summarize};
+use esi_contracts::standin::FIXTURES;
+use esi_contracts::timestamp::Timestamp;
 use serde_json::Value;
 
-const FIXTURES: [(i32, &[&str]); 3] = [
-    (
-        10_000_002,
-        &[
-            include_str!("../examples/esi_contracts/fixtures/10000002-1.json"),
-            include_str!("../examples/esi_contracts/fixtures/10000002-2.json"),
-            include_str!("../examples/esi_contracts/fixtures/10000002-3.json"),
-        ],
-    ),
-    (10_000_043, &[include_str!("../examples/esi_contracts/fixtures/10000043-1.json")]),
-    (10_000_032, &[include_str!("../examples/esi_contracts/fixtures/10000032-1.json")]),
-];
-const EXPECTED: &str = include_str!("../examples/esi_contracts/fixtures/expected.json");
+const EXPECTED: &str = include_str!("../fixtures/expected.json");
 
 fn ts(s: &str) -> Timestamp {
     s.parse().expect("valid timestamp")
@@ -105,30 +92,52 @@ fn timestamps_serialize_as_strings() {
 }
 
 #[test]
-fn contract_shape_round_trips_with_absent_optionals() {
-    let courier = r#"{"collateral":1200000000.0,"contract_id":221480003,"date_expired":"2026-11-21T01:38:19Z","date_issued":"2026-11-18T01:38:19Z","days_to_complete":14,"end_location_id":60012667,"for_corporation":false,"issuer_corporation_id":98318381,"issuer_id":90032795,"reward":13620000.0,"start_location_id":60003760,"title":"","type":"courier","volume":45146.73}"#;
+fn contract_shape_as_real_pages_carry_it() {
+    // A courier as a real page has it: every field, zeros where they do not apply, no
+    // `for_corporation` (it is sent only when true), an issuer id past 2^31.
+    let courier = r#"{"collateral":1200000000.0,"contract_id":235612003,"date_expired":"2026-11-21T01:38:19Z","date_issued":"2026-11-18T01:38:19Z","days_to_complete":14,"end_location_id":60012667,"issuer_corporation_id":98318381,"issuer_id":2150032795,"price":0.0,"reward":13620000.0,"start_location_id":60003760,"title":"","type":"courier","volume":45146.73}"#;
     let c: Contract = serde_json::from_str(courier).unwrap();
     assert_eq!(c.kind, ContractType::Courier);
-    assert_eq!(c.reward, Some(13_620_000.0));
-    assert_eq!(c.price, None);
-    assert_eq!(c.end_location_id, Some(60_012_667));
+    assert_eq!(c.issuer_id, 2_150_032_795);
+    assert_eq!((c.reward, c.price, c.end_location_id, c.for_corporation), (13_620_000.0, 0.0, 60_012_667, false));
+    assert_eq!(c.isk_value().to_bits(), 13_620_000.0_f64.to_bits());
     let back: Value = serde_json::to_value(&c).unwrap();
-    assert_eq!(back, serde_json::from_str::<Value>(courier).unwrap());
+    assert_eq!(back, serde_json::from_str::<Value>(courier).unwrap(), "round trip, still no for_corporation");
 
-    let minimal = r#"{"contract_id":1,"type":"unknown","issuer_id":2,"issuer_corporation_id":3,"date_issued":"2026-11-18T01:38:19Z","date_expired":"2026-11-21T01:38:19Z"}"#;
-    let c: Contract = serde_json::from_str(minimal).unwrap();
-    assert_eq!(c.kind, ContractType::Unknown);
-    assert_eq!(c.title, None);
-    let back = serde_json::to_value(&c).unwrap();
-    assert_eq!(back.as_object().unwrap().len(), 6, "absent stays absent: {back}");
+    // Absent fields read as zeros; fields this model does not know are ignored.
+    let sparse = r#"{"contract_id":1,"type":"unknown","issuer_id":2,"issuer_corporation_id":3,"date_issued":"2026-11-18T01:38:19Z","date_expired":"2026-11-21T01:38:19Z","for_corporation":true,"brand_new_field":{"x":[1,2]}}"#;
+    let c: Contract = serde_json::from_str(sparse).unwrap();
+    assert_eq!(
+        (c.kind, c.price, c.volume, c.start_location_id, c.title.as_str()),
+        (ContractType::Unknown, 0.0, 0.0, 0, "")
+    );
+    assert!(c.for_corporation);
 
     // A type ESI may add later is `unknown`, not a failed page.
-    let future = minimal.replace("\"unknown\"", "\"barter\"");
-    let c: Contract = serde_json::from_str(&future).unwrap();
-    assert_eq!(c.kind, ContractType::Unknown);
+    let future = sparse.replace("\"unknown\"", "\"barter\"");
+    assert_eq!(serde_json::from_str::<Contract>(&future).unwrap().kind, ContractType::Unknown);
 
-    // Missing required fields fail.
-    assert!(serde_json::from_str::<Contract>(r#"{"contract_id":1,"type":"loan"}"#).is_err());
+    // An item exchange's reward is ISK handed over with the items: not part of its value.
+    let with_reward = r#"{"contract_id":5,"type":"item_exchange","issuer_id":2,"issuer_corporation_id":3,"date_issued":"2026-11-18T01:38:19Z","date_expired":"2026-11-21T01:38:19Z","price":1000000.0,"reward":250000.0}"#;
+    assert_eq!(serde_json::from_str::<Contract>(with_reward).unwrap().isk_value().to_bits(), 1_000_000.0_f64.to_bits());
+}
+
+#[test]
+fn one_odd_contract_never_fails_its_page() {
+    let good = r#"{"contract_id":10,"type":"auction","issuer_id":2,"issuer_corporation_id":3,"date_issued":"2026-11-18T01:38:19Z","date_expired":"2026-11-21T01:38:19Z","price":5.0}"#;
+    let page = format!(
+        "[{good},{},{},{},{}]",
+        r#"{"contract_id":11,"type":"loan"}"#,
+        good.replace("\"price\":5.0", "\"price\":\"five\""),
+        good.replace("2026-11-21T01:38:19Z", "soon"),
+        good.replace("\"contract_id\":10", "\"contract_id\":12"),
+    );
+    let (contracts, skipped) = parse_page(&page).unwrap();
+    assert_eq!(contracts.iter().map(|c| c.contract_id).collect::<Vec<_>>(), [10, 12]);
+    assert_eq!(skipped, 3, "missing fields, a price that is text, a date that is not");
+    assert_eq!(parse_page("[]").unwrap().1, 0);
+    assert!(parse_page(r#"{"error":"not a page"}"#).is_err(), "a body that is not an array fails");
+    assert!(parse_page(&page[..page.len() / 2]).is_err(), "a truncated body fails");
 }
 
 #[test]
@@ -142,7 +151,8 @@ fn every_fixture_contract_round_trips_exactly() {
     }
 }
 
-fn contract(id: i32, kind: ContractType, price: Option<f64>, expires: &str) -> Contract {
+fn contract(id: i64, kind: ContractType, price: Option<f64>, expires: &str) -> Contract {
+    let price = price.unwrap_or(0.0);
     Contract {
         contract_id: id,
         kind,
@@ -150,16 +160,16 @@ fn contract(id: i32, kind: ContractType, price: Option<f64>, expires: &str) -> C
         issuer_corporation_id: 98_000_001,
         date_issued: ts("2026-11-19T00:00:00Z"),
         date_expired: ts(expires),
-        price: (kind != ContractType::Courier).then_some(price).flatten(),
+        price: if kind == ContractType::Courier { 0.0 } else { price },
         buyout: None,
-        reward: (kind == ContractType::Courier).then_some(price).flatten(),
-        collateral: None,
-        volume: None,
-        days_to_complete: None,
-        start_location_id: Some(60_003_760),
-        end_location_id: None,
-        for_corporation: None,
-        title: None,
+        reward: if kind == ContractType::Courier { price } else { 0.0 },
+        collateral: 0.0,
+        volume: 0.0,
+        days_to_complete: 0,
+        start_location_id: 60_003_760,
+        end_location_id: 60_003_760,
+        for_corporation: false,
+        title: String::new(),
     }
 }
 
@@ -178,10 +188,11 @@ fn summarize_small_case_by_hand() {
         contract(8, Unknown, Some(77.0), "2026-12-01T00:00:00Z"),
     ];
     cs[4].buyout = Some(10_000.0); // never counted
-    cs[5].collateral = Some(10_000.0); // never counted
+    cs[5].collateral = 10_000.0; // never counted
+    cs[1].reward = 10_000.0; // an item exchange's reward: never counted
     // Twelve more cheap item exchanges: only ten are kept.
     for id in 100..112 {
-        cs.push(contract(id, ItemExchange, Some(f64::from(id)), "2026-12-01T00:00:00Z"));
+        cs.push(contract(id, ItemExchange, Some(f64::from(u32::try_from(id).unwrap())), "2026-12-01T00:00:00Z"));
     }
     let s = summarize(10_000_002, &cs, now);
     assert_eq!(s.region_id, 10_000_002);
@@ -195,7 +206,7 @@ fn summarize_small_case_by_hand() {
     assert_eq!((s.by_type.loan.count, s.by_type.loan.isk_total.to_bits()), (1, 1_000.0_f64.to_bits()));
     assert_eq!((s.by_type.unknown.count, s.by_type.unknown.isk_total.to_bits()), (1, 0.0_f64.to_bits()));
     assert_eq!(s.by_type.get(Loan).count, 1);
-    let ids: Vec<i32> = s.top_item_exchanges.iter().map(|t| t.contract_id).collect();
+    let ids: Vec<i64> = s.top_item_exchanges.iter().map(|t| t.contract_id).collect();
     assert_eq!(ids, [3, 9, 7, 111, 110, 109, 108, 107, 106, 105]);
     assert_eq!(s.expiring_within_24h, 2);
     assert_eq!(s.top_item_exchanges[0].title, "");
@@ -247,13 +258,12 @@ fn summarize_matches_a_raw_json_computation() {
         let mut ix: Vec<(f64, i64)> = raw
             .iter()
             .filter(|c| c["type"] == "item_exchange")
-            .filter_map(|c| Some((c["price"].as_f64()?, c["contract_id"].as_i64()?)))
+            .filter_map(|c| Some((c["price"].as_f64().filter(|&p| p > 0.0)?, c["contract_id"].as_i64()?)))
             .collect();
         // Largest first; ties by id: sort ascending by (-price, id).
         ix.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1)));
         let want: Vec<(f64, i64)> = ix.into_iter().take(10).collect();
-        let have: Vec<(f64, i64)> =
-            got.top_item_exchanges.iter().map(|t| (t.price, i64::from(t.contract_id))).collect();
+        let have: Vec<(f64, i64)> = got.top_item_exchanges.iter().map(|t| (t.price, t.contract_id)).collect();
         assert_eq!(have, want, "{region}");
         // Expiry by comparing the RFC 3339 strings (lexicographic order is time order for `Z`).
         let horizon = "2026-11-21T12:00:00Z";
@@ -271,29 +281,55 @@ fn summarize_matches_a_raw_json_computation() {
 #[test]
 fn fixtures_look_like_esi() {
     let now = ts("2026-11-20T12:00:00Z");
+    let always = [
+        "contract_id",
+        "type",
+        "issuer_id",
+        "issuer_corporation_id",
+        "date_issued",
+        "date_expired",
+        "price",
+        "reward",
+        "collateral",
+        "volume",
+        "days_to_complete",
+        "start_location_id",
+        "end_location_id",
+        "title",
+    ];
+    let mut past_i32 = 0;
     for (region, pages) in FIXTURES {
+        let mut last_id = 0;
         for (i, page) in pages.iter().enumerate() {
-            let cs: Vec<Contract> = serde_json::from_str(page).unwrap();
+            let raw: Vec<Value> = serde_json::from_str(page).unwrap();
             // Full pages but the last.
             if i + 1 < pages.len() {
-                assert_eq!(cs.len(), 1_000, "{region} page {}", i + 1);
+                assert_eq!(raw.len(), 1_000, "{region} page {}", i + 1);
             } else {
-                assert!(!cs.is_empty() && cs.len() <= 1_000);
+                assert!(!raw.is_empty() && raw.len() <= 1_000);
             }
-            for c in &cs {
+            for v in &raw {
+                for field in always {
+                    assert!(v.get(field).is_some(), "{field} missing: {v}");
+                }
+                assert_ne!(v.get("for_corporation"), Some(&Value::Bool(false)), "sent only when true: {v}");
+                let c: Contract = serde_json::from_value(v.clone()).unwrap();
+                assert!(c.contract_id > last_id, "ascending ids: {v}");
+                last_id = c.contract_id;
+                assert!((200_000_000..300_000_000).contains(&c.contract_id), "{v}");
+                past_i32 += usize::from(c.issuer_id > i64::from(i32::MAX));
                 assert!(c.date_issued < now && now < c.date_expired, "{c:?}");
                 let courier = c.kind == ContractType::Courier;
-                assert_eq!(c.reward.is_some(), courier, "{c:?}");
-                assert_eq!(c.end_location_id.is_some(), courier, "{c:?}");
-                assert_eq!(c.days_to_complete.is_some(), courier, "{c:?}");
-                assert_eq!(c.collateral.is_some(), courier, "{c:?}");
+                assert_eq!(c.collateral > 0.0 || c.days_to_complete > 0, courier, "{c:?}");
+                if courier {
+                    assert_eq!(c.price.to_bits(), 0.0_f64.to_bits(), "{c:?}");
+                } else {
+                    assert_eq!((c.collateral, c.days_to_complete), (0.0, 0), "{c:?}");
+                    assert_eq!(c.end_location_id, c.start_location_id, "{c:?}");
+                }
                 assert!(c.buyout.is_none() || c.kind == ContractType::Auction);
-                assert_eq!(
-                    c.price.is_some(),
-                    matches!(c.kind, ContractType::ItemExchange | ContractType::Auction | ContractType::Loan),
-                    "{c:?}"
-                );
             }
         }
     }
+    assert!(past_i32 > 0, "some issuer ids past 2^31, as real ones are");
 }

@@ -2,40 +2,33 @@
 //! run behind an axum API with shared clients and as queued jobs on workers.
 //!
 //! ```text
-//! cargo run --example esi_contracts                  # the main job, end to end, then exit 0
-//! cargo run --example esi_contracts -- api           # the API       (REDIS_URL)
-//! cargo run --example esi_contracts -- worker        # a worker      (REDIS_URL)
-//! cargo run --example esi_contracts -- schedule      # the schedule  (REDIS_URL)
-//! cargo run --example esi_contracts -- standin       # the ESI stand-in alone
+//! cargo run -p esi-contracts                  # the main job, end to end, then exit 0
+//! cargo run -p esi-contracts -- api           # the API       (REDIS_URL)
+//! cargo run -p esi-contracts -- worker        # a worker      (REDIS_URL)
+//! cargo run -p esi-contracts -- schedule      # the schedule  (REDIS_URL)
+//! cargo run -p esi-contracts -- standin       # the ESI stand-in alone
 //! ```
 //!
 //! See the README's "The ESI example" for how the parts fit.
-
-mod aggregate;
-mod api;
-mod app;
-mod esi;
-mod jobs;
-mod model;
-mod settings;
-mod standin;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use dual_mode::Secret;
 
-use crate::jobs::{BoxError, Secrets};
-use crate::settings::{EsiToken, RedisUrl, Settings};
-use crate::standin::{RECORDED_AT, StandIn, StandInOptions};
+use esi_contracts::jobs::{BoxError, JobState, Secrets};
+use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
+use esi_contracts::standin::{self, RECORDED_AT, StandIn, StandInOptions};
+use esi_contracts::{api, app, jobs};
 
 const USAGE: &str = "\
-usage: esi_contracts [COMMAND] [OPTIONS]
+usage: esi-contracts [COMMAND] [OPTIONS]
 
 commands:
   (none)     the main job: the ESI stand-in (unless --esi-url), REDIS_URL or a temporary
              redis-server, the API and two workers; aggregates every region through the API,
-             prints a table per region, stops everything and exits
+             prints a table per region, names the regions that failed, stops everything
+             and exits (non-zero when a region failed)
   api        serve the API on --listen (default 127.0.0.1:8080)
   worker     run aggregation jobs, --concurrency N at once (default 8)
   schedule   enqueue an aggregation of every region at each tick of --cron
@@ -43,9 +36,13 @@ commands:
   standin    serve the ESI stand-in on --listen (default 127.0.0.1:8081)
 
 options:
-  --esi-url URL      ESI base URL, e.g. https://esi.evetech.net/latest (default: an embedded
-                     stand-in serving recorded pages; `api` and `schedule` start their own on
-                     127.0.0.1, which workers on other machines cannot reach)
+  --esi-url URL      ESI base URL, https://esi.evetech.net (or .../latest) for the real one
+                     (default: an embedded stand-in serving recorded pages; `api` and
+                     `schedule` start their own on 127.0.0.1, which workers elsewhere cannot
+                     reach)
+  --user-agent UA    the User-Agent sent to ESI: the application and a contact, e.g.
+                     \"my-app/1.0 (me@my.domain)\"; required for the real ESI
+                     (default: ESI_USER_AGENT)
   --regions A,B,C    region ids (default 10000002,10000043,10000032)
   --listen ADDR      address for `api` and `standin`
   --concurrency N    jobs at once for `worker`
@@ -57,6 +54,7 @@ environment:
               schedule; the main job starts a temporary redis-server without it). A secret:
               it never reaches the queue.
   ESI_TOKEN   optional ESI token; public contracts need none. Read once at start.
+  ESI_USER_AGENT  the User-Agent, when --user-agent is not given.
 ";
 
 /// The parsed command line.
@@ -64,6 +62,7 @@ environment:
 struct Args {
     command: Option<String>,
     esi_url: Option<String>,
+    user_agent: Option<String>,
     regions: Vec<i32>,
     listen: Option<String>,
     concurrency: Option<usize>,
@@ -78,6 +77,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         match arg.as_str() {
             "-h" | "--help" | "help" => out.command = Some("help".into()),
             "--esi-url" => out.esi_url = Some(value("--esi-url")?),
+            "--user-agent" => out.user_agent = Some(value("--user-agent")?),
             "--regions" => {
                 out.regions = value("--regions")?
                     .split(',')
@@ -116,9 +116,15 @@ fn need_redis() -> Result<Secrets, BoxError> {
     Ok(Secrets { token: token_from_env(), redis_url })
 }
 
+/// `--user-agent`, else `ESI_USER_AGENT`.
+fn user_agent(args: &Args) -> Option<String> {
+    args.user_agent.clone().or_else(|| std::env::var("ESI_USER_AGENT").ok().filter(|u| !u.trim().is_empty()))
+}
+
 /// The settings, and the embedded stand-in when no `--esi-url` was given.
 async fn settings_for(args: &Args) -> Result<(Settings, Option<StandIn>), BoxError> {
-    let (settings, standin) = app::settings_for(args.esi_url.as_deref(), &args.regions).await?;
+    let (settings, standin) =
+        app::settings_for(args.esi_url.as_deref(), &args.regions, user_agent(args).as_deref()).await?;
     if let Some(standin) = &standin {
         eprintln!("ESI stand-in on {} (use --esi-url for another ESI)", standin.base_url());
     }
@@ -134,6 +140,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     match args.command.as_deref() {
         None => {
             let opts = app::Options {
+                user_agent: user_agent(&args),
                 esi_url: args.esi_url,
                 regions: args.regions,
                 redis_url: redis_url_from_env(),
@@ -144,13 +151,18 @@ async fn run(args: Args) -> Result<(), BoxError> {
             let report = app::run(opts, &mut stdout).await?;
             let jobs_run: Vec<String> = report.workers.iter().map(|w| w.counts.succeeded.to_string()).collect();
             println!(
-                "done: {} regions, {} jobs done (per worker: {}); ESI pages: {} downloaded, {} revalidated",
+                "done: {} of {} regions, {} jobs done (per worker: {}); ESI pages: {} downloaded, {} revalidated",
                 report.summaries.len(),
                 report.jobs.len(),
+                report.jobs.iter().filter(|j| j.state == JobState::Done).count(),
                 jobs_run.join(" + "),
                 report.pages_downloaded.map_or_else(|| "?".to_owned(), |n| n.to_string()),
                 report.pages_revalidated.map_or_else(|| "?".to_owned(), |n| n.to_string()),
             );
+            if !report.failed.is_empty() {
+                let regions: Vec<String> = report.failed.iter().map(|(region, _)| region.to_string()).collect();
+                return Err(format!("failed regions: {}", regions.join(", ")).into());
+            }
         }
         Some("api") => {
             let secrets = need_redis()?;
@@ -201,14 +213,14 @@ async fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("esi_contracts: {e}\n\n{USAGE}");
+            eprintln!("esi-contracts: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("esi_contracts: {e}");
+            eprintln!("esi-contracts: {e}");
             ExitCode::FAILURE
         }
     }

@@ -9,13 +9,11 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::net::TcpListener as StdListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dual_mode::Secret;
 use dual_mode::jobs::RunReport;
+use dual_mode_test_support::RedisServer;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,89 +27,44 @@ use crate::standin::{self, RECORDED_AT, StandIn, StandInOptions};
 
 /// What the main job is told.
 #[derive(Debug, Clone)]
-pub(crate) struct Options {
+pub struct Options {
     /// The ESI base URL; `None` starts the stand-in.
-    pub(crate) esi_url: Option<String>,
+    pub esi_url: Option<String>,
     /// The regions to aggregate; empty: the settings' default regions.
-    pub(crate) regions: Vec<i32>,
+    pub regions: Vec<i32>,
+    /// The `User-Agent` to send; `None`: the settings' placeholder, refused by the real ESI.
+    pub user_agent: Option<String>,
     /// The Redis URL; `None` starts a temporary `redis-server`.
-    pub(crate) redis_url: Option<Secret<RedisUrl>>,
+    pub redis_url: Option<Secret<RedisUrl>>,
     /// The ESI token (may be empty).
-    pub(crate) token: Secret<EsiToken>,
+    pub token: Secret<EsiToken>,
     /// How long to wait for the jobs.
-    pub(crate) timeout: Duration,
+    pub timeout: Duration,
 }
 
 /// What the main job did.
 #[derive(Debug, Clone)]
-pub(crate) struct Report {
-    /// The summaries, as the API returned them, in region order.
-    pub(crate) summaries: Vec<StoredSummary>,
+pub struct Report {
+    /// The summaries of the regions whose jobs succeeded, as the API returned them, in region
+    /// order.
+    pub summaries: Vec<StoredSummary>,
     /// The jobs' final status records, in region order.
-    pub(crate) jobs: Vec<JobStatus>,
+    pub jobs: Vec<JobStatus>,
+    /// The regions that failed: their parked job's record, or why their summary could not be
+    /// read.
+    pub failed: Vec<(i32, String)>,
     /// `200` pages the stand-in served (`None` against a real ESI).
-    pub(crate) pages_downloaded: Option<u64>,
+    pub pages_downloaded: Option<u64>,
     /// `304`s the stand-in served.
-    pub(crate) pages_revalidated: Option<u64>,
+    pub pages_revalidated: Option<u64>,
     /// What the two workers reported when they stopped.
-    pub(crate) workers: Vec<RunReport>,
-}
-
-/// A `redis-server` on a free loopback port, killed (and its directory removed) on drop.
-#[derive(Debug)]
-pub(crate) struct TempRedis {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-impl TempRedis {
-    /// Starts `redis-server` (it must be on the `PATH`) and waits until it accepts connections.
-    ///
-    /// # Errors
-    /// It cannot be started or does not listen within 10 seconds.
-    pub(crate) async fn start() -> Result<Self, BoxError> {
-        let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!("esi-contracts-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start redis-server (set REDIS_URL to use a running Redis): {e}"))?;
-        let this = Self { child, dir, url: format!("redis://127.0.0.1:{port}/") };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            if Instant::now() > deadline {
-                return Err(format!("redis-server did not listen on port {port} within 10 s").into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(this)
-    }
-
-    /// Its URL.
-    pub(crate) fn url(&self) -> &str {
-        &self.url
-    }
-}
-
-impl Drop for TempRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    pub workers: Vec<RunReport>,
 }
 
 /// What the main job started, stopped by [`Started::stop`] (and, for the processes, on drop).
 struct Started {
     standin: Option<StandIn>,
-    redis: Option<TempRedis>,
+    redis: Option<RedisServer>,
     stop: watch::Sender<bool>,
     api: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<Result<RunReport, dual_mode::jobs::QueueError>>>,
@@ -143,14 +96,16 @@ impl Started {
     }
 }
 
-/// The settings for `esi_url` (and `regions`, unless empty), with the embedded stand-in,
-/// serving its recorded pages, started when no ESI URL is given.
+/// The settings for `esi_url` (and `regions`, unless empty; `user_agent`, when given), with
+/// the embedded stand-in, serving its recorded pages, started when no ESI URL is given.
 ///
 /// # Errors
-/// The stand-in cannot bind its port.
-pub(crate) async fn settings_for(
+/// The settings would call the real ESI with a placeholder contact, or the stand-in cannot
+/// bind its port.
+pub async fn settings_for(
     esi_url: Option<&str>,
     regions: &[i32],
+    user_agent: Option<&str>,
 ) -> Result<(Settings, Option<StandIn>), BoxError> {
     let standin = match esi_url {
         Some(_) => None,
@@ -161,21 +116,26 @@ pub(crate) async fn settings_for(
     if !regions.is_empty() {
         settings.regions = regions.to_vec();
     }
+    if let Some(agent) = user_agent {
+        settings.http.user_agent = Some(agent.to_owned());
+    }
+    settings.check_contact()?;
     Ok((settings, standin))
 }
 
-/// Runs the main job, writing its progress and tables to `out`.
+/// Runs the main job, writing its progress and tables to `out`. Regions whose jobs were parked
+/// are named at the end and listed in [`Report::failed`].
 ///
 /// # Errors
-/// Something could not be started, a job was parked, or the jobs did not finish in time.
-pub(crate) async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, BoxError> {
-    let (settings, standin) = settings_for(opts.esi_url.as_deref(), &opts.regions).await?;
+/// Something could not be started, or the jobs did not finish in time.
+pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, BoxError> {
+    let (settings, standin) = settings_for(opts.esi_url.as_deref(), &opts.regions, opts.user_agent.as_deref()).await?;
     let esi_url = settings.esi_url.clone();
     let (redis, redis_url) = match &opts.redis_url {
         Some(url) => (None, url.clone()),
         None => {
-            let temp = TempRedis::start().await?;
-            let url = Secret::new(RedisUrl::new(temp.url()));
+            let temp = RedisServer::temporary()?;
+            let url = Secret::new(RedisUrl::new(temp.url.as_str()));
             (Some(temp), url)
         }
     };
@@ -183,7 +143,7 @@ pub(crate) async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<R
         out,
         "ESI: {}; Redis: {}",
         standin.as_ref().map_or(esi_url.as_str(), |_| "embedded stand-in (recorded pages)"),
-        redis.as_ref().map_or("REDIS_URL", |r| r.url())
+        redis.as_ref().map_or("REDIS_URL", |r| r.url.as_str())
     )?;
     let secrets = Secrets { token: opts.token.clone(), redis_url };
     let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
@@ -201,24 +161,33 @@ pub(crate) async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<R
     let outcome = drive(&started, &settings, opts.timeout, out).await;
     let counts = started.standin.as_ref().map(|s| (s.ok_count(), s.not_modified_count()));
     let reports = started.stop().await;
-    let (summaries, statuses) = outcome?;
+    let Driven { summaries, statuses, failed } = outcome?;
     writeln!(out, "stopped the API, {} workers and everything else started", reports.len())?;
     Ok(Report {
         summaries,
         jobs: statuses,
+        failed,
         pages_downloaded: counts.map(|c| c.0),
         pages_revalidated: counts.map(|c| c.1),
         workers: reports,
     })
 }
 
-/// Enqueues, waits, prints.
+/// What [`drive`] got.
+struct Driven {
+    summaries: Vec<StoredSummary>,
+    statuses: Vec<JobStatus>,
+    failed: Vec<(i32, String)>,
+}
+
+/// Enqueues, waits, prints the tables of the regions that worked, then names those that
+/// failed.
 async fn drive(
     started: &Started,
     settings: &Settings,
     timeout: Duration,
     out: &mut (dyn Write + Send),
-) -> Result<(Vec<StoredSummary>, Vec<JobStatus>), BoxError> {
+) -> Result<Driven, BoxError> {
     let http = dual_mode::HttpConfig::default().builder().timeout(Duration::from_secs(60)).build()?;
     let base = &started.api_url;
     writeln!(out, "API on {base}; 2 workers; enqueueing {} regions", settings.regions.len())?;
@@ -261,33 +230,34 @@ async fn drive(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    if let Some(parked) = statuses.iter().find(|j| j.state == JobState::Parked) {
-        return Err(format!(
-            "job {} (region {}) was parked: {}",
-            parked.job_id,
-            parked.region_id,
-            parked.error.as_deref().unwrap_or("no error recorded")
-        )
-        .into());
-    }
-
     let mut summaries = Vec::new();
-    for region in &settings.regions {
+    let mut failed = Vec::new();
+    for (region, status) in settings.regions.iter().zip(&statuses) {
+        if status.state == JobState::Parked {
+            failed.push((*region, status.error.clone().unwrap_or_else(|| "parked, no error recorded".into())));
+            continue;
+        }
         let resp = http.get(format!("{base}/regions/{region}/summary")).send().await?;
-        let status = resp.status();
+        let code = resp.status();
         let bytes = resp.bytes().await?;
-        if !status.is_success() {
-            return Err(format!(
-                "GET /regions/{region}/summary answered {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            )
-            .into());
+        if !code.is_success() {
+            failed.push((
+                *region,
+                format!("GET /regions/{region}/summary answered {code}: {}", String::from_utf8_lossy(&bytes)),
+            ));
+            continue;
         }
         let stored: StoredSummary = serde_json::from_slice(&bytes)?;
         out.write_all(table(&stored).as_bytes())?;
         summaries.push(stored);
     }
-    Ok((summaries, statuses))
+    if !failed.is_empty() {
+        writeln!(out, "\nfailed regions:")?;
+        for (region, why) in &failed {
+            writeln!(out, "  {} ({region}): {why}", region_name(*region))?;
+        }
+    }
+    Ok(Driven { summaries, statuses, failed })
 }
 
 /// A region's name, for the well-known ones.
@@ -303,7 +273,8 @@ fn region_name(region_id: i32) -> &'static str {
 }
 
 /// ISK with thousands separators, rounded to the unit.
-pub(crate) fn isk(value: f64) -> String {
+#[must_use]
+pub fn isk(value: f64) -> String {
     let digits = format!("{:.0}", value.abs());
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -316,7 +287,8 @@ pub(crate) fn isk(value: f64) -> String {
 }
 
 /// The printed table of one region.
-pub(crate) fn table(stored: &StoredSummary) -> String {
+#[must_use]
+pub fn table(stored: &StoredSummary) -> String {
     let s = &stored.summary;
     let f = &stored.fetch;
     let mut t = String::new();
@@ -338,6 +310,9 @@ pub(crate) fn table(stored: &StoredSummary) -> String {
         let _ = writeln!(t, "  {:<14} {:>6} {:>22}", kind.as_str(), totals.count, isk(totals.isk_total));
     }
     let _ = writeln!(t, "  expiring within 24 h: {}", s.expiring_within_24h);
+    if s.skipped > 0 {
+        let _ = writeln!(t, "  skipped: {} contracts with values this model does not read", s.skipped);
+    }
     let _ = writeln!(t, "  most expensive item exchanges:");
     for (i, c) in s.top_item_exchanges.iter().enumerate() {
         let title = if c.title.is_empty() { String::new() } else { format!("  {:?}", c.title) };

@@ -1,0 +1,369 @@
+//! API mode: an axum server whose state holds the shared clients.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /regions/{id}/summary` | the stored summary; computed now (with the shared clients) and stored when there is none, or with `?refresh=true` (at most once a minute per region) |
+//! | `POST /regions/{id}/aggregate` | `202` with the id of the enqueued job |
+//! | `GET /jobs/{id}` | the job's status record: `queued`, `running`, `done` or `parked` |
+//! | `GET /healthz` | `200` when Redis answers, `503` otherwise |
+//!
+//! Every error is JSON, `{"error": "..."}`: bad input is a `400`, an unknown region or job a
+//! `404`, an ESI or Redis failure a `502`/`503`. Nothing answers `500`.
+//!
+//! The API protects the deployment's ESI budget from its callers:
+//!
+//! - only known-space region ids (10000001 to 10999999) reach ESI; a region ESI does not know
+//!   is remembered for an hour ([`MISSING_TTL_SECS`]) and answered `404` without asking again,
+//!   so callers cannot spend the shared error limit;
+//! - a request never waits out a pause: when ESI's limits, a `5xx` or a turning cache stop a
+//!   computation, the stored summary is served marked `"stale": true`, or without one a `503`
+//!   with `Retry-After`;
+//! - one computation per region at a time (a Redis lock), and a `?refresh=true` within
+//!   [`REFRESH_EVERY_SECS`] of the last computation serves the stored summary.
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRef, Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, serve};
+use dual_mode::Secret;
+use dual_mode::jobs::Queue;
+use redis::aio::ConnectionManager;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::aggregate::{AggregateError, ContractAggregationService, StoredSummary, aggregation_spec, summary_key};
+use crate::esi::{EsiError, ceil_secs};
+use crate::jobs::{Secrets, enqueue, get_status};
+use crate::settings::{EsiToken, RedisUrl, Settings};
+use crate::timestamp::Timestamp;
+
+/// The app state: settings, the shared clients, the queue, the secrets.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The settings every service gets.
+    pub settings: Settings,
+    /// The shared HTTP client.
+    pub http: reqwest::Client,
+    /// The shared Redis connection.
+    pub redis: ConnectionManager,
+    /// The aggregation queue.
+    pub queue: Queue,
+    /// The secrets.
+    pub secrets: Secrets,
+}
+
+impl AppState {
+    /// The state, with an HTTP client built from the settings and a Redis connection opened
+    /// on the secret URL.
+    ///
+    /// # Errors
+    /// Redis is unreachable, or the HTTP client cannot be built.
+    pub async fn connect(settings: Settings, secrets: Secrets, queue: Queue) -> Result<Self, crate::jobs::BoxError> {
+        let http = <reqwest::Client as dual_mode::Resource>::open(&settings.http).await?;
+        let redis = <ConnectionManager as dual_mode::Resource>::open(secrets.redis_url.expose()).await?;
+        Ok(Self { settings, http, redis, queue, secrets })
+    }
+}
+
+impl FromRef<AppState> for reqwest::Client {
+    fn from_ref(state: &AppState) -> Self {
+        state.http.clone()
+    }
+}
+
+impl FromRef<AppState> for ConnectionManager {
+    fn from_ref(state: &AppState) -> Self {
+        state.redis.clone()
+    }
+}
+
+impl FromRef<AppState> for Secret<EsiToken> {
+    fn from_ref(state: &AppState) -> Self {
+        state.secrets.token.clone()
+    }
+}
+
+impl FromRef<AppState> for Secret<RedisUrl> {
+    fn from_ref(state: &AppState) -> Self {
+        state.secrets.redis_url.clone()
+    }
+}
+
+/// An error answer: a status and a JSON `{"error": "..."}` body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), retry_after: None }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<AggregateError> for ApiError {
+    fn from(e: AggregateError) -> Self {
+        let message = e.to_string();
+        match e {
+            AggregateError::Esi(EsiError::NotFound { .. }) => Self::new(StatusCode::NOT_FOUND, message),
+            AggregateError::Esi(esi) if esi.retry_after().is_some() => Self {
+                retry_after: esi.retry_after().map(|d| ceil_secs(d).max(1)),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            },
+            AggregateError::Esi(EsiError::Inconsistent { .. }) => {
+                Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message) }
+            }
+            AggregateError::Esi(_) => Self::new(StatusCode::BAD_GATEWAY, message),
+            AggregateError::Store(_) | AggregateError::Corrupt(_) | AggregateError::Clients(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            }
+        }
+    }
+}
+
+/// The region ids the API passes on to ESI: known space.
+pub const PLAUSIBLE_REGIONS: std::ops::RangeInclusive<i32> = 10_000_001..=10_999_999;
+
+/// How long a region ESI answered `404` for is answered `404` without asking ESI.
+pub const MISSING_TTL_SECS: u64 = 60 * 60;
+
+/// A `?refresh=true` recomputes a summary at most this often.
+pub const REFRESH_EVERY_SECS: i64 = 60;
+
+/// How long one computation of a region holds its lock (it is released when done).
+const COMPUTE_LOCK_MS: u64 = 60_000;
+
+/// The Redis key remembering that ESI does not know a region.
+#[must_use]
+pub fn missing_key(region_id: i32) -> String {
+    format!("esi:region-missing:{region_id}")
+}
+
+/// The answer for a region ESI does not know.
+fn unknown_region(region_id: i32) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("ESI does not know region {region_id}"))
+}
+
+/// The Redis key of a region's computation lock.
+fn lock_key(region_id: i32) -> String {
+    format!("esi:summary-lock:{region_id}")
+}
+
+/// A region id from the path: digits naming a known-space region.
+fn region_id(path: Result<Path<String>, PathRejection>) -> Result<i32, ApiError> {
+    let Path(raw) = path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    match raw.parse::<i32>() {
+        Ok(id) if PLAUSIBLE_REGIONS.contains(&id) && raw.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "region id must be a known-space region id, {} to {} (The Forge is 10000002), not {raw:?}",
+                PLAUSIBLE_REGIONS.start(),
+                PLAUSIBLE_REGIONS.end()
+            ),
+        )),
+    }
+}
+
+/// The router over `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/regions/{id}/summary", get(summary))
+        .route("/regions/{id}/aggregate", post(aggregate))
+        .route("/jobs/{id}", get(job))
+        .route("/healthz", get(healthz))
+        .fallback(async || ApiError::new(StatusCode::NOT_FOUND, "no such route"))
+        .method_not_allowed_fallback(async || ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// The listener fails.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+async fn summary(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let region_id = region_id(path)?;
+    let refresh = match query.as_deref().unwrap_or("") {
+        "" | "refresh=false" | "refresh=0" => false,
+        "refresh" | "refresh=true" | "refresh=1" => true,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown query {other:?}: the only parameter is refresh=true"),
+            ));
+        }
+    };
+    let store_failed =
+        |e: redis::RedisError| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("summary store failed: {e}"));
+    let mut con = state.redis.clone();
+    let (stored, missing): (Option<String>, Option<String>) = redis::pipe()
+        .cmd("GET")
+        .arg(summary_key(region_id))
+        .cmd("GET")
+        .arg(missing_key(region_id))
+        .query_async(&mut con)
+        .await
+        .map_err(store_failed)?;
+    if missing.is_some() {
+        return Err(unknown_region(region_id));
+    }
+    let stored: Option<StoredSummary> = stored.and_then(|raw| serde_json::from_str(&raw).ok());
+    let recent = stored.as_ref().is_some_and(|s| Timestamp::now().0 - s.aggregated_at.0 < REFRESH_EVERY_SECS);
+    if let Some(stored) = &stored
+        && (!refresh || recent)
+    {
+        return Ok(Json(stored).into_response());
+    }
+    // One computation per region at a time; the others get what is stored.
+    match compute(&state, region_id).await.map_err(store_failed)? {
+        Computed::Done(Ok(fresh)) => Ok(Json(fresh).into_response()),
+        Computed::Unknown => Err(unknown_region(region_id)),
+        Computed::Busy => match stored {
+            Some(stored) => Ok(Json(stored).into_response()),
+            None => Err(ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this region's summary is being computed")
+            }),
+        },
+        Computed::Done(Err(e)) => match stored {
+            Some(stored) => {
+                let mut body = serde_json::to_value(&stored).unwrap_or_default();
+                body["stale"] = json!(true);
+                body["stale_because"] = json!(e.to_string());
+                Ok(Json(body).into_response())
+            }
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// What [`compute`] did.
+enum Computed {
+    /// Another request holds the region's lock.
+    Busy,
+    /// ESI does not know the region (now remembered).
+    Unknown,
+    /// The computation's outcome.
+    Done(Result<StoredSummary, AggregateError>),
+}
+
+/// Computes and stores the region's summary under its lock, in a task of its own (a caller
+/// that goes away does not leave the lock held). A region ESI does not know is remembered
+/// before the lock is released.
+async fn compute(state: &AppState, region_id: i32) -> Result<Computed, redis::RedisError> {
+    let mut con = state.redis.clone();
+    let locked: Option<String> = redis::cmd("SET")
+        .arg(lock_key(region_id))
+        .arg(1)
+        .arg("NX")
+        .arg("PX")
+        .arg(COMPUTE_LOCK_MS)
+        .query_async(&mut con)
+        .await?;
+    if locked.is_none() {
+        return Ok(Computed::Busy);
+    }
+    let state = state.clone();
+    let task = tokio::spawn(async move {
+        let mut con = state.redis.clone();
+        // Another request may have learnt that ESI does not know the region since the caller
+        // read the store.
+        let missing: Option<String> = redis::cmd("GET").arg(missing_key(region_id)).query_async(&mut con).await?;
+        let computed = if missing.is_some() {
+            Computed::Unknown
+        } else {
+            // API mode: the service takes the shared clients from the state; no guard, nothing
+            // opened. It never waits out a pause: a limit answers at once.
+            let settings = Settings { max_backoff_secs: 0, ..state.settings.clone() };
+            let service = ContractAggregationService::from_state(aggregation_spec(region_id, &settings), &state);
+            match service.aggregate().await {
+                Err(AggregateError::Esi(EsiError::NotFound { .. })) => {
+                    redis::cmd("SET")
+                        .arg(missing_key(region_id))
+                        .arg(1)
+                        .arg("EX")
+                        .arg(MISSING_TTL_SECS)
+                        .query_async::<()>(&mut con)
+                        .await?;
+                    Computed::Unknown
+                }
+                result => Computed::Done(result),
+            }
+        };
+        redis::cmd("DEL").arg(lock_key(region_id)).query_async::<()>(&mut con).await?;
+        Ok(computed)
+    });
+    match task.await {
+        Ok(computed) => computed,
+        // A panic is the handler's, as it would be without the task; a cancelled task was
+        // cancelled by the runtime shutting down.
+        Err(join) => match join.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Ok(Computed::Busy),
+        },
+    }
+}
+
+async fn aggregate(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let region_id = region_id(path)?;
+    let job_id = enqueue(&state.queue, &state.redis, &state.settings, region_id)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("could not enqueue: {e}")))?;
+    let body =
+        json!({ "job_id": job_id, "region_id": region_id, "state": "queued", "status": format!("/jobs/{job_id}") });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+async fn job(State(state): State<AppState>, path: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
+    let Path(id) = path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("not a job id: {id:?}")));
+    }
+    let status = get_status(&state.redis, &id)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("status store failed: {e}")))?;
+    match status {
+        Some(status) => Ok(Json(status).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no job {id}"))),
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let ping: Result<String, _> = redis::cmd("PING").query_async(&mut state.redis.clone()).await;
+    match ping {
+        Ok(_) => Json(json!({ "status": "ok" })).into_response(),
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")).into_response(),
+    }
+}
