@@ -837,10 +837,6 @@ fn main() {
             getset_jobs: 5_000,
         }
     };
-    // The naive anchor builds reqwest clients without a preconfigured TLS backend: reqwest
-    // then needs a process-wide rustls provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-
     let started = Instant::now();
     let redis = RedisServer::start();
     let http = HttpServer::start();

@@ -69,7 +69,8 @@
 //! # Semantics
 //!
 //! * Secrets are resolved first, then shared clients are opened in field order; a failed open
-//!   closes the ones already opened before its [`EnterError`] returns.
+//!   closes the ones already opened before its [`EnterError`] returns. An open that panics
+//!   (a client builder, an `open = path` function) is a failed open of its field, not a panic.
 //! * Within one enter, one temporary client is opened per type, key and config: a nested
 //!   service shares its parent's temporary Redis connection to the same URL, and gets its own
 //!   for another URL or database ([`Resource::share_key`]).
@@ -84,6 +85,9 @@
 //! * A shared field's type is a cheap-to-clone handle implementing [`Resource`] (or uses
 //!   `open = path`). Built in: `reqwest::Client` (feature `reqwest`, on one process-wide TLS
 //!   configuration) and redis `MultiplexedConnection` and `ConnectionManager` (feature `redis`).
+//! * The `reqwest` feature turns on reqwest's `rustls` feature, its default TLS with its own
+//!   crypto provider: clients that your code builds with `reqwest::Client::builder()` work
+//!   whether your crate keeps reqwest's default features or turns them off.
 //!
 //! # Attributes
 //!

@@ -411,3 +411,47 @@ async fn a_close_that_panics_is_a_failed_close_and_the_others_still_run() {
     assert_eq!(err.errors()[0].cause.to_string(), "close panicked: closepanic-b close panicked");
     assert!(!err.is_interrupted());
 }
+
+#[derive(DualMode)]
+#[expect(dead_code, reason = "never entered successfully")]
+struct PanicsOnOpen {
+    cfg: ProbeConfig,
+    #[dual_mode(shared, config = cfg)]
+    first: Probe,
+    #[dual_mode(shared, open = open_and_panic)]
+    second: Arc<AtomicUsize>,
+}
+
+async fn open_and_panic(_: &PanicsOnOpenSpec) -> Result<Arc<AtomicUsize>, std::io::Error> {
+    tokio::task::yield_now().await;
+    panic!("no client today")
+}
+
+#[tokio::test]
+async fn an_open_that_panics_is_a_failed_open_naming_the_field() {
+    let spec = PanicsOnOpenSpec { cfg: ProbeConfig::named("openpanic") };
+    let Err(err) = spec.enter().await else { panic!("the second open panics") };
+    assert_eq!(err.site().field, "second");
+    assert_eq!(
+        err.to_string(),
+        "cannot enter `PanicsOnOpen`: opening `PanicsOnOpen.second` (Arc<AtomicUsize>) failed: open panicked: no client today"
+    );
+    assert_eq!(log("openpanic"), ["open openpanic", "close openpanic"], "the first client was closed");
+}
+
+#[derive(DualMode)]
+#[expect(dead_code, reason = "never entered successfully")]
+struct BadHttp {
+    config: dual_mode::HttpConfig,
+    #[dual_mode(shared, config = config)]
+    http: reqwest::Client,
+}
+
+#[tokio::test]
+async fn a_client_that_cannot_be_built_is_an_enter_error_naming_the_field() {
+    let config = dual_mode::HttpConfig { user_agent: Some("line\nbreak".into()), ..Default::default() };
+    let Err(err) = BadHttpSpec { config }.enter().await else { panic!("a header value cannot hold a line break") };
+    assert_eq!(err.site().field, "http");
+    assert_eq!(err.site().resource, "reqwest::Client");
+    assert!(matches!(err.kind(), EnterErrorKind::Open(_)));
+}
