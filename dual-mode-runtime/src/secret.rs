@@ -50,18 +50,41 @@ impl<T> fmt::Debug for Secret<T> {
     }
 }
 
+/// Never implemented (sealed): the bound under which a [`Secret`] would serialize, so that a
+/// `Secret` inside a type deriving `Serialize` is one error that says why.
+#[diagnostic::on_unimplemented(
+    message = "a `Secret` is never serialized: keep it out of types that derive `Serialize`",
+    label = "this field holds a `Secret<{Self}>`",
+    note = "mark the field `#[serde(skip)]`, or keep the credential in a `#[dual_mode(secret, env = \"NAME\")]` field of the service"
+)]
+pub trait SerializeSecret: sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl<T: SerializeSecret> serde::Serialize for Secret<T> {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        unreachable!("`SerializeSecret` is sealed and implemented for no type")
+    }
+}
+
 /// Where a secret field's value comes from when the guard resolves it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SecretSource {
     /// An environment variable of this name.
     Env(&'static str),
+    /// A file at this path, the way Docker and Kubernetes mount secrets; one trailing line
+    /// break is dropped.
+    File(&'static str),
 }
 
 impl fmt::Display for SecretSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Env(name) => write!(f, "environment variable `{name}`"),
+            Self::File(path) => write!(f, "file `{path}`"),
         }
     }
 }
@@ -86,6 +109,17 @@ impl SecretSource {
                     return Err(EnterError::secret(site, EnterErrorKind::SecretMissing(self)));
                 }
                 Err(e @ std::env::VarError::NotUnicode(_)) => return Err(invalid(e.into())),
+            },
+            Self::File(path) => match std::fs::read_to_string(path) {
+                Ok(mut raw) => {
+                    let kept = raw.strip_suffix('\n').map_or(raw.len(), |s| s.strip_suffix('\r').unwrap_or(s).len());
+                    raw.truncate(kept);
+                    raw
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(EnterError::secret(site, EnterErrorKind::SecretMissing(self)));
+                }
+                Err(e) => return Err(invalid(e.into())),
             },
         };
         raw.parse().map(Secret::new).map_err(|e: T::Err| invalid(e.into()))

@@ -18,6 +18,11 @@ use crate::{Context, DualMode, Parts, Spec};
 ///
 /// Delivery is at-least-once: key side effects by [`JobInfo::idempotency_key`], see the
 /// [module docs](super#at-least-once-delivery).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `Job`, so a worker cannot run it",
+    label = "no `Job` impl for `{Self}`",
+    note = "implement it: `impl dual_mode::jobs::Job for {Self} {{ async fn run(&self, job: &JobInfo) -> Result<(), JobError> {{ ... }} }}`"
+)]
 pub trait Job: DualMode {
     /// Runs the job; the attempt, ids and lease are in `job`.
     fn run(&self, job: &JobInfo) -> impl Future<Output = Result<(), JobError>> + Send;
