@@ -73,21 +73,64 @@ impl<R: SharedField<Config: Default + Sized + Send>> DefaultConfig for R {
     }
 }
 
-/// The type of a `#[dual_mode(secret)]` field: [`Secret<T>`].
+/// The type of a `#[dual_mode(secret)]` field: [`Secret<T>`], and with the `secrecy` feature
+/// `secrecy::SecretString` and `secrecy::SecretBox<T>`, whose memory is zeroized on drop.
 #[diagnostic::on_unimplemented(
-    message = "`#[dual_mode(secret)]` needs a `dual_mode::Secret<T>` field, not `{Self}`",
-    label = "not a `dual_mode::Secret<T>`",
+    message = "`#[dual_mode(secret)]` needs a `dual_mode::Secret<T>` (or `secrecy::SecretString`, `secrecy::SecretBox<T>`) field, not `{Self}`",
+    label = "not a secret type",
     note = "wrap the value: `token: dual_mode::Secret<String>`"
 )]
 pub trait SecretField: Sized + Send + Sync + 'static {
+    /// What the secret holds, as `config = secret_field` reads it.
+    #[doc(hidden)]
+    type Exposed: ?Sized;
+
     /// Resolves the field at `site` from `source`.
     #[doc(hidden)]
     fn read(site: Site, source: SecretSource) -> Result<Self, EnterError>;
+
+    /// The secret value.
+    #[doc(hidden)]
+    fn exposed(&self) -> &Self::Exposed;
 }
 
 impl<T: SecretValue> SecretField for Secret<T> {
+    type Exposed = T;
+
     fn read(site: Site, source: SecretSource) -> Result<Self, EnterError> {
-        source.read(site)
+        source.read(site).map(Secret::new)
+    }
+
+    fn exposed(&self) -> &T {
+        self.expose()
+    }
+}
+
+/// `secrecy::SecretString`: zeroized on drop.
+#[cfg(feature = "secrecy")]
+impl SecretField for secrecy::SecretString {
+    type Exposed = str;
+
+    fn read(site: Site, source: SecretSource) -> Result<Self, EnterError> {
+        source.read_text(site).map(Self::from)
+    }
+
+    fn exposed(&self) -> &str {
+        secrecy::ExposeSecret::expose_secret(self)
+    }
+}
+
+/// `secrecy::SecretBox<T>` of a value parsed from text: zeroized on drop.
+#[cfg(feature = "secrecy")]
+impl<T: SecretValue + secrecy::zeroize::Zeroize> SecretField for secrecy::SecretBox<T> {
+    type Exposed = T;
+
+    fn read(site: Site, source: SecretSource) -> Result<Self, EnterError> {
+        source.read(site).map(|value| Self::new(Box::new(value)))
+    }
+
+    fn exposed(&self) -> &T {
+        secrecy::ExposeSecret::expose_secret(self)
     }
 }
 

@@ -90,38 +90,44 @@ impl fmt::Display for SecretSource {
 }
 
 impl SecretSource {
-    /// Reads the secret of the field at `site` from this source.
+    /// Reads the text of the secret of the field at `site` from this source.
     ///
     /// # Errors
     ///
-    /// An [`EnterError`] naming `site` and the source when it has no value or the value does
-    /// not parse.
-    pub(crate) fn read<T>(self, site: Site) -> Result<Secret<T>, EnterError>
-    where
-        T: FromStr,
-        T::Err: Into<BoxError>,
-    {
+    /// An [`EnterError`] naming `site` and the source when it has no value or cannot be read.
+    pub(crate) fn read_text(self, site: Site) -> Result<String, EnterError> {
         let invalid = |cause: BoxError| EnterError::secret(site, EnterErrorKind::SecretInvalid(self, cause));
-        let raw = match self {
+        let missing = || EnterError::secret(site, EnterErrorKind::SecretMissing(self));
+        match self {
             Self::Env(name) => match std::env::var(name) {
-                Ok(raw) => raw,
-                Err(std::env::VarError::NotPresent) => {
-                    return Err(EnterError::secret(site, EnterErrorKind::SecretMissing(self)));
-                }
-                Err(e @ std::env::VarError::NotUnicode(_)) => return Err(invalid(e.into())),
+                Ok(raw) => Ok(raw),
+                Err(std::env::VarError::NotPresent) => Err(missing()),
+                Err(e @ std::env::VarError::NotUnicode(_)) => Err(invalid(e.into())),
             },
             Self::File(path) => match std::fs::read_to_string(path) {
                 Ok(mut raw) => {
                     let kept = raw.strip_suffix('\n').map_or(raw.len(), |s| s.strip_suffix('\r').unwrap_or(s).len());
                     raw.truncate(kept);
-                    raw
+                    Ok(raw)
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(EnterError::secret(site, EnterErrorKind::SecretMissing(self)));
-                }
-                Err(e) => return Err(invalid(e.into())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
+                Err(e) => Err(invalid(e.into())),
             },
-        };
-        raw.parse().map(Secret::new).map_err(|e: T::Err| invalid(e.into()))
+        }
+    }
+
+    /// Reads the secret of the field at `site` from this source and parses it.
+    ///
+    /// # Errors
+    ///
+    /// An [`EnterError`] naming `site` and the source when it has no value, cannot be read, or
+    /// does not parse.
+    pub(crate) fn read<T>(self, site: Site) -> Result<T, EnterError>
+    where
+        T: FromStr,
+        T::Err: Into<BoxError>,
+    {
+        let raw = self.read_text(site)?;
+        raw.parse().map_err(|e: T::Err| EnterError::secret(site, EnterErrorKind::SecretInvalid(self, e.into())))
     }
 }

@@ -176,10 +176,10 @@ impl Expander<'_> {
     fn config_expr(&self, path: &ConfigPath, parts: &Ident) -> TokenStream {
         let root = &path.segments[0];
         let rest = &path.segments[1..];
-        let is_secret = self.input.field(root).is_some_and(|g| matches!(g.kind, Kind::Secret(_)));
-        if is_secret {
-            let secret = Self::local(root);
-            quote_spanned! {path.span=> #secret.expose() #(.#rest)* }
+        let secret = self.input.field(root).filter(|g| matches!(g.kind, Kind::Secret(_)));
+        if let Some(secret) = secret {
+            let (k, ty, local) = (&self.krate, secret.ty, Self::local(root));
+            quote_spanned! {path.span=> <#ty as #k::SecretField>::exposed(&#local) #(.#rest)* }
         } else {
             quote_spanned! {path.span=> #parts.#root #(.#rest)* }
         }
