@@ -312,7 +312,7 @@ fn shared(a: &FieldKeys, ty: &Type, errors: &mut Errors) -> Shared {
             ty,
             format_args!(
                 "a shared field holds the client itself: write `{}` without `Option`; the generated parts type already holds it as an `Option`",
-                crate::expand::type_name(inner)
+                crate::ctxt::type_name(inner)
             ),
         );
     }
@@ -357,7 +357,7 @@ fn live_client(ty: &Type) -> Option<String> {
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
     (p.qself.is_none() && last.arguments.is_none() && CLIENTS.iter().any(|c| last.ident == c))
-        .then(|| crate::expand::type_name(ty))
+        .then(|| crate::ctxt::type_name(ty))
 }
 
 /// `T` when `ty` is written `Option<T>` (or `std::option::Option<T>`, `core::option::Option<T>`).

@@ -111,7 +111,7 @@ fn distinct_slots(input: &Input<'_>, errors: &mut Errors) {
             seen.insert(slot, field);
             continue;
         };
-        let ty = crate::expand::type_name(field.ty);
+        let ty = crate::ctxt::type_name(field.ty);
         match &shared.key {
             None => errors.spanned(
                 field.ty,

@@ -1,8 +1,11 @@
-//! The error collector: every problem is reported, each at the key, field or type it is about.
+//! The error collector: every problem is reported, each at the key, field or type it is about;
+//! and how messages name types.
 
 use std::fmt::Display;
 
 use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::Type;
 
 /// Collects every error of one derive so that the user sees all of them at once.
 #[derive(Default)]
@@ -29,4 +32,23 @@ impl Errors {
     pub(crate) fn into_compile_errors(self) -> Option<TokenStream> {
         self.0.map(syn::Error::into_compile_error)
     }
+}
+
+/// A type as the user wrote it, for messages: `redis::aio::ConnectionManager`.
+pub(crate) fn type_name(ty: &Type) -> String {
+    let raw = ty.to_token_stream().to_string();
+    let mut out = String::with_capacity(raw.len());
+    let chars: Vec<char> = raw.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            let prev = chars.get(i.wrapping_sub(1)).copied().unwrap_or(' ');
+            let next = chars.get(i + 1).copied().unwrap_or(' ');
+            let word = |c: char| c.is_alphanumeric() || c == '_';
+            if !(word(prev) && word(next)) && prev != ',' {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
 }

@@ -3,6 +3,7 @@
 //! not fit its role is one compile error that says what to change.
 
 use std::fmt::Debug;
+use std::pin::Pin;
 use std::str::FromStr;
 
 use serde::Serialize;
@@ -32,8 +33,18 @@ pub trait SpecField {
 #[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static> SpecField for T {}
 
+/// The future of one open. Boxed: it is built only when a client is actually opened (which
+/// allocates anyway), and the enter future, which would otherwise hold every field's open
+/// inline, stays small and cheap to move.
+type Opening<'s, T> = Pin<Box<dyn Future<Output = Result<T, EnterError>> + Send + 's>>;
+
 /// A type a `#[dual_mode(shared)]` field can hold and open itself: a [`Resource`] handle that
 /// clones.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `dual_mode::Resource` that clones, so a shared field of this type cannot be opened",
+    label = "no `Resource` impl for this type (or no `Clone`)",
+    note = "add `#[dual_mode(shared, open = path)]` or implement `dual_mode::Resource`"
+)]
 pub trait SharedField: Resource + Clone {
     /// Opens the field at `site` into `scope` with `config`, unless the scope has it.
     #[doc(hidden)]
@@ -42,11 +53,12 @@ pub trait SharedField: Resource + Clone {
         site: Site,
         key: Option<&'static str>,
         config: &'s Self::Config,
-    ) -> impl Future<Output = Result<Self, EnterError>> + Send + 's {
-        scope.open::<Self>(site, key, config)
+    ) -> Opening<'s, Self> {
+        Box::pin(scope.open::<Self>(site, key, config))
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<T: Resource + Clone> SharedField for T {}
 
 /// A resource whose config has a `Default`, so that `#[dual_mode(shared)]` needs no
@@ -59,17 +71,13 @@ impl<T: Resource + Clone> SharedField for T {}
 pub trait DefaultConfig: SharedField {
     /// Opens the field at `site` into `scope` with the default config, unless the scope has it.
     #[doc(hidden)]
-    fn open_default_in(
-        scope: &mut Scope,
-        site: Site,
-        key: Option<&'static str>,
-    ) -> impl Future<Output = Result<Self, EnterError>> + Send;
+    fn open_default_in<'s>(scope: &'s mut Scope, site: Site, key: Option<&'static str>) -> Opening<'s, Self>;
 }
 
 #[diagnostic::do_not_recommend]
 impl<R: SharedField<Config: Default + Sized + Send>> DefaultConfig for R {
-    async fn open_default_in(scope: &mut Scope, site: Site, key: Option<&'static str>) -> Result<Self, EnterError> {
-        scope.open::<Self>(site, key, &R::Config::default()).await
+    fn open_default_in<'s>(scope: &'s mut Scope, site: Site, key: Option<&'static str>) -> Opening<'s, Self> {
+        Box::pin(async move { scope.open::<Self>(site, key, &R::Config::default()).await })
     }
 }
 

@@ -8,8 +8,10 @@ use crate::error::{BoxError, EnterError, EnterErrorKind, Site};
 /// A credential: no `Serialize`, a `Debug` that prints `Secret(***)`, and an explicit
 /// [`expose`](Secret::expose) to read it.
 ///
-/// In a service, a `#[dual_mode(secret, env = "NAME")]` field is left out of the job spec
-/// and resolved from its source when the service is entered.
+/// In a service, a `#[dual_mode(secret, env = "NAME")]` (or `file = "/path"`) field is left
+/// out of the job spec and resolved from its source when the service is entered. `Secret<T>`
+/// does not wipe its memory on drop; for that, use `secrecy::SecretString` or
+/// `secrecy::SecretBox<T>` fields, which the derive accepts too (feature `secrecy`).
 ///
 /// ```
 /// use dual_mode::Secret;

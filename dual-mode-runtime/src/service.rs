@@ -113,7 +113,8 @@ pub trait Parts: Sized + Send + 'static {
             };
             match entered {
                 Ok(service) => Ok(Guard { service, scope }),
-                Err(error) => Err(scope.undo(error).instrument(span).await),
+                // Boxed: the undo (closes in a spawned task) is large and only runs on failure.
+                Err(error) => Err(Box::pin(scope.undo(error)).instrument(span).await),
             }
         }
     }
@@ -152,7 +153,9 @@ impl<S: DualMode> Guard<S> {
             return Ok(());
         }
         let span = tracing::debug_span!("dual_mode.exit", service = S::NAME, opened = scope.len());
-        scope.close(S::NAME).instrument(span).await
+        // Boxed, as the undo in `enter`: the closes are large and run only when something
+        // was opened, so an exit with everything injected stays a small future.
+        Box::pin(scope.close(S::NAME)).instrument(span).await
     }
 }
 

@@ -3,14 +3,15 @@
 //! `open = f`), so that a type error lands on the token to change.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::Ident;
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 
-use super::{Expander, key_tokens, type_name};
+use super::{Expander, key_tokens};
 use crate::ast::Field;
 use crate::attr::{ConfigPath, Kind, SecretFrom, Shared, Source};
+use crate::ctxt::type_name;
 
 impl Expander<'_> {
     pub(super) fn scope_ident(&self) -> Ident {
@@ -130,9 +131,13 @@ impl Expander<'_> {
         let key = key_tokens(shared.key.as_ref());
         let scope = self.scope_ident();
         match &shared.source {
-            Source::Default => quote_spanned! {shared.span=>
-                <#ty as #k::DefaultConfig>::open_default_in(#scope, #site, #key).await?
-            },
+            Source::Default => {
+                // At the `shared` key, which a missing config is about.
+                let at_shared = super::generics::respan(ty.to_token_stream(), shared.span);
+                quote_spanned! {shared.span=>
+                    <#at_shared as #k::DefaultConfig>::open_default_in(#scope, #site, #key).await?
+                }
+            }
             Source::Config(path) => {
                 let expr = self.config_expr(path, parts);
                 // The value, named by an identifier at the path's last segment: a type
@@ -165,7 +170,7 @@ impl Expander<'_> {
                 quote! {
                     {
                         let __spec: &#spec_ty = #k::__private::spec_view(#spec_view.as_ref());
-                        #k::__private::Scope::open_with::<#ty, _, _>(#scope, #site, #key, #call, #close).await?
+                        ::std::boxed::Box::pin(#k::__private::Scope::open_with::<#ty, _, _>(#scope, #site, #key, #call, #close)).await?
                     }
                 }
             }

@@ -11,7 +11,7 @@ mod state;
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote};
-use syn::{DeriveInput, Ident, Type};
+use syn::{DeriveInput, Ident};
 
 use crate::ast::{Field, Input};
 use crate::ctxt::Errors;
@@ -30,25 +30,6 @@ pub(crate) fn derive(node: &DeriveInput) -> TokenStream {
     let expander = Expander::new(&input, fallback.is_some());
     let items = expander.expand();
     quote! { #fallback #items }
-}
-
-/// A type as the user wrote it, for messages: `redis::aio::ConnectionManager`.
-pub(crate) fn type_name(ty: &Type) -> String {
-    let raw = ty.to_token_stream().to_string();
-    let mut out = String::with_capacity(raw.len());
-    let chars: Vec<char> = raw.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        if c == ' ' {
-            let prev = chars.get(i.wrapping_sub(1)).copied().unwrap_or(' ');
-            let next = chars.get(i + 1).copied().unwrap_or(' ');
-            let word = |c: char| c.is_alphanumeric() || c == '_';
-            if !(word(prev) && word(next)) && prev != ',' {
-                continue;
-            }
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// What every generator needs: the input, the names of the generated types, the runtime
