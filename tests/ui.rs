@@ -16,8 +16,7 @@ const INTERNALS: &[&str] = &["private", "__State", "StateHas", "serde_core", "__
 /// write: serde's derive on a spec field that is not serializable (rustc checks serde's impls
 /// whatever we report first), the bounds of a nested field that is not a service, and the
 /// user's own `#[derive(Serialize)]` around a `Secret`.
-const FOLLOW_UPS: &[&str] =
-    &["spec-field-not-serialize", "generic-spec-field-not-serialize", "nested-not-service", "secret-in-serialize"];
+const FOLLOW_UPS: &[&str] = &["spec-field-not-serialize", "nested-not-service", "secret-in-serialize"];
 
 #[test]
 fn no_diagnostic_names_an_internal() {

@@ -3,6 +3,7 @@
 //! not fit its role is one compile error that says what to change.
 
 use std::fmt::Debug;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::str::FromStr;
 
@@ -25,13 +26,15 @@ use crate::secret::{Secret, SecretSource};
     label = "a spec field, because it has no `#[dual_mode]` attribute",
     note = "a live client needs `#[dual_mode(shared)]` and a credential `#[dual_mode(secret, env = \"NAME\")]`; a config type needs `#[derive(Clone, Debug, Serialize, Deserialize)]`"
 )]
-pub trait SpecField {
-    #[doc(hidden)]
-    fn check() {}
-}
+pub trait SpecField: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {}
 
 #[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static> SpecField for T {}
+
+/// Names a spec field's type in generated code, so that one that is not a [`SpecField`] is one
+/// error on the field.
+#[doc(hidden)]
+pub struct IsSpecField<T: SpecField>(PhantomData<T>);
 
 /// The future of one open. Boxed: it is built only when a client is actually opened (which
 /// allocates anyway), and the enter future, which would otherwise hold every field's open

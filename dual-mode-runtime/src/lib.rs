@@ -16,6 +16,8 @@ mod secret;
 mod service;
 mod unwind;
 
+#[doc(hidden)]
+pub use bounds::IsSpecField;
 pub use bounds::{DefaultConfig, SecretField, SecretValue, SharedField, SpecField};
 #[cfg(feature = "axum")]
 pub use bounds::{OneFieldPerType, Provides};

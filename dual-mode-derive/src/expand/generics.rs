@@ -85,10 +85,7 @@ fn own_predicates(generics: &Generics) -> Vec<&WherePredicate> {
 fn field_bound(field: &Field<'_>, k: &TokenStream) -> TokenStream {
     let ty = respan(field.ty.to_token_stream(), Span::call_site());
     match &field.kind {
-        Kind::Spec { .. } => quote! {
-            #ty: #k::__private::serde::Serialize + #k::__private::serde::de::DeserializeOwned + ::core::clone::Clone
-                + ::core::fmt::Debug + ::core::marker::Send + ::core::marker::Sync + 'static,
-        },
+        Kind::Spec { .. } => quote! { #ty: #k::SpecField, },
         Kind::Shared(Shared { source: Source::Open { .. }, .. }) => {
             quote! { #ty: ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync + 'static, }
         }

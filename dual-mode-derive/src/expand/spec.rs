@@ -127,15 +127,16 @@ impl Expander<'_> {
         let checks = self.each(|f, _| {
             let ty = f.ty;
             let concrete = !super::generics::mentions(quote::ToTokens::to_token_stream(ty), &params);
-            (matches!(f.kind, Kind::Spec { .. }) && concrete)
-                .then(|| quote_spanned! {ty.span()=> let _ = <#ty as #k::SpecField>::check; })
+            // The whole parameter type at the field's type, so that the error lands there.
+            let check = super::generics::respan(quote! { #k::IsSpecField<#ty> }, ty.span());
+            (matches!(f.kind, Kind::Spec { .. }) && concrete).then(|| quote_spanned! {ty.span()=> _: #check, })
         });
         if checks.is_empty() {
             return TokenStream::new();
         }
         quote! {
             const _: () = {
-                #(#checks)*
+                fn _spec_fields(#(#checks)*) {}
             };
         }
     }
