@@ -123,7 +123,10 @@ impl SecretField for secrecy::SecretString {
     type Exposed = str;
 
     fn read(site: Site, source: SecretSource) -> Result<Self, EnterError> {
-        source.read_text(site).map(Self::from)
+        // Copied into an exact allocation, and the text read wiped: no copy of the secret is
+        // left in freed memory.
+        let raw = secrecy::zeroize::Zeroizing::new(source.read_text(site)?);
+        Ok(Self::from(raw.as_str()))
     }
 
     fn exposed(&self) -> &str {
@@ -137,7 +140,8 @@ impl<T: SecretValue + secrecy::zeroize::Zeroize> SecretField for secrecy::Secret
     type Exposed = T;
 
     fn read(site: Site, source: SecretSource) -> Result<Self, EnterError> {
-        source.read(site).map(|value| Self::new(Box::new(value)))
+        let raw = secrecy::zeroize::Zeroizing::new(source.read_text(site)?);
+        source.parse(site, &raw).map(|value| Self::new(Box::new(value)))
     }
 
     fn exposed(&self) -> &T {

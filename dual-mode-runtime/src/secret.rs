@@ -130,6 +130,19 @@ impl SecretSource {
         T::Err: Into<BoxError>,
     {
         let raw = self.read_text(site)?;
+        self.parse(site, &raw)
+    }
+
+    /// Parses the text `raw` read from this source for the field at `site`.
+    ///
+    /// # Errors
+    ///
+    /// An [`EnterError`] naming `site` and the source when `raw` does not parse.
+    pub(crate) fn parse<T>(self, site: Site, raw: &str) -> Result<T, EnterError>
+    where
+        T: FromStr,
+        T::Err: Into<BoxError>,
+    {
         raw.parse().map_err(|e: T::Err| EnterError::secret(site, EnterErrorKind::SecretInvalid(self, e.into())))
     }
 }
