@@ -36,6 +36,11 @@ impl<T: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static> Sp
 #[doc(hidden)]
 pub struct IsSpecField<T: SpecField>(PhantomData<T>);
 
+/// Names a nested field's type in generated code, so that one that is not a service is
+/// reported on the field first.
+#[doc(hidden)]
+pub struct IsService<T: crate::DualMode>(PhantomData<T>);
+
 /// The future of one open. Boxed: it is built only when a client is actually opened (which
 /// allocates anyway), and the enter future, which would otherwise hold every field's open
 /// inline, stays small and cheap to move.

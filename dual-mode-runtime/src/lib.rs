@@ -16,9 +16,9 @@ mod secret;
 mod service;
 mod unwind;
 
-#[doc(hidden)]
-pub use bounds::IsSpecField;
 pub use bounds::{DefaultConfig, SecretField, SecretValue, SharedField, SpecField};
+#[doc(hidden)]
+pub use bounds::{IsService, IsSpecField};
 #[cfg(feature = "axum")]
 pub use bounds::{OneFieldPerType, Provides};
 pub use context::Context;

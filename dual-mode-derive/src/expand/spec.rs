@@ -116,8 +116,9 @@ impl Expander<'_> {
         }
     }
 
-    /// Each spec field's type, checked before the spec struct with a message that says what a
-    /// spec field is. Fields whose type mentions a parameter are checked by the impls' bounds.
+    /// Each spec field's type (and each nested field's), checked before the spec struct and
+    /// at the field's type, with a message that says what such a field is. Fields whose type
+    /// mentions a parameter are checked by the impls' bounds.
     fn spec_field_checks(&self) -> TokenStream {
         if self.fallback {
             return TokenStream::new();
@@ -126,17 +127,24 @@ impl Expander<'_> {
         let params: Vec<&syn::Ident> = self.input.generics.type_params().map(|t| &t.ident).collect();
         let checks = self.each(|f, _| {
             let ty = f.ty;
-            let concrete = !super::generics::mentions(quote::ToTokens::to_token_stream(ty), &params);
+            if super::generics::mentions(quote::ToTokens::to_token_stream(ty), &params) {
+                return None;
+            }
+            let check = match f.kind {
+                Kind::Spec { .. } => quote! { #k::IsSpecField<#ty> },
+                Kind::Nested => quote! { #k::IsService<#ty> },
+                _ => return None,
+            };
             // The whole parameter type at the field's type, so that the error lands there.
-            let check = super::generics::respan(quote! { #k::IsSpecField<#ty> }, ty.span());
-            (matches!(f.kind, Kind::Spec { .. }) && concrete).then(|| quote_spanned! {ty.span()=> _: #check, })
+            let check = super::generics::respan(check, ty.span());
+            Some(quote_spanned! {ty.span()=> _: #check, })
         });
         if checks.is_empty() {
             return TokenStream::new();
         }
         quote! {
             const _: () = {
-                fn _spec_fields(#(#checks)*) {}
+                fn _fields(#(#checks)*) {}
             };
         }
     }
