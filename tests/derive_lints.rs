@@ -126,10 +126,12 @@ pub struct Generic<B: Backend> {
     pub custom: reqwest::Client,
 }
 
+#[allow(clippy::unused_async, reason = "`open = path` names an async fn")]
 async fn open_http<B: Backend>(_: &GenericSpec<B>) -> ::core::result::Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder().build()
 }
 
+#[allow(clippy::unused_async, reason = "`close = path` names an async fn")]
 async fn close_http(client: reqwest::Client) -> ::core::result::Result<(), reqwest::Error> {
     drop(client);
     ::core::result::Result::Ok(())
