@@ -149,11 +149,24 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
                 }
                 set(&mut out.version, v, span, VERSION, errors);
             }
-            CRATE => set(&mut out.krate, meta.value()?.call(Path::parse_mod_style)?, span, CRATE, errors),
+            CRATE => {
+                let value = meta.value()?;
+                if value.peek(LitStr) {
+                    let lit: LitStr = value.parse()?;
+                    errors.at(lit.span(), "`crate` takes a path, not a string: `crate = my_reexport::dual_mode`");
+                } else {
+                    set(&mut out.krate, value.call(Path::parse_mod_style)?, span, CRATE, errors);
+                }
+            }
             BOUND => {
                 let lit: LitStr = meta.value()?.parse()?;
-                let predicates = lit.parse_with(Punctuated::<WherePredicate, Token![,]>::parse_terminated)?;
-                set(&mut out.bound, predicates.into_iter().collect(), span, BOUND, errors);
+                match lit.parse_with(Punctuated::<WherePredicate, Token![,]>::parse_terminated) {
+                    Ok(predicates) => set(&mut out.bound, predicates.into_iter().collect(), span, BOUND, errors),
+                    Err(e) => errors.at(
+                        lit.span(),
+                        format_args!("`bound` takes where-clause predicates: `bound = \"B: Backend + 'static\"` ({e})"),
+                    ),
+                }
             }
             k if FIELD_KEYS.contains(&k) => {
                 skip_value(meta)?;
