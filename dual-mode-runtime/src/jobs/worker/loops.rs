@@ -105,10 +105,15 @@ async fn permits(
     max: usize,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Vec<OwnedSemaphorePermit>> {
+    // A stop wins over a permit freed at the same moment: a stopping worker reads nothing.
     let first = tokio::select! {
-        p = sem.clone().acquire_owned() => p.ok()?,
+        biased;
         _ = stop.wait_for(|s| *s) => return None,
+        p = sem.clone().acquire_owned() => p.ok()?,
     };
+    if *stop.borrow() {
+        return None;
+    }
     let mut out = vec![first];
     while out.len() < max {
         match sem.clone().try_acquire_owned() {
