@@ -224,7 +224,12 @@ async fn drive(
     let mut records = Vec::new();
     for id in &job_ids {
         let resp = http.get(format!("{base}/jobs/{id}")).send().await?;
-        records.push(serde_json::from_slice::<JobView>(&resp.bytes().await?)?);
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            return Err(format!("GET /jobs/{id} answered {status}: {}", String::from_utf8_lossy(&bytes)).into());
+        }
+        records.push(serde_json::from_slice::<JobView>(&bytes)?);
     }
     let mut summaries = Vec::new();
     let mut failed = Vec::new();
