@@ -36,8 +36,9 @@ pub struct Secrets {
 /// its region.
 pub const UNIQUE_TTL: Duration = Duration::from_secs(60 * 60);
 
-/// The unique key of an aggregation of `region_id`: one such job is queued, delayed or running
-/// at a time.
+/// The unique key of an aggregation of `region_id`: of the jobs pushed by [`enqueue`], one per
+/// region is queued, delayed or running at a time. (Scheduled ticks are pushed without it: a
+/// [`Schedule`] has no push options.)
 #[must_use]
 pub fn unique_key(region_id: i32) -> String {
     format!("aggregate:{region_id}")
