@@ -69,7 +69,8 @@
 //! # Semantics
 //!
 //! * Secrets are resolved first, then shared clients are opened in field order; a failed open
-//!   closes the ones already opened before its [`EnterError`] returns.
+//!   closes the ones already opened before its [`EnterError`] returns. An open that panics
+//!   (a client builder, an `open = path` function) is a failed open of its field, not a panic.
 //! * Within one enter, one temporary client is opened per type, key and config: a nested
 //!   service shares its parent's temporary Redis connection to the same URL, and gets its own
 //!   for another URL or database ([`Resource::share_key`]).
@@ -84,6 +85,9 @@
 //! * A shared field's type is a cheap-to-clone handle implementing [`Resource`] (or uses
 //!   `open = path`). Built in: `reqwest::Client` (feature `reqwest`, on one process-wide TLS
 //!   configuration) and redis `MultiplexedConnection` and `ConnectionManager` (feature `redis`).
+//! * The `reqwest` feature turns on reqwest's `rustls` feature, its default TLS with its own
+//!   crypto provider: clients that your code builds with `reqwest::Client::builder()` work
+//!   whether your crate keeps reqwest's default features or turns them off.
 //!
 //! # Attributes
 //!
@@ -95,10 +99,28 @@
 //! | `#[dual_mode(shared, config = a.b)]` | field | ... with the config at that path of a spec or secret field |
 //! | `#[dual_mode(shared, open = path)]` | field | ... by `async fn(&Spec) -> Result<T, E>`; `close = path` adds an `async fn(T) -> Result<(), E>` |
 //! | `#[dual_mode(shared, key = "name")]` | field | tells two fields of one type apart in a [`Context`] |
-//! | `#[dual_mode(secret, env = "NAME")]` | field | a [`Secret`] left out of the spec, read from the environment on enter |
+//! | `#[dual_mode(crate = path)]` | struct | where generated code finds this crate (default `::dual_mode`), for re-exports |
+//! | `#[dual_mode(bound = "T: Trait, ...")]` | struct | replaces the bounds inferred from field types, as serde's `bound` |
+//! | `#[dual_mode(secret, env = "NAME")]` | field | a secret left out of the spec, read from the environment on enter |
+//! | `#[dual_mode(secret, file = "/run/secrets/name")]` | field | ... read from a file (one trailing line break dropped), as Docker and Kubernetes mount secrets |
 //! | `#[dual_mode(nested)]` | field | a service inside this one: its spec and parts nest, its clients share this scope |
+//! | `#[dual_mode(not_secret)]` | field | a spec field whose name looks like a credential (`token_bucket_size`) but is not one |
 //!
-//! Every other field is a spec field.
+//! Every other field is a spec field: `Serialize + Deserialize + Clone + Debug`. A spec field
+//! named like a credential (`api_key`, `token`, `password`, `secret`, ...) gets a warning that
+//! names `#[dual_mode(secret, ...)]`, because the spec is written into every queued job.
+//!
+//! A secret field is a [`Secret<T>`], or with the `secrecy` feature (on by default)
+//! `secrecy::SecretString` or `secrecy::SecretBox<T>`, whose memory is zeroized on drop.
+//! A [`Secret`] is never serialized: inside a type that derives `Serialize` it is a compile
+//! error.
+//!
+//! # Generics
+//!
+//! The generated impls bound the types of the fields that use a type parameter, as serde
+//! does, never the parameter itself: `backend: B::Config` requires `B::Config` to be a spec
+//! field type, and a marker `B` needs no derives. The spec keeps only the parameters its
+//! fields use.
 
 pub use dual_mode_derive::DualMode;
 pub use dual_mode_runtime::*;

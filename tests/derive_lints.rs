@@ -90,3 +90,57 @@ fn the_linted_service_works() {
         spec.settings
     );
 }
+
+/// A backend chosen by type.
+pub trait Backend {
+    /// Its config, which goes into the spec.
+    type Config: ::core::clone::Clone
+        + ::core::fmt::Debug
+        + Serialize
+        + for<'de> Deserialize<'de>
+        + ::core::marker::Send
+        + ::core::marker::Sync
+        + 'static;
+}
+
+/// A backend that is only a marker: no derives.
+pub struct Memory;
+
+impl Backend for Memory {
+    type Config = Settings;
+}
+
+/// A generic public service with a file secret, a config read from it, and its own opener.
+#[derive(DualMode)]
+pub struct Generic<B: Backend> {
+    /// Spec field of a parameter's type.
+    pub backend: B::Config,
+    /// A secret from a file, wiped on drop.
+    #[dual_mode(secret, file = "/run/secrets/redis-url")]
+    pub redis_url: secrecy::SecretString,
+    /// Shared field whose config is that secret.
+    #[dual_mode(shared, config = redis_url)]
+    pub redis: redis::aio::ConnectionManager,
+    /// Shared field with its own open and close.
+    #[dual_mode(shared, key = "custom", open = open_http, close = close_http)]
+    pub custom: reqwest::Client,
+}
+
+#[allow(clippy::unused_async, reason = "`open = path` names an async fn")]
+async fn open_http<B: Backend>(_: &GenericSpec<B>) -> ::core::result::Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder().build()
+}
+
+#[allow(clippy::unused_async, reason = "`close = path` names an async fn")]
+async fn close_http(client: reqwest::Client) -> ::core::result::Result<(), reqwest::Error> {
+    drop(client);
+    ::core::result::Result::Ok(())
+}
+
+#[test]
+fn the_linted_generic_service_works() {
+    let spec = GenericSpec::<Memory> { backend: Settings { redis_url: "unused".into() } };
+    let parts: GenericParts<Memory> = spec.clone().into();
+    assert!(parts.redis_url.is_none() && parts.redis.is_none() && parts.custom.is_none());
+    assert_eq!(format!("{spec:?}"), r#"GenericSpec { backend: Settings { redis_url: "unused" } }"#);
+}

@@ -411,3 +411,115 @@ async fn a_close_that_panics_is_a_failed_close_and_the_others_still_run() {
     assert_eq!(err.errors()[0].cause.to_string(), "close panicked: closepanic-b close panicked");
     assert!(!err.is_interrupted());
 }
+
+#[derive(DualMode)]
+#[expect(dead_code, reason = "never entered successfully")]
+struct PanicsOnOpen {
+    cfg: ProbeConfig,
+    #[dual_mode(shared, config = cfg)]
+    first: Probe,
+    #[dual_mode(shared, open = open_and_panic)]
+    second: Arc<AtomicUsize>,
+}
+
+async fn open_and_panic(_: &PanicsOnOpenSpec) -> Result<Arc<AtomicUsize>, std::io::Error> {
+    tokio::task::yield_now().await;
+    panic!("no client today")
+}
+
+#[tokio::test]
+async fn an_open_that_panics_is_a_failed_open_naming_the_field() {
+    let spec = PanicsOnOpenSpec { cfg: ProbeConfig::named("openpanic") };
+    let Err(err) = spec.enter().await else { panic!("the second open panics") };
+    assert_eq!(err.site().field, "second");
+    assert_eq!(
+        err.to_string(),
+        "cannot enter `PanicsOnOpen`: opening `PanicsOnOpen.second` (Arc<AtomicUsize>) failed: open panicked: no client today"
+    );
+    assert_eq!(log("openpanic"), ["open openpanic", "close openpanic"], "the first client was closed");
+}
+
+#[derive(DualMode)]
+#[expect(dead_code, reason = "never entered successfully")]
+struct BadHttp {
+    config: dual_mode::HttpConfig,
+    #[dual_mode(shared, config = config)]
+    http: reqwest::Client,
+}
+
+#[tokio::test]
+async fn a_client_that_cannot_be_built_is_an_enter_error_naming_the_field() {
+    let config = dual_mode::HttpConfig { user_agent: Some("line\nbreak".into()), ..Default::default() };
+    let Err(err) = BadHttpSpec { config }.enter().await else { panic!("a header value cannot hold a line break") };
+    assert_eq!(err.site().field, "http");
+    assert_eq!(err.site().resource, "reqwest::Client");
+    assert!(matches!(err.kind(), EnterErrorKind::Open(_)));
+}
+
+/// Where the file-secret tests mount their secrets, as Docker and Kubernetes mount them
+/// under `/run/secrets`.
+const SECRETS_DIR: &str = "/tmp/dual-mode-guard-secrets";
+
+#[derive(DualMode)]
+struct FileSecrets {
+    #[dual_mode(secret, file = "/tmp/dual-mode-guard-secrets/token")]
+    token: secrecy::SecretString,
+    #[dual_mode(secret, file = "/tmp/dual-mode-guard-secrets/port")]
+    port: secrecy::SecretBox<u16>,
+    #[dual_mode(secret, env = "CARGO_PKG_NAME")]
+    name: Secret<String>,
+}
+
+#[derive(DualMode)]
+struct AbsentFileSecret {
+    #[dual_mode(secret, file = "/tmp/dual-mode-guard-secrets/absent")]
+    token: secrecy::SecretString,
+}
+
+#[derive(DualMode)]
+#[expect(dead_code, reason = "never entered successfully")]
+struct DirectoryAsSecret {
+    #[dual_mode(secret, file = "/tmp/dual-mode-guard-secrets")]
+    token: Secret<String>,
+}
+
+#[tokio::test]
+async fn secrets_come_from_files_into_secrecy_types() {
+    use secrecy::ExposeSecret;
+    std::fs::create_dir_all(SECRETS_DIR).unwrap();
+    std::fs::write(format!("{SECRETS_DIR}/token"), "s3cr3t-from-file\n").unwrap();
+    std::fs::write(format!("{SECRETS_DIR}/port"), "6380").unwrap();
+    let guard = FileSecretsSpec {}.enter().await.unwrap();
+    assert_eq!(guard.token.expose_secret(), "s3cr3t-from-file", "one trailing line break is dropped");
+    assert_eq!(*guard.port.expose_secret(), 6380);
+    assert_eq!(guard.name.expose(), "dual-mode");
+    assert!(!format!("{:?}", guard.token).contains("s3cr3t"));
+    guard.exit().await.unwrap();
+
+    let ctx = dual_mode::Context::new()
+        .with_keyed("/tmp/dual-mode-guard-secrets/absent", secrecy::SecretString::from("lent-by-the-context"));
+    let guard = AbsentFileSecretParts::from_context(AbsentFileSecretSpec {}, &ctx).enter().await.unwrap();
+    assert_eq!(guard.token.expose_secret(), "lent-by-the-context");
+    guard.exit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_or_unreadable_secret_file_is_a_typed_error_naming_field_and_file() {
+    let Err(err) = AbsentFileSecretSpec {}.enter().await else { panic!("the file does not exist") };
+    assert_eq!(err.site().field, "token");
+    assert!(matches!(
+        err.kind(),
+        EnterErrorKind::SecretMissing(SecretSource::File("/tmp/dual-mode-guard-secrets/absent"))
+    ));
+    assert_eq!(
+        err.to_string(),
+        "cannot enter `AbsentFileSecret`: secret `AbsentFileSecret.token` (secrecy::SecretString) is missing: file `/tmp/dual-mode-guard-secrets/absent` does not exist"
+    );
+
+    std::fs::create_dir_all(SECRETS_DIR).unwrap();
+    let Err(err) = DirectoryAsSecretSpec {}.enter().await else { panic!("a directory is not a secret file") };
+    assert!(matches!(err.kind(), EnterErrorKind::SecretInvalid(SecretSource::File(_), _)), "{err}");
+    assert!(err.to_string().starts_with(
+        "cannot enter `DirectoryAsSecret`: secret `DirectoryAsSecret.token` (Secret<String>) from file `/tmp/dual-mode-guard-secrets` is invalid: "
+    ));
+}

@@ -245,3 +245,26 @@ async fn api_mode_takes_every_client_from_app_state() {
     assert_eq!(http.accepted(), 1);
     assert_eq!(srv.client_count().await, baseline);
 }
+
+#[derive(DualMode)]
+struct FileUrl {
+    #[dual_mode(secret, file = "/tmp/dual-mode-servers-secrets/redis-url")]
+    redis_url: secrecy::SecretString,
+    #[dual_mode(shared, config = redis_url)]
+    redis: MultiplexedConnection,
+}
+
+#[tokio::test]
+async fn a_redis_url_with_its_password_comes_from_a_secret_file() {
+    let _serial = SERIAL.lock().await;
+    let srv = &RedisServer::start();
+    std::fs::create_dir_all("/tmp/dual-mode-servers-secrets").unwrap();
+    std::fs::write("/tmp/dual-mode-servers-secrets/redis-url", format!("{}\n", srv.url)).unwrap();
+    let baseline = srv.client_count().await;
+    let guard = FileUrlSpec {}.enter().await.unwrap();
+    let pong: String = redis::cmd("PING").query_async(&mut guard.redis.clone()).await.unwrap();
+    assert_eq!(pong, "PONG");
+    assert_eq!(srv.client_count().await, baseline + 1);
+    guard.exit().await.unwrap();
+    assert_eq!(eventually(baseline, async || srv.client_count().await).await, baseline);
+}

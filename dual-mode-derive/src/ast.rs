@@ -1,11 +1,11 @@
-//! The derive input as the later stages see it: borrowed syn nodes (for spans) plus parsed
-//! attributes.
+//! The derive input as the later stages see it: borrowed syn nodes (for spans), each field
+//! with its final kind.
 
-use proc_macro2::Span;
 use syn::spanned::Spanned;
-use syn::{Attribute, Data, DeriveInput, Fields, Generics, Ident, LitStr, Path, Type, Visibility};
+use syn::{Attribute, Data, DeriveInput, Fields, Generics, Ident, Type, Visibility};
 
-use crate::attr::{self, ConfigPath, Container, Errors, FieldAttrs};
+use crate::attr::{self, Container, Kind};
+use crate::ctxt::Errors;
 
 pub(crate) struct Input<'a> {
     pub(crate) ident: &'a Ident,
@@ -21,7 +21,6 @@ pub(crate) struct Field<'a> {
     pub(crate) ident: &'a Ident,
     pub(crate) vis: &'a Visibility,
     pub(crate) ty: &'a Type,
-    pub(crate) attrs: FieldAttrs,
     pub(crate) kind: Kind,
     /// `#[cfg(...)]`, repeated on everything generated for the field.
     pub(crate) cfgs: Vec<&'a Attribute>,
@@ -31,29 +30,9 @@ pub(crate) struct Field<'a> {
     pub(crate) serde_attrs: Vec<&'a Attribute>,
 }
 
-/// What a field is, once its attributes are validated.
-pub(crate) enum Kind {
-    Spec,
-    Shared(Shared),
-    Secret { env: LitStr },
-    Nested,
-}
-
-pub(crate) struct Shared {
-    pub(crate) source: Source,
-    pub(crate) key: Option<LitStr>,
-}
-
-pub(crate) enum Source {
-    /// `Resource::open` with the resource's default config.
-    Default,
-    /// `Resource::open` with `config = a.b`.
-    Config(Span, ConfigPath),
-    /// `open = path`, `close = path`.
-    Open { open: Path, close: Option<Path> },
-}
-
 impl<'a> Input<'a> {
+    /// The input, or the one error that leaves nothing to generate (not a struct with named
+    /// fields).
     pub(crate) fn from_syn(node: &'a DeriveInput, errors: &mut Errors) -> syn::Result<Self> {
         let named = match &node.data {
             Data::Struct(s) => match &s.fields {
@@ -90,15 +69,15 @@ impl<'a> Input<'a> {
             .iter()
             .filter_map(|f| {
                 let ident = f.ident.as_ref()?;
+                let serde_attrs = filter(&f.attrs, "serde");
                 Some(Field {
                     ident,
                     vis: &f.vis,
                     ty: &f.ty,
-                    attrs: attr::field(&f.attrs, errors),
-                    kind: Kind::Spec,
+                    kind: attr::field(&f.attrs, &f.ty, &serde_attrs, errors),
                     cfgs: filter(&f.attrs, "cfg"),
                     docs: filter(&f.attrs, "doc"),
-                    serde_attrs: filter(&f.attrs, "serde"),
+                    serde_attrs,
                 })
             })
             .collect();
@@ -110,6 +89,11 @@ impl<'a> Input<'a> {
             serde_attrs: filter(&node.attrs, "serde"),
             fields,
         })
+    }
+
+    /// The field named `name`.
+    pub(crate) fn field(&self, name: &Ident) -> Option<&Field<'a>> {
+        self.fields.iter().find(|f| f.ident == name)
     }
 }
 

@@ -1,11 +1,16 @@
 //! The `#[derive(DualMode)]` macro. An implementation detail of the
 //! [`dual-mode`](https://docs.rs/dual-mode) crate: depend on that crate, whose docs describe
 //! what the derive generates.
+//!
+//! Stages, each reading the one before: `ast.rs` (the input, each field resolved once into
+//! its kind by `attr.rs`), `check.rs` (checks across fields), `expand/` (one file per
+//! generated artifact), with every error collected in `ctxt.rs`.
 
 mod ast;
 mod attr;
+mod check;
+mod ctxt;
 mod expand;
-mod valid;
 
 use proc_macro::TokenStream;
 
@@ -14,5 +19,5 @@ use proc_macro::TokenStream;
 #[proc_macro_derive(DualMode, attributes(dual_mode, serde))]
 pub fn derive_dual_mode(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
-    expand::derive(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+    expand::derive(&input).into()
 }

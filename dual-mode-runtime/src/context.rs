@@ -84,12 +84,6 @@ impl Context {
         self.lookup((TypeId::of::<T>(), Some(key)))
     }
 
-    /// The client of type `T` under `key` (`None`: unkeyed), if the context has one.
-    #[must_use]
-    pub fn get_slot<T: Clone + 'static>(&self, key: Option<&'static str>) -> Option<T> {
-        self.lookup((TypeId::of::<T>(), key))
-    }
-
     /// How many clients the context holds.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -111,4 +105,11 @@ impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context").field("clients", &self.items.len()).finish()
     }
+}
+
+/// The client of type `T` under `key` (`None`: unkeyed) in `ctx`, if it has one. For
+/// generated code, which knows each field's key.
+#[must_use]
+pub fn slot<T: Clone + 'static>(ctx: &Context, key: Option<&'static str>) -> Option<T> {
+    ctx.lookup((TypeId::of::<T>(), key))
 }

@@ -51,13 +51,13 @@ pub enum EnterErrorKind {
 
 impl EnterError {
     /// An open that failed.
-    pub fn open(site: Site, cause: impl Into<BoxError>) -> Self {
+    pub(crate) fn open(site: Site, cause: impl Into<BoxError>) -> Self {
         Self { site, kind: EnterErrorKind::Open(cause.into()), cleanup: Vec::new() }
     }
 
     /// A secret that could not be resolved.
     #[must_use]
-    pub fn secret(site: Site, kind: EnterErrorKind) -> Self {
+    pub(crate) fn secret(site: Site, kind: EnterErrorKind) -> Self {
         Self { site, kind, cleanup: Vec::new() }
     }
 
@@ -91,6 +91,9 @@ impl fmt::Display for EnterError {
         match &self.kind {
             EnterErrorKind::Open(cause) => {
                 write!(f, "cannot enter `{}`: opening {site} failed: {cause}", site.service)?;
+            }
+            EnterErrorKind::SecretMissing(source @ SecretSource::File(_)) => {
+                write!(f, "cannot enter `{}`: secret {site} is missing: {source} does not exist", site.service)?;
             }
             EnterErrorKind::SecretMissing(source) => {
                 write!(f, "cannot enter `{}`: secret {site} is missing: {source} is not set", site.service)?;

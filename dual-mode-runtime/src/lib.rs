@@ -2,6 +2,7 @@
 //! secrets, typed errors and the job layer. Depend on the `dual-mode` facade crate, which
 //! re-exports all of this together with `#[derive(DualMode)]`.
 
+mod bounds;
 mod builtin;
 mod context;
 mod error;
@@ -15,11 +16,15 @@ mod secret;
 mod service;
 mod unwind;
 
+pub use bounds::{DefaultConfig, SecretField, SecretValue, SharedField, SpecField};
+#[doc(hidden)]
+pub use bounds::{IsService, IsSpecField};
+#[cfg(feature = "axum")]
+pub use bounds::{OneFieldPerType, Provides};
 pub use context::Context;
 pub use error::{BoxError, CloseError, EnterError, EnterErrorKind, Error, ExitError, Site, SpecError};
 pub use resource::Resource;
-pub use scope::Scope;
-pub use secret::{Secret, SecretSource};
+pub use secret::{Secret, SecretSource, SerializeSecret};
 #[cfg(feature = "axum")]
 pub use service::FromState;
 pub use service::{DualMode, Guard, Parts, Spec, run};

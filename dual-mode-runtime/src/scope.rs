@@ -114,7 +114,7 @@ impl Scope {
             return Ok(found);
         }
         tracing::debug!(service = site.service, field = site.field, resource = site.resource, "opening");
-        let value = T::open(config).await.map_err(|e| EnterError::open(site, e))?;
+        let value = opened(site, T::open(config)).await?;
         self.opened.push(Opened {
             site,
             key,
@@ -147,7 +147,7 @@ impl Scope {
             return Ok(found);
         }
         tracing::debug!(service = site.service, field = site.field, resource = site.resource, "opening");
-        let value = open.await.map_err(|e| EnterError::open(site, e))?;
+        let value = opened(site, open).await?;
         let held = Box::new(ByFn { value: value.clone(), close });
         self.opened.push(Opened { site, key, type_id: TypeId::of::<T>(), share: 0, held });
         Ok(value)
@@ -185,6 +185,16 @@ impl Scope {
             Ok(()) => error,
             Err(exit) => error.with_cleanup(exit.into_errors()),
         }
+    }
+}
+
+/// Awaits one open. An open that panics (a client builder that asserts, a user's `open = path`
+/// function that unwraps) is a failed open of this field: the guard then closes what it had
+/// opened, and the caller gets an [`EnterError`] instead of an unwinding task.
+async fn opened<T, E: Into<BoxError>>(site: Site, open: impl Future<Output = Result<T, E>>) -> Result<T, EnterError> {
+    match catch_unwind(open).await {
+        Ok(result) => result.map_err(|e| EnterError::open(site, e)),
+        Err(panic) => Err(EnterError::open(site, format!("open panicked: {}", panic_message(&*panic)))),
     }
 }
 

@@ -10,9 +10,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
+use crate::Context;
 use crate::error::{EnterError, Error, ExitError, SpecError};
+use crate::scope::Scope;
 use crate::unwind::catch_unwind;
-use crate::{Context, Scope};
 
 /// A service: a struct whose shared clients can be injected or opened temporarily.
 ///
@@ -39,6 +40,11 @@ pub trait DualMode: Sized + Send + Sync + 'static {
 ///
 /// Implemented by `#[derive(DualMode)]` on the generated spec type. Queue APIs accept only
 /// spec types, so no client and no secret ever reaches a queue.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a job spec: only a spec goes into a queue",
+    label = "not a job spec",
+    note = "pass the service's spec: `service.spec()` for a live service, `parts.spec()` for its parts, or the generated `...Spec` value itself"
+)]
 pub trait Spec: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {
     /// The spec type's name, e.g. `EsiClientSpec`.
     const NAME: &'static str;
@@ -107,7 +113,8 @@ pub trait Parts: Sized + Send + 'static {
             };
             match entered {
                 Ok(service) => Ok(Guard { service, scope }),
-                Err(error) => Err(scope.undo(error).instrument(span).await),
+                // Boxed: the undo (closes in a spawned task) is large and only runs on failure.
+                Err(error) => Err(Box::pin(scope.undo(error)).instrument(span).await),
             }
         }
     }
@@ -146,7 +153,9 @@ impl<S: DualMode> Guard<S> {
             return Ok(());
         }
         let span = tracing::debug_span!("dual_mode.exit", service = S::NAME, opened = scope.len());
-        scope.close(S::NAME).instrument(span).await
+        // Boxed, as the undo in `enter`: the closes are large and run only when something
+        // was opened, so an exit with everything injected stays a small future.
+        Box::pin(scope.close(S::NAME)).instrument(span).await
     }
 }
 

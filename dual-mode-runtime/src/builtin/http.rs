@@ -59,13 +59,13 @@ impl HttpConfig {
     }
 }
 
-/// The process-wide rustls configuration (ring provider, the platform's verifier), built once.
+/// The process-wide rustls configuration (aws-lc-rs provider, as reqwest's own default, and the platform's verifier), built once.
 /// `None` when the platform's verifier cannot be set up; reqwest then builds its own.
 fn tls_config() -> Option<&'static Arc<rustls::ClientConfig>> {
     static TLS: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
     TLS.get_or_init(|| {
         use rustls_platform_verifier::BuilderVerifierExt;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let built = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .and_then(BuilderVerifierExt::with_platform_verifier)

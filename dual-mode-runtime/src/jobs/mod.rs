@@ -100,6 +100,31 @@
 //! ([`Lease::is_lost`], [`Lease::lost`]), and its acknowledgement is refused; but a side effect
 //! the first run already made cannot be taken back.
 //!
+//! What does hold, exactly:
+//!
+//! - **No two runs of one job at the same moment** while both workers are alive and their
+//!   clocks run at the same rate. A run counts its lease from when it *sent* its last
+//!   successful renewal; once `lease - margin` has passed on its own clock
+//!   ([`WorkerConfig::lease_margin`], a quarter of the lease) it is told it lost the lease and
+//!   is aborted `lost_lease_grace` later, which must be shorter than the margin
+//!   ([`Worker::run`] refuses other configurations). Another worker can claim the entry only
+//!   after it has been idle for the whole lease, counted by Redis from the execution of that
+//!   renewal, which came after its sending. So the old run has stopped before the new one can
+//!   start, however long Redis stalls (tested with stalls of 1.5, 4 and 6 leases). The bound is
+//!   the difference in clock rates over one lease; a paused process (`SIGSTOP`) cannot check
+//!   its clock, and that is the case the idempotency key is for.
+//! - **Never twice inside one process.** A worker never claims its own entries, and an entry
+//!   it already holds is never delivered to a second run of the same process.
+//! - **No delivery is left unrun.** A read or claim whose reply was lost still executed on the
+//!   server; the worker takes such entries back (a claim by itself, raising the fencing token)
+//!   within a claim interval. Entries left pending for no consumer are swept back, and a
+//!   destroyed consumer group is recreated at the stream's end with its entries queued again
+//!   under new entry ids after a lease, so runs in flight stop first and a fencing token is
+//!   never reused for an entry id.
+//! - **Outcomes are reported truly.** A write whose reply was lost and which is tried again is
+//!   recognised from the job's record as landed; a refused write says whether another consumer
+//!   holds the entry or no one does.
+//!
 //! So a handler must be safe to run twice. Every envelope carries an idempotency key
 //! ([`JobInfo::idempotency_key`]): the job id by default, or a business key the producer chose
 //! with [`PushOptions::idempotency_key`]. Make the side effect and the record that it was done

@@ -33,8 +33,9 @@ use crate::{Context, DualMode, Parts, Spec};
 /// // elsewhere: queue.wait_for::<Report>(&job_id, timeout).await? is a JobOutcome<ReportSummary>
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` does not run as a job",
-    note = "implement `dual_mode::jobs::Job` for `{Self}`: `type Output` and `async fn run(&self, job: &JobInfo)`"
+    message = "`{Self}` is not a `Job`, so a worker cannot run it",
+    label = "no `Job` impl for `{Self}`",
+    note = "implement it: `impl dual_mode::jobs::Job for {Self} {{ type Output = (); async fn run(&self, job: &JobInfo) -> Result<(), JobError> {{ ... }} }}`"
 )]
 pub trait Job: DualMode {
     /// What a successful run returns, stored with the job's record and typed again by

@@ -1,0 +1,21 @@
+// A `close = path` function takes the client by value.
+use dual_mode::DualMode;
+
+async fn connect(spec: &ServiceSpec) -> Result<reqwest::Client, reqwest::Error> {
+    let _ = spec;
+    reqwest::Client::builder().build()
+}
+
+async fn disconnect(client: &reqwest::Client) -> Result<(), std::io::Error> {
+    let _ = client;
+    Ok(())
+}
+
+#[derive(DualMode)]
+struct Service {
+    url: String,
+    #[dual_mode(shared, open = connect, close = disconnect)]
+    http: reqwest::Client,
+}
+
+fn main() {}
