@@ -9,6 +9,7 @@
 //! computation is stored next to it, as [`StoredSummary::aggregated_at`].
 
 use std::fmt;
+use std::time::Duration;
 
 use dual_mode::jobs::{Job, JobError, JobInfo};
 use dual_mode::{DualMode, Secret};
@@ -16,7 +17,6 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::esi::{EsiClient, EsiClientSpec, EsiError, FetchCounts, RegionContracts};
-use crate::jobs::{JobState, set_status};
 use crate::model::{RegionSummary, summarize};
 use crate::settings::{RedisUrl, Settings};
 use crate::timestamp::Timestamp;
@@ -130,7 +130,13 @@ impl ContractAggregationService {
     /// # Errors
     /// ESI or the store failed.
     pub async fn aggregate(&self) -> Result<StoredSummary, AggregateError> {
-        let RegionContracts { contracts, skipped, as_of, fetch } = self.esi.public_contracts(self.region_id).await?;
+        let contracts = self.esi.public_contracts(self.region_id).await?;
+        self.store(contracts).await
+    }
+
+    /// Summarizes the region's contracts as of the data's time and stores the summary.
+    async fn store(&self, region: RegionContracts) -> Result<StoredSummary, AggregateError> {
+        let RegionContracts { contracts, skipped, as_of, fetch } = region;
         let stored = StoredSummary {
             summary: RegionSummary { skipped, ..summarize(self.region_id, &contracts, as_of) },
             aggregated_at: Timestamp::now(),
@@ -148,32 +154,34 @@ impl ContractAggregationService {
     }
 }
 
-/// Job mode: a worker runs the aggregation and keeps the job's status record up to date.
+/// Job mode: a worker runs the aggregation; the summary is the job's result, stored with its
+/// record by the job layer (`Queue::wait_for` and `GET /jobs/{id}` give it back).
 ///
 /// At-least-once delivery is harmless here: a second run of the same job overwrites the
-/// summary with an equal or newer one, and the status record only moves forward.
+/// summary with an equal or newer one.
 impl Job for ContractAggregationService {
-    type Output = ();
+    type Output = StoredSummary;
 
-    async fn run(&self, job: &JobInfo) -> Result<(), JobError> {
-        let status = |state: JobState, error: Option<String>| {
-            set_status(&self.redis, job.id(), self.region_id, state, job.attempt(), error)
+    /// An attempt that takes longer is dropped and retried: the walk waits out pauses of up
+    /// to 70 s in a job, a few times at most, so 10 minutes means something is stuck.
+    const TIMEOUT: Option<Duration> = Some(Duration::from_secs(10 * 60));
+
+    async fn run(&self, job: &JobInfo) -> Result<StoredSummary, JobError> {
+        // A cancelled job (or one whose worker shuts down) stops walking at once; returning
+        // exits the service, so the clients it opened close. Storing is one command and
+        // is not interrupted.
+        let walked = tokio::select! {
+            walked = self.esi.public_contracts(self.region_id) => walked,
+            reason = job.cancelled() => return Err(JobError::failed(format!("stopped: {reason:?}"))),
         };
-        // A status write that fails must not fail the aggregation: it is informational.
-        let _ = status(JobState::Running, None).await;
-        match self.aggregate().await {
-            Ok(_) => {
-                let _ = status(JobState::Done, None).await;
-                Ok(())
-            }
+        match walked.map_err(AggregateError::from) {
+            Ok(contracts) => self.store(contracts).await.map_err(JobError::failed),
             Err(e) => {
                 let (permanent, retry_after) = match &e {
                     AggregateError::Esi(esi) => (esi.is_permanent(), esi.retry_after()),
                     _ => (false, None),
                 };
-                // A job told to wait keeps its attempt: it is queued again whatever its number.
-                let parked = permanent || (job.is_last_attempt() && retry_after.is_none());
-                let _ = status(if parked { JobState::Parked } else { JobState::Queued }, Some(e.to_string())).await;
+                // A job told to wait keeps its attempt: it is delayed whatever its number.
                 Err(match retry_after {
                     _ if permanent => JobError::permanent(e),
                     Some(after) => JobError::retry_after(after, e),

@@ -3,8 +3,9 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /regions/{id}/summary` | the stored summary; computed now (with the shared clients) and stored when there is none, or with `?refresh=true` (at most once a minute per region) |
-//! | `POST /regions/{id}/aggregate` | `202` with the id of the enqueued job |
-//! | `GET /jobs/{id}` | the job's status record: `queued`, `running`, `done` or `parked` |
+//! | `POST /regions/{id}/aggregate` | `202` with the id of the enqueued job; while an aggregation of the region is queued, delayed or running, that job's id with `"duplicate": true` |
+//! | `GET /jobs/{id}` | the job's record ([`JobView`]): state, attempt, times, worker, error, park reason, and the summary once done |
+//! | `DELETE /jobs/{id}` | cancels the job: `"removed"` (it never runs), `"requested"` (it is running and stops), or `"already_ended"` with its state |
 //! | `GET /healthz` | `200` when Redis answers, `503` otherwise |
 //!
 //! Every error is JSON, `{"error": "..."}`: bad input is a `400`, an unknown region or job a
@@ -31,14 +32,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, serve};
 use dual_mode::Secret;
-use dual_mode::jobs::Queue;
+use dual_mode::jobs::{CancelOutcome, Queue};
 use redis::aio::ConnectionManager;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::aggregate::{AggregateError, ContractAggregationService, StoredSummary, aggregation_spec, summary_key};
 use crate::esi::{EsiError, ceil_secs};
-use crate::jobs::{Secrets, enqueue, get_status};
+use crate::jobs::{JobView, Secrets, enqueue};
 use crate::settings::{EsiToken, RedisUrl, Settings};
 use crate::timestamp::Timestamp;
 
@@ -187,7 +188,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/regions/{id}/summary", get(summary))
         .route("/regions/{id}/aggregate", post(aggregate))
-        .route("/jobs/{id}", get(job))
+        .route("/jobs/{id}", get(job).delete(cancel))
         .route("/healthz", get(healthz))
         .fallback(async || ApiError::new(StatusCode::NOT_FOUND, "no such route"))
         .method_not_allowed_fallback(async || ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
@@ -338,26 +339,58 @@ async fn aggregate(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let region_id = region_id(path)?;
-    let job_id = enqueue(&state.queue, &state.redis, &state.settings, region_id)
+    let pushed = enqueue(&state.queue, &state.settings, region_id)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("could not enqueue: {e}")))?;
-    let body =
-        json!({ "job_id": job_id, "region_id": region_id, "state": "queued", "status": format!("/jobs/{job_id}") });
+    let job_id = pushed.job_id;
+    let body = json!({
+        "job_id": job_id,
+        "region_id": region_id,
+        "duplicate": pushed.duplicate,
+        "status": format!("/jobs/{job_id}"),
+    });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-async fn job(State(state): State<AppState>, path: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
+/// A job id from the path: 1 to 64 letters, digits, `-` or `_`.
+fn job_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(id) = path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("not a job id: {id:?}")));
     }
-    let status = get_status(&state.redis, &id)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("status store failed: {e}")))?;
-    match status {
-        Some(status) => Ok(Json(status).into_response()),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no job {id}"))),
-    }
+    Ok(id)
+}
+
+fn no_job(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no job {id}"))
+}
+
+fn queue_failed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("job store failed: {e}"))
+}
+
+async fn job(State(state): State<AppState>, path: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
+    let id = job_id(path)?;
+    let record = state.queue.job(&id).await.map_err(queue_failed)?.ok_or_else(|| no_job(&id))?;
+    Ok(Json(JobView::new(&record, state.queue.config().max_attempts)).into_response())
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = job_id(path)?;
+    let body = match state.queue.cancel(&id).await.map_err(queue_failed)? {
+        CancelOutcome::Removed => json!({ "job_id": id, "cancel": "removed", "state": "cancelled" }),
+        CancelOutcome::Requested => json!({ "job_id": id, "cancel": "requested" }),
+        CancelOutcome::AlreadyEnded(ended) => {
+            json!({ "job_id": id, "cancel": "already_ended", "state": ended.as_str() })
+        }
+        CancelOutcome::Unknown => return Err(no_job(&id)),
+        // A newer job layer's answer: say what it is rather than guess.
+        other => json!({ "job_id": id, "cancel": format!("{other:?}") }),
+    };
+    Ok(Json(body).into_response())
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

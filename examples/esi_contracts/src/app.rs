@@ -3,24 +3,24 @@
 //! Starts the ESI stand-in (unless an ESI URL is given), uses `REDIS_URL` or starts a
 //! temporary `redis-server`, starts the API and two workers (two worker tasks in this process,
 //! each a separate consumer with its own warm clients, as two processes would be), enqueues an
-//! aggregation per region with `POST /regions/{id}/aggregate`, waits for the jobs with a
-//! progress line, prints a table per region from `GET /regions/{id}/summary`, and stops
-//! everything it started.
+//! aggregation per region with `POST /regions/{id}/aggregate`, waits for the jobs
+//! (`Queue::wait_for`, woken as each ends) with a progress line, prints a table per region from
+//! its job's result, names the regions whose jobs failed, and stops everything it started.
 
 use std::fmt::Write as _;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use dual_mode::Secret;
-use dual_mode::jobs::RunReport;
+use dual_mode::jobs::{JobOutcome, Queue, RunReport};
 use dual_mode_test_support::RedisServer;
 use serde_json::Value;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
-use crate::aggregate::StoredSummary;
+use crate::aggregate::{ContractAggregationService, StoredSummary};
 use crate::api::{self, AppState};
-use crate::jobs::{self, BoxError, JobState, JobStatus, Secrets};
+use crate::jobs::{self, BoxError, JobView, Secrets};
 use crate::model::ContractType;
 use crate::settings::{EsiToken, RedisUrl, Settings};
 use crate::standin::{self, RECORDED_AT, StandIn, StandInOptions};
@@ -45,13 +45,11 @@ pub struct Options {
 /// What the main job did.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// The summaries of the regions whose jobs succeeded, as the API returned them, in region
-    /// order.
+    /// The summaries of the regions whose jobs succeeded (the jobs' results), in region order.
     pub summaries: Vec<StoredSummary>,
-    /// The jobs' final status records, in region order.
-    pub jobs: Vec<JobStatus>,
-    /// The regions that failed: their parked job's record, or why their summary could not be
-    /// read.
+    /// The jobs' final records as `GET /jobs/{id}` answered them, in region order.
+    pub jobs: Vec<JobView>,
+    /// The regions that failed, with their parked job's last error (or `cancelled`).
     pub failed: Vec<(i32, String)>,
     /// `200` pages the stand-in served (`None` against a real ESI).
     pub pages_downloaded: Option<u64>,
@@ -158,14 +156,14 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, 
         workers.push(tokio::spawn(worker.run(stopped(&stop_rx))));
     }
     let started = Started { standin, redis, stop, api, workers, api_url };
-    let outcome = drive(&started, &settings, opts.timeout, out).await;
+    let outcome = drive(&started, &queue, &settings, opts.timeout, out).await;
     let counts = started.standin.as_ref().map(|s| (s.ok_count(), s.not_modified_count()));
     let reports = started.stop().await;
-    let Driven { summaries, statuses, failed } = outcome?;
+    let Driven { summaries, records, failed } = outcome?;
     writeln!(out, "stopped the API, {} workers and everything else started", reports.len())?;
     Ok(Report {
         summaries,
-        jobs: statuses,
+        jobs: records,
         failed,
         pages_downloaded: counts.map(|c| c.0),
         pages_revalidated: counts.map(|c| c.1),
@@ -176,7 +174,7 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, 
 /// What [`drive`] got.
 struct Driven {
     summaries: Vec<StoredSummary>,
-    statuses: Vec<JobStatus>,
+    records: Vec<JobView>,
     failed: Vec<(i32, String)>,
 }
 
@@ -184,6 +182,7 @@ struct Driven {
 /// failed.
 async fn drive(
     started: &Started,
+    queue: &Queue,
     settings: &Settings,
     timeout: Duration,
     out: &mut (dyn Write + Send),
@@ -201,55 +200,48 @@ async fn drive(
         job_ids.push(id.to_owned());
     }
 
+    // Every job waited for at once; each wait is woken by the job layer when its job ends.
     let start = Instant::now();
-    let statuses = loop {
-        let mut statuses = Vec::new();
-        for id in &job_ids {
-            let resp = http.get(format!("{base}/jobs/{id}")).send().await?;
-            statuses.push(serde_json::from_slice::<JobStatus>(&resp.bytes().await?)?);
+    let mut waits = JoinSet::new();
+    for (i, id) in job_ids.iter().enumerate() {
+        let (queue, id) = (queue.clone(), id.clone());
+        waits.spawn(async move { (i, queue.wait_for::<ContractAggregationService>(&id, timeout).await) });
+    }
+    let mut outcomes = vec![None; job_ids.len()];
+    progress(out, &outcomes, start)?;
+    while let Some(joined) = waits.join_next().await {
+        let (i, outcome) = joined?;
+        match outcome {
+            Ok(outcome) => outcomes[i] = Some(outcome),
+            Err(e) => {
+                writeln!(out)?;
+                return Err(e.into());
+            }
         }
-        let count = |s: JobState| statuses.iter().filter(|j| j.state == s).count();
-        write!(
-            out,
-            "\rwaiting for {} jobs: {} queued, {} running, {} done, {} parked ({:.1} s)  ",
-            job_ids.len(),
-            count(JobState::Queued),
-            count(JobState::Running),
-            count(JobState::Done),
-            count(JobState::Parked),
-            start.elapsed().as_secs_f64()
-        )?;
-        out.flush()?;
-        if statuses.iter().all(|j| j.state.is_final()) {
-            writeln!(out)?;
-            break statuses;
+        progress(out, &outcomes, start)?;
+    }
+    writeln!(out)?;
+    let mut records = Vec::new();
+    for id in &job_ids {
+        let resp = http.get(format!("{base}/jobs/{id}")).send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            return Err(format!("GET /jobs/{id} answered {status}: {}", String::from_utf8_lossy(&bytes)).into());
         }
-        if start.elapsed() > timeout {
-            writeln!(out)?;
-            return Err(format!("the jobs did not finish within {timeout:?}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        records.push(serde_json::from_slice::<JobView>(&bytes)?);
+    }
     let mut summaries = Vec::new();
     let mut failed = Vec::new();
-    for (region, status) in settings.regions.iter().zip(&statuses) {
-        if status.state == JobState::Parked {
-            failed.push((*region, status.error.clone().unwrap_or_else(|| "parked, no error recorded".into())));
-            continue;
+    for (region, outcome) in settings.regions.iter().zip(outcomes.into_iter().flatten()) {
+        match outcome {
+            JobOutcome::Done(stored) => {
+                out.write_all(table(&stored).as_bytes())?;
+                summaries.push(stored);
+            }
+            JobOutcome::Parked { error, .. } => failed.push((*region, error)),
+            JobOutcome::Cancelled => failed.push((*region, "cancelled".to_owned())),
         }
-        let resp = http.get(format!("{base}/regions/{region}/summary")).send().await?;
-        let code = resp.status();
-        let bytes = resp.bytes().await?;
-        if !code.is_success() {
-            failed.push((
-                *region,
-                format!("GET /regions/{region}/summary answered {code}: {}", String::from_utf8_lossy(&bytes)),
-            ));
-            continue;
-        }
-        let stored: StoredSummary = serde_json::from_slice(&bytes)?;
-        out.write_all(table(&stored).as_bytes())?;
-        summaries.push(stored);
     }
     if !failed.is_empty() {
         writeln!(out, "\nfailed regions:")?;
@@ -257,7 +249,27 @@ async fn drive(
             writeln!(out, "  {} ({region}): {why}", region_name(*region))?;
         }
     }
-    Ok(Driven { summaries, statuses, failed })
+    Ok(Driven { summaries, records, failed })
+}
+
+/// Rewrites the progress line: how many jobs are pending and how they ended.
+fn progress(
+    out: &mut (dyn Write + Send),
+    outcomes: &[Option<JobOutcome<StoredSummary>>],
+    start: Instant,
+) -> std::io::Result<()> {
+    let count = |f: fn(&JobOutcome<StoredSummary>) -> bool| outcomes.iter().flatten().filter(|o| f(o)).count();
+    write!(
+        out,
+        "\rwaiting for {} jobs: {} pending, {} done, {} parked, {} cancelled ({:.1} s)  ",
+        outcomes.len(),
+        outcomes.iter().filter(|o| o.is_none()).count(),
+        count(|o| matches!(o, JobOutcome::Done(_))),
+        count(|o| matches!(o, JobOutcome::Parked { .. })),
+        count(|o| matches!(o, JobOutcome::Cancelled)),
+        start.elapsed().as_secs_f64()
+    )?;
+    out.flush()
 }
 
 /// A region's name, for the well-known ones.

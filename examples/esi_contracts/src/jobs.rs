@@ -1,11 +1,12 @@
-//! Job mode: the queue, the worker (a [`Context`] of warm clients), the schedule, and the
-//! status records `GET /jobs/{id}` reads.
+//! Job mode: the queue, the worker (a [`Context`] of warm clients), the schedule, unique
+//! aggregations per region, and the view of a job's record that `GET /jobs/{id}` answers.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use dual_mode::jobs::{
-    Clients, PushOptions, Queue, QueueConfig, QueueError, Schedule, Scheduler, SchedulerConfig, Worker, WorkerConfig,
+    Clients, JobRecord, JobState, PushOptions, Pushed, Queue, QueueConfig, QueueError, Schedule, Scheduler,
+    SchedulerConfig, Worker, WorkerConfig,
 };
 use dual_mode::{Context, Secret};
 use redis::aio::ConnectionManager;
@@ -17,9 +18,6 @@ use crate::timestamp::Timestamp;
 
 /// The queue of aggregation jobs.
 pub const QUEUE: &str = "esi-aggregate";
-
-/// How long a job's status record is kept.
-const STATUS_TTL_SECS: u64 = 7 * 24 * 60 * 60;
 
 /// A boxed error for setup code.
 pub use dual_mode::BoxError;
@@ -33,98 +31,118 @@ pub struct Secrets {
     pub redis_url: Secret<RedisUrl>,
 }
 
-/// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    /// Waiting for a worker (also after a failed attempt that will be retried).
-    Queued,
-    /// A worker runs it.
-    Running,
-    /// The summary is stored.
-    Done,
-    /// Given up: the error will not go away by retrying, or the attempts are used up.
-    Parked,
+/// How long a region's unique key is held at most. The key is released when its job ends;
+/// this only bounds how long a job lost to an operator's mistake blocks new aggregations of
+/// its region.
+pub const UNIQUE_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// The unique key of an aggregation of `region_id`: of the jobs pushed by [`enqueue`], one per
+/// region is queued, delayed or running at a time. (Scheduled ticks are pushed without it: a
+/// [`Schedule`] has no push options.)
+#[must_use]
+pub fn unique_key(region_id: i32) -> String {
+    format!("aggregate:{region_id}")
 }
 
-impl JobState {
-    /// Whether the job will not change any more.
-    #[must_use]
-    pub const fn is_final(self) -> bool {
-        matches!(self, Self::Done | Self::Parked)
-    }
+/// Enqueues an aggregation of `region_id`, unless one is queued, delayed or running already:
+/// then [`Pushed::duplicate`] is set and [`Pushed::job_id`] is that job's id.
+///
+/// # Errors
+/// Redis fails.
+pub async fn enqueue(queue: &Queue, settings: &Settings, region_id: i32) -> Result<Pushed, QueueError> {
+    let options = PushOptions::new().unique(unique_key(region_id), UNIQUE_TTL);
+    queue.push_spec(&aggregation_spec(region_id, settings), options).await
 }
 
-/// A job's status record, `esi:job:{job_id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobStatus {
-    /// The job layer's job id.
-    pub job_id: String,
-    /// The region it aggregates.
-    pub region_id: i32,
-    /// Where it is.
+/// A job's record as `GET /jobs/{id}` answers it: the job layer's [`JobRecord`], times in
+/// RFC 3339, the result as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// The job id.
+    pub id: String,
+    /// Where the job is: `queued`, `delayed`, `running`, `retrying`, `done`, `parked` or
+    /// `cancelled`.
+    #[serde(with = "state_name")]
     pub state: JobState,
-    /// The attempt that wrote this record (0: not started).
+    /// The payload's type name.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// The attempt it is on or ended on, from 1.
     pub attempt: u32,
-    /// The last attempt's error.
+    /// The attempts it gets.
+    pub max_attempts: u32,
+    /// When it was pushed.
+    pub enqueued_at: Timestamp,
+    /// When its current or last attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// When a delayed or retrying job is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<Timestamp>,
+    /// When the record last changed.
+    pub updated_at: Timestamp,
+    /// The consumer that runs or ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// The last error: of a failed attempt, a wait, or why it was parked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// When this record was written.
-    pub updated_at: Timestamp,
+    /// Why it was parked (`rejected`, `exhausted`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub park_reason: Option<String>,
+    /// Whether a cancellation was requested.
+    pub cancel_requested: bool,
+    /// Its unique key (`aggregate:<region>` for jobs pushed by [`enqueue`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
+    /// Its result once done: for an aggregation, the [`StoredSummary`](crate::aggregate::StoredSummary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
 }
 
-/// The Redis key of a job's status record.
-#[must_use]
-pub fn status_key(job_id: &str) -> String {
-    format!("esi:job:{job_id}")
-}
-
-/// Writes a job's status record.
-///
-/// # Errors
-/// Redis fails.
-pub async fn set_status(
-    redis: &ConnectionManager,
-    job_id: &str,
-    region_id: i32,
-    state: JobState,
-    attempt: u32,
-    error: Option<String>,
-) -> Result<(), redis::RedisError> {
-    let record =
-        JobStatus { job_id: job_id.to_owned(), region_id, state, attempt, error, updated_at: Timestamp::now() };
-    let json = serde_json::to_string(&record).unwrap_or_default();
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(status_key(job_id)).arg(json).arg("EX").arg(STATUS_TTL_SECS);
-    if state == JobState::Queued && attempt == 0 {
-        // The producer's record never overwrites a worker's, whichever is written first.
-        cmd.arg("NX");
+impl JobView {
+    /// The view of `record`; `max_attempts` is the queue's, for a job pushed without its own.
+    #[must_use]
+    pub fn new(record: &JobRecord, max_attempts: u32) -> Self {
+        let time = |t: Option<SystemTime>| t.map(Timestamp::from_system_time);
+        Self {
+            id: record.id.clone(),
+            state: record.state,
+            type_name: record.type_name.clone(),
+            attempt: record.attempt,
+            max_attempts: record.max_attempts.unwrap_or(max_attempts),
+            enqueued_at: Timestamp::from_system_time(record.enqueued_at),
+            started_at: time(record.started_at),
+            finished_at: time(record.finished_at),
+            due_at: time(record.due_at),
+            updated_at: Timestamp::from_system_time(record.updated_at),
+            worker: record.worker.clone(),
+            error: record.error.clone(),
+            park_reason: record.park_reason.map(|r| r.code().to_owned()),
+            cancel_requested: record.cancel_requested,
+            unique_key: record.unique_key.clone(),
+            result: record.result.as_deref().and_then(|json| serde_json::from_slice(json).ok()),
+        }
     }
-    cmd.query_async::<()>(&mut redis.clone()).await
 }
 
-/// A job's status record, if any.
-///
-/// # Errors
-/// Redis fails.
-pub async fn get_status(redis: &ConnectionManager, job_id: &str) -> Result<Option<JobStatus>, redis::RedisError> {
-    let raw: Option<String> = redis::cmd("GET").arg(status_key(job_id)).query_async(&mut redis.clone()).await?;
-    Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
-}
+/// [`JobState`] as its name, `"running"`.
+mod state_name {
+    use dual_mode::jobs::JobState;
+    use serde::{Deserialize, Deserializer, Serializer, de};
 
-/// Enqueues an aggregation of `region_id` and writes its `queued` record. Returns the job id.
-///
-/// # Errors
-/// Redis fails.
-pub async fn enqueue(
-    queue: &Queue,
-    redis: &ConnectionManager,
-    settings: &Settings,
-    region_id: i32,
-) -> Result<String, BoxError> {
-    let pushed = queue.push_spec(&aggregation_spec(region_id, settings), PushOptions::new()).await?;
-    set_status(redis, &pushed.job_id, region_id, JobState::Queued, 0, None).await?;
-    Ok(pushed.job_id)
+    #[allow(clippy::trivially_copy_pass_by_ref, reason = "serde's `with` passes a reference")]
+    pub fn serialize<S: Serializer>(state: &JobState, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(state.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<JobState, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(de::Error::custom)
+    }
 }
 
 /// Opens the aggregation queue on `redis_url`.

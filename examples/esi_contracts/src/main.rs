@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use dual_mode::Secret;
-
-use esi_contracts::jobs::{BoxError, JobState, Secrets};
+use dual_mode::jobs::JobState;
+use esi_contracts::jobs::{BoxError, Secrets};
 use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
 use esi_contracts::standin::{self, RECORDED_AT, StandIn, StandInOptions};
 use esi_contracts::{api, app, jobs};

@@ -37,7 +37,13 @@ impl Timestamp {
     /// The current time of the system clock (0 if the clock is before 1970).
     #[must_use]
     pub fn now() -> Self {
-        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Self::from_system_time(std::time::SystemTime::now())
+    }
+
+    /// The second of `time` (0 before 1970).
+    #[must_use]
+    pub fn from_system_time(time: std::time::SystemTime) -> Self {
+        let secs = time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         Self(i64::try_from(secs).unwrap_or(i64::MAX))
     }
 

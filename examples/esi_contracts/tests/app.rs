@@ -6,17 +6,23 @@
 use std::time::{Duration, Instant};
 
 use dual_mode::Secret;
+use dual_mode::jobs::{JobOutcome, JobState};
 use dual_mode_test_support::RedisServer;
-use esi_contracts::aggregate::{ContractAggregationServiceParts, StoredSummary, aggregation_spec, stored_summary};
-use esi_contracts::api::AppState;
+use esi_contracts::aggregate::{
+    ContractAggregationService, ContractAggregationServiceParts, StoredSummary, aggregation_spec, stored_summary,
+};
 use esi_contracts::esi::{EsiClientParts, FetchCounts};
-use esi_contracts::jobs::{JobState, JobStatus, Secrets};
+use esi_contracts::jobs::{JobView, Secrets};
 use esi_contracts::model::RegionSummary;
-use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
-use esi_contracts::standin::{RECORDED_AT, REGIONS, StandIn, StandInOptions};
-use esi_contracts::{api, app, jobs, standin};
+use esi_contracts::settings::{EsiToken, Settings};
+use esi_contracts::standin::{RECORDED_AT, REGIONS, StandInOptions};
+use esi_contracts::{app, jobs, standin};
 use serde_json::Value;
 use tokio::sync::watch;
+
+mod support;
+
+use support::{get_json, http, secrets, stale_standin, start_api};
 
 const EXPECTED: &str = include_str!("../fixtures/expected.json");
 const PAGES: [(i32, u32); 3] = [(10_000_002, 3), (10_000_043, 1), (10_000_032, 1)];
@@ -24,50 +30,6 @@ const PAGES: [(i32, u32); 3] = [(10_000_002, 3), (10_000_043, 1), (10_000_032, 1
 fn expected() -> Vec<RegionSummary> {
     let v: Value = serde_json::from_str(EXPECTED).unwrap();
     serde_json::from_value(v["summaries"].clone()).unwrap()
-}
-
-fn secrets(redis: &RedisServer) -> Secrets {
-    Secrets { token: Secret::new(EsiToken::default()), redis_url: Secret::new(RedisUrl::new(redis.url.clone())) }
-}
-
-fn http() -> reqwest::Client {
-    dual_mode::HttpConfig::default().builder().timeout(Duration::from_secs(30)).build().unwrap()
-}
-
-/// A running API with its state.
-struct Api {
-    base: String,
-    state: AppState,
-    stop: watch::Sender<bool>,
-}
-
-async fn start_api(redis: &RedisServer, settings: Settings) -> Api {
-    let queue = jobs::connect_queue(secrets(redis).redis_url.expose()).await.expect("queue");
-    let state = AppState::connect(settings, secrets(redis), queue).await.expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, mut rx) = watch::channel(false);
-    tokio::spawn(api::run(listener, state.clone(), async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }));
-    Api { base, state, stop }
-}
-
-async fn get_json(http: &reqwest::Client, url: &str) -> (u16, Value) {
-    let resp = http.get(url).send().await.expect("request");
-    let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {bytes:?}")))
-}
-
-async fn stale_standin() -> StandIn {
-    standin::start(StandInOptions {
-        last_modified: Some(RECORDED_AT),
-        expires_after: Duration::ZERO,
-        ..Default::default()
-    })
-    .await
-    .expect("stand-in")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -112,24 +74,17 @@ async fn api_mode_and_job_mode_compute_the_same_summaries_as_the_fixtures() {
         let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
         ids.push(body["job_id"].as_str().unwrap().to_owned());
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for id in &ids {
-        loop {
-            let (status, body) = get_json(&http, &format!("{}/jobs/{id}", api.base)).await;
-            assert_eq!(status, 200, "{body}");
-            let record: JobStatus = serde_json::from_value(body).unwrap();
-            assert_ne!(record.state, JobState::Parked, "{record:?}");
-            if record.state == JobState::Done {
-                assert_eq!(record.attempt, 1);
-                break;
-            }
-            assert!(Instant::now() < deadline, "job {id} not done: {record:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
     let mut job_mode = Vec::new();
-    for region in REGIONS {
-        job_mode.push(stored_summary(&api.state.redis, region).await.unwrap().expect("stored by the job"));
+    for (id, region) in ids.iter().zip(REGIONS) {
+        let outcome = api.state.queue.wait_for::<ContractAggregationService>(id, Duration::from_secs(30)).await;
+        let JobOutcome::Done(result) = outcome.expect("ended") else { panic!("job {id} did not succeed") };
+        let (status, body) = get_json(&http, &format!("{}/jobs/{id}", api.base)).await;
+        assert_eq!(status, 200, "{body}");
+        let record: JobView = serde_json::from_value(body).unwrap();
+        assert_eq!((record.state, record.attempt), (JobState::Done, 1), "{record:?}");
+        let stored = stored_summary(&api.state.redis, region).await.unwrap().expect("stored by the job");
+        assert_eq!(result, stored, "the job's result is the summary it stored");
+        job_mode.push(stored);
     }
     // The second aggregation revalidated every page: 304s, nothing downloaded again.
     assert_eq!(esi_server.ok_count(), 5);
@@ -201,7 +156,9 @@ async fn api_bad_input_gets_a_4xx_json_error_never_a_500() {
         (reqwest::Method::GET, format!("{b}/jobs/not%20a%20job"), 400),
         (reqwest::Method::GET, format!("{b}/jobs/{}", "a".repeat(65)), 400),
         (reqwest::Method::GET, format!("{b}/regions/10000002/aggregate"), 405),
-        (reqwest::Method::DELETE, format!("{b}/jobs/abc"), 405),
+        (reqwest::Method::DELETE, format!("{b}/jobs/0123456789abcdef0123456789abcdef"), 404),
+        (reqwest::Method::DELETE, format!("{b}/jobs/not%20a%20job"), 400),
+        (reqwest::Method::PUT, format!("{b}/jobs/abc"), 405),
         (reqwest::Method::GET, format!("{b}/nowhere"), 404),
     ];
     for (method, url, want) in cases {
@@ -245,6 +202,10 @@ async fn the_main_job_runs_to_the_end() {
     let got: Vec<RegionSummary> = report.summaries.iter().map(|s| s.summary.clone()).collect();
     assert_eq!(got, expected());
     assert!(report.jobs.iter().all(|j| j.state == JobState::Done), "{:?}", report.jobs);
+    for (record, summary) in report.jobs.iter().zip(&report.summaries) {
+        let result: StoredSummary = serde_json::from_value(record.result.clone().expect("a result")).unwrap();
+        assert_eq!(&result, summary, "GET /jobs/{{id}} has the job's result");
+    }
     assert_eq!(report.pages_downloaded, Some(5), "each of the 5 pages once, two workers or not");
     assert_eq!(report.workers.len(), 2, "both workers stopped cleanly");
     assert_eq!(report.workers.iter().map(|w| w.counts.succeeded).sum::<u64>(), 3);

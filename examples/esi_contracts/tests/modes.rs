@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use dual_mode::Secret;
+use dual_mode::jobs::{JobOutcome, JobRecord, JobState};
 use dual_mode_test_support::RedisServer;
-use esi_contracts::aggregate::{StoredSummary, stored_summary};
-use esi_contracts::jobs::{self, JobState, JobStatus, Secrets};
+use esi_contracts::aggregate::{ContractAggregationService, StoredSummary, stored_summary};
+use esi_contracts::jobs::{self, Secrets};
 use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
 use esi_contracts::standin::{self, RECORDED_AT, RateLimit, StandIn, StandInOptions, Stats};
 use redis::aio::ConnectionManager;
@@ -20,14 +21,14 @@ const FORGE: i32 = 10_000_002;
 
 /// What one aggregation job of The Forge did in a mode.
 struct Figures {
-    record: JobStatus,
+    record: JobRecord,
     stored: StoredSummary,
     esi: Stats,
     took: Duration,
 }
 
 /// Runs one aggregation of The Forge on a worker against a stand-in started with `opts`,
-/// after `before` set its test mode; waits for the job to finish.
+/// after `before` set its test mode; waits for the job to end (`Queue::wait_for`).
 async fn run_mode(
     name: &str,
     opts: StandInOptions,
@@ -49,28 +50,22 @@ async fn run_mode(
     }));
     before(&esi_server);
     let start = Instant::now();
-    let id = jobs::enqueue(&queue, &con, &s, FORGE).await.unwrap();
-    let mut states = Vec::new();
-    let record = loop {
-        let record = jobs::get_status(&con, &id).await.unwrap().expect("a status record");
-        assert_ne!(record.state, JobState::Parked, "{name}: parked: {record:?}");
-        if states.last() != Some(&record.state) {
-            states.push(record.state);
-        }
-        if record.state == JobState::Done {
-            break record;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "{name}: not done: {record:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let id = jobs::enqueue(&queue, &s, FORGE).await.unwrap().job_id;
+    let outcome = queue.wait_for::<ContractAggregationService>(&id, Duration::from_secs(30)).await;
+    let JobOutcome::Done(result) = outcome.unwrap_or_else(|e| panic!("{name}: {e}")) else {
+        panic!("{name}: not done: {:?}", queue.job(&id).await);
     };
+    let record = queue.job(&id).await.unwrap().expect("a record");
+    assert_eq!(record.state, JobState::Done, "{name}: {record:?}");
     let took = start.elapsed();
     let _ = stop.send(true);
     let report = running.await.unwrap().expect("worker");
     assert_eq!(report.counts.parked, 0, "{name}: {report:?}");
     let stored = stored_summary(&con, FORGE).await.unwrap().expect("stored");
+    assert_eq!(result, stored, "{name}: the job's result is the summary it stored");
     let esi = esi_server.stats();
     println!(
-        "{name}: job done at attempt {} in {took:.1?} ({states:?}); ESI: {} requests ({} 200, {} 304, {} 429, {} 5xx, {} 420); \
+        "{name}: job done at attempt {} in {took:.1?}; ESI: {} requests ({} 200, {} 304, {} 429, {} 5xx, {} 420); \
          walk: {} requests, {} retries, {} restarts, {} waits ({} ms); {} contracts",
         record.attempt,
         esi.requests,
