@@ -15,7 +15,8 @@ use super::error::{DecodeError, ParkReason, QueueError};
 ///   v        │  │        └─────> parked (bad payload, rejected, attempts exhausted)
 /// delayed ───┘  └──────────────> cancelled (also from delayed, retrying and running)
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum JobState {
     /// In the stream, waiting for a worker.
@@ -39,7 +40,7 @@ impl JobState {
     pub const ALL: [Self; 7] =
         [Self::Queued, Self::Delayed, Self::Running, Self::Retrying, Self::Done, Self::Parked, Self::Cancelled];
 
-    /// The name stored in Redis, e.g. `"running"`.
+    /// The name stored in Redis (and its serde form), e.g. `"running"`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -78,6 +79,7 @@ impl FromStr for JobState {
         Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| UnknownState(s.to_owned()))
     }
 }
+
 
 /// The record of one job, as [`Queue::job`](super::Queue::job) reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,4 +238,20 @@ pub enum WaitError {
     /// Redis failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobState;
+
+    #[test]
+    fn states_read_back_by_name_and_through_serde() {
+        for state in JobState::ALL {
+            assert_eq!(state.as_str().parse::<JobState>(), Ok(state));
+            let json = serde_json::to_string(&state).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+            assert_eq!(serde_json::from_str::<JobState>(&json).expect("deserialize"), state);
+        }
+        assert!("paused".parse::<JobState>().is_err());
+    }
 }
