@@ -128,7 +128,8 @@ async fn serde_attributes_raw_identifiers_cfg_renames_and_open_close_paths() {
     assert_eq!(<Attrs as DualMode>::NAME, "Attrs");
     let err =
         RenamedJob::from_json(br#"{"m":"fast","type":"x","always":1,"cfg_a":{},"cfg_b":{},"extra":1}"#).unwrap_err();
-    assert!(err.to_string().contains("unknown field `extra`"), "container serde attributes carried over: {err}");
+    let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    assert!(cause.contains("unknown field `extra`"), "container serde attributes carried over: {err}: {cause}");
     let back = RenamedJob::from_json(br#"{"m":"fast","type":"x","always":1,"cfg_a":{},"cfg_b":{}}"#).unwrap();
     assert_eq!((back.mode, back.limit), (Mode::Fast, 10));
 

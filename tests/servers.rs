@@ -189,11 +189,8 @@ async fn a_failed_second_open_closes_the_first_connection() {
         TwoRedisSpec { good_url: srv.url.clone(), dead_url: format!("redis://127.0.0.1:{}/", common::free_port()) };
     let err = spec.enter().await.err().expect("the dead port refuses");
     assert_eq!((err.site().field, err.site().resource), ("dead", "MultiplexedConnection"));
-    assert!(
-        err.to_string()
-            .starts_with("cannot enter `TwoRedis`: opening `TwoRedis.dead` (MultiplexedConnection) failed: "),
-        "{err}"
-    );
+    assert_eq!(err.to_string(), "cannot enter `TwoRedis`: opening `TwoRedis.dead` (MultiplexedConnection) failed");
+    assert!(std::error::Error::source(&err).is_some_and(|cause| !cause.to_string().is_empty()), "{err}");
     assert_eq!(eventually(baseline, async || srv.client_count().await).await, baseline, "the good one was closed");
 }
 

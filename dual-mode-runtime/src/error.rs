@@ -1,4 +1,8 @@
 //! Typed errors for entering, exiting and decoding a service.
+//!
+//! `Display` says what failed at its level; the cause is the error's
+//! [`source`](std::error::Error::source), never repeated in the message, so a report that walks
+//! the chain (anyhow, eyre, `tracing`'s error fields) prints each cause once.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -27,9 +31,9 @@ impl fmt::Display for Site {
 
 /// Why a service could not be entered.
 ///
-/// It names the service, the field, the resource type and the cause. Whatever the guard had
-/// already opened was closed before this error returned; failures of those closes are kept in
-/// [`cleanup`](EnterError::cleanup).
+/// It names the service, the field and the resource type; the cause is its
+/// [`source`](StdError::source). Whatever the guard had already opened was closed before this
+/// error returned; failures of those closes are kept in [`cleanup`](EnterError::cleanup).
 #[derive(Debug)]
 pub struct EnterError {
     site: Site,
@@ -88,19 +92,14 @@ impl EnterError {
 impl fmt::Display for EnterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let site = self.site;
+        write!(f, "cannot enter `{}`: ", site.service)?;
         match &self.kind {
-            EnterErrorKind::Open(cause) => {
-                write!(f, "cannot enter `{}`: opening {site} failed: {cause}", site.service)?;
-            }
+            EnterErrorKind::Open(_) => write!(f, "opening {site} failed")?,
             EnterErrorKind::SecretMissing(source @ SecretSource::File(_)) => {
-                write!(f, "cannot enter `{}`: secret {site} is missing: {source} does not exist", site.service)?;
+                write!(f, "secret {site} is missing: {source} does not exist")?;
             }
-            EnterErrorKind::SecretMissing(source) => {
-                write!(f, "cannot enter `{}`: secret {site} is missing: {source} is not set", site.service)?;
-            }
-            EnterErrorKind::SecretInvalid(source, cause) => {
-                write!(f, "cannot enter `{}`: secret {site} from {source} is invalid: {cause}", site.service)?;
-            }
+            EnterErrorKind::SecretMissing(source) => write!(f, "secret {site} is missing: {source} is not set")?,
+            EnterErrorKind::SecretInvalid(source, _) => write!(f, "secret {site} from {source} is invalid")?,
         }
         if !self.cleanup.is_empty() {
             write!(f, " (and {} close(s) failed while undoing the opens)", self.cleanup.len())?;
@@ -118,28 +117,21 @@ impl StdError for EnterError {
     }
 }
 
-/// One resource whose close failed.
-#[derive(Debug)]
+/// One resource whose close failed; the cause is its `source()`.
+#[derive(Debug, thiserror::Error)]
+#[error("closing {site} failed")]
 pub struct CloseError {
     /// The field whose resource it was.
     pub site: Site,
     /// Why the close failed.
+    #[source]
     pub cause: BoxError,
 }
 
-impl fmt::Display for CloseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "closing {} failed: {}", self.site, self.cause)
-    }
-}
-
-impl StdError for CloseError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.cause)
-    }
-}
-
 /// Closes that failed on exit. Every resource got its close; these are the ones that failed.
+///
+/// Its message names each failed close with its cause (there may be several, and a chain has
+/// room for one), so it has no `source()`.
 #[derive(Debug)]
 pub struct ExitError {
     service: &'static str,
@@ -187,17 +179,13 @@ impl fmt::Display for ExitError {
         }
         write!(f, "exiting `{}`: {} close(s) failed", self.service, self.errors.len())?;
         for (i, e) in self.errors.iter().enumerate() {
-            write!(f, "{} {e}", if i == 0 { ":" } else { ";" })?;
+            write!(f, "{} {e}: {}", if i == 0 { ":" } else { ";" }, e.cause)?;
         }
         Ok(())
     }
 }
 
-impl StdError for ExitError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.errors.first().map(|e| e as &(dyn StdError + 'static))
-    }
-}
+impl StdError for ExitError {}
 
 /// A job spec payload that does not decode: malformed, or written by another version.
 ///
@@ -237,9 +225,9 @@ impl SpecError {
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() || self.path == "." {
-            write!(f, "invalid `{}` payload: {}", self.spec, self.cause)
+            write!(f, "invalid `{}` payload", self.spec)
         } else {
-            write!(f, "invalid `{}` payload at field `{}`: {}", self.spec, self.path, self.cause)
+            write!(f, "invalid `{}` payload at field `{}`", self.spec, self.path)
         }
     }
 }
@@ -251,51 +239,16 @@ impl StdError for SpecError {
 }
 
 /// Any dual-mode failure, for bodies of [`run`](crate::run) that use `?` on one error type.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Entering failed.
-    Enter(EnterError),
+    #[error(transparent)]
+    Enter(#[from] EnterError),
     /// Exiting failed.
-    Exit(ExitError),
+    #[error(transparent)]
+    Exit(#[from] ExitError),
     /// A spec did not decode.
-    Spec(SpecError),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Enter(e) => e.fmt(f),
-            Self::Exit(e) => e.fmt(f),
-            Self::Spec(e) => e.fmt(f),
-        }
-    }
-}
-
-impl StdError for Error {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match self {
-            Self::Enter(e) => e.source(),
-            Self::Exit(e) => e.source(),
-            Self::Spec(e) => e.source(),
-        }
-    }
-}
-
-impl From<EnterError> for Error {
-    fn from(e: EnterError) -> Self {
-        Self::Enter(e)
-    }
-}
-
-impl From<ExitError> for Error {
-    fn from(e: ExitError) -> Self {
-        Self::Exit(e)
-    }
-}
-
-impl From<SpecError> for Error {
-    fn from(e: SpecError) -> Self {
-        Self::Spec(e)
-    }
+    #[error(transparent)]
+    Spec(#[from] SpecError),
 }

@@ -80,7 +80,6 @@ impl FromStr for JobState {
     }
 }
 
-
 /// The record of one job, as [`Queue::job`](super::Queue::job) reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
