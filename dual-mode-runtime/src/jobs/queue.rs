@@ -736,8 +736,11 @@ async fn listen(store: Store, tx: broadcast::Sender<Arc<str>>) {
                 failures = 0;
                 let _ = tx.send(Arc::from(""));
                 while let Some(msg) = stream.next().await {
-                    if let Ok(id) = msg.get_payload::<String>() {
-                        let _ = tx.send(Arc::from(id));
+                    // One message per script: the ids of the jobs it ended, space-separated.
+                    if let Ok(ids) = msg.get_payload::<String>() {
+                        for id in ids.split_ascii_whitespace() {
+                            let _ = tx.send(Arc::from(id));
+                        }
                     }
                 }
                 tracing::debug!(channel = %store.keys().finished_channel, "job notifications ended; resubscribing");

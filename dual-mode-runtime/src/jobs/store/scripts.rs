@@ -70,7 +70,8 @@ local function release(ukey, id, has_unique)
   if has_unique == '1' and redis.call('GET', ukey) == id then redis.call('DEL', ukey) end
 end
 
--- The end of a job: its record, its unique key, and a wake-up for waiters.
+-- The end of a job: its record, its unique key, and a wake-up for waiters (the channel
+-- carries space-separated job ids).
 local function finish(rec, ukey, id, has_unique, state, now, ttl, channel, fields)
   transit(rec, id, state, now, ttl, fields)
   release(ukey, id, has_unique)
@@ -269,11 +270,23 @@ if #acked > 0 then
   redis.call('XACK', KEYS[1], group, unpack(acked))
   redis.call('XDEL', KEYS[1], unpack(acked))
 end
+-- The records, then the sets and the wake-up once for the whole batch: two calls per job.
+local ids, scored = {}, {}
 for _, r in ipairs(runs) do
   local i, k = r[1], r[2]
-  finish(KEYS[5 + 2 * k - 1], KEYS[5 + 2 * k], ARGV[i + 2], ARGV[i + 3], 'done', now, ttl, channel,
-    {'finished', now, 'result', ARGV[i + 4], 'started', ARGV[i + 5], 'attempt', ARGV[i + 6],
-     'worker', consumer, 'entry', ARGV[i]})
+  local rec, id = KEYS[5 + 2 * k - 1], ARGV[i + 2]
+  redis.call('HSET', rec, 'state', 'done', 'updated', now, 'finished', now, 'result', ARGV[i + 4],
+    'started', ARGV[i + 5], 'attempt', ARGV[i + 6], 'worker', consumer, 'entry', ARGV[i])
+  redis.call('PEXPIRE', rec, ttl)
+  release(KEYS[5 + 2 * k], id, ARGV[i + 3])
+  table.insert(ids, id)
+  table.insert(scored, now)
+  table.insert(scored, id)
+end
+if #ids > 0 then
+  redis.call('ZREM', KEYS[STATES.running], unpack(ids))
+  redis.call('ZADD', KEYS[STATES.done], unpack(scored))
+  redis.call('PUBLISH', channel, table.concat(ids, ' '))
 end
 return out
 ",
