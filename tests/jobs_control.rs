@@ -482,3 +482,26 @@ async fn a_parked_entry_that_kept_part_of_its_fields_says_so_and_is_not_re_drive
     }
     assert_eq!(q.stats().await.expect("stats").parked, 1, "the entry stays parked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_reaches_a_running_job_within_a_second_whatever_the_lease() {
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("cancel-fast"))).await;
+    // The default 30 s lease, renewed every 10 s: a cancellation still arrives within a second.
+    let config = WorkerConfig::new().block(Duration::from_millis(100)).shutdown_deadline(Duration::from_secs(2));
+    assert_eq!(config.renew_every, Duration::from_secs(10));
+    let w = start(Worker::new(q.clone(), config).handle(
+        "Wait",
+        handler_fn(|job: JobInfo| async move {
+            let reason = job.cancelled().await;
+            Err::<(), _>(JobError::failed(format!("stopped: {reason:?}")))
+        }),
+    ));
+    let pushed = q.push("Wait", 1, &(), PushOptions::new()).await.expect("push");
+    wait_state(&q, &pushed.job_id, JobState::Running).await;
+    let t = Instant::now();
+    assert_eq!(q.cancel(&pushed.job_id).await.expect("cancel"), CancelOutcome::Requested);
+    wait_state(&q, &pushed.job_id, JobState::Cancelled).await;
+    assert!(t.elapsed() < Duration::from_millis(1800), "took {:?}", t.elapsed());
+    stop(w).await;
+}

@@ -43,7 +43,7 @@
 //!   record and typed again by [`Queue::wait_for`], which is woken by the end-of-job
 //!   notification, not by polling.
 //! - **Cancellation**: [`Queue::cancel`] removes a queued or delayed job (it never runs) or
-//!   tells a running one within one lease renewal ([`JobInfo::cancelled`]) and aborts it after
+//!   tells a running one within a second (at its next lease renewal, [`JobInfo::cancelled`]) and aborts it after
 //!   [`WorkerConfig::cancel_grace`]; a service's guard closes the clients it opened.
 //! - **Time limits**: [`Job::TIMEOUT`], [`Handler::timeout`] or [`PushOptions::timeout`]; at
 //!   the deadline the attempt is dropped and fails with a `timeout` error (retried, then parked

@@ -614,8 +614,8 @@ impl Queue {
     }
 
     /// Cancels job `id`. A queued, delayed or retrying job is removed and never runs; a running
-    /// job is told through [`JobInfo::cancelled`](super::JobInfo::cancelled) within one lease
-    /// renewal and aborted after [`WorkerConfig::cancel_grace`](super::WorkerConfig) (a
+    /// job is told through [`JobInfo::cancelled`](super::JobInfo::cancelled) within a second
+    /// (at its next lease renewal) and aborted after [`WorkerConfig::cancel_grace`](super::WorkerConfig) (a
     /// service's guard closes its clients), its entry acknowledged and its record `cancelled`.
     /// An ended or unknown job is an answer, not an error.
     ///

@@ -197,8 +197,8 @@ pub enum JobOutcome<T> {
 pub enum CancelOutcome {
     /// The job was queued, delayed or retrying: it is removed and will never run.
     Removed,
-    /// The job is running (or was just handed to a worker): its worker tells it within one
-    /// renewal interval, and aborts it after the grace period.
+    /// The job is running (or was just handed to a worker): its worker tells it within a
+    /// second, and aborts it after the grace period.
     Requested,
     /// The job had already ended in this state; nothing changed.
     AlreadyEnded(JobState),

@@ -14,8 +14,9 @@ pub struct WorkerConfig {
     /// A running job's entry whose lease was not renewed for this long may be claimed by
     /// another worker (it is then considered crashed).
     pub lease: Duration,
-    /// How often the leases of running jobs are renewed (well under `lease`); one script renews
-    /// all of a worker's running jobs.
+    /// How often the leases of running jobs are renewed (well under `lease`; at least every
+    /// second, since a renewal also tells a run that it was cancelled); one script renews all
+    /// of a worker's running jobs.
     pub renew_every: Duration,
     /// How often the worker looks for entries of crashed consumers to claim.
     pub claim_every: Duration,

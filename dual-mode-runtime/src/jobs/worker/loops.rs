@@ -20,6 +20,9 @@ const ACK_BATCH_MAX: usize = 64;
 /// At most this many running jobs' leases are renewed by one script.
 const RENEW_BATCH_MAX: usize = 256;
 
+/// Leases are renewed at least this often (a renewal also carries cancellations).
+const RENEW_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
+
 /// A run is marked `running` in its record once it has run this long: a shorter job goes from
 /// queued to done directly, which spares the hot path a script per job.
 pub(super) const MARK_AFTER: Duration = Duration::from_millis(100);
@@ -328,11 +331,14 @@ pub(super) async fn ack_loop(store: Store, consumer: String, mut rx: mpsc::Unbou
     }
 }
 
-/// Renews the leases of all running jobs every `renew_every`, up to [`RENEW_BATCH_MAX`] per
+/// Renews the leases of all running jobs every `renew_every` (at least every second), up to
+/// [`RENEW_BATCH_MAX`] per
 /// fencing script. A job whose renewal is refused (or fails for a whole lease) learns that its
 /// lease is lost.
 pub(super) async fn renew_loop(shared: Arc<Shared>) {
-    let every = shared.config.renew_every;
+    // At least every second, whatever the lease: a renewal also tells a run that it was
+    // cancelled, so a cancellation reaches a running job within a second.
+    let every = shared.config.renew_every.min(RENEW_AT_LEAST_EVERY);
     let mut tick = tokio::time::interval_at(Instant::now() + every, every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut mark_tick = tokio::time::interval(MARK_AFTER.min(every));
