@@ -13,9 +13,9 @@ use common::RedisServer;
 use dual_mode::DualMode;
 use dual_mode::jobs::{
     CancelOutcome, CancelReason, Clients, Job, JobError, JobInfo, JobOutcome, JobState, ParkReason, PushOptions, Queue,
-    QueueConfig, RunReport, WaitError, Worker, WorkerConfig, handler_fn, typed,
+    QueueConfig, WaitError, Worker, WorkerConfig, handler_fn, typed,
 };
-use jobs_support::{con, queue, unique, wait_for};
+use jobs_support::{con, queue, start, stop, unique, wait_for};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -29,26 +29,6 @@ fn fast_worker() -> WorkerConfig {
         .backoff(Duration::from_millis(50), Duration::from_millis(200))
         .cancel_grace(Duration::from_millis(300))
         .shutdown_deadline(Duration::from_secs(5))
-}
-
-type Running = (oneshot::Sender<()>, tokio::task::JoinHandle<RunReport>);
-
-fn start(worker: Worker) -> Running {
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        worker
-            .run(async move {
-                let _ = rx.await;
-            })
-            .await
-            .expect("worker runs")
-    });
-    (tx, handle)
-}
-
-async fn stop(w: Running) -> RunReport {
-    let _ = w.0.send(());
-    w.1.await.expect("worker task")
 }
 
 async fn state(q: &Queue, id: &str) -> Option<JobState> {

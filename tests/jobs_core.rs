@@ -15,9 +15,8 @@ use dual_mode::jobs::{
     JobError, JobInfo, JobState, ParkReason, PushOptions, Queue, QueueConfig, Schedule, Scheduler, SchedulerConfig,
     Worker, WorkerConfig, handler_fn, typed,
 };
-use jobs_support::{con, queue, unique, wait_for};
+use jobs_support::{con, queue, start, stop, unique, wait_for};
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -43,27 +42,6 @@ fn fast_worker() -> WorkerConfig {
         .poll_delayed_every(Duration::from_millis(20))
         .backoff(Duration::from_millis(50), Duration::from_secs(2))
         .shutdown_deadline(Duration::from_secs(5))
-}
-
-/// Starts `worker` in a task; returns the stop sender and the join handle.
-fn start(worker: Worker) -> (oneshot::Sender<()>, tokio::task::JoinHandle<dual_mode::jobs::RunReport>) {
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        worker
-            .run(async move {
-                let _ = rx.await;
-            })
-            .await
-            .expect("worker runs")
-    });
-    (tx, handle)
-}
-
-async fn stop(
-    w: (oneshot::Sender<()>, tokio::task::JoinHandle<dual_mode::jobs::RunReport>),
-) -> dual_mode::jobs::RunReport {
-    let _ = w.0.send(());
-    w.1.await.expect("worker task")
 }
 
 async fn parked_count(q: &Queue) -> Option<u64> {

@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::RedisServer;
-use dual_mode::jobs::{JobInfo, JobState, PushOptions, Queue, QueueConfig, RunReport, Worker, WorkerConfig, typed};
-use jobs_support::{queue, unique, wait_for};
-use tokio::sync::oneshot;
+use dual_mode::jobs::{JobInfo, JobState, PushOptions, Queue, QueueConfig, Worker, WorkerConfig, typed};
+use jobs_support::{queue, start, stop, unique, wait_for};
 
 /// One run of a job: which job, which worker, when it started and when it ended (returned or
 /// was dropped).
@@ -96,26 +95,6 @@ fn worker(q: &Queue, lease: Duration, journal: &Journal, work: Duration) -> Work
             }
         }),
     )
-}
-
-type Running = (oneshot::Sender<()>, tokio::task::JoinHandle<RunReport>);
-
-fn start(worker: Worker) -> Running {
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        worker
-            .run(async move {
-                let _ = rx.await;
-            })
-            .await
-            .expect("worker runs")
-    });
-    (tx, handle)
-}
-
-async fn stop(w: Running) -> RunReport {
-    let _ = w.0.send(());
-    w.1.await.expect("worker task")
 }
 
 /// Stalls the server for `stall`, once `journal` shows `started` runs.

@@ -5,7 +5,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dual_mode::jobs::{Queue, QueueConfig};
+use dual_mode::jobs::{Queue, QueueConfig, RunReport, Worker};
+use tokio::sync::oneshot;
 
 /// A queue name unique within this test process.
 pub fn unique(prefix: &str) -> String {
@@ -93,4 +94,30 @@ impl Drop for RoleProcess {
         }
         let _ = self.child.wait();
     }
+}
+
+/// A worker running in a task until [`stop`] is called.
+pub struct RunningWorker {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<RunReport>,
+}
+
+/// Runs `worker` in a task.
+pub fn start(worker: Worker) -> RunningWorker {
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        worker
+            .run(async move {
+                let _ = rx.await;
+            })
+            .await
+            .expect("worker runs")
+    });
+    RunningWorker { stop, task }
+}
+
+/// Stops a worker started with [`start`] and returns its report.
+pub async fn stop(w: RunningWorker) -> RunReport {
+    let _ = w.stop.send(());
+    w.task.await.expect("worker task")
 }
