@@ -270,6 +270,28 @@ async fn a_parked_entry_runs_once_re_driven() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parked_stream_keeps_its_cap_and_counts_what_it_dropped() {
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("parkcap")).parked_max_len(5)).await;
+    let worker = Worker::new(q.clone(), fast_worker())
+        .handle("Payload", typed(|_: Payload, _: JobInfo| async { Err::<(), _>(JobError::permanent("rejected")) }));
+    let w = start(worker);
+    for n in 0..12 {
+        q.push("Payload", 1, &Payload { n, kind: Kind::A }, PushOptions::new()).await.expect("push");
+    }
+    let stats = wait_for(Duration::from_secs(10), "every job parked or dropped", async || {
+        let s = q.stats().await.ok()?;
+        (s.parked + s.parked_dropped == 12).then_some(s)
+    })
+    .await;
+    stop(w).await;
+    assert_eq!((stats.parked, stats.parked_dropped), (5, 7));
+    let parked = q.parked(100).await.expect("parked");
+    assert_eq!(parked.len(), 5);
+    assert!(parked.iter().all(|p| p.reason == Some(ParkReason::Rejected)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_longer_than_the_lease_is_not_run_twice_while_its_worker_lives() {
     let redis = RedisServer::start();
     let q = queue(&redis.url, QueueConfig::new(unique("long"))).await;

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use common::RedisServer;
 use dual_mode::jobs::{
-    JobError, JobInfo, PushOptions, Queue, QueueConfig, Schedule, Scheduler, SchedulerConfig, Worker, WorkerConfig,
-    typed,
+    JobError, JobInfo, PushOptions, Queue, QueueConfig, RateLimit, RateScope, Schedule, Scheduler, SchedulerConfig,
+    Worker, WorkerConfig, typed,
 };
 use jobs_support::{RoleProcess, con, queue, unique, wait_for};
 use redis::AsyncCommands;
@@ -41,7 +41,13 @@ async fn role() {
     };
     let url = env("DM_REDIS_URL").expect("DM_REDIS_URL");
     let name = env("DM_QUEUE").expect("DM_QUEUE");
-    let q = queue(&url, QueueConfig::new(&name)).await;
+    let mut config = QueueConfig::new(&name);
+    // `prefix=n,...`: n starts a second per rate key under each prefix.
+    for limit in env("DM_RATE").iter().flat_map(|r| r.split(',')) {
+        let (prefix, n) = limit.split_once('=').expect("prefix=n");
+        config = config.rate_limit(RateScope::Key(prefix.to_owned()), RateLimit::per_second(n.parse().expect("n")));
+    }
+    let q = queue(&url, config).await;
     let mut db = con(&url).await;
     let stop_key = format!("{name}:stop");
     let stop = {
@@ -112,10 +118,193 @@ async fn role() {
                 Scheduler::new(q, SchedulerConfig::new()).schedule(schedule).run(stop).await.expect("scheduler");
             let _: () = db.rpush(format!("{name}:sched-report"), enqueued).await.expect("report");
         }
+        "limited-worker" => limited_worker(q, db, name, stop).await,
         "signal-worker" => signal_worker(q, db, name).await,
         "unique-pusher" => unique_pusher(q, db, name).await,
         other => panic!("unknown role {other}"),
     }
+}
+
+/// A call to a rate-limited remote: job `n` under a rate key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Call {
+    n: u32,
+    /// The first run of a job with this set answers "429, retry after this many ms".
+    #[serde(default)]
+    too_many_ms: Option<u64>,
+}
+
+/// A worker of `Call` jobs: each run records `n:attempt:start ms:consumer:429` in `calls`.
+async fn limited_worker(
+    q: Queue,
+    mut db: redis::aio::MultiplexedConnection,
+    name: String,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let cfg = WorkerConfig::new()
+        .concurrency(8)
+        .block(Duration::from_millis(200))
+        .poll_delayed_every(Duration::from_millis(10));
+    let worker = Worker::new(q, cfg);
+    let me = worker.consumer().to_owned();
+    let (rec, n2) = (db.clone(), name.clone());
+    let worker = worker.handle(
+        "Call",
+        typed(move |c: Call, job: JobInfo| {
+            let (mut rec, name, me) = (rec.clone(), n2.clone(), me.clone());
+            async move {
+                let fail = |e: redis::RedisError| JobError::failed(e);
+                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").as_millis();
+                let too_many = match c.too_many_ms {
+                    Some(_) => rec.set_nx(format!("{name}:429:{}", c.n), 1).await.map_err(fail)?,
+                    None => false,
+                };
+                let line = format!("{}:{}:{now}:{me}:{}", c.n, job.attempt(), u8::from(too_many));
+                let _: () = rec.rpush(format!("{name}:calls"), line).await.map_err(fail)?;
+                match c.too_many_ms {
+                    Some(ms) if too_many => {
+                        Err(JobError::retry_after(Duration::from_millis(ms), "429 Too Many Requests"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }),
+    );
+    let consumer = worker.consumer().to_owned();
+    let _: () = db.rpush(format!("{name}:ready"), &consumer).await.expect("ready");
+    let report = worker.run(stop).await.expect("worker run");
+    let c = report.counts;
+    let counts = [("retried", c.retried), ("waited", c.waited), ("rate_limited", c.rate_limited)];
+    let _: () = db.hset_multiple(format!("{name}:report:{consumer}"), &counts).await.expect("report");
+}
+
+/// One line of `calls`.
+struct CallRun {
+    n: u32,
+    attempt: u32,
+    at_ms: u64,
+    consumer: String,
+    too_many: bool,
+}
+
+async fn calls(db: &mut redis::aio::MultiplexedConnection, name: &str) -> Vec<CallRun> {
+    list(db, &format!("{name}:calls"))
+        .await
+        .iter()
+        .map(|line| {
+            let p: Vec<&str> = line.split(':').collect();
+            CallRun {
+                n: p[0].parse().expect("n"),
+                attempt: p[1].parse().expect("attempt"),
+                at_ms: p[2].parse().expect("ms"),
+                consumer: p[3].to_owned(),
+                too_many: p[4] == "1",
+            }
+        })
+        .collect()
+}
+
+/// Starts `n` limited workers with these rate limits and waits until they read.
+async fn limited_workers(url: &str, name: &str, n: usize, rate: &str) -> Vec<RoleProcess> {
+    let workers: Vec<RoleProcess> =
+        (0..n).map(|_| spawn("limited-worker", url, name, &[("DM_RATE", rate.to_owned())])).collect();
+    let mut db = con(url).await;
+    wait_for(Duration::from_secs(30), "the workers started", async || {
+        (db.llen::<_, usize>(format!("{name}:ready")).await.ok()? == n).then_some(())
+    })
+    .await;
+    workers
+}
+
+async fn stop_all(db: &mut redis::aio::MultiplexedConnection, name: &str, workers: &mut [RoleProcess]) {
+    let _: () = db.set(format!("{name}:stop"), 1).await.expect("stop");
+    for w in workers {
+        assert!(w.wait_exit(Duration::from_secs(20)), "the worker exits cleanly");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_limited_to_50_a_second_holds_across_three_processes_while_another_key_runs_freely() {
+    let redis = RedisServer::start();
+    let name = unique("rate");
+    let q = queue(&redis.url, QueueConfig::new(&name)).await;
+    let mut db = con(&redis.url).await;
+    let mut workers = limited_workers(&redis.url, &name, 3, "region:=50").await;
+    let slow: Vec<Call> = (0..700).map(|n| Call { n, too_many_ms: None }).collect();
+    let fast: Vec<Call> = (10_000..13_000).map(|n| Call { n, too_many_ms: None }).collect();
+    q.push_bulk("Call", 1, &slow, PushOptions::new().rate_key("region:10000002")).await.expect("push");
+    q.push_bulk("Call", 1, &fast, PushOptions::new().rate_key("token:a")).await.expect("push");
+    // Ten seconds of the limited key, measured from its first start.
+    wait_for(Duration::from_secs(30), "ten seconds of the limited key", async || {
+        let runs = calls(&mut db, &name).await;
+        let first = runs.iter().filter(|r| r.n < 10_000).map(|r| r.at_ms).min()?;
+        runs.iter().any(|r| r.n < 10_000 && r.at_ms >= first + 10_500).then_some(())
+    })
+    .await;
+    stop_all(&mut db, &name, &mut workers).await;
+    let runs = calls(&mut db, &name).await;
+    let first = runs.iter().filter(|r| r.n < 10_000).map(|r| r.at_ms).min().expect("a limited start");
+    let in_window = |r: &&CallRun| r.at_ms >= first && r.at_ms < first + 10_000;
+    let limited = runs.iter().filter(|r| r.n < 10_000).filter(in_window).count();
+    assert!((450..=550).contains(&limited), "{limited} starts of the limited key in 10 s (50/s: 500 ± 10%)");
+    let by: HashSet<&str> = runs.iter().filter(|r| r.n < 10_000).map(|r| r.consumer.as_str()).collect();
+    assert_eq!(by.len(), 3, "every process ran the limited key");
+    // The other key is not held back: its 3,000 jobs ran well within the window (at 50/s they
+    // would take a minute).
+    let free: Vec<&CallRun> = runs.iter().filter(|r| r.n >= 10_000).collect();
+    assert_eq!(free.len(), 3000, "every job of the free key ran once");
+    assert!(free.iter().all(|r| r.at_ms < first + 10_000), "the free key finished inside the window");
+    assert!(runs.iter().all(|r| r.attempt == 1), "waiting for the limit burns no attempt");
+    let mut rate_limited = 0;
+    for w in by {
+        rate_limited += report(&mut db, &name, w).await["rate_limited"];
+    }
+    assert!(rate_limited >= 200, "jobs over the limit were delayed ({rate_limited})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_pauses_its_key_on_every_worker_without_burning_an_attempt() {
+    let redis = RedisServer::start();
+    let name = unique("retry-after");
+    let q = queue(&redis.url, QueueConfig::new(&name)).await;
+    let mut db = con(&redis.url).await;
+    let mut workers = limited_workers(&redis.url, &name, 3, "region:=10").await;
+    let first = q
+        .push("Call", 1, &Call { n: 0, too_many_ms: Some(2000) }, PushOptions::new().rate_key("region:2"))
+        .await
+        .expect("push");
+    let rest: Vec<Call> = (1..20).map(|n| Call { n, too_many_ms: None }).collect();
+    q.push_bulk("Call", 1, &rest, PushOptions::new().rate_key("region:2")).await.expect("push");
+    wait_for(Duration::from_secs(30), "every call made", async || {
+        (calls(&mut db, &name).await.iter().filter(|r| !r.too_many).count() == 20).then_some(())
+    })
+    .await;
+    stop_all(&mut db, &name, &mut workers).await;
+    let runs = calls(&mut db, &name).await;
+    let refused = runs.iter().find(|r| r.too_many).expect("the 429");
+    assert_eq!(refused.n, 0);
+    // Starts already under way as the 429 came back are allowed; none after until the pause
+    // is over.
+    let early: Vec<u64> =
+        runs.iter().filter(|r| !r.too_many && r.at_ms < refused.at_ms + 1950).map(|r| r.at_ms).collect();
+    assert!(
+        early.iter().all(|&t| t < refused.at_ms + 50),
+        "no start while the key was paused: 429 at {}, starts at {early:?}",
+        refused.at_ms
+    );
+    let after: HashSet<&str> =
+        runs.iter().filter(|r| r.at_ms >= refused.at_ms + 1950).map(|r| r.consumer.as_str()).collect();
+    assert!(after.len() >= 2, "several workers ran the key after its pause: {after:?}");
+    assert!(runs.iter().all(|r| r.attempt == 1), "no attempt burnt");
+    let record = q.job(&first.job_id).await.expect("record").expect("exists");
+    assert_eq!(record.attempt, 1);
+    let mut waited = 0;
+    for w in runs.iter().map(|r| r.consumer.as_str()).collect::<HashSet<_>>() {
+        let r = report(&mut db, &name, w).await;
+        assert_eq!(r["retried"], 0);
+        waited += r["waited"];
+    }
+    assert_eq!(waited, 1, "one run waited for the 429");
 }
 
 /// A worker that stops on SIGTERM; each job returns n * 10, and stops when told unless

@@ -19,6 +19,8 @@ pub(crate) mod field {
     pub(crate) const MAX: &str = "max";
     pub(crate) const UNIQUE: &str = "uniq";
     pub(crate) const TIMEOUT: &str = "to";
+    pub(crate) const RATE_KEY: &str = "rk";
+    pub(crate) const RESERVED: &str = "rs";
     pub(crate) const PAYLOAD: &str = "payload";
 }
 
@@ -48,6 +50,11 @@ pub struct Envelope {
     pub unique: Option<String>,
     /// Per-job time limit of one attempt, in ms (wins over the handler's own).
     pub timeout_ms: Option<u64>,
+    /// The rate key ([`PushOptions::rate_key`](super::PushOptions::rate_key)).
+    pub rate_key: Option<String>,
+    /// Whether this delivery's start was reserved in its rate limits' buckets when it was
+    /// delayed for them: it starts without drawing again, unless its key is paused.
+    pub reserved: bool,
     /// When the job was first enqueued, in milliseconds since the Unix epoch.
     pub enqueued_at_ms: u64,
     /// The payload (JSON bytes for payloads pushed by this layer).
@@ -79,6 +86,12 @@ impl Envelope {
         }
         if let Some(timeout) = self.timeout_ms {
             out.push((field::TIMEOUT, timeout.to_string().into_bytes()));
+        }
+        if let Some(key) = &self.rate_key {
+            out.push((field::RATE_KEY, key.clone().into_bytes()));
+        }
+        if self.reserved {
+            out.push((field::RESERVED, b"1".to_vec()));
         }
         out.push((field::PAYLOAD, self.payload.clone()));
         out
@@ -122,6 +135,11 @@ impl Envelope {
             None => None,
             Some(_) => Some(number(fields, field::TIMEOUT)?),
         };
+        let rate_key = match get(fields, field::RATE_KEY) {
+            None => None,
+            Some(_) => Some(text(fields, field::RATE_KEY)?.to_owned()),
+        };
+        let reserved = get(fields, field::RESERVED) == Some(b"1");
         let attempt: u32 = number(fields, field::ATTEMPT)?;
         if attempt == 0 {
             return Err(EnvelopeError::ZeroAttempt);
@@ -135,6 +153,8 @@ impl Envelope {
             max_attempts,
             unique,
             timeout_ms,
+            rate_key,
+            reserved,
             enqueued_at_ms: number(fields, field::ENQUEUED)?,
             payload: payload.to_vec(),
         })
@@ -287,6 +307,8 @@ mod tests {
             max_attempts: Some(7),
             unique: Some("u".into()),
             timeout_ms: Some(1500),
+            rate_key: Some("region:10000002".into()),
+            reserved: true,
             enqueued_at_ms: 42,
             payload: b"\xff".to_vec(),
         };

@@ -20,7 +20,8 @@
 //!
 //! A queue named `q` uses `dm:{q}:stream` (ready entries), `dm:{q}:delayed` (a sorted set of
 //! delayed entries and retries by due time, each entry's fields in a hash
-//! `dm:{q}:delayed:<job id>`), `dm:{q}:parked` (the dead-letter stream),
+//! `dm:{q}:delayed:<job id>`), `dm:{q}:parked` (the dead-letter stream, capped at
+//! [`QueueConfig::parked_max_len`] entries; `dm:{q}:parked-dropped` counts those the cap dropped),
 //! `dm:{q}:job:<job id>` (job records), `dm:{q}:jobs:<state>` (job ids by state, scored by
 //! the time they got there), `dm:{q}:unique:<key>` (unique keys, each holding its job's id)
 //! and `dm:{q}:sched:...` (schedules); ended jobs are announced on the Pub/Sub channel
@@ -65,8 +66,9 @@
 //! Each entry carries `id` (the job id, kept by retries), `key` (the idempotency key, by
 //! default the id), `type` (the payload's type name, for a service its spec type's name), `v`
 //! (the schema version), `attempt` (from 1), `enq` (first enqueue time, ms since the epoch),
-//! optionally `max` (this job's maximum attempts), `uniq` (its unique key) and `to` (its time
-//! limit in ms), and `payload` (JSON bytes). See [`Envelope`].
+//! optionally `max` (this job's maximum attempts), `uniq` (its unique key), `to` (its time
+//! limit in ms), `rk` (its rate key) and `rs` (`1`: its start is reserved in its rate limits),
+//! and `payload` (JSON bytes). See [`Envelope`].
 //!
 //! # What happens to an entry
 //!
@@ -157,6 +159,20 @@
 //! Checking [`Lease::is_lost`] before committing narrows the window further, but cannot close
 //! it: only the key does.
 //!
+//! # Rate limits
+//!
+//! [`QueueConfig::rate_limit`] limits how fast jobs start, across every worker: per queue,
+//! per job type, and per [rate key](PushOptions::rate_key) (one bucket per key, e.g. per ESI
+//! region). Each bucket is a GCRA state (`dm:{q}:rate:<bucket>`, the next start's theoretical
+//! time), and one script checks every bucket a job draws from as the job is about to start.
+//! A job with room starts; one without gets its start reserved in all its buckets and goes
+//! back to the delayed set, due at that start, marked reserved (`rs`) and without counting an
+//! attempt ([`WorkerCounts::rate_limited`]). So a job over its limit waits once, never spins,
+//! and never holds a worker slot while it waits, and other keys' jobs run meanwhile. A
+//! handler's [`JobError::RetryAfter`] delays its job without counting an attempt and pauses its
+//! rate key for every worker (`dm:{q}:rate-pause:<key>`, expiring with the pause): jobs of a
+//! paused key, reserved or not, are reserved again after the pause.
+//!
 //! # Delays and schedules
 //!
 //! Delayed pushes and retries wait in the sorted set; each worker moves the due ones into the
@@ -167,6 +183,7 @@
 mod cron;
 mod envelope;
 mod error;
+mod limit;
 mod queue;
 mod record;
 mod schedule;
@@ -177,6 +194,7 @@ mod worker;
 pub use cron::Cron;
 pub use envelope::{Envelope, RawFields, decode_json};
 pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError};
+pub use limit::{RateLimit, RateScope};
 pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};
 pub use record::{CancelOutcome, JobOutcome, JobRecord, JobState, UnknownState, WaitError};
 pub use schedule::{Schedule, Scheduler, SchedulerConfig};

@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 
 use super::envelope::{Envelope, RawFields, unique_id, unix_ms};
 use super::error::{EnvelopeError, ParkReason, QueueError};
+use super::limit::{RateLimit, RateScope};
 use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
 use super::store::{self, Entry, Store};
 use super::worker::Job;
@@ -36,11 +37,16 @@ pub struct QueueConfig {
     pub response_timeout: Duration,
     /// How long a job's record is kept after the job ended (done, parked or cancelled).
     pub record_ttl: Duration,
+    /// The most entries the parked stream keeps: parking one more drops the oldest, and
+    /// [`QueueStats::parked_dropped`] counts the dropped ones.
+    pub parked_max_len: u64,
+    /// Rate limits shared by every worker of the queue; see [`QueueConfig::rate_limit`].
+    pub rate_limits: Vec<(RateScope, RateLimit)>,
 }
 
 impl QueueConfig {
     /// A queue named `name`, group `"workers"`, 5 attempts, a 10 s response timeout, records
-    /// of ended jobs kept for a day.
+    /// of ended jobs kept for a day, at most 100,000 parked entries.
     #[must_use]
     pub fn new(name: impl Into<String>) -> Self {
         Self {
@@ -49,7 +55,41 @@ impl QueueConfig {
             max_attempts: 5,
             response_timeout: Duration::from_secs(10),
             record_ttl: Duration::from_secs(24 * 3600),
+            parked_max_len: 100_000,
+            rate_limits: Vec::new(),
         }
+    }
+
+    /// Adds a rate limit, shared by every worker of the queue (its state lives in Redis).
+    ///
+    /// A job starts only when every limit it falls under has room; otherwise it goes back to
+    /// the delayed set, due when its start is reserved, without counting an attempt (its
+    /// record says `delayed`), and the worker goes on with other jobs. A handler's
+    /// [`JobError::RetryAfter`](super::JobError::RetryAfter) also pauses the job's
+    /// [rate key](PushOptions::rate_key) for every worker for that long.
+    ///
+    /// Limits are checked by the workers: give the queue the same limits wherever workers run.
+    ///
+    /// ```
+    /// use dual_mode_runtime::jobs::{QueueConfig, RateLimit, RateScope};
+    ///
+    /// let config = QueueConfig::new("esi")
+    ///     .rate_limit(RateScope::Queue, RateLimit::per_second(100))
+    ///     .rate_limit(RateScope::Key("region:".into()), RateLimit::per_second(10));
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn rate_limit(mut self, scope: RateScope, limit: RateLimit) -> Self {
+        self.rate_limits.push((scope, limit));
+        self
+    }
+
+    /// Sets the most entries the parked stream keeps (at least 1): parking one more drops the
+    /// oldest.
+    #[must_use]
+    pub fn parked_max_len(mut self, max: u64) -> Self {
+        self.parked_max_len = max;
+        self
     }
 
     /// Sets how long records of ended jobs are kept.
@@ -90,6 +130,8 @@ pub struct QueueKeys {
     pub delayed: String,
     /// The dead-letter stream of parked entries (`dm:{name}:parked`).
     pub parked: String,
+    /// How many parked entries the length cap dropped (`dm:{name}:parked-dropped`).
+    pub parked_dropped: String,
     /// Prefix of the hashes that hold delayed entries' fields.
     pub delayed_entry_prefix: String,
     /// Prefix of the schedules' keys.
@@ -102,6 +144,11 @@ pub struct QueueKeys {
     pub unique_prefix: String,
     /// The Pub/Sub channel on which ended jobs' ids are published.
     pub finished_channel: String,
+    /// Prefix of the rate limits' buckets (`<prefix>queue`, `<prefix>type:<type>`,
+    /// `<prefix>key:<rate key>`).
+    pub rate_prefix: String,
+    /// Prefix of the rate keys' pauses (`<prefix><rate key>`).
+    pub rate_pause_prefix: String,
 }
 
 impl QueueKeys {
@@ -111,12 +158,15 @@ impl QueueKeys {
             stream: format!("{base}:stream"),
             delayed: format!("{base}:delayed"),
             parked: format!("{base}:parked"),
+            parked_dropped: format!("{base}:parked-dropped"),
             delayed_entry_prefix: format!("{base}:delayed:"),
             schedule_prefix: format!("{base}:sched:"),
             record_prefix: format!("{base}:job:"),
             state_prefix: format!("{base}:jobs:"),
             unique_prefix: format!("{base}:unique:"),
             finished_channel: format!("{base}:finished"),
+            rate_prefix: format!("{base}:rate:"),
+            rate_pause_prefix: format!("{base}:rate-pause:"),
         }
     }
 }
@@ -144,6 +194,8 @@ pub struct PushOptions {
     /// A time limit for each attempt, instead of the handler's own; see
     /// [`Handler::timeout`](super::Handler::timeout).
     pub timeout: Option<Duration>,
+    /// The rate key: the bucket of [`RateScope::Key`] limits this job draws from.
+    pub rate_key: Option<String>,
 }
 
 impl PushOptions {
@@ -209,6 +261,16 @@ impl PushOptions {
         self
     }
 
+    /// Names the job's rate key (e.g. `"region:10000002"`, or an API token's name): the job
+    /// draws from that key's bucket of the queue's [`RateScope::Key`] limits, and a
+    /// [`JobError::RetryAfter`](super::JobError::RetryAfter) from it pauses that key for every
+    /// worker.
+    #[must_use]
+    pub fn rate_key(mut self, key: impl Into<String>) -> Self {
+        self.rate_key = Some(key.into());
+        self
+    }
+
     fn is_delayed(&self) -> bool {
         self.delay.is_some() || self.not_before.is_some()
     }
@@ -240,6 +302,9 @@ pub struct QueueStats {
     pub delayed: u64,
     /// Entries in the dead-letter stream.
     pub parked: u64,
+    /// Parked entries dropped, oldest first, to keep the dead-letter stream within
+    /// [`QueueConfig::parked_max_len`] (since the queue was created).
+    pub parked_dropped: u64,
 }
 
 impl QueueStats {
@@ -382,9 +447,11 @@ impl Queue {
         if config.max_attempts == 0 {
             return Err(QueueError::Config("max_attempts must be at least 1".to_owned()));
         }
+        for (scope, limit) in &config.rate_limits {
+            limit.check().map_err(|e| QueueError::Config(format!("{e} (scope {scope:?})")))?;
+        }
         let keys = QueueKeys::new(&config.name);
-        let store =
-            Store::connect(client, keys, config.group.clone(), config.response_timeout, config.record_ttl).await?;
+        let store = Store::connect(client, keys, &config).await?;
         Ok(Self { inner: Arc::new(Inner { store, config, finished: Mutex::default() }) })
     }
 
@@ -790,6 +857,8 @@ pub(crate) fn new_envelope(type_name: &str, version: u32, payload: Vec<u8>, opti
         max_attempts: options.max_attempts,
         unique,
         timeout_ms: options.timeout.map(store::millis),
+        rate_key: options.rate_key.clone(),
+        reserved: false,
         enqueued_at_ms: unix_ms(SystemTime::now()),
         payload,
     }

@@ -14,7 +14,8 @@ use redis::{ScriptInvocation, Value};
 
 use super::envelope::{Envelope, RawFields};
 use super::error::QueueError;
-use super::queue::{QueueKeys, QueueStats};
+use super::limit::Bucket;
+use super::queue::{QueueConfig, QueueKeys, QueueStats};
 use super::record::{CancelOutcome, JobRecord, JobState};
 
 pub(crate) use reply::Entry;
@@ -121,6 +122,8 @@ pub(crate) struct Store {
     state_keys: Vec<String>,
     /// How long an ended job's record is kept, in ms.
     record_ttl_ms: u64,
+    /// The most entries the parked stream keeps.
+    parked_max_len: u64,
 }
 
 /// A connection of its own for blocking reads, so they never delay other commands.
@@ -152,13 +155,19 @@ impl Store {
     pub(crate) async fn connect(
         client: redis::Client,
         keys: QueueKeys,
-        group: String,
-        timeout: Duration,
-        record_ttl: Duration,
+        config: &QueueConfig,
     ) -> Result<Self, QueueError> {
-        let con = manager(&client, timeout).await?;
+        let con = manager(&client, config.response_timeout).await?;
         let state_keys = STATE_SETS.iter().map(|s| format!("{}{s}", keys.state_prefix)).collect();
-        Ok(Self { client, con, keys, group, state_keys, record_ttl_ms: millis(record_ttl).max(1) })
+        Ok(Self {
+            client,
+            con,
+            keys,
+            group: config.group.clone(),
+            state_keys,
+            record_ttl_ms: millis(config.record_ttl).max(1),
+            parked_max_len: config.parked_max_len.max(1),
+        })
     }
 
     fn record_key(&self, job_id: &str) -> String {
@@ -412,16 +421,19 @@ impl Store {
             .collect())
     }
 
-    /// Counts of the stream, the group's pending entries, the delayed set and the parked stream.
+    /// Counts of the stream, the group's pending entries, the delayed set and the parked stream,
+    /// and how many parked entries its cap dropped.
     pub(crate) async fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut con = self.con();
-        let (length, delayed, parked): (u64, u64, u64) = redis::pipe()
+        let (length, delayed, parked, parked_dropped): (u64, u64, u64, Option<u64>) = redis::pipe()
             .cmd("XLEN")
             .arg(&self.keys.stream)
             .cmd("ZCARD")
             .arg(&self.keys.delayed)
             .cmd("XLEN")
             .arg(&self.keys.parked)
+            .cmd("GET")
+            .arg(&self.keys.parked_dropped)
             .query_async(&mut con)
             .await
             .map_err(redis("stats"))?;
@@ -432,7 +444,8 @@ impl Store {
             Err(e) if e.code() == Some("NOGROUP") => 0,
             Err(e) => return Err(redis("stats")(e)),
         };
-        Ok(QueueStats { length, pending: u64::try_from(pending).unwrap_or(0), delayed, parked })
+        let pending = u64::try_from(pending).unwrap_or(0);
+        Ok(QueueStats { length, pending, delayed, parked, parked_dropped: parked_dropped.unwrap_or(0) })
     }
 
     /// `XRANGE` of the parked stream.
@@ -557,8 +570,8 @@ impl Store {
                 (if *retry { "retrying" } else { "delayed" }, millis(*delay))
             }
             Ending::Parked { .. } => {
-                inv.key(&self.keys.parked);
-                ("parked", 0)
+                inv.key(&self.keys.parked).key(&self.keys.parked_dropped);
+                ("parked", self.parked_max_len)
             }
             Ending::Cancelled => ("cancelled", 0),
         };
@@ -583,6 +596,42 @@ impl Store {
         }
         let done: i64 = inv.invoke_async(&mut self.con()).await.map_err(redis(state))?;
         Ok(Written::from_answer(done))
+    }
+
+    /// Checks a job's rate limits as it is about to start, reserving its start when it must
+    /// wait (see the script); returns how long it must wait, zero to start now.
+    pub(crate) async fn rate_check(
+        &self,
+        buckets: &[Bucket],
+        rate_key: Option<&str>,
+        reserved: bool,
+    ) -> Result<Duration, QueueError> {
+        let mut inv = scripts::RATE.prepare_invoke();
+        match rate_key {
+            Some(key) => inv.key(self.pause_key(key)),
+            None => inv.key(&self.keys.delayed),
+        };
+        inv.arg(u8::from(reserved)).arg(u8::from(rate_key.is_some()));
+        for b in buckets {
+            inv.key(format!("{}{}", self.keys.rate_prefix, b.name)).arg(b.interval_ms).arg(b.tolerance_ms);
+        }
+        let wait: i64 = inv.invoke_async(&mut self.con()).await.map_err(redis("check rate limits"))?;
+        Ok(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+    }
+
+    /// Pauses a rate key for every worker for `pause` (a longer pause stays).
+    pub(crate) async fn pause_rate_key(&self, rate_key: &str, pause: Duration) -> Result<(), QueueError> {
+        let _: i64 = scripts::PAUSE
+            .key(self.pause_key(rate_key))
+            .arg(millis(pause).max(1))
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(redis("pause rate key"))?;
+        Ok(())
+    }
+
+    fn pause_key(&self, rate_key: &str) -> String {
+        format!("{}{rate_key}", self.keys.rate_pause_prefix)
     }
 
     /// This consumer's pending entries idle for `min_idle` or more, up to `count`.

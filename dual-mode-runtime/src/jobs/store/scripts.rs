@@ -295,10 +295,12 @@ return out
 
 /// A run that ends without success: retried later, parked or cancelled. KEYS: stream, state
 /// sets, record, unique key (or the record again), then for `retrying`/`delayed` the delayed
-/// set and the new entry's hash, for `parked` the parked stream. ARGV: group, consumer, record
-/// ttl, channel, entry id, token, job id (empty: no record), has unique, state, delay ms, n, n
-/// record items, then the fields of the new delayed or parked entry. Returns 1, or as
-/// [`ACK`] when refused.
+/// set and the new entry's hash, for `parked` the parked stream and its dropped-entries
+/// counter. ARGV: group, consumer, record ttl, channel, entry id, token, job id (empty: no
+/// record), has unique, state, delay ms (for `parked`: the parked stream's cap), n, n record
+/// items, then the fields of the new delayed or parked entry. The parked stream is trimmed to
+/// its cap exactly (parking is rare; an exact cap is one a test and an operator can rely on),
+/// and the entries dropped are counted. Returns 1, or as [`ACK`] when refused.
 pub(crate) static END: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -316,7 +318,10 @@ end
 local now = now_ms()
 local fields = slice(12, n)
 if state == 'parked' then
-  redis.call('XADD', KEYS[8], '*', unpack(ARGV, 12 + n))
+  local before = redis.call('XLEN', KEYS[8])
+  redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[10], '*', unpack(ARGV, 12 + n))
+  local dropped = before + 1 - redis.call('XLEN', KEYS[8])
+  if dropped > 0 then redis.call('INCRBY', KEYS[9], dropped) end
 elseif state == 'retrying' or state == 'delayed' then
   local due = now + tonumber(ARGV[10])
   redis.call('DEL', KEYS[9])
@@ -374,6 +379,51 @@ else
 end
 finish(rec, KEYS[9], id, has_unique, 'cancelled', now, ttl, channel, {'finished', now, 'cancel', '1'})
 return 'removed'
+",
+    )
+});
+
+/// A job's rate-limit check as it is about to start. KEYS: the pause key of its rate key (or
+/// any key when it has none), then its buckets. ARGV: reserved (`1`: the start was reserved
+/// already), has pause key, then per bucket its interval and tolerance in ms. GCRA: a bucket
+/// has room at `t` when `t >= tat - tolerance`, and a start at `t` moves its `tat` to
+/// `max(tat, t) + interval`. The start is the first moment every bucket has room and the pause
+/// is over; it is reserved in every bucket at once. A reserved start goes ahead without
+/// drawing again unless the key is paused. Returns the wait in ms (0: start now).
+pub(crate) static RATE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local now = now_ms()
+local start = now
+if ARGV[2] == '1' then
+  local left = redis.call('PTTL', KEYS[1])
+  if left > 0 then start = now + left end
+end
+if ARGV[1] == '1' and start == now then return 0 end
+local tats = {}
+for i = 2, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  tats[i] = tat
+  local ready = tat - tonumber(ARGV[2 * i])
+  if ready > start then start = ready end
+end
+for i = 2, #KEYS do
+  local tat = math.max(tats[i], start) + tonumber(ARGV[2 * i - 1])
+  redis.call('SET', KEYS[i], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
+end
+return math.ceil(start - now)
+",
+    )
+});
+
+/// Pauses a rate key. KEYS: its pause key. ARGV: ms. Never shortens a longer pause.
+pub(crate) static PAUSE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 1
 ",
     )
 });

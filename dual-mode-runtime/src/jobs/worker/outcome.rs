@@ -29,6 +29,7 @@ enum Outcome {
     Succeeded,
     Retried,
     Waiting,
+    RateLimited,
     Parked(ParkReason),
     Cancelled,
     HandedBack,
@@ -42,6 +43,7 @@ impl Outcome {
             Self::Succeeded => "succeeded",
             Self::Retried => "retried",
             Self::Waiting => "waiting",
+            Self::RateLimited => "rate_limited",
             Self::Parked(_) => "parked",
             Self::Cancelled => "cancelled",
             Self::HandedBack => "handed_back",
@@ -116,7 +118,12 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
         run.count(outcome);
         tracing::Span::current().record("outcome", outcome.as_str());
         match outcome {
-            Outcome::Succeeded | Outcome::Retried | Outcome::Waiting | Outcome::Cancelled | Outcome::HandedBack => {
+            Outcome::Succeeded
+            | Outcome::Retried
+            | Outcome::Waiting
+            | Outcome::RateLimited
+            | Outcome::Cancelled
+            | Outcome::HandedBack => {
                 tracing::info!(outcome = outcome.as_str(), "job finished");
             }
             Outcome::Parked(reason) => {
@@ -154,6 +161,7 @@ impl Run<'_> {
             Outcome::Succeeded => &s.succeeded,
             Outcome::Retried => &s.retried,
             Outcome::Waiting => &s.waited,
+            Outcome::RateLimited => &s.rate_limited,
             Outcome::Parked(_) => &s.parked,
             Outcome::Cancelled => &s.cancelled,
             Outcome::HandedBack => &s.handed_back,
@@ -183,6 +191,9 @@ impl Run<'_> {
         if shared.stopping.borrow().is_some() {
             // Received as the worker began to stop: another worker runs it now.
             return self.hand_back(&env).await;
+        }
+        if let Some(outcome) = self.rate_limit(&env).await {
+            return outcome;
         }
         let max_attempts = env.max_attempts.unwrap_or(shared.queue.config().max_attempts).max(1);
         let limit = env.timeout_ms.map(Duration::from_millis).or_else(|| handler.time_limit());
@@ -283,7 +294,15 @@ impl Run<'_> {
             Ok(Ok(Err(JobError::RetryAfter { after, source }))) => {
                 let error = chain(&*source);
                 tracing::info!(%error, wait_ms = millis(after), "job must wait; delayed without counting an attempt");
-                self.later(env.clone(), after, false, &format!("waiting: {error}"), Outcome::Waiting).await
+                if let Some(key) = &env.rate_key {
+                    // Every worker holds back this key's jobs until the pause is over.
+                    if let Err(e) = shared.queue.store().pause_rate_key(key, after).await {
+                        tracing::warn!(error = %chain(&e), rate_key = %key, "pausing the rate key failed");
+                    }
+                }
+                // Its start is drawn again after the wait, behind the pause.
+                let next = Envelope { reserved: false, ..env.clone() };
+                self.later(next, after, false, &format!("waiting: {error}"), Outcome::Waiting).await
             }
             Ok(Err(payload)) => {
                 WorkerStats::bump(&shared.stats.panicked);
@@ -292,6 +311,28 @@ impl Run<'_> {
                 self.retry_or_park(env, max_attempts, &msg).await
             }
         }
+    }
+
+    /// Checks the queue's rate limits for `env` as it is about to start. `None`: start now;
+    /// else the job went back to the delayed set, due at its reserved start (or in a second
+    /// when the check failed), without counting an attempt.
+    async fn rate_limit(&self, env: &Envelope) -> Option<Outcome> {
+        let buckets = crate::jobs::limit::buckets(&self.shared.queue.config().rate_limits, env);
+        if buckets.is_empty() {
+            return None;
+        }
+        let store = self.shared.queue.store();
+        let (wait, reserved, why) = match store.rate_check(&buckets, env.rate_key.as_deref(), env.reserved).await {
+            Ok(wait) if wait.is_zero() => return None,
+            Ok(wait) => (wait, true, "waiting for its rate limit"),
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "checking the rate limits failed; trying again in a second");
+                (Duration::from_secs(1), env.reserved, "waiting: checking its rate limit failed")
+            }
+        };
+        tracing::debug!(wait_ms = millis(wait), "rate limited; delayed until its reserved start");
+        let next = Envelope { reserved, ..env.clone() };
+        Some(self.later(next, wait, false, why, Outcome::RateLimited).await)
     }
 
     /// Resolves when this run's lease is lost by its own clock: its last successful renewal
@@ -391,7 +432,7 @@ impl Run<'_> {
         }
         let delay = self.shared.config.backoff_for(env.attempt);
         tracing::info!(error = %error, delay_ms = millis(delay), "job failed; retrying");
-        let next = Envelope { attempt: env.attempt + 1, ..env.clone() };
+        let next = Envelope { attempt: env.attempt + 1, reserved: false, ..env.clone() };
         self.later(next, delay, true, error, Outcome::Retried).await
     }
 

@@ -9,6 +9,7 @@ pub struct WorkerStats {
     pub(super) succeeded: AtomicU64,
     pub(super) retried: AtomicU64,
     pub(super) waited: AtomicU64,
+    pub(super) rate_limited: AtomicU64,
     pub(super) parked: AtomicU64,
     pub(super) panicked: AtomicU64,
     pub(super) lease_lost: AtomicU64,
@@ -31,6 +32,9 @@ pub struct WorkerCounts {
     pub retried: u64,
     /// Runs delayed by [`JobError::RetryAfter`](crate::jobs::JobError::RetryAfter), without counting an attempt.
     pub waited: u64,
+    /// Runs delayed, without counting an attempt, until their rate limits had room (see
+    /// [`QueueConfig::rate_limit`](crate::jobs::QueueConfig::rate_limit)).
+    pub rate_limited: u64,
     /// Entries parked.
     pub parked: u64,
     /// Handler runs that panicked.
@@ -61,6 +65,7 @@ impl WorkerStats {
             succeeded: g(&self.succeeded),
             retried: g(&self.retried),
             waited: g(&self.waited),
+            rate_limited: g(&self.rate_limited),
             parked: g(&self.parked),
             panicked: g(&self.panicked),
             lease_lost: g(&self.lease_lost),

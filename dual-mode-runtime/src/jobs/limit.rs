@@ -1,0 +1,121 @@
+//! Rate limits shared by every worker of a queue: which buckets a job draws from.
+//!
+//! Each bucket is a GCRA (generic cell rate algorithm) state in Redis: the theoretical arrival
+//! time of the next start. One script checks all the buckets a job draws from and, when it
+//! must wait, reserves its start in each of them, so a job over its limit is delayed once,
+//! to the moment it may start, instead of asking again and again.
+
+use std::time::Duration;
+
+use super::envelope::Envelope;
+
+/// A rate: at most `count` starts per `per`, with bursts of up to `burst` starts at once.
+///
+/// ```
+/// use std::time::Duration;
+/// use dual_mode_runtime::jobs::RateLimit;
+///
+/// // 50 starts a second, evenly spaced (one every 20 ms).
+/// let esi = RateLimit::per_second(50);
+/// // 600 a minute, up to 20 of them at once after a quiet spell.
+/// let token = RateLimit::new(600, Duration::from_secs(60)).burst(20);
+/// # let _ = (esi, token);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Starts per interval.
+    pub count: u32,
+    /// The interval.
+    pub per: Duration,
+    /// Starts allowed at once after a quiet spell (at least 1: evenly spaced).
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// At most `count` starts per `per`, evenly spaced (a burst of 1).
+    #[must_use]
+    pub fn new(count: u32, per: Duration) -> Self {
+        Self { count, per, burst: 1 }
+    }
+
+    /// At most `count` starts a second, evenly spaced.
+    #[must_use]
+    pub fn per_second(count: u32) -> Self {
+        Self::new(count, Duration::from_secs(1))
+    }
+
+    /// Allows `burst` starts at once after a quiet spell; the average rate stays the same.
+    #[must_use]
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = burst;
+        self
+    }
+
+    /// The time between two starts at the steady rate, in ms.
+    fn interval_ms(self) -> f64 {
+        self.per.as_secs_f64() * 1000.0 / f64::from(self.count.max(1))
+    }
+
+    /// How far ahead of the steady rate a start may be, in ms.
+    fn tolerance_ms(self) -> f64 {
+        self.interval_ms() * f64::from(self.burst.max(1) - 1)
+    }
+
+    pub(crate) fn check(self) -> Result<(), String> {
+        if self.count == 0 || self.per.is_zero() || self.burst == 0 {
+            return Err(format!("a rate limit needs a count, an interval and a burst above zero, not {self:?}"));
+        }
+        Ok(())
+    }
+}
+
+/// What a [`RateLimit`] applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RateScope {
+    /// Every job of the queue, together.
+    Queue,
+    /// Jobs of this type name, together.
+    Type(String),
+    /// Jobs whose [rate key](super::PushOptions::rate_key) starts with this prefix, one bucket
+    /// per rate key: `Key("region:".into())` gives each region its own budget. When several
+    /// prefixes match, the longest wins; `Key(String::new())` matches every rate key.
+    Key(String),
+}
+
+/// One bucket a job draws from: its key suffix, interval and tolerance in ms.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Bucket {
+    pub(crate) name: String,
+    pub(crate) interval_ms: f64,
+    pub(crate) tolerance_ms: f64,
+}
+
+impl Bucket {
+    fn new(name: String, limit: RateLimit) -> Self {
+        Self { name, interval_ms: limit.interval_ms(), tolerance_ms: limit.tolerance_ms() }
+    }
+}
+
+/// The buckets `env` draws from under `limits`.
+pub(crate) fn buckets(limits: &[(RateScope, RateLimit)], env: &Envelope) -> Vec<Bucket> {
+    let mut out = Vec::new();
+    let mut key: Option<(&str, RateLimit)> = None;
+    for (scope, limit) in limits {
+        match scope {
+            RateScope::Queue => out.push(Bucket::new("queue".to_owned(), *limit)),
+            RateScope::Type(t) if *t == env.type_name => out.push(Bucket::new(format!("type:{t}"), *limit)),
+            RateScope::Key(prefix) => {
+                let matches = env.rate_key.as_deref().is_some_and(|k| k.starts_with(prefix.as_str()));
+                if matches && key.is_none_or(|(p, _)| prefix.len() > p.len()) {
+                    key = Some((prefix, *limit));
+                }
+            }
+            RateScope::Type(_) => {}
+        }
+    }
+    if let (Some((_, limit)), Some(k)) = (key, env.rate_key.as_deref()) {
+        out.push(Bucket::new(format!("key:{k}"), limit));
+    }
+    out
+}
