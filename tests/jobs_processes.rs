@@ -47,6 +47,11 @@ async fn role() {
         let (prefix, n) = limit.split_once('=').expect("prefix=n");
         config = config.rate_limit(RateScope::Key(prefix.to_owned()), RateLimit::per_second(n.parse().expect("n")));
     }
+    // `prefix=k,...`: k jobs at once per rate key under each prefix.
+    for slots in env("DM_SLOTS").iter().flat_map(|r| r.split(',')) {
+        let (prefix, k) = slots.split_once('=').expect("prefix=k");
+        config = config.key_concurrency(prefix, k.parse().expect("k"));
+    }
     let q = queue(&url, config).await;
     let mut db = con(&url).await;
     let stop_key = format!("{name}:stop");
@@ -132,9 +137,13 @@ struct Call {
     /// The first run of a job with this set answers "429, retry after this many ms".
     #[serde(default)]
     too_many_ms: Option<u64>,
+    /// How long the call takes.
+    #[serde(default)]
+    sleep_ms: u64,
 }
 
-/// A worker of `Call` jobs: each run records `n:attempt:start ms:consumer:429` in `calls`.
+/// A worker of `Call` jobs: each run records `n:attempt:start ms:end ms:consumer:429` in
+/// `calls`.
 async fn limited_worker(
     q: Queue,
     mut db: redis::aio::MultiplexedConnection,
@@ -159,7 +168,9 @@ async fn limited_worker(
                     Some(_) => rec.set_nx(format!("{name}:429:{}", c.n), 1).await.map_err(fail)?,
                     None => false,
                 };
-                let line = format!("{}:{}:{now}:{me}:{}", c.n, job.attempt(), u8::from(too_many));
+                tokio::time::sleep(Duration::from_millis(c.sleep_ms)).await;
+                let end = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").as_millis();
+                let line = format!("{}:{}:{now}:{end}:{me}:{}", c.n, job.attempt(), u8::from(too_many));
                 let _: () = rec.rpush(format!("{name}:calls"), line).await.map_err(fail)?;
                 match c.too_many_ms {
                     Some(ms) if too_many => {
@@ -183,6 +194,7 @@ struct CallRun {
     n: u32,
     attempt: u32,
     at_ms: u64,
+    end_ms: u64,
     consumer: String,
     too_many: bool,
 }
@@ -197,17 +209,17 @@ async fn calls(db: &mut redis::aio::MultiplexedConnection, name: &str) -> Vec<Ca
                 n: p[0].parse().expect("n"),
                 attempt: p[1].parse().expect("attempt"),
                 at_ms: p[2].parse().expect("ms"),
-                consumer: p[3].to_owned(),
-                too_many: p[4] == "1",
+                end_ms: p[3].parse().expect("ms"),
+                consumer: p[4].to_owned(),
+                too_many: p[5] == "1",
             }
         })
         .collect()
 }
 
-/// Starts `n` limited workers with these rate limits and waits until they read.
-async fn limited_workers(url: &str, name: &str, n: usize, rate: &str) -> Vec<RoleProcess> {
-    let workers: Vec<RoleProcess> =
-        (0..n).map(|_| spawn("limited-worker", url, name, &[("DM_RATE", rate.to_owned())])).collect();
+/// Starts `n` limited workers with these settings and waits until they read.
+async fn limited_workers(url: &str, name: &str, n: usize, settings: &[(&str, String)]) -> Vec<RoleProcess> {
+    let workers: Vec<RoleProcess> = (0..n).map(|_| spawn("limited-worker", url, name, settings)).collect();
     let mut db = con(url).await;
     wait_for(Duration::from_secs(30), "the workers started", async || {
         (db.llen::<_, usize>(format!("{name}:ready")).await.ok()? == n).then_some(())
@@ -229,9 +241,9 @@ async fn a_key_limited_to_50_a_second_holds_across_three_processes_while_another
     let name = unique("rate");
     let q = queue(&redis.url, QueueConfig::new(&name)).await;
     let mut db = con(&redis.url).await;
-    let mut workers = limited_workers(&redis.url, &name, 3, "region:=50").await;
-    let slow: Vec<Call> = (0..700).map(|n| Call { n, too_many_ms: None }).collect();
-    let fast: Vec<Call> = (10_000..13_000).map(|n| Call { n, too_many_ms: None }).collect();
+    let mut workers = limited_workers(&redis.url, &name, 3, &[("DM_RATE", "region:=50".to_owned())]).await;
+    let slow: Vec<Call> = (0..700).map(|n| Call { n, too_many_ms: None, sleep_ms: 0 }).collect();
+    let fast: Vec<Call> = (10_000..13_000).map(|n| Call { n, too_many_ms: None, sleep_ms: 0 }).collect();
     q.push_bulk("Call", 1, &slow, PushOptions::new().rate_key("region:10000002")).await.expect("push");
     q.push_bulk("Call", 1, &fast, PushOptions::new().rate_key("token:a")).await.expect("push");
     // Ten seconds of the limited key, measured from its first start.
@@ -268,12 +280,12 @@ async fn a_429_with_retry_after_pauses_its_key_on_every_worker_without_burning_a
     let name = unique("retry-after");
     let q = queue(&redis.url, QueueConfig::new(&name)).await;
     let mut db = con(&redis.url).await;
-    let mut workers = limited_workers(&redis.url, &name, 3, "region:=10").await;
+    let mut workers = limited_workers(&redis.url, &name, 3, &[("DM_RATE", "region:=10".to_owned())]).await;
     let first = q
-        .push("Call", 1, &Call { n: 0, too_many_ms: Some(2000) }, PushOptions::new().rate_key("region:2"))
+        .push("Call", 1, &Call { n: 0, too_many_ms: Some(2000), sleep_ms: 0 }, PushOptions::new().rate_key("region:2"))
         .await
         .expect("push");
-    let rest: Vec<Call> = (1..20).map(|n| Call { n, too_many_ms: None }).collect();
+    let rest: Vec<Call> = (1..20).map(|n| Call { n, too_many_ms: None, sleep_ms: 0 }).collect();
     q.push_bulk("Call", 1, &rest, PushOptions::new().rate_key("region:2")).await.expect("push");
     wait_for(Duration::from_secs(30), "every call made", async || {
         (calls(&mut db, &name).await.iter().filter(|r| !r.too_many).count() == 20).then_some(())
@@ -305,6 +317,51 @@ async fn a_429_with_retry_after_pauses_its_key_on_every_worker_without_burning_a
         waited += r["waited"];
     }
     assert_eq!(waited, 1, "one run waited for the 429");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_of_one_per_key_holds_across_three_processes() {
+    let redis = RedisServer::start();
+    let name = unique("slots");
+    let q = queue(&redis.url, QueueConfig::new(&name)).await;
+    let mut db = con(&redis.url).await;
+    let mut workers = limited_workers(&redis.url, &name, 3, &[("DM_SLOTS", "region:=1".to_owned())]).await;
+    for key in ["region:1", "region:2"] {
+        let base = if key == "region:1" { 0 } else { 100 };
+        let jobs: Vec<Call> = (base..base + 15).map(|n| Call { n, too_many_ms: None, sleep_ms: 40 }).collect();
+        q.push_bulk("Call", 1, &jobs, PushOptions::new().rate_key(key)).await.expect("push");
+    }
+    wait_for(Duration::from_secs(30), "every job ran", async || {
+        let s = q.stats().await.ok()?;
+        (calls(&mut db, &name).await.len() == 30 && s.is_idle()).then_some(())
+    })
+    .await;
+    stop_all(&mut db, &name, &mut workers).await;
+    let runs = calls(&mut db, &name).await;
+    for base in [0, 100] {
+        let mut key: Vec<&CallRun> = runs.iter().filter(|r| r.n >= base && r.n < base + 15).collect();
+        assert_eq!(key.len(), 15, "every job of the key ran once");
+        key.sort_by_key(|r| r.at_ms);
+        for pair in key.windows(2) {
+            assert!(
+                pair[1].at_ms >= pair[0].end_ms,
+                "two jobs of one key ran at once: {} [{}, {}) and {} from {}",
+                pair[0].n,
+                pair[0].at_ms,
+                pair[0].end_ms,
+                pair[1].n,
+                pair[1].at_ms
+            );
+        }
+        let by: HashSet<&str> = key.iter().map(|r| r.consumer.as_str()).collect();
+        assert!(by.len() >= 2, "the key's jobs ran on several processes: {by:?}");
+    }
+    assert!(runs.iter().all(|r| r.attempt == 1), "waiting for a slot burns no attempt");
+    let slots: Vec<String> = db.keys(format!("dm:{{{name}}}:slots:*")).await.expect("keys");
+    for key in slots {
+        let held: usize = db.zcard(&key).await.expect("zcard");
+        assert_eq!(held, 0, "every slot was given back ({key})");
+    }
 }
 
 /// A worker that stops on SIGTERM; each job returns n * 10, and stops when told unless

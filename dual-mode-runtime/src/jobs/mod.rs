@@ -173,6 +173,12 @@
 //! rate key for every worker (`dm:{q}:rate-pause:<key>`, expiring with the pause): jobs of a
 //! paused key, reserved or not, are reserved again after the pause.
 //!
+//! [`QueueConfig::key_concurrency`] caps how many jobs of one rate key run at once across
+//! workers. The same script gives a job that may start a slot of its key (`dm:{q}:slots:<key>`,
+//! job ids scored by lease expiry, renewed with the entries' leases, so a crashed worker's slot
+//! expires) or makes it a waiter (`dm:{q}:slot-wait:<key>`) due a lease later in the delayed
+//! set; a run that ends gives its slot back and wakes the oldest waiter (due at once).
+//!
 //! # Delays and schedules
 //!
 //! Delayed pushes and retries wait in the sorted set; each worker moves the due ones into the

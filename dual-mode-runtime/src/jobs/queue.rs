@@ -42,6 +42,8 @@ pub struct QueueConfig {
     pub parked_max_len: u64,
     /// Rate limits shared by every worker of the queue; see [`QueueConfig::rate_limit`].
     pub rate_limits: Vec<(RateScope, RateLimit)>,
+    /// Concurrency per rate key: prefix and slots; see [`QueueConfig::key_concurrency`].
+    pub key_concurrency: Vec<(String, u32)>,
 }
 
 impl QueueConfig {
@@ -57,7 +59,31 @@ impl QueueConfig {
             record_ttl: Duration::from_secs(24 * 3600),
             parked_max_len: 100_000,
             rate_limits: Vec::new(),
+            key_concurrency: Vec::new(),
         }
+    }
+
+    /// At most `max` jobs of one [rate key](PushOptions::rate_key) starting with `prefix` run
+    /// at once, across every worker (e.g. one aggregation per region: `("region:", 1)`); the
+    /// longest matching prefix wins.
+    ///
+    /// A running job holds a slot of its key in Redis, leased like its entry: renewed while it
+    /// runs, given back when it ends, and expired when its worker dies. A job with no free slot
+    /// waits in the delayed set, holding no worker slot and counting no attempt, until a slot
+    /// is given back (the oldest waiter is woken at once) or, at the latest, a lease later.
+    #[must_use]
+    pub fn key_concurrency(mut self, prefix: impl Into<String>, max: u32) -> Self {
+        self.key_concurrency.push((prefix.into(), max));
+        self
+    }
+
+    /// The concurrency of `rate_key`, if a prefix of [`QueueConfig::key_concurrency`] matches.
+    pub(crate) fn slots_of(&self, rate_key: &str) -> Option<u32> {
+        self.key_concurrency
+            .iter()
+            .filter(|(prefix, _)| rate_key.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|&(_, max)| max)
     }
 
     /// Adds a rate limit, shared by every worker of the queue (its state lives in Redis).
@@ -149,6 +175,11 @@ pub struct QueueKeys {
     pub rate_prefix: String,
     /// Prefix of the rate keys' pauses (`<prefix><rate key>`).
     pub rate_pause_prefix: String,
+    /// Prefix of the sets of jobs holding a slot of a rate key (`<prefix><rate key>`, job
+    /// ids by lease expiry).
+    pub slot_prefix: String,
+    /// Prefix of the sets of jobs waiting for a slot of a rate key.
+    pub slot_wait_prefix: String,
 }
 
 impl QueueKeys {
@@ -167,6 +198,8 @@ impl QueueKeys {
             finished_channel: format!("{base}:finished"),
             rate_prefix: format!("{base}:rate:"),
             rate_pause_prefix: format!("{base}:rate-pause:"),
+            slot_prefix: format!("{base}:slots:"),
+            slot_wait_prefix: format!("{base}:slot-wait:"),
         }
     }
 }
@@ -446,6 +479,9 @@ impl Queue {
         }
         if config.max_attempts == 0 {
             return Err(QueueError::Config("max_attempts must be at least 1".to_owned()));
+        }
+        if let Some((prefix, _)) = config.key_concurrency.iter().find(|(_, max)| *max == 0) {
+            return Err(QueueError::Config(format!("the concurrency of keys {prefix:?} must be at least 1")));
         }
         for (scope, limit) in &config.rate_limits {
             limit.check().map_err(|e| QueueError::Config(format!("{e} (scope {scope:?})")))?;

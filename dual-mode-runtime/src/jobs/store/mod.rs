@@ -108,6 +108,29 @@ pub(crate) struct RunRef<'a> {
     pub(crate) job: Option<(&'a str, Option<&'a str>)>,
 }
 
+/// A job at its gate: what [`Store::gate`] checks.
+pub(crate) struct Gate<'a> {
+    pub(crate) job_id: &'a str,
+    pub(crate) rate_key: Option<&'a str>,
+    pub(crate) reserved: bool,
+    pub(crate) buckets: &'a [Bucket],
+    /// The rate key's concurrency, if it has one.
+    pub(crate) slots: Option<u32>,
+    /// How long a slot is held without a renewal.
+    pub(crate) lease: Duration,
+}
+
+/// What a job's gate answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Passed {
+    /// Start now (holding a slot when the key has a concurrency).
+    Start,
+    /// Wait this long: the start is reserved.
+    Wait(Duration),
+    /// Wait for a slot of the key: the job is among its waiters.
+    NoSlot,
+}
+
 /// A claimed entry: id, fields, delivery count.
 pub(crate) type Claimed = (String, RawFields, u64);
 
@@ -598,25 +621,62 @@ impl Store {
         Ok(Written::from_answer(done))
     }
 
-    /// Checks a job's rate limits as it is about to start, reserving its start when it must
-    /// wait (see the script); returns how long it must wait, zero to start now.
-    pub(crate) async fn rate_check(
-        &self,
-        buckets: &[Bucket],
-        rate_key: Option<&str>,
-        reserved: bool,
-    ) -> Result<Duration, QueueError> {
-        let mut inv = scripts::RATE.prepare_invoke();
-        match rate_key {
+    /// Passes a job through its gate as it is about to start (see the script): its rate
+    /// limits, and a slot of its rate key when the key has a concurrency (`slots`, held for
+    /// `lease`).
+    pub(crate) async fn gate(&self, gate: &Gate<'_>) -> Result<Passed, QueueError> {
+        let mut inv = scripts::GATE.prepare_invoke();
+        match gate.rate_key {
             Some(key) => inv.key(self.pause_key(key)),
             None => inv.key(&self.keys.delayed),
         };
-        inv.arg(u8::from(reserved)).arg(u8::from(rate_key.is_some()));
-        for b in buckets {
+        match (gate.rate_key, gate.slots) {
+            (Some(key), Some(_)) => inv.key(self.slot_key(key)).key(self.slot_wait_key(key)),
+            _ => inv.key(&self.keys.delayed).key(&self.keys.delayed),
+        };
+        inv.arg(u8::from(gate.reserved)).arg(u8::from(gate.rate_key.is_some()));
+        inv.arg(gate.slots.unwrap_or(0)).arg(gate.job_id).arg(millis(gate.lease).max(1));
+        for b in gate.buckets {
             inv.key(format!("{}{}", self.keys.rate_prefix, b.name)).arg(b.interval_ms).arg(b.tolerance_ms);
         }
         let wait: i64 = inv.invoke_async(&mut self.con()).await.map_err(redis("check rate limits"))?;
-        Ok(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+        Ok(match u64::try_from(wait) {
+            Ok(0) => Passed::Start,
+            Ok(ms) => Passed::Wait(Duration::from_millis(ms)),
+            Err(_) => Passed::NoSlot,
+        })
+    }
+
+    /// Gives back a job's slot of `rate_key` and wakes the key's oldest waiter.
+    pub(crate) async fn release_slot(&self, rate_key: &str, job_id: &str) -> Result<(), QueueError> {
+        let _: i64 = scripts::RELEASE_SLOT
+            .key(self.slot_key(rate_key))
+            .key(self.slot_wait_key(rate_key))
+            .key(&self.keys.delayed)
+            .arg(job_id)
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(redis("release a slot"))?;
+        Ok(())
+    }
+
+    /// Extends the slots these running jobs hold (rate key, job id) by `lease`.
+    pub(crate) async fn renew_slots(&self, held: &[(&str, &str)], lease: Duration) -> Result<(), QueueError> {
+        let mut inv = scripts::RENEW_SLOTS.prepare_invoke();
+        inv.arg(millis(lease).max(1));
+        for (key, job_id) in held {
+            inv.key(self.slot_key(key)).arg(*job_id);
+        }
+        let _: i64 = inv.invoke_async(&mut self.con()).await.map_err(redis("renew slots"))?;
+        Ok(())
+    }
+
+    fn slot_key(&self, rate_key: &str) -> String {
+        format!("{}{rate_key}", self.keys.slot_prefix)
+    }
+
+    fn slot_wait_key(&self, rate_key: &str) -> String {
+        format!("{}{rate_key}", self.keys.slot_wait_prefix)
     }
 
     /// Pauses a rate key for every worker for `pause` (a longer pause stays).

@@ -383,14 +383,22 @@ return 'removed'
     )
 });
 
-/// A job's rate-limit check as it is about to start. KEYS: the pause key of its rate key (or
-/// any key when it has none), then its buckets. ARGV: reserved (`1`: the start was reserved
-/// already), has pause key, then per bucket its interval and tolerance in ms. GCRA: a bucket
-/// has room at `t` when `t >= tat - tolerance`, and a start at `t` moves its `tat` to
-/// `max(tat, t) + interval`. The start is the first moment every bucket has room and the pause
-/// is over; it is reserved in every bucket at once. A reserved start goes ahead without
-/// drawing again unless the key is paused. Returns the wait in ms (0: start now).
-pub(crate) static RATE: LazyLock<Script> = LazyLock::new(|| {
+/// A job's gate as it is about to start: its rate limits and its key's concurrency. KEYS: the
+/// pause key of its rate key, its key's holders (a sorted set of job ids by lease expiry) and
+/// waiters (job ids by when they began to wait), then its buckets; keys it has no use for are
+/// given as any key of the queue. ARGV: reserved (`1`: the start was reserved already), has
+/// pause key, the key's concurrency (0: none), job id, holder lease ms, then per bucket its
+/// interval and tolerance in ms.
+///
+/// GCRA: a bucket has room at `t` when `t >= tat - tolerance`, and a start at `t` moves its
+/// `tat` to `max(tat, t) + interval`. The start is the first moment every bucket has room and
+/// the pause is over; it is reserved in every bucket at once. A reserved start goes ahead
+/// without drawing again unless the key is paused. A job that may start now also needs one of
+/// its key's slots: holders whose lease expired are dropped first (a crashed worker holds
+/// none for long), and without a free slot the job becomes a waiter and nothing is drawn.
+/// Returns the wait in ms (0: start now, holding a slot when the key has a concurrency), or
+/// -1 to wait for a slot.
+pub(crate) static GATE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local now = now_ms()
@@ -399,19 +407,66 @@ if ARGV[2] == '1' then
   local left = redis.call('PTTL', KEYS[1])
   if left > 0 then start = now + left end
 end
-if ARGV[1] == '1' and start == now then return 0 end
+local k, id = tonumber(ARGV[3]), ARGV[4]
+local function slot()
+  if k == 0 then return true end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if not redis.call('ZSCORE', KEYS[2], id) and redis.call('ZCARD', KEYS[2]) >= k then
+    redis.call('ZADD', KEYS[3], 'NX', now, id)
+    return false
+  end
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), id)
+  redis.call('ZREM', KEYS[3], id)
+  return true
+end
+if ARGV[1] == '1' and start == now then
+  if slot() then return 0 end
+  return -1
+end
 local tats = {}
-for i = 2, #KEYS do
+for i = 4, #KEYS do
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
   tats[i] = tat
-  local ready = tat - tonumber(ARGV[2 * i])
+  local ready = tat - tonumber(ARGV[2 * i - 1])
   if ready > start then start = ready end
 end
-for i = 2, #KEYS do
-  local tat = math.max(tats[i], start) + tonumber(ARGV[2 * i - 1])
+if start == now and not slot() then return -1 end
+for i = 4, #KEYS do
+  local tat = math.max(tats[i], start) + tonumber(ARGV[2 * i - 2])
   redis.call('SET', KEYS[i], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
 end
 return math.ceil(start - now)
+",
+    )
+});
+
+/// Gives back a job's slot of its key and wakes the oldest waiter that is in the delayed set
+/// (due now). KEYS: the key's holders, its waiters, the delayed set. ARGV: job id. Returns
+/// 1 when a waiter was woken.
+pub(crate) static RELEASE_SLOT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+local now = now_ms()
+for _ = 1, 10 do
+  local next = redis.call('ZRANGE', KEYS[2], 0, 0)
+  if #next == 0 then return 0 end
+  redis.call('ZREM', KEYS[2], next[1])
+  if redis.call('ZADD', KEYS[3], 'XX', 'CH', now, next[1]) == 1 then return 1 end
+end
+return 0
+",
+    )
+});
+
+/// Extends the leases of slots held by running jobs. KEYS: the keys' holders, one per job.
+/// ARGV: lease ms, then per job its id. A slot that expired meanwhile is not taken again.
+pub(crate) static RENEW_SLOTS: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local until = now_ms() + tonumber(ARGV[1])
+for i = 1, #KEYS do redis.call('ZADD', KEYS[i], 'XX', until, ARGV[i + 1]) end
+return #KEYS
 ",
     )
 });

@@ -351,6 +351,7 @@ pub(super) async fn renew_loop(shared: Arc<Shared>) {
                 continue;
             }
         }
+        renew_slots(&shared).await;
         let due: Vec<(u64, String, u64, String)> = shared
             .running()
             .iter()
@@ -393,6 +394,25 @@ pub(super) async fn renew_loop(shared: Arc<Shared>) {
                     r.lost.send_replace(true);
                 }
             }
+        }
+    }
+}
+
+/// Extends the slots of their keys that running jobs hold by a lease.
+async fn renew_slots(shared: &Shared) {
+    let held: Vec<(String, String)> = shared
+        .running()
+        .values()
+        .filter(|r| !*r.lost.borrow())
+        .filter_map(|r| Some((r.slot.clone()?, r.job_id.clone())))
+        .collect();
+    if held.is_empty() {
+        return;
+    }
+    let held: Vec<(&str, &str)> = held.iter().map(|(k, id)| (k.as_str(), id.as_str())).collect();
+    for chunk in held.chunks(RENEW_BATCH_MAX) {
+        if let Err(e) = shared.queue.store().renew_slots(chunk, shared.config.lease).await {
+            tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "renewing slots failed");
         }
     }
 }

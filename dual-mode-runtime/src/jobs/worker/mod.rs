@@ -249,6 +249,8 @@ struct Running {
     cancel: Arc<watch::Sender<Option<CancelReason>>>,
     /// When its lease was last renewed (or the job started).
     renewed: Instant,
+    /// The rate key whose slot it holds, when the key has a concurrency.
+    slot: Option<String>,
 }
 
 /// A job's place in [`Shared::running`], removed when dropped: from then on its lease is no

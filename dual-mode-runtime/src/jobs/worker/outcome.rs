@@ -17,7 +17,7 @@ use super::{CancelReason, JobInfo, Lease, Registration, Running, Shared, WorkerS
 use crate::jobs::envelope::{Envelope, RawFields, unix_ms};
 use crate::jobs::error::{JobError, ParkReason, chain};
 use crate::jobs::queue::RAW_PREFIX;
-use crate::jobs::store::{DoneRun, Ending, RunRef, Written, millis};
+use crate::jobs::store::{DoneRun, Ending, Gate, Passed, RunRef, Written, millis};
 use crate::unwind::{catch_unwind, panic_message};
 
 /// At most this many original field pairs are copied into a parked entry.
@@ -83,6 +83,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
                     permit: &permit,
                     started_ms,
                     attempt: 1,
+                    slot: std::sync::OnceLock::new(),
                 };
                 let outcome = run.park(ParkReason::MalformedEntry, &e.to_string()).await;
                 run.count(outcome);
@@ -113,6 +114,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
             permit: &permit,
             started_ms,
             attempt,
+            slot: std::sync::OnceLock::new(),
         };
         let outcome = run.execute(env).await;
         run.count(outcome);
@@ -152,6 +154,8 @@ struct Run<'a> {
     started_ms: u64,
     /// The attempt it runs (1 until the envelope is read).
     attempt: u32,
+    /// The rate key whose slot this run holds, once its gate gave it one.
+    slot: std::sync::OnceLock<String>,
 }
 
 impl Run<'_> {
@@ -192,7 +196,7 @@ impl Run<'_> {
             // Received as the worker began to stop: another worker runs it now.
             return self.hand_back(&env).await;
         }
-        if let Some(outcome) = self.rate_limit(&env).await {
+        if let Some(outcome) = self.gate(&env).await {
             return outcome;
         }
         let max_attempts = env.max_attempts.unwrap_or(shared.queue.config().max_attempts).max(1);
@@ -262,8 +266,10 @@ impl Run<'_> {
         drop(registration);
         self.release().await;
         if lease.is_lost() {
+            // Its slot, if any, may be another run's now: it expires with the lease.
             return Outcome::LeaseLost;
         }
+        self.release_slot(job.id()).await;
         let outcome = self.conclude(result, &job).await;
         if matches!(outcome, Outcome::LeaseLost) {
             lost_tx.send_replace(true);
@@ -313,26 +319,52 @@ impl Run<'_> {
         }
     }
 
-    /// Checks the queue's rate limits for `env` as it is about to start. `None`: start now;
-    /// else the job went back to the delayed set, due at its reserved start (or in a second
-    /// when the check failed), without counting an attempt.
-    async fn rate_limit(&self, env: &Envelope) -> Option<Outcome> {
-        let buckets = crate::jobs::limit::buckets(&self.shared.queue.config().rate_limits, env);
-        if buckets.is_empty() {
+    /// Passes `env` through its gate as it is about to start: the queue's rate limits and its
+    /// key's concurrency. `None`: start now (holding a slot of its key when it has a
+    /// concurrency); else the job went back to the delayed set without counting an attempt,
+    /// due at its reserved start, when a slot is given back (a lease at the latest), or in a
+    /// second when the check failed.
+    async fn gate(&self, env: &Envelope) -> Option<Outcome> {
+        let config = self.shared.queue.config();
+        let buckets = crate::jobs::limit::buckets(&config.rate_limits, env);
+        let slots = env.rate_key.as_deref().and_then(|k| config.slots_of(k));
+        if buckets.is_empty() && slots.is_none() {
             return None;
         }
-        let store = self.shared.queue.store();
-        let (wait, reserved, why) = match store.rate_check(&buckets, env.rate_key.as_deref(), env.reserved).await {
-            Ok(wait) if wait.is_zero() => return None,
-            Ok(wait) => (wait, true, "waiting for its rate limit"),
+        let gate = Gate {
+            job_id: &env.id,
+            rate_key: env.rate_key.as_deref(),
+            reserved: env.reserved,
+            buckets: &buckets,
+            slots,
+            lease: self.shared.config.lease,
+        };
+        let (wait, reserved, why) = match self.shared.queue.store().gate(&gate).await {
+            Ok(Passed::Start) => {
+                if let (Some(key), Some(_)) = (&env.rate_key, slots) {
+                    let _ = self.slot.set(key.clone());
+                }
+                return None;
+            }
+            Ok(Passed::Wait(wait)) => (wait, true, "waiting for its rate limit"),
+            Ok(Passed::NoSlot) => (self.shared.config.lease, env.reserved, "waiting for a slot of its key"),
             Err(e) => {
                 tracing::warn!(error = %chain(&e), "checking the rate limits failed; trying again in a second");
                 (Duration::from_secs(1), env.reserved, "waiting: checking its rate limit failed")
             }
         };
-        tracing::debug!(wait_ms = millis(wait), "rate limited; delayed until its reserved start");
+        tracing::debug!(wait_ms = millis(wait), why, "delayed at its gate");
         let next = Envelope { reserved, ..env.clone() };
         Some(self.later(next, wait, false, why, Outcome::RateLimited).await)
+    }
+
+    /// Gives back the slot of its key this run holds, if any, waking the key's next waiter.
+    async fn release_slot(&self, job_id: &str) {
+        if let Some(key) = self.slot.get()
+            && let Err(e) = self.shared.queue.store().release_slot(key, job_id).await
+        {
+            tracing::warn!(error = %chain(&e), rate_key = %key, "giving back a slot failed; it expires with its lease");
+        }
     }
 
     /// Resolves when this run's lease is lost by its own clock: its last successful renewal
@@ -402,6 +434,7 @@ impl Run<'_> {
             lost,
             cancel,
             renewed: now,
+            slot: self.slot.get().cloned(),
         };
         self.shared.running().insert(run, entry);
         Registration { shared: self.shared, run }
