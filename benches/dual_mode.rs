@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dual_mode::jobs::{
-    Clients, Job, JobError, JobInfo, PushOptions, Queue, QueueConfig, Worker, WorkerConfig, handler_fn,
+    Clients, Job, JobError, JobInfo, PushOptions, Queue, QueueConfig, RateLimit, RateScope, Worker, WorkerConfig,
+    handler_fn,
 };
 use dual_mode::{BoxError, Context, DualMode};
 use dual_mode_test_support::{CountingHttp, RedisServer};
@@ -538,10 +539,22 @@ async fn start_workers<F>(
 where
     F: Fn(Worker) -> Worker,
 {
+    start_workers_with(redis_url, QueueConfig::new(queue), make).await
+}
+
+/// [`start_workers`] on a queue with this configuration.
+async fn start_workers_with<F>(
+    redis_url: &str,
+    config: QueueConfig,
+    make: F,
+) -> Vec<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>
+where
+    F: Fn(Worker) -> Worker,
+{
     let mut out = Vec::new();
     for _ in 0..2 {
         let client = redis::Client::open(redis_url).expect("url");
-        let q = Queue::connect(client, QueueConfig::new(queue)).await.expect("queue");
+        let q = Queue::connect(client, config.clone()).await.expect("queue");
         let worker = make(Worker::new(q, WorkerConfig::new().consumer_prefix("bench")));
         let (tx, rx) = oneshot::channel::<()>();
         let h = tokio::spawn(async move {
@@ -583,12 +596,17 @@ fn noop_worker(done: &Arc<Done>) -> impl Fn(Worker) -> Worker {
 
 /// No-op jobs: drain a backlog of `n` with 2 workers; jobs/s.
 async fn drain_noop(redis_url: &str, queue: &str, n: usize) -> f64 {
-    let q = Queue::connect(redis::Client::open(redis_url).expect("url"), QueueConfig::new(queue)).await.expect("q");
+    drain_noop_with(redis_url, QueueConfig::new(queue), n, PushOptions::new()).await
+}
+
+/// [`drain_noop`] on a queue with this configuration, each job pushed with `options`.
+async fn drain_noop_with(redis_url: &str, config: QueueConfig, n: usize, options: PushOptions) -> f64 {
+    let q = Queue::connect(redis::Client::open(redis_url).expect("url"), config.clone()).await.expect("q");
     q.ensure_group().await.expect("group");
-    q.push_bulk("noop", 1, std::iter::repeat_n(&(), n), PushOptions::new()).await.expect("bulk push");
+    q.push_bulk("noop", 1, std::iter::repeat_n(&(), n), options).await.expect("bulk push");
     let done = Arc::new(Done { count: AtomicU64::new(0) });
     let t = Instant::now();
-    let workers = start_workers(redis_url, queue, noop_worker(&done)).await;
+    let workers = start_workers_with(redis_url, config, noop_worker(&done)).await;
     wait_count(&done, n as u64, Duration::from_secs(120)).await;
     let took = t.elapsed();
     stop_workers(workers).await;
@@ -885,6 +903,23 @@ fn main() {
                 drains.push(drain_noop(&redis.url, &format!("drain{i}"), sizes.backlog).await);
             }
             let drain = median(&drains);
+            eprintln!("[{:>5.1}s] 3. drain with a rate limit", started.elapsed().as_secs_f64());
+            // Side by side, alternating: no limit, then a per-key limit no job ever hits.
+            let (mut free, mut limited) = (Vec::new(), Vec::new());
+            for i in 0..if quick { 1 } else { 3 } {
+                free.push(drain_noop(&redis.url, &format!("free{i}"), sizes.backlog).await);
+                let config = QueueConfig::new(format!("limited{i}"))
+                    .rate_limit(RateScope::Key("bench:".into()), RateLimit::per_second(u32::MAX));
+                let options = PushOptions::new().rate_key("bench:1");
+                limited.push(drain_noop_with(&redis.url, config, sizes.backlog, options).await);
+            }
+            let (free, limited) = (median(&free), median(&limited));
+            table.row(
+                &format!("drain a {} backlog with a per-key rate limit never hit vs without", sizes.backlog),
+                format!("{limited:.0} vs {free:.0} jobs/s"),
+                format!("{:.2}x", limited / free),
+                &format!(">= 0.85x: {}", verdict(limited / free >= 0.85)),
+            );
             eprintln!("[{:>5.1}s] 3. end to end", started.elapsed().as_secs_f64());
             let e2e = e2e_noop(&redis.url, "e2e", sizes.e2e).await;
             eprintln!("[{:>5.1}s] 3. XADD (redis-benchmark)", started.elapsed().as_secs_f64());

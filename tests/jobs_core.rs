@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::RedisServer;
 use dual_mode::jobs::{
-    JobError, JobInfo, JobState, ParkReason, PushOptions, Queue, QueueConfig, Schedule, Scheduler, SchedulerConfig,
-    Worker, WorkerConfig, handler_fn, typed,
+    JobError, JobInfo, JobState, ParkReason, PushOptions, Queue, QueueConfig, RateLimit, RateScope, Schedule,
+    Scheduler, SchedulerConfig, Worker, WorkerConfig, handler_fn, typed,
 };
 use jobs_support::{con, queue, start, stop, unique, wait_for};
 use serde::{Deserialize, Serialize};
@@ -289,6 +289,55 @@ async fn the_parked_stream_keeps_its_cap_and_counts_what_it_dropped() {
     let parked = q.parked(100).await.expect("parked");
     assert_eq!(parked.len(), 5);
     assert!(parked.iter().all(|p| p.reason == Some(ParkReason::Rejected)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_over_their_type_limit_wait_as_delayed_and_start_spaced_without_burning_attempts() {
+    let redis = RedisServer::start();
+    let config = QueueConfig::new(unique("type-rate"))
+        .rate_limit(RateScope::Type("Payload".into()), RateLimit::new(10, Duration::from_secs(1)));
+    let q = queue(&redis.url, config).await;
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let s = starts.clone();
+    let worker = Worker::new(q.clone(), fast_worker()).handle(
+        "Payload",
+        typed(move |p: Payload, job: JobInfo| {
+            let s = s.clone();
+            async move {
+                s.lock().expect("lock").push((p.n, job.attempt(), Instant::now()));
+                Ok(())
+            }
+        }),
+    );
+    let counts = worker.stats();
+    let w = start(worker);
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        ids.push(q.push("Payload", 1, &Payload { n, kind: Kind::A }, PushOptions::new()).await.expect("push").job_id);
+    }
+    let waiting = wait_for(Duration::from_secs(5), "a job waiting for the limit", async || {
+        for id in &ids {
+            let r = q.job(id).await.ok()??;
+            if r.state == JobState::Delayed {
+                return Some(r);
+            }
+        }
+        None
+    })
+    .await;
+    assert_eq!(waiting.attempt, 1);
+    assert_eq!(waiting.error.as_deref(), Some("waiting for its rate limit"));
+    wait_for(Duration::from_secs(10), "every job ran", async || (starts.lock().ok()?.len() == 8).then_some(())).await;
+    stop(w).await;
+    let mut starts = starts.lock().expect("lock").clone();
+    starts.sort_by_key(|s| s.2);
+    assert!(starts.iter().all(|s| s.1 == 1), "no attempt burnt");
+    // The i-th start is never before its reserved slot, i * 100 ms after the first.
+    for (i, s) in (0u32..).zip(&starts) {
+        let since = s.2 - starts[0].2;
+        assert!(since + Duration::from_millis(30) >= Duration::from_millis(100) * i, "start {i} after {since:?}");
+    }
+    assert!(counts.snapshot().rate_limited >= 7, "{:?}", counts.snapshot());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,3 +119,51 @@ pub(crate) fn buckets(limits: &[(RateScope, RateLimit)], env: &Envelope) -> Vec<
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(type_name: &str, rate_key: Option<&str>) -> Envelope {
+        Envelope {
+            id: "1".into(),
+            idempotency_key: "1".into(),
+            type_name: type_name.into(),
+            version: 1,
+            attempt: 1,
+            max_attempts: None,
+            unique: None,
+            timeout_ms: None,
+            rate_key: rate_key.map(Into::into),
+            reserved: false,
+            enqueued_at_ms: 0,
+            payload: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_job_draws_from_the_queue_its_type_and_the_longest_matching_key_prefix() {
+        let limits = vec![
+            (RateScope::Queue, RateLimit::per_second(100)),
+            (RateScope::Type("Fetch".into()), RateLimit::per_second(20).burst(5)),
+            (RateScope::Key("region:".into()), RateLimit::per_second(10)),
+            (RateScope::Key("region:1000".into()), RateLimit::per_second(4)),
+        ];
+        let names = |e: &Envelope| buckets(&limits, e).into_iter().map(|b| b.name).collect::<Vec<_>>();
+        assert_eq!(names(&env("Fetch", Some("region:10000002"))), ["queue", "type:Fetch", "key:region:10000002"]);
+        assert_eq!(names(&env("Other", Some("token:a"))), ["queue"]);
+        assert_eq!(names(&env("Other", None)), ["queue"]);
+        let b = buckets(&limits, &env("Fetch", Some("region:10000002")));
+        assert!((b[1].interval_ms - 50.0).abs() < 1e-9 && (b[1].tolerance_ms - 200.0).abs() < 1e-9);
+        assert!((b[2].interval_ms - 250.0).abs() < 1e-9, "the longest prefix wins: {b:?}");
+        assert!(buckets(&limits[2..], &env("Fetch", Some("region:2"))).iter().all(|b| b.interval_ms > 99.0));
+    }
+
+    #[test]
+    fn limits_without_a_count_an_interval_or_a_burst_are_refused() {
+        assert!(RateLimit::per_second(0).check().is_err());
+        assert!(RateLimit::new(1, Duration::ZERO).check().is_err());
+        assert!(RateLimit::per_second(1).burst(0).check().is_err());
+        assert!(RateLimit::per_second(1).check().is_ok());
+    }
+}
