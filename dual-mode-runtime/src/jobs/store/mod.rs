@@ -109,15 +109,14 @@ pub(crate) struct RunRef<'a> {
 }
 
 /// A job at its gate: what [`Store::gate`] checks.
-pub(crate) struct Gate<'a> {
-    pub(crate) job_id: &'a str,
-    pub(crate) rate_key: Option<&'a str>,
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Gate {
+    pub(crate) job_id: String,
+    pub(crate) rate_key: Option<String>,
     pub(crate) reserved: bool,
-    pub(crate) buckets: &'a [Bucket],
+    pub(crate) buckets: Vec<Bucket>,
     /// The rate key's concurrency, if it has one.
     pub(crate) slots: Option<u32>,
-    /// How long a slot is held without a renewal.
-    pub(crate) lease: Duration,
 }
 
 /// What a job's gate answered.
@@ -621,30 +620,42 @@ impl Store {
         Ok(Written::from_answer(done))
     }
 
-    /// Passes a job through its gate as it is about to start (see the script): its rate
-    /// limits, and a slot of its rate key when the key has a concurrency (`slots`, held for
-    /// `lease`).
-    pub(crate) async fn gate(&self, gate: &Gate<'_>) -> Result<Passed, QueueError> {
+    /// Passes jobs through their gates as they are about to start, in one script (see it):
+    /// their rate limits, and a slot of their rate keys when the keys have a concurrency,
+    /// held for `lease`. Per job what it answered.
+    pub(crate) async fn gate(&self, gates: &[Gate], lease: Duration) -> Result<Vec<Passed>, QueueError> {
         let mut inv = scripts::GATE.prepare_invoke();
-        match gate.rate_key {
-            Some(key) => inv.key(self.pause_key(key)),
-            None => inv.key(&self.keys.delayed),
-        };
-        match (gate.rate_key, gate.slots) {
-            (Some(key), Some(_)) => inv.key(self.slot_key(key)).key(self.slot_wait_key(key)),
-            _ => inv.key(&self.keys.delayed).key(&self.keys.delayed),
-        };
-        inv.arg(u8::from(gate.reserved)).arg(u8::from(gate.rate_key.is_some()));
-        inv.arg(gate.slots.unwrap_or(0)).arg(gate.job_id).arg(millis(gate.lease).max(1));
-        for b in gate.buckets {
-            inv.key(format!("{}{}", self.keys.rate_prefix, b.name)).arg(b.interval_ms).arg(b.tolerance_ms);
+        inv.arg(millis(lease).max(1));
+        for gate in gates {
+            match &gate.rate_key {
+                Some(key) => inv.key(self.pause_key(key)),
+                None => inv.key(&self.keys.delayed),
+            };
+            match (&gate.rate_key, gate.slots) {
+                (Some(key), Some(_)) => inv.key(self.slot_key(key)).key(self.slot_wait_key(key)),
+                _ => inv.key(&self.keys.delayed).key(&self.keys.delayed),
+            };
+            inv.arg(u8::from(gate.reserved)).arg(u8::from(gate.rate_key.is_some()));
+            inv.arg(gate.slots.unwrap_or(0)).arg(&gate.job_id).arg(gate.buckets.len());
+            for b in &gate.buckets {
+                inv.key(format!("{}{}", self.keys.rate_prefix, b.name)).arg(b.interval_ms).arg(b.tolerance_ms);
+            }
         }
-        let wait: i64 = inv.invoke_async(&mut self.con()).await.map_err(redis("check rate limits"))?;
-        Ok(match u64::try_from(wait) {
-            Ok(0) => Passed::Start,
-            Ok(ms) => Passed::Wait(Duration::from_millis(ms)),
-            Err(_) => Passed::NoSlot,
-        })
+        let waits: Vec<i64> = inv.invoke_async(&mut self.con()).await.map_err(redis("check rate limits"))?;
+        if waits.len() != gates.len() {
+            return Err(QueueError::protocol(
+                "check rate limits",
+                format!("{} answers for {} jobs", waits.len(), gates.len()),
+            ));
+        }
+        Ok(waits
+            .into_iter()
+            .map(|wait| match u64::try_from(wait) {
+                Ok(0) => Passed::Start,
+                Ok(ms) => Passed::Wait(Duration::from_millis(ms)),
+                Err(_) => Passed::NoSlot,
+            })
+            .collect())
     }
 
     /// Gives back a job's slot of `rate_key` and wakes the key's oldest waiter.

@@ -383,12 +383,13 @@ return 'removed'
     )
 });
 
-/// A job's gate as it is about to start: its rate limits and its key's concurrency. KEYS: the
-/// pause key of its rate key, its key's holders (a sorted set of job ids by lease expiry) and
-/// waiters (job ids by when they began to wait), then its buckets; keys it has no use for are
-/// given as any key of the queue. ARGV: reserved (`1`: the start was reserved already), has
-/// pause key, the key's concurrency (0: none), job id, holder lease ms, then per bucket its
-/// interval and tolerance in ms.
+/// Jobs at their gates as they are about to start: their rate limits and their keys'
+/// concurrency, job after job as if one by one. KEYS, per job: the pause key of its rate key,
+/// its key's holders (a sorted set of job ids by lease expiry) and waiters (job ids by when
+/// they began to wait), then its buckets; keys a job has no use for are given as any key of
+/// the queue. ARGV: the holders' lease ms, then per job: reserved (`1`: its start was reserved
+/// already), has pause key, its key's concurrency (0: none), job id, bucket count, then per
+/// bucket its interval and tolerance in ms.
 ///
 /// GCRA: a bucket has room at `t` when `t >= tat - tolerance`, and a start at `t` moves its
 /// `tat` to `max(tat, t) + interval`. The start is the first moment every bucket has room and
@@ -396,46 +397,62 @@ return 'removed'
 /// without drawing again unless the key is paused. A job that may start now also needs one of
 /// its key's slots: holders whose lease expired are dropped first (a crashed worker holds
 /// none for long), and without a free slot the job becomes a waiter and nothing is drawn.
-/// Returns the wait in ms (0: start now, holding a slot when the key has a concurrency), or
-/// -1 to wait for a slot.
+/// Returns per job the wait in ms (0: start now, holding a slot when the key has a
+/// concurrency), or -1 to wait for a slot.
 pub(crate) static GATE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local now = now_ms()
-local start = now
-if ARGV[2] == '1' then
-  local left = redis.call('PTTL', KEYS[1])
-  if left > 0 then start = now + left end
-end
-local k, id = tonumber(ARGV[3]), ARGV[4]
-local function slot()
-  if k == 0 then return true end
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if not redis.call('ZSCORE', KEYS[2], id) and redis.call('ZCARD', KEYS[2]) >= k then
-    redis.call('ZADD', KEYS[3], 'NX', now, id)
-    return false
+local lease = tonumber(ARGV[1])
+
+-- One job, its keys from KEYS[kb + 1] and its arguments from ARGV[ab].
+local function gate(kb, ab, nb)
+  local pause, holders, waiters = KEYS[kb + 1], KEYS[kb + 2], KEYS[kb + 3]
+  local start = now
+  if ARGV[ab + 1] == '1' then
+    local left = redis.call('PTTL', pause)
+    if left > 0 then start = now + left end
   end
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), id)
-  redis.call('ZREM', KEYS[3], id)
-  return true
+  local k, id = tonumber(ARGV[ab + 2]), ARGV[ab + 3]
+  local function slot()
+    if k == 0 then return true end
+    redis.call('ZREMRANGEBYSCORE', holders, '-inf', now)
+    if not redis.call('ZSCORE', holders, id) and redis.call('ZCARD', holders) >= k then
+      redis.call('ZADD', waiters, 'NX', now, id)
+      return false
+    end
+    redis.call('ZADD', holders, now + lease, id)
+    redis.call('ZREM', waiters, id)
+    return true
+  end
+  if ARGV[ab] == '1' and start == now then
+    if slot() then return 0 end
+    return -1
+  end
+  local tats = {}
+  for j = 1, nb do
+    local tat = tonumber(redis.call('GET', KEYS[kb + 3 + j]) or '0') or 0
+    tats[j] = tat
+    local ready = tat - tonumber(ARGV[ab + 4 + 2 * j])
+    if ready > start then start = ready end
+  end
+  if start == now and not slot() then return -1 end
+  for j = 1, nb do
+    local tat = math.max(tats[j], start) + tonumber(ARGV[ab + 3 + 2 * j])
+    redis.call('SET', KEYS[kb + 3 + j], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
+  end
+  return math.ceil(start - now)
 end
-if ARGV[1] == '1' and start == now then
-  if slot() then return 0 end
-  return -1
+
+local out = {}
+local kb, ab = 0, 2
+while ab <= #ARGV do
+  local nb = tonumber(ARGV[ab + 4])
+  table.insert(out, gate(kb, ab, nb))
+  kb = kb + 3 + nb
+  ab = ab + 5 + 2 * nb
 end
-local tats = {}
-for i = 4, #KEYS do
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
-  tats[i] = tat
-  local ready = tat - tonumber(ARGV[2 * i - 1])
-  if ready > start then start = ready end
-end
-if start == now and not slot() then return -1 end
-for i = 4, #KEYS do
-  local tat = math.max(tats[i], start) + tonumber(ARGV[2 * i - 2])
-  redis.call('SET', KEYS[i], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
-end
-return math.ceil(start - now)
+return out
 ",
     )
 });

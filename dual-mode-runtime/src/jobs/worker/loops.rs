@@ -12,7 +12,7 @@ use super::outcome::run_job;
 use super::{CancelReason, Shared, WorkerStats};
 use crate::jobs::envelope::RawFields;
 use crate::jobs::error::{QueueError, chain};
-use crate::jobs::store::{DoneRun, MarkRun, Marked, Reader, Renewed, Store, Written};
+use crate::jobs::store::{DoneRun, Gate, MarkRun, Marked, Passed, Reader, Renewed, Store, Written};
 
 /// At most this many successful runs are acknowledged by one script.
 const ACK_BATCH_MAX: usize = 64;
@@ -29,6 +29,12 @@ pub(super) const MARK_AFTER: Duration = Duration::from_millis(100);
 
 /// A successful run's request to acknowledge its entry; answered with what was written, or
 /// `None` when the script failed (the ack loop logs why).
+/// A job at its gate, waiting for the answer of [`gate_loop`]'s batch.
+pub(super) struct GateRequest {
+    pub(super) gate: Gate,
+    pub(super) done: oneshot::Sender<Result<Passed, String>>,
+}
+
 pub(super) struct AckRequest {
     pub(super) run: DoneRun,
     pub(super) done: oneshot::Sender<Option<Written>>,
@@ -327,6 +333,19 @@ pub(super) async fn ack_loop(store: Store, consumer: String, mut rx: mpsc::Unbou
         };
         for (i, r) in batch.drain(..).enumerate() {
             let _ = r.done.send(acked.as_ref().map(|done| done[i]));
+        }
+    }
+}
+
+/// Passes jobs through their gates in batches, as [`ack_loop`] acknowledges: one script for
+/// all the jobs waiting (up to [`ACK_BATCH_MAX`]), each told its own answer.
+pub(super) async fn gate_loop(store: Store, lease: Duration, mut rx: mpsc::UnboundedReceiver<GateRequest>) {
+    let mut batch = Vec::with_capacity(ACK_BATCH_MAX);
+    while rx.recv_many(&mut batch, ACK_BATCH_MAX).await > 0 {
+        let gates: Vec<Gate> = batch.iter_mut().map(|r| std::mem::take(&mut r.gate)).collect();
+        let passed = store.gate(&gates, lease).await.map_err(|e| chain(&e));
+        for (i, r) in batch.drain(..).enumerate() {
+            let _ = r.done.send(passed.as_ref().map(|p| p[i]).map_err(Clone::clone));
         }
     }
 }

@@ -32,7 +32,7 @@ use super::error::QueueError;
 use super::queue::Queue;
 use crate::Spec;
 use handler::ErasedHandler;
-use loops::{AbortOnDrop, AckRequest, Delivery};
+use loops::{AbortOnDrop, AckRequest, Delivery, GateRequest};
 
 /// A consumer in the queue's group that runs the handlers registered for type names.
 ///
@@ -114,6 +114,9 @@ impl Worker {
         let (acks, acks_rx) = mpsc::unbounded_channel();
         let acker =
             AbortOnDrop(tokio::spawn(loops::ack_loop(self.queue.store().clone(), self.consumer.clone(), acks_rx)));
+        let (gates, gates_rx) = mpsc::unbounded_channel();
+        let gatekeeper =
+            AbortOnDrop(tokio::spawn(loops::gate_loop(self.queue.store().clone(), self.config.lease, gates_rx)));
         let concurrency = self.config.concurrency;
         let shared = Arc::new(Shared {
             queue: self.queue,
@@ -122,6 +125,7 @@ impl Worker {
             consumer: self.consumer,
             stats: self.stats,
             acks,
+            gates,
             running: Mutex::default(),
             next_run: AtomicU64::new(0),
             stopping: watch::Sender::new(None),
@@ -183,7 +187,7 @@ impl Worker {
                 }
             }
         }
-        drop((renewer, acker));
+        drop((renewer, acker, gatekeeper));
         if let Err(e) = shared.queue.store().remove_consumer_if_idle(&shared.consumer).await {
             tracing::warn!(error = %super::error::chain(&e), "could not remove the consumer from the group");
         }
@@ -202,6 +206,8 @@ struct Shared {
     stats: Arc<WorkerStats>,
     /// To the ack batcher ([`loops::ack_loop`]).
     acks: mpsc::UnboundedSender<AckRequest>,
+    /// Jobs at their gates (rate limits, key concurrency), checked in batches.
+    gates: mpsc::UnboundedSender<GateRequest>,
     /// The jobs whose leases [`loops::renew_loop`] renews, by run number.
     running: Mutex<HashMap<u64, Running>>,
     next_run: AtomicU64,

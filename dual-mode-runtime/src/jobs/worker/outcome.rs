@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::job::JobInner;
-use super::loops::{AckRequest, Delivery};
+use super::loops::{AckRequest, Delivery, GateRequest};
 use super::{CancelReason, JobInfo, Lease, Registration, Running, Shared, WorkerStats};
 use crate::jobs::envelope::{Envelope, RawFields, unix_ms};
 use crate::jobs::error::{JobError, ParkReason, chain};
@@ -331,15 +331,14 @@ impl Run<'_> {
         if buckets.is_empty() && slots.is_none() {
             return None;
         }
-        let gate = Gate {
-            job_id: &env.id,
-            rate_key: env.rate_key.as_deref(),
-            reserved: env.reserved,
-            buckets: &buckets,
-            slots,
-            lease: self.shared.config.lease,
+        let gate =
+            Gate { job_id: env.id.clone(), rate_key: env.rate_key.clone(), reserved: env.reserved, buckets, slots };
+        let (done, answer) = oneshot::channel();
+        let passed = match self.shared.gates.send(GateRequest { gate, done }) {
+            Ok(()) => answer.await.unwrap_or_else(|_| Err("the gate batcher stopped".to_owned())),
+            Err(_) => Err("the gate batcher stopped".to_owned()),
         };
-        let (wait, reserved, why) = match self.shared.queue.store().gate(&gate).await {
+        let (wait, reserved, why) = match passed {
             Ok(Passed::Start) => {
                 if let (Some(key), Some(_)) = (&env.rate_key, slots) {
                     let _ = self.slot.set(key.clone());
@@ -348,8 +347,8 @@ impl Run<'_> {
             }
             Ok(Passed::Wait(wait)) => (wait, true, "waiting for its rate limit"),
             Ok(Passed::NoSlot) => (self.shared.config.lease, env.reserved, "waiting for a slot of its key"),
-            Err(e) => {
-                tracing::warn!(error = %chain(&e), "checking the rate limits failed; trying again in a second");
+            Err(error) => {
+                tracing::warn!(%error, "checking the rate limits failed; trying again in a second");
                 (Duration::from_secs(1), env.reserved, "waiting: checking its rate limit failed")
             }
         };
