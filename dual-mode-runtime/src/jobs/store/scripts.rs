@@ -404,13 +404,24 @@ pub(crate) static GATE: LazyLock<Script> = LazyLock::new(|| {
         r"
 local now = now_ms()
 local lease = tonumber(ARGV[1])
+-- Buckets and pauses are read once per batch and buckets written once at its end: the jobs
+-- of one key in a batch cost one GET, one PTTL and one SET together.
+local tats, dirty, pauses = {}, {}, {}
+local function tat_of(key)
+  if tats[key] == nil then tats[key] = tonumber(redis.call('GET', key) or '0') or 0 end
+  return tats[key]
+end
+local function pause_left(key)
+  if pauses[key] == nil then pauses[key] = redis.call('PTTL', key) end
+  return pauses[key]
+end
 
 -- One job, its keys from KEYS[kb + 1] and its arguments from ARGV[ab].
 local function gate(kb, ab, nb)
-  local pause, holders, waiters = KEYS[kb + 1], KEYS[kb + 2], KEYS[kb + 3]
+  local holders, waiters = KEYS[kb + 2], KEYS[kb + 3]
   local start = now
   if ARGV[ab + 1] == '1' then
-    local left = redis.call('PTTL', pause)
+    local left = pause_left(KEYS[kb + 1])
     if left > 0 then start = now + left end
   end
   local k, id = tonumber(ARGV[ab + 2]), ARGV[ab + 3]
@@ -429,17 +440,15 @@ local function gate(kb, ab, nb)
     if slot() then return 0 end
     return -1
   end
-  local tats = {}
   for j = 1, nb do
-    local tat = tonumber(redis.call('GET', KEYS[kb + 3 + j]) or '0') or 0
-    tats[j] = tat
-    local ready = tat - tonumber(ARGV[ab + 4 + 2 * j])
+    local ready = tat_of(KEYS[kb + 3 + j]) - tonumber(ARGV[ab + 4 + 2 * j])
     if ready > start then start = ready end
   end
   if start == now and not slot() then return -1 end
   for j = 1, nb do
-    local tat = math.max(tats[j], start) + tonumber(ARGV[ab + 3 + 2 * j])
-    redis.call('SET', KEYS[kb + 3 + j], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
+    local key = KEYS[kb + 3 + j]
+    tats[key] = math.max(tats[key], start) + tonumber(ARGV[ab + 3 + 2 * j])
+    dirty[key] = true
   end
   return math.ceil(start - now)
 end
@@ -451,6 +460,9 @@ while ab <= #ARGV do
   table.insert(out, gate(kb, ab, nb))
   kb = kb + 3 + nb
   ab = ab + 5 + 2 * nb
+end
+for key in pairs(dirty) do
+  redis.call('SET', key, string.format('%.3f', tats[key]), 'PX', math.ceil(tats[key] - now) + 1000)
 end
 return out
 ",
