@@ -181,6 +181,12 @@ impl Cron {
         Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(next).ok()?))
     }
 
+    /// Whether the Unix second `t` is a tick.
+    #[must_use]
+    pub fn matches_secs(&self, t: i64) -> bool {
+        t.checked_sub(1).and_then(|before| self.next_after_secs(before)) == Some(t)
+    }
+
     /// The first tick (Unix seconds) strictly after the Unix second `t`, or `None` if none
     /// within eight years.
     #[must_use]
@@ -312,6 +318,18 @@ mod tests {
         assert_eq!(next("0 0 29 2 *", t), Some(ts(2028, 2, 29, 0, 0, 0)));
         // Never.
         assert_eq!(next("0 0 30 2 *", t), None);
+    }
+
+    #[test]
+    fn matches() {
+        let c = Cron::parse("*/2 * * * * *").expect("valid");
+        assert!(c.matches_secs(ts(2025, 1, 1, 0, 0, 2)));
+        assert!(!c.matches_secs(ts(2025, 1, 1, 0, 0, 3)));
+        // In Berlin, the skipped 02:30 of 2026-03-29 runs at 03:00 CEST, 01:00 UTC.
+        let c = Cron::parse_in("30 2 * * *", "Europe/Berlin").expect("valid");
+        assert!(c.matches_secs(ts(2026, 3, 29, 1, 0, 0)));
+        assert!(!c.matches_secs(ts(2026, 3, 29, 0, 30, 0)));
+        assert!(!c.matches_secs(ts(2026, 3, 29, 1, 30, 0)));
     }
 
     #[test]

@@ -255,7 +255,7 @@ impl Scheduler {
             let mut cursor = now;
             if this.config.catch_up {
                 this.catch_up(schedule, now).await?;
-            } else if schedule.cron.next_after_secs(now - 1) == Some(now) {
+            } else if schedule.cron.matches_secs(now) {
                 // A tick at this very second counts as upcoming.
                 cursor = now - 1;
             }
