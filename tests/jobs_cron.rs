@@ -274,6 +274,14 @@ async fn schedules_are_listed_with_their_zone_state_and_next_tick() {
     let listed = q.schedules().await.expect("list");
     assert_eq!(listed[1].paused_since, None);
     assert_eq!(listed[1].last_tick.map(ms), Some(tick * 1000));
+
+    // A schedule no scheduler runs any more is forgotten, with its state.
+    assert!(scheduler.pause("berlin-daily").await.expect("pause"));
+    assert!(q.forget_schedule("berlin-daily").await.expect("forget"));
+    assert!(!q.forget_schedule("berlin-daily").await.expect("forget again"), "gone already");
+    let names: Vec<String> = q.schedules().await.expect("list").into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["hourly"]);
+    assert!(scheduler.pause("berlin-daily").await.expect("pause"), "its pause was forgotten too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

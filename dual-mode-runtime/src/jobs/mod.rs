@@ -15,7 +15,8 @@
 //!   ([`shutdown_signal`]) that hands running jobs back instead of losing them.
 //! - [`Scheduler`]: cron schedules in any IANA time zone ([`Cron`]) whose ticks are enqueued
 //!   exactly once however many schedulers run; [paused](Queue::pause_schedule),
-//!   [resumed](Queue::resume_schedule) and [listed](Queue::schedules) from any process.
+//!   [resumed](Queue::resume_schedule), [listed](Queue::schedules) and
+//!   [forgotten](Queue::forget_schedule) from any process.
 //!
 //! # Keys
 //!

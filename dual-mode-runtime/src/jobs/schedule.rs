@@ -431,6 +431,17 @@ impl Queue {
         self.store().resume_schedule(&ScheduleKeys::new(self.keys(), name), unix_ms(SystemTime::now())).await
     }
 
+    /// Removes the schedule named `name` from [`schedules`](Queue::schedules), with its pause
+    /// and its last tick (its ticks' dedupe keys expire by themselves), for a schedule that no
+    /// scheduler runs any more. A scheduler still running it registers it again only when it
+    /// starts. Returns `false` if it was not registered.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn forget_schedule(&self, name: &str) -> Result<bool, QueueError> {
+        self.store().forget_schedule(&ScheduleKeys::new(self.keys(), name), name).await
+    }
+
     /// The schedules that schedulers registered on this queue ([`Scheduler::run`] registers
     /// its own), by name, each with its state and next tick.
     ///

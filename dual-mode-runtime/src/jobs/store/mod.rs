@@ -906,6 +906,21 @@ impl Store {
             .collect())
     }
 
+    /// Removes a schedule from the index with its pause and tick state; returns whether it
+    /// was registered.
+    pub(crate) async fn forget_schedule(&self, keys: &ScheduleKeys, name: &str) -> Result<bool, QueueError> {
+        let removed: i64 = scripts::FORGET
+            .key(self.schedule_index_key())
+            .key(&keys.paused)
+            .key(&keys.resumed)
+            .key(&keys.last)
+            .arg(name)
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(redis("forget schedule"))?;
+        Ok(removed == 1)
+    }
+
     /// The hash of the queue's schedules: the schedule prefix without its trailing colon.
     fn schedule_index_key(&self) -> &str {
         self.keys.schedule_prefix.trim_end_matches(':')

@@ -471,6 +471,17 @@ return 1
     )
 });
 
+/// Forget a schedule. KEYS: the index of schedules, its paused, resumed and last-tick keys.
+/// ARGV: its name. Returns 1 if it was registered, else 0.
+pub(crate) static FORGET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+return redis.call('HDEL', KEYS[1], ARGV[1])
+",
+    )
+});
+
 /// Re-drive a parked entry. KEYS: stream, state sets, parked stream, the job's record (or the
 /// parked stream again when the entry has no id). ARGV: parked id, raw field prefix, job id
 /// (may be empty). Copies the original fields back with the attempt reset to 1. Returns the
