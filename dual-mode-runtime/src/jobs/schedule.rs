@@ -97,7 +97,9 @@ impl Schedule {
 #[non_exhaustive]
 pub struct SchedulerConfig {
     /// At start, enqueue the ticks missed since the last tick any scheduler enqueued (while
-    /// every scheduler was down), at most `max_catch_up` of them (the latest).
+    /// every scheduler was down), at most `max_catch_up` of them (the latest). Ticks missed
+    /// while the schedule was paused are not caught up: a catch-up starts after its last
+    /// resume, and a paused schedule catches up nothing.
     pub catch_up: bool,
     /// The most ticks one catch-up enqueues.
     pub max_catch_up: usize,
