@@ -13,8 +13,10 @@
 //!   entries, retries with backoff, parking of bad entries, cancellation and time limits that
 //!   reach the running job, a sweep for entries no consumer holds, and a graceful shutdown
 //!   ([`shutdown_signal`]) that hands running jobs back instead of losing them.
-//! - [`Scheduler`]: cron schedules whose ticks are enqueued exactly once however many
-//!   schedulers run.
+//! - [`Scheduler`]: cron schedules in any IANA time zone ([`Cron`]) whose ticks are enqueued
+//!   exactly once however many schedulers run; [paused](Queue::pause_schedule),
+//!   [resumed](Queue::resume_schedule), [listed](Queue::schedules) and
+//!   [forgotten](Queue::forget_schedule) from any process.
 //!
 //! # Keys
 //!
@@ -24,7 +26,9 @@
 //! [`QueueConfig::parked_max_len`] entries; `dm:{q}:parked-dropped` counts those the cap dropped),
 //! `dm:{q}:job:<job id>` (job records), `dm:{q}:jobs:<state>` (job ids by state, scored by
 //! the time they got there), `dm:{q}:unique:<key>` (unique keys, each holding its job's id)
-//! and `dm:{q}:sched:...` (schedules); ended jobs are announced on the Pub/Sub channel
+//! and the schedules' keys (`dm:{q}:sched`, a hash of the registered schedules by name, and
+//! per schedule `dm:{q}:sched:<name>:tick:<ms>` dedupe keys, `...:last`, `...:paused` and
+//! `...:resumed`); ended jobs are announced on the Pub/Sub channel
 //! `dm:{q}:finished`. The hash tag `{q}` keeps them in one cluster slot, as the Lua scripts
 //! need; every script names the keys it touches.
 //!
@@ -184,7 +188,10 @@
 //! Delayed pushes and retries wait in the sorted set; each worker moves the due ones into the
 //! stream every [`WorkerConfig::poll_delayed_every`] with an atomic script, in batches, so any
 //! number of due entries drains. A [`Scheduler`] enqueues each cron tick with a per-tick dedupe
-//! key (named by the tick time, not the clock) set in the same script as the `XADD`.
+//! key (named by the tick's instant in UTC, not by the clock nor the wall-clock time) set in
+//! the same script as the `XADD`; the script also refuses the tick while the schedule is
+//! paused. Ticks are computed on the wall clock of the schedule's time zone, with Vixie cron's
+//! rule at daylight-saving changes (see [`Cron`]).
 
 mod cron;
 mod envelope;
@@ -203,7 +210,7 @@ pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkR
 pub use limit::{RateLimit, RateScope};
 pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};
 pub use record::{CancelOutcome, JobOutcome, JobRecord, JobState, UnknownState, WaitError};
-pub use schedule::{Schedule, Scheduler, SchedulerConfig};
+pub use schedule::{Schedule, ScheduleInfo, Scheduler, SchedulerConfig};
 pub use signal::shutdown_signal;
 pub use worker::{
     CancelReason, Clients, Handler, HandlerFn, Job, JobInfo, Lease, RunReport, ServiceHandler, Typed, Worker,

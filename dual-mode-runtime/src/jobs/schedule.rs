@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::cron::Cron;
 use super::envelope::unix_ms;
 use super::error::QueueError;
 use super::queue::{PushOptions, Queue, encode, new_envelope};
+use super::store::{ScheduleKeys, Ticked};
 use crate::Spec;
 
 /// One schedule: a cron expression and the job it enqueues at each tick.
@@ -55,6 +56,16 @@ impl Schedule {
         Self { name: name.into(), cron, type_name: type_name.to_owned(), version, payload, max_attempts: None }
     }
 
+    /// Reads the cron expression on the wall clock of the IANA time zone `zone` (such as
+    /// `Europe/Berlin`); see [`Cron`] for what happens at daylight-saving changes.
+    ///
+    /// # Errors
+    /// The zone is unknown.
+    pub fn in_zone(mut self, zone: &str) -> Result<Self, QueueError> {
+        self.cron = self.cron.in_zone(zone)?;
+        Ok(self)
+    }
+
     /// Overrides the maximum attempts of the enqueued jobs.
     #[must_use]
     pub fn max_attempts(mut self, max: u32) -> Self {
@@ -86,7 +97,9 @@ impl Schedule {
 #[non_exhaustive]
 pub struct SchedulerConfig {
     /// At start, enqueue the ticks missed since the last tick any scheduler enqueued (while
-    /// every scheduler was down), at most `max_catch_up` of them (the latest).
+    /// every scheduler was down), at most `max_catch_up` of them (the latest). Ticks missed
+    /// while the schedule was paused are not caught up: a catch-up starts after its last
+    /// resume, and a paused schedule catches up nothing.
     pub catch_up: bool,
     /// The most ticks one catch-up enqueues.
     pub max_catch_up: usize,
@@ -131,8 +144,19 @@ impl SchedulerConfig {
 }
 
 /// Runs schedules against a queue. Run one in each of several processes for availability:
-/// each tick is enqueued exactly once, because the tick's dedupe key (named by the tick time,
-/// not by the clock of whoever runs it) is set and the entry added in one Lua script.
+/// each tick is enqueued exactly once, because the tick's dedupe key (named by the tick's
+/// instant in UTC, not by the clock of whoever runs it, nor by its wall-clock time) is set and
+/// the entry added in one Lua script.
+///
+/// # Pausing
+///
+/// A schedule can be paused and resumed from any process ([`Scheduler::pause`],
+/// [`Queue::pause_schedule`]); the state lives in Redis, next to the schedule's ticks, and is
+/// checked by the same script that enqueues a tick, so once a pause has returned no scheduler
+/// enqueues a tick of that schedule until it is resumed. Ticks that fall while it is paused
+/// are skipped, not caught up: a resume starts with the next tick, and a later
+/// [catch-up](SchedulerConfig::catch_up) never reaches back before the resume.
+/// [`Queue::schedules`] lists the schedules that schedulers registered, with their next tick.
 #[derive(Debug)]
 pub struct Scheduler {
     queue: Queue,
@@ -169,21 +193,62 @@ impl Scheduler {
         last_tick(&self.queue, schedule).await
     }
 
-    /// Enqueues the tick at `tick_secs` of `schedule` unless any scheduler already did.
-    /// Returns the new entry id, or `None` for a duplicate.
+    /// Enqueues the tick at `tick_secs` of `schedule` unless any scheduler already did or the
+    /// schedule is paused. Returns the new entry id, or `None` when nothing was enqueued.
     ///
     /// # Errors
     /// Redis fails (then nothing was written: retrying is safe).
     pub async fn enqueue_tick(&self, schedule: &Schedule, tick_secs: i64) -> Result<Option<String>, QueueError> {
-        enqueue_tick(&self.queue, &self.config, schedule, tick_secs).await
+        Ok(match enqueue_tick(&self.queue, &self.config, schedule, tick_secs).await? {
+            Ticked::Enqueued(id) => Some(id),
+            Ticked::Duplicate | Ticked::Paused => None,
+        })
+    }
+
+    /// Pauses the schedule named `name` for every scheduler of this queue; see
+    /// [`Queue::pause_schedule`].
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn pause(&self, name: &str) -> Result<bool, QueueError> {
+        self.queue.pause_schedule(name).await
+    }
+
+    /// Resumes the schedule named `name`; see [`Queue::resume_schedule`].
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn resume(&self, name: &str) -> Result<bool, QueueError> {
+        self.queue.resume_schedule(name).await
+    }
+
+    /// Records this scheduler's schedules in the queue's list of schedules, so
+    /// [`Queue::schedules`] shows them ([`Scheduler::run`] does this when it starts).
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn register(&self) -> Result<(), QueueError> {
+        let entries: Vec<(String, String)> = self
+            .schedules
+            .iter()
+            .map(|s| {
+                let registered = Registered { cron: s.cron.as_str().to_owned(), zone: s.cron.zone().to_owned() };
+                let json = serde_json::to_string(&registered)
+                    .map_err(|source| QueueError::Encode { type_name: "schedule".to_owned(), source })?;
+                Ok((s.name.clone(), json))
+            })
+            .collect::<Result<_, QueueError>>()?;
+        self.queue.store().register_schedules(&entries).await
     }
 
     /// Runs every schedule until `shutdown` resolves. Returns how many ticks this scheduler
-    /// enqueued. Redis errors are logged and the tick retried, so a tick is never skipped.
+    /// enqueued. Redis errors are logged and the tick retried, so a tick is never skipped
+    /// (unless its schedule is paused).
     ///
     /// # Errors
-    /// Redis fails during catch-up at the start.
+    /// Redis fails while registering the schedules or catching up at the start.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<u64, QueueError> {
+        self.register().await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let this = Arc::new(self);
         let now = now_secs();
@@ -207,12 +272,20 @@ impl Scheduler {
     }
 
     async fn catch_up(&self, schedule: &Schedule, now: i64) -> Result<(), QueueError> {
-        let Some(last) = last_tick(&self.queue, schedule).await? else {
+        let keys = ScheduleKeys::new(self.queue.keys(), &schedule.name);
+        let [state] = self.queue.store().schedule_states(std::slice::from_ref(&keys)).await?[..] else {
+            return Err(QueueError::protocol("read schedules", "not one state for one schedule"));
+        };
+        let Some(last) = state.last else {
             return Ok(());
         };
+        if state.paused.is_some() {
+            return Ok(());
+        }
         let ttl = i64::try_from(self.config.dedupe_ttl.as_secs()).unwrap_or(i64::MAX);
         let mut ticks = Vec::new();
-        let mut t = last.max(now.saturating_sub(ttl));
+        // Not before the last resume: ticks missed while paused are skipped.
+        let mut t = (last / 1000).max(state.resumed.unwrap_or(0) / 1000).max(now.saturating_sub(ttl));
         while let Some(next) = schedule.cron.next_after_secs(t) {
             if next > now {
                 break;
@@ -255,14 +328,18 @@ async fn schedule_loop(this: Arc<Scheduler>, index: usize, mut cursor: i64, mut 
             return;
         }
         match enqueue_tick(&this.queue, &this.config, schedule, tick).await {
-            Ok(id) => {
+            Ok(ticked) => {
                 failures = 0;
                 cursor = tick;
-                if let Some(id) = id {
-                    this.enqueued.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(schedule = %schedule.name, tick, entry = %id, "tick enqueued");
-                } else {
-                    tracing::debug!(schedule = %schedule.name, tick, "tick already enqueued by another scheduler");
+                match ticked {
+                    Ticked::Enqueued(id) => {
+                        this.enqueued.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(schedule = %schedule.name, tick, entry = %id, "tick enqueued");
+                    }
+                    Ticked::Duplicate => {
+                        tracing::debug!(schedule = %schedule.name, tick, "tick already enqueued by another scheduler");
+                    }
+                    Ticked::Paused => tracing::debug!(schedule = %schedule.name, tick, "schedule paused; tick skipped"),
                 }
             }
             Err(e) => {
@@ -293,14 +370,9 @@ fn now_secs() -> i64 {
     i64::try_from(unix_ms(SystemTime::now()) / 1000).unwrap_or(i64::MAX)
 }
 
-fn keys(queue: &Queue, schedule: &Schedule) -> (String, String) {
-    let base = format!("{}{}", queue.keys().schedule_prefix, schedule.name);
-    (format!("{base}:tick:"), format!("{base}:last"))
-}
-
 async fn last_tick(queue: &Queue, schedule: &Schedule) -> Result<Option<i64>, QueueError> {
-    let (_, last_key) = keys(queue, schedule);
-    Ok(queue.store().last_tick(&last_key).await?.map(|ms| ms / 1000))
+    let keys = ScheduleKeys::new(queue.keys(), &schedule.name);
+    Ok(queue.store().last_tick(&keys.last).await?.map(|ms| ms / 1000))
 }
 
 async fn enqueue_tick(
@@ -308,11 +380,99 @@ async fn enqueue_tick(
     config: &SchedulerConfig,
     schedule: &Schedule,
     tick_secs: i64,
-) -> Result<Option<String>, QueueError> {
-    let (tick_prefix, last_key) = keys(queue, schedule);
-    let tick_ms = tick_secs.saturating_mul(1000);
+) -> Result<Ticked, QueueError> {
+    let keys = ScheduleKeys::new(queue.keys(), &schedule.name);
     let mut options = PushOptions::new().idempotency_key(schedule.idempotency_key(tick_secs));
     options.max_attempts = schedule.max_attempts;
     let env = new_envelope(&schedule.type_name, schedule.version, schedule.payload.clone(), &options);
-    queue.store().tick(&format!("{tick_prefix}{tick_ms}"), &last_key, config.dedupe_ttl, tick_ms, &env).await
+    queue.store().tick(&keys, config.dedupe_ttl, tick_secs.saturating_mul(1000), &env).await
+}
+
+/// A schedule as registered in Redis.
+#[derive(Serialize, Deserialize)]
+struct Registered {
+    cron: String,
+    zone: String,
+}
+
+/// A schedule that a scheduler registered on a queue, as [`Queue::schedules`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScheduleInfo {
+    /// The schedule's name.
+    pub name: String,
+    /// Its cron expression, in its time zone.
+    pub cron: Cron,
+    /// When it was paused, while it is.
+    pub paused_since: Option<SystemTime>,
+    /// The last tick any scheduler enqueued.
+    pub last_tick: Option<SystemTime>,
+    /// Its next tick after now: enqueued then unless the schedule is paused at that moment.
+    pub next_tick: Option<SystemTime>,
+}
+
+impl Queue {
+    /// Pauses the schedule named `name` for every scheduler of this queue, in every process:
+    /// from the moment this returns, none of its ticks is enqueued until
+    /// [`resume_schedule`](Queue::resume_schedule). The ticks that fall meanwhile are skipped,
+    /// not caught up. A name no scheduler runs yet can be paused too. Returns `false` if it
+    /// was paused already.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn pause_schedule(&self, name: &str) -> Result<bool, QueueError> {
+        self.store().pause_schedule(&ScheduleKeys::new(self.keys(), name), unix_ms(SystemTime::now())).await
+    }
+
+    /// Resumes the schedule named `name`: its next tick after now is enqueued as usual.
+    /// Returns `false` if it was not paused.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn resume_schedule(&self, name: &str) -> Result<bool, QueueError> {
+        self.store().resume_schedule(&ScheduleKeys::new(self.keys(), name), unix_ms(SystemTime::now())).await
+    }
+
+    /// Removes the schedule named `name` from [`schedules`](Queue::schedules), with its pause
+    /// and its last tick (its ticks' dedupe keys expire by themselves), for a schedule that no
+    /// scheduler runs any more. A scheduler still running it registers it again only when it
+    /// starts. Returns `false` if it was not registered.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn forget_schedule(&self, name: &str) -> Result<bool, QueueError> {
+        self.store().forget_schedule(&ScheduleKeys::new(self.keys(), name), name).await
+    }
+
+    /// The schedules that schedulers registered on this queue ([`Scheduler::run`] registers
+    /// its own), by name, each with its state and next tick.
+    ///
+    /// # Errors
+    /// Redis fails, or a registered expression no longer parses.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>, QueueError> {
+        let index = self.store().schedule_index().await?;
+        let keys: Vec<ScheduleKeys> = index.iter().map(|(name, _)| ScheduleKeys::new(self.keys(), name)).collect();
+        let states = self.store().schedule_states(&keys).await?;
+        let now = SystemTime::now();
+        index
+            .into_iter()
+            .zip(states)
+            .map(|((name, json), state)| {
+                let registered: Registered = serde_json::from_str(&json)
+                    .map_err(|e| QueueError::protocol("list schedules", format!("schedule `{name}`: {e}")))?;
+                let cron = Cron::parse_in(&registered.cron, &registered.zone)?;
+                Ok(ScheduleInfo {
+                    next_tick: cron.next_after(now),
+                    name,
+                    cron,
+                    paused_since: state.paused.and_then(at_ms),
+                    last_tick: state.last.and_then(at_ms),
+                })
+            })
+            .collect()
+    }
+}
+
+fn at_ms(ms: i64) -> Option<SystemTime> {
+    Some(SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).ok()?))
 }

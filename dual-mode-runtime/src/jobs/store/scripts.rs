@@ -572,12 +572,13 @@ return out
 });
 
 /// A schedule tick. KEYS: stream, state sets, the tick's dedupe key, the schedule's last-tick
-/// key, the job's record. ARGV: dedupe ttl ms, tick ms, job id, n, n record items, then the
-/// entry's fields. Returns the new entry id, or nil if another scheduler already enqueued
-/// this tick.
+/// key, the job's record, the schedule's paused key. ARGV: dedupe ttl ms, tick ms, job id, n,
+/// n record items, then the entry's fields. Returns the new entry id, nil if another scheduler
+/// already enqueued this tick, or 0 while the schedule is paused (its tick is not marked).
 pub(crate) static TICK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
+if redis.call('EXISTS', KEYS[9]) == 1 then return 0 end
 if not redis.call('SET', KEYS[6], '1', 'NX', 'PX', ARGV[1]) then return false end
 local n = tonumber(ARGV[4])
 local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5 + n))
@@ -588,6 +589,29 @@ transit(KEYS[8], ARGV[3], 'queued', now_ms(), 0, fields)
 local last = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
 if tonumber(ARGV[2]) > last then redis.call('SET', KEYS[7], ARGV[2]) end
 return entry
+",
+    )
+});
+
+/// Resume a schedule. KEYS: its paused key, its resumed key. ARGV: now ms. Returns 1 if it
+/// was paused, 0 if not; the resume time is kept so a catch-up never covers the pause.
+pub(crate) static RESUME: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+",
+    )
+});
+
+/// Forget a schedule. KEYS: the index of schedules, its paused, resumed and last-tick keys.
+/// ARGV: its name. Returns 1 if it was registered, else 0.
+pub(crate) static FORGET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+return redis.call('HDEL', KEYS[1], ARGV[1])
 ",
     )
 });
