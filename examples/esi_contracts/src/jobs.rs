@@ -1,18 +1,20 @@
 //! Job mode: the queue, the worker (a [`Context`] of warm clients), the schedule, unique
-//! aggregations per region, and the view of a job's record that `GET /jobs/{id}` answers.
+//! aggregations per region, the flow control every worker shares (one aggregation per region
+//! at a time, starts within ESI's rate limit), and the view of a job's record that
+//! `GET /jobs/{id}` answers.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dual_mode::jobs::{
-    Clients, JobRecord, JobState, PushOptions, Pushed, Queue, QueueConfig, QueueError, Schedule, Scheduler,
-    SchedulerConfig, Worker, WorkerConfig,
+    Clients, JobRecord, JobState, PushOptions, Pushed, Queue, QueueConfig, QueueError, RateLimit, RateScope, Schedule,
+    Scheduler, SchedulerConfig, Worker, WorkerConfig,
 };
-use dual_mode::{Context, Secret};
+use dual_mode::{Context, Secret, Spec};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{ContractAggregationService, aggregation_spec};
+use crate::aggregate::{ContractAggregationService, ContractAggregationServiceSpec, aggregation_spec};
 use crate::settings::{EsiToken, RedisUrl, Settings};
 use crate::timestamp::Timestamp;
 
@@ -37,20 +39,56 @@ pub struct Secrets {
 pub const UNIQUE_TTL: Duration = Duration::from_secs(60 * 60);
 
 /// The unique key of an aggregation of `region_id`: of the jobs pushed by [`enqueue`], one per
-/// region is queued, delayed or running at a time. (Scheduled ticks are pushed without it: a
-/// [`Schedule`] has no push options.)
+/// region is queued, delayed or running at a time. (Scheduled ticks are pushed without it, and
+/// without a [rate key](rate_key): a [`Schedule`] has no push options. They fall under the
+/// type's rate limit only.)
 #[must_use]
 pub fn unique_key(region_id: i32) -> String {
     format!("aggregate:{region_id}")
 }
 
+/// The prefix of the regions' rate keys: the queue runs one job of each at a time.
+pub const REGION_KEY_PREFIX: &str = "region:";
+
+/// The rate key of an aggregation of `region_id`, `region:<id>`: of the jobs pushed with it,
+/// one runs at a time across every worker; the others wait in the delayed set, holding no
+/// worker slot ([`queue_config`]).
+#[must_use]
+pub fn rate_key(region_id: i32) -> String {
+    format!("{REGION_KEY_PREFIX}{region_id}")
+}
+
+/// How fast aggregations may start, across every worker: 75 per 15 minutes, all of them at
+/// once after a quiet spell.
+///
+/// ESI's rate limit is a token bucket per route group, e.g. `150/15m`, in which a `2xx` costs
+/// 2 tokens. Public contracts had no group yet in September 2026, but may get one at any time;
+/// this takes ESI's published figure, 150 tokens per 15 minutes. An aggregation spends at
+/// least 2 of them (its first page), so at most 75 starts fit in the bucket, and a full
+/// bucket takes all 75 at once. Walks of several pages cost more: the client paces those from
+/// the `X-Ratelimit-*` headers ESI sends, and a `429` pauses the route for everyone.
+pub const AGGREGATION_RATE: RateLimit = RateLimit { count: 75, per: Duration::from_secs(15 * 60), burst: 75 };
+
+/// The settings of the aggregation queue, the same wherever it is opened (the API, workers,
+/// schedulers): 5 attempts, one running aggregation per [region key](rate_key), and the
+/// aggregation type's starts within [`AGGREGATION_RATE`]. Workers check the limits, so they
+/// must all see the same ones: open the queue with [`connect_queue`].
+#[must_use]
+pub fn queue_config() -> QueueConfig {
+    QueueConfig::new(QUEUE)
+        .max_attempts(5)
+        .key_concurrency(REGION_KEY_PREFIX, 1)
+        .rate_limit(RateScope::Type(ContractAggregationServiceSpec::NAME.to_owned()), AGGREGATION_RATE)
+}
+
 /// Enqueues an aggregation of `region_id`, unless one is queued, delayed or running already:
-/// then [`Pushed::duplicate`] is set and [`Pushed::job_id`] is that job's id.
+/// then [`Pushed::duplicate`] is set and [`Pushed::job_id`] is that job's id. The job carries
+/// the region's [rate key](rate_key).
 ///
 /// # Errors
 /// Redis fails.
 pub async fn enqueue(queue: &Queue, settings: &Settings, region_id: i32) -> Result<Pushed, QueueError> {
-    let options = PushOptions::new().unique(unique_key(region_id), UNIQUE_TTL);
+    let options = PushOptions::new().unique(unique_key(region_id), UNIQUE_TTL).rate_key(rate_key(region_id));
     queue.push_spec(&aggregation_spec(region_id, settings), options).await
 }
 
@@ -145,13 +183,13 @@ mod state_name {
     }
 }
 
-/// Opens the aggregation queue on `redis_url`.
+/// Opens the aggregation queue on `redis_url`, with [`queue_config`].
 ///
 /// # Errors
 /// Redis is unreachable.
 pub async fn connect_queue(redis_url: &RedisUrl) -> Result<Queue, BoxError> {
     let client = redis::Client::open(&**redis_url)?;
-    Ok(Queue::connect(client, QueueConfig::new(QUEUE).max_attempts(5)).await?)
+    Ok(Queue::connect(client, queue_config()).await?)
 }
 
 /// The worker's settings: the job layer's defaults, with a short back-off for the demo.

@@ -1,12 +1,13 @@
 //! The job routes on a real `redis-server` and the stand-in: `GET /jobs/{id}` answers the job
 //! layer's record, `DELETE /jobs/{id}` cancels (a queued job never runs, a running one stops),
-//! a region has one pending aggregation at a time, and `wait_for` gives the summary back.
+//! a region has one pending aggregation at a time and one running across workers, and
+//! `wait_for` gives the summary back.
 
 use std::time::{Duration, Instant};
 
-use dual_mode::jobs::{JobOutcome, JobState, QueueError, RunReport, WorkerConfig};
+use dual_mode::jobs::{JobOutcome, JobState, PushOptions, QueueError, RunReport, WorkerConfig};
 use dual_mode_test_support::RedisServer;
-use esi_contracts::aggregate::{ContractAggregationService, stored_summary};
+use esi_contracts::aggregate::{ContractAggregationService, aggregation_spec, stored_summary};
 use esi_contracts::jobs;
 use esi_contracts::settings::Settings;
 use esi_contracts::standin::{self, RECORDED_AT, RateLimit, StandInOptions};
@@ -230,5 +231,58 @@ async fn a_running_job_stops_its_walk_when_cancelled() {
     assert!(stored_summary(&api.state.redis, FORGE).await.unwrap().is_none(), "no summary stored");
     let report = worker.stop().await;
     assert_eq!((report.counts.cancelled, report.counts.succeeded), (1, 0), "{report:?}");
+    let _ = api.stop.send(true);
+}
+
+/// Two aggregations of one region pushed with its rate key, without a unique key, and two
+/// workers of one slot each: the second starts only after the first ended, and waiting for
+/// the region's slot costs it no attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_aggregation_of_a_region_runs_at_a_time_across_workers() {
+    let redis = RedisServer::start();
+    // 10 tokens refilling 5 a second: every page is followed by a 400 ms pause, so one walk of
+    // The Forge's 3 pages lasts about a second, long enough for two at once to overlap.
+    let limit = RateLimit { group: "contracts".into(), tokens: 10, window: Duration::from_secs(2), headers: true };
+    let opts = StandInOptions {
+        last_modified: Some(RECORDED_AT),
+        expires_after: Duration::ZERO,
+        rate_limit: Some(limit),
+        ..Default::default()
+    };
+    let esi_server = standin::start(opts).await.unwrap();
+    let api = start_api(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let http = http();
+
+    let spec = aggregation_spec(FORGE, &api.state.settings);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let pushed = api.state.queue.push_spec(&spec, PushOptions::new().rate_key(jobs::rate_key(FORGE))).await;
+        ids.push(pushed.expect("pushed").job_id);
+    }
+    let workers = [
+        Running::start(&api, &redis, jobs::worker_config(1)).await,
+        Running::start(&api, &redis, jobs::worker_config(1)).await,
+    ];
+    for id in &ids {
+        let outcome = api.state.queue.wait_for::<ContractAggregationService>(id, Duration::from_secs(30)).await;
+        assert!(matches!(outcome, Ok(JobOutcome::Done(_))), "{outcome:?}");
+    }
+
+    let mut views = Vec::new();
+    for id in &ids {
+        views.push(job_view(&http, &api, id).await);
+    }
+    views.sort_by_key(|v| v.started_at);
+    let [first, second] = &views[..] else { unreachable!() };
+    assert!((first.attempt, second.attempt) == (1, 1), "waiting for the region is no attempt: {views:?}");
+    let (first_end, second_start) = (first.finished_at.expect("finished"), second.started_at.expect("started"));
+    assert!(second_start >= first_end, "the walks overlapped: {views:?}");
+    assert_eq!(esi_server.page_ok_count(FORGE, 1), 1, "{:?}", esi_server.stats());
+    assert_eq!(esi_server.stats().rate_limited, 0, "{:?}", esi_server.stats());
+    let mut succeeded = 0;
+    for worker in workers {
+        succeeded += worker.stop().await.counts.succeeded;
+    }
+    assert_eq!(succeeded, 2);
     let _ = api.stop.send(true);
 }
