@@ -65,6 +65,16 @@ local function transit(rec, id, state, now, ttl, fields)
   if TERMINAL[state] then redis.call('PEXPIRE', rec, ttl) end
 end
 
+-- Claims the unique key `ukey` for job `id` for `uttl` ms (0: the job is not unique); returns
+-- the id of the job that holds it already, if one does.
+local function claim_unique(ukey, id, uttl)
+  if uttl == 0 then return nil end
+  local holder = redis.call('GET', ukey)
+  if holder then return holder end
+  redis.call('SET', ukey, id, 'PX', uttl)
+  return nil
+end
+
 -- Releases a unique key held by job `id` (only if it still names this job).
 local function release(ukey, id, has_unique)
   if has_unique == '1' and redis.call('GET', ukey) == id then redis.call('DEL', ukey) end
@@ -96,12 +106,9 @@ fn script(body: &str) -> Script {
 pub(crate) static PUSH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local id, uttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-if uttl > 0 then
-  local holder = redis.call('GET', KEYS[7])
-  if holder then return {0, holder} end
-  redis.call('SET', KEYS[7], id, 'PX', uttl)
-end
+local id, n = ARGV[1], tonumber(ARGV[3])
+local holder = claim_unique(KEYS[7], id, tonumber(ARGV[2]))
+if holder then return {0, holder} end
 local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4 + n))
 local fields = slice(4, n)
 table.insert(fields, 'entry')
@@ -119,12 +126,9 @@ return {1, entry}
 pub(crate) static PUSH_DELAYED: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local id, uttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[5])
-if uttl > 0 then
-  local holder = redis.call('GET', KEYS[9])
-  if holder then return {0, holder} end
-  redis.call('SET', KEYS[9], id, 'PX', uttl)
-end
+local id, n = ARGV[1], tonumber(ARGV[5])
+local holder = claim_unique(KEYS[9], id, tonumber(ARGV[2]))
+if holder then return {0, holder} end
 local now = now_ms()
 local at = tonumber(ARGV[3])
 if at == 0 then at = now + tonumber(ARGV[4]) end

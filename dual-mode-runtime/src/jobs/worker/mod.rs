@@ -227,12 +227,6 @@ impl Shared {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The lease margin: a run whose last successful renewal was sent longer than
-    /// `lease - margin` ago counts as lost, by this worker's own clock.
-    fn lease_margin(&self) -> std::time::Duration {
-        self.config.lease_margin()
-    }
-
     fn running(&self) -> MutexGuard<'_, HashMap<u64, Running>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -369,7 +369,7 @@ impl Run<'_> {
     /// Resolves when this run's lease is lost by its own clock: its last successful renewal
     /// (or its start) was sent more than `lease - margin` ago. Tells the job on the way.
     async fn lease_expiry(&self, run: u64, lost: &watch::Sender<bool>) {
-        let keep = self.shared.config.lease.saturating_sub(self.shared.lease_margin());
+        let keep = self.shared.config.lease.saturating_sub(self.shared.config.lease_margin());
         loop {
             let Some(renewed) = self.shared.running().get(&run).map(|r| r.renewed) else {
                 return std::future::pending().await;
