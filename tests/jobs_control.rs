@@ -36,10 +36,7 @@ async fn state(q: &Queue, id: &str) -> Option<JobState> {
 }
 
 async fn wait_state(q: &Queue, id: &str, want: JobState) {
-    wait_for(Duration::from_secs(10), &format!("job {id} {want}"), async || {
-        (state(q, id).await == Some(want)).then_some(())
-    })
-    .await;
+    jobs_support::wait_state(q, &[id], want, Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,14 +222,7 @@ impl Job for Hold {
 /// The server's connection count, once it settles at `want` (temporary clients close a moment
 /// after their drop).
 async fn settles_at(redis: &RedisServer, want: usize) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let n = redis.client_count().await;
-        if n == want || Instant::now() > deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    common::eventually(want, async || redis.client_count().await).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -221,10 +221,7 @@ async fn calls(db: &mut redis::aio::MultiplexedConnection, name: &str) -> Vec<Ca
 async fn limited_workers(url: &str, name: &str, n: usize, settings: &[(&str, String)]) -> Vec<RoleProcess> {
     let workers: Vec<RoleProcess> = (0..n).map(|_| spawn("limited-worker", url, name, settings)).collect();
     let mut db = con(url).await;
-    wait_for(Duration::from_secs(30), "the workers started", async || {
-        (db.llen::<_, usize>(format!("{name}:ready")).await.ok()? == n).then_some(())
-    })
-    .await;
+    wait_ready(&mut db, name, n).await;
     workers
 }
 
@@ -449,6 +446,14 @@ fn spawn(role: &str, url: &str, name: &str, extra: &[(&str, String)]) -> RolePro
     RoleProcess::spawn("role", &envs)
 }
 
+/// Waits until `n` role processes of queue `name` said they are ready.
+async fn wait_ready(db: &mut redis::aio::MultiplexedConnection, name: &str, n: usize) {
+    wait_for(Duration::from_secs(30), &format!("{n} role processes ready"), async || {
+        (db.llen::<_, usize>(format!("{name}:ready")).await.ok()? == n).then_some(())
+    })
+    .await;
+}
+
 async fn list(db: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<String> {
     db.lrange(key, 0, -1).await.expect("lrange")
 }
@@ -477,10 +482,7 @@ async fn two_worker_processes_run_2000_jobs_exactly_once() {
     let extra = [("DM_CONCURRENCY", "8".to_owned()), ("DM_LEASE_MS", "2000".to_owned())];
     let mut w1 = spawn("worker", &redis.url, &name, &extra);
     let mut w2 = spawn("worker", &redis.url, &name, &extra);
-    wait_for(Duration::from_secs(30), "both workers started", async || {
-        (db.llen::<_, usize>(format!("{name}:ready")).await.ok()? == 2).then_some(())
-    })
-    .await;
+    wait_ready(&mut db, &name, 2).await;
     let jobs: Vec<Work> = (0..2000).map(|n| Work { n, stubborn: false, sleep_ms: 2 }).collect();
     q.push_bulk("Work", 1, &jobs, PushOptions::new()).await.expect("push");
     wait_for(Duration::from_secs(60), "2000 jobs done", async || {
@@ -649,10 +651,7 @@ async fn wait_for_returns_results_computed_in_another_process() {
     let q = queue(&redis.url, QueueConfig::new(&name)).await;
     let mut db = con(&redis.url).await;
     let mut child = spawn("signal-worker", &redis.url, &name, &[]);
-    wait_for(Duration::from_secs(20), "the worker process", async || {
-        (!list(&mut db, &format!("{name}:ready")).await.is_empty()).then_some(())
-    })
-    .await;
+    wait_ready(&mut db, &name, 1).await;
     let mut ids = Vec::new();
     for n in 0..20u32 {
         let work = Work { n, sleep_ms: 20, stubborn: false };
@@ -673,10 +672,7 @@ async fn sigterm_to_a_worker_process_finishes_or_hands_back_every_running_job() 
     let q = queue(&redis.url, QueueConfig::new(&name)).await;
     let mut db = con(&redis.url).await;
     let mut child = spawn("signal-worker", &redis.url, &name, &[]);
-    wait_for(Duration::from_secs(20), "the worker process", async || {
-        (!list(&mut db, &format!("{name}:ready")).await.is_empty()).then_some(())
-    })
-    .await;
+    wait_ready(&mut db, &name, 1).await;
     // 4 run at once: two stop when told, two ignore it and are aborted before the deadline;
     // the rest wait in the stream.
     let mut ids = Vec::new();
@@ -736,10 +732,7 @@ async fn a_thousand_pushes_of_one_unique_key_from_four_processes_enqueue_one_job
     let children: Vec<_> = (0..4)
         .map(|_| spawn("unique-pusher", &redis.url, &name, &[("DM_UNIQUE_KEY", "region:10000002".to_owned())]))
         .collect();
-    wait_for(Duration::from_secs(30), "4 pushers ready", async || {
-        (list(&mut db, &format!("{name}:ready")).await.len() == 4).then_some(())
-    })
-    .await;
+    wait_ready(&mut db, &name, 4).await;
     let _: () = db.set(format!("{name}:go"), 1).await.expect("go");
     wait_for(Duration::from_secs(30), "4 pushers done", async || {
         (list(&mut db, &format!("{name}:finished")).await.len() == 4).then_some(())

@@ -106,12 +106,8 @@ async fn stall_after(redis: &RedisServer, journal: &Journal, started: usize, sta
 }
 
 async fn all_done(q: &Queue, ids: &[String], within: Duration) {
-    for id in ids {
-        wait_for(within, &format!("job {id} done"), async || {
-            (q.job(id).await.ok()??.state == JobState::Done).then_some(())
-        })
-        .await;
-    }
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    jobs_support::wait_state(q, &ids, JobState::Done, within).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

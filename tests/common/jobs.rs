@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dual_mode::jobs::{Queue, QueueConfig, RunReport, Worker};
+use dual_mode::jobs::{JobState, Queue, QueueConfig, RunReport, Worker};
 use tokio::sync::oneshot;
 
 /// A queue name unique within this test process.
@@ -37,6 +37,14 @@ where
         }
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits up to `within` for each of `ids` to reach `want` in its record.
+pub async fn wait_state(q: &Queue, ids: &[&str], want: JobState, within: Duration) {
+    for id in ids {
+        wait_for(within, &format!("job {id} {want}"), async || (q.job(id).await.ok()??.state == want).then_some(()))
+            .await;
     }
 }
 
