@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 
 use super::error::{DecodeError, EnvelopeError, ParkReason};
+use super::lane::Lane;
 
 /// Field names of a stream entry.
 pub(crate) mod field {
@@ -21,6 +22,7 @@ pub(crate) mod field {
     pub(crate) const TIMEOUT: &str = "to";
     pub(crate) const RATE_KEY: &str = "rk";
     pub(crate) const RESERVED: &str = "rs";
+    pub(crate) const LANE: &str = "lane";
     pub(crate) const PAYLOAD: &str = "payload";
 }
 
@@ -55,6 +57,8 @@ pub struct Envelope {
     /// Whether this delivery's start was reserved in its rate limits' buckets when it was
     /// delayed for them: it starts without drawing again, unless its key is paused.
     pub reserved: bool,
+    /// The priority lane; a retry or a re-drive keeps it.
+    pub lane: Lane,
     /// When the job was first enqueued, in milliseconds since the Unix epoch.
     pub enqueued_at_ms: u64,
     /// The payload (JSON bytes for payloads pushed by this layer).
@@ -92,6 +96,9 @@ impl Envelope {
         }
         if self.reserved {
             out.push((field::RESERVED, b"1".to_vec()));
+        }
+        if self.lane != Lane::Normal {
+            out.push((field::LANE, self.lane.as_str().as_bytes().to_vec()));
         }
         out.push((field::PAYLOAD, self.payload.clone()));
         out
@@ -140,6 +147,14 @@ impl Envelope {
             Some(_) => Some(text(fields, field::RATE_KEY)?.to_owned()),
         };
         let reserved = get(fields, field::RESERVED) == Some(b"1");
+        let lane = match get(fields, field::LANE) {
+            None => Lane::Normal,
+            Some(_) => match text(fields, field::LANE)? {
+                "high" => Lane::High,
+                "low" => Lane::Low,
+                other => return Err(EnvelopeError::UnknownLane(other.to_owned())),
+            },
+        };
         let attempt: u32 = number(fields, field::ATTEMPT)?;
         if attempt == 0 {
             return Err(EnvelopeError::ZeroAttempt);
@@ -155,6 +170,7 @@ impl Envelope {
             timeout_ms,
             rate_key,
             reserved,
+            lane,
             enqueued_at_ms: number(fields, field::ENQUEUED)?,
             payload: payload.to_vec(),
         })
@@ -309,6 +325,7 @@ mod tests {
             timeout_ms: Some(1500),
             rate_key: Some("region:10000002".into()),
             reserved: true,
+            lane: Lane::High,
             enqueued_at_ms: 42,
             payload: b"\xff".to_vec(),
         };

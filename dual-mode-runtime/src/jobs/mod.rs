@@ -196,6 +196,7 @@
 mod cron;
 mod envelope;
 mod error;
+mod lane;
 mod limit;
 mod queue;
 mod record;
@@ -207,12 +208,13 @@ mod worker;
 pub use cron::Cron;
 pub use envelope::{Envelope, RawFields, decode_json};
 pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError};
+pub use lane::{Lane, UnknownLane};
 pub use limit::{RateLimit, RateScope};
 pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};
 pub use record::{CancelOutcome, JobOutcome, JobRecord, JobState, UnknownState, WaitError};
 pub use schedule::{Schedule, ScheduleInfo, Scheduler, SchedulerConfig};
 pub use signal::shutdown_signal;
 pub use worker::{
-    CancelReason, Clients, Handler, HandlerFn, Job, JobInfo, Lease, RunReport, ServiceHandler, Typed, Worker,
+    CancelReason, Clients, Handler, HandlerFn, Job, JobInfo, Lease, Queues, RunReport, ServiceHandler, Typed, Worker,
     WorkerConfig, WorkerCounts, WorkerStats, decode_spec, handler_fn, typed,
 };

@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 
 use super::envelope::{Envelope, RawFields, unique_id, unix_ms};
 use super::error::{EnvelopeError, ParkReason, QueueError};
+use super::lane::Lane;
 use super::limit::{RateLimit, RateScope};
 use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
 use super::store::{self, Entry, Store};
@@ -180,6 +181,17 @@ pub struct QueueKeys {
     pub slot_prefix: String,
     /// Prefix of the sets of jobs waiting for a slot of a rate key.
     pub slot_wait_prefix: String,
+    /// Present while the queue is paused: workers start nothing new (`dm:{name}:jobs:paused`).
+    pub paused: String,
+}
+
+impl QueueKeys {
+    /// The ready stream of `lane`: [`stream`](Self::stream) for [`Lane::Normal`], with the
+    /// lane's name appended for the others (`dm:{name}:stream:high`).
+    #[must_use]
+    pub fn lane_stream(&self, lane: Lane) -> String {
+        lane.stream(&self.stream)
+    }
 }
 
 impl QueueKeys {
@@ -200,6 +212,7 @@ impl QueueKeys {
             rate_pause_prefix: format!("{base}:rate-pause:"),
             slot_prefix: format!("{base}:slots:"),
             slot_wait_prefix: format!("{base}:slot-wait:"),
+            paused: format!("{base}:jobs:paused"),
         }
     }
 }
@@ -229,6 +242,8 @@ pub struct PushOptions {
     pub timeout: Option<Duration>,
     /// The rate key: the bucket of [`RateScope::Key`] limits this job draws from.
     pub rate_key: Option<String>,
+    /// The priority lane ([`Lane::Normal`] by default).
+    pub lane: Lane,
 }
 
 impl PushOptions {
@@ -301,6 +316,19 @@ impl PushOptions {
     #[must_use]
     pub fn rate_key(mut self, key: impl Into<String>) -> Self {
         self.rate_key = Some(key.into());
+        self
+    }
+
+    /// Puts the job in `lane`: workers read [`Lane::High`] first (see [`Lane`]).
+    ///
+    /// ```
+    /// use dual_mode_runtime::jobs::{Lane, PushOptions};
+    /// let urgent = PushOptions::new().lane(Lane::High);
+    /// assert_eq!(urgent.lane, Lane::High);
+    /// ```
+    #[must_use]
+    pub fn lane(mut self, lane: Lane) -> Self {
+        self.lane = lane;
         self
     }
 
@@ -439,7 +467,10 @@ pub struct Queue {
 }
 
 struct Inner {
+    /// The normal lane's store: the queue's keys.
     store: Store,
+    /// The stores of the lanes, in [`Lane::ALL`] order.
+    lanes: [Store; 3],
     config: QueueConfig,
     /// Ended jobs' ids from the Pub/Sub listener, started by the first wait.
     finished: Mutex<Option<Finished>>,
@@ -488,7 +519,8 @@ impl Queue {
         }
         let keys = QueueKeys::new(&config.name);
         let store = Store::connect(client, keys, &config).await?;
-        Ok(Self { inner: Arc::new(Inner { store, config, finished: Mutex::default() }) })
+        let lanes = Lane::ALL.map(|lane| store.lane(lane));
+        Ok(Self { inner: Arc::new(Inner { store, lanes, config, finished: Mutex::default() }) })
     }
 
     /// The queue's settings.
@@ -511,6 +543,11 @@ impl Queue {
 
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The store of `lane`.
+    pub(crate) fn lane_store(&self, lane: Lane) -> &Store {
+        &self.inner.lanes[lane.index()]
     }
 
     /// Creates the consumer group (and the stream) if missing. The group starts at the
@@ -552,7 +589,7 @@ impl Queue {
         options: PushOptions,
     ) -> Result<Pushed, QueueError> {
         let env = new_envelope(type_name, version, payload, &options);
-        let store = &self.inner.store;
+        let store = self.lane_store(options.lane);
         let stored = if options.is_delayed() {
             let at = options.not_before.map_or(0, unix_ms);
             let delay = options.delay.map_or(0, store::millis);
@@ -612,13 +649,13 @@ impl Queue {
             let at = options.not_before.map_or(0, unix_ms);
             let delay = options.delay.map_or(0, store::millis);
             for env in &envs {
-                let stored = self.inner.store.push_delayed(env, options.unique_ttl, at, delay).await?;
+                let stored = self.lane_store(options.lane).push_delayed(env, options.unique_ttl, at, delay).await?;
                 out.push(Pushed::new(env, stored.map(|_| None)));
             }
             return Ok(out);
         }
         for chunk in envs.chunks(BULK_CHUNK) {
-            let stored = self.inner.store.push_many(chunk, options.unique_ttl).await?;
+            let stored = self.lane_store(options.lane).push_many(chunk, options.unique_ttl).await?;
             for (env, stored) in chunk.iter().zip(stored) {
                 out.push(Pushed::new(env, stored.map(Some)));
             }
@@ -895,6 +932,7 @@ pub(crate) fn new_envelope(type_name: &str, version: u32, payload: Vec<u8>, opti
         timeout_ms: options.timeout.map(store::millis),
         rate_key: options.rate_key.clone(),
         reserved: false,
+        lane: options.lane,
         enqueued_at_ms: unix_ms(SystemTime::now()),
         payload,
     }
