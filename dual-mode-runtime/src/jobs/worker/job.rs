@@ -114,6 +114,12 @@ impl JobInfo {
         &self.inner.envelope.type_name
     }
 
+    /// The priority lane it was pushed to.
+    #[must_use]
+    pub fn lane(&self) -> crate::jobs::Lane {
+        self.inner.envelope.lane
+    }
+
     /// The payload's schema version.
     #[must_use]
     pub fn version(&self) -> u32 {
