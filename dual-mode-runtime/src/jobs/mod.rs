@@ -8,8 +8,9 @@
 //!   [find](Queue::job) a job's record, [list](Queue::jobs) jobs by state,
 //!   [wait](Queue::wait_for) for a job's result, [cancel](Queue::cancel) it;
 //!   [`stats`](Queue::stats); list, inspect and [re-drive](Queue::redrive) parked entries.
-//! - [`Worker`]: a consumer in the queue's group with a unique name per process start, bounded
-//!   concurrency, one task per job, lease renewal with fencing, claiming of crashed consumers'
+//! - [`Worker`]: reads one queue or [several](Queues) (in strict order or by weight), each
+//!   queue's [lanes](Lane) high first with a share for the lower ones; a consumer in the
+//!   queues' groups with a unique name per process start, bounded concurrency, one task per job, lease renewal with fencing, claiming of crashed consumers'
 //!   entries, retries with backoff, parking of bad entries, cancellation and time limits that
 //!   reach the running job, a sweep for entries no consumer holds, and a graceful shutdown
 //!   ([`shutdown_signal`]) that hands running jobs back instead of losing them.
@@ -20,7 +21,8 @@
 //!
 //! # Keys
 //!
-//! A queue named `q` uses `dm:{q}:stream` (ready entries), `dm:{q}:delayed` (a sorted set of
+//! A queue named `q` uses `dm:{q}:stream` (ready entries of the normal lane;
+//! `dm:{q}:stream:high` and `dm:{q}:stream:low` hold the other [lanes](Lane)), `dm:{q}:delayed` (a sorted set of
 //! delayed entries and retries by due time, each entry's fields in a hash
 //! `dm:{q}:delayed:<job id>`), `dm:{q}:parked` (the dead-letter stream, capped at
 //! [`QueueConfig::parked_max_len`] entries; `dm:{q}:parked-dropped` counts those the cap dropped),
@@ -29,7 +31,7 @@
 //! and the schedules' keys (`dm:{q}:sched`, a hash of the registered schedules by name, and
 //! per schedule `dm:{q}:sched:<name>:tick:<ms>` dedupe keys, `...:last`, `...:paused` and
 //! `...:resumed`); ended jobs are announced on the Pub/Sub channel
-//! `dm:{q}:finished`. The hash tag `{q}` keeps them in one cluster slot, as the Lua scripts
+//! `dm:{q}:finished`; `dm:{q}:jobs:paused` pauses the queue while it exists. The hash tag `{q}` keeps them in one cluster slot, as the Lua scripts
 //! need; every script names the keys it touches.
 //!
 //! # Job records
@@ -71,7 +73,8 @@
 //! default the id), `type` (the payload's type name, for a service its spec type's name), `v`
 //! (the schema version), `attempt` (from 1), `enq` (first enqueue time, ms since the epoch),
 //! optionally `max` (this job's maximum attempts), `uniq` (its unique key), `to` (its time
-//! limit in ms), `rk` (its rate key) and `rs` (`1`: its start is reserved in its rate limits),
+//! limit in ms), `rk` (its rate key), `rs` (`1`: its start is reserved in its rate limits),
+//! `lane` (`high` or `low`; absent for the normal lane),
 //! and `payload` (JSON bytes). See [`Envelope`].
 //!
 //! # What happens to an entry
