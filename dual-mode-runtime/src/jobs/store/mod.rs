@@ -1011,15 +1011,18 @@ impl Store {
         dedupe_ttl: Duration,
         tick_ms: i64,
         env: &Envelope,
+        unique_ttl: Duration,
     ) -> Result<Ticked, QueueError> {
         let mut inv = scripts::TICK.prepare_invoke();
         self.base_keys(&mut inv);
         inv.key(format!("{}{tick_ms}", keys.tick_prefix))
             .key(&keys.last)
             .key(self.record_key(&env.id))
-            .key(&keys.paused);
+            .key(&keys.paused)
+            .key(env.unique.as_deref().map_or_else(|| self.record_key(&env.id), |u| self.unique_key(u)));
         let items = record_items(env);
         inv.arg(millis(dedupe_ttl).max(1)).arg(tick_ms).arg(&env.id).arg(items.len());
+        inv.arg(unique_ttl_ms(env, unique_ttl));
         for item in items {
             inv.arg(item);
         }
@@ -1030,6 +1033,11 @@ impl Store {
         Ok(match v {
             Value::Int(0) => Ticked::Paused,
             Value::Nil => Ticked::Duplicate,
+            Value::Array(held) => Ticked::Held(
+                held.get(1)
+                    .and_then(reply::text)
+                    .ok_or_else(|| QueueError::protocol("enqueue tick", format!("{held:?}")))?,
+            ),
             other => Ticked::Enqueued(
                 reply::text(&other).ok_or_else(|| QueueError::protocol("enqueue tick", format!("{other:?}")))?,
             ),
@@ -1164,6 +1172,9 @@ pub(crate) enum Ticked {
     Duplicate,
     /// The schedule is paused: nothing enqueued, the tick not marked.
     Paused,
+    /// The job of an earlier tick (this id) holds the unique key: nothing enqueued, the tick
+    /// marked.
+    Held(String),
 }
 
 /// A schedule's state in Redis: last tick, pause and resume times (ms since the epoch).
