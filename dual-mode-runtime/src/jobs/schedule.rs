@@ -209,6 +209,12 @@ impl Scheduler {
         self
     }
 
+    /// The schedules added, in order.
+    #[must_use]
+    pub fn schedules(&self) -> &[Schedule] {
+        &self.schedules
+    }
+
     /// Ticks this scheduler enqueued so far (ticks another scheduler won are not counted).
     #[must_use]
     pub fn enqueued_counter(&self) -> Arc<AtomicU64> {

@@ -225,15 +225,22 @@ pub async fn worker(
 }
 
 /// A scheduler that enqueues an aggregation of every region of `settings` at each tick of
-/// `cron`. Any number of schedulers may run: each tick is enqueued once.
+/// `cron`, read on the wall clock of the IANA time zone `zone` (UTC when `None`). Any number
+/// of schedulers may run: each tick is enqueued once. A tick's job takes its region's unique
+/// key and rate key, as [`enqueue`] does: while an aggregation of the region is queued or
+/// running (from an API call or an earlier tick), the tick adds none.
 ///
 /// # Errors
-/// The cron expression does not parse.
-pub fn scheduler(queue: Queue, settings: &Settings, cron: &str) -> Result<Scheduler, QueueError> {
+/// The cron expression does not parse, or the zone is unknown.
+pub fn scheduler(queue: Queue, settings: &Settings, cron: &str, zone: Option<&str>) -> Result<Scheduler, QueueError> {
     let mut scheduler = Scheduler::new(queue, SchedulerConfig::new());
     for &region_id in &settings.regions {
-        let schedule =
-            Schedule::for_spec(format!("aggregate-{region_id}"), cron, &aggregation_spec(region_id, settings))?;
+        let spec = aggregation_spec(region_id, settings);
+        let mut schedule = Schedule::for_spec(format!("aggregate-{region_id}"), cron, &spec)?
+            .push_options(PushOptions::new().unique(unique_key(region_id), UNIQUE_TTL).rate_key(rate_key(region_id)))?;
+        if let Some(zone) = zone {
+            schedule = schedule.in_zone(zone)?;
+        }
         scheduler = scheduler.schedule(schedule);
     }
     Ok(scheduler)
