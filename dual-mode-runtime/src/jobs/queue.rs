@@ -12,7 +12,7 @@ use super::envelope::{Envelope, RawFields, unique_id, unix_ms};
 use super::error::{EnvelopeError, ParkReason, QueueError};
 use super::limit::{RateLimit, RateScope};
 use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
-use super::store::{self, Entry, Store};
+use super::store::{self, Entry, RedisTarget, Store};
 use super::worker::Job;
 use crate::Spec;
 
@@ -466,11 +466,13 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    /// Connects to Redis (a connection that reconnects by itself) and opens the queue.
+    /// Connects to Redis (a connection that reconnects by itself) and opens the queue: one
+    /// server (a `redis::Client`, `redis://` or `rediss://`), a Redis Cluster or a
+    /// Sentinel-managed primary (see [`RedisTarget`]).
     ///
     /// # Errors
     /// A configuration out of range, or Redis unreachable.
-    pub async fn connect(client: redis::Client, config: QueueConfig) -> Result<Self, QueueError> {
+    pub async fn connect(redis: impl Into<RedisTarget>, config: QueueConfig) -> Result<Self, QueueError> {
         if config.name.is_empty() || config.name.contains(['{', '}']) {
             return Err(QueueError::Config(format!(
                 "queue name {:?} must be non-empty and without braces",
@@ -487,7 +489,7 @@ impl Queue {
             limit.check().map_err(|e| QueueError::Config(format!("{e} (scope {scope:?})")))?;
         }
         let keys = QueueKeys::new(&config.name);
-        let store = Store::connect(client, keys, &config).await?;
+        let store = Store::connect(redis.into(), keys, &config).await?;
         Ok(Self { inner: Arc::new(Inner { store, config, finished: Mutex::default() }) })
     }
 

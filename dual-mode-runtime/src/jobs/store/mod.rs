@@ -4,12 +4,13 @@
 //! loops and the scheduler call [`Store`] methods that return typed values or a
 //! [`QueueError`], and error codes (`NOGROUP`, `BUSYGROUP`) are read here only.
 
+mod connection;
 mod reply;
 mod scripts;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ScriptInvocation, Value};
 
 use super::envelope::{Envelope, RawFields};
@@ -18,6 +19,8 @@ use super::limit::Bucket;
 use super::queue::{QueueConfig, QueueKeys, QueueStats};
 use super::record::{CancelOutcome, JobRecord, JobState};
 
+pub use connection::RedisTarget;
+use connection::{Connection, Health};
 pub(crate) use reply::Entry;
 use scripts::STATE_SETS;
 
@@ -136,8 +139,8 @@ pub(crate) type Claimed = (String, RawFields, u64);
 /// One queue's keys and group on one Redis, through a connection that reconnects by itself.
 #[derive(Clone)]
 pub(crate) struct Store {
-    client: redis::Client,
-    con: ConnectionManager,
+    target: RedisTarget,
+    con: Connection,
     keys: QueueKeys,
     group: String,
     /// The state sets, in the order of [`STATE_SETS`].
@@ -150,22 +153,20 @@ pub(crate) struct Store {
 
 /// A connection of its own for blocking reads, so they never delay other commands.
 pub(crate) struct Reader {
-    con: ConnectionManager,
+    con: Connection,
     stream: String,
     group: String,
     block_ms: u64,
 }
 
 fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> QueueError {
-    move |source| QueueError::Redis { op, source }
-}
-
-async fn manager(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, QueueError> {
-    let cfg = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(3)
-        .set_max_delay(Duration::from_secs(2));
-    ConnectionManager::new_with_config(client.clone(), cfg).await.map_err(redis("connect"))
+    move |source| {
+        if connection::is_unreachable(&source) {
+            QueueError::Unavailable { op, source }
+        } else {
+            QueueError::Redis { op, source }
+        }
+    }
 }
 
 /// Milliseconds of a duration, saturating.
@@ -175,14 +176,15 @@ pub(crate) fn millis(d: Duration) -> u64 {
 
 impl Store {
     pub(crate) async fn connect(
-        client: redis::Client,
+        target: RedisTarget,
         keys: QueueKeys,
         config: &QueueConfig,
     ) -> Result<Self, QueueError> {
-        let con = manager(&client, config.response_timeout).await?;
+        let health = Arc::new(Health::default());
+        let con = Connection::open(&target, config.response_timeout, health).await.map_err(redis("connect"))?;
         let state_keys = STATE_SETS.iter().map(|s| format!("{}{s}", keys.state_prefix)).collect();
         Ok(Self {
-            client,
+            target,
             con,
             keys,
             group: config.group.clone(),
@@ -232,7 +234,7 @@ impl Store {
         &self.keys
     }
 
-    fn con(&self) -> ConnectionManager {
+    fn con(&self) -> Connection {
         self.con.clone()
     }
 
@@ -244,7 +246,9 @@ impl Store {
     /// is `block` plus `timeout`).
     pub(crate) async fn reader(&self, block: Duration, timeout: Duration) -> Result<Reader, QueueError> {
         Ok(Reader {
-            con: manager(&self.client, block + timeout).await?,
+            con: Connection::open(&self.target, block + timeout, self.con.health_handle())
+                .await
+                .map_err(redis("connect"))?,
             stream: self.keys.stream.clone(),
             group: self.group.clone(),
             block_ms: millis(block).max(1),
@@ -860,7 +864,7 @@ impl Store {
 
     /// A stream of the ids of jobs as they end, on a Pub/Sub connection of its own.
     pub(crate) async fn finished(&self) -> Result<redis::aio::PubSubStream, QueueError> {
-        let mut pubsub = self.client.get_async_pubsub().await.map_err(redis("subscribe"))?;
+        let mut pubsub = Connection::pubsub(&self.target).await.map_err(redis("subscribe"))?;
         pubsub.subscribe(&self.keys.finished_channel).await.map_err(redis("subscribe"))?;
         Ok(pubsub.into_on_message())
     }

@@ -11,7 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::outcome::run_job;
 use super::{CancelReason, Shared, WorkerStats};
 use crate::jobs::envelope::RawFields;
-use crate::jobs::error::{QueueError, chain};
+use crate::jobs::error::{QueueError, chain, failed};
 use crate::jobs::store::{DoneRun, Gate, MarkRun, Marked, Passed, Reader, Renewed, Store, Written};
 
 /// At most this many successful runs are acknowledged by one script.
@@ -161,7 +161,7 @@ pub(super) async fn read_loop(
             Err(e) => {
                 drop(permits);
                 failures = failures.saturating_add(1);
-                tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "read failed; retrying");
+                failed!(&e, queue = %shared.queue.name(), "read failed; retrying");
                 // A read whose reply was lost still delivered its entries to this consumer.
                 shared.reconcile.notify_one();
                 if matches!(e, QueueError::MissingGroup { .. }) {
@@ -172,7 +172,7 @@ pub(super) async fn read_loop(
                             "the consumer group was gone: recreated, its entries delayed by a lease and queued again"
                         ),
                         Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %chain(&e), "recreating the consumer group failed"),
+                        Err(e) => failed!(&e, "recreating the consumer group failed"),
                     }
                 }
                 if pause(&mut stop, backoff(failures)).await {
@@ -227,7 +227,7 @@ pub(super) async fn claim_loop(
             let (next, claimed) = match shared.queue.store().claim(&shared.consumer, min_idle, &cursor, want).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "claim failed; retrying later");
+                    failed!(&e, queue = %shared.queue.name(), "claim failed; retrying later");
                     shared.reconcile.notify_one();
                     break;
                 }
@@ -287,7 +287,7 @@ async fn reconcile(
     let claimed = match store.reclaim(&shared.consumer, ids).await {
         Ok(claimed) => claimed,
         Err(e) => {
-            tracing::warn!(error = %chain(&e), "taking back own entries failed; retrying later");
+            failed!(&e, "taking back own entries failed; retrying later");
             shared.reconcile.notify_one();
             return true;
         }
@@ -308,7 +308,7 @@ pub(super) async fn promote_loop(shared: Arc<Shared>, mut stop: watch::Receiver<
             Ok(n) => {
                 tracing::debug!(moved = n, queue = %shared.queue.name(), "moved due entries into the stream");
             }
-            Err(e) => tracing::warn!(error = %chain(&e), "moving due entries failed; retrying"),
+            Err(e) => failed!(&e, "moving due entries failed; retrying"),
         }
         if pause(&mut stop, shared.config.poll_delayed_every).await {
             return;
@@ -327,7 +327,7 @@ pub(super) async fn ack_loop(store: Store, consumer: String, mut rx: mpsc::Unbou
         let acked = match store.ack(&consumer, &runs).await {
             Ok(done) => Some(done),
             Err(e) => {
-                tracing::warn!(error = %chain(&e), "acknowledging a batch failed");
+                failed!(&e, "acknowledging a batch failed");
                 None
             }
         };
@@ -387,7 +387,7 @@ pub(super) async fn renew_loop(shared: Arc<Shared>) {
                 Err(_) => Err(QueueError::protocol("renew leases", "no answer within the renewal interval")),
             };
             if let Err(e) = &renewed {
-                tracing::warn!(error = %chain(e), queue = %shared.queue.name(), "lease renewal failed");
+                failed!(&e, queue = %shared.queue.name(), "lease renewal failed");
             }
             let mut running = shared.running();
             for (i, (run, entry_id, token, _)) in chunk.iter().enumerate() {
@@ -431,7 +431,7 @@ async fn renew_slots(shared: &Shared) {
     let held: Vec<(&str, &str)> = held.iter().map(|(k, id)| (k.as_str(), id.as_str())).collect();
     for chunk in held.chunks(RENEW_BATCH_MAX) {
         if let Err(e) = shared.queue.store().renew_slots(chunk, shared.config.lease).await {
-            tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "renewing slots failed");
+            failed!(&e, queue = %shared.queue.name(), "renewing slots failed");
         }
     }
 }
@@ -458,10 +458,10 @@ pub(super) async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bo
                 cursor = next.unwrap_or_else(|| "0-0".to_owned());
             }
             Err(QueueError::MissingGroup { .. }) => {}
-            Err(e) => tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "sweep failed; retrying later"),
+            Err(e) => failed!(&e, queue = %shared.queue.name(), "sweep failed; retrying later"),
         }
         if let Err(e) = store.trim_ended().await {
-            tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "trimming ended jobs failed");
+            failed!(&e, queue = %shared.queue.name(), "trimming ended jobs failed");
         }
         match store.prune_consumers(&shared.consumer, idle).await {
             Ok(0) => {}
@@ -469,7 +469,7 @@ pub(super) async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bo
                 tracing::info!(removed = n, queue = %shared.queue.name(), "removed consumers of crashed workers");
                 shared.stats.consumers_pruned.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             }
-            Err(e) => tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "pruning consumers failed"),
+            Err(e) => failed!(&e, queue = %shared.queue.name(), "pruning consumers failed"),
         }
     }
 }
