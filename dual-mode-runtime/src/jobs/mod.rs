@@ -217,6 +217,7 @@ pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys,
 pub use record::{CancelOutcome, JobOutcome, JobRecord, JobState, UnknownState, WaitError};
 pub use schedule::{Schedule, ScheduleInfo, Scheduler, SchedulerConfig};
 pub use signal::shutdown_signal;
+pub use store::RedisTarget;
 pub use worker::{
     CancelReason, Clients, Handler, HandlerFn, Job, JobInfo, Lease, Queues, RunReport, ServiceHandler, Typed, Worker,
     WorkerConfig, WorkerCounts, WorkerStats, decode_spec, handler_fn, typed,

@@ -13,7 +13,7 @@ use super::error::{EnvelopeError, ParkReason, QueueError};
 use super::lane::Lane;
 use super::limit::{RateLimit, RateScope};
 use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
-use super::store::{self, Entry, Store};
+use super::store::{self, Entry, RedisTarget, Store};
 use super::worker::Job;
 use crate::Spec;
 
@@ -497,11 +497,13 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    /// Connects to Redis (a connection that reconnects by itself) and opens the queue.
+    /// Connects to Redis (a connection that reconnects by itself) and opens the queue: one
+    /// server (a `redis::Client`, `redis://` or `rediss://`), a Redis Cluster or a
+    /// Sentinel-managed primary (see [`RedisTarget`]).
     ///
     /// # Errors
     /// A configuration out of range, or Redis unreachable.
-    pub async fn connect(client: redis::Client, config: QueueConfig) -> Result<Self, QueueError> {
+    pub async fn connect(redis: impl Into<RedisTarget>, config: QueueConfig) -> Result<Self, QueueError> {
         if config.name.is_empty() || config.name.contains(['{', '}']) {
             return Err(QueueError::Config(format!(
                 "queue name {:?} must be non-empty and without braces",
@@ -518,7 +520,7 @@ impl Queue {
             limit.check().map_err(|e| QueueError::Config(format!("{e} (scope {scope:?})")))?;
         }
         let keys = QueueKeys::new(&config.name);
-        let store = Store::connect(client, keys, &config).await?;
+        let store = Store::connect(redis.into(), keys, &config).await?;
         let lanes = Lane::ALL.map(|lane| store.lane(lane));
         Ok(Self { inner: Arc::new(Inner { store, lanes, config, finished: Mutex::default() }) })
     }

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::cron::Cron;
 use super::envelope::unix_ms;
-use super::error::QueueError;
+use super::error::{QueueError, failed};
 use super::queue::{PushOptions, Queue, encode, new_envelope};
 use super::store::{ScheduleKeys, Ticked};
 use crate::Spec;
@@ -386,7 +386,7 @@ async fn schedule_loop(this: Arc<Scheduler>, index: usize, mut cursor: i64, mut 
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
-                tracing::warn!(schedule = %schedule.name, tick, error = %e, "enqueuing a tick failed; retrying");
+                failed!(&e, schedule = %schedule.name, tick, "enqueuing a tick failed; retrying");
                 let d = Duration::from_millis(100u64.saturating_mul(1 << failures.min(5)));
                 tokio::select! {
                     () = tokio::time::sleep(d) => {}

@@ -4,12 +4,13 @@
 //! loops and the scheduler call [`Store`] methods that return typed values or a
 //! [`QueueError`], and error codes (`NOGROUP`, `BUSYGROUP`) are read here only.
 
+mod connection;
 mod reply;
 mod scripts;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ScriptInvocation, Value};
 
 use super::envelope::{Envelope, RawFields};
@@ -19,6 +20,8 @@ use super::limit::Bucket;
 use super::queue::{QueueConfig, QueueKeys, QueueStats};
 use super::record::{CancelOutcome, JobRecord, JobState};
 
+pub use connection::RedisTarget;
+use connection::{Connection, Health};
 pub(crate) use reply::Entry;
 use scripts::STATE_SETS;
 
@@ -140,8 +143,8 @@ pub(crate) type Claimed = (String, RawFields, u64);
 /// (see [`Store::lane`]); the other keys are the queue's.
 #[derive(Clone)]
 pub(crate) struct Store {
-    client: redis::Client,
-    con: ConnectionManager,
+    target: RedisTarget,
+    con: Connection,
     keys: QueueKeys,
     lane: Lane,
     /// The ready streams of all lanes, in the order of [`Lane::ALL`].
@@ -159,7 +162,7 @@ pub(crate) struct Store {
 /// entries on a connection of its own, so that blocking never delays other commands.
 pub(crate) struct Reader {
     store: Store,
-    waiter: ConnectionManager,
+    waiter: Connection,
     block_ms: u64,
     /// The lanes' newest entry ids (in [`Lane::ALL`] order) when a read last found fewer
     /// entries than it asked for: what [`Reader::wait`] waits after.
@@ -175,15 +178,13 @@ pub(crate) enum Read {
 }
 
 fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> QueueError {
-    move |source| QueueError::Redis { op, source }
-}
-
-async fn manager(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, QueueError> {
-    let cfg = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(3)
-        .set_max_delay(Duration::from_secs(2));
-    ConnectionManager::new_with_config(client.clone(), cfg).await.map_err(redis("connect"))
+    move |source| {
+        if connection::is_unreachable(&source) {
+            QueueError::Unavailable { op, source }
+        } else {
+            QueueError::Redis { op, source }
+        }
+    }
 }
 
 /// Milliseconds of a duration, saturating.
@@ -193,15 +194,16 @@ pub(crate) fn millis(d: Duration) -> u64 {
 
 impl Store {
     pub(crate) async fn connect(
-        client: redis::Client,
+        target: RedisTarget,
         keys: QueueKeys,
         config: &QueueConfig,
     ) -> Result<Self, QueueError> {
-        let con = manager(&client, config.response_timeout).await?;
+        let health = Arc::new(Health::default());
+        let con = Connection::open(&target, config.response_timeout, health).await.map_err(redis("connect"))?;
         let state_keys = STATE_SETS.iter().map(|s| format!("{}{s}", keys.state_prefix)).collect();
         let lanes = Lane::ALL.map(|lane| keys.lane_stream(lane));
         Ok(Self {
-            client,
+            target,
             con,
             keys,
             lane: Lane::Normal,
@@ -280,7 +282,7 @@ impl Store {
         &self.keys
     }
 
-    fn con(&self) -> ConnectionManager {
+    fn con(&self) -> Connection {
         self.con.clone()
     }
 
@@ -293,7 +295,7 @@ impl Store {
     pub(crate) async fn reader(&self, block: Duration, timeout: Duration) -> Result<Reader, QueueError> {
         Ok(Reader {
             store: self.lane(Lane::Normal),
-            waiter: manager(&self.client, block + timeout).await?,
+            waiter: Connection::open(&self.target, block + timeout, Health::quiet()).await.map_err(redis("connect"))?,
             block_ms: millis(block).max(1),
             last: None,
         })
@@ -944,7 +946,7 @@ impl Store {
 
     /// A stream of the ids of jobs as they end, on a Pub/Sub connection of its own.
     pub(crate) async fn finished(&self) -> Result<redis::aio::PubSubStream, QueueError> {
-        let mut pubsub = self.client.get_async_pubsub().await.map_err(redis("subscribe"))?;
+        let mut pubsub = Connection::pubsub(&self.target).await.map_err(redis("subscribe"))?;
         pubsub.subscribe(&self.keys.finished_channel).await.map_err(redis("subscribe"))?;
         Ok(pubsub.into_on_message())
     }

@@ -13,7 +13,7 @@ use super::outcome::run_job;
 use super::queues::ReadOrder;
 use super::{CancelReason, Shared, WorkerStats};
 use crate::jobs::envelope::RawFields;
-use crate::jobs::error::{QueueError, chain};
+use crate::jobs::error::{QueueError, chain, failed};
 use crate::jobs::lane::LaneOrder;
 use crate::jobs::store::{DoneRun, Gate, MarkRun, Marked, Passed, Read, Reader, Renewed, Store, Written};
 
@@ -191,7 +191,7 @@ pub(super) async fn read_loop(
                 }
                 Err(e) => {
                     failed = true;
-                    tracing::warn!(error = %chain(&e), queue = %wq.queue.name(), "read failed; retrying");
+                    failed!(&e, queue = %wq.queue.name(), "read failed; retrying");
                     // A read whose reply was lost still delivered its entries to this consumer.
                     shared.reconcile.notify_one();
                     if matches!(e, QueueError::MissingGroup { .. }) {
@@ -229,7 +229,7 @@ async fn recreate_group(shared: &Shared, q: usize) {
             "the consumer group was gone: recreated, its entries delayed by a lease and queued again"
         ),
         Ok(None) => {}
-        Err(e) => tracing::warn!(error = %chain(&e), "recreating the consumer group failed"),
+        Err(e) => failed!(&e, "recreating the consumer group failed"),
     }
 }
 
@@ -317,7 +317,7 @@ async fn claim(
             Ok(r) => r,
             Err(e) => {
                 let queue = shared.queue_of(stream).queue.name();
-                tracing::warn!(error = %chain(&e), %queue, "claim failed; retrying later");
+                failed!(&e, %queue, "claim failed; retrying later");
                 shared.reconcile.notify_one();
                 return true;
             }
@@ -377,7 +377,7 @@ async fn reconcile(
     let claimed = match store.reclaim(&shared.consumer, ids).await {
         Ok(claimed) => claimed,
         Err(e) => {
-            tracing::warn!(error = %chain(&e), "taking back own entries failed; retrying later");
+            failed!(&e, "taking back own entries failed; retrying later");
             shared.reconcile.notify_one();
             return true;
         }
@@ -400,7 +400,7 @@ pub(super) async fn promote_loop(shared: Arc<Shared>, mut stop: watch::Receiver<
                 Ok(n) => {
                     tracing::debug!(moved = n, queue = %wq.queue.name(), "moved due entries into the stream");
                 }
-                Err(e) => tracing::warn!(error = %chain(&e), "moving due entries failed; retrying"),
+                Err(e) => failed!(&e, "moving due entries failed; retrying"),
             }
         }
         if pause(&mut stop, shared.config.poll_delayed_every).await {
@@ -420,7 +420,7 @@ pub(super) async fn ack_loop(store: Store, consumer: String, mut rx: mpsc::Unbou
         let acked = match store.ack(&consumer, &runs).await {
             Ok(done) => Some(done),
             Err(e) => {
-                tracing::warn!(error = %chain(&e), "acknowledging a batch failed");
+                failed!(&e, "acknowledging a batch failed");
                 None
             }
         };
@@ -485,7 +485,7 @@ pub(super) async fn renew_loop(shared: Arc<Shared>) {
             };
             if let Err(e) = &renewed {
                 let queue = shared.queue_of(stream).queue.name();
-                tracing::warn!(error = %chain(e), %queue, "lease renewal failed");
+                failed!(&e, %queue, "lease renewal failed");
             }
             let mut running = shared.running();
             for (i, (_, run, entry_id, token, _)) in chunk.iter().enumerate() {
@@ -529,7 +529,7 @@ async fn renew_slots(shared: &Shared) {
         let keys: Vec<(&str, &str)> = same.iter().map(|(_, k, id)| (k.as_str(), id.as_str())).collect();
         for chunk in keys.chunks(RENEW_BATCH_MAX) {
             if let Err(e) = queue.store().renew_slots(chunk, shared.config.lease).await {
-                tracing::warn!(error = %chain(&e), queue = %queue.name(), "renewing slots failed");
+                failed!(&e, queue = %queue.name(), "renewing slots failed");
             }
         }
     }
@@ -558,7 +558,7 @@ pub(super) async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bo
                     *cursor = next.unwrap_or_else(|| "0-0".to_owned());
                 }
                 Err(QueueError::MissingGroup { .. }) => {}
-                Err(e) => tracing::warn!(error = %chain(&e), %queue, "sweep failed; retrying later"),
+                Err(e) => failed!(&e, %queue, "sweep failed; retrying later"),
             }
             match store.prune_consumers(&shared.consumer, idle).await {
                 Ok(0) | Err(QueueError::MissingGroup { .. }) => {}
@@ -566,12 +566,12 @@ pub(super) async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bo
                     tracing::info!(removed = n, %queue, lane = %store.lane_of(), "removed consumers of crashed workers");
                     shared.stats.consumers_pruned.fetch_add(n, Ordering::Relaxed);
                 }
-                Err(e) => tracing::warn!(error = %chain(&e), %queue, "pruning consumers failed"),
+                Err(e) => failed!(&e, %queue, "pruning consumers failed"),
             }
         }
         for wq in &shared.queues {
             if let Err(e) = wq.queue.store().trim_ended().await {
-                tracing::warn!(error = %chain(&e), queue = %wq.queue.name(), "trimming ended jobs failed");
+                failed!(&e, queue = %wq.queue.name(), "trimming ended jobs failed");
             }
         }
     }

@@ -15,7 +15,7 @@ use super::job::JobInner;
 use super::loops::{AckRequest, Delivery, GateRequest};
 use super::{CancelReason, JobInfo, Lease, Registration, Running, Shared, WorkerStats};
 use crate::jobs::envelope::{Envelope, RawFields, unix_ms};
-use crate::jobs::error::{JobError, ParkReason, chain};
+use crate::jobs::error::{JobError, ParkReason, chain, failed};
 use crate::jobs::queue::RAW_PREFIX;
 use crate::jobs::store::{DoneRun, Ending, Gate, Passed, RunRef, Written, millis};
 use crate::unwind::{catch_unwind, panic_message};
@@ -374,7 +374,7 @@ impl Run<'_> {
         if let Some(key) = self.slot.get()
             && let Err(e) = self.queue().store().release_slot(key, job_id).await
         {
-            tracing::warn!(error = %chain(&e), rate_key = %key, "giving back a slot failed; it expires with its lease");
+            failed!(&e, rate_key = %key, "giving back a slot failed; it expires with its lease");
         }
     }
 
@@ -550,7 +550,7 @@ impl Run<'_> {
                 store
                     .end(consumer, run, ending, record)
                     .await
-                    .inspect_err(|e| tracing::warn!(error = %chain(e), op, "writing the job outcome failed"))
+                    .inspect_err(|e| failed!(e, op, "writing the job outcome failed"))
                     .ok()
             }
         })
