@@ -204,11 +204,6 @@ impl Connection {
         Ok(Self { link, health })
     }
 
-    /// The health this connection reports to, for another connection of the same queue.
-    pub(crate) fn health_handle(&self) -> Arc<Health> {
-        self.health.clone()
-    }
-
     /// A Pub/Sub connection of its own (for a cluster, on the first node that answers).
     pub(crate) async fn pubsub(target: &RedisTarget) -> RedisResult<PubSub> {
         match target {
