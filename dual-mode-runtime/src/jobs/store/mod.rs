@@ -158,10 +158,12 @@ pub(crate) struct Store {
     parked_max_len: u64,
 }
 
-/// A queue's reader: reads its lanes through the store's connection, and waits for new
-/// entries on a connection of its own, so that blocking never delays other commands.
+/// A queue's reader: reads its lanes and waits for new entries on connections of its own, so
+/// that reads never queue behind the worker's acknowledgements and renewals, and a wait never
+/// delays a read.
 pub(crate) struct Reader {
     store: Store,
+    reads: Connection,
     waiter: Connection,
     block_ms: u64,
     /// The lanes' newest entry ids (in [`Lane::ALL`] order) when a read last found fewer
@@ -295,6 +297,8 @@ impl Store {
     pub(crate) async fn reader(&self, block: Duration, timeout: Duration) -> Result<Reader, QueueError> {
         Ok(Reader {
             store: self.lane(Lane::Normal),
+            // Their failures echo those of the queue's connection, which logs the outage.
+            reads: Connection::open(&self.target, timeout, Health::quiet()).await.map_err(redis("connect"))?,
             waiter: Connection::open(&self.target, block + timeout, Health::quiet()).await.map_err(redis("connect"))?,
             block_ms: millis(block).max(1),
             last: None,
@@ -1197,7 +1201,7 @@ impl Reader {
             inv.key(&store.lanes[lane.index()]);
         }
         inv.key(&store.keys.paused).arg(&store.group).arg(consumer).arg(count);
-        let v: Value = match inv.invoke_async(&mut store.con()).await {
+        let v: Value = match inv.invoke_async(&mut self.reads).await {
             Ok(v) => v,
             Err(e) if e.code() == Some("NOGROUP") => return Err(store.missing_group()),
             Err(e) => return Err(redis("read group")(e)),
