@@ -256,3 +256,25 @@ async fn an_entry_naming_an_unknown_lane_is_parked_as_malformed() {
     assert!(parked[0].detail.contains("lane") && parked[0].detail.contains("urgent"), "{}", parked[0].detail);
     assert_eq!(starts.len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_lane_stream_is_recreated_and_its_next_jobs_run() {
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("lane-deleted"))).await;
+    let starts = Starts::default();
+    let w = start(Worker::new(q.clone(), fast_worker(2)).handle("Work", starts.handler(Duration::ZERO)));
+    let first = q.push("Work", 1, &1u64, PushOptions::new().lane(Lane::High)).await.unwrap();
+    jobs_support::wait_state(&q, &[&first.job_id], JobState::Done, Duration::from_secs(10)).await;
+
+    // An operator deletes the high lane's stream, group and all.
+    let mut con = con(&redis.url).await;
+    let _: () = redis::cmd("DEL").arg(q.keys().lane_stream(Lane::High)).query_async(&mut con).await.unwrap();
+    let next = q.push("Work", 1, &2u64, PushOptions::new().lane(Lane::High)).await.unwrap();
+    let normal = q.push("Work", 1, &3u64, PushOptions::new()).await.unwrap();
+    // The next read finds the group gone and recreates it; the high job, pushed before that,
+    // waits a lease in the delayed set (as for a destroyed group) and runs; the normal one runs.
+    jobs_support::wait_state(&q, &[&normal.job_id], JobState::Done, Duration::from_secs(10)).await;
+    jobs_support::wait_state(&q, &[&next.job_id], JobState::Done, Duration::from_secs(15)).await;
+    stop(w).await;
+    assert_eq!(starts.len(), 3);
+}
