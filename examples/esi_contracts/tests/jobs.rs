@@ -308,6 +308,7 @@ async fn a_scheduled_tick_adds_nothing_while_its_regions_job_is_pending() {
     let (queued, total) = queue.jobs(JobState::Queued, 0, 10).await.unwrap();
     assert_eq!(total, 1, "{queued:?}");
     assert_eq!(queued[0].id, posted["job_id"].as_str().unwrap());
+    assert_eq!(queued[0].lane, dual_mode::jobs::Lane::High, "a job asked for through the API");
 
     let e = jobs::scheduler(queue, &settings, "0 3 * * *", Some("Mars/Olympus_Mons")).expect_err("refused");
     assert!(e.to_string().contains("Mars/Olympus_Mons"), "{e}");
