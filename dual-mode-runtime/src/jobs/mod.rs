@@ -197,6 +197,7 @@ mod cron;
 mod envelope;
 mod error;
 mod limit;
+pub(crate) mod metrics;
 mod queue;
 mod record;
 mod schedule;

@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use super::envelope::{Envelope, RawFields, unique_id, unix_ms};
 use super::error::{EnvelopeError, ParkReason, QueueError};
 use super::limit::{RateLimit, RateScope};
+use super::metrics::JobMetrics;
 use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
 use super::store::{self, Entry, Store};
 use super::worker::Job;
@@ -560,6 +561,7 @@ impl Queue {
         } else {
             store.push(&env, options.unique_ttl).await?.map(Some)
         };
+        JobMetrics::of(self.name(), type_name).pushed(usize::from(stored.is_ok()));
         Ok(Pushed::new(&env, stored))
     }
 
@@ -615,6 +617,7 @@ impl Queue {
                 let stored = self.inner.store.push_delayed(env, options.unique_ttl, at, delay).await?;
                 out.push(Pushed::new(env, stored.map(|_| None)));
             }
+            JobMetrics::of(self.name(), type_name).pushed(out.iter().filter(|p| !p.duplicate).count());
             return Ok(out);
         }
         for chunk in envs.chunks(BULK_CHUNK) {
@@ -623,6 +626,7 @@ impl Queue {
                 out.push(Pushed::new(env, stored.map(Some)));
             }
         }
+        JobMetrics::of(self.name(), type_name).pushed(out.iter().filter(|p| !p.duplicate).count());
         Ok(out)
     }
 

@@ -385,7 +385,10 @@ async fn enqueue_tick(
     let mut options = PushOptions::new().idempotency_key(schedule.idempotency_key(tick_secs));
     options.max_attempts = schedule.max_attempts;
     let env = new_envelope(&schedule.type_name, schedule.version, schedule.payload.clone(), &options);
-    queue.store().tick(&keys, config.dedupe_ttl, tick_secs.saturating_mul(1000), &env).await
+    let ticked = queue.store().tick(&keys, config.dedupe_ttl, tick_secs.saturating_mul(1000), &env).await?;
+    let added = matches!(ticked, Ticked::Enqueued(_));
+    super::metrics::JobMetrics::of(queue.name(), &schedule.type_name).pushed(usize::from(added));
+    Ok(ticked)
 }
 
 /// A schedule as registered in Redis.

@@ -16,6 +16,7 @@ use super::loops::{AckRequest, Delivery, GateRequest};
 use super::{CancelReason, JobInfo, Lease, Registration, Running, Shared, WorkerStats};
 use crate::jobs::envelope::{Envelope, RawFields, unix_ms};
 use crate::jobs::error::{JobError, ParkReason, chain};
+use crate::jobs::metrics::{JobMetrics, UNKNOWN_TYPE};
 use crate::jobs::queue::RAW_PREFIX;
 use crate::jobs::store::{DoneRun, Ending, Gate, Passed, RunRef, Written, millis};
 use crate::unwind::{catch_unwind, panic_message};
@@ -84,6 +85,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
                     started_ms,
                     attempt: 1,
                     slot: std::sync::OnceLock::new(),
+                    metrics: JobMetrics::of(shared.queue.name(), UNKNOWN_TYPE),
                 };
                 let outcome = run.park(ParkReason::MalformedEntry, &e.to_string()).await;
                 run.count(outcome);
@@ -105,6 +107,8 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
     async {
         let job = Some((env.id.clone(), env.unique.clone()));
         let attempt = env.attempt;
+        let known = shared.handlers.contains_key(&env.type_name);
+        let metrics = JobMetrics::of(shared.queue.name(), if known { &env.type_name } else { UNKNOWN_TYPE });
         let run = Run {
             shared: &shared,
             entry_id: &entry_id,
@@ -115,6 +119,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
             started_ms,
             attempt,
             slot: std::sync::OnceLock::new(),
+            metrics,
         };
         let outcome = run.execute(env).await;
         run.count(outcome);
@@ -156,10 +161,13 @@ struct Run<'a> {
     attempt: u32,
     /// The rate key whose slot this run holds, once its gate gave it one.
     slot: std::sync::OnceLock<String>,
+    /// Its queue and type's metrics.
+    metrics: JobMetrics,
 }
 
 impl Run<'_> {
     fn count(&self, outcome: Outcome) {
+        self.metrics.ended(outcome.as_str(), if let Outcome::Parked(reason) = outcome { Some(reason) } else { None });
         let s = &self.shared.stats;
         WorkerStats::bump(match outcome {
             Outcome::Succeeded => &s.succeeded,
@@ -219,6 +227,8 @@ impl Run<'_> {
         };
         let registration = self.register(&job, lost_tx.clone(), cancel_tx.clone());
         let run_no = registration.run;
+        self.metrics.started(job.attempt(), job.envelope().enqueued_at_ms, unix_ms(std::time::SystemTime::now()));
+        let began = Instant::now();
         let result = tokio::select! {
             biased;
             // Polled in this task with its panics caught, so a panic fails this job only;
@@ -262,6 +272,7 @@ impl Run<'_> {
                 Err(Stopped::Shutdown)
             }
         };
+        self.metrics.ran(began.elapsed());
         // The handler is done (or dropped, which aborts it): no more renewals.
         drop(registration);
         self.release().await;
@@ -287,6 +298,7 @@ impl Run<'_> {
             Err(Stopped::Shutdown) => self.hand_back(env).await,
             Err(Stopped::TimedOut(limit)) => {
                 WorkerStats::bump(&shared.stats.timed_out);
+                self.metrics.timed_out();
                 let error = format!("timeout: the attempt ran longer than its limit of {limit:?}");
                 self.retry_or_park(env, max_attempts, &error).await
             }
