@@ -136,6 +136,7 @@ mod tests {
             timeout_ms: None,
             rate_key: rate_key.map(Into::into),
             reserved: false,
+            traceparent: None,
             enqueued_at_ms: 0,
             payload: Vec::new(),
         }

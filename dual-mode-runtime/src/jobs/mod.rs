@@ -71,8 +71,9 @@
 //! default the id), `type` (the payload's type name, for a service its spec type's name), `v`
 //! (the schema version), `attempt` (from 1), `enq` (first enqueue time, ms since the epoch),
 //! optionally `max` (this job's maximum attempts), `uniq` (its unique key), `to` (its time
-//! limit in ms), `rk` (its rate key) and `rs` (`1`: its start is reserved in its rate limits),
-//! and `payload` (JSON bytes). See [`Envelope`].
+//! limit in ms), `rk` (its rate key), `rs` (`1`: its start is reserved in its rate limits)
+//! and `tp` (the producer's W3C `traceparent`, see [`TraceParent`]), and `payload` (JSON
+//! bytes). See [`Envelope`].
 //!
 //! # What happens to an entry
 //!
@@ -203,6 +204,7 @@ mod record;
 mod schedule;
 mod signal;
 mod store;
+mod trace;
 mod worker;
 
 pub use cron::Cron;
@@ -213,6 +215,7 @@ pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys,
 pub use record::{CancelOutcome, JobOutcome, JobRecord, JobState, UnknownState, WaitError};
 pub use schedule::{Schedule, ScheduleInfo, Scheduler, SchedulerConfig};
 pub use signal::shutdown_signal;
+pub use trace::{TraceParent, TraceParentError};
 pub use worker::{
     CancelReason, Clients, Handler, HandlerFn, Job, JobInfo, Lease, RunReport, ServiceHandler, Typed, Worker,
     WorkerConfig, WorkerCounts, WorkerStats, decode_spec, handler_fn, typed,

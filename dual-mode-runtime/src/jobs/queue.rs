@@ -14,6 +14,7 @@ use super::limit::{RateLimit, RateScope};
 use super::metrics::JobMetrics;
 use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
 use super::store::{self, Entry, Store};
+use super::trace::TraceParent;
 use super::worker::Job;
 use crate::Spec;
 
@@ -230,6 +231,9 @@ pub struct PushOptions {
     pub timeout: Option<Duration>,
     /// The rate key: the bucket of [`RateScope::Key`] limits this job draws from.
     pub rate_key: Option<String>,
+    /// The producer's trace context, continued by the job's span; see
+    /// [`PushOptions::traceparent`].
+    pub traceparent: Option<TraceParent>,
 }
 
 impl PushOptions {
@@ -302,6 +306,25 @@ impl PushOptions {
     #[must_use]
     pub fn rate_key(mut self, key: impl Into<String>) -> Self {
         self.rate_key = Some(key.into());
+        self
+    }
+
+    /// Carries the producer's trace context to the job: its span records it as its
+    /// `traceparent` field and, with the `otel` feature, continues it as its parent. With
+    /// `otel`, a push without one takes the current span's context.
+    ///
+    /// ```
+    /// use dual_mode_runtime::jobs::{PushOptions, TraceParent};
+    ///
+    /// // E.g. the `traceparent` header of the request that asked for the job.
+    /// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    /// let options = PushOptions::new().traceparent(header.parse::<TraceParent>()?);
+    /// # let _ = options;
+    /// # Ok::<(), dual_mode_runtime::jobs::TraceParentError>(())
+    /// ```
+    #[must_use]
+    pub fn traceparent(mut self, traceparent: TraceParent) -> Self {
+        self.traceparent = Some(traceparent);
         self
     }
 
@@ -899,6 +922,7 @@ pub(crate) fn new_envelope(type_name: &str, version: u32, payload: Vec<u8>, opti
         timeout_ms: options.timeout.map(store::millis),
         rate_key: options.rate_key.clone(),
         reserved: false,
+        traceparent: options.traceparent.clone().or_else(super::trace::current),
         enqueued_at_ms: unix_ms(SystemTime::now()),
         payload,
     }

@@ -103,7 +103,11 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
         r#type = %env.type_name,
         attempt = env.attempt,
         outcome = tracing::field::Empty,
+        traceparent = tracing::field::Empty,
     );
+    if let Some(tp) = &env.traceparent {
+        crate::jobs::trace::continue_in(&span, tp);
+    }
     async {
         let job = Some((env.id.clone(), env.unique.clone()));
         let attempt = env.attempt;
