@@ -37,6 +37,7 @@
 //! them. With an exporter that pushes instead of being scraped, call it on a timer.
 //!
 //! ```no_run
+//! # #[cfg(all(feature = "metrics", feature = "jobs"))]
 //! # async fn f(queue: dual_mode_runtime::jobs::Queue) -> Result<(), dual_mode_runtime::jobs::QueueError> {
 //! // In the scrape handler, before rendering the exporter's text:
 //! dual_mode_runtime::metrics::record_depth(&queue).await?;
