@@ -13,6 +13,7 @@ use dual_mode::jobs::{
     CancelOutcome, Clients, Job, JobError, JobInfo, JobOutcome, JobState, PushOptions, QueueConfig, Worker,
     WorkerConfig,
 };
+use dual_mode_test_support::prometheus_value as value;
 use jobs_support::{queue, start, stop, unique, wait_state};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
@@ -70,17 +71,6 @@ fn worker_config() -> WorkerConfig {
         .block(Duration::from_millis(100))
         .poll_delayed_every(Duration::from_millis(20))
         .cancel_grace(Duration::from_millis(300))
-}
-
-/// The value of the series `name` whose labels include `labels`, if the text has one.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
-        let matches =
-            series_name == name && labels.iter().all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")));
-        matches.then(|| value.parse().expect("a number"))
-    })
 }
 
 fn recorder() -> PrometheusHandle {

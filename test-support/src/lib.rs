@@ -4,9 +4,12 @@
 //!   directory removed) on drop, or the Redis `REDIS_URL` names.
 //! - [`CountingHttp`]: a minimal HTTP/1.1 keep-alive server on 127.0.0.1 that answers `ok` and
 //!   counts its connections as the server sees them.
+//! - [`prometheus_value`]: one series' value in Prometheus text format.
 
 mod http;
+mod prometheus;
 mod redis_server;
 
 pub use http::CountingHttp;
+pub use prometheus::prometheus_value;
 pub use redis_server::{LaunchError, RedisServer, TempDir, free_port};
