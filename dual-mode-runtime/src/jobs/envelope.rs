@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::{DecodeError, EnvelopeError, ParkReason};
 use super::lane::Lane;
+use super::trace::TraceParent;
 
 /// Field names of a stream entry.
 pub(crate) mod field {
@@ -23,6 +24,7 @@ pub(crate) mod field {
     pub(crate) const RATE_KEY: &str = "rk";
     pub(crate) const RESERVED: &str = "rs";
     pub(crate) const LANE: &str = "lane";
+    pub(crate) const TRACEPARENT: &str = "tp";
     pub(crate) const PAYLOAD: &str = "payload";
 }
 
@@ -59,6 +61,8 @@ pub struct Envelope {
     pub reserved: bool,
     /// The priority lane; a retry or a re-drive keeps it.
     pub lane: Lane,
+    /// The producer's trace context, continued by the job's span (see [`TraceParent`]).
+    pub traceparent: Option<TraceParent>,
     /// When the job was first enqueued, in milliseconds since the Unix epoch.
     pub enqueued_at_ms: u64,
     /// The payload (JSON bytes for payloads pushed by this layer).
@@ -99,6 +103,9 @@ impl Envelope {
         }
         if self.lane != Lane::Normal {
             out.push((field::LANE, self.lane.as_str().as_bytes().to_vec()));
+        }
+        if let Some(tp) = &self.traceparent {
+            out.push((field::TRACEPARENT, tp.as_str().as_bytes().to_vec()));
         }
         out.push((field::PAYLOAD, self.payload.clone()));
         out
@@ -155,6 +162,11 @@ impl Envelope {
                 other => return Err(EnvelopeError::UnknownLane(other.to_owned())),
             },
         };
+        // Trace context is advice: one that does not parse is ignored (and the job starts a
+        // trace of its own), as the W3C specification asks, rather than parking the job.
+        let traceparent = get(fields, field::TRACEPARENT)
+            .and_then(|raw| std::str::from_utf8(raw).ok())
+            .and_then(|text| TraceParent::parse(text).ok());
         let attempt: u32 = number(fields, field::ATTEMPT)?;
         if attempt == 0 {
             return Err(EnvelopeError::ZeroAttempt);
@@ -171,6 +183,7 @@ impl Envelope {
             rate_key,
             reserved,
             lane,
+            traceparent,
             enqueued_at_ms: number(fields, field::ENQUEUED)?,
             payload: payload.to_vec(),
         })
@@ -326,11 +339,19 @@ mod tests {
             rate_key: Some("region:10000002".into()),
             reserved: true,
             lane: Lane::High,
+            traceparent: Some(
+                TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").expect("valid"),
+            ),
             enqueued_at_ms: 42,
             payload: b"\xff".to_vec(),
         };
-        let fields: RawFields = env.to_fields().into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect();
-        assert_eq!(Envelope::from_fields(&fields), Ok(env));
+        let mut fields: RawFields = env.to_fields().into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect();
+        assert_eq!(Envelope::from_fields(&fields), Ok(env.clone()));
+        // Entries pushed before trace context existed have no `tp`; a bad one is ignored.
+        fields.retain(|(k, _)| k != b"tp");
+        assert_eq!(Envelope::from_fields(&fields), Ok(Envelope { traceparent: None, ..env.clone() }));
+        fields.push((b"tp".to_vec(), b"00-not-a-trace".to_vec()));
+        assert_eq!(Envelope::from_fields(&fields), Ok(Envelope { traceparent: None, ..env }));
         let missing: RawFields = vec![(b"foo".to_vec(), b"bar".to_vec())];
         assert_eq!(Envelope::from_fields(&missing), Err(EnvelopeError::Missing("payload")));
     }

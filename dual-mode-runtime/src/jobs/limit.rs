@@ -137,6 +137,7 @@ mod tests {
             rate_key: rate_key.map(Into::into),
             reserved: false,
             lane: crate::jobs::Lane::Normal,
+            traceparent: None,
             enqueued_at_ms: 0,
             payload: Vec::new(),
         }

@@ -74,8 +74,8 @@
 //! (the schema version), `attempt` (from 1), `enq` (first enqueue time, ms since the epoch),
 //! optionally `max` (this job's maximum attempts), `uniq` (its unique key), `to` (its time
 //! limit in ms), `rk` (its rate key), `rs` (`1`: its start is reserved in its rate limits),
-//! `lane` (`high` or `low`; absent for the normal lane),
-//! and `payload` (JSON bytes). See [`Envelope`].
+//! `lane` (`high` or `low`; absent for the normal lane), `tp` (the producer's W3C
+//! `traceparent`, see [`TraceParent`]), and `payload` (JSON bytes). See [`Envelope`].
 //!
 //! # What happens to an entry
 //!
@@ -201,11 +201,13 @@ mod envelope;
 mod error;
 mod lane;
 mod limit;
+pub(crate) mod metrics;
 mod queue;
 mod record;
 mod schedule;
 mod signal;
 mod store;
+mod trace;
 mod worker;
 
 pub use cron::Cron;
@@ -218,6 +220,7 @@ pub use record::{CancelOutcome, JobOutcome, JobRecord, JobState, UnknownState, W
 pub use schedule::{Schedule, ScheduleInfo, Scheduler, SchedulerConfig};
 pub use signal::shutdown_signal;
 pub use store::RedisTarget;
+pub use trace::{TraceParent, TraceParentError};
 pub use worker::{
     CancelReason, Clients, Handler, HandlerFn, Job, JobInfo, Lease, Queues, RunReport, ServiceHandler, Typed, Worker,
     WorkerConfig, WorkerCounts, WorkerStats, decode_spec, handler_fn, typed,

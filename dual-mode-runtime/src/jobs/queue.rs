@@ -12,8 +12,10 @@ use super::envelope::{Envelope, RawFields, unique_id, unix_ms};
 use super::error::{EnvelopeError, ParkReason, QueueError};
 use super::lane::Lane;
 use super::limit::{RateLimit, RateScope};
+use super::metrics::JobMetrics;
 use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
 use super::store::{self, Entry, RedisTarget, Store};
+use super::trace::TraceParent;
 use super::worker::Job;
 use crate::Spec;
 
@@ -244,6 +246,9 @@ pub struct PushOptions {
     pub rate_key: Option<String>,
     /// The priority lane ([`Lane::Normal`] by default).
     pub lane: Lane,
+    /// The producer's trace context, continued by the job's span; see
+    /// [`PushOptions::traceparent`].
+    pub traceparent: Option<TraceParent>,
 }
 
 impl PushOptions {
@@ -329,6 +334,25 @@ impl PushOptions {
     #[must_use]
     pub fn lane(mut self, lane: Lane) -> Self {
         self.lane = lane;
+        self
+    }
+
+    /// Carries the producer's trace context to the job: its span records it as its
+    /// `traceparent` field and, with the `otel` feature, continues it as its parent. With
+    /// `otel`, a push without one takes the current span's context.
+    ///
+    /// ```
+    /// use dual_mode_runtime::jobs::{PushOptions, TraceParent};
+    ///
+    /// // E.g. the `traceparent` header of the request that asked for the job.
+    /// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    /// let options = PushOptions::new().traceparent(header.parse::<TraceParent>()?);
+    /// # let _ = options;
+    /// # Ok::<(), dual_mode_runtime::jobs::TraceParentError>(())
+    /// ```
+    #[must_use]
+    pub fn traceparent(mut self, traceparent: TraceParent) -> Self {
+        self.traceparent = Some(traceparent);
         self
     }
 
@@ -599,6 +623,7 @@ impl Queue {
         } else {
             store.push(&env, options.unique_ttl).await?.map(Some)
         };
+        JobMetrics::of(self.name(), type_name).pushed(usize::from(stored.is_ok()));
         Ok(Pushed::new(&env, stored))
     }
 
@@ -654,6 +679,7 @@ impl Queue {
                 let stored = self.lane_store(options.lane).push_delayed(env, options.unique_ttl, at, delay).await?;
                 out.push(Pushed::new(env, stored.map(|_| None)));
             }
+            JobMetrics::of(self.name(), type_name).pushed(out.iter().filter(|p| !p.duplicate).count());
             return Ok(out);
         }
         for chunk in envs.chunks(BULK_CHUNK) {
@@ -662,6 +688,7 @@ impl Queue {
                 out.push(Pushed::new(env, stored.map(Some)));
             }
         }
+        JobMetrics::of(self.name(), type_name).pushed(out.iter().filter(|p| !p.duplicate).count());
         Ok(out)
     }
 
@@ -935,6 +962,7 @@ pub(crate) fn new_envelope(type_name: &str, version: u32, payload: Vec<u8>, opti
         rate_key: options.rate_key.clone(),
         reserved: false,
         lane: options.lane,
+        traceparent: options.traceparent.clone().or_else(super::trace::current),
         enqueued_at_ms: unix_ms(SystemTime::now()),
         payload,
     }

@@ -427,7 +427,10 @@ async fn enqueue_tick(
     let options = schedule.options.clone().idempotency_key(schedule.idempotency_key(tick_secs));
     let env = new_envelope(&schedule.type_name, schedule.version, schedule.payload.clone(), &options);
     let store = queue.lane_store(env.lane);
-    store.tick(&keys, config.dedupe_ttl, tick_secs.saturating_mul(1000), &env, options.unique_ttl).await
+    let ticked = store.tick(&keys, config.dedupe_ttl, tick_secs.saturating_mul(1000), &env, options.unique_ttl).await?;
+    let added = matches!(ticked, Ticked::Enqueued(_));
+    super::metrics::JobMetrics::of(queue.name(), &schedule.type_name).pushed(usize::from(added));
+    Ok(ticked)
 }
 
 /// A schedule as registered in Redis.

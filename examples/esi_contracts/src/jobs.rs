@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use dual_mode::jobs::{
     Clients, JobRecord, JobState, Lane, PushOptions, Pushed, Queue, QueueConfig, QueueError, RateLimit, RateScope,
-    Schedule, Scheduler, SchedulerConfig, Worker, WorkerConfig,
+    Schedule, Scheduler, SchedulerConfig, TraceParent, Worker, WorkerConfig,
 };
 use dual_mode::{Context, Secret, Spec};
 use redis::aio::ConnectionManager;
@@ -84,13 +84,20 @@ pub fn queue_config() -> QueueConfig {
 /// Enqueues an aggregation of `region_id` in the high lane (someone asked for it and may be
 /// waiting), unless one is queued, delayed or running already: then [`Pushed::duplicate`] is
 /// set and [`Pushed::job_id`] is that job's id. The job carries the region's
-/// [rate key](rate_key).
+/// [rate key](rate_key), and `traceparent`, the trace context of the request that asked for
+/// it, so that the job's span continues the request's trace.
 ///
 /// # Errors
 /// Redis fails.
-pub async fn enqueue(queue: &Queue, settings: &Settings, region_id: i32) -> Result<Pushed, QueueError> {
-    let options =
+pub async fn enqueue(
+    queue: &Queue,
+    settings: &Settings,
+    region_id: i32,
+    traceparent: Option<TraceParent>,
+) -> Result<Pushed, QueueError> {
+    let mut options =
         PushOptions::new().lane(Lane::High).unique(unique_key(region_id), UNIQUE_TTL).rate_key(rate_key(region_id));
+    options.traceparent = traceparent;
     queue.push_spec(&aggregation_spec(region_id, settings), options).await
 }
 

@@ -19,6 +19,7 @@ pub mod api;
 pub mod app;
 pub mod esi;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod settings;
 pub mod standin;

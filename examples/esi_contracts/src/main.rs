@@ -221,6 +221,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before any queue, worker or guard registers its metrics; `GET /metrics` serves them.
+    esi_contracts::metrics::install();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -108,6 +108,14 @@ impl JobInfo {
         self.attempt() >= self.max_attempts()
     }
 
+    /// The producer's trace context, when the push carried one (see
+    /// [`PushOptions::traceparent`](crate::jobs::PushOptions::traceparent)): pass it on to
+    /// the jobs this one pushes, or to the services it calls.
+    #[must_use]
+    pub fn traceparent(&self) -> Option<&crate::jobs::TraceParent> {
+        self.inner.envelope.traceparent.as_ref()
+    }
+
     /// The payload's type name.
     #[must_use]
     pub fn type_name(&self) -> &str {

@@ -16,6 +16,7 @@ use super::loops::{AckRequest, Delivery, GateRequest};
 use super::{CancelReason, JobInfo, Lease, Registration, Running, Shared, WorkerStats};
 use crate::jobs::envelope::{Envelope, RawFields, unix_ms};
 use crate::jobs::error::{JobError, ParkReason, chain, failed};
+use crate::jobs::metrics::{JobMetrics, UNKNOWN_TYPE};
 use crate::jobs::queue::RAW_PREFIX;
 use crate::jobs::store::{DoneRun, Ending, Gate, Passed, RunRef, Written, millis};
 use crate::unwind::{catch_unwind, panic_message};
@@ -87,6 +88,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
                     started_ms,
                     attempt: 1,
                     slot: std::sync::OnceLock::new(),
+                    metrics: JobMetrics::of(queue, UNKNOWN_TYPE),
                 };
                 let outcome = run.park(ParkReason::MalformedEntry, &e.to_string()).await;
                 run.count(outcome);
@@ -105,10 +107,16 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
         r#type = %env.type_name,
         attempt = env.attempt,
         outcome = tracing::field::Empty,
+        traceparent = tracing::field::Empty,
     );
+    if let Some(tp) = &env.traceparent {
+        crate::jobs::trace::continue_in(&span, tp);
+    }
     async {
         let job = Some((env.id.clone(), env.unique.clone()));
         let attempt = env.attempt;
+        let known = shared.handlers.contains_key(&env.type_name);
+        let metrics = JobMetrics::of(queue, if known { &env.type_name } else { UNKNOWN_TYPE });
         let run = Run {
             shared: &shared,
             stream,
@@ -120,6 +128,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
             started_ms,
             attempt,
             slot: std::sync::OnceLock::new(),
+            metrics,
         };
         let outcome = run.execute(env).await;
         run.count(outcome);
@@ -163,6 +172,8 @@ struct Run<'a> {
     attempt: u32,
     /// The rate key whose slot this run holds, once its gate gave it one.
     slot: std::sync::OnceLock<String>,
+    /// Its queue and type's metrics.
+    metrics: JobMetrics,
 }
 
 impl Run<'_> {
@@ -172,6 +183,7 @@ impl Run<'_> {
     }
 
     fn count(&self, outcome: Outcome) {
+        self.metrics.ended(outcome.as_str(), if let Outcome::Parked(reason) = outcome { Some(reason) } else { None });
         let s = &self.shared.stats;
         WorkerStats::bump(match outcome {
             Outcome::Succeeded => &s.succeeded,
@@ -231,6 +243,8 @@ impl Run<'_> {
         };
         let registration = self.register(&job, lost_tx.clone(), cancel_tx.clone());
         let run_no = registration.run;
+        self.metrics.started(job.attempt(), job.envelope().enqueued_at_ms, unix_ms(std::time::SystemTime::now()));
+        let began = Instant::now();
         let result = tokio::select! {
             biased;
             // Polled in this task with its panics caught, so a panic fails this job only;
@@ -274,6 +288,7 @@ impl Run<'_> {
                 Err(Stopped::Shutdown)
             }
         };
+        self.metrics.ran(began.elapsed());
         // The handler is done (or dropped, which aborts it): no more renewals.
         drop(registration);
         self.release().await;
@@ -299,6 +314,7 @@ impl Run<'_> {
             Err(Stopped::Shutdown) => self.hand_back(env).await,
             Err(Stopped::TimedOut(limit)) => {
                 WorkerStats::bump(&shared.stats.timed_out);
+                self.metrics.timed_out();
                 let error = format!("timeout: the attempt ran longer than its limit of {limit:?}");
                 self.retry_or_park(env, max_attempts, &error).await
             }
