@@ -7,7 +7,10 @@
 //!   delayed, [unique](PushOptions::unique) or [time-limited](PushOptions::timeout);
 //!   [find](Queue::job) a job's record, [list](Queue::jobs) jobs by state,
 //!   [wait](Queue::wait_for) for a job's result, [cancel](Queue::cancel) it;
-//!   [`stats`](Queue::stats); list, inspect and [re-drive](Queue::redrive) parked entries.
+//!   [`stats`](Queue::stats); list, inspect and [re-drive](Queue::redrive) parked entries;
+//!   [pause](Queue::pause) the queue; read [pages](Queue::jobs_page) of any list, its
+//!   [workers](Queue::workers) and [throughput](Queue::throughput) (what the
+//!   [dashboard](dashboard), behind the feature `dashboard`, shows).
 //! - [`Worker`]: a consumer in the queue's group with a unique name per process start, bounded
 //!   concurrency, one task per job, lease renewal with fencing, claiming of crashed consumers'
 //!   entries, retries with backoff, parking of bad entries, cancellation and time limits that
@@ -25,7 +28,8 @@
 //! `dm:{q}:delayed:<job id>`), `dm:{q}:parked` (the dead-letter stream, capped at
 //! [`QueueConfig::parked_max_len`] entries; `dm:{q}:parked-dropped` counts those the cap dropped),
 //! `dm:{q}:job:<job id>` (job records), `dm:{q}:jobs:<state>` (job ids by state, scored by
-//! the time they got there), `dm:{q}:unique:<key>` (unique keys, each holding its job's id)
+//! the time they got there; `dm:{q}:jobs:paused`, present while the queue is
+//! [paused](Queue::pause), holds the pause time), `dm:{q}:unique:<key>` (unique keys, each holding its job's id)
 //! and the schedules' keys (`dm:{q}:sched`, a hash of the registered schedules by name, and
 //! per schedule `dm:{q}:sched:<name>:tick:<ms>` dedupe keys, `...:last`, `...:paused` and
 //! `...:resumed`); ended jobs are announced on the Pub/Sub channel
@@ -193,7 +197,10 @@
 //! paused. Ticks are computed on the wall clock of the schedule's time zone, with Vixie cron's
 //! rule at daylight-saving changes (see [`Cron`]).
 
+mod admin;
 mod cron;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod envelope;
 mod error;
 mod limit;
@@ -204,6 +211,7 @@ mod signal;
 mod store;
 mod worker;
 
+pub use admin::{Page, QueueOverview, Throughput, WorkerInfo};
 pub use cron::Cron;
 pub use envelope::{Envelope, RawFields, decode_json};
 pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError};

@@ -118,6 +118,8 @@ pub struct JobRecord {
     pub unique_key: Option<String>,
     /// Its result as JSON, once done.
     pub result: Option<Vec<u8>>,
+    /// The id of its entry in the stream (its last one, for a job that waited or ended).
+    pub entry_id: Option<String>,
 }
 
 impl JobRecord {
@@ -142,6 +144,7 @@ impl JobRecord {
             cancel_requested: false,
             unique_key: None,
             result: None,
+            entry_id: None,
         };
         let time = |v: &str| v.parse::<u64>().ok().map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
         for (k, v) in fields {
@@ -166,6 +169,7 @@ impl JobRecord {
                 "reason" => r.park_reason = ParkReason::from_code(&v),
                 "cancel" => r.cancel_requested = v == "1",
                 "unique" => r.unique_key = Some(v),
+                "entry" => r.entry_id = Some(v),
                 _ => {}
             }
         }

@@ -4,6 +4,7 @@
 //! loops and the scheduler call [`Store`] methods that return typed values or a
 //! [`QueueError`], and error codes (`NOGROUP`, `BUSYGROUP`) are read here only.
 
+mod admin;
 mod reply;
 mod scripts;
 
@@ -18,6 +19,7 @@ use super::limit::Bucket;
 use super::queue::{QueueConfig, QueueKeys, QueueStats};
 use super::record::{CancelOutcome, JobRecord, JobState};
 
+pub(crate) use admin::{ConsumerInfo, StateCounts};
 pub(crate) use reply::Entry;
 use scripts::STATE_SETS;
 
