@@ -31,7 +31,8 @@ pub struct QueueOverview {
 
 /// Jobs that ended per time window, oldest window first, from the times at which they entered
 /// their final states (kept in Redis while their records live, so every process sees the same
-/// figures and nothing is written to count them).
+/// figures and nothing is written to count them). A job counts once, in the state it is in
+/// now: a parked job that was re-driven and then succeeded counts as done when it succeeded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Throughput {

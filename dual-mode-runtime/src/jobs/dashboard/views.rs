@@ -63,12 +63,12 @@ pub(super) async fn overview(st: State, base: Base) -> Answer {
         let _ = write!(
             body,
             "<tr><td><a href=\"{qb}\">{name}</a></td>\
-             <td class=\"n\"><a href=\"{qb}/jobs?state=queued\">{}</a></td>\
-             <td class=\"n\"><a href=\"{qb}/jobs?state=running\">{}</a></td>\
-             <td class=\"n\"><a href=\"{qb}/jobs?state=delayed\">{}</a></td>\
-             <td class=\"n\"><a href=\"{qb}/parked\">{}</a></td>\
-             <td class=\"n\"><a href=\"{qb}/jobs?state=done\">{}</a></td>\
-             <td class=\"n\"><a href=\"{qb}/jobs?state=cancelled\">{}</a></td><td>{}</td></tr>",
+             <td class=\"n\" data-count=\"ready\"><a href=\"{qb}/jobs?state=queued\">{}</a></td>\
+             <td class=\"n\" data-count=\"running\"><a href=\"{qb}/jobs?state=running\">{}</a></td>\
+             <td class=\"n\" data-count=\"delayed\"><a href=\"{qb}/jobs?state=delayed\">{}</a></td>\
+             <td class=\"n\" data-count=\"parked\"><a href=\"{qb}/parked\">{}</a></td>\
+             <td class=\"n\" data-count=\"done\"><a href=\"{qb}/jobs?state=done\">{}</a></td>\
+             <td class=\"n\" data-count=\"cancelled\"><a href=\"{qb}/jobs?state=cancelled\">{}</a></td><td>{}</td></tr>",
             o.ready,
             o.running,
             o.stats.delayed,
