@@ -278,3 +278,31 @@ async fn a_deleted_lane_stream_is_recreated_and_its_next_jobs_run() {
     stop(w).await;
     assert_eq!(starts.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_pages_list_queued_jobs_lane_after_lane() {
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("lane-pages"))).await;
+    let mut want = Vec::new();
+    for lane in [Lane::Normal, Lane::Normal, Lane::High, Lane::High, Lane::Low] {
+        want.push((lane, q.push("Work", 1, &0u64, PushOptions::new().lane(lane)).await.unwrap().job_id));
+    }
+    want.sort_by_key(|(lane, _)| *lane);
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = q.jobs_page(JobState::Queued, after.as_deref(), 2).await.unwrap();
+        pages += 1;
+        seen.extend(page.items.iter().map(|r| (r.lane, r.id.clone())));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, want, "high, then normal, then low, each in queue order");
+    assert!(pages <= 4, "{pages} pages for 5 jobs by 2");
+    let high = q.job(&want[0].1).await.unwrap().unwrap();
+    let fields = q.job_fields(&high).await.unwrap().expect("a queued high-lane job's entry");
+    assert!(fields.iter().any(|(k, v)| k == b"lane" && v == b"high"));
+}

@@ -7,10 +7,14 @@
 //!   delayed, [unique](PushOptions::unique) or [time-limited](PushOptions::timeout);
 //!   [find](Queue::job) a job's record, [list](Queue::jobs) jobs by state,
 //!   [wait](Queue::wait_for) for a job's result, [cancel](Queue::cancel) it;
-//!   [`stats`](Queue::stats); list, inspect and [re-drive](Queue::redrive) parked entries.
+//!   [`stats`](Queue::stats); list, inspect and [re-drive](Queue::redrive) parked entries;
+//!   [pause](Queue::pause) the queue; read [pages](Queue::jobs_page) of any list, its
+//!   [workers](Queue::workers) and [throughput](Queue::throughput) (what the
+//!   [dashboard](dashboard), behind the feature `dashboard`, shows).
 //! - [`Worker`]: reads one queue or [several](Queues) (in strict order or by weight), each
 //!   queue's [lanes](Lane) high first with a share for the lower ones; a consumer in the
-//!   queues' groups with a unique name per process start, bounded concurrency, one task per job, lease renewal with fencing, claiming of crashed consumers'
+//!   queues' groups with a unique name per process start, bounded concurrency, one task per
+//!   job, lease renewal with fencing, claiming of crashed consumers'
 //!   entries, retries with backoff, parking of bad entries, cancellation and time limits that
 //!   reach the running job, a sweep for entries no consumer holds, and a graceful shutdown
 //!   ([`shutdown_signal`]) that hands running jobs back instead of losing them.
@@ -27,7 +31,8 @@
 //! `dm:{q}:delayed:<job id>`), `dm:{q}:parked` (the dead-letter stream, capped at
 //! [`QueueConfig::parked_max_len`] entries; `dm:{q}:parked-dropped` counts those the cap dropped),
 //! `dm:{q}:job:<job id>` (job records), `dm:{q}:jobs:<state>` (job ids by state, scored by
-//! the time they got there), `dm:{q}:unique:<key>` (unique keys, each holding its job's id)
+//! the time they got there; `dm:{q}:jobs:paused`, present while the queue is
+//! [paused](Queue::pause), holds the pause time), `dm:{q}:unique:<key>` (unique keys, each holding its job's id)
 //! and the schedules' keys (`dm:{q}:sched`, a hash of the registered schedules by name, and
 //! per schedule `dm:{q}:sched:<name>:tick:<ms>` dedupe keys, `...:last`, `...:paused` and
 //! `...:resumed`); ended jobs are announced on the Pub/Sub channel
@@ -196,7 +201,10 @@
 //! paused. Ticks are computed on the wall clock of the schedule's time zone, with Vixie cron's
 //! rule at daylight-saving changes (see [`Cron`]).
 
+mod admin;
 mod cron;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod envelope;
 mod error;
 mod lane;
@@ -210,6 +218,7 @@ mod store;
 mod trace;
 mod worker;
 
+pub use admin::{Page, QueueOverview, Throughput, WorkerInfo};
 pub use cron::Cron;
 pub use envelope::{Envelope, RawFields, decode_json};
 pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError};

@@ -445,7 +445,7 @@ impl ParkedEntry {
         Envelope::from_fields(&self.fields)
     }
 
-    fn from_entry((parked_id, all): Entry) -> Self {
+    pub(crate) fn from_entry((parked_id, all): Entry) -> Self {
         let mut out = Self {
             parked_id,
             source_entry_id: String::new(),

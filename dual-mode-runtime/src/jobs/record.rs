@@ -121,6 +121,8 @@ pub struct JobRecord {
     pub lane: Lane,
     /// Its result as JSON, once done.
     pub result: Option<Vec<u8>>,
+    /// The id of its entry in the stream (its last one, for a job that waited or ended).
+    pub entry_id: Option<String>,
 }
 
 impl JobRecord {
@@ -146,6 +148,7 @@ impl JobRecord {
             unique_key: None,
             lane: Lane::Normal,
             result: None,
+            entry_id: None,
         };
         let time = |v: &str| v.parse::<u64>().ok().map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
         for (k, v) in fields {
@@ -171,6 +174,7 @@ impl JobRecord {
                 "cancel" => r.cancel_requested = v == "1",
                 "unique" => r.unique_key = Some(v),
                 "lane" => r.lane = v.parse().unwrap_or_default(),
+                "entry" => r.entry_id = Some(v),
                 _ => {}
             }
         }

@@ -8,6 +8,7 @@
 //! | `DELETE /jobs/{id}` | cancels the job: `"removed"` (it never runs), `"requested"` (it is running and stops), or `"already_ended"` with its state |
 //! | `GET /healthz` | `200` when Redis answers, `503` otherwise |
 //! | `GET /metrics` | the job layer's and the guards' metrics in Prometheus text format ([`crate::metrics`]) |
+//! | `/admin/jobs` | the job dashboard, behind its token ([`admin`](crate::admin)), when the state has one |
 //!
 //! Every error is JSON, `{"error": "..."}`: bad input is a `400`, an unknown region or job a
 //! `404`, an ESI or Redis failure a `502`/`503`. Nothing answers `500`.
@@ -38,6 +39,7 @@ use redis::aio::ConnectionManager;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::admin;
 use crate::aggregate::{AggregateError, ContractAggregationService, StoredSummary, aggregation_spec, summary_key};
 use crate::esi::{EsiError, ceil_secs};
 use crate::jobs::{JobView, Secrets, enqueue};
@@ -57,6 +59,9 @@ pub struct AppState {
     pub queue: Queue,
     /// The secrets.
     pub secrets: Secrets,
+    /// The job dashboard's token: with one, the dashboard is served under
+    /// [`admin::MOUNT`](crate::admin::MOUNT) behind it; without, not at all.
+    pub admin_token: Option<Secret<String>>,
 }
 
 impl AppState {
@@ -68,7 +73,7 @@ impl AppState {
     pub async fn connect(settings: Settings, secrets: Secrets, queue: Queue) -> Result<Self, crate::jobs::BoxError> {
         let http = <reqwest::Client as dual_mode::Resource>::open(&settings.http).await?;
         let redis = <ConnectionManager as dual_mode::Resource>::open(secrets.redis_url.expose()).await?;
-        Ok(Self { settings, http, redis, queue, secrets })
+        Ok(Self { settings, http, redis, queue, secrets, admin_token: None })
     }
 }
 
@@ -184,9 +189,13 @@ fn region_id(path: Result<Path<String>, PathRejection>) -> Result<i32, ApiError>
     }
 }
 
-/// The router over `state`.
+/// The router over `state`, with the job dashboard when the state has its token.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if let Some(token) = &state.admin_token {
+        router = router.nest(admin::MOUNT, admin::router(state.queue.clone(), token));
+    }
+    router
         .route("/regions/{id}/summary", get(summary))
         .route("/regions/{id}/aggregate", post(aggregate))
         .route("/jobs/{id}", get(job).delete(cancel))

@@ -14,9 +14,11 @@
 //! The binary (`cargo run -p esi-contracts`) runs the main job or one role; see the README's
 //! "The ESI example".
 
+pub mod admin;
 pub mod aggregate;
 pub mod api;
 pub mod app;
+pub mod cli;
 pub mod esi;
 pub mod jobs;
 pub mod metrics;

@@ -4,6 +4,7 @@
 //! loops and the scheduler call [`Store`] methods that return typed values or a
 //! [`QueueError`], and error codes (`NOGROUP`, `BUSYGROUP`) are read here only.
 
+mod admin;
 mod connection;
 mod reply;
 mod scripts;
@@ -20,6 +21,7 @@ use super::limit::Bucket;
 use super::queue::{QueueConfig, QueueKeys, QueueStats};
 use super::record::{CancelOutcome, JobRecord, JobState};
 
+pub(crate) use admin::{ConsumerInfo, StateCounts};
 pub use connection::RedisTarget;
 use connection::{Connection, Health};
 pub(crate) use reply::Entry;
