@@ -174,8 +174,7 @@ async fn a_worker_refuses_an_empty_or_doubled_queue_list_or_a_lane_share_of_one(
 async fn a_paused_queue_starts_nothing_until_resumed() {
     let redis = RedisServer::start();
     let q = queue(&redis.url, QueueConfig::new(unique("paused"))).await;
-    let mut con = con(&redis.url).await;
-    let _: () = redis::cmd("SET").arg(&q.keys().paused).arg(1).query_async(&mut con).await.unwrap();
+    assert!(q.pause().await.unwrap(), "it was running");
     push_many(&q, 20, Lane::Normal).await;
     let starts = Starts::default();
     let w = start(Worker::new(q.clone(), fast_worker(4)).handle("Work", starts.handler(Duration::ZERO)));
@@ -183,7 +182,7 @@ async fn a_paused_queue_starts_nothing_until_resumed() {
     assert_eq!(starts.len(), 0, "a paused queue started jobs");
     assert_eq!(q.stats().await.unwrap().length, 20);
 
-    let _: () = redis::cmd("DEL").arg(&q.keys().paused).query_async(&mut con).await.unwrap();
+    assert!(q.resume().await.unwrap(), "it was paused");
     wait_for(Duration::from_secs(10), "20 starts after resuming", async || (starts.len() == 20).then_some(())).await;
     stop(w).await;
 }
