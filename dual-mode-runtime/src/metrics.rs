@@ -11,7 +11,7 @@
 //! |---|---|---|---|
 //! | `dual_mode_jobs_pushed_total` | counter | `queue`, `type` | jobs added by [`Queue`](crate::jobs::Queue)'s pushes and schedule ticks (a duplicate of a unique job, or a tick another scheduler enqueued, adds none) |
 //! | `dual_mode_jobs_started_total` | counter | `queue`, `type` | attempts whose handler was started |
-//! | `dual_mode_jobs_ended_total` | counter | `queue`, `type`, `outcome` | runs by how they ended: `succeeded`, `retried`, `parked`, `cancelled`, `waiting` (a handler's `RetryAfter`), `rate_limited`, `handed_back` (shutdown), `lease_lost`, `unfinished` (the outcome could not be written) |
+//! | `dual_mode_jobs_ended_total` | counter | `queue`, `type`, `outcome` | runs by how they ended: `succeeded`, `retried`, `parked`, `cancelled`, `waiting` (a handler's `RetryAfter`), `rate_limited`, `handed_back` (shutdown), `lease_lost`, `unfinished` (the outcome could not be written); a queued job that `Queue::cancel` removed never ran and is not counted |
 //! | `dual_mode_jobs_parked_total` | counter | `queue`, `type`, `reason` | parked entries by [`ParkReason`](crate::jobs::ParkReason) code (`exhausted`, `rejected`, `not_json`, ...) |
 //! | `dual_mode_jobs_timed_out_total` | counter | `queue`, `type` | attempts stopped at their time limit (each also ends `retried` or `parked`) |
 //! | `dual_mode_jobs_run_seconds` | histogram | `queue`, `type` | how long handlers ran, each attempt |

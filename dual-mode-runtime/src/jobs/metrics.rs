@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 #[cfg(feature = "metrics")]
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+#[cfg(feature = "metrics")]
 use std::time::Duration;
 
 #[cfg(feature = "metrics")]
@@ -23,6 +24,10 @@ use crate::metrics::{
 /// The `type` label of entries no handler of the worker knows, and of entries without an
 /// envelope.
 pub(crate) const UNKNOWN_TYPE: &str = "unknown";
+
+/// When a handler started; nothing without the feature, so that no clock is read.
+#[derive(Clone, Copy)]
+pub(crate) struct Started(#[cfg(feature = "metrics")] std::time::Instant);
 
 /// The handles of one queue and job type, registered on first use and kept.
 #[derive(Clone)]
@@ -84,21 +89,25 @@ impl JobMetrics {
     }
 
     /// An attempt's handler starts now; the first attempt records how long it waited since
-    /// its push.
-    pub(crate) fn started(&self, attempt: u32, enqueued_at_ms: u64, now_ms: u64) {
+    /// its push. Give what it returns to [`ran`](Self::ran) when the handler is done.
+    pub(crate) fn started(&self, attempt: u32, enqueued_at_ms: u64) -> Started {
         #[cfg(feature = "metrics")]
         {
             self.handles.started.increment(1);
             if attempt == 1 {
+                let now_ms = super::envelope::unix_ms(std::time::SystemTime::now());
                 self.handles.wait.record(Duration::from_millis(now_ms.saturating_sub(enqueued_at_ms)));
             }
+            Started(std::time::Instant::now())
         }
+        #[cfg(not(feature = "metrics"))]
+        Started()
     }
 
-    /// An attempt's handler ran for `took` (until it returned or was stopped).
-    pub(crate) fn ran(&self, took: Duration) {
+    /// The handler that [`started`](Self::started) is done (it returned or was stopped).
+    pub(crate) fn ran(&self, started: Started) {
         #[cfg(feature = "metrics")]
-        self.handles.run.record(took);
+        self.handles.run.record(started.0.elapsed());
     }
 
     /// An attempt was stopped at its time limit.

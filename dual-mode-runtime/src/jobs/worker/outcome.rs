@@ -243,8 +243,7 @@ impl Run<'_> {
         };
         let registration = self.register(&job, lost_tx.clone(), cancel_tx.clone());
         let run_no = registration.run;
-        self.metrics.started(job.attempt(), job.envelope().enqueued_at_ms, unix_ms(std::time::SystemTime::now()));
-        let began = Instant::now();
+        let began = self.metrics.started(job.attempt(), job.envelope().enqueued_at_ms);
         let result = tokio::select! {
             biased;
             // Polled in this task with its panics caught, so a panic fails this job only;
@@ -288,7 +287,7 @@ impl Run<'_> {
                 Err(Stopped::Shutdown)
             }
         };
-        self.metrics.ran(began.elapsed());
+        self.metrics.ran(began);
         // The handler is done (or dropped, which aborts it): no more renewals.
         drop(registration);
         self.release().await;
