@@ -15,6 +15,9 @@ use crate::{TempDir, free_port};
 /// How long `chromedriver` gets to answer its status, and Chromium to start a session.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a find waits for its element to appear.
+const IMPLICIT_WAIT: Duration = Duration::from_secs(10);
+
 /// The W3C key under which an element reference is sent and received.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -145,6 +148,10 @@ impl Browser {
             .as_str()
             .ok_or_else(|| WebDriverError::NotReady(format!("no session id in {created}")))?;
         browser.session = format!("{}/{id}", browser.session);
+        // A find waits up to this long for its element: a click that submits a form returns
+        // before the next page is there.
+        let timeouts = json!({ "implicit": IMPLICIT_WAIT.as_millis() });
+        browser.call(reqwest::Method::POST, "/timeouts", Some(timeouts), "set timeouts").await?;
         Ok(browser)
     }
 
