@@ -84,7 +84,8 @@
 //!   when it calls `from_state`: give the fields distinct (newtype) types.
 //! * A shared field's type is a cheap-to-clone handle implementing [`Resource`] (or uses
 //!   `open = path`). Built in: `reqwest::Client` (feature `reqwest`, on one process-wide TLS
-//!   configuration) and redis `MultiplexedConnection` and `ConnectionManager` (feature `redis`).
+//!   configuration) and redis `MultiplexedConnection`, `ConnectionManager` and the cluster's
+//!   `ClusterConnection` (feature `redis`).
 //! * The `reqwest` feature turns on reqwest's `rustls` feature, its default TLS with its own
 //!   crypto provider: clients that your code builds with `reqwest::Client::builder()` work
 //!   whether your crate keeps reqwest's default features or turns them off.

@@ -11,11 +11,12 @@ mod jobs_support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::RedisServer;
+use common::{RedisServer, eventually};
 use dual_mode::jobs::{
     CancelOutcome, JobError, JobInfo, JobOutcome, JobState, PushOptions, Queue, QueueConfig, RateLimit, RateScope,
     RedisTarget, Schedule, Scheduler, SchedulerConfig, Worker, WorkerConfig, typed,
 };
+use dual_mode::{DualMode, Secret};
 use dual_mode_test_support::{PRIMARY_NAME, RedisCluster, RedisSentinels};
 use jobs_support::{RoleProcess, con, start, stop, unique, wait_for, wait_state};
 use redis::AsyncCommands;
@@ -199,6 +200,58 @@ async fn every_script_keeps_to_one_slot_on_a_cluster() {
         assert!(t.elapsed() < Duration::from_millis(800), "woken, not found by the 1 s re-read: {:?}", t.elapsed());
     }
     stop(w).await;
+}
+
+/// A service whose shared field is a cluster connection, opened from a secret list of nodes.
+#[derive(DualMode)]
+struct Tally {
+    prefix: String,
+    #[dual_mode(shared, config = cluster_nodes)]
+    redis: redis::cluster_async::ClusterConnection,
+    #[dual_mode(secret, env = "DUAL_MODE_TEST_CLUSTER_NODES")]
+    cluster_nodes: Secret<String>,
+}
+
+impl Tally {
+    /// Counts `n` keys up, spread over the cluster's slots.
+    async fn count(&self, n: u32) -> redis::RedisResult<u32> {
+        let mut con = self.redis.clone();
+        let mut total = 0;
+        for i in 0..n {
+            let _: i64 = con.incr(format!("{}:{i}", self.prefix), 1).await?;
+            total += con.get::<_, u32>(format!("{}:{i}", self.prefix)).await?;
+        }
+        Ok(total)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_connection_is_a_shared_field() {
+    let cluster = RedisCluster::start();
+    let nodes = cluster.urls().join(",");
+    let baseline = cluster.client_count();
+    let spec = TallySpec { prefix: unique("tally") };
+
+    // Opened for the enter (a connection to each node), closed by its exit.
+    let parts = TallyParts { cluster_nodes: Some(Secret::new(nodes.clone())), ..spec.clone().into() };
+    let guard = parts.enter().await.expect("enter");
+    assert_eq!(guard.count(20).await.expect("count"), 20);
+    assert!(cluster.client_count() > baseline, "the guard's connections");
+    guard.exit().await.expect("exit");
+    let closed = eventually(baseline, async || cluster.client_count()).await;
+    assert_eq!(closed, baseline, "the temporary cluster connection closes");
+
+    // Injected: used, and left open.
+    let shared = redis::cluster::ClusterClient::new(cluster.urls()).expect("urls");
+    let shared = shared.get_async_connection().await.expect("connect");
+    let with_shared = cluster.client_count();
+    let parts = TallyParts { redis: Some(shared.clone()), cluster_nodes: Some(Secret::new(nodes)), ..spec.into() };
+    let guard = parts.enter().await.expect("enter with the shared connection");
+    assert_eq!(guard.opened(), 0);
+    assert_eq!(guard.count(20).await.expect("count"), 40);
+    guard.exit().await.expect("exit");
+    assert_eq!(cluster.client_count(), with_shared, "the injected connection stays open");
+    drop(shared);
 }
 
 /// 20,000 jobs through one queue on the cluster with three worker processes: each runs once.

@@ -169,6 +169,24 @@ impl RedisCluster {
         })
     }
 
+    /// Every client connection the running nodes see (`CLIENT LIST`), summed; the connection
+    /// asking each node is not counted.
+    ///
+    /// # Panics
+    /// When a running node does not answer.
+    #[must_use]
+    pub fn client_count(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| {
+                let mut con = n.connection().expect("connect to a node");
+                let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).expect("CLIENT LIST");
+                list.lines().count() - 1
+            })
+            .sum()
+    }
+
     /// Kills node `i` with `SIGKILL`, as a crash would.
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].kill();
