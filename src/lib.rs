@@ -89,6 +89,9 @@
 //! * The `reqwest` feature turns on reqwest's `rustls` feature, its default TLS with its own
 //!   crypto provider: clients that your code builds with `reqwest::Client::builder()` work
 //!   whether your crate keeps reqwest's default features or turns them off.
+//! * The `redis-tls` feature (on by default) lets redis connections and the job layer take
+//!   `rediss://` URLs, with rustls and the same crypto provider (aws-lc-rs); without it such a
+//!   URL is refused with a typed error.
 //!
 //! # Attributes
 //!

@@ -92,9 +92,10 @@ impl RedisTarget {
         sentinels: impl IntoIterator<Item = T>,
         primary: &str,
     ) -> Result<Self, RedisError> {
+        // A `String`: `build` takes one without redis's TLS feature, any `AsRef<str>` with it.
         let client = SentinelClient::build(
             sentinels.into_iter().collect(),
-            primary,
+            String::from(primary),
             None,
             redis::sentinel::SentinelServerType::Master,
         )?;
