@@ -3,6 +3,7 @@
 //! and scripts do not depend on which.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -141,20 +142,32 @@ pub(crate) fn is_unreachable(e: &RedisError) -> bool {
 /// logged once when it begins and once when it ends, however many commands fail meanwhile.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
-    down_since: Mutex<Option<Instant>>,
+    /// Set while an outage lasts: the common case, a success while up, reads only this.
+    down: AtomicBool,
+    since: Mutex<Option<Instant>>,
 }
 
 impl Health {
     fn observe<T>(&self, result: &RedisResult<T>) {
-        let mut down = self.down_since.lock().unwrap_or_else(PoisonError::into_inner);
-        match (result, *down) {
-            (Err(e), None) if is_unreachable(e) => {
-                *down = Some(Instant::now());
-                tracing::warn!(error = %e, "redis unreachable; commands fail until it is back, reconnecting with back-off");
+        let unreachable = match result {
+            Ok(_) if !self.down.load(Ordering::Relaxed) => return,
+            Ok(_) => false,
+            Err(e) if is_unreachable(e) => true,
+            Err(_) => return,
+        };
+        let mut since = self.since.lock().unwrap_or_else(PoisonError::into_inner);
+        match (unreachable, *since) {
+            (true, None) => {
+                *since = Some(Instant::now());
+                self.down.store(true, Ordering::Relaxed);
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "redis unreachable; commands fail until it is back, reconnecting with back-off");
+                }
             }
-            (Ok(_), Some(since)) => {
-                *down = None;
-                tracing::info!(outage_ms = since.elapsed().as_millis(), "redis reachable again");
+            (false, Some(began)) => {
+                *since = None;
+                self.down.store(false, Ordering::Relaxed);
+                tracing::info!(outage_ms = began.elapsed().as_millis(), "redis reachable again");
             }
             _ => {}
         }
