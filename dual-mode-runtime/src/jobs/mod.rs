@@ -13,6 +13,10 @@
 //!   entries, retries with backoff, parking of bad entries, cancellation and time limits that
 //!   reach the running job, a sweep for entries no consumer holds, and a graceful shutdown
 //!   ([`shutdown_signal`]) that hands running jobs back instead of losing them.
+//! - [`RedisTarget`]: one server (`redis://`, `rediss://`), a Redis Cluster or a Sentinel-managed
+//!   primary. When Redis cannot be reached, operations fail with [`QueueError::Unavailable`]
+//!   (never hang past the response timeout), workers and schedulers retry with back-off, and
+//!   the outage is logged once as it begins and once as it ends.
 //! - [`Scheduler`]: cron schedules in any IANA time zone ([`Cron`]) whose ticks are enqueued
 //!   exactly once however many schedulers run; [paused](Queue::pause_schedule),
 //!   [resumed](Queue::resume_schedule), [listed](Queue::schedules) and

@@ -179,6 +179,8 @@ impl Health {
 pub(crate) struct Connection {
     link: Link,
     health: Arc<Health>,
+    /// The longest a command may take, reconnection attempts included.
+    limit: Duration,
 }
 
 #[derive(Clone)]
@@ -203,7 +205,7 @@ impl Connection {
                 Link::Sentinel(sentinel)
             }
         };
-        Ok(Self { link, health })
+        Ok(Self { link, health, limit: timeout })
     }
 
     /// The health this connection reports to, for another connection of the same queue.
@@ -230,6 +232,27 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Reports a command's result to the queue's health; for Sentinel, an unreachable primary
+    /// (or one that answers as a replica) makes the next command ask the sentinels again.
+    fn after<T>(&self, result: &RedisResult<T>) {
+        self.health.observe(result);
+        if let (Link::Sentinel(sentinel), Err(e)) = (&self.link, result)
+            && is_unreachable(e)
+        {
+            sentinel.forget();
+        }
+    }
+}
+
+/// `command`'s result, or a timeout error once `limit` has passed: a command never waits
+/// longer, whatever reconnection attempts it waits behind.
+async fn bounded<T>(limit: Duration, command: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
+    tokio::time::timeout(limit, command).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within the response timeout").into())
+    })
+}
+
 async fn manager(client: redis::Client, timeout: Duration) -> RedisResult<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(timeout))
@@ -242,15 +265,15 @@ async fn manager(client: redis::Client, timeout: Duration) -> RedisResult<Connec
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let result = match &mut self.link {
-                Link::Server(con) => con.req_packed_command(cmd).await,
-                Link::Cluster(con) => con.req_packed_command(cmd).await,
-                Link::Sentinel(sentinel) => match sentinel.resolve().await {
-                    Ok(mut con) => sentinel.checked(con.req_packed_command(cmd).await),
-                    Err(e) => Err(e),
-                },
+            let sent = async {
+                match &mut self.link {
+                    Link::Server(con) => con.req_packed_command(cmd).await,
+                    Link::Cluster(con) => con.req_packed_command(cmd).await,
+                    Link::Sentinel(sentinel) => sentinel.resolve().await?.req_packed_command(cmd).await,
+                }
             };
-            self.health.observe(&result);
+            let result = bounded(self.limit, sent).await;
+            self.after(&result);
             result
         })
     }
@@ -262,15 +285,17 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let result = match &mut self.link {
-                Link::Server(con) => con.req_packed_commands(pipeline, offset, count).await,
-                Link::Cluster(con) => con.req_packed_commands(pipeline, offset, count).await,
-                Link::Sentinel(sentinel) => match sentinel.resolve().await {
-                    Ok(mut con) => sentinel.checked(con.req_packed_commands(pipeline, offset, count).await),
-                    Err(e) => Err(e),
-                },
+            let sent = async {
+                match &mut self.link {
+                    Link::Server(con) => con.req_packed_commands(pipeline, offset, count).await,
+                    Link::Cluster(con) => con.req_packed_commands(pipeline, offset, count).await,
+                    Link::Sentinel(sentinel) => {
+                        sentinel.resolve().await?.req_packed_commands(pipeline, offset, count).await
+                    }
+                }
             };
-            self.health.observe(&result);
+            let result = bounded(self.limit, sent).await;
+            self.after(&result);
             result
         })
     }
@@ -315,14 +340,8 @@ impl Sentinel {
         self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Passes `result` on; when it says the primary is unreachable (or no longer the primary),
-    /// the next command asks the sentinels again.
-    fn checked<T>(&self, result: RedisResult<T>) -> RedisResult<T> {
-        if let Err(e) = &result
-            && is_unreachable(e)
-        {
-            self.current.lock().unwrap_or_else(PoisonError::into_inner).take();
-        }
-        result
+    /// Forgets the current primary: the next command asks the sentinels again.
+    fn forget(&self) {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
 }
