@@ -108,6 +108,29 @@ async fn a_rediss_url_pushes_and_runs_a_job() {
     stop(w).await;
 }
 
+/// A stalled Redis (stopped with `SIGSTOP`: connections open, nothing answered, as behind a
+/// network cut) fails a push with a typed error within the response timeout, and the queue
+/// works again once Redis answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_to_a_stalled_redis_fails_within_the_response_timeout() {
+    let redis = RedisServer::start();
+    let config = QueueConfig::new(unique("stalled")).response_timeout(Duration::from_millis(500));
+    let q = Queue::connect(redis.client(), config).await.expect("connect");
+    if !redis.signal("STOP") {
+        return; // REDIS_URL's server is not ours to stop
+    }
+    let t = Instant::now();
+    let pushed = q.push("Double", 1, &1u64, PushOptions::new()).await;
+    let took = t.elapsed();
+    assert!(redis.signal("CONT"));
+    assert!(matches!(&pushed, Err(e) if e.is_unavailable()), "a push to a stalled redis: {pushed:?}");
+    assert!(took < Duration::from_millis(1500), "the push failed after {took:?}, its timeout is 500 ms");
+    wait_for(Duration::from_secs(10), "a push once redis answers", async || {
+        q.push("Double", 1, &2u64, PushOptions::new()).await.ok()
+    })
+    .await;
+}
+
 /// Every script of the job layer runs on the cluster: Redis 7 refuses a script whose keys are
 /// not all of one slot, or that touches a key it did not declare in another slot. Waits are
 /// woken by Pub/Sub, whose messages reach every node of a cluster.
