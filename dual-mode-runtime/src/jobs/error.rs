@@ -313,4 +313,7 @@ pub enum EnvelopeError {
     /// The attempt is 0; attempts count from 1.
     #[error("field `attempt` is 0; attempts count from 1")]
     ZeroAttempt,
+    /// The `lane` field names no lane.
+    #[error("field `lane` names no lane: {0:?} (expected high or low; normal is the absent field)")]
+    UnknownLane(String),
 }

@@ -3,10 +3,12 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /regions/{id}/summary` | the stored summary; computed now (with the shared clients) and stored when there is none, or with `?refresh=true` (at most once a minute per region) |
-//! | `POST /regions/{id}/aggregate` | `202` with the id of the enqueued job; while an aggregation of the region is queued, delayed or running, that job's id with `"duplicate": true` |
+//! | `POST /regions/{id}/aggregate` | `202` with the id of the enqueued job; while an aggregation of the region is queued, delayed or running, that job's id with `"duplicate": true`; a `traceparent` header is carried to the job, whose span continues the trace |
 //! | `GET /jobs/{id}` | the job's record ([`JobView`]): state, attempt, times, worker, error, park reason, and the summary once done |
 //! | `DELETE /jobs/{id}` | cancels the job: `"removed"` (it never runs), `"requested"` (it is running and stops), or `"already_ended"` with its state |
 //! | `GET /healthz` | `200` when Redis answers, `503` otherwise |
+//! | `GET /metrics` | the job layer's and the guards' metrics in Prometheus text format ([`crate::metrics`]) |
+//! | `/admin/jobs` | the job dashboard, behind its token ([`admin`](crate::admin)), when the state has one |
 //!
 //! Every error is JSON, `{"error": "..."}`: bad input is a `400`, an unknown region or job a
 //! `404`, an ESI or Redis failure a `502`/`503`. Nothing answers `500`.
@@ -27,7 +29,7 @@ use std::future::Future;
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRef, Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, serve};
@@ -37,6 +39,7 @@ use redis::aio::ConnectionManager;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::admin;
 use crate::aggregate::{AggregateError, ContractAggregationService, StoredSummary, aggregation_spec, summary_key};
 use crate::esi::{EsiError, ceil_secs};
 use crate::jobs::{JobView, Secrets, enqueue};
@@ -56,6 +59,9 @@ pub struct AppState {
     pub queue: Queue,
     /// The secrets.
     pub secrets: Secrets,
+    /// The job dashboard's token: with one, the dashboard is served under
+    /// [`admin::MOUNT`](crate::admin::MOUNT) behind it; without, not at all.
+    pub admin_token: Option<Secret<String>>,
 }
 
 impl AppState {
@@ -67,7 +73,7 @@ impl AppState {
     pub async fn connect(settings: Settings, secrets: Secrets, queue: Queue) -> Result<Self, crate::jobs::BoxError> {
         let http = <reqwest::Client as dual_mode::Resource>::open(&settings.http).await?;
         let redis = <ConnectionManager as dual_mode::Resource>::open(secrets.redis_url.expose()).await?;
-        Ok(Self { settings, http, redis, queue, secrets })
+        Ok(Self { settings, http, redis, queue, secrets, admin_token: None })
     }
 }
 
@@ -183,13 +189,18 @@ fn region_id(path: Result<Path<String>, PathRejection>) -> Result<i32, ApiError>
     }
 }
 
-/// The router over `state`.
+/// The router over `state`, with the job dashboard when the state has its token.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if let Some(token) = &state.admin_token {
+        router = router.nest(admin::MOUNT, admin::router(state.queue.clone(), token));
+    }
+    router
         .route("/regions/{id}/summary", get(summary))
         .route("/regions/{id}/aggregate", post(aggregate))
         .route("/jobs/{id}", get(job).delete(cancel))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::render))
         .fallback(async || ApiError::new(StatusCode::NOT_FOUND, "no such route"))
         .method_not_allowed_fallback(async || ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
         .with_state(state)
@@ -337,9 +348,13 @@ async fn compute(state: &AppState, region_id: i32) -> Result<Computed, redis::Re
 async fn aggregate(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let region_id = region_id(path)?;
-    let pushed = enqueue(&state.queue, &state.settings, region_id)
+    // The caller's trace continues in the job; a malformed header is ignored, as the W3C
+    // Trace Context specification asks.
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let pushed = enqueue(&state.queue, &state.settings, region_id, traceparent)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("could not enqueue: {e}")))?;
     let job_id = pushed.job_id;

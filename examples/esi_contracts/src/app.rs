@@ -5,7 +5,9 @@
 //! each a separate consumer with its own warm clients, as two processes would be), enqueues an
 //! aggregation per region with `POST /regions/{id}/aggregate`, waits for the jobs
 //! (`Queue::wait_for`, woken as each ends) with a progress line, prints a table per region from
-//! its job's result, names the regions whose jobs failed, and stops everything it started.
+//! its job's result, names the regions whose jobs failed, and stops everything it started (or,
+//! with `--serve`, keeps serving until Ctrl-C). The API serves the job dashboard under
+//! `/admin/jobs`; its URL, with a token drawn for this run, is printed first.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -18,6 +20,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::admin;
 use crate::aggregate::{ContractAggregationService, StoredSummary};
 use crate::api::{self, AppState};
 use crate::jobs::{self, BoxError, JobView, Secrets};
@@ -40,6 +43,10 @@ pub struct Options {
     pub token: Secret<EsiToken>,
     /// How long to wait for the jobs.
     pub timeout: Duration,
+    /// The job dashboard's token; `None` draws one, printed in the dashboard's URL.
+    pub dashboard_token: Option<Secret<String>>,
+    /// After the tables, keep the API, the dashboard and the workers running until Ctrl-C.
+    pub serve: bool,
 }
 
 /// What the main job did.
@@ -145,11 +152,18 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, 
     )?;
     let secrets = Secrets { token: opts.token.clone(), redis_url };
     let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
-    let state = AppState::connect(settings.clone(), secrets.clone(), queue.clone()).await?;
+    let mut state = AppState::connect(settings.clone(), secrets.clone(), queue.clone()).await?;
+    let dashboard_token = opts.dashboard_token.clone().unwrap_or_else(admin::random_token);
+    state.admin_token = Some(dashboard_token.clone());
     let (stop, stop_rx) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let api_url = format!("http://{}", listener.local_addr()?);
     let api = tokio::spawn(api::run(listener, state, stopped(&stop_rx)));
+    let dashboard_url = match opts.dashboard_token {
+        Some(_) => format!("{api_url}{} (user {}, password DASHBOARD_TOKEN)", admin::MOUNT, admin::USER),
+        None => admin::url_with_token(&api_url, &dashboard_token),
+    };
+    writeln!(out, "dashboard: {dashboard_url}")?;
     let mut workers = Vec::new();
     for _ in 0..2 {
         let worker = jobs::worker(queue.clone(), &settings, secrets.clone(), jobs::worker_config(4)).await?;
@@ -157,6 +171,10 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, 
     }
     let started = Started { standin, redis, stop, api, workers, api_url };
     let outcome = drive(&started, &queue, &settings, opts.timeout, out).await;
+    if opts.serve {
+        writeln!(out, "serving the API, the dashboard and the workers until Ctrl-C")?;
+        let _ = tokio::signal::ctrl_c().await;
+    }
     let counts = started.standin.as_ref().map(|s| (s.ok_count(), s.not_modified_count()));
     let reports = started.stop().await;
     let Driven { summaries, records, failed } = outcome?;

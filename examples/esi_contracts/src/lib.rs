@@ -14,11 +14,14 @@
 //! The binary (`cargo run -p esi-contracts`) runs the main job or one role; see the README's
 //! "The ESI example".
 
+pub mod admin;
 pub mod aggregate;
 pub mod api;
 pub mod app;
+pub mod cli;
 pub mod esi;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod settings;
 pub mod standin;

@@ -7,6 +7,7 @@
 //! cargo run -p esi-contracts -- worker        # a worker      (REDIS_URL)
 //! cargo run -p esi-contracts -- schedule      # the schedule  (REDIS_URL)
 //! cargo run -p esi-contracts -- standin       # the ESI stand-in alone
+//! cargo run -p esi-contracts -- jobs stats    # the job queue on a terminal (REDIS_URL)
 //! ```
 //!
 //! See the README's "The ESI example" for how the parts fit.
@@ -19,7 +20,7 @@ use dual_mode::jobs::JobState;
 use esi_contracts::jobs::{BoxError, Secrets};
 use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
 use esi_contracts::standin::{self, RECORDED_AT, StandIn, StandInOptions};
-use esi_contracts::{api, app, jobs};
+use esi_contracts::{admin, api, app, cli, jobs};
 
 const USAGE: &str = "\
 usage: esi-contracts [COMMAND] [OPTIONS]
@@ -28,12 +29,15 @@ commands:
   (none)     the main job: the ESI stand-in (unless --esi-url), REDIS_URL or a temporary
              redis-server, the API and two workers; aggregates every region through the API,
              prints a table per region, names the regions that failed, stops everything
-             and exits (non-zero when a region failed)
+             and exits (non-zero when a region failed); prints the job dashboard's URL
+             first, and with --serve keeps everything running after the tables
   api        serve the API on --listen (default 127.0.0.1:8080)
   worker     run aggregation jobs, --concurrency N at once (default 8)
   schedule   enqueue an aggregation of every region at each tick of --cron
              (default \"*/30 * * * *\", ESI's cache time)
   standin    serve the ESI stand-in on --listen (default 127.0.0.1:8081)
+  jobs ...   the job queue on a terminal: stats, list, show, redrive, cancel, pause,
+             resume (`esi-contracts jobs help`)
 
 options:
   --esi-url URL      ESI base URL, https://esi.evetech.net (or .../latest) for the real one
@@ -46,8 +50,11 @@ options:
   --regions A,B,C    region ids (default 10000002,10000043,10000032)
   --listen ADDR      address for `api` and `standin`
   --concurrency N    jobs at once for `worker`
-  --cron EXPR        cron expression for `schedule` (UTC; 5 fields, or 6 with seconds)
+  --cron EXPR        cron expression for `schedule` (5 fields, or 6 with seconds)
+  --tz ZONE          the IANA time zone --cron is read in, e.g. Europe/Berlin (default UTC)
   --timeout SECS     how long the main job waits for its jobs (default 120)
+  --serve            the main job keeps the API (and its dashboard) and the workers running
+                     after the tables, until Ctrl-C
 
 environment:
   REDIS_URL   Redis for the queue, the page cache and the summaries (required by api, worker,
@@ -55,6 +62,9 @@ environment:
               it never reaches the queue.
   ESI_TOKEN   optional ESI token; public contracts need none. Read once at start.
   ESI_USER_AGENT  the User-Agent, when --user-agent is not given.
+  DASHBOARD_TOKEN the job dashboard's password (user admin; or a bearer token), served by
+              `api` and the main job under /admin/jobs. `api` serves no dashboard without
+              it; the main job draws one and prints it in the dashboard's URL.
 ";
 
 /// The parsed command line.
@@ -67,7 +77,9 @@ struct Args {
     listen: Option<String>,
     concurrency: Option<usize>,
     cron: Option<String>,
+    tz: Option<String>,
     timeout_secs: Option<u64>,
+    serve: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -90,6 +102,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 out.concurrency = Some(v.parse().map_err(|_| format!("--concurrency: {v:?} is not a number"))?);
             }
             "--cron" => out.cron = Some(value("--cron")?),
+            "--tz" => out.tz = Some(value("--tz")?),
+            "--serve" => out.serve = true,
             "--timeout" => {
                 let v = value("--timeout")?;
                 out.timeout_secs = Some(v.parse().map_err(|_| format!("--timeout: {v:?} is not a number"))?);
@@ -109,6 +123,11 @@ fn token_from_env() -> Secret<EsiToken> {
 /// The Redis URL from `REDIS_URL`.
 fn redis_url_from_env() -> Option<Secret<RedisUrl>> {
     std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()).map(|u| Secret::new(RedisUrl::new(u)))
+}
+
+/// The dashboard's token from `DASHBOARD_TOKEN`.
+fn dashboard_token_from_env() -> Option<Secret<String>> {
+    std::env::var("DASHBOARD_TOKEN").ok().filter(|t| !t.is_empty()).map(Secret::new)
 }
 
 fn need_redis() -> Result<Secrets, BoxError> {
@@ -146,6 +165,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 redis_url: redis_url_from_env(),
                 token: token_from_env(),
                 timeout: Duration::from_secs(args.timeout_secs.unwrap_or(120)),
+                dashboard_token: dashboard_token_from_env(),
+                serve: args.serve,
             };
             let mut stdout = std::io::stdout();
             let report = app::run(opts, &mut stdout).await?;
@@ -168,9 +189,14 @@ async fn run(args: Args) -> Result<(), BoxError> {
             let secrets = need_redis()?;
             let (settings, _standin) = settings_for(&args).await?;
             let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
-            let state = api::AppState::connect(settings, secrets, queue).await?;
+            let mut state = api::AppState::connect(settings, secrets, queue).await?;
+            state.admin_token = dashboard_token_from_env();
             let listener = tokio::net::TcpListener::bind(args.listen.as_deref().unwrap_or("127.0.0.1:8080")).await?;
             eprintln!("API on http://{}", listener.local_addr()?);
+            match state.admin_token {
+                Some(_) => eprintln!("job dashboard on http://{}{} (user admin)", listener.local_addr()?, admin::MOUNT),
+                None => eprintln!("no job dashboard: set DASHBOARD_TOKEN to serve one under {}", admin::MOUNT),
+            }
             api::run(listener, state, ctrl_c()).await?;
         }
         Some("worker") => {
@@ -190,8 +216,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
             let (settings, _standin) = settings_for(&args).await?;
             let cron = args.cron.as_deref().unwrap_or("*/30 * * * *");
             let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
-            let scheduler = jobs::scheduler(queue, &settings, cron)?;
-            eprintln!("scheduling {} regions at {cron:?}", settings.regions.len());
+            let zone = args.tz.as_deref();
+            let scheduler = jobs::scheduler(queue, &settings, cron, zone)?;
+            eprintln!("scheduling {} regions at {cron:?} ({})", settings.regions.len(), zone.unwrap_or("UTC"));
             let ticks = scheduler.run(ctrl_c()).await?;
             eprintln!("schedule stopped after enqueueing {ticks} ticks");
         }
@@ -208,15 +235,39 @@ async fn run(args: Args) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// `esi-contracts jobs ...`.
+async fn jobs_command(args: &[String]) -> Result<(), BoxError> {
+    if matches!(args.first().map(String::as_str), None | Some("help" | "-h" | "--help")) {
+        print!("{}", cli::USAGE);
+        return Ok(());
+    }
+    let secrets = need_redis()?;
+    let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
+    cli::run(&queue, args, &mut std::io::stdout()).await?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.first().is_some_and(|a| a == "jobs") {
+        return match jobs_command(&all[1..]).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("esi-contracts jobs: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = match parse_args(all.into_iter()) {
         Ok(args) => args,
         Err(e) => {
             eprintln!("esi-contracts: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
+    // Before any queue, worker or guard registers its metrics; `GET /metrics` serves them.
+    esi_contracts::metrics::install();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -185,6 +185,8 @@ fn main_job(regions: Vec<i32>) -> app::Options {
         redis_url: None,
         token: Secret::new(EsiToken::default()),
         timeout: Duration::from_secs(60),
+        dashboard_token: None,
+        serve: false,
     }
 }
 
@@ -213,6 +215,10 @@ async fn the_main_job_runs_to_the_end() {
         assert!(out.contains(name), "{name} missing from:\n{out}");
     }
     assert!(out.contains("waiting for 3 jobs"), "a progress line");
+    let dashboard = out.lines().find_map(|l| l.strip_prefix("dashboard: http://admin:")).expect("the dashboard's URL");
+    let (token, rest) = dashboard.split_once('@').expect("credentials, then the host");
+    assert!(token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()), "a drawn token: {token}");
+    assert!(rest.starts_with("127.0.0.1:") && rest.ends_with("/admin/jobs"), "{rest}");
 }
 
 /// The API as a hostile caller meets it: implausible ids never reach ESI, an unknown region

@@ -145,11 +145,21 @@ pub(crate) struct Health {
     /// Set while an outage lasts: the common case, a success while up, reads only this.
     down: AtomicBool,
     since: Mutex<Option<Instant>>,
+    /// Observes nothing: for a connection whose failures only echo those of the queue's main
+    /// connection (the reader's blocking waits, whose first wait after an outage fails once
+    /// more while it reconnects).
+    quiet: bool,
 }
 
 impl Health {
+    /// A health that logs nothing.
+    pub(crate) fn quiet() -> Arc<Self> {
+        Arc::new(Self { quiet: true, ..Self::default() })
+    }
+
     fn observe<T>(&self, result: &RedisResult<T>) {
         let unreachable = match result {
+            _ if self.quiet => return,
             Ok(_) if !self.down.load(Ordering::Relaxed) => return,
             Ok(_) => false,
             Err(e) if is_unreachable(e) => true,
@@ -206,11 +216,6 @@ impl Connection {
             }
         };
         Ok(Self { link, health, limit: timeout })
-    }
-
-    /// The health this connection reports to, for another connection of the same queue.
-    pub(crate) fn health_handle(&self) -> Arc<Health> {
-        self.health.clone()
     }
 
     /// A Pub/Sub connection of its own (for a cluster, on the first node that answers).

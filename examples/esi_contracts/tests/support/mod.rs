@@ -1,5 +1,6 @@
 //! What the example's system tests share: a Redis URL as secrets, an HTTP client, the API on
 //! a free loopback port, JSON answers, a stand-in whose pages are always stale.
+#![allow(dead_code, reason = "each test binary uses part of the support")]
 
 use std::time::Duration;
 
@@ -28,8 +29,14 @@ pub struct Api {
 }
 
 pub async fn start_api(redis: &RedisServer, settings: Settings) -> Api {
+    start_api_with(redis, settings, None).await
+}
+
+/// The API with the job dashboard behind `admin_token`, when given.
+pub async fn start_api_with(redis: &RedisServer, settings: Settings, admin_token: Option<&str>) -> Api {
     let queue = jobs::connect_queue(secrets(redis).redis_url.expose()).await.expect("queue");
-    let state = AppState::connect(settings, secrets(redis), queue).await.expect("state");
+    let mut state = AppState::connect(settings, secrets(redis), queue).await.expect("state");
+    state.admin_token = admin_token.map(|t| Secret::new(t.to_owned()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, mut rx) = watch::channel(false);

@@ -1,0 +1,279 @@
+//! What an operator reads and does, for dashboards and command lines: a queue's counts and
+//! recent throughput, pages of its lists by cursor, its consumers, a job's entry, and pausing
+//! the whole queue.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::envelope::{RawFields, field, unix_ms};
+use super::error::QueueError;
+use super::lane::Lane;
+use super::queue::{ParkedEntry, Queue, QueueStats, RAW_PREFIX};
+use super::record::{JobRecord, JobState};
+use super::store::{ConsumerInfo, Entry, StateCounts};
+
+/// A queue's counts at one moment, for an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueOverview {
+    /// The stream, group, delayed and parked counts.
+    pub stats: QueueStats,
+    /// Entries waiting for a worker: in the stream, not delivered.
+    pub ready: u64,
+    /// Entries delivered to a worker and not acknowledged (running, or held by a crashed
+    /// worker until their lease expires).
+    pub running: u64,
+    /// Jobs that succeeded, while their records live ([`QueueConfig::record_ttl`](super::QueueConfig::record_ttl)).
+    pub done: u64,
+    /// Jobs cancelled, while their records live.
+    pub cancelled: u64,
+    /// When the queue was [paused](Queue::pause), while it is.
+    pub paused_since: Option<SystemTime>,
+}
+
+/// Jobs that ended per time window, oldest window first, from the times at which they entered
+/// their final states (kept in Redis while their records live, so every process sees the same
+/// figures and nothing is written to count them). A job counts once, in the state it is in
+/// now: a parked job that was re-driven and then succeeded counts as done when it succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Throughput {
+    /// The start of the first window.
+    pub from: SystemTime,
+    /// Each window's width.
+    pub width: Duration,
+    /// Jobs done, per window.
+    pub done: Vec<u64>,
+    /// Jobs parked, per window.
+    pub parked: Vec<u64>,
+    /// Jobs cancelled, per window.
+    pub cancelled: Vec<u64>,
+}
+
+/// One page of a list and the cursor of the next, if there may be one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Pass it back for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// A consumer of the queue's group: a worker process, live or gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerInfo {
+    /// Its consumer name (prefix, process id, random suffix).
+    pub name: String,
+    /// Entries delivered to it and not acknowledged.
+    pub pending: u64,
+    /// How long ago it last read, claimed or renewed a lease: a running worker does one of
+    /// these at least every [`WorkerConfig::block`](super::WorkerConfig::block) while it has
+    /// room for jobs and every [`WorkerConfig::renew_every`](super::WorkerConfig::renew_every)
+    /// while it runs any, so this is its heartbeat.
+    pub last_seen: Duration,
+}
+
+impl Queue {
+    /// The queue's counts: ready, running, delayed, parked, and the ended jobs whose records
+    /// live, with its pause.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn overview(&self) -> Result<QueueOverview, QueueError> {
+        let stats = self.stats().await?;
+        let StateCounts { done, cancelled, paused_at_ms, .. } = self.store().state_counts().await?;
+        Ok(QueueOverview {
+            stats,
+            ready: stats.length.saturating_sub(stats.pending),
+            running: stats.pending,
+            done,
+            cancelled,
+            paused_since: paused_at_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+        })
+    }
+
+    /// How many jobs ended per minute over the last `minutes` minutes, the current one last.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn throughput(&self, minutes: usize) -> Result<Throughput, QueueError> {
+        const MINUTE: u64 = 60_000;
+        let now = unix_ms(SystemTime::now());
+        let from = (now / MINUTE + 1).saturating_sub(minutes as u64) * MINUTE;
+        let mut sets = self.store().entered(&["done", "parked", "cancelled"], from, MINUTE, minutes).await?.into_iter();
+        let mut next = || sets.next().unwrap_or_default();
+        Ok(Throughput {
+            from: UNIX_EPOCH + Duration::from_millis(from),
+            width: Duration::from_millis(MINUTE),
+            done: next(),
+            parked: next(),
+            cancelled: next(),
+        })
+    }
+
+    /// Up to `count` records of jobs in `state` after the cursor `after` (from a previous
+    /// page's [`Page::next`]; `None`: the first page). Queued jobs lane after lane (high
+    /// first), each lane in queue order; running and
+    /// ended jobs by when they entered the state; delayed and retrying jobs, both states in
+    /// one list, by due time. Every page costs a cursor seek and `count` reads, however long
+    /// the list.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn jobs_page(
+        &self,
+        state: JobState,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Page<JobRecord>, QueueError> {
+        let store = self.store();
+        let (ids, next) = if state == JobState::Queued {
+            self.queued_page(after, count).await?
+        } else {
+            let set = match state {
+                JobState::Delayed | JobState::Retrying => "delayed",
+                other => other.as_str(),
+            };
+            let cursor = after.and_then(|a| a.split_once(':'));
+            let members = store.zset_page(&store.state_set(set), cursor, count).await?;
+            let next =
+                members.last().filter(|_| members.len() >= count).map(|(member, score)| format!("{score}:{member}"));
+            (members.into_iter().map(|(member, _)| member).collect::<Vec<_>>(), next)
+        };
+        let items = store.records_of(&ids).await?.into_iter().flatten().collect();
+        Ok(Page { items, next })
+    }
+
+    /// Queued job ids from the cursor `<lane>:<entry id>` on (the lane's entries after that
+    /// id, then the following lanes'), and the next page's cursor.
+    async fn queued_page(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<(Vec<String>, Option<String>), QueueError> {
+        let (mut from, mut entry) = match after.and_then(|a| a.split_once(':')) {
+            Some((lane, id)) => (lane.parse::<Lane>().map_or(0, Lane::index), Some(id)),
+            None => (0, None),
+        };
+        let mut ids = Vec::new();
+        while from < Lane::ALL.len() {
+            let lane = Lane::ALL[from];
+            let entries = self.lane_store(lane).queued_page(entry, count - ids.len()).await?;
+            let full = entries.len() >= count - ids.len();
+            let last = entries.last().map(|(id, _)| id.clone());
+            ids.extend(entries.into_iter().filter_map(|(_, f)| text_field(&f, field::ID)));
+            if full {
+                return Ok((ids, last.map(|id| format!("{lane}:{id}"))));
+            }
+            from += 1;
+            entry = None;
+        }
+        Ok((ids, None))
+    }
+
+    /// Up to `count` parked entries, newest first, before the parked id `before` (from a
+    /// previous page's [`Page::next`]; `None`: the newest).
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn parked_page(&self, before: Option<&str>, count: usize) -> Result<Page<ParkedEntry>, QueueError> {
+        let entries = self.store().parked_newest(before, count).await?;
+        let next = entries.last().filter(|_| entries.len() >= count).map(|(id, _)| id.clone());
+        Ok(Page { items: entries.into_iter().map(ParkedEntry::from_entry).collect(), next })
+    }
+
+    /// The consumers of the queue's groups (one per lane), most recently seen first: a
+    /// worker's entries pending in all lanes, and its latest read of any lane.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
+        let mut workers: Vec<WorkerInfo> = Vec::new();
+        for lane in Lane::ALL {
+            for ConsumerInfo { name, pending, idle_ms } in self.lane_store(lane).consumers().await? {
+                let last_seen = Duration::from_millis(idle_ms);
+                match workers.iter_mut().find(|w| w.name == name) {
+                    Some(w) => {
+                        w.pending += pending;
+                        w.last_seen = w.last_seen.min(last_seen);
+                    }
+                    None => workers.push(WorkerInfo { name, pending, last_seen }),
+                }
+            }
+        }
+        workers.sort_by_key(|w| w.last_seen);
+        Ok(workers)
+    }
+
+    /// The fields of the job's entry where it is now (the envelope: type, attempt, payload,
+    /// ...): in the stream while queued or running, in the delayed set while delayed or
+    /// retrying, in the parked stream once parked (searched among the entries parked from its
+    /// end on, so a job parked among thousands in the same millisecond may not be found).
+    /// `None` once done or cancelled, or when the entry is gone.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn job_fields(&self, record: &JobRecord) -> Result<Option<RawFields>, QueueError> {
+        let store = self.lane_store(record.lane);
+        match record.state {
+            JobState::Queued | JobState::Running => match &record.entry_id {
+                Some(entry) => store.stream_entry(entry).await,
+                None => Ok(None),
+            },
+            JobState::Delayed | JobState::Retrying => {
+                Ok(Some(store.delayed_fields(&record.id).await?).filter(|f| !f.is_empty()))
+            }
+            JobState::Parked => Ok(self.parked_of(record).await?.map(|p| p.fields)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The parked entry of a parked job (see [`Queue::job_fields`] for how it is found).
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn parked_of(&self, record: &JobRecord) -> Result<Option<ParkedEntry>, QueueError> {
+        let Some(finished) = record.finished_at.filter(|_| record.state == JobState::Parked) else {
+            return Ok(None);
+        };
+        let raw_id = format!("{RAW_PREFIX}{}", field::ID);
+        let entries = self.store().parked_from(&unix_ms(finished).to_string(), 100).await?;
+        Ok(entries
+            .into_iter()
+            .find(|(_, f): &Entry| f.iter().any(|(k, v)| k == raw_id.as_bytes() && v == record.id.as_bytes()))
+            .map(ParkedEntry::from_entry))
+    }
+
+    /// Pauses the queue: its workers start no new job until [`resume`](Queue::resume)
+    /// (running jobs go on; delayed jobs still become ready). The pause is the key
+    /// `dm:{name}:jobs:paused` (holding the pause time in ms), read by every worker, so it
+    /// holds for every process and outlives restarts. Returns `false` if it was paused already.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn pause(&self) -> Result<bool, QueueError> {
+        self.store().pause_queue(unix_ms(SystemTime::now())).await
+    }
+
+    /// Resumes a paused queue. Returns `false` if it was not paused.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn resume(&self) -> Result<bool, QueueError> {
+        self.store().resume_queue().await
+    }
+
+    /// Whether the queue is paused.
+    ///
+    /// # Errors
+    /// Redis fails.
+    pub async fn is_paused(&self) -> Result<bool, QueueError> {
+        Ok(self.store().state_counts().await?.paused_at_ms.is_some())
+    }
+}
+
+/// A field of an entry as text.
+fn text_field(fields: &RawFields, name: &str) -> Option<String> {
+    fields.iter().find(|(k, _)| k == name.as_bytes()).and_then(|(_, v)| String::from_utf8(v.clone()).ok())
+}

@@ -1,0 +1,274 @@
+//! The operator's reads and controls: pages of the queue's lists by cursor, the consumers of
+//! the group, entries by id, throughput from the state sets, and the queue's pause key. None
+//! of them loads a whole stream or set: every list is read a page at a time from a cursor.
+
+use std::sync::LazyLock;
+
+use redis::{Script, Value};
+
+use super::reply::{self, Entry};
+use super::{Store, redis};
+use crate::jobs::envelope::RawFields;
+use crate::jobs::error::QueueError;
+
+/// A page of a sorted set from a cursor: `ZRANK` finds the cursor's member in `O(log n)` when
+/// it is still there with the same score; otherwise the page starts after (score, member) in
+/// the set's order, reading the members of equal score in chunks. KEYS: the set. ARGV: count,
+/// the cursor's score and member (an empty member: from the start). Returns
+/// `[member, score, ...]`.
+static PAGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local key, count, score, member = KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[3]
+if member == '' then return redis.call('ZRANGE', key, 0, count - 1, 'WITHSCORES') end
+local rank = redis.call('ZRANK', key, member)
+if rank and redis.call('ZSCORE', key, member) == score then
+  return redis.call('ZRANGE', key, rank + 1, rank + count, 'WITHSCORES')
+end
+local out, offset, s = {}, 0, tonumber(score)
+while #out < 2 * count do
+  local rows = redis.call('ZRANGE', key, score, '+inf', 'BYSCORE', 'LIMIT', offset, count, 'WITHSCORES')
+  if #rows == 0 then break end
+  for i = 1, #rows, 2 do
+    local rs = tonumber(rows[i + 1])
+    if #out < 2 * count and (rs > s or rows[i] > member) then
+      out[#out + 1] = rows[i]
+      out[#out + 1] = rows[i + 1]
+    end
+  end
+  offset = offset + count
+end
+return out
+",
+    )
+});
+
+/// The group's consumers as `XINFO CONSUMERS` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConsumerInfo {
+    pub(crate) name: String,
+    pub(crate) pending: u64,
+    pub(crate) idle_ms: u64,
+}
+
+/// Counts beyond [`Store::stats`]: the ended jobs' sets and the pause.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StateCounts {
+    pub(crate) done: u64,
+    pub(crate) cancelled: u64,
+    pub(crate) paused_at_ms: Option<u64>,
+}
+
+impl Store {
+    /// The key whose presence pauses the queue's workers (holding the pause time in ms).
+    pub(crate) fn paused_key(&self) -> String {
+        format!("{}paused", self.keys.state_prefix)
+    }
+
+    /// The sizes of the ended jobs' sets and the queue's pause.
+    pub(crate) async fn state_counts(&self) -> Result<StateCounts, QueueError> {
+        let mut pipe = redis::pipe();
+        for key in &self.state_keys {
+            pipe.cmd("ZCARD").arg(key);
+        }
+        pipe.cmd("GET").arg(self.paused_key());
+        // The sets in the order of `STATE_SETS`: running, done, parked, cancelled.
+        let (_, done, _, cancelled, paused): (u64, u64, u64, u64, Option<u64>) =
+            pipe.query_async(&mut self.con()).await.map_err(redis("count states"))?;
+        Ok(StateCounts { done, cancelled, paused_at_ms: paused })
+    }
+
+    /// How many jobs entered each of `states` (state-set names) in each of `buckets`
+    /// consecutive windows of `width_ms` from `from_ms`: one `ZCOUNT` per window and state, in
+    /// one round trip. Ended jobs stay in their sets while their records live.
+    pub(crate) async fn entered(
+        &self,
+        states: &[&str],
+        from_ms: u64,
+        width_ms: u64,
+        buckets: usize,
+    ) -> Result<Vec<Vec<u64>>, QueueError> {
+        let mut pipe = redis::pipe();
+        for state in states {
+            let key = format!("{}{state}", self.keys.state_prefix);
+            for b in 0..buckets as u64 {
+                let start = from_ms + b * width_ms;
+                pipe.cmd("ZCOUNT").arg(&key).arg(start).arg(format!("({}", start + width_ms));
+            }
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut self.con()).await.map_err(redis("count throughput"))?;
+        Ok(counts.chunks(buckets.max(1)).map(<[u64]>::to_vec).collect())
+    }
+
+    /// Up to `count` members of the sorted set `key` after the cursor (score, member), with
+    /// their scores, in the set's order.
+    pub(crate) async fn zset_page(
+        &self,
+        key: &str,
+        after: Option<(&str, &str)>,
+        count: usize,
+    ) -> Result<Vec<(String, String)>, QueueError> {
+        let (score, member) = after.unwrap_or(("0", ""));
+        let flat: Vec<String> = PAGE
+            .key(key)
+            .arg(count.max(1))
+            .arg(score)
+            .arg(member)
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(redis("page a set"))?;
+        Ok(flat.chunks_exact(2).map(|p| (p[0].clone(), p[1].clone())).collect())
+    }
+
+    /// The sorted set of jobs in `state` (a state-set name) or, for `delayed`, the delayed set.
+    pub(crate) fn state_set(&self, state: &str) -> String {
+        if state == "delayed" { self.keys.delayed.clone() } else { format!("{}{state}", self.keys.state_prefix) }
+    }
+
+    /// Up to `count` entries of the stream not yet delivered to the group, after `after`.
+    pub(crate) async fn queued_page(&self, after: Option<&str>, count: usize) -> Result<Vec<Entry>, QueueError> {
+        let delivered = self.last_delivered().await?;
+        let start = match (after, delivered.as_deref()) {
+            (Some(a), Some(d)) => Some(if stream_id(a) >= stream_id(d) { a } else { d }),
+            (a, d) => a.or(d),
+        };
+        let start = start.map_or_else(|| "-".to_owned(), |s| format!("({s}"));
+        self.range(&self.keys.stream, "XRANGE", &start, "+", count).await
+    }
+
+    /// The group's last delivered id; `None` without a group.
+    async fn last_delivered(&self) -> Result<Option<String>, QueueError> {
+        let res: Result<Value, _> =
+            redis::cmd("XINFO").arg("GROUPS").arg(&self.keys.stream).query_async(&mut self.con()).await;
+        let groups = match res {
+            Ok(v) => v,
+            Err(e) if super::is_missing_stream(&e) => return Ok(None),
+            Err(e) => return Err(redis("read groups")(e)),
+        };
+        for group in reply::items(&groups).unwrap_or_default() {
+            let fields = info_fields(group);
+            if fields.iter().any(|(k, v)| k == "name" && reply::text(v).as_deref() == Some(self.group.as_str())) {
+                return Ok(fields.iter().find(|(k, _)| k == "last-delivered-id").and_then(|(_, v)| reply::text(v)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Up to `count` parked entries before `before` (exclusive), newest first.
+    pub(crate) async fn parked_newest(&self, before: Option<&str>, count: usize) -> Result<Vec<Entry>, QueueError> {
+        let end = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
+        self.range(&self.keys.parked, "XREVRANGE", &end, "-", count).await
+    }
+
+    /// Up to `count` parked entries from `from` (inclusive), oldest first.
+    pub(crate) async fn parked_from(&self, from: &str, count: usize) -> Result<Vec<Entry>, QueueError> {
+        self.range(&self.keys.parked, "XRANGE", from, "+", count).await
+    }
+
+    /// One entry of the stream by id.
+    pub(crate) async fn stream_entry(&self, entry_id: &str) -> Result<Option<RawFields>, QueueError> {
+        Ok(self.range(&self.keys.stream, "XRANGE", entry_id, entry_id, 1).await?.pop().map(|(_, f)| f))
+    }
+
+    async fn range(&self, key: &str, cmd: &str, from: &str, to: &str, count: usize) -> Result<Vec<Entry>, QueueError> {
+        let v: Value = redis::cmd(cmd)
+            .arg(key)
+            .arg(from)
+            .arg(to)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .query_async(&mut self.con())
+            .await
+            .map_err(redis("read a stream"))?;
+        reply::entries(v).map_err(|d| QueueError::protocol("read a stream", d))
+    }
+
+    /// The fields of a delayed entry (the envelope of its next attempt).
+    pub(crate) async fn delayed_fields(&self, job_id: &str) -> Result<RawFields, QueueError> {
+        let v: Value = redis::cmd("HGETALL")
+            .arg(self.delayed_key(job_id))
+            .query_async(&mut self.con())
+            .await
+            .map_err(redis("read a delayed entry"))?;
+        reply::fields(v).map_err(|d| QueueError::protocol("read a delayed entry", d))
+    }
+
+    /// The records of these jobs, in one round trip (`None` for an id without one).
+    pub(crate) async fn records_of(&self, ids: &[String]) -> Result<Vec<Option<crate::jobs::JobRecord>>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HGETALL").arg(self.record_key(id));
+        }
+        let hashes: Vec<Vec<(String, Vec<u8>)>> =
+            pipe.query_async(&mut self.con()).await.map_err(redis("read job records"))?;
+        Ok(ids.iter().zip(hashes).map(|(id, h)| crate::jobs::JobRecord::from_hash(id, h)).collect())
+    }
+
+    /// The group's consumers; none without a group.
+    pub(crate) async fn consumers(&self) -> Result<Vec<ConsumerInfo>, QueueError> {
+        let res: Result<Value, _> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&self.keys.stream)
+            .arg(&self.group)
+            .query_async(&mut self.con())
+            .await;
+        let list = match res {
+            Ok(v) => v,
+            Err(e) if e.code() == Some("NOGROUP") || super::is_missing_stream(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(redis("read consumers")(e)),
+        };
+        let mut out = Vec::new();
+        for consumer in reply::items(&list).unwrap_or_default() {
+            let fields = info_fields(consumer);
+            let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+            let number = |name: &str| get(name).and_then(reply::int).and_then(|i| u64::try_from(i).ok()).unwrap_or(0);
+            if let Some(name) = get("name").and_then(reply::text) {
+                out.push(ConsumerInfo { name, pending: number("pending"), idle_ms: number("idle") });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks the queue paused at `now_ms`; returns whether it was running.
+    pub(crate) async fn pause_queue(&self, now_ms: u64) -> Result<bool, QueueError> {
+        let v: Value = redis::cmd("SET")
+            .arg(self.paused_key())
+            .arg(now_ms)
+            .arg("NX")
+            .query_async(&mut self.con())
+            .await
+            .map_err(redis("pause queue"))?;
+        Ok(v != Value::Nil)
+    }
+
+    /// Lifts the queue's pause; returns whether it was paused.
+    pub(crate) async fn resume_queue(&self) -> Result<bool, QueueError> {
+        let removed: i64 = redis::cmd("DEL")
+            .arg(self.paused_key())
+            .query_async(&mut self.con())
+            .await
+            .map_err(redis("resume queue"))?;
+        Ok(removed == 1)
+    }
+}
+
+/// The field-value pairs of an `XINFO` item (a flat list in RESP2, a map in RESP3).
+fn info_fields(v: &Value) -> Vec<(String, Value)> {
+    match v {
+        Value::Map(pairs) => pairs.iter().filter_map(|(k, v)| Some((reply::text(k)?, v.clone()))).collect(),
+        other => reply::items(other)
+            .unwrap_or_default()
+            .chunks_exact(2)
+            .filter_map(|p| Some((reply::text(&p[0])?, p[1].clone())))
+            .collect(),
+    }
+}
+
+/// A stream id as (ms, seq), for comparing; malformed parts read as 0.
+pub(crate) fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
