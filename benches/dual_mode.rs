@@ -1,7 +1,7 @@
 //! Side-by-side benchmarks of dual-mode, on loopback servers this binary starts itself: a
 //! `redis-server` on a free port and a small HTTP/1.1 keep-alive server.
 //!
-//! `cargo bench --bench dual_mode` (about 80 s) or `cargo bench --bench dual_mode -- --quick`
+//! `cargo bench --bench dual_mode` (about 170 s) or `cargo bench --bench dual_mode -- --quick`
 //! (about 20 s). Every comparison runs in this one process, its modes interleaved round by
 //! round; the table shows medians over the rounds and the ratios of those medians.
 //!
@@ -12,7 +12,9 @@
 //! 3. the job layer: no-op jobs end to end and draining a backlog with 2 workers (also with a
 //!    rate limit never hit, and with metrics recorded), pickup latency after idle,
 //!    `redis-benchmark`'s XADD rate, and the layer's overhead on a 1 GET + 1 SET job;
-//! 4. the Python original's anchor, quoted.
+//! 4. the Python original's anchor, quoted;
+//! 6. Redis deployments: draining on one server vs a 3-primary Redis Cluster (one queue, and
+//!    three queues on three primaries), and Redis memory per queued and per ended job.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -23,11 +25,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dual_mode::jobs::{
-    Clients, Job, JobError, JobInfo, PushOptions, Queue, QueueConfig, RateLimit, RateScope, Worker, WorkerConfig,
-    handler_fn,
+    Clients, Job, JobError, JobInfo, JobState, PushOptions, Queue, QueueConfig, RateLimit, RateScope, RedisTarget,
+    Worker, WorkerConfig, handler_fn,
 };
 use dual_mode::{BoxError, Context, DualMode};
-use dual_mode_test_support::{CountingHttp, RedisServer};
+use dual_mode_test_support::{CountingHttp, RedisCluster, RedisServer};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use redis::aio::MultiplexedConnection;
@@ -553,10 +555,21 @@ async fn start_workers_with<F>(
 where
     F: Fn(Worker) -> Worker,
 {
+    start_workers_on(&server(redis_url), config, make).await
+}
+
+/// [`start_workers`] on a queue with this configuration, on any Redis deployment.
+async fn start_workers_on<F>(
+    target: &RedisTarget,
+    config: QueueConfig,
+    make: F,
+) -> Vec<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>
+where
+    F: Fn(Worker) -> Worker,
+{
     let mut out = Vec::new();
     for _ in 0..2 {
-        let client = redis::Client::open(redis_url).expect("url");
-        let q = Queue::connect(client, config.clone()).await.expect("queue");
+        let q = Queue::connect(target.clone(), config.clone()).await.expect("queue");
         let worker = make(Worker::new(q, WorkerConfig::new().consumer_prefix("bench")));
         let (tx, rx) = oneshot::channel::<()>();
         let h = tokio::spawn(async move {
@@ -570,6 +583,11 @@ where
         out.push((tx, h));
     }
     out
+}
+
+/// The one server at `redis_url`.
+fn server(redis_url: &str) -> RedisTarget {
+    redis::Client::open(redis_url).expect("url").into()
 }
 
 async fn stop_workers(workers: Vec<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>) {
@@ -691,16 +709,28 @@ async fn drain_noop_with(redis_url: &str, config: QueueConfig, n: usize, options
 
 /// [`drain_noop_with`], also giving the CPU time this process spent draining.
 async fn drain_noop_cpu(redis_url: &str, config: QueueConfig, n: usize, options: PushOptions) -> (f64, Duration) {
-    let q = Queue::connect(redis::Client::open(redis_url).expect("url"), config.clone()).await.expect("q");
-    q.ensure_group().await.expect("group");
-    q.push_bulk("noop", 1, std::iter::repeat_n(&(), n), options).await.expect("bulk push");
+    drain_on(&server(redis_url), &[config], n, options).await
+}
+
+/// Drains a backlog of `n` no-op jobs on each of these queues at once, 2 workers per queue, on
+/// any Redis deployment; jobs/s over all of them, and the CPU time this process spent draining.
+async fn drain_on(target: &RedisTarget, configs: &[QueueConfig], n: usize, options: PushOptions) -> (f64, Duration) {
+    for config in configs {
+        let q = Queue::connect(target.clone(), config.clone()).await.expect("q");
+        q.ensure_group().await.expect("group");
+        q.push_bulk("noop", 1, std::iter::repeat_n(&(), n), options.clone()).await.expect("bulk push");
+    }
     let done = Arc::new(Done { count: AtomicU64::new(0) });
     let (t, cpu) = (Instant::now(), cpu_ns());
-    let workers = start_workers_with(redis_url, config, noop_worker(&done)).await;
-    wait_count(&done, n as u64, Duration::from_secs(120)).await;
+    let mut workers = Vec::new();
+    for config in configs {
+        workers.extend(start_workers_on(target, config.clone(), noop_worker(&done)).await);
+    }
+    let total = n * configs.len();
+    wait_count(&done, total as u64, Duration::from_secs(120)).await;
     let (took, cpu) = (t.elapsed(), Duration::from_nanos(cpu_ns().saturating_sub(cpu)));
     stop_workers(workers).await;
-    (usize_f64(n) / took.as_secs_f64(), cpu)
+    (usize_f64(total) / took.as_secs_f64(), cpu)
 }
 
 /// No-op jobs end to end: 8 producers push `n` one by one while 2 workers run; jobs/s from the
@@ -880,6 +910,128 @@ async fn connect_breakdown(env: &Env) {
     }
     let [build, connect, get, set] = spent.map(|d| d / 1000);
     eprintln!("build HTTP client {build:?}, Redis connect {connect:?}, first GET {get:?}, first SET {set:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Redis deployments.
+
+/// Names of `count` queues whose slots three different primaries of `cluster` serve.
+fn queues_on_distinct_primaries(cluster: &RedisCluster, prefix: &str, count: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut names = Vec::new();
+    for i in 0.. {
+        let name = format!("{prefix}{i}");
+        let primary = cluster.primary_of(&format!("dm:{{{name}}}:stream")).expect("a primary");
+        if !seen.contains(&primary) {
+            seen.push(primary);
+            names.push(name);
+        }
+        if names.len() == count {
+            break;
+        }
+    }
+    names
+}
+
+/// Draining on one server vs a 3-primary cluster, rounds alternating; then Redis memory per job.
+async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog: usize) {
+    table.section("6. Redis deployments (2 workers per queue, no-op jobs; every process on these 2 cores)");
+    let cluster = RedisCluster::start();
+    let (single, clustered) = (server(single_url), RedisTarget::cluster(cluster.urls()).expect("urls"));
+    let mut rates = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let mut cpu_per_job = Vec::new();
+    for round in 0..rounds {
+        let one = |p: &str| vec![QueueConfig::new(format!("{p}{round}"))];
+        let three = |p: &str| -> Vec<QueueConfig> {
+            queues_on_distinct_primaries(&cluster, &format!("{p}{round}-"), 3)
+                .into_iter()
+                .map(QueueConfig::new)
+                .collect()
+        };
+        let cpu = redis_cpu_secs(single_url).await;
+        rates[0].push(drain_on(&single, &one("single"), backlog, PushOptions::new()).await.0);
+        cpu_per_job.push((redis_cpu_secs(single_url).await - cpu) / usize_f64(backlog) * 1e6);
+        rates[1].push(drain_on(&clustered, &one("cluster"), backlog, PushOptions::new()).await.0);
+        rates[2].push(drain_on(&single, &three("single3"), backlog, PushOptions::new()).await.0);
+        rates[3].push(drain_on(&clustered, &three("cluster3"), backlog, PushOptions::new()).await.0);
+    }
+    let [single1, cluster1, single3, cluster3] = rates.map(|r| median(&r));
+    table.row(
+        &format!("drain one {backlog} backlog: 3-primary cluster vs one server"),
+        format!("{cluster1:.0} vs {single1:.0} jobs/s"),
+        format!("{:.2}x", cluster1 / single1),
+        "one queue is one slot: one primary",
+    );
+    table.row(
+        &format!("drain three {backlog} backlogs at once, one queue per primary: cluster vs one server"),
+        format!("{cluster3:.0} vs {single3:.0} jobs/s"),
+        format!("{:.2}x", cluster3 / single3),
+        "on 2 shared cores; see the scaling model",
+    );
+    let cpu = median(&cpu_per_job);
+    table.row(
+        "Redis CPU per job on one server (`INFO cpu` over a drain, push included)",
+        format!("{cpu:.1} µs"),
+        String::new(),
+        &format!("one primary's ceiling: {:.0} jobs/s per core", 1e6 / cpu),
+    );
+    let (queued, ended) = memory_per_job(single_url, backlog).await;
+    table.row(
+        &format!("Redis memory per queued job ({backlog} queued, `{{\"n\":12345}}` payloads)"),
+        format!("{queued:.0} B"),
+        String::new(),
+        "stream entry + record (`MEMORY USAGE`)",
+    );
+    table.row(
+        "Redis memory per ended job (done, record kept)",
+        format!("{ended:.0} B"),
+        String::new(),
+        "record + state set entry",
+    );
+}
+
+/// The CPU time (user + system) the Redis at `redis_url` has used, in seconds.
+async fn redis_cpu_secs(redis_url: &str) -> f64 {
+    let mut con = redis::Client::open(redis_url).expect("url").get_multiplexed_async_connection().await.expect("con");
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut con).await.expect("INFO cpu");
+    info.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| matches!(*k, "used_cpu_user" | "used_cpu_sys"))
+        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// Redis memory per queued job and per ended job, from `MEMORY USAGE` of the queue's keys
+/// (every entry sampled) after pushing `n` jobs, then after running them.
+async fn memory_per_job(redis_url: &str, n: usize) -> (f64, f64) {
+    let config = QueueConfig::new("memory");
+    let q = Queue::connect(server(redis_url), config.clone()).await.expect("q");
+    q.ensure_group().await.expect("group");
+    let payloads: Vec<serde_json::Value> = (0..n).map(|i| serde_json::json!({ "n": 10_000 + i })).collect();
+    let pushed = q.push_bulk("noop", 1, &payloads, PushOptions::new()).await.expect("push");
+    let mut con = redis::Client::open(redis_url).expect("url").get_multiplexed_async_connection().await.expect("con");
+    let usage = async |con: &mut MultiplexedConnection, key: &str| -> f64 {
+        let bytes: Option<u64> =
+            redis::cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0).query_async(con).await.expect("MEMORY");
+        as_f64(bytes.unwrap_or(0))
+    };
+    let records = async |con: &mut MultiplexedConnection| -> f64 {
+        let mut total = 0.0;
+        for p in &pushed {
+            total += usage(con, &format!("{}{}", q.keys().record_prefix, p.job_id)).await;
+        }
+        total
+    };
+    let queued = usage(&mut con, &q.keys().stream).await + records(&mut con).await;
+    let done = Arc::new(Done { count: AtomicU64::new(0) });
+    let workers = start_workers_with(redis_url, config, noop_worker(&done)).await;
+    wait_count(&done, n as u64, Duration::from_secs(120)).await;
+    stop_workers(workers).await;
+    let (_, total_done) = q.jobs(JobState::Done, 0, 0).await.expect("done jobs");
+    assert_eq!(total_done, n as u64);
+    let done_set = usage(&mut con, &format!("{}done", q.keys().state_prefix)).await;
+    let ended = records(&mut con).await + done_set;
+    (queued / usize_f64(n), ended / usize_f64(n))
 }
 
 #[allow(clippy::too_many_lines, reason = "the run, section by section, top to bottom")]
@@ -1164,6 +1316,12 @@ fn main() {
             format!("{:.1}x-{:.1}x", seq_rates[0] / 1148.0, seq_rates[0] / 803.0),
             "",
         );
+    }
+
+    // 6.
+    if want("6") {
+        eprintln!("[{:>5.1}s] 6. Redis deployments", started.elapsed().as_secs_f64());
+        rt.block_on(deployments(&mut table, &redis.url, if quick { 1 } else { 3 }, sizes.backlog));
     }
 
     table.print();

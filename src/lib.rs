@@ -84,10 +84,14 @@
 //!   when it calls `from_state`: give the fields distinct (newtype) types.
 //! * A shared field's type is a cheap-to-clone handle implementing [`Resource`] (or uses
 //!   `open = path`). Built in: `reqwest::Client` (feature `reqwest`, on one process-wide TLS
-//!   configuration) and redis `MultiplexedConnection` and `ConnectionManager` (feature `redis`).
+//!   configuration) and redis `MultiplexedConnection`, `ConnectionManager` and the cluster's
+//!   `ClusterConnection` (feature `redis`).
 //! * The `reqwest` feature turns on reqwest's `rustls` feature, its default TLS with its own
 //!   crypto provider: clients that your code builds with `reqwest::Client::builder()` work
 //!   whether your crate keeps reqwest's default features or turns them off.
+//! * The `redis-tls` feature (on by default) lets redis connections and the job layer take
+//!   `rediss://` URLs, with rustls and the same crypto provider (aws-lc-rs); without it such a
+//!   URL is refused with a typed error.
 //!
 //! # Attributes
 //!

@@ -33,6 +33,14 @@ impl Node {
         }
     }
 
+    /// Whether this node is a primary, or a replica whose link to its primary is up (it has
+    /// synchronized).
+    pub(crate) fn synced(&self) -> bool {
+        self.connection()
+            .and_then(|mut c| redis::cmd("INFO").arg("replication").query::<String>(&mut c))
+            .is_ok_and(|info| info.contains("role:master") || info.contains("master_link_status:up"))
+    }
+
     pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
@@ -120,8 +128,8 @@ impl RedisCluster {
         self.nodes.iter().filter(|n| n.child.is_some()).map(Node::url).collect()
     }
 
-    /// Waits until every running node reports `cluster_state:ok` and has a primary for every
-    /// slot that it agrees is running.
+    /// Waits until every running node reports `cluster_state:ok` and every running replica has
+    /// synchronized with its primary.
     ///
     /// # Errors
     /// It did not within 30 s.
@@ -129,9 +137,10 @@ impl RedisCluster {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {
             let ok = self.nodes.iter().filter(|n| n.child.is_some()).all(|n| {
-                n.connection()
-                    .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
-                    .is_ok_and(|info| info.contains("cluster_state:ok"))
+                n.synced()
+                    && n.connection()
+                        .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
+                        .is_ok_and(|info| info.contains("cluster_state:ok"))
             });
             if ok {
                 return Ok(());
@@ -143,18 +152,39 @@ impl RedisCluster {
         }
     }
 
-    /// The index of the running node that serves `key` as a primary.
+    /// The index of the running node that serves `key` as a primary, if one does (none does
+    /// between a primary's failure and its replica's promotion).
     ///
     /// # Panics
-    /// When no running node answers, or none serves the key's slot.
+    /// When no running node answers.
     #[must_use]
-    pub fn primary_of(&self, key: &str) -> usize {
+    pub fn primary_of(&self, key: &str) -> Option<usize> {
         let mut con = self.nodes.iter().find(|n| n.child.is_some()).and_then(|n| n.connection().ok()).expect("a node");
         let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query(&mut con).expect("CLUSTER KEYSLOT");
+        self.nodes.iter().position(|n| {
+            n.child.is_some()
+                && n.connection()
+                    .and_then(|mut c| redis::cmd("CLUSTER").arg("NODES").query::<String>(&mut c))
+                    .is_ok_and(|nodes| serves(&nodes, slot))
+        })
+    }
+
+    /// Every client connection the running nodes see (`CLIENT LIST`), summed; the connection
+    /// asking each node is not counted.
+    ///
+    /// # Panics
+    /// When a running node does not answer.
+    #[must_use]
+    pub fn client_count(&self) -> usize {
         self.nodes
             .iter()
-            .position(|n| n.child.is_some() && n.connection().is_ok_and(|mut c| serves(&mut c, slot)))
-            .expect("a primary serves the slot")
+            .filter(|n| n.child.is_some())
+            .map(|n| {
+                let mut con = n.connection().expect("connect to a node");
+                let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).expect("CLIENT LIST");
+                list.lines().count() - 1
+            })
+            .sum()
     }
 
     /// Kills node `i` with `SIGKILL`, as a crash would.
@@ -169,10 +199,9 @@ impl RedisCluster {
     }
 }
 
-/// Whether the node behind `con` is a primary that serves `slot` (its own line of `CLUSTER
-/// NODES`, flagged `myself,master`, lists the slot).
-fn serves(con: &mut redis::Connection, slot: u16) -> bool {
-    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(con).unwrap_or_default();
+/// Whether the node whose `CLUSTER NODES` reply is `nodes` is a primary that serves `slot`
+/// (its own line, flagged `myself,master`, lists the slot).
+fn serves(nodes: &str, slot: u16) -> bool {
     nodes.lines().filter(|l| l.contains("myself,master")).any(|l| {
         l.split_ascii_whitespace().skip(8).any(|range| {
             let (a, b) = range.split_once('-').unwrap_or((range, range));

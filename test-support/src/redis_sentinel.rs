@@ -21,7 +21,7 @@ pub struct RedisSentinels {
 }
 
 impl RedisSentinels {
-    /// Starts them and waits until every sentinel knows the replica.
+    /// Starts them and waits until the replica has synchronized and every sentinel knows it.
     ///
     /// # Panics
     /// When they do not start; the message says why.
@@ -30,13 +30,16 @@ impl RedisSentinels {
         Self::temporary().unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Starts them and waits until every sentinel knows the replica.
+    /// Starts them and waits until the replica has synchronized and every sentinel knows it.
     ///
     /// # Errors
     /// A process did not start, or the sentinels did not find the replica in time.
     pub fn temporary() -> Result<Self, LaunchError> {
         let dir = TempDir::new("redis-sentinel")?;
-        let plain: Vec<String> = ["--save", "", "--appendonly", "no"].iter().map(|a| (*a).to_owned()).collect();
+        let plain: Vec<String> = ["--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect();
         let primary = Node::start(&dir, "primary", &plain)?;
         let mut replica_args = plain.clone();
         replica_args.extend(["--replicaof".to_owned(), "127.0.0.1".to_owned(), primary.port.to_string()]);
@@ -61,7 +64,7 @@ impl RedisSentinels {
         }
         let deployment = Self { servers: vec![primary, replica], sentinels, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !deployment.sentinels.iter().all(knows_replica) {
+        while !(deployment.sentinels.iter().all(knows_replica) && deployment.servers.iter().all(Node::synced)) {
             if Instant::now() > deadline {
                 return Err(LaunchError::Io(std::io::Error::other("the sentinels did not find the replica")));
             }

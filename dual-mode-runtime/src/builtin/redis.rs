@@ -1,10 +1,13 @@
-//! Redis connections as [`Resource`]s. Their config is a connection URL, which may carry a
-//! password: name a `Secret` field in `config = ...` so that it never reaches a queue.
+//! Redis connections as [`Resource`]s. Their config is a connection URL (for a cluster, the
+//! URLs of some of its nodes), which may carry a password: name a `Secret` field in
+//! `config = ...` so that it never reaches a queue.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use redis::IntoConnectionInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 
 use crate::Resource;
 
@@ -49,5 +52,37 @@ impl Resource for ConnectionManager {
 
     fn share_key(url: &str) -> u64 {
         share_key(url)
+    }
+}
+
+/// A connection to a Redis Cluster, routing each command to the node that serves its keys.
+/// Its config is the URLs of some of the cluster's nodes, separated by commas
+/// (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`); the other nodes are discovered from them.
+///
+/// ```
+/// use dual_mode::{DualMode, Secret};
+/// use redis::cluster_async::ClusterConnection;
+///
+/// #[derive(DualMode)]
+/// struct Counter {
+///     #[dual_mode(shared, config = cluster_nodes)]
+///     redis: ClusterConnection,
+///     #[dual_mode(secret, env = "REDIS_CLUSTER_NODES")]
+///     cluster_nodes: Secret<String>,
+/// }
+/// ```
+impl Resource for ClusterConnection {
+    type Config = str;
+    type Error = redis::RedisError;
+
+    async fn open(nodes: &str) -> Result<Self, redis::RedisError> {
+        let nodes =
+            nodes.split(',').map(str::trim).filter(|n| !n.is_empty()).map(IntoConnectionInfo::into_connection_info);
+        let nodes = nodes.collect::<Result<Vec<_>, _>>()?;
+        ClusterClient::new(nodes)?.get_async_connection().await
+    }
+
+    fn share_key(nodes: &str) -> u64 {
+        share_key(nodes)
     }
 }

@@ -10,7 +10,7 @@
 //!   [`stats`](Queue::stats); list, inspect and [re-drive](Queue::redrive) parked entries;
 //!   [pause](Queue::pause) the queue; read [pages](Queue::jobs_page) of any list, its
 //!   [workers](Queue::workers) and [throughput](Queue::throughput) (what the
-//!   [dashboard](dashboard), behind the feature `dashboard`, shows).
+//!   [dashboard], behind the feature `dashboard`, shows).
 //! - [`Worker`]: reads one queue or [several](Queues) (in strict order or by weight), each
 //!   queue's [lanes](Lane) high first with a share for the lower ones; a consumer in the
 //!   queues' groups with a unique name per process start, bounded concurrency, one task per
@@ -18,6 +18,10 @@
 //!   entries, retries with backoff, parking of bad entries, cancellation and time limits that
 //!   reach the running job, a sweep for entries no consumer holds, and a graceful shutdown
 //!   ([`shutdown_signal`]) that hands running jobs back instead of losing them.
+//! - [`RedisTarget`]: one server (`redis://`, `rediss://`), a Redis Cluster or a Sentinel-managed
+//!   primary. When Redis cannot be reached, operations fail with [`QueueError::Unavailable`]
+//!   (never hang past the response timeout), workers and schedulers retry with back-off, and
+//!   the outage is logged once as it begins and once as it ends.
 //! - [`Scheduler`]: cron schedules in any IANA time zone ([`Cron`]) whose ticks are enqueued
 //!   exactly once however many schedulers run; [paused](Queue::pause_schedule),
 //!   [resumed](Queue::resume_schedule), [listed](Queue::schedules) and

@@ -3,6 +3,7 @@
 //! and scripts do not depend on which.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -92,9 +93,10 @@ impl RedisTarget {
         sentinels: impl IntoIterator<Item = T>,
         primary: &str,
     ) -> Result<Self, RedisError> {
+        // A `String`: `build` takes one without redis's TLS feature, any `AsRef<str>` with it.
         let client = SentinelClient::build(
             sentinels.into_iter().collect(),
-            primary,
+            String::from(primary),
             None,
             redis::sentinel::SentinelServerType::Master,
         )?;
@@ -140,7 +142,9 @@ pub(crate) fn is_unreachable(e: &RedisError) -> bool {
 /// logged once when it begins and once when it ends, however many commands fail meanwhile.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
-    down_since: Mutex<Option<Instant>>,
+    /// Set while an outage lasts: the common case, a success while up, reads only this.
+    down: AtomicBool,
+    since: Mutex<Option<Instant>>,
     /// Observes nothing: for a connection whose failures only echo those of the queue's main
     /// connection (the reader's blocking waits, whose first wait after an outage fails once
     /// more while it reconnects).
@@ -150,22 +154,30 @@ pub(crate) struct Health {
 impl Health {
     /// A health that logs nothing.
     pub(crate) fn quiet() -> Arc<Self> {
-        Arc::new(Self { down_since: Mutex::default(), quiet: true })
+        Arc::new(Self { quiet: true, ..Self::default() })
     }
 
     fn observe<T>(&self, result: &RedisResult<T>) {
-        if self.quiet {
-            return;
-        }
-        let mut down = self.down_since.lock().unwrap_or_else(PoisonError::into_inner);
-        match (result, *down) {
-            (Err(e), None) if is_unreachable(e) => {
-                *down = Some(Instant::now());
-                tracing::warn!(error = %e, "redis unreachable; commands fail until it is back, reconnecting with back-off");
+        let unreachable = match result {
+            _ if self.quiet => return,
+            Ok(_) if !self.down.load(Ordering::Relaxed) => return,
+            Ok(_) => false,
+            Err(e) if is_unreachable(e) => true,
+            Err(_) => return,
+        };
+        let mut since = self.since.lock().unwrap_or_else(PoisonError::into_inner);
+        match (unreachable, *since) {
+            (true, None) => {
+                *since = Some(Instant::now());
+                self.down.store(true, Ordering::Relaxed);
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "redis unreachable; commands fail until it is back, reconnecting with back-off");
+                }
             }
-            (Ok(_), Some(since)) => {
-                *down = None;
-                tracing::info!(outage_ms = since.elapsed().as_millis(), "redis reachable again");
+            (false, Some(began)) => {
+                *since = None;
+                self.down.store(false, Ordering::Relaxed);
+                tracing::info!(outage_ms = began.elapsed().as_millis(), "redis reachable again");
             }
             _ => {}
         }
@@ -177,6 +189,8 @@ impl Health {
 pub(crate) struct Connection {
     link: Link,
     health: Arc<Health>,
+    /// The longest a command may take, reconnection attempts included.
+    limit: Duration,
 }
 
 #[derive(Clone)]
@@ -201,7 +215,7 @@ impl Connection {
                 Link::Sentinel(sentinel)
             }
         };
-        Ok(Self { link, health })
+        Ok(Self { link, health, limit: timeout })
     }
 
     /// A Pub/Sub connection of its own (for a cluster, on the first node that answers).
@@ -223,6 +237,27 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Reports a command's result to the queue's health; for Sentinel, an unreachable primary
+    /// (or one that answers as a replica) makes the next command ask the sentinels again.
+    fn after<T>(&self, result: &RedisResult<T>) {
+        self.health.observe(result);
+        if let (Link::Sentinel(sentinel), Err(e)) = (&self.link, result)
+            && is_unreachable(e)
+        {
+            sentinel.forget();
+        }
+    }
+}
+
+/// `command`'s result, or a timeout error once `limit` has passed: a command never waits
+/// longer, whatever reconnection attempts it waits behind.
+async fn bounded<T>(limit: Duration, command: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
+    tokio::time::timeout(limit, command).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within the response timeout").into())
+    })
+}
+
 async fn manager(client: redis::Client, timeout: Duration) -> RedisResult<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(timeout))
@@ -235,15 +270,15 @@ async fn manager(client: redis::Client, timeout: Duration) -> RedisResult<Connec
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let result = match &mut self.link {
-                Link::Server(con) => con.req_packed_command(cmd).await,
-                Link::Cluster(con) => con.req_packed_command(cmd).await,
-                Link::Sentinel(sentinel) => match sentinel.resolve().await {
-                    Ok(mut con) => sentinel.checked(con.req_packed_command(cmd).await),
-                    Err(e) => Err(e),
-                },
+            let sent = async {
+                match &mut self.link {
+                    Link::Server(con) => con.req_packed_command(cmd).await,
+                    Link::Cluster(con) => con.req_packed_command(cmd).await,
+                    Link::Sentinel(sentinel) => sentinel.resolve().await?.req_packed_command(cmd).await,
+                }
             };
-            self.health.observe(&result);
+            let result = bounded(self.limit, sent).await;
+            self.after(&result);
             result
         })
     }
@@ -255,15 +290,17 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let result = match &mut self.link {
-                Link::Server(con) => con.req_packed_commands(pipeline, offset, count).await,
-                Link::Cluster(con) => con.req_packed_commands(pipeline, offset, count).await,
-                Link::Sentinel(sentinel) => match sentinel.resolve().await {
-                    Ok(mut con) => sentinel.checked(con.req_packed_commands(pipeline, offset, count).await),
-                    Err(e) => Err(e),
-                },
+            let sent = async {
+                match &mut self.link {
+                    Link::Server(con) => con.req_packed_commands(pipeline, offset, count).await,
+                    Link::Cluster(con) => con.req_packed_commands(pipeline, offset, count).await,
+                    Link::Sentinel(sentinel) => {
+                        sentinel.resolve().await?.req_packed_commands(pipeline, offset, count).await
+                    }
+                }
             };
-            self.health.observe(&result);
+            let result = bounded(self.limit, sent).await;
+            self.after(&result);
             result
         })
     }
@@ -308,14 +345,8 @@ impl Sentinel {
         self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Passes `result` on; when it says the primary is unreachable (or no longer the primary),
-    /// the next command asks the sentinels again.
-    fn checked<T>(&self, result: RedisResult<T>) -> RedisResult<T> {
-        if let Err(e) = &result
-            && is_unreachable(e)
-        {
-            self.current.lock().unwrap_or_else(PoisonError::into_inner).take();
-        }
-        result
+    /// Forgets the current primary: the next command asks the sentinels again.
+    fn forget(&self) {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
 }
