@@ -10,7 +10,7 @@
 //!   [`stats`](Queue::stats); list, inspect and [re-drive](Queue::redrive) parked entries;
 //!   [pause](Queue::pause) the queue; read [pages](Queue::jobs_page) of any list, its
 //!   [workers](Queue::workers) and [throughput](Queue::throughput) (what the
-//!   [dashboard](dashboard), behind the feature `dashboard`, shows).
+//!   [dashboard], behind the feature `dashboard`, shows).
 //! - [`Worker`]: a consumer in the queue's group with a unique name per process start, bounded
 //!   concurrency, one task per job, lease renewal with fencing, claiming of crashed consumers'
 //!   entries, retries with backoff, parking of bad entries, cancellation and time limits that

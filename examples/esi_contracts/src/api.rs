@@ -7,7 +7,7 @@
 //! | `GET /jobs/{id}` | the job's record ([`JobView`]): state, attempt, times, worker, error, park reason, and the summary once done |
 //! | `DELETE /jobs/{id}` | cancels the job: `"removed"` (it never runs), `"requested"` (it is running and stops), or `"already_ended"` with its state |
 //! | `GET /healthz` | `200` when Redis answers, `503` otherwise |
-//! | `/admin/jobs` | the job dashboard, behind its token ([`admin`](crate::admin)), when the state has one |
+//! | `/admin/jobs` | the job dashboard, behind its token ([`admin`]), when the state has one |
 //!
 //! Every error is JSON, `{"error": "..."}`: bad input is a `400`, an unknown region or job a
 //! `404`, an ESI or Redis failure a `502`/`503`. Nothing answers `500`.
@@ -59,7 +59,7 @@ pub struct AppState {
     /// The secrets.
     pub secrets: Secrets,
     /// The job dashboard's token: with one, the dashboard is served under
-    /// [`admin::MOUNT`](crate::admin::MOUNT) behind it; without, not at all.
+    /// [`admin::MOUNT`] behind it; without, not at all.
     pub admin_token: Option<Secret<String>>,
 }
 
