@@ -9,9 +9,9 @@
 //!    and naive per-job clients, sequential and 16 concurrent, with new TCP connections;
 //! 2. the guard's own cost: enter + exit with everything injected vs a hand-written struct,
 //!    and heap allocations per enter + exit (a counting global allocator);
-//! 3. the job layer: no-op jobs end to end and draining a backlog with 2 workers, pickup
-//!    latency after idle, `redis-benchmark`'s XADD rate, and the layer's overhead on a
-//!    1 GET + 1 SET job;
+//! 3. the job layer: no-op jobs end to end and draining a backlog with 2 workers (also with a
+//!    rate limit never hit, and with metrics recorded), pickup latency after idle,
+//!    `redis-benchmark`'s XADD rate, and the layer's overhead on a 1 GET + 1 SET job;
 //! 4. the Python original's anchor, quoted.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -19,7 +19,7 @@ use std::cell::Cell;
 use std::fmt::Write as _;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dual_mode::jobs::{
@@ -28,6 +28,8 @@ use dual_mode::jobs::{
 };
 use dual_mode::{BoxError, Context, DualMode};
 use dual_mode_test_support::{CountingHttp, RedisServer};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -594,6 +596,89 @@ fn noop_worker(done: &Arc<Done>) -> impl Fn(Worker) -> Worker {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Metrics switched on and off in one process: the recorder is process-wide and cannot be
+// removed, so it hands out the Prometheus exporter's handles while switched on and no-op
+// handles while off. Handles are registered per queue on first use, so each drain's queue
+// records, or not, by the switch as it was at its push.
+
+static RECORDING: AtomicBool = AtomicBool::new(false);
+
+struct Switched(PrometheusRecorder);
+
+impl Recorder for Switched {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_counter(key, unit, description);
+    }
+
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_gauge(key, unit, description);
+    }
+
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_histogram(key, unit, description);
+    }
+
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        if RECORDING.load(Ordering::Relaxed) { self.0.register_counter(key, metadata) } else { Counter::noop() }
+    }
+
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        if RECORDING.load(Ordering::Relaxed) { self.0.register_gauge(key, metadata) } else { Gauge::noop() }
+    }
+
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        if RECORDING.load(Ordering::Relaxed) { self.0.register_histogram(key, metadata) } else { Histogram::noop() }
+    }
+}
+
+/// Installs the switched recorder (the Prometheus exporter's, with buckets for the run and
+/// wait times) and returns its handle.
+fn install_switched_recorder() -> PrometheusHandle {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &[0.001, 0.01, 0.1, 1.0, 10.0])
+        .expect("buckets")
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(Switched(recorder)).expect("the bench's only recorder");
+    handle
+}
+
+/// The CPU time this process's threads have run, in ns (the sum of each thread's
+/// `/proc/self/task/<tid>/schedstat`, exact to the nanosecond): it counts the workers' own
+/// work, not Redis's nor other processes' on the machine.
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// [`drain_noop`] with metrics recorded or not: jobs/s, and this process's CPU µs per job
+/// (workers and bench together). Checks that a recorded drain's counts are all there.
+async fn drain_noop_metrics(
+    redis_url: &str,
+    queue: &str,
+    n: usize,
+    prometheus: &PrometheusHandle,
+    on: bool,
+) -> (f64, f64) {
+    RECORDING.store(on, Ordering::Relaxed);
+    let (rate, cpu) = drain_noop_cpu(redis_url, QueueConfig::new(queue), n, PushOptions::new()).await;
+    RECORDING.store(false, Ordering::Relaxed);
+    let cpu_per_job = cpu.as_secs_f64() * 1e6 / usize_f64(n);
+    eprintln!("        {queue}: {rate:.0} jobs/s, {cpu_per_job:.2} µs CPU/job");
+    let text = prometheus.render();
+    let succeeded = dual_mode_test_support::prometheus_value(
+        &text,
+        "dual_mode_jobs_ended_total",
+        &[("queue", queue), ("type", "noop"), ("outcome", "succeeded")],
+    );
+    assert_eq!(succeeded, on.then_some(usize_f64(n)), "a drain records its jobs exactly when switched on");
+    (rate, cpu_per_job)
+}
+
 /// No-op jobs: drain a backlog of `n` with 2 workers; jobs/s.
 async fn drain_noop(redis_url: &str, queue: &str, n: usize) -> f64 {
     drain_noop_with(redis_url, QueueConfig::new(queue), n, PushOptions::new()).await
@@ -601,16 +686,21 @@ async fn drain_noop(redis_url: &str, queue: &str, n: usize) -> f64 {
 
 /// [`drain_noop`] on a queue with this configuration, each job pushed with `options`.
 async fn drain_noop_with(redis_url: &str, config: QueueConfig, n: usize, options: PushOptions) -> f64 {
+    drain_noop_cpu(redis_url, config, n, options).await.0
+}
+
+/// [`drain_noop_with`], also giving the CPU time this process spent draining.
+async fn drain_noop_cpu(redis_url: &str, config: QueueConfig, n: usize, options: PushOptions) -> (f64, Duration) {
     let q = Queue::connect(redis::Client::open(redis_url).expect("url"), config.clone()).await.expect("q");
     q.ensure_group().await.expect("group");
     q.push_bulk("noop", 1, std::iter::repeat_n(&(), n), options).await.expect("bulk push");
     let done = Arc::new(Done { count: AtomicU64::new(0) });
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_ns());
     let workers = start_workers_with(redis_url, config, noop_worker(&done)).await;
     wait_count(&done, n as u64, Duration::from_secs(120)).await;
-    let took = t.elapsed();
+    let (took, cpu) = (t.elapsed(), Duration::from_nanos(cpu_ns().saturating_sub(cpu)));
     stop_workers(workers).await;
-    usize_f64(n) / took.as_secs_f64()
+    (usize_f64(n) / took.as_secs_f64(), cpu)
 }
 
 /// No-op jobs end to end: 8 producers push `n` one by one while 2 workers run; jobs/s from the
@@ -796,7 +886,7 @@ async fn connect_breakdown(env: &Env) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only 1,2`: run only these sections (1: per job, 2: guard, 3: job layer).
+    // `--only 1,2`: run only these sections (1: per job, 2: guard, 3: job layer, m: metrics).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let want = |n: &str| only.as_ref().is_none_or(|o| o.split(',').any(|s| s == n));
     let sizes = if quick {
@@ -1005,6 +1095,49 @@ fn main() {
                     &format!("< 10%: {}", verdict(noop_cost / seq_job < 0.10)),
                 );
             }
+        });
+    }
+
+    // m.
+    if want("m") {
+        table.section("m. metrics on the no-op drain (2 workers, concurrency 16 each)");
+        eprintln!("[{:>5.1}s] m. drain with metrics recorded and not", started.elapsed().as_secs_f64());
+        rt.block_on(async {
+            // Side by side, alternating: no-op handles, then the Prometheus exporter's.
+            let prometheus = install_switched_recorder();
+            let (mut off, mut on, mut off_cpu, mut on_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for i in 0..if quick { 7 } else { 11 } {
+                let (unmetered, metered) = (format!("unmetered{i}"), format!("metered{i}"));
+                let (rate, cpu) = drain_noop_metrics(&redis.url, &unmetered, sizes.backlog, &prometheus, false).await;
+                off.push(rate);
+                off_cpu.push(cpu);
+                let (rate, cpu) = drain_noop_metrics(&redis.url, &metered, sizes.backlog, &prometheus, true).await;
+                on.push(rate);
+                on_cpu.push(cpu);
+            }
+            let spread = |v: Vec<f64>| {
+                let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+                format!("{lo:.2}x-{hi:.2}x")
+            };
+            let rate_ratios: Vec<f64> = on.iter().zip(&off).map(|(on, off)| on / off).collect();
+            let cpu_ratios: Vec<f64> = on_cpu.iter().zip(&off_cpu).map(|(on, off)| on / off).collect();
+            let (off, on, off_cpu, on_cpu) = (median(&off), median(&on), median(&off_cpu), median(&on_cpu));
+            table.row(
+                &format!("drain a {} backlog, metrics recorded (Prometheus exporter) vs not: rate", sizes.backlog),
+                format!("{on:.0} vs {off:.0} jobs/s"),
+                format!("{:.2}x (pairs {})", on / off, spread(rate_ratios)),
+                &format!("cost <= 5%: {}", verdict(on / off >= 0.95)),
+            );
+            table.row(
+                "the same: this process's CPU per job (workers and bench; Redis not included)",
+                format!("{on_cpu:.2} vs {off_cpu:.2} µs"),
+                format!("{:.3}x (pairs {})", on_cpu / off_cpu, spread(cpu_ratios)),
+                &format!(
+                    "{:+.2} µs/job: {:.1}% of the no-op job's 1/rate",
+                    on_cpu - off_cpu,
+                    (on_cpu - off_cpu) * off / 1e4
+                ),
+            );
         });
     }
 

@@ -301,3 +301,48 @@ async fn a_catch_up_after_a_resume_does_not_reach_back_into_the_pause() {
     assert_eq!(u64::try_from(ticks.len()).expect("len"), enqueued + 1);
     assert!(ticks[1..].iter().all(|t| *t >= resumed_at / 1000 * 1000), "{ticks:?} resumed at {resumed_at}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_schedule_skips_ticks_while_its_last_job_is_unfinished_and_keeps_its_lane() {
+    use dual_mode::jobs::{JobState, Lane, PushOptions, Worker, WorkerConfig, handler_fn};
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("no-overlap"))).await;
+    let options = PushOptions::new().lane(Lane::High).unique("rollup", Duration::from_secs(60));
+    let schedule = Schedule::new("rollup", "* * * * *", "Rollup", 1, &()).expect("schedule");
+    let schedule = schedule.push_options(options).expect("options");
+    let scheduler = Scheduler::new(q.clone(), SchedulerConfig::new());
+    let t0 = now_secs() / 60 * 60;
+
+    let first = scheduler.enqueue_tick(&schedule, t0).await.expect("tick").expect("enqueued");
+    let mut c = con(&redis.url).await;
+    let high: u64 = redis::cmd("XLEN").arg(q.keys().lane_stream(Lane::High)).query_async(&mut c).await.expect("xlen");
+    assert_eq!(high, 1, "the tick's job is in the high lane");
+    // The next tick finds the key held: nothing enqueued, the tick marked on every scheduler.
+    assert_eq!(scheduler.enqueue_tick(&schedule, t0 + 60).await.expect("tick"), None);
+    assert_eq!(q.stats().await.expect("stats").length, 1);
+    assert_eq!(scheduler.last_tick(&schedule).await.expect("last"), Some(t0 + 60));
+
+    // Once the job ran, the key is free again.
+    let (started, mut ran) = tokio::sync::mpsc::unbounded_channel();
+    let w = jobs_support::start(
+        Worker::new(q.clone(), WorkerConfig::new().concurrency(1).block(Duration::from_millis(100))).handle(
+            "Rollup",
+            handler_fn(move |job| {
+                let _ = started.send(job.id().to_owned());
+                async { Ok::<_, dual_mode::jobs::JobError>(()) }
+            }),
+        ),
+    );
+    let id = ran.recv().await.expect("ran");
+    jobs_support::wait_state(&q, &[&id], JobState::Done, Duration::from_secs(10)).await;
+    jobs_support::stop(w).await;
+    assert!(first.contains('-'), "an entry id: {first}");
+    assert!(
+        scheduler.enqueue_tick(&schedule, t0 + 120).await.expect("tick").is_some(),
+        "enqueued once the key was free"
+    );
+
+    let bad = Schedule::new("bad", "* * * * *", "Rollup", 1, &()).expect("schedule");
+    let e = bad.push_options(PushOptions::new().delay(Duration::from_secs(1))).expect_err("refused");
+    assert!(e.to_string().contains("\"bad\"") && e.to_string().contains("delay"), "{e}");
+}

@@ -8,6 +8,10 @@ mod context;
 mod error;
 #[cfg(feature = "jobs")]
 pub mod jobs;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 #[doc(hidden)]
 pub mod private;
 mod resource;

@@ -115,6 +115,7 @@ impl Scope {
         }
         tracing::debug!(service = site.service, field = site.field, resource = site.resource, "opening");
         let value = opened(site, T::open(config)).await?;
+        crate::metrics::guard::opened(site);
         self.opened.push(Opened {
             site,
             key,
@@ -148,6 +149,7 @@ impl Scope {
         }
         tracing::debug!(service = site.service, field = site.field, resource = site.resource, "opening");
         let value = opened(site, open).await?;
+        crate::metrics::guard::opened(site);
         let held = Box::new(ByFn { value: value.clone(), close });
         self.opened.push(Opened { site, key, type_id: TypeId::of::<T>(), share: 0, held });
         Ok(value)
@@ -209,6 +211,7 @@ async fn close_all(opened: Vec<Opened>) -> Vec<CloseError> {
             Ok(Err(cause)) => Some(cause),
             Err(panic) => Some(format!("close panicked: {}", panic_message(&*panic)).into()),
         };
+        crate::metrics::guard::closed(site, failed.is_some());
         if let Some(cause) = failed {
             tracing::warn!(service = site.service, field = site.field, error = %cause, "close failed");
             errors.push(CloseError { site, cause });
@@ -225,6 +228,7 @@ impl Drop for Scope {
         }
         let fields: Vec<&str> = opened.iter().map(|o| o.site.field).collect();
         let service = opened[0].site.service;
+        crate::metrics::guard::dropped(service);
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 tracing::warn!(

@@ -112,9 +112,15 @@ pub trait Parts: Sized + Send + 'static {
                 poll_fn(|cx| span.in_scope(|| opens.as_mut().poll(cx))).await
             };
             match entered {
-                Ok(service) => Ok(Guard { service, scope }),
+                Ok(service) => {
+                    crate::metrics::guard::entered(<Self::Service as DualMode>::NAME);
+                    Ok(Guard { service, scope })
+                }
                 // Boxed: the undo (closes in a spawned task) is large and only runs on failure.
-                Err(error) => Err(Box::pin(scope.undo(error)).instrument(span).await),
+                Err(error) => {
+                    crate::metrics::guard::enter_failed(<Self::Service as DualMode>::NAME);
+                    Err(Box::pin(scope.undo(error)).instrument(span).await)
+                }
             }
         }
     }
@@ -149,6 +155,7 @@ impl<S: DualMode> Guard<S> {
     pub async fn exit(self) -> Result<(), ExitError> {
         let Self { service, scope } = self;
         drop(service);
+        crate::metrics::guard::exited(S::NAME);
         if scope.is_empty() {
             return Ok(());
         }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -22,11 +22,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// ```
 #[derive(Debug)]
 pub struct RedisServer {
-    /// Its URL, `redis://127.0.0.1:PORT/` for a temporary server.
+    /// Its URL, `redis://127.0.0.1:PORT/` for a temporary server (`rediss://` with TLS).
     pub url: String,
     port: Option<u16>,
     child: Option<Child>,
-    _dir: Option<TempDir>,
+    /// The arguments it was started with, to start it again.
+    args: Vec<String>,
+    /// The PEM certificate of the authority that signed a TLS server's certificate.
+    tls_ca: Option<Vec<u8>>,
+    dir: Option<TempDir>,
 }
 
 /// Why a temporary `redis-server` did not start. Its `Debug` is its message, so that a `main`
@@ -100,7 +104,9 @@ impl RedisServer {
     /// As [`RedisServer::temporary`].
     pub fn from_env_or_temporary() -> Result<Self, LaunchError> {
         match std::env::var("REDIS_URL") {
-            Ok(url) if !url.is_empty() => Ok(Self { url, port: None, child: None, _dir: None }),
+            Ok(url) if !url.is_empty() => {
+                Ok(Self { url, port: None, child: None, args: Vec::new(), tls_ca: None, dir: None })
+            }
             _ => Self::temporary(),
         }
     }
@@ -111,28 +117,97 @@ impl RedisServer {
     /// # Errors
     /// [`LaunchError::NotInstalled`] when there is no `redis-server`, or it did not start.
     pub fn temporary() -> Result<Self, LaunchError> {
+        Self::with_args(&["--save", "", "--appendonly", "no"])
+    }
+
+    /// Starts a temporary `redis-server` that writes every command to its append-only file
+    /// before answering (`appendonly yes`, `appendfsync always`), so that it loses nothing when
+    /// killed and [restarted](RedisServer::restart).
+    ///
+    /// # Errors
+    /// As [`RedisServer::temporary`].
+    pub fn persistent() -> Result<Self, LaunchError> {
+        Self::with_args(&["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+    }
+
+    /// Starts a temporary `redis-server` that speaks TLS only, with a certificate for
+    /// 127.0.0.1 signed by an authority made for it (with the `openssl` command); its URL is
+    /// `rediss://` and [`RedisServer::client`] trusts that authority.
+    ///
+    /// # Errors
+    /// As [`RedisServer::temporary`]; `openssl` missing or failing is an `Io` error.
+    pub fn tls() -> Result<Self, LaunchError> {
+        let port = free_port()?;
+        let dir = TempDir::new("redis-tls")?;
+        let ca = crate::tls::make_certificates(&dir.0)?;
+        let file = |name: &str| dir.0.join(name).to_string_lossy().into_owned();
+        let args = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &file("server.crt"),
+            "--tls-key-file",
+            &file("server.key"),
+            "--tls-ca-cert-file",
+            &file("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ];
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let child = launch(port, &dir.0, &args)?;
+        Ok(Self {
+            url: format!("rediss://127.0.0.1:{port}/"),
+            port: Some(port),
+            child: Some(child),
+            args,
+            tls_ca: Some(ca),
+            dir: Some(dir),
+        })
+    }
+
+    fn with_args(extra: &[&str]) -> Result<Self, LaunchError> {
         let port = free_port()?;
         let dir = TempDir::new("redis")?;
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| if e.kind() == io::ErrorKind::NotFound { LaunchError::NotInstalled } else { e.into() })?;
-        let mut server =
-            Self { url: format!("redis://127.0.0.1:{port}/"), port: Some(port), child: Some(child), _dir: Some(dir) };
-        let deadline = Instant::now() + START_TIMEOUT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            let exit = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            if exit.is_some() || Instant::now() > deadline {
-                return Err(LaunchError::NotListening { port, exit });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(server)
+        let mut args = vec!["--port".to_owned(), port.to_string()];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let child = launch(port, &dir.0, &args)?;
+        Ok(Self {
+            url: format!("redis://127.0.0.1:{port}/"),
+            port: Some(port),
+            child: Some(child),
+            args,
+            tls_ca: None,
+            dir: Some(dir),
+        })
+    }
+
+    /// Kills a temporary server with `SIGKILL`, as a crash would, and reaps it; `false` for
+    /// `REDIS_URL`'s server.
+    pub fn kill(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        let _ = Command::new("kill").arg("-CONT").arg(child.id().to_string()).stderr(Stdio::null()).status();
+        let killed = child.kill().is_ok();
+        let _ = child.wait();
+        killed
+    }
+
+    /// Starts a killed temporary server again, on its port, directory and settings (a
+    /// persistent one reloads its append-only file), and waits until it accepts connections.
+    ///
+    /// # Errors
+    /// There is no killed temporary server to restart, or it did not start.
+    pub fn restart(&mut self) -> Result<(), LaunchError> {
+        let (Some(port), Some(dir), None) = (self.port, &self.dir, &self.child) else {
+            return Err(LaunchError::Io(io::Error::other("no killed temporary server to restart")));
+        };
+        self.child = Some(launch(port, &dir.0, &self.args)?);
+        Ok(())
     }
 
     /// The port of a temporary server; `None` for `REDIS_URL`'s.
@@ -155,7 +230,14 @@ impl RedisServer {
     /// When `REDIS_URL` is not a Redis URL.
     #[must_use]
     pub fn client(&self) -> redis::Client {
-        redis::Client::open(self.url.as_str()).unwrap_or_else(|e| panic!("{:?} is not a Redis URL: {e}", self.url))
+        let client = match &self.tls_ca {
+            Some(ca) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates { client_tls: None, root_cert: Some(ca.clone()) },
+            ),
+            None => redis::Client::open(self.url.as_str()),
+        };
+        client.unwrap_or_else(|e| panic!("{:?} is not a Redis URL: {e}", self.url))
     }
 
     /// Every connection the server sees (`CLIENT LIST`), the one asking included.
@@ -178,6 +260,39 @@ impl Drop for RedisServer {
             let _ = child.wait();
         }
     }
+}
+
+/// Starts `redis-server` on 127.0.0.1 in `dir` with `args` (which name `port`) and waits until
+/// `port` accepts connections.
+pub(crate) fn launch(port: u16, dir: &Path, args: &[String]) -> Result<Child, LaunchError> {
+    let mut child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1"])
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| if e.kind() == io::ErrorKind::NotFound { LaunchError::NotInstalled } else { e.into() })?;
+    wait_listening(port, &mut child)?;
+    Ok(child)
+}
+
+/// Waits until `port` accepts connections, or `child` exits, or [`START_TIMEOUT`] passes (it
+/// is killed then).
+pub(crate) fn wait_listening(port: u16, child: &mut Child) -> Result<(), LaunchError> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let exit = child.try_wait().ok().flatten();
+        if exit.is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(LaunchError::NotListening { port, exit });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 /// A fresh directory under the system's temporary directory, removed on drop.

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::envelope::{RawFields, field, unix_ms};
 use super::error::QueueError;
+use super::lane::Lane;
 use super::queue::{ParkedEntry, Queue, QueueStats, RAW_PREFIX};
 use super::record::{JobRecord, JobState};
 use super::store::{ConsumerInfo, Entry, StateCounts};
@@ -115,7 +116,8 @@ impl Queue {
     }
 
     /// Up to `count` records of jobs in `state` after the cursor `after` (from a previous
-    /// page's [`Page::next`]; `None`: the first page). Queued jobs in queue order; running and
+    /// page's [`Page::next`]; `None`: the first page). Queued jobs lane after lane (high
+    /// first), each lane in queue order; running and
     /// ended jobs by when they entered the state; delayed and retrying jobs, both states in
     /// one list, by due time. Every page costs a cursor seek and `count` reads, however long
     /// the list.
@@ -130,9 +132,7 @@ impl Queue {
     ) -> Result<Page<JobRecord>, QueueError> {
         let store = self.store();
         let (ids, next) = if state == JobState::Queued {
-            let entries = store.queued_page(after, count).await?;
-            let next = entries.last().filter(|_| entries.len() >= count).map(|(id, _)| id.clone());
-            (entries.into_iter().filter_map(|(_, f)| text_field(&f, field::ID)).collect(), next)
+            self.queued_page(after, count).await?
         } else {
             let set = match state {
                 JobState::Delayed | JobState::Retrying => "delayed",
@@ -148,6 +148,33 @@ impl Queue {
         Ok(Page { items, next })
     }
 
+    /// Queued job ids from the cursor `<lane>:<entry id>` on (the lane's entries after that
+    /// id, then the following lanes'), and the next page's cursor.
+    async fn queued_page(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<(Vec<String>, Option<String>), QueueError> {
+        let (mut from, mut entry) = match after.and_then(|a| a.split_once(':')) {
+            Some((lane, id)) => (lane.parse::<Lane>().map_or(0, Lane::index), Some(id)),
+            None => (0, None),
+        };
+        let mut ids = Vec::new();
+        while from < Lane::ALL.len() {
+            let lane = Lane::ALL[from];
+            let entries = self.lane_store(lane).queued_page(entry, count - ids.len()).await?;
+            let full = entries.len() >= count - ids.len();
+            let last = entries.last().map(|(id, _)| id.clone());
+            ids.extend(entries.into_iter().filter_map(|(_, f)| text_field(&f, field::ID)));
+            if full {
+                return Ok((ids, last.map(|id| format!("{lane}:{id}"))));
+            }
+            from += 1;
+            entry = None;
+        }
+        Ok((ids, None))
+    }
+
     /// Up to `count` parked entries, newest first, before the parked id `before` (from a
     /// previous page's [`Page::next`]; `None`: the newest).
     ///
@@ -159,22 +186,25 @@ impl Queue {
         Ok(Page { items: entries.into_iter().map(ParkedEntry::from_entry).collect(), next })
     }
 
-    /// The consumers of the queue's group, most recently seen first.
+    /// The consumers of the queue's groups (one per lane), most recently seen first: a
+    /// worker's entries pending in all lanes, and its latest read of any lane.
     ///
     /// # Errors
     /// Redis fails.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
-        let mut workers: Vec<WorkerInfo> = self
-            .store()
-            .consumers()
-            .await?
-            .into_iter()
-            .map(|ConsumerInfo { name, pending, idle_ms }| WorkerInfo {
-                name,
-                pending,
-                last_seen: Duration::from_millis(idle_ms),
-            })
-            .collect();
+        let mut workers: Vec<WorkerInfo> = Vec::new();
+        for lane in Lane::ALL {
+            for ConsumerInfo { name, pending, idle_ms } in self.lane_store(lane).consumers().await? {
+                let last_seen = Duration::from_millis(idle_ms);
+                match workers.iter_mut().find(|w| w.name == name) {
+                    Some(w) => {
+                        w.pending += pending;
+                        w.last_seen = w.last_seen.min(last_seen);
+                    }
+                    None => workers.push(WorkerInfo { name, pending, last_seen }),
+                }
+            }
+        }
         workers.sort_by_key(|w| w.last_seen);
         Ok(workers)
     }
@@ -188,7 +218,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn job_fields(&self, record: &JobRecord) -> Result<Option<RawFields>, QueueError> {
-        let store = self.store();
+        let store = self.lane_store(record.lane);
         match record.state {
             JobState::Queued | JobState::Running => match &record.entry_id {
                 Some(entry) => store.stream_entry(entry).await,

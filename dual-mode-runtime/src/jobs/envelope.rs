@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 
 use super::error::{DecodeError, EnvelopeError, ParkReason};
+use super::lane::Lane;
+use super::trace::TraceParent;
 
 /// Field names of a stream entry.
 pub(crate) mod field {
@@ -21,6 +23,8 @@ pub(crate) mod field {
     pub(crate) const TIMEOUT: &str = "to";
     pub(crate) const RATE_KEY: &str = "rk";
     pub(crate) const RESERVED: &str = "rs";
+    pub(crate) const LANE: &str = "lane";
+    pub(crate) const TRACEPARENT: &str = "tp";
     pub(crate) const PAYLOAD: &str = "payload";
 }
 
@@ -55,6 +59,10 @@ pub struct Envelope {
     /// Whether this delivery's start was reserved in its rate limits' buckets when it was
     /// delayed for them: it starts without drawing again, unless its key is paused.
     pub reserved: bool,
+    /// The priority lane; a retry or a re-drive keeps it.
+    pub lane: Lane,
+    /// The producer's trace context, continued by the job's span (see [`TraceParent`]).
+    pub traceparent: Option<TraceParent>,
     /// When the job was first enqueued, in milliseconds since the Unix epoch.
     pub enqueued_at_ms: u64,
     /// The payload (JSON bytes for payloads pushed by this layer).
@@ -92,6 +100,12 @@ impl Envelope {
         }
         if self.reserved {
             out.push((field::RESERVED, b"1".to_vec()));
+        }
+        if self.lane != Lane::Normal {
+            out.push((field::LANE, self.lane.as_str().as_bytes().to_vec()));
+        }
+        if let Some(tp) = &self.traceparent {
+            out.push((field::TRACEPARENT, tp.as_str().as_bytes().to_vec()));
         }
         out.push((field::PAYLOAD, self.payload.clone()));
         out
@@ -140,6 +154,19 @@ impl Envelope {
             Some(_) => Some(text(fields, field::RATE_KEY)?.to_owned()),
         };
         let reserved = get(fields, field::RESERVED) == Some(b"1");
+        let lane = match get(fields, field::LANE) {
+            None => Lane::Normal,
+            Some(_) => match text(fields, field::LANE)? {
+                "high" => Lane::High,
+                "low" => Lane::Low,
+                other => return Err(EnvelopeError::UnknownLane(other.to_owned())),
+            },
+        };
+        // Trace context is advice: one that does not parse is ignored (and the job starts a
+        // trace of its own), as the W3C specification asks, rather than parking the job.
+        let traceparent = get(fields, field::TRACEPARENT)
+            .and_then(|raw| std::str::from_utf8(raw).ok())
+            .and_then(|text| TraceParent::parse(text).ok());
         let attempt: u32 = number(fields, field::ATTEMPT)?;
         if attempt == 0 {
             return Err(EnvelopeError::ZeroAttempt);
@@ -155,6 +182,8 @@ impl Envelope {
             timeout_ms,
             rate_key,
             reserved,
+            lane,
+            traceparent,
             enqueued_at_ms: number(fields, field::ENQUEUED)?,
             payload: payload.to_vec(),
         })
@@ -309,11 +338,20 @@ mod tests {
             timeout_ms: Some(1500),
             rate_key: Some("region:10000002".into()),
             reserved: true,
+            lane: Lane::High,
+            traceparent: Some(
+                TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").expect("valid"),
+            ),
             enqueued_at_ms: 42,
             payload: b"\xff".to_vec(),
         };
-        let fields: RawFields = env.to_fields().into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect();
-        assert_eq!(Envelope::from_fields(&fields), Ok(env));
+        let mut fields: RawFields = env.to_fields().into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect();
+        assert_eq!(Envelope::from_fields(&fields), Ok(env.clone()));
+        // Entries pushed before trace context existed have no `tp`; a bad one is ignored.
+        fields.retain(|(k, _)| k != b"tp");
+        assert_eq!(Envelope::from_fields(&fields), Ok(Envelope { traceparent: None, ..env.clone() }));
+        fields.push((b"tp".to_vec(), b"00-not-a-trace".to_vec()));
+        assert_eq!(Envelope::from_fields(&fields), Ok(Envelope { traceparent: None, ..env }));
         let missing: RawFields = vec![(b"foo".to_vec(), b"bar".to_vec())];
         assert_eq!(Envelope::from_fields(&missing), Err(EnvelopeError::Missing("payload")));
     }

@@ -20,6 +20,16 @@ pub enum QueueError {
         /// The error the redis client returned.
         source: redis::RedisError,
     },
+    /// Redis could not be reached (down, restarting, failing over, or the network cut): the
+    /// command was not answered within the response timeout or its connection failed. Nothing
+    /// was lost that Redis had; try again later. Workers and schedulers do so by themselves.
+    #[error("redis unreachable during {op}")]
+    Unavailable {
+        /// What the layer was doing.
+        op: &'static str,
+        /// The error the redis client returned.
+        source: redis::RedisError,
+    },
     /// The queue's consumer group does not exist (an operator destroyed it, or the stream was
     /// deleted); workers create it again.
     #[error("the consumer group `{group}` of stream `{stream}` does not exist")]
@@ -63,6 +73,13 @@ pub enum QueueError {
 }
 
 impl QueueError {
+    /// Whether Redis could not be reached ([`QueueError::Unavailable`]): the operation may
+    /// succeed when tried again later.
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+
     pub(crate) fn protocol(op: &'static str, detail: impl Into<String>) -> Self {
         Self::Protocol { op, detail: detail.into() }
     }
@@ -233,6 +250,20 @@ impl From<crate::Error> for JobError {
 }
 
 /// An error and its causes, `": "`-joined: what parked entries and job records keep.
+/// Logs a failed operation of a loop with its error's chain: at `warn`, or at `debug` when Redis
+/// is unreachable, since the connection logs an outage once as it begins and once as it ends.
+macro_rules! failed {
+    ($e:expr, $($rest:tt)+) => {{
+        let e: &$crate::jobs::QueueError = $e;
+        if e.is_unavailable() {
+            ::tracing::debug!(error = %$crate::jobs::error::chain(e), $($rest)+);
+        } else {
+            ::tracing::warn!(error = %$crate::jobs::error::chain(e), $($rest)+);
+        }
+    }};
+}
+pub(crate) use failed;
+
 pub(crate) fn chain(e: &(dyn StdError + 'static)) -> String {
     let mut out = e.to_string();
     let mut next = e.source();
@@ -282,4 +313,7 @@ pub enum EnvelopeError {
     /// The attempt is 0; attempts count from 1.
     #[error("field `attempt` is 0; attempts count from 1")]
     ZeroAttempt,
+    /// The `lane` field names no lane.
+    #[error("field `lane` names no lane: {0:?} (expected high or low; normal is the absent field)")]
+    UnknownLane(String),
 }

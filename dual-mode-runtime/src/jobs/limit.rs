@@ -136,6 +136,8 @@ mod tests {
             timeout_ms: None,
             rate_key: rate_key.map(Into::into),
             reserved: false,
+            lane: crate::jobs::Lane::Normal,
+            traceparent: None,
             enqueued_at_ms: 0,
             payload: Vec::new(),
         }

@@ -11,8 +11,10 @@
 //!   [pause](Queue::pause) the queue; read [pages](Queue::jobs_page) of any list, its
 //!   [workers](Queue::workers) and [throughput](Queue::throughput) (what the
 //!   [dashboard], behind the feature `dashboard`, shows).
-//! - [`Worker`]: a consumer in the queue's group with a unique name per process start, bounded
-//!   concurrency, one task per job, lease renewal with fencing, claiming of crashed consumers'
+//! - [`Worker`]: reads one queue or [several](Queues) (in strict order or by weight), each
+//!   queue's [lanes](Lane) high first with a share for the lower ones; a consumer in the
+//!   queues' groups with a unique name per process start, bounded concurrency, one task per
+//!   job, lease renewal with fencing, claiming of crashed consumers'
 //!   entries, retries with backoff, parking of bad entries, cancellation and time limits that
 //!   reach the running job, a sweep for entries no consumer holds, and a graceful shutdown
 //!   ([`shutdown_signal`]) that hands running jobs back instead of losing them.
@@ -23,7 +25,8 @@
 //!
 //! # Keys
 //!
-//! A queue named `q` uses `dm:{q}:stream` (ready entries), `dm:{q}:delayed` (a sorted set of
+//! A queue named `q` uses `dm:{q}:stream` (ready entries of the normal lane;
+//! `dm:{q}:stream:high` and `dm:{q}:stream:low` hold the other [lanes](Lane)), `dm:{q}:delayed` (a sorted set of
 //! delayed entries and retries by due time, each entry's fields in a hash
 //! `dm:{q}:delayed:<job id>`), `dm:{q}:parked` (the dead-letter stream, capped at
 //! [`QueueConfig::parked_max_len`] entries; `dm:{q}:parked-dropped` counts those the cap dropped),
@@ -33,7 +36,7 @@
 //! and the schedules' keys (`dm:{q}:sched`, a hash of the registered schedules by name, and
 //! per schedule `dm:{q}:sched:<name>:tick:<ms>` dedupe keys, `...:last`, `...:paused` and
 //! `...:resumed`); ended jobs are announced on the Pub/Sub channel
-//! `dm:{q}:finished`. The hash tag `{q}` keeps them in one cluster slot, as the Lua scripts
+//! `dm:{q}:finished`; `dm:{q}:jobs:paused` pauses the queue while it exists. The hash tag `{q}` keeps them in one cluster slot, as the Lua scripts
 //! need; every script names the keys it touches.
 //!
 //! # Job records
@@ -75,8 +78,9 @@
 //! default the id), `type` (the payload's type name, for a service its spec type's name), `v`
 //! (the schema version), `attempt` (from 1), `enq` (first enqueue time, ms since the epoch),
 //! optionally `max` (this job's maximum attempts), `uniq` (its unique key), `to` (its time
-//! limit in ms), `rk` (its rate key) and `rs` (`1`: its start is reserved in its rate limits),
-//! and `payload` (JSON bytes). See [`Envelope`].
+//! limit in ms), `rk` (its rate key), `rs` (`1`: its start is reserved in its rate limits),
+//! `lane` (`high` or `low`; absent for the normal lane), `tp` (the producer's W3C
+//! `traceparent`, see [`TraceParent`]), and `payload` (JSON bytes). See [`Envelope`].
 //!
 //! # What happens to an entry
 //!
@@ -203,24 +207,30 @@ mod cron;
 pub mod dashboard;
 mod envelope;
 mod error;
+mod lane;
 mod limit;
+pub(crate) mod metrics;
 mod queue;
 mod record;
 mod schedule;
 mod signal;
 mod store;
+mod trace;
 mod worker;
 
 pub use admin::{Page, QueueOverview, Throughput, WorkerInfo};
 pub use cron::Cron;
 pub use envelope::{Envelope, RawFields, decode_json};
 pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError};
+pub use lane::{Lane, UnknownLane};
 pub use limit::{RateLimit, RateScope};
 pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};
 pub use record::{CancelOutcome, JobOutcome, JobRecord, JobState, UnknownState, WaitError};
 pub use schedule::{Schedule, ScheduleInfo, Scheduler, SchedulerConfig};
 pub use signal::shutdown_signal;
+pub use store::RedisTarget;
+pub use trace::{TraceParent, TraceParentError};
 pub use worker::{
-    CancelReason, Clients, Handler, HandlerFn, Job, JobInfo, Lease, RunReport, ServiceHandler, Typed, Worker,
+    CancelReason, Clients, Handler, HandlerFn, Job, JobInfo, Lease, Queues, RunReport, ServiceHandler, Typed, Worker,
     WorkerConfig, WorkerCounts, WorkerStats, decode_spec, handler_fn, typed,
 };

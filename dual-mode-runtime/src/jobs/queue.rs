@@ -10,9 +10,12 @@ use tokio::sync::broadcast;
 
 use super::envelope::{Envelope, RawFields, unique_id, unix_ms};
 use super::error::{EnvelopeError, ParkReason, QueueError};
+use super::lane::Lane;
 use super::limit::{RateLimit, RateScope};
+use super::metrics::JobMetrics;
 use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
-use super::store::{self, Entry, Store};
+use super::store::{self, Entry, RedisTarget, Store};
+use super::trace::TraceParent;
 use super::worker::Job;
 use crate::Spec;
 
@@ -180,6 +183,17 @@ pub struct QueueKeys {
     pub slot_prefix: String,
     /// Prefix of the sets of jobs waiting for a slot of a rate key.
     pub slot_wait_prefix: String,
+    /// Present while the queue is paused: workers start nothing new (`dm:{name}:jobs:paused`).
+    pub paused: String,
+}
+
+impl QueueKeys {
+    /// The ready stream of `lane`: [`stream`](Self::stream) for [`Lane::Normal`], with the
+    /// lane's name appended for the others (`dm:{name}:stream:high`).
+    #[must_use]
+    pub fn lane_stream(&self, lane: Lane) -> String {
+        lane.stream(&self.stream)
+    }
 }
 
 impl QueueKeys {
@@ -200,6 +214,7 @@ impl QueueKeys {
             rate_pause_prefix: format!("{base}:rate-pause:"),
             slot_prefix: format!("{base}:slots:"),
             slot_wait_prefix: format!("{base}:slot-wait:"),
+            paused: format!("{base}:jobs:paused"),
         }
     }
 }
@@ -229,6 +244,11 @@ pub struct PushOptions {
     pub timeout: Option<Duration>,
     /// The rate key: the bucket of [`RateScope::Key`] limits this job draws from.
     pub rate_key: Option<String>,
+    /// The priority lane ([`Lane::Normal`] by default).
+    pub lane: Lane,
+    /// The producer's trace context, continued by the job's span; see
+    /// [`PushOptions::traceparent`].
+    pub traceparent: Option<TraceParent>,
 }
 
 impl PushOptions {
@@ -301,6 +321,38 @@ impl PushOptions {
     #[must_use]
     pub fn rate_key(mut self, key: impl Into<String>) -> Self {
         self.rate_key = Some(key.into());
+        self
+    }
+
+    /// Puts the job in `lane`: workers read [`Lane::High`] first (see [`Lane`]).
+    ///
+    /// ```
+    /// use dual_mode_runtime::jobs::{Lane, PushOptions};
+    /// let urgent = PushOptions::new().lane(Lane::High);
+    /// assert_eq!(urgent.lane, Lane::High);
+    /// ```
+    #[must_use]
+    pub fn lane(mut self, lane: Lane) -> Self {
+        self.lane = lane;
+        self
+    }
+
+    /// Carries the producer's trace context to the job: its span records it as its
+    /// `traceparent` field and, with the `otel` feature, continues it as its parent. With
+    /// `otel`, a push without one takes the current span's context.
+    ///
+    /// ```
+    /// use dual_mode_runtime::jobs::{PushOptions, TraceParent};
+    ///
+    /// // E.g. the `traceparent` header of the request that asked for the job.
+    /// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    /// let options = PushOptions::new().traceparent(header.parse::<TraceParent>()?);
+    /// # let _ = options;
+    /// # Ok::<(), dual_mode_runtime::jobs::TraceParentError>(())
+    /// ```
+    #[must_use]
+    pub fn traceparent(mut self, traceparent: TraceParent) -> Self {
+        self.traceparent = Some(traceparent);
         self
     }
 
@@ -439,7 +491,10 @@ pub struct Queue {
 }
 
 struct Inner {
+    /// The normal lane's store: the queue's keys.
     store: Store,
+    /// The stores of the lanes, in [`Lane::ALL`] order.
+    lanes: [Store; 3],
     config: QueueConfig,
     /// Ended jobs' ids from the Pub/Sub listener, started by the first wait.
     finished: Mutex<Option<Finished>>,
@@ -466,11 +521,13 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    /// Connects to Redis (a connection that reconnects by itself) and opens the queue.
+    /// Connects to Redis (a connection that reconnects by itself) and opens the queue: one
+    /// server (a `redis::Client`, `redis://` or `rediss://`), a Redis Cluster or a
+    /// Sentinel-managed primary (see [`RedisTarget`]).
     ///
     /// # Errors
     /// A configuration out of range, or Redis unreachable.
-    pub async fn connect(client: redis::Client, config: QueueConfig) -> Result<Self, QueueError> {
+    pub async fn connect(redis: impl Into<RedisTarget>, config: QueueConfig) -> Result<Self, QueueError> {
         if config.name.is_empty() || config.name.contains(['{', '}']) {
             return Err(QueueError::Config(format!(
                 "queue name {:?} must be non-empty and without braces",
@@ -487,8 +544,9 @@ impl Queue {
             limit.check().map_err(|e| QueueError::Config(format!("{e} (scope {scope:?})")))?;
         }
         let keys = QueueKeys::new(&config.name);
-        let store = Store::connect(client, keys, &config).await?;
-        Ok(Self { inner: Arc::new(Inner { store, config, finished: Mutex::default() }) })
+        let store = Store::connect(redis.into(), keys, &config).await?;
+        let lanes = Lane::ALL.map(|lane| store.lane(lane));
+        Ok(Self { inner: Arc::new(Inner { store, lanes, config, finished: Mutex::default() }) })
     }
 
     /// The queue's settings.
@@ -511,6 +569,11 @@ impl Queue {
 
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The store of `lane`.
+    pub(crate) fn lane_store(&self, lane: Lane) -> &Store {
+        &self.inner.lanes[lane.index()]
     }
 
     /// Creates the consumer group (and the stream) if missing. The group starts at the
@@ -552,7 +615,7 @@ impl Queue {
         options: PushOptions,
     ) -> Result<Pushed, QueueError> {
         let env = new_envelope(type_name, version, payload, &options);
-        let store = &self.inner.store;
+        let store = self.lane_store(options.lane);
         let stored = if options.is_delayed() {
             let at = options.not_before.map_or(0, unix_ms);
             let delay = options.delay.map_or(0, store::millis);
@@ -560,6 +623,7 @@ impl Queue {
         } else {
             store.push(&env, options.unique_ttl).await?.map(Some)
         };
+        JobMetrics::of(self.name(), type_name).pushed(usize::from(stored.is_ok()));
         Ok(Pushed::new(&env, stored))
     }
 
@@ -612,17 +676,19 @@ impl Queue {
             let at = options.not_before.map_or(0, unix_ms);
             let delay = options.delay.map_or(0, store::millis);
             for env in &envs {
-                let stored = self.inner.store.push_delayed(env, options.unique_ttl, at, delay).await?;
+                let stored = self.lane_store(options.lane).push_delayed(env, options.unique_ttl, at, delay).await?;
                 out.push(Pushed::new(env, stored.map(|_| None)));
             }
+            JobMetrics::of(self.name(), type_name).pushed(out.iter().filter(|p| !p.duplicate).count());
             return Ok(out);
         }
         for chunk in envs.chunks(BULK_CHUNK) {
-            let stored = self.inner.store.push_many(chunk, options.unique_ttl).await?;
+            let stored = self.lane_store(options.lane).push_many(chunk, options.unique_ttl).await?;
             for (env, stored) in chunk.iter().zip(stored) {
                 out.push(Pushed::new(env, stored.map(Some)));
             }
         }
+        JobMetrics::of(self.name(), type_name).pushed(out.iter().filter(|p| !p.duplicate).count());
         Ok(out)
     }
 
@@ -895,6 +961,8 @@ pub(crate) fn new_envelope(type_name: &str, version: u32, payload: Vec<u8>, opti
         timeout_ms: options.timeout.map(store::millis),
         rate_key: options.rate_key.clone(),
         reserved: false,
+        lane: options.lane,
+        traceparent: options.traceparent.clone().or_else(super::trace::current),
         enqueued_at_ms: unix_ms(SystemTime::now()),
         payload,
     }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::error::{DecodeError, ParkReason, QueueError};
+use super::lane::Lane;
 
 /// Where a job is in its life.
 ///
@@ -116,6 +117,8 @@ pub struct JobRecord {
     pub cancel_requested: bool,
     /// Its unique key, if it was pushed with one.
     pub unique_key: Option<String>,
+    /// Its priority lane.
+    pub lane: Lane,
     /// Its result as JSON, once done.
     pub result: Option<Vec<u8>>,
     /// The id of its entry in the stream (its last one, for a job that waited or ended).
@@ -143,6 +146,7 @@ impl JobRecord {
             park_reason: None,
             cancel_requested: false,
             unique_key: None,
+            lane: Lane::Normal,
             result: None,
             entry_id: None,
         };
@@ -169,6 +173,7 @@ impl JobRecord {
                 "reason" => r.park_reason = ParkReason::from_code(&v),
                 "cancel" => r.cancel_requested = v == "1",
                 "unique" => r.unique_key = Some(v),
+                "lane" => r.lane = v.parse().unwrap_or_default(),
                 "entry" => r.entry_id = Some(v),
                 _ => {}
             }

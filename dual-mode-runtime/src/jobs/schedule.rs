@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::cron::Cron;
 use super::envelope::unix_ms;
-use super::error::QueueError;
+use super::error::{QueueError, failed};
 use super::queue::{PushOptions, Queue, encode, new_envelope};
 use super::store::{ScheduleKeys, Ticked};
 use crate::Spec;
@@ -23,7 +23,8 @@ pub struct Schedule {
     type_name: String,
     version: u32,
     payload: Vec<u8>,
-    max_attempts: Option<u32>,
+    /// What each tick's push sets (no idempotency key, delay or time: the tick sets those).
+    options: PushOptions,
 }
 
 impl Schedule {
@@ -53,7 +54,7 @@ impl Schedule {
     /// A schedule from a parsed expression and payload bytes.
     #[must_use]
     pub fn from_parts(name: impl Into<String>, cron: Cron, type_name: &str, version: u32, payload: Vec<u8>) -> Self {
-        Self { name: name.into(), cron, type_name: type_name.to_owned(), version, payload, max_attempts: None }
+        Self { name: name.into(), cron, type_name: type_name.to_owned(), version, payload, options: PushOptions::new() }
     }
 
     /// Reads the cron expression on the wall clock of the IANA time zone `zone` (such as
@@ -69,8 +70,37 @@ impl Schedule {
     /// Overrides the maximum attempts of the enqueued jobs.
     #[must_use]
     pub fn max_attempts(mut self, max: u32) -> Self {
-        self.max_attempts = Some(max);
+        self.options.max_attempts = Some(max);
         self
+    }
+
+    /// Pushes each tick's job with `options`: its lane, time limit, rate key, maximum
+    /// attempts and unique key. With a unique key, a tick whose key is still held (the job of
+    /// an earlier tick is queued, delayed or running) enqueues nothing: the schedule never
+    /// overlaps itself (the scheduler logs each tick it skips so).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dual_mode_runtime::jobs::{Lane, PushOptions, Schedule};
+    /// let nightly = Schedule::new("nightly", "0 3 * * *", "Rollup", 1, &())?
+    ///     .push_options(PushOptions::new()
+    ///         .lane(Lane::Low)
+    ///         .timeout(Duration::from_secs(600))
+    ///         .unique("rollup", Duration::from_secs(3600)))?;
+    /// # Ok::<(), dual_mode_runtime::jobs::QueueError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The options set an idempotency key, a delay or a time: each tick sets its own.
+    pub fn push_options(mut self, options: PushOptions) -> Result<Self, QueueError> {
+        if options.idempotency_key.is_some() || options.delay.is_some() || options.not_before.is_some() {
+            return Err(QueueError::Config(format!(
+                "schedule {:?}: push options may not set an idempotency key, a delay or a time (each tick sets its own)",
+                self.name
+            )));
+        }
+        self.options = options;
+        Ok(self)
     }
 
     /// The schedule's name.
@@ -179,6 +209,12 @@ impl Scheduler {
         self
     }
 
+    /// The schedules added, in order.
+    #[must_use]
+    pub fn schedules(&self) -> &[Schedule] {
+        &self.schedules
+    }
+
     /// Ticks this scheduler enqueued so far (ticks another scheduler won are not counted).
     #[must_use]
     pub fn enqueued_counter(&self) -> Arc<AtomicU64> {
@@ -201,7 +237,7 @@ impl Scheduler {
     pub async fn enqueue_tick(&self, schedule: &Schedule, tick_secs: i64) -> Result<Option<String>, QueueError> {
         Ok(match enqueue_tick(&self.queue, &self.config, schedule, tick_secs).await? {
             Ticked::Enqueued(id) => Some(id),
-            Ticked::Duplicate | Ticked::Paused => None,
+            Ticked::Duplicate | Ticked::Paused | Ticked::Held(_) => None,
         })
     }
 
@@ -340,11 +376,17 @@ async fn schedule_loop(this: Arc<Scheduler>, index: usize, mut cursor: i64, mut 
                         tracing::debug!(schedule = %schedule.name, tick, "tick already enqueued by another scheduler");
                     }
                     Ticked::Paused => tracing::debug!(schedule = %schedule.name, tick, "schedule paused; tick skipped"),
+                    Ticked::Held(holder) => tracing::info!(
+                        schedule = %schedule.name,
+                        tick,
+                        %holder,
+                        "the job of an earlier tick still holds the unique key; tick skipped"
+                    ),
                 }
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
-                tracing::warn!(schedule = %schedule.name, tick, error = %e, "enqueuing a tick failed; retrying");
+                failed!(&e, schedule = %schedule.name, tick, "enqueuing a tick failed; retrying");
                 let d = Duration::from_millis(100u64.saturating_mul(1 << failures.min(5)));
                 tokio::select! {
                     () = tokio::time::sleep(d) => {}
@@ -382,10 +424,13 @@ async fn enqueue_tick(
     tick_secs: i64,
 ) -> Result<Ticked, QueueError> {
     let keys = ScheduleKeys::new(queue.keys(), &schedule.name);
-    let mut options = PushOptions::new().idempotency_key(schedule.idempotency_key(tick_secs));
-    options.max_attempts = schedule.max_attempts;
+    let options = schedule.options.clone().idempotency_key(schedule.idempotency_key(tick_secs));
     let env = new_envelope(&schedule.type_name, schedule.version, schedule.payload.clone(), &options);
-    queue.store().tick(&keys, config.dedupe_ttl, tick_secs.saturating_mul(1000), &env).await
+    let store = queue.lane_store(env.lane);
+    let ticked = store.tick(&keys, config.dedupe_ttl, tick_secs.saturating_mul(1000), &env, options.unique_ttl).await?;
+    let added = matches!(ticked, Ticked::Enqueued(_));
+    super::metrics::JobMetrics::of(queue.name(), &schedule.type_name).pushed(usize::from(added));
+    Ok(ticked)
 }
 
 /// A schedule as registered in Redis.

@@ -3,10 +3,11 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /regions/{id}/summary` | the stored summary; computed now (with the shared clients) and stored when there is none, or with `?refresh=true` (at most once a minute per region) |
-//! | `POST /regions/{id}/aggregate` | `202` with the id of the enqueued job; while an aggregation of the region is queued, delayed or running, that job's id with `"duplicate": true` |
+//! | `POST /regions/{id}/aggregate` | `202` with the id of the enqueued job; while an aggregation of the region is queued, delayed or running, that job's id with `"duplicate": true`; a `traceparent` header is carried to the job, whose span continues the trace |
 //! | `GET /jobs/{id}` | the job's record ([`JobView`]): state, attempt, times, worker, error, park reason, and the summary once done |
 //! | `DELETE /jobs/{id}` | cancels the job: `"removed"` (it never runs), `"requested"` (it is running and stops), or `"already_ended"` with its state |
 //! | `GET /healthz` | `200` when Redis answers, `503` otherwise |
+//! | `GET /metrics` | the job layer's and the guards' metrics in Prometheus text format ([`crate::metrics`]) |
 //! | `/admin/jobs` | the job dashboard, behind its token ([`admin`]), when the state has one |
 //!
 //! Every error is JSON, `{"error": "..."}`: bad input is a `400`, an unknown region or job a
@@ -28,7 +29,7 @@ use std::future::Future;
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRef, Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, serve};
@@ -199,6 +200,7 @@ pub fn router(state: AppState) -> Router {
         .route("/regions/{id}/aggregate", post(aggregate))
         .route("/jobs/{id}", get(job).delete(cancel))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::render))
         .fallback(async || ApiError::new(StatusCode::NOT_FOUND, "no such route"))
         .method_not_allowed_fallback(async || ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
         .with_state(state)
@@ -346,9 +348,13 @@ async fn compute(state: &AppState, region_id: i32) -> Result<Computed, redis::Re
 async fn aggregate(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let region_id = region_id(path)?;
-    let pushed = enqueue(&state.queue, &state.settings, region_id)
+    // The caller's trace continues in the job; a malformed header is ignored, as the W3C
+    // Trace Context specification asks.
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let pushed = enqueue(&state.queue, &state.settings, region_id, traceparent)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("could not enqueue: {e}")))?;
     let job_id = pushed.job_id;

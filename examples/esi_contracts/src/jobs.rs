@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dual_mode::jobs::{
-    Clients, JobRecord, JobState, PushOptions, Pushed, Queue, QueueConfig, QueueError, RateLimit, RateScope, Schedule,
-    Scheduler, SchedulerConfig, Worker, WorkerConfig,
+    Clients, JobRecord, JobState, Lane, PushOptions, Pushed, Queue, QueueConfig, QueueError, RateLimit, RateScope,
+    Schedule, Scheduler, SchedulerConfig, TraceParent, Worker, WorkerConfig,
 };
 use dual_mode::{Context, Secret, Spec};
 use redis::aio::ConnectionManager;
@@ -81,14 +81,23 @@ pub fn queue_config() -> QueueConfig {
         .rate_limit(RateScope::Type(ContractAggregationServiceSpec::NAME.to_owned()), AGGREGATION_RATE)
 }
 
-/// Enqueues an aggregation of `region_id`, unless one is queued, delayed or running already:
-/// then [`Pushed::duplicate`] is set and [`Pushed::job_id`] is that job's id. The job carries
-/// the region's [rate key](rate_key).
+/// Enqueues an aggregation of `region_id` in the high lane (someone asked for it and may be
+/// waiting), unless one is queued, delayed or running already: then [`Pushed::duplicate`] is
+/// set and [`Pushed::job_id`] is that job's id. The job carries the region's
+/// [rate key](rate_key), and `traceparent`, the trace context of the request that asked for
+/// it, so that the job's span continues the request's trace.
 ///
 /// # Errors
 /// Redis fails.
-pub async fn enqueue(queue: &Queue, settings: &Settings, region_id: i32) -> Result<Pushed, QueueError> {
-    let options = PushOptions::new().unique(unique_key(region_id), UNIQUE_TTL).rate_key(rate_key(region_id));
+pub async fn enqueue(
+    queue: &Queue,
+    settings: &Settings,
+    region_id: i32,
+    traceparent: Option<TraceParent>,
+) -> Result<Pushed, QueueError> {
+    let mut options =
+        PushOptions::new().lane(Lane::High).unique(unique_key(region_id), UNIQUE_TTL).rate_key(rate_key(region_id));
+    options.traceparent = traceparent;
     queue.push_spec(&aggregation_spec(region_id, settings), options).await
 }
 
@@ -136,6 +145,8 @@ pub struct JobView {
     /// Its unique key (`aggregate:<region>` for jobs pushed by [`enqueue`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_key: Option<String>,
+    /// Its priority lane: `high` for jobs from the API, `low` for scheduled ones.
+    pub lane: String,
     /// Its result once done: for an aggregation, the [`StoredSummary`](crate::aggregate::StoredSummary).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<serde_json::Value>,
@@ -162,6 +173,7 @@ impl JobView {
             park_reason: record.park_reason.map(|r| r.code().to_owned()),
             cancel_requested: record.cancel_requested,
             unique_key: record.unique_key.clone(),
+            lane: record.lane.to_string(),
             result: record.result.as_deref().and_then(|json| serde_json::from_slice(json).ok()),
         }
     }
@@ -225,15 +237,24 @@ pub async fn worker(
 }
 
 /// A scheduler that enqueues an aggregation of every region of `settings` at each tick of
-/// `cron`. Any number of schedulers may run: each tick is enqueued once.
+/// `cron`, read on the wall clock of the IANA time zone `zone` (UTC when `None`). Any number
+/// of schedulers may run: each tick is enqueued once. A tick's job goes to the low lane (no one
+/// waits for it: requests from the API pass it) and takes its region's unique key and rate
+/// key, as [`enqueue`] does: while an aggregation of the region is queued or running (from an
+/// API call or an earlier tick), the tick adds none.
 ///
 /// # Errors
-/// The cron expression does not parse.
-pub fn scheduler(queue: Queue, settings: &Settings, cron: &str) -> Result<Scheduler, QueueError> {
+/// The cron expression does not parse, or the zone is unknown.
+pub fn scheduler(queue: Queue, settings: &Settings, cron: &str, zone: Option<&str>) -> Result<Scheduler, QueueError> {
     let mut scheduler = Scheduler::new(queue, SchedulerConfig::new());
     for &region_id in &settings.regions {
-        let schedule =
-            Schedule::for_spec(format!("aggregate-{region_id}"), cron, &aggregation_spec(region_id, settings))?;
+        let spec = aggregation_spec(region_id, settings);
+        let mut schedule = Schedule::for_spec(format!("aggregate-{region_id}"), cron, &spec)?.push_options(
+            PushOptions::new().lane(Lane::Low).unique(unique_key(region_id), UNIQUE_TTL).rate_key(rate_key(region_id)),
+        )?;
+        if let Some(zone) = zone {
+            schedule = schedule.in_zone(zone)?;
+        }
         scheduler = scheduler.schedule(schedule);
     }
     Ok(scheduler)

@@ -21,6 +21,7 @@ pub mod app;
 pub mod cli;
 pub mod esi;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod settings;
 pub mod standin;

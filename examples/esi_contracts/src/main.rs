@@ -50,7 +50,8 @@ options:
   --regions A,B,C    region ids (default 10000002,10000043,10000032)
   --listen ADDR      address for `api` and `standin`
   --concurrency N    jobs at once for `worker`
-  --cron EXPR        cron expression for `schedule` (UTC; 5 fields, or 6 with seconds)
+  --cron EXPR        cron expression for `schedule` (5 fields, or 6 with seconds)
+  --tz ZONE          the IANA time zone --cron is read in, e.g. Europe/Berlin (default UTC)
   --timeout SECS     how long the main job waits for its jobs (default 120)
   --serve            the main job keeps the API (and its dashboard) and the workers running
                      after the tables, until Ctrl-C
@@ -76,6 +77,7 @@ struct Args {
     listen: Option<String>,
     concurrency: Option<usize>,
     cron: Option<String>,
+    tz: Option<String>,
     timeout_secs: Option<u64>,
     serve: bool,
 }
@@ -100,6 +102,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 out.concurrency = Some(v.parse().map_err(|_| format!("--concurrency: {v:?} is not a number"))?);
             }
             "--cron" => out.cron = Some(value("--cron")?),
+            "--tz" => out.tz = Some(value("--tz")?),
             "--serve" => out.serve = true,
             "--timeout" => {
                 let v = value("--timeout")?;
@@ -213,8 +216,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
             let (settings, _standin) = settings_for(&args).await?;
             let cron = args.cron.as_deref().unwrap_or("*/30 * * * *");
             let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
-            let scheduler = jobs::scheduler(queue, &settings, cron)?;
-            eprintln!("scheduling {} regions at {cron:?}", settings.regions.len());
+            let zone = args.tz.as_deref();
+            let scheduler = jobs::scheduler(queue, &settings, cron, zone)?;
+            eprintln!("scheduling {} regions at {cron:?} ({})", settings.regions.len(), zone.unwrap_or("UTC"));
             let ticks = scheduler.run(ctrl_c()).await?;
             eprintln!("schedule stopped after enqueueing {ticks} ticks");
         }
@@ -262,6 +266,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before any queue, worker or guard registers its metrics; `GET /metrics` serves them.
+    esi_contracts::metrics::install();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

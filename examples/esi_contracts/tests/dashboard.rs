@@ -82,7 +82,7 @@ async fn an_operator_sees_counts_redrives_a_parked_job_and_cancels_one_in_a_brow
 
     // A job that ESI refuses once (a 400 is permanent): parked as `rejected`.
     esi.fail_next(DOMAIN, 1, StatusCode::BAD_REQUEST);
-    let refused = jobs::enqueue(&q, &settings, DOMAIN).await.expect("enqueue");
+    let refused = jobs::enqueue(&q, &settings, DOMAIN, None).await.expect("enqueue");
     wait_state(&q, &refused.job_id, JobState::Parked).await;
     // A job for later, whose settings carry markup.
     let mut odd = settings.clone();

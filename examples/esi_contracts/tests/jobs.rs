@@ -286,3 +286,31 @@ async fn one_aggregation_of_a_region_runs_at_a_time_across_workers() {
     assert_eq!(succeeded, 2);
     let _ = api.stop.send(true);
 }
+
+/// A schedule's tick takes its region's unique key: while the region's job from a POST is
+/// pending, the tick adds nothing; the schedule reads its cron in a time zone, and an unknown
+/// zone is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_tick_adds_nothing_while_its_regions_job_is_pending() {
+    let redis = RedisServer::start();
+    let esi_server = stale_standin().await;
+    let mut settings = Settings::for_esi(esi_server.base_url());
+    settings.regions = vec![FORGE];
+    let api = start_api(&redis, settings.clone()).await;
+    let posted = post_aggregate(&http(), &api.base, FORGE).await;
+
+    let queue = api.state.queue.clone();
+    let scheduler = jobs::scheduler(queue.clone(), &settings, "0 3 * * *", Some("Europe/Berlin")).expect("scheduler");
+    let schedule = &scheduler.schedules()[0];
+    assert_eq!(schedule.cron().zone(), "Europe/Berlin");
+    let tick = schedule.cron().next_after_secs(0).expect("a next tick");
+    assert_eq!(scheduler.enqueue_tick(schedule, tick).await.expect("tick"), None, "the region's job is pending");
+    let (queued, total) = queue.jobs(JobState::Queued, 0, 10).await.unwrap();
+    assert_eq!(total, 1, "{queued:?}");
+    assert_eq!(queued[0].id, posted["job_id"].as_str().unwrap());
+    assert_eq!(queued[0].lane, dual_mode::jobs::Lane::High, "a job asked for through the API");
+
+    let e = jobs::scheduler(queue, &settings, "0 3 * * *", Some("Mars/Olympus_Mons")).expect_err("refused");
+    assert!(e.to_string().contains("Mars/Olympus_Mons"), "{e}");
+    let _ = api.stop.send(true);
+}

@@ -50,7 +50,7 @@ async fn run_mode(
     }));
     before(&esi_server);
     let start = Instant::now();
-    let id = jobs::enqueue(&queue, &s, FORGE).await.unwrap().job_id;
+    let id = jobs::enqueue(&queue, &s, FORGE, None).await.unwrap().job_id;
     let outcome = queue.wait_for::<ContractAggregationService>(&id, Duration::from_secs(30)).await;
     let JobOutcome::Done(result) = outcome.unwrap_or_else(|e| panic!("{name}: {e}")) else {
         panic!("{name}: not done: {:?}", queue.job(&id).await);

@@ -5,21 +5,25 @@
 //! [`QueueError`], and error codes (`NOGROUP`, `BUSYGROUP`) are read here only.
 
 mod admin;
+mod connection;
 mod reply;
 mod scripts;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ScriptInvocation, Value};
 
 use super::envelope::{Envelope, RawFields};
 use super::error::QueueError;
+use super::lane::Lane;
 use super::limit::Bucket;
 use super::queue::{QueueConfig, QueueKeys, QueueStats};
 use super::record::{CancelOutcome, JobRecord, JobState};
 
 pub(crate) use admin::{ConsumerInfo, StateCounts};
+pub use connection::RedisTarget;
+use connection::{Connection, Health};
 pub(crate) use reply::Entry;
 use scripts::STATE_SETS;
 
@@ -136,11 +140,17 @@ pub(crate) enum Passed {
 pub(crate) type Claimed = (String, RawFields, u64);
 
 /// One queue's keys and group on one Redis, through a connection that reconnects by itself.
+///
+/// A store reads and writes one of the queue's lanes: `keys.stream` is that lane's stream
+/// (see [`Store::lane`]); the other keys are the queue's.
 #[derive(Clone)]
 pub(crate) struct Store {
-    client: redis::Client,
-    con: ConnectionManager,
+    target: RedisTarget,
+    con: Connection,
     keys: QueueKeys,
+    lane: Lane,
+    /// The ready streams of all lanes, in the order of [`Lane::ALL`].
+    lanes: [String; 3],
     group: String,
     /// The state sets, in the order of [`STATE_SETS`].
     state_keys: Vec<String>,
@@ -150,24 +160,35 @@ pub(crate) struct Store {
     parked_max_len: u64,
 }
 
-/// A connection of its own for blocking reads, so they never delay other commands.
+/// A queue's reader: reads its lanes and waits for new entries on connections of its own, so
+/// that reads never queue behind the worker's acknowledgements and renewals, and a wait never
+/// delays a read.
 pub(crate) struct Reader {
-    con: ConnectionManager,
-    stream: String,
-    group: String,
+    store: Store,
+    reads: Connection,
+    waiter: Connection,
     block_ms: u64,
+    /// The lanes' newest entry ids (in [`Lane::ALL`] order) when a read last found fewer
+    /// entries than it asked for: what [`Reader::wait`] waits after.
+    last: Option<[String; 3]>,
+}
+
+/// What a read found.
+pub(crate) enum Read {
+    /// The queue is paused: nothing was read.
+    Paused,
+    /// These entries, each with its lane (possibly none).
+    Entries(Vec<(Lane, Entry)>),
 }
 
 fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> QueueError {
-    move |source| QueueError::Redis { op, source }
-}
-
-async fn manager(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, QueueError> {
-    let cfg = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(3)
-        .set_max_delay(Duration::from_secs(2));
-    ConnectionManager::new_with_config(client.clone(), cfg).await.map_err(redis("connect"))
+    move |source| {
+        if connection::is_unreachable(&source) {
+            QueueError::Unavailable { op, source }
+        } else {
+            QueueError::Redis { op, source }
+        }
+    }
 }
 
 /// Milliseconds of a duration, saturating.
@@ -177,21 +198,44 @@ pub(crate) fn millis(d: Duration) -> u64 {
 
 impl Store {
     pub(crate) async fn connect(
-        client: redis::Client,
+        target: RedisTarget,
         keys: QueueKeys,
         config: &QueueConfig,
     ) -> Result<Self, QueueError> {
-        let con = manager(&client, config.response_timeout).await?;
+        let health = Arc::new(Health::default());
+        let con = Connection::open(&target, config.response_timeout, health).await.map_err(redis("connect"))?;
         let state_keys = STATE_SETS.iter().map(|s| format!("{}{s}", keys.state_prefix)).collect();
+        let lanes = Lane::ALL.map(|lane| keys.lane_stream(lane));
         Ok(Self {
-            client,
+            target,
             con,
             keys,
+            lane: Lane::Normal,
+            lanes,
             group: config.group.clone(),
             state_keys,
             record_ttl_ms: millis(config.record_ttl).max(1),
             parked_max_len: config.parked_max_len.max(1),
         })
+    }
+
+    /// The store of the same queue's `lane`: the same connection, that lane's stream.
+    pub(crate) fn lane(&self, lane: Lane) -> Store {
+        let mut store = self.clone();
+        store.keys.stream.clone_from(&self.lanes[lane.index()]);
+        store.lane = lane;
+        store
+    }
+
+    /// Which lane this store reads and writes.
+    pub(crate) fn lane_of(&self) -> Lane {
+        self.lane
+    }
+
+    /// Adds the high and the low lanes' streams (scripts that route an entry by its lane get
+    /// the normal lane's stream as `KEYS[1]` and these two where they say).
+    fn lane_keys(&self, inv: &mut ScriptInvocation<'_>) {
+        inv.key(&self.lanes[Lane::High.index()]).key(&self.lanes[Lane::Low.index()]);
     }
 
     fn record_key(&self, job_id: &str) -> String {
@@ -209,6 +253,14 @@ impl Store {
     /// Adds the stream and the state sets, the keys every record-writing script starts with.
     fn base_keys(&self, inv: &mut ScriptInvocation<'_>) {
         inv.key(&self.keys.stream);
+        for k in &self.state_keys {
+            inv.key(k);
+        }
+    }
+
+    /// [`Store::base_keys`] with the normal lane's stream, for scripts that route by lane.
+    fn normal_base_keys(&self, inv: &mut ScriptInvocation<'_>) {
+        inv.key(&self.lanes[Lane::Normal.index()]);
         for k in &self.state_keys {
             inv.key(k);
         }
@@ -234,7 +286,7 @@ impl Store {
         &self.keys
     }
 
-    fn con(&self) -> ConnectionManager {
+    fn con(&self) -> Connection {
         self.con.clone()
     }
 
@@ -242,14 +294,16 @@ impl Store {
         QueueError::MissingGroup { stream: self.keys.stream.clone(), group: self.group.clone() }
     }
 
-    /// A reader on its own connection whose reads block up to `block` (its response timeout
-    /// is `block` plus `timeout`).
+    /// A reader of this queue's lanes whose waits block up to `block` (on a connection whose
+    /// response timeout is `block` plus `timeout`).
     pub(crate) async fn reader(&self, block: Duration, timeout: Duration) -> Result<Reader, QueueError> {
         Ok(Reader {
-            con: manager(&self.client, block + timeout).await?,
-            stream: self.keys.stream.clone(),
-            group: self.group.clone(),
+            store: self.lane(Lane::Normal),
+            // Their failures echo those of the queue's connection, which logs the outage.
+            reads: Connection::open(&self.target, timeout, Health::quiet()).await.map_err(redis("connect"))?,
+            waiter: Connection::open(&self.target, block + timeout, Health::quiet()).await.map_err(redis("connect"))?,
             block_ms: millis(block).max(1),
+            last: None,
         })
     }
 
@@ -257,7 +311,21 @@ impl Store {
     /// recreated at its end when an operator destroyed it (see [`Store::recreate_group`]).
     /// Returns how many entries a recreation moved, if it did.
     pub(crate) async fn ensure_group(&self, delay: Duration) -> Result<Option<usize>, QueueError> {
-        let marker = format!("{}group:{}", self.keys.state_prefix, self.group);
+        let mut moved = None;
+        for lane in Lane::ALL {
+            if let Some(n) = self.lane(lane).ensure_lane_group(delay).await? {
+                moved = Some(moved.unwrap_or(0) + n);
+            }
+        }
+        Ok(moved)
+    }
+
+    /// [`Store::ensure_group`] for this store's lane.
+    async fn ensure_lane_group(&self, delay: Duration) -> Result<Option<usize>, QueueError> {
+        let marker = match self.lane {
+            Lane::Normal => format!("{}group:{}", self.keys.state_prefix, self.group),
+            lane => format!("{}group:{}:{lane}", self.keys.state_prefix, self.group),
+        };
         let answer: i64 = scripts::ENSURE_GROUP
             .key(&self.keys.stream)
             .key(&marker)
@@ -412,8 +480,9 @@ impl Store {
             return Ok(0);
         }
         let mut inv = scripts::PROMOTE.prepare_invoke();
-        self.base_keys(&mut inv);
+        self.normal_base_keys(&mut inv);
         inv.key(&self.keys.delayed);
+        self.lane_keys(&mut inv);
         for id in &due {
             inv.key(self.delayed_key(id)).key(self.record_key(id));
             inv.arg(id);
@@ -445,31 +514,45 @@ impl Store {
             .collect())
     }
 
-    /// Counts of the stream, the group's pending entries, the delayed set and the parked stream,
-    /// and how many parked entries its cap dropped.
+    /// Counts of the lanes' streams and of the group's pending entries in them, of the delayed
+    /// set and of the parked stream, and how many parked entries its cap dropped.
     pub(crate) async fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut con = self.con();
-        let (length, delayed, parked, parked_dropped): (u64, u64, u64, Option<u64>) = redis::pipe()
-            .cmd("XLEN")
-            .arg(&self.keys.stream)
-            .cmd("ZCARD")
-            .arg(&self.keys.delayed)
-            .cmd("XLEN")
-            .arg(&self.keys.parked)
-            .cmd("GET")
-            .arg(&self.keys.parked_dropped)
-            .query_async(&mut con)
-            .await
-            .map_err(redis("stats"))?;
-        let summary: Result<Value, _> =
-            redis::cmd("XPENDING").arg(&self.keys.stream).arg(&self.group).query_async(&mut con).await;
-        let pending = match summary {
-            Ok(v) => reply::items(&v).and_then(|i| i.first()).and_then(reply::int).unwrap_or(0),
-            Err(e) if e.code() == Some("NOGROUP") => 0,
-            Err(e) => return Err(redis("stats")(e)),
-        };
+        let (high, normal, low, delayed, parked, parked_dropped): (u64, u64, u64, u64, u64, Option<u64>) =
+            redis::pipe()
+                .cmd("XLEN")
+                .arg(&self.lanes[0])
+                .cmd("XLEN")
+                .arg(&self.lanes[1])
+                .cmd("XLEN")
+                .arg(&self.lanes[2])
+                .cmd("ZCARD")
+                .arg(&self.keys.delayed)
+                .cmd("XLEN")
+                .arg(&self.keys.parked)
+                .cmd("GET")
+                .arg(&self.keys.parked_dropped)
+                .query_async(&mut con)
+                .await
+                .map_err(redis("stats"))?;
+        let mut pending = 0;
+        for stream in &self.lanes {
+            let summary: Result<Value, _> =
+                redis::cmd("XPENDING").arg(stream).arg(&self.group).query_async(&mut con).await;
+            pending += match summary {
+                Ok(v) => reply::items(&v).and_then(|i| i.first()).and_then(reply::int).unwrap_or(0),
+                Err(e) if e.code() == Some("NOGROUP") => 0,
+                Err(e) => return Err(redis("stats")(e)),
+            };
+        }
         let pending = u64::try_from(pending).unwrap_or(0);
-        Ok(QueueStats { length, pending, delayed, parked, parked_dropped: parked_dropped.unwrap_or(0) })
+        Ok(QueueStats {
+            length: high + normal + low,
+            pending,
+            delayed,
+            parked,
+            parked_dropped: parked_dropped.unwrap_or(0),
+        })
     }
 
     /// `XRANGE` of the parked stream.
@@ -495,12 +578,13 @@ impl Store {
         job_id: Option<&str>,
     ) -> Result<Option<String>, QueueError> {
         let mut inv = scripts::REDRIVE.prepare_invoke();
-        self.base_keys(&mut inv);
+        self.normal_base_keys(&mut inv);
         inv.key(&self.keys.parked);
         match job_id {
             Some(id) => inv.key(self.record_key(id)),
             None => inv.key(&self.keys.parked),
         };
+        self.lane_keys(&mut inv);
         inv.arg(parked_id).arg(raw_prefix).arg(job_id.unwrap_or(""));
         let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("re-drive"))?;
         Ok(reply::text(&v))
@@ -754,9 +838,10 @@ impl Store {
             .await
             .map_err(redis("cancel"))?;
         let mut inv = scripts::CANCEL.prepare_invoke();
-        self.base_keys(&mut inv);
+        self.normal_base_keys(&mut inv);
         inv.key(&self.keys.delayed).key(self.delayed_key(job_id));
         let has_unique = self.job_keys(&mut inv, job_id, unique.as_deref());
+        self.lane_keys(&mut inv);
         inv.arg(&self.group).arg(self.record_ttl_ms).arg(&self.keys.finished_channel).arg(job_id).arg(has_unique);
         let answer: String = inv.invoke_async(&mut con).await.map_err(redis("cancel"))?;
         Ok(match answer.as_str() {
@@ -795,23 +880,28 @@ impl Store {
         let window = start.saturating_add(count);
         let (ids, total, filter): (Vec<String>, u64, bool) = match state {
             JobState::Queued => {
-                let entries: Value = redis::cmd("XRANGE")
-                    .arg(&self.keys.stream)
-                    .arg("-")
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(window.saturating_mul(2).max(1))
-                    .query_async(&mut con)
-                    .await
-                    .map_err(redis("list jobs"))?;
-                let entries = reply::entries(entries).map_err(|d| QueueError::protocol("list jobs", d))?;
-                let ids = entries
-                    .into_iter()
-                    .filter_map(|(_, f)| {
+                // Lane after lane, in reading order.
+                let mut ids = Vec::new();
+                for stream in &self.lanes {
+                    let want = window.saturating_mul(2).max(1).saturating_sub(ids.len());
+                    if want == 0 {
+                        break;
+                    }
+                    let entries: Value = redis::cmd("XRANGE")
+                        .arg(stream)
+                        .arg("-")
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(want)
+                        .query_async(&mut con)
+                        .await
+                        .map_err(redis("list jobs"))?;
+                    let entries = reply::entries(entries).map_err(|d| QueueError::protocol("list jobs", d))?;
+                    ids.extend(entries.into_iter().filter_map(|(_, f)| {
                         let id = f.into_iter().find(|(k, _)| k == b"id")?.1;
                         String::from_utf8(id).ok()
-                    })
-                    .collect();
+                    }));
+                }
                 let counts = self.stats().await?;
                 (ids, counts.length.saturating_sub(counts.pending), true)
             }
@@ -862,7 +952,7 @@ impl Store {
 
     /// A stream of the ids of jobs as they end, on a Pub/Sub connection of its own.
     pub(crate) async fn finished(&self) -> Result<redis::aio::PubSubStream, QueueError> {
-        let mut pubsub = self.client.get_async_pubsub().await.map_err(redis("subscribe"))?;
+        let mut pubsub = Connection::pubsub(&self.target).await.map_err(redis("subscribe"))?;
         pubsub.subscribe(&self.keys.finished_channel).await.map_err(redis("subscribe"))?;
         Ok(pubsub.into_on_message())
     }
@@ -929,15 +1019,18 @@ impl Store {
         dedupe_ttl: Duration,
         tick_ms: i64,
         env: &Envelope,
+        unique_ttl: Duration,
     ) -> Result<Ticked, QueueError> {
         let mut inv = scripts::TICK.prepare_invoke();
         self.base_keys(&mut inv);
         inv.key(format!("{}{tick_ms}", keys.tick_prefix))
             .key(&keys.last)
             .key(self.record_key(&env.id))
-            .key(&keys.paused);
+            .key(&keys.paused)
+            .key(env.unique.as_deref().map_or_else(|| self.record_key(&env.id), |u| self.unique_key(u)));
         let items = record_items(env);
         inv.arg(millis(dedupe_ttl).max(1)).arg(tick_ms).arg(&env.id).arg(items.len());
+        inv.arg(unique_ttl_ms(env, unique_ttl));
         for item in items {
             inv.arg(item);
         }
@@ -948,6 +1041,11 @@ impl Store {
         Ok(match v {
             Value::Int(0) => Ticked::Paused,
             Value::Nil => Ticked::Duplicate,
+            Value::Array(held) => Ticked::Held(
+                held.get(1)
+                    .and_then(reply::text)
+                    .ok_or_else(|| QueueError::protocol("enqueue tick", format!("{held:?}")))?,
+            ),
             other => Ticked::Enqueued(
                 reply::text(&other).ok_or_else(|| QueueError::protocol("enqueue tick", format!("{other:?}")))?,
             ),
@@ -1082,6 +1180,9 @@ pub(crate) enum Ticked {
     Duplicate,
     /// The schedule is paused: nothing enqueued, the tick not marked.
     Paused,
+    /// The job of an earlier tick (this id) holds the unique key: nothing enqueued, the tick
+    /// marked.
+    Held(String),
 }
 
 /// A schedule's state in Redis: last tick, pause and resume times (ms since the epoch).
@@ -1093,29 +1194,56 @@ pub(crate) struct ScheduleState {
 }
 
 impl Reader {
-    /// `XREADGROUP ... >`: up to `count` new entries for `consumer`, waiting up to the block
-    /// time; empty on timeout.
-    pub(crate) async fn read(&mut self, consumer: &str, count: usize) -> Result<Vec<Entry>, QueueError> {
-        let res: Result<Value, _> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&self.group)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(self.block_ms)
-            .arg("STREAMS")
-            .arg(&self.stream)
-            .arg(">")
-            .query_async(&mut self.con)
-            .await;
-        match res {
-            Ok(v) => reply::read_group(v).map_err(|d| QueueError::protocol("read group", d)),
-            Err(e) if e.code() == Some("NOGROUP") => {
-                Err(QueueError::MissingGroup { stream: self.stream.clone(), group: self.group.clone() })
-            }
-            Err(e) => Err(redis("read group")(e)),
+    /// Up to `count` new entries for `consumer` from the lanes, read in `order`, without
+    /// waiting; nothing when the queue is paused.
+    pub(crate) async fn read(&mut self, consumer: &str, count: usize, order: [Lane; 3]) -> Result<Read, QueueError> {
+        let store = &self.store;
+        let mut inv = scripts::READ.prepare_invoke();
+        for lane in order {
+            inv.key(&store.lanes[lane.index()]);
         }
+        inv.key(&store.keys.paused).arg(&store.group).arg(consumer).arg(count);
+        let v: Value = match inv.invoke_async(&mut self.reads).await {
+            Ok(v) => v,
+            Err(e) if e.code() == Some("NOGROUP") => return Err(store.missing_group()),
+            Err(e) => return Err(redis("read group")(e)),
+        };
+        let protocol = |d: String| QueueError::protocol("read group", d);
+        let mut parts = reply::into_items(v).ok_or_else(|| protocol("reply is not a list".to_owned()))?.into_iter();
+        if parts.next().as_ref().and_then(reply::int) == Some(1) {
+            return Ok(Read::Paused);
+        }
+        let mut out = Vec::new();
+        for lane in order {
+            let entries = reply::entries(parts.next().unwrap_or(Value::Nil)).map_err(protocol)?;
+            out.extend(entries.into_iter().map(|e| (lane, e)));
+        }
+        let last: Vec<String> =
+            parts.next().and_then(reply::into_items).unwrap_or_default().iter().filter_map(reply::text).collect();
+        self.last = match <[String; 3]>::try_from(last) {
+            Ok(ids) => {
+                // In `Lane::ALL` order again.
+                let mut by_lane: [String; 3] = Default::default();
+                for (lane, id) in order.into_iter().zip(ids) {
+                    by_lane[lane.index()] = id;
+                }
+                Some(by_lane)
+            }
+            Err(_) => None,
+        };
+        Ok(Read::Entries(out))
+    }
+
+    /// Waits up to the block time for an entry newer than those the last short read saw, in
+    /// any lane (a plain `XREAD`: nothing is delivered); returns at once when no read was
+    /// short.
+    pub(crate) async fn wait(&mut self) -> Result<(), QueueError> {
+        let Some(last) = &self.last else { return Ok(()) };
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT").arg(1).arg("BLOCK").arg(self.block_ms).arg("STREAMS");
+        cmd.arg(&self.store.lanes[..]).arg(&last[..]);
+        let _: Value = cmd.query_async(&mut self.waiter).await.map_err(redis("wait for entries"))?;
+        Ok(())
     }
 }
 
@@ -1137,6 +1265,9 @@ fn record_items(env: &Envelope) -> Vec<Vec<u8>> {
     }
     if let Some(unique) = &env.unique {
         out.extend([b"unique".to_vec(), unique.clone().into_bytes()]);
+    }
+    if env.lane != Lane::Normal {
+        out.extend([b"lane".to_vec(), env.lane.as_str().as_bytes().to_vec()]);
     }
     out
 }

@@ -99,31 +99,6 @@ pub(crate) fn entries(v: Value) -> Result<Vec<Entry>, String> {
     }
 }
 
-/// Parses an `XREADGROUP` reply for one stream: nil on timeout, else `[[stream, entries]]`
-/// (or a RESP3 map stream -> entries).
-pub(crate) fn read_group(v: Value) -> Result<Vec<Entry>, String> {
-    let streams: Vec<Value> = match v {
-        Value::Nil => return Ok(Vec::new()),
-        Value::Map(pairs) => pairs.into_iter().map(|(_, e)| e).collect(),
-        other => {
-            let mut out = Vec::new();
-            for stream in into_items(other).ok_or("reply is not a list")? {
-                let mut pair = into_items(stream).ok_or("stream reply is not a list")?.into_iter();
-                let (Some(_), Some(e)) = (pair.next(), pair.next()) else {
-                    return Err("stream reply is too short".to_owned());
-                };
-                out.push(e);
-            }
-            out
-        }
-    };
-    let mut out = Vec::new();
-    for e in streams {
-        out.extend(entries(e)?);
-    }
-    Ok(out)
-}
-
 /// Parses the claim script's reply: `[cursor, [[id, fields, delivery count]...]]`.
 pub(crate) fn claim(v: Value) -> Result<(String, Vec<Claimed>), String> {
     let mut parts = into_items(v).ok_or("claim reply is not a list")?.into_iter();

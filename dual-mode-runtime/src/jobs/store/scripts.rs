@@ -88,6 +88,22 @@ local function finish(rec, ukey, id, has_unique, state, now, ttl, channel, field
   redis.call('PUBLISH', channel, id)
 end
 
+-- The value of `name` in the flat field-value list `f`.
+local function field(f, name)
+  for i = 1, #f, 2 do
+    if f[i] == name then return f[i + 1] end
+  end
+  return nil
+end
+
+-- The ready stream of `lane`: KEYS[hi] for high, KEYS[lo] for low, KEYS[1] (the normal
+-- lane's stream) otherwise.
+local function lane_stream(lane, hi, lo)
+  if lane == 'high' then return KEYS[hi] end
+  if lane == 'low' then return KEYS[lo] end
+  return KEYS[1]
+end
+
 -- ARGV[from .. from + n - 1] as a table.
 local function slice(from, n)
   local out = {}
@@ -154,21 +170,59 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, tonumb
     )
 });
 
-/// Moves due delayed entries into the stream. KEYS: stream, state sets, delayed set, then per
-/// job its entry's hash and its record. ARGV: the job ids. Entries no longer due or gone are
-/// skipped. Returns how many moved.
+/// Reads new entries for a consumer from a queue's lanes, in the order given, unless the queue
+/// is paused. KEYS: the three lanes' streams in reading order, the queue's pause key. ARGV:
+/// group, consumer, at most this many entries in all. Returns `{1}` when paused; else `{0,
+/// entries of the first lane, of the second, of the third, last ids}`, where each lane's
+/// entries are `XRANGE`-shaped, and the last ids (the newest entry id of each lane, `0-0` for
+/// an empty one, in `KEYS` order) are given when fewer entries than asked were found: a
+/// blocking `XREAD` from them wakes at the next push to any lane.
+pub(crate) static READ: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+if redis.call('EXISTS', KEYS[4]) == 1 then return {1} end
+local left = tonumber(ARGV[3])
+local out = {0}
+for i = 1, 3 do
+  local got = {}
+  if left > 0 then
+    local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', left, 'STREAMS', KEYS[i], '>')
+    if r then
+      got = r[1][2]
+      left = left - #got
+    end
+  end
+  table.insert(out, got)
+end
+local last = {}
+if left > 0 then
+  for i = 1, 3 do
+    local r = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+    if #r > 0 then table.insert(last, r[1][1]) else table.insert(last, '0-0') end
+  end
+end
+table.insert(out, last)
+return out
+",
+    )
+});
+
+/// Moves due delayed entries into their lanes' streams. KEYS: the normal lane's stream, state
+/// sets, delayed set, the high and the low lanes' streams, then per job its entry's hash and
+/// its record. ARGV: the job ids. Entries no longer due or gone are skipped. Returns how many
+/// moved.
 pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local now = now_ms()
 local moved = 0
 for i, id in ipairs(ARGV) do
-  local hkey, rec = KEYS[6 + 2 * i - 1], KEYS[6 + 2 * i]
+  local hkey, rec = KEYS[8 + 2 * i - 1], KEYS[8 + 2 * i]
   local due = redis.call('ZSCORE', KEYS[6], id)
   if due and tonumber(due) <= now then
     local fields = redis.call('HGETALL', hkey)
     if #fields > 0 then
-      local entry = redis.call('XADD', KEYS[1], '*', unpack(fields))
+      local entry = redis.call('XADD', lane_stream(field(fields, 'lane'), 7, 8), '*', unpack(fields))
       if redis.call('EXISTS', rec) == 1 then transit(rec, id, 'queued', now, 0, {'entry', entry}) end
       moved = moved + 1
     end
@@ -350,8 +404,9 @@ return 1
     )
 });
 
-/// A cancellation by id. KEYS: stream, state sets, delayed set, the job's delayed hash, record,
-/// unique key (or the record again). ARGV: group, record ttl, channel, job id, has unique.
+/// A cancellation by id. KEYS: the normal lane's stream, state sets, delayed set, the job's
+/// delayed hash, record, unique key (or the record again), the high and the low lanes'
+/// streams. ARGV: group, record ttl, channel, job id, has unique.
 /// Returns `removed` (it will never run), `requested` (it runs or was just delivered: it is
 /// told), `unknown`, or the state of an ended job.
 pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
@@ -369,14 +424,15 @@ if state == 'running' then
 end
 if state == 'queued' then
   local entry = redis.call('HGET', rec, 'entry')
+  local stream = lane_stream(redis.call('HGET', rec, 'lane'), 10, 11)
   -- No group yet (no worker ever ran): nothing was delivered.
-  local p = entry and redis.pcall('XPENDING', KEYS[1], group, entry, entry, 1)
+  local p = entry and redis.pcall('XPENDING', stream, group, entry, entry, 1)
   if type(p) == 'table' and not p.err and #p > 0 then
     -- Delivered, not started yet: the worker's start sees the flag.
     redis.call('HSET', rec, 'cancel', '1')
     return 'requested'
   end
-  if entry then redis.call('XDEL', KEYS[1], entry) end
+  if entry then redis.call('XDEL', stream, entry) end
 else
   redis.call('ZREM', KEYS[6], id)
   redis.call('DEL', KEYS[7])
@@ -575,23 +631,27 @@ return out
     )
 });
 
-/// A schedule tick. KEYS: stream, state sets, the tick's dedupe key, the schedule's last-tick
-/// key, the job's record, the schedule's paused key. ARGV: dedupe ttl ms, tick ms, job id, n,
-/// n record items, then the entry's fields. Returns the new entry id, nil if another scheduler
-/// already enqueued this tick, or 0 while the schedule is paused (its tick is not marked).
+/// A schedule tick. KEYS: the job's lane's stream, state sets, the tick's dedupe key, the
+/// schedule's last-tick key, the job's record, the schedule's paused key, the job's unique key
+/// (or the record again). ARGV: dedupe ttl ms, tick ms, job id, n, unique ttl ms (0: not
+/// unique), n record items, then the entry's fields. Returns the new entry id, nil if another
+/// scheduler already enqueued this tick, 0 while the schedule is paused (its tick is not
+/// marked), or `{'held', holder id}` when the unique key is held (the tick is marked).
 pub(crate) static TICK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 if redis.call('EXISTS', KEYS[9]) == 1 then return 0 end
 if not redis.call('SET', KEYS[6], '1', 'NX', 'PX', ARGV[1]) then return false end
+local last = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
+if tonumber(ARGV[2]) > last then redis.call('SET', KEYS[7], ARGV[2]) end
+local holder = claim_unique(KEYS[10], ARGV[3], tonumber(ARGV[5]))
+if holder then return {'held', holder} end
 local n = tonumber(ARGV[4])
-local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5 + n))
-local fields = slice(5, n)
+local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 6 + n))
+local fields = slice(6, n)
 table.insert(fields, 'entry')
 table.insert(fields, entry)
 transit(KEYS[8], ARGV[3], 'queued', now_ms(), 0, fields)
-local last = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
-if tonumber(ARGV[2]) > last then redis.call('SET', KEYS[7], ARGV[2]) end
 return entry
 ",
     )
@@ -620,8 +680,9 @@ return redis.call('HDEL', KEYS[1], ARGV[1])
     )
 });
 
-/// Re-drive a parked entry. KEYS: stream, state sets, parked stream, the job's record (or the
-/// parked stream again when the entry has no id). ARGV: parked id, raw field prefix, job id
+/// Re-drive a parked entry into its lane's stream. KEYS: the normal lane's stream, state sets,
+/// parked stream, the job's record (or the parked stream again when the entry has no id), the
+/// high and the low lanes' streams. ARGV: parked id, raw field prefix, job id
 /// (may be empty). Copies the original fields back with the attempt reset to 1. Returns the
 /// new id or nil.
 pub(crate) static REDRIVE: LazyLock<Script> = LazyLock::new(|| {
@@ -642,7 +703,7 @@ for i = 1, #f, 2 do
   end
 end
 if #out == 0 then return false end
-local entry = redis.call('XADD', KEYS[1], '*', unpack(out))
+local entry = redis.call('XADD', lane_stream(field(out, 'lane'), 8, 9), '*', unpack(out))
 redis.call('XDEL', KEYS[6], ARGV[1])
 if ARGV[3] ~= '' then
   redis.call('HDEL', KEYS[7], 'cancel', 'finished', 'result')

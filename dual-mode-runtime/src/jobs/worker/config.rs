@@ -47,6 +47,11 @@ pub struct WorkerConfig {
     pub max_deliveries: u32,
     /// The start of the consumer name; the process id and a random suffix follow.
     pub consumer_prefix: String,
+    /// The lower lanes' shares of reads, `(normal_every, low_every)`: every `normal_every`-th
+    /// read of a queue starts at its normal lane and every `low_every`-th at its low lane
+    /// (each at least 2); the other reads start at the high lane. See
+    /// [`lane_shares`](Self::lane_shares).
+    pub lane_shares: (u32, u32),
 }
 
 impl Default for WorkerConfig {
@@ -82,6 +87,7 @@ impl WorkerConfig {
             sweep_every: Duration::from_secs(30),
             max_deliveries: 20,
             consumer_prefix: host,
+            lane_shares: (4, 20),
         }
     }
 
@@ -204,6 +210,26 @@ impl WorkerConfig {
         half + Duration::from_millis(if half_ms == 0 { 0 } else { random_u64() % (half_ms + 1) })
     }
 
+    /// The lower lanes' shares of reads, so that a backlog in the high lane cannot starve
+    /// them: every `normal_every`-th read of a queue starts at the normal lane, every
+    /// `low_every`-th at the low lane (which wins when both fall on one read), and the others
+    /// at the high lane; a read takes one entry per free slot, from the lane it starts at and
+    /// then from the others in priority order. With the default `(4, 20)`, while all three
+    /// lanes have a backlog, the normal lane leads at least a fifth of the reads and the low
+    /// lane a twentieth; an empty lane costs nothing, its share goes to the others.
+    ///
+    /// ```
+    /// use dual_mode_runtime::jobs::WorkerConfig;
+    /// // A tenth of the reads start at the normal lane, a fiftieth at the low lane.
+    /// let config = WorkerConfig::new().lane_shares(10, 50);
+    /// assert_eq!(config.lane_shares, (10, 50));
+    /// ```
+    #[must_use]
+    pub fn lane_shares(mut self, normal_every: u32, low_every: u32) -> Self {
+        self.lane_shares = (normal_every, low_every);
+        self
+    }
+
     pub(super) fn validate(&self) -> Result<(), QueueError> {
         let bad = |what: &str| Err(QueueError::Config(what.to_owned()));
         if self.concurrency == 0 {
@@ -231,6 +257,12 @@ impl WorkerConfig {
         }
         if self.block.is_zero() {
             return bad("block must be non-zero (zero blocks forever in Redis)");
+        }
+        if self.lane_shares.0 < 2 || self.lane_shares.1 < 2 {
+            return Err(QueueError::Config(format!(
+                "lane_shares {:?} must be at least 2 each (1 would put a lower lane before the high lane on every read)",
+                self.lane_shares
+            )));
         }
         Ok(())
     }

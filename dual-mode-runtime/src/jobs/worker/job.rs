@@ -108,10 +108,24 @@ impl JobInfo {
         self.attempt() >= self.max_attempts()
     }
 
+    /// The producer's trace context, when the push carried one (see
+    /// [`PushOptions::traceparent`](crate::jobs::PushOptions::traceparent)): pass it on to
+    /// the jobs this one pushes, or to the services it calls.
+    #[must_use]
+    pub fn traceparent(&self) -> Option<&crate::jobs::TraceParent> {
+        self.inner.envelope.traceparent.as_ref()
+    }
+
     /// The payload's type name.
     #[must_use]
     pub fn type_name(&self) -> &str {
         &self.inner.envelope.type_name
+    }
+
+    /// The priority lane it was pushed to.
+    #[must_use]
+    pub fn lane(&self) -> crate::jobs::Lane {
+        self.inner.envelope.lane
     }
 
     /// The payload's schema version.

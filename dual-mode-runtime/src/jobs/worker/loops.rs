@@ -2,6 +2,7 @@
 //! renewing leases and acknowledging successful runs in batches.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
@@ -9,10 +10,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::outcome::run_job;
+use super::queues::ReadOrder;
 use super::{CancelReason, Shared, WorkerStats};
 use crate::jobs::envelope::RawFields;
-use crate::jobs::error::{QueueError, chain};
-use crate::jobs::store::{DoneRun, Gate, MarkRun, Marked, Passed, Reader, Renewed, Store, Written};
+use crate::jobs::error::{QueueError, chain, failed};
+use crate::jobs::lane::LaneOrder;
+use crate::jobs::store::{DoneRun, Gate, MarkRun, Marked, Passed, Read, Reader, Renewed, Store, Written};
 
 /// At most this many successful runs are acknowledged by one script.
 const ACK_BATCH_MAX: usize = 64;
@@ -27,14 +30,14 @@ const RENEW_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 /// queued to done directly, which spares the hot path a script per job.
 pub(super) const MARK_AFTER: Duration = Duration::from_millis(100);
 
-/// A successful run's request to acknowledge its entry; answered with what was written, or
-/// `None` when the script failed (the ack loop logs why).
 /// A job at its gate, waiting for the answer of [`gate_loop`]'s batch.
 pub(super) struct GateRequest {
     pub(super) gate: Gate,
     pub(super) done: oneshot::Sender<Result<Passed, String>>,
 }
 
+/// A successful run's request to acknowledge its entry; answered with what was written, or
+/// `None` when the script failed (the ack loop logs why).
 pub(super) struct AckRequest {
     pub(super) run: DoneRun,
     pub(super) done: oneshot::Sender<Option<Written>>,
@@ -42,6 +45,8 @@ pub(super) struct AckRequest {
 
 /// One entry received by this consumer, with its fencing token and its concurrency permit.
 pub(super) struct Delivery {
+    /// Its stream in [`Shared::streams`].
+    pub(super) stream: usize,
     pub(super) entry_id: String,
     pub(super) fields: RawFields,
     pub(super) token: u64,
@@ -53,12 +58,12 @@ pub(super) struct Delivery {
 /// An entry's place in [`Shared::held`], removed when dropped.
 pub(super) struct Held {
     shared: Arc<Shared>,
-    entry_id: String,
+    key: (usize, String),
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.shared.held().remove(&self.entry_id);
+        self.shared.held().remove(&self.key);
     }
 }
 
@@ -68,17 +73,19 @@ impl Delivery {
     /// reconciliation raced for it): one entry never runs twice in one process.
     fn new(
         shared: &Arc<Shared>,
+        stream: usize,
         entry_id: String,
         fields: RawFields,
         token: u64,
         permit: OwnedSemaphorePermit,
     ) -> Option<Self> {
-        if !shared.held().insert(entry_id.clone()) {
+        let key = (stream, entry_id.clone());
+        if !shared.held().insert(key.clone()) {
             tracing::info!(entry = %entry_id, token, "entry already held by a run of this process; skipped");
             return None;
         }
-        let held = Held { shared: shared.clone(), entry_id: entry_id.clone() };
-        Some(Self { entry_id, fields, token, permit, held })
+        let held = Held { shared: shared.clone(), key };
+        Some(Self { stream, entry_id, fields, token, permit, held })
     }
 }
 
@@ -138,13 +145,19 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)))
 }
 
+/// Reads new entries while the worker has free slots: each read takes up to one entry per
+/// free slot, queue after queue in the order of [`ReadOrder`], each queue's lanes in the order
+/// of its [`LaneOrder`]. A read that finds nothing waits for the next push to any of the
+/// queues (or the block time), holding no slot meanwhile.
 pub(super) async fn read_loop(
     shared: Arc<Shared>,
-    mut reader: Reader,
+    mut readers: Vec<Reader>,
+    mut order: ReadOrder,
     sem: Arc<Semaphore>,
     tx: mpsc::Sender<Vec<Delivery>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut lanes: Vec<LaneOrder> = readers.iter().map(|_| LaneOrder::new(shared.config.lane_shares)).collect();
     let mut failures = 0u32;
     loop {
         if *stop.borrow() {
@@ -153,43 +166,94 @@ pub(super) async fn read_loop(
         let Some(mut permits) = permits(&sem, shared.config.concurrency, &mut stop).await else {
             return;
         };
-        let entries = match reader.read(&shared.consumer, permits.len()).await {
-            Ok(entries) => {
-                failures = 0;
-                entries
+        let mut batch = Vec::new();
+        let mut failed = false;
+        for q in order.next() {
+            if permits.is_empty() {
+                break;
             }
-            Err(e) => {
-                drop(permits);
-                failures = failures.saturating_add(1);
-                tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "read failed; retrying");
-                // A read whose reply was lost still delivered its entries to this consumer.
-                shared.reconcile.notify_one();
-                if matches!(e, QueueError::MissingGroup { .. }) {
-                    match shared.queue.store().ensure_group(shared.config.lease).await {
-                        Ok(Some(moved)) => tracing::warn!(
-                            moved,
-                            queue = %shared.queue.name(),
-                            "the consumer group was gone: recreated, its entries delayed by a lease and queued again"
-                        ),
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %chain(&e), "recreating the consumer group failed"),
+            let wq = &shared.queues[q];
+            match readers[q].read(&shared.consumer, permits.len(), lanes[q].next()).await {
+                Ok(Read::Paused) => {
+                    if !wq.paused.swap(true, Ordering::Relaxed) {
+                        tracing::info!(queue = %wq.queue.name(), "queue paused: starting nothing new");
                     }
                 }
-                if pause(&mut stop, backoff(failures)).await {
-                    return;
+                Ok(Read::Entries(entries)) => {
+                    if wq.paused.swap(false, Ordering::Relaxed) {
+                        tracing::info!(queue = %wq.queue.name(), "queue resumed");
+                    }
+                    for (lane, (entry_id, fields)) in entries {
+                        let Some(permit) = permits.pop() else { break };
+                        let stream = 3 * q + lane.index();
+                        batch.extend(Delivery::new(&shared, stream, entry_id, fields, 1, permit));
+                    }
                 }
-                continue;
+                Err(e) => {
+                    failed = true;
+                    failed!(&e, queue = %wq.queue.name(), "read failed; retrying");
+                    // A read whose reply was lost still delivered its entries to this consumer.
+                    shared.reconcile.notify_one();
+                    if matches!(e, QueueError::MissingGroup { .. }) {
+                        recreate_group(&shared, q).await;
+                    }
+                }
             }
-        };
-        let batch: Vec<Delivery> = entries
-            .into_iter()
-            .filter_map(|(entry_id, fields)| Delivery::new(&shared, entry_id, fields, 1, permits.pop()?))
-            .collect();
+        }
         drop(permits);
-        if !batch.is_empty() && tx.send(batch).await.is_err() {
+        let read_some = !batch.is_empty();
+        if read_some && tx.send(batch).await.is_err() {
+            return;
+        }
+        if failed {
+            failures = failures.saturating_add(1);
+            if pause(&mut stop, backoff(failures)).await {
+                return;
+            }
+            continue;
+        }
+        failures = 0;
+        if !read_some && wait_for_entries(&shared, &mut readers, &mut stop).await {
             return;
         }
     }
+}
+
+/// Recreates the group of queue `q` after a read found it missing.
+async fn recreate_group(shared: &Shared, q: usize) {
+    let queue = &shared.queues[q].queue;
+    match queue.store().ensure_group(shared.config.lease).await {
+        Ok(Some(moved)) => tracing::warn!(
+            moved,
+            queue = %queue.name(),
+            "the consumer group was gone: recreated, its entries delayed by a lease and queued again"
+        ),
+        Ok(None) => {}
+        Err(e) => failed!(&e, "recreating the consumer group failed"),
+    }
+}
+
+/// Waits until a push to a queue that is not paused, the block time, or the stop flag;
+/// returns whether to stop. With every queue paused it waits the block time, at most a second.
+async fn wait_for_entries(shared: &Shared, readers: &mut [Reader], stop: &mut watch::Receiver<bool>) -> bool {
+    let waits: Vec<_> = readers
+        .iter_mut()
+        .enumerate()
+        .filter(|(q, _)| !shared.queues[*q].paused.load(Ordering::Relaxed))
+        .map(|(_, r)| Box::pin(r.wait()))
+        .collect();
+    if waits.is_empty() {
+        return pause(stop, shared.config.block.min(Duration::from_secs(1))).await;
+    }
+    let waited = tokio::select! {
+        _ = stop.wait_for(|s| *s) => return true,
+        (waited, _, _) = futures_util::future::select_all(waits) => waited,
+    };
+    if let Err(e) = waited {
+        tracing::debug!(error = %chain(&e), "waiting for entries failed");
+        return pause(stop, Duration::from_millis(100)).await;
+    }
+    false
 }
 
 pub(super) async fn claim_loop(
@@ -198,8 +262,7 @@ pub(super) async fn claim_loop(
     tx: mpsc::Sender<Vec<Delivery>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let min_idle = crate::jobs::store::millis(shared.config.lease);
-    let mut cursor = "0-0".to_owned();
+    let mut cursors = vec!["0-0".to_owned(); shared.streams.len()];
     loop {
         let woken = tokio::select! {
             stopped = pause(&mut stop, shared.config.claim_every) => if stopped { return } else { false },
@@ -208,63 +271,90 @@ pub(super) async fn claim_loop(
         if woken && pause(&mut stop, shared.config.renew_every).await {
             return;
         }
-        if !reconcile(&shared, &sem, &tx, &mut stop).await {
-            return;
+        for stream in 0..shared.streams.len() {
+            if !reconcile(&shared, stream, &sem, &tx, &mut stop).await {
+                return;
+            }
         }
-        loop {
-            // Wait in the semaphore's fair queue for one permit (the reader gives its permits
-            // back within one blocking read), so claims are not starved by the reader.
-            let Some(mut permits) = permits(&sem, 1, &mut stop).await else {
-                return;
-            };
-            while permits.len() < shared.config.concurrency {
-                match sem.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
-                }
+        for (stream, cursor) in cursors.iter_mut().enumerate() {
+            // A paused queue starts nothing, not even the entries of crashed workers.
+            if shared.queue_of(stream).paused.load(Ordering::Relaxed) {
+                continue;
             }
-            let want = permits.len();
-            let (next, claimed) = match shared.queue.store().claim(&shared.consumer, min_idle, &cursor, want).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "claim failed; retrying later");
-                    shared.reconcile.notify_one();
-                    break;
-                }
-            };
-            let full = claimed.len() >= want;
-            let batch: Vec<Delivery> = claimed
-                .into_iter()
-                .filter_map(|(entry_id, fields, token)| {
-                    let permit = permits.pop()?;
-                    tracing::info!(entry = %entry_id, token, "claimed an entry whose lease expired");
-                    Delivery::new(&shared, entry_id, fields, token, permit)
-                })
-                .collect();
-            drop(permits);
-            let wrapped = next == "0-0";
-            cursor = next;
-            if !batch.is_empty() && tx.send(batch).await.is_err() {
+            if !claim(&shared, stream, cursor, &sem, &tx, &mut stop).await {
                 return;
-            }
-            if !full || wrapped {
-                break;
             }
         }
     }
 }
 
-/// Runs this consumer's own pending entries that no run of this process holds: the entries
-/// of a read, claim or start whose reply was lost (they executed on the server all the same).
-/// Only entries idle for two renewal intervals are taken, so an entry whose delivery is still
-/// on its way is not. Returns `false` once stopping.
-async fn reconcile(
+/// Claims the entries of `stream` whose lease expired, from `cursor` on, while each page comes
+/// back full. Returns `false` once stopping.
+async fn claim(
     shared: &Arc<Shared>,
+    stream: usize,
+    cursor: &mut String,
     sem: &Arc<Semaphore>,
     tx: &mpsc::Sender<Vec<Delivery>>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
-    let store = shared.queue.store();
+    let min_idle = crate::jobs::store::millis(shared.config.lease);
+    let store = &shared.streams[stream].store;
+    loop {
+        // Wait in the semaphore's fair queue for one permit (the reader holds its permits only
+        // while a read is in flight), so claims are not starved by the reader.
+        let Some(mut permits) = permits(sem, 1, stop).await else {
+            return false;
+        };
+        while permits.len() < shared.config.concurrency {
+            match sem.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let want = permits.len();
+        let (next, claimed) = match store.claim(&shared.consumer, min_idle, cursor, want).await {
+            Ok(r) => r,
+            Err(e) => {
+                let queue = shared.queue_of(stream).queue.name();
+                failed!(&e, %queue, "claim failed; retrying later");
+                shared.reconcile.notify_one();
+                return true;
+            }
+        };
+        let full = claimed.len() >= want;
+        let batch: Vec<Delivery> = claimed
+            .into_iter()
+            .filter_map(|(entry_id, fields, token)| {
+                let permit = permits.pop()?;
+                tracing::info!(entry = %entry_id, token, "claimed an entry whose lease expired");
+                Delivery::new(shared, stream, entry_id, fields, token, permit)
+            })
+            .collect();
+        drop(permits);
+        let wrapped = next == "0-0";
+        *cursor = next;
+        if !batch.is_empty() && tx.send(batch).await.is_err() {
+            return false;
+        }
+        if !full || wrapped {
+            return true;
+        }
+    }
+}
+
+/// Runs this consumer's own pending entries of `stream` that no run of this process holds:
+/// the entries of a read, claim or start whose reply was lost (they executed on the server all
+/// the same). Only entries idle for two renewal intervals are taken, so an entry whose
+/// delivery is still on its way is not. Returns `false` once stopping.
+async fn reconcile(
+    shared: &Arc<Shared>,
+    stream: usize,
+    sem: &Arc<Semaphore>,
+    tx: &mpsc::Sender<Vec<Delivery>>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let store = &shared.streams[stream].store;
     let min_idle = shared.config.renew_every * 2;
     let own = match store.own_pending(&shared.consumer, min_idle, shared.config.concurrency * 4).await {
         Ok(own) => own,
@@ -275,7 +365,7 @@ async fn reconcile(
     };
     let missing: Vec<String> = {
         let held = shared.held();
-        own.into_iter().filter(|id| !held.contains(id)).collect()
+        own.into_iter().filter(|id| !held.contains(&(stream, id.clone()))).collect()
     };
     if missing.is_empty() {
         return true;
@@ -287,15 +377,16 @@ async fn reconcile(
     let claimed = match store.reclaim(&shared.consumer, ids).await {
         Ok(claimed) => claimed,
         Err(e) => {
-            tracing::warn!(error = %chain(&e), "taking back own entries failed; retrying later");
+            failed!(&e, "taking back own entries failed; retrying later");
             shared.reconcile.notify_one();
             return true;
         }
     };
-    tracing::warn!(entries = claimed.len(), queue = %shared.queue.name(), "took back entries delivered to this consumer but never run");
+    let queue = shared.queue_of(stream).queue.name();
+    tracing::warn!(entries = claimed.len(), %queue, "took back entries delivered to this consumer but never run");
     let batch: Vec<Delivery> = claimed
         .into_iter()
-        .filter_map(|(entry_id, fields, token)| Delivery::new(shared, entry_id, fields, token, permits.pop()?))
+        .filter_map(|(entry_id, fields, token)| Delivery::new(shared, stream, entry_id, fields, token, permits.pop()?))
         .collect();
     drop(permits);
     batch.is_empty() || tx.send(batch).await.is_ok()
@@ -303,12 +394,14 @@ async fn reconcile(
 
 pub(super) async fn promote_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
-        match shared.queue.promote_due().await {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::debug!(moved = n, queue = %shared.queue.name(), "moved due entries into the stream");
+        for wq in &shared.queues {
+            match wq.queue.promote_due().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(moved = n, queue = %wq.queue.name(), "moved due entries into the stream");
+                }
+                Err(e) => failed!(&e, "moving due entries failed; retrying"),
             }
-            Err(e) => tracing::warn!(error = %chain(&e), "moving due entries failed; retrying"),
         }
         if pause(&mut stop, shared.config.poll_delayed_every).await {
             return;
@@ -327,7 +420,7 @@ pub(super) async fn ack_loop(store: Store, consumer: String, mut rx: mpsc::Unbou
         let acked = match store.ack(&consumer, &runs).await {
             Ok(done) => Some(done),
             Err(e) => {
-                tracing::warn!(error = %chain(&e), "acknowledging a batch failed");
+                failed!(&e, "acknowledging a batch failed");
                 None
             }
         };
@@ -371,26 +464,31 @@ pub(super) async fn renew_loop(shared: Arc<Shared>) {
             }
         }
         renew_slots(&shared).await;
-        let due: Vec<(u64, String, u64, String)> = shared
+        let mut due: Vec<(usize, u64, String, u64, String)> = shared
             .running()
             .iter()
             .filter(|(_, r)| !*r.lost.borrow())
-            .map(|(&run, r)| (run, r.entry_id.clone(), r.token, r.job_id.clone()))
+            .map(|(&run, r)| (r.stream, run, r.entry_id.clone(), r.token, r.job_id.clone()))
             .collect();
-        for chunk in due.chunks(RENEW_BATCH_MAX) {
+        due.sort_unstable_by_key(|d| d.0);
+        let chunks = due.chunk_by(|a, b| a.0 == b.0).flat_map(|same| same.chunks(RENEW_BATCH_MAX));
+        for chunk in chunks {
+            let stream = chunk[0].0;
             let runs: Vec<(&str, u64, &str)> =
-                chunk.iter().map(|(_, id, token, job)| (id.as_str(), *token, job.as_str())).collect();
+                chunk.iter().map(|(_, _, id, token, job)| (id.as_str(), *token, job.as_str())).collect();
             // A renewal counts from when it was sent: Redis may execute it any time after.
             let sent = Instant::now();
-            let renewed = match tokio::time::timeout(every, shared.queue.store().renew(&shared.consumer, &runs)).await {
+            let store = &shared.streams[stream].store;
+            let renewed = match tokio::time::timeout(every, store.renew(&shared.consumer, &runs)).await {
                 Ok(renewed) => renewed,
                 Err(_) => Err(QueueError::protocol("renew leases", "no answer within the renewal interval")),
             };
             if let Err(e) = &renewed {
-                tracing::warn!(error = %chain(e), queue = %shared.queue.name(), "lease renewal failed");
+                let queue = shared.queue_of(stream).queue.name();
+                failed!(&e, %queue, "lease renewal failed");
             }
             let mut running = shared.running();
-            for (i, (run, entry_id, token, _)) in chunk.iter().enumerate() {
+            for (i, (_, run, entry_id, token, _)) in chunk.iter().enumerate() {
                 // A job that finished meanwhile is gone; its renewal no longer matters.
                 let Some(r) = running.get_mut(run) else { continue };
                 let lost = match &renewed {
@@ -419,19 +517,20 @@ pub(super) async fn renew_loop(shared: Arc<Shared>) {
 
 /// Extends the slots of their keys that running jobs hold by a lease.
 async fn renew_slots(shared: &Shared) {
-    let held: Vec<(String, String)> = shared
+    let mut held: Vec<(usize, String, String)> = shared
         .running()
         .values()
         .filter(|r| !*r.lost.borrow())
-        .filter_map(|r| Some((r.slot.clone()?, r.job_id.clone())))
+        .filter_map(|r| Some((shared.streams[r.stream].queue, r.slot.clone()?, r.job_id.clone())))
         .collect();
-    if held.is_empty() {
-        return;
-    }
-    let held: Vec<(&str, &str)> = held.iter().map(|(k, id)| (k.as_str(), id.as_str())).collect();
-    for chunk in held.chunks(RENEW_BATCH_MAX) {
-        if let Err(e) = shared.queue.store().renew_slots(chunk, shared.config.lease).await {
-            tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "renewing slots failed");
+    held.sort_unstable_by_key(|h| h.0);
+    for same in held.chunk_by(|a, b| a.0 == b.0) {
+        let queue = &shared.queues[same[0].0].queue;
+        let keys: Vec<(&str, &str)> = same.iter().map(|(_, k, id)| (k.as_str(), id.as_str())).collect();
+        for chunk in keys.chunks(RENEW_BATCH_MAX) {
+            if let Err(e) = queue.store().renew_slots(chunk, shared.config.lease).await {
+                failed!(&e, queue = %queue.name(), "renewing slots failed");
+            }
         }
     }
 }
@@ -442,43 +541,47 @@ async fn renew_slots(shared: &Shared) {
 /// workers).
 pub(super) async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     const PER_TICK: usize = 200;
-    let mut cursor = "0-0".to_owned();
+    let mut cursors = vec!["0-0".to_owned(); shared.streams.len()];
     let idle = (shared.config.lease * 4).max(shared.config.block * 10);
     loop {
         if pause(&mut stop, shared.config.sweep_every).await {
             return;
         }
-        let store = shared.queue.store();
-        match store.sweep(&cursor, PER_TICK).await {
-            Ok((next, moved)) => {
-                if moved > 0 {
-                    tracing::warn!(moved, queue = %shared.queue.name(), "re-queued entries that no consumer held");
-                    shared.stats.orphans_requeued.fetch_add(moved, std::sync::atomic::Ordering::Relaxed);
+        for (stream, cursor) in cursors.iter_mut().enumerate() {
+            let (store, queue) = (&shared.streams[stream].store, shared.queue_of(stream).queue.name());
+            match store.sweep(cursor, PER_TICK).await {
+                Ok((next, moved)) => {
+                    if moved > 0 {
+                        tracing::warn!(moved, %queue, lane = %store.lane_of(), "re-queued entries that no consumer held");
+                        shared.stats.orphans_requeued.fetch_add(moved, Ordering::Relaxed);
+                    }
+                    *cursor = next.unwrap_or_else(|| "0-0".to_owned());
                 }
-                cursor = next.unwrap_or_else(|| "0-0".to_owned());
+                Err(QueueError::MissingGroup { .. }) => {}
+                Err(e) => failed!(&e, %queue, "sweep failed; retrying later"),
             }
-            Err(QueueError::MissingGroup { .. }) => {}
-            Err(e) => tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "sweep failed; retrying later"),
-        }
-        if let Err(e) = store.trim_ended().await {
-            tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "trimming ended jobs failed");
-        }
-        match store.prune_consumers(&shared.consumer, idle).await {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(removed = n, queue = %shared.queue.name(), "removed consumers of crashed workers");
-                shared.stats.consumers_pruned.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            match store.prune_consumers(&shared.consumer, idle).await {
+                Ok(0) | Err(QueueError::MissingGroup { .. }) => {}
+                Ok(n) => {
+                    tracing::info!(removed = n, %queue, lane = %store.lane_of(), "removed consumers of crashed workers");
+                    shared.stats.consumers_pruned.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => failed!(&e, %queue, "pruning consumers failed"),
             }
-            Err(e) => tracing::warn!(error = %chain(&e), queue = %shared.queue.name(), "pruning consumers failed"),
+        }
+        for wq in &shared.queues {
+            if let Err(e) = wq.queue.store().trim_ended().await {
+                failed!(&e, queue = %wq.queue.name(), "trimming ended jobs failed");
+            }
         }
     }
 }
 
 /// Marks the runs that have run for [`MARK_AFTER`] and are not marked yet as `running` in
-/// their records, in one fencing script; tells those cancelled meanwhile, and those that lost
-/// their entry.
+/// their records, one fencing script per stream; tells those cancelled meanwhile, and those
+/// that lost their entry.
 async fn mark(shared: &Shared) {
-    let due: Vec<(u64, MarkRun)> = shared
+    let mut due: Vec<(usize, u64, MarkRun)> = shared
         .running()
         .iter()
         .filter(|(_, r)| !r.marked && r.job_id != r.entry_id && r.started.elapsed() >= MARK_AFTER)
@@ -490,36 +593,36 @@ async fn mark(shared: &Shared) {
                 attempt: r.attempt,
                 started_ms: r.started_ms,
             };
-            (run, mark)
+            (r.stream, run, mark)
         })
         .take(RENEW_BATCH_MAX)
         .collect();
-    if due.is_empty() {
-        return;
-    }
-    let runs: Vec<MarkRun> = due.iter().map(|(_, m)| m.clone()).collect();
-    let answers = match shared.queue.store().mark(&shared.consumer, &runs).await {
-        Ok(answers) => answers,
-        Err(e) => {
-            tracing::debug!(error = %chain(&e), "marking runs as running failed; trying again");
-            return;
-        }
-    };
-    let mut running = shared.running();
-    for ((run, m), answer) in due.iter().zip(answers) {
-        let Some(r) = running.get_mut(run) else { continue };
-        r.marked = true;
-        match answer {
-            Marked::Yes => {}
-            Marked::CancelRequested => {
-                if r.cancel.borrow().is_none() {
-                    tracing::info!(entry = %m.entry_id, "job cancelled as it started; telling it");
-                    r.cancel.send_replace(Some(CancelReason::Requested));
-                }
+    due.sort_unstable_by_key(|d| d.0);
+    for same in due.chunk_by(|a, b| a.0 == b.0) {
+        let runs: Vec<MarkRun> = same.iter().map(|(_, _, m)| m.clone()).collect();
+        let answers = match shared.streams[same[0].0].store.mark(&shared.consumer, &runs).await {
+            Ok(answers) => answers,
+            Err(e) => {
+                tracing::debug!(error = %chain(&e), "marking runs as running failed; trying again");
+                continue;
             }
-            Marked::NotOwned => {
-                tracing::warn!(entry = %m.entry_id, token = m.token, "lease lost: the entry is not this run's");
-                r.lost.send_replace(true);
+        };
+        let mut running = shared.running();
+        for ((_, run, m), answer) in same.iter().zip(answers) {
+            let Some(r) = running.get_mut(run) else { continue };
+            r.marked = true;
+            match answer {
+                Marked::Yes => {}
+                Marked::CancelRequested => {
+                    if r.cancel.borrow().is_none() {
+                        tracing::info!(entry = %m.entry_id, "job cancelled as it started; telling it");
+                        r.cancel.send_replace(Some(CancelReason::Requested));
+                    }
+                }
+                Marked::NotOwned => {
+                    tracing::warn!(entry = %m.entry_id, token = m.token, "lease lost: the entry is not this run's");
+                    r.lost.send_replace(true);
+                }
             }
         }
     }

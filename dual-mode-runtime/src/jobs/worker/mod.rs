@@ -9,13 +9,15 @@ mod handler;
 mod job;
 mod loops;
 mod outcome;
+mod queues;
 mod service;
 mod stats;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -24,17 +26,23 @@ use tokio::time::Instant;
 pub use config::WorkerConfig;
 pub use handler::{Handler, HandlerFn, Typed, handler_fn, typed};
 pub use job::{CancelReason, JobInfo, Lease};
+pub use queues::Queues;
 pub use service::{Clients, Job, ServiceHandler, decode_spec};
 pub use stats::{RunReport, WorkerCounts, WorkerStats};
 
 use super::envelope::random_u64;
 use super::error::QueueError;
+use super::lane::Lane;
 use super::queue::Queue;
+use super::store::Store;
 use crate::Spec;
 use handler::ErasedHandler;
 use loops::{AbortOnDrop, AckRequest, Delivery, GateRequest};
 
-/// A consumer in the queue's group that runs the handlers registered for type names.
+/// A consumer in its queues' groups that runs the handlers registered for type names.
+///
+/// A worker reads one queue, or several ([`Queues`]: in strict order or by weight) with one
+/// concurrency budget; of each queue it reads the high lane first (see [`Lane`]).
 ///
 /// Each process start gets a unique consumer name (prefix, process id, random suffix).
 /// Entries are read with `XREADGROUP`, up to `concurrency` at once; each runs in its own
@@ -45,7 +53,7 @@ use loops::{AbortOnDrop, AckRequest, Delivery, GateRequest};
 /// consumers are claimed with `XAUTOCLAIM` once their lease expired; due retries and delayed
 /// entries are moved into the stream every poll interval.
 pub struct Worker {
-    queue: Queue,
+    queues: Queues,
     config: WorkerConfig,
     handlers: HashMap<String, Arc<dyn ErasedHandler>>,
     consumer: String,
@@ -55,7 +63,7 @@ pub struct Worker {
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
-            .field("queue", &self.queue.name())
+            .field("queues", &self.queues.names().collect::<Vec<_>>())
             .field("consumer", &self.consumer)
             .field("types", &self.handlers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
@@ -63,12 +71,12 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// A worker of `queue` with no handlers yet.
+    /// A worker of `queues` (a [`Queue`], or several as [`Queues`]) with no handlers yet.
     #[must_use]
-    pub fn new(queue: Queue, config: WorkerConfig) -> Self {
+    pub fn new(queues: impl Into<Queues>, config: WorkerConfig) -> Self {
         let suffix = random_u64() & 0xffff_ffff_ffff;
         let consumer = format!("{}-{}-{suffix:012x}", config.consumer_prefix, std::process::id());
-        Self { queue, config, handlers: HashMap::new(), consumer, stats: Arc::default() }
+        Self { queues: queues.into(), config, handlers: HashMap::new(), consumer, stats: Arc::default() }
     }
 
     /// Registers `handler` for entries whose type name is `type_name` (replacing any
@@ -109,23 +117,23 @@ impl Worker {
     /// A configuration out of range, or Redis failing at the start.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RunReport, QueueError> {
         self.config.validate()?;
-        self.queue.store().ensure_group(self.config.lease).await?;
-        let reader = self.queue.store().reader(self.config.block, self.queue.config().response_timeout).await?;
-        let (acks, acks_rx) = mpsc::unbounded_channel();
-        let acker =
-            AbortOnDrop(tokio::spawn(loops::ack_loop(self.queue.store().clone(), self.consumer.clone(), acks_rx)));
-        let (gates, gates_rx) = mpsc::unbounded_channel();
-        let gatekeeper =
-            AbortOnDrop(tokio::spawn(loops::gate_loop(self.queue.store().clone(), self.config.lease, gates_rx)));
+        self.queues.validate()?;
+        let mut readers = Vec::with_capacity(self.queues.list.len());
+        for (queue, _) in &self.queues.list {
+            queue.store().ensure_group(self.config.lease).await?;
+            readers.push(queue.store().reader(self.config.block, queue.config().response_timeout).await?);
+        }
+        let order = queues::ReadOrder::new(&self.queues);
+        let (queues, streams, batchers) = batchers(self.queues, &self.consumer, self.config.lease);
+        let names = queues.iter().map(|q| q.queue.name()).collect::<Vec<_>>().join(",");
         let concurrency = self.config.concurrency;
         let shared = Arc::new(Shared {
-            queue: self.queue,
+            queues,
+            streams,
             config: self.config,
             handlers: self.handlers,
             consumer: self.consumer,
             stats: self.stats,
-            acks,
-            gates,
             running: Mutex::default(),
             next_run: AtomicU64::new(0),
             stopping: watch::Sender::new(None),
@@ -135,12 +143,12 @@ impl Worker {
         });
         // The acks and renewals go on until the last job finished, through the shutdown.
         let renewer = AbortOnDrop(tokio::spawn(loops::renew_loop(shared.clone())));
-        tracing::info!(queue = %shared.queue.name(), consumer = %shared.consumer, "worker started");
+        tracing::info!(queues = %names, consumer = %shared.consumer, "worker started");
         let sem = Arc::new(Semaphore::new(shared.config.concurrency));
         let (stop_tx, stop_rx) = watch::channel(false);
         let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(8);
         let loops = [
-            tokio::spawn(loops::read_loop(shared.clone(), reader, sem.clone(), tx.clone(), stop_rx.clone())),
+            tokio::spawn(loops::read_loop(shared.clone(), readers, order, sem.clone(), tx.clone(), stop_rx.clone())),
             tokio::spawn(loops::claim_loop(shared.clone(), sem.clone(), tx.clone(), stop_rx.clone())),
             tokio::spawn(loops::promote_loop(shared.clone(), stop_rx.clone())),
             tokio::spawn(loops::sweep_loop(shared.clone(), stop_rx)),
@@ -158,7 +166,7 @@ impl Worker {
                 Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
             }
         }
-        tracing::info!(queue = %shared.queue.name(), consumer = %shared.consumer, running = jobs.len(), "worker stopping");
+        tracing::info!(queues = %names, consumer = %shared.consumer, running = jobs.len(), "worker stopping");
         let _ = stop_tx.send(true);
         let deadline = Instant::now() + shared.config.shutdown_deadline;
         // Running jobs are told now; entries the loops already received are handed back.
@@ -187,27 +195,68 @@ impl Worker {
                 }
             }
         }
-        drop((renewer, acker, gatekeeper));
-        if let Err(e) = shared.queue.store().remove_consumer_if_idle(&shared.consumer).await {
-            tracing::warn!(error = %super::error::chain(&e), "could not remove the consumer from the group");
+        drop((renewer, batchers));
+        for source in &shared.streams {
+            if let Err(e) = source.store.remove_consumer_if_idle(&shared.consumer).await {
+                tracing::warn!(error = %super::error::chain(&e), "could not remove the consumer from the group");
+            }
         }
         let report = RunReport { consumer: shared.consumer.clone(), counts: shared.stats.snapshot(), abandoned };
-        tracing::info!(queue = %shared.queue.name(), consumer = %shared.consumer, abandoned, "worker stopped");
+        tracing::info!(queues = %names, consumer = %shared.consumer, abandoned, "worker stopped");
         Ok(report)
     }
 }
 
+/// The worker's queues and their lanes' streams, with their batchers running: acks per
+/// stream, gates per queue.
+fn batchers(queues: Queues, consumer: &str, lease: Duration) -> (Vec<WorkerQueue>, Vec<Source>, Vec<AbortOnDrop>) {
+    let mut batchers = Vec::new();
+    let mut streams = Vec::with_capacity(queues.list.len() * Lane::ALL.len());
+    let queues = (queues.list.into_iter().enumerate())
+        .map(|(i, (queue, _))| {
+            let (gates, gates_rx) = mpsc::unbounded_channel();
+            batchers.push(AbortOnDrop(tokio::spawn(loops::gate_loop(queue.store().clone(), lease, gates_rx))));
+            for lane in Lane::ALL {
+                let store = queue.lane_store(lane).clone();
+                let (acks, acks_rx) = mpsc::unbounded_channel();
+                let ack = loops::ack_loop(store.clone(), consumer.to_owned(), acks_rx);
+                batchers.push(AbortOnDrop(tokio::spawn(ack)));
+                streams.push(Source { queue: i, store, acks });
+            }
+            WorkerQueue { queue, gates, paused: AtomicBool::new(false) }
+        })
+        .collect();
+    (queues, streams, batchers)
+}
+
+/// One of the worker's queues.
+struct WorkerQueue {
+    queue: Queue,
+    /// Jobs at their gates (rate limits, key concurrency), checked in batches.
+    gates: mpsc::UnboundedSender<GateRequest>,
+    /// Whether the last read found the queue paused (its entries are not claimed either).
+    paused: AtomicBool,
+}
+
+/// One stream the worker reads: a lane of one of its queues.
+struct Source {
+    /// Its queue's place in [`Shared::queues`].
+    queue: usize,
+    /// The store of its lane.
+    store: Store,
+    /// To its ack batcher ([`loops::ack_loop`]).
+    acks: mpsc::UnboundedSender<AckRequest>,
+}
+
 /// What the worker's loops and job tasks share.
 struct Shared {
-    queue: Queue,
+    queues: Vec<WorkerQueue>,
+    /// The lanes of the queues: stream `3 * q + lane` is lane `lane` of queue `q`.
+    streams: Vec<Source>,
     config: WorkerConfig,
     handlers: HashMap<String, Arc<dyn ErasedHandler>>,
     consumer: String,
     stats: Arc<WorkerStats>,
-    /// To the ack batcher ([`loops::ack_loop`]).
-    acks: mpsc::UnboundedSender<AckRequest>,
-    /// Jobs at their gates (rate limits, key concurrency), checked in batches.
-    gates: mpsc::UnboundedSender<GateRequest>,
     /// The jobs whose leases [`loops::renew_loop`] renews, by run number.
     running: Mutex<HashMap<u64, Running>>,
     next_run: AtomicU64,
@@ -215,15 +264,20 @@ struct Shared {
     stopping: watch::Sender<Option<Instant>>,
     /// Slots of runs whose handler is done and whose outcome is being written.
     writing: Arc<Semaphore>,
-    /// The entries this process holds, from delivery until their run ended.
-    held: Mutex<HashSet<String>>,
+    /// The entries this process holds (stream, entry id), from delivery until their run ended.
+    held: Mutex<HashSet<(usize, String)>>,
     /// Wakes the claim loop to reconcile this consumer's pending entries with `held` (after a
     /// read, claim or start whose reply may have been lost).
     reconcile: tokio::sync::Notify,
 }
 
 impl Shared {
-    fn held(&self) -> MutexGuard<'_, HashSet<String>> {
+    /// The queue of stream `stream`.
+    fn queue_of(&self, stream: usize) -> &WorkerQueue {
+        &self.queues[self.streams[stream].queue]
+    }
+
+    fn held(&self) -> MutexGuard<'_, HashSet<(usize, String)>> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -234,6 +288,8 @@ impl Shared {
 
 /// A running job, as the renewal loop sees it.
 struct Running {
+    /// Its entry's stream in [`Shared::streams`].
+    stream: usize,
     entry_id: String,
     token: u64,
     /// The job id (the entry id for an entry without one: it has no record).

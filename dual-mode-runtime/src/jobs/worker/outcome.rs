@@ -15,7 +15,8 @@ use super::job::JobInner;
 use super::loops::{AckRequest, Delivery, GateRequest};
 use super::{CancelReason, JobInfo, Lease, Registration, Running, Shared, WorkerStats};
 use crate::jobs::envelope::{Envelope, RawFields, unix_ms};
-use crate::jobs::error::{JobError, ParkReason, chain};
+use crate::jobs::error::{JobError, ParkReason, chain, failed};
+use crate::jobs::metrics::{JobMetrics, UNKNOWN_TYPE};
 use crate::jobs::queue::RAW_PREFIX;
 use crate::jobs::store::{DoneRun, Ending, Gate, Passed, RunRef, Written, millis};
 use crate::unwind::{catch_unwind, panic_message};
@@ -65,17 +66,20 @@ enum Stopped {
 }
 
 pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
-    let Delivery { entry_id, fields, token, permit, held } = d;
+    let Delivery { stream, entry_id, fields, token, permit, held } = d;
     let _held = held;
+    let queue = shared.queue_of(stream).queue.name();
+    let lane = shared.streams[stream].store.lane_of();
     let permit = std::sync::Mutex::new(Some(permit));
     let started_ms = unix_ms(std::time::SystemTime::now());
     let env = match Envelope::from_fields(&fields) {
         Ok(env) => env,
         Err(e) => {
-            let span = tracing::warn_span!("job", queue = %shared.queue.name(), entry = %entry_id, outcome = "parked");
+            let span = tracing::warn_span!("job", %queue, %lane, entry = %entry_id, outcome = "parked");
             async {
                 let run = Run {
                     shared: &shared,
+                    stream,
                     entry_id: &entry_id,
                     token,
                     fields: &fields,
@@ -84,6 +88,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
                     started_ms,
                     attempt: 1,
                     slot: std::sync::OnceLock::new(),
+                    metrics: JobMetrics::of(queue, UNKNOWN_TYPE),
                 };
                 let outcome = run.park(ParkReason::MalformedEntry, &e.to_string()).await;
                 run.count(outcome);
@@ -95,18 +100,26 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
     };
     let span = tracing::info_span!(
         "job",
-        queue = %shared.queue.name(),
+        %queue,
+        %lane,
         id = %env.id,
         entry = %entry_id,
         r#type = %env.type_name,
         attempt = env.attempt,
         outcome = tracing::field::Empty,
+        traceparent = tracing::field::Empty,
     );
+    if let Some(tp) = &env.traceparent {
+        crate::jobs::trace::continue_in(&span, tp);
+    }
     async {
         let job = Some((env.id.clone(), env.unique.clone()));
         let attempt = env.attempt;
+        let known = shared.handlers.contains_key(&env.type_name);
+        let metrics = JobMetrics::of(queue, if known { &env.type_name } else { UNKNOWN_TYPE });
         let run = Run {
             shared: &shared,
+            stream,
             entry_id: &entry_id,
             token,
             fields: &fields,
@@ -115,6 +128,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
             started_ms,
             attempt,
             slot: std::sync::OnceLock::new(),
+            metrics,
         };
         let outcome = run.execute(env).await;
         run.count(outcome);
@@ -143,6 +157,8 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
 /// One run of one entry by this consumer.
 struct Run<'a> {
     shared: &'a Shared,
+    /// Its entry's stream in [`Shared::streams`].
+    stream: usize,
     entry_id: &'a str,
     token: u64,
     fields: &'a RawFields,
@@ -156,10 +172,18 @@ struct Run<'a> {
     attempt: u32,
     /// The rate key whose slot this run holds, once its gate gave it one.
     slot: std::sync::OnceLock<String>,
+    /// Its queue and type's metrics.
+    metrics: JobMetrics,
 }
 
 impl Run<'_> {
+    /// The queue of the entry.
+    fn queue(&self) -> &crate::jobs::Queue {
+        &self.shared.queue_of(self.stream).queue
+    }
+
     fn count(&self, outcome: Outcome) {
+        self.metrics.ended(outcome.as_str(), if let Outcome::Parked(reason) = outcome { Some(reason) } else { None });
         let s = &self.shared.stats;
         WorkerStats::bump(match outcome {
             Outcome::Succeeded => &s.succeeded,
@@ -199,7 +223,7 @@ impl Run<'_> {
         if let Some(outcome) = self.gate(&env).await {
             return outcome;
         }
-        let max_attempts = env.max_attempts.unwrap_or(shared.queue.config().max_attempts).max(1);
+        let max_attempts = env.max_attempts.unwrap_or(self.queue().config().max_attempts).max(1);
         let limit = env.timeout_ms.map(Duration::from_millis).or_else(|| handler.time_limit());
         let (lost_tx, lost_rx) = watch::channel(false);
         let lost_tx = Arc::new(lost_tx);
@@ -210,7 +234,7 @@ impl Run<'_> {
             inner: Arc::new(JobInner {
                 envelope: env,
                 entry_id: self.entry_id.to_owned(),
-                queue: shared.queue.name().to_owned(),
+                queue: self.queue().name().to_owned(),
                 consumer: shared.consumer.clone(),
                 max_attempts,
                 lease: lease.clone(),
@@ -219,6 +243,7 @@ impl Run<'_> {
         };
         let registration = self.register(&job, lost_tx.clone(), cancel_tx.clone());
         let run_no = registration.run;
+        let began = self.metrics.started(job.attempt(), job.envelope().enqueued_at_ms);
         let result = tokio::select! {
             biased;
             // Polled in this task with its panics caught, so a panic fails this job only;
@@ -262,6 +287,7 @@ impl Run<'_> {
                 Err(Stopped::Shutdown)
             }
         };
+        self.metrics.ran(began);
         // The handler is done (or dropped, which aborts it): no more renewals.
         drop(registration);
         self.release().await;
@@ -287,6 +313,7 @@ impl Run<'_> {
             Err(Stopped::Shutdown) => self.hand_back(env).await,
             Err(Stopped::TimedOut(limit)) => {
                 WorkerStats::bump(&shared.stats.timed_out);
+                self.metrics.timed_out();
                 let error = format!("timeout: the attempt ran longer than its limit of {limit:?}");
                 self.retry_or_park(env, max_attempts, &error).await
             }
@@ -302,7 +329,7 @@ impl Run<'_> {
                 tracing::info!(%error, wait_ms = millis(after), "job must wait; delayed without counting an attempt");
                 if let Some(key) = &env.rate_key {
                     // Every worker holds back this key's jobs until the pause is over.
-                    if let Err(e) = shared.queue.store().pause_rate_key(key, after).await {
+                    if let Err(e) = self.queue().store().pause_rate_key(key, after).await {
                         tracing::warn!(error = %chain(&e), rate_key = %key, "pausing the rate key failed");
                     }
                 }
@@ -325,7 +352,7 @@ impl Run<'_> {
     /// due at its reserved start, when a slot is given back (a lease at the latest), or in a
     /// second when the check failed.
     async fn gate(&self, env: &Envelope) -> Option<Outcome> {
-        let config = self.shared.queue.config();
+        let config = self.queue().config();
         let buckets = crate::jobs::limit::buckets(&config.rate_limits, env);
         let slots = env.rate_key.as_deref().and_then(|k| config.slots_of(k));
         if buckets.is_empty() && slots.is_none() {
@@ -334,7 +361,7 @@ impl Run<'_> {
         let gate =
             Gate { job_id: env.id.clone(), rate_key: env.rate_key.clone(), reserved: env.reserved, buckets, slots };
         let (done, answer) = oneshot::channel();
-        let passed = match self.shared.gates.send(GateRequest { gate, done }) {
+        let passed = match self.shared.queue_of(self.stream).gates.send(GateRequest { gate, done }) {
             Ok(()) => answer.await.unwrap_or_else(|_| Err("the gate batcher stopped".to_owned())),
             Err(_) => Err("the gate batcher stopped".to_owned()),
         };
@@ -360,9 +387,9 @@ impl Run<'_> {
     /// Gives back the slot of its key this run holds, if any, waking the key's next waiter.
     async fn release_slot(&self, job_id: &str) {
         if let Some(key) = self.slot.get()
-            && let Err(e) = self.shared.queue.store().release_slot(key, job_id).await
+            && let Err(e) = self.queue().store().release_slot(key, job_id).await
         {
-            tracing::warn!(error = %chain(&e), rate_key = %key, "giving back a slot failed; it expires with its lease");
+            failed!(&e, rate_key = %key, "giving back a slot failed; it expires with its lease");
         }
     }
 
@@ -423,6 +450,7 @@ impl Run<'_> {
         let run = self.shared.next_run.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let entry = Running {
+            stream: self.stream,
             entry_id: self.entry_id.to_owned(),
             token: self.token,
             job_id: job.id().to_owned(),
@@ -453,7 +481,7 @@ impl Run<'_> {
             attempt: self.attempt,
         };
         let (done, answer) = oneshot::channel();
-        self.shared.acks.send(AckRequest { run, done }).ok()?;
+        self.shared.streams[self.stream].acks.send(AckRequest { run, done }).ok()?;
         answer.await.ok()?
     }
 
@@ -530,14 +558,14 @@ impl Run<'_> {
         }
         items.extend(record.iter().cloned());
         let record = items.as_slice();
-        let (store, consumer) = (self.shared.queue.store(), &self.shared.consumer);
+        let (store, consumer) = (&self.shared.streams[self.stream].store, &self.shared.consumer);
         self.finish(op, ok, || {
             let run = &run;
             async move {
                 store
                     .end(consumer, run, ending, record)
                     .await
-                    .inspect_err(|e| tracing::warn!(error = %chain(e), op, "writing the job outcome failed"))
+                    .inspect_err(|e| failed!(e, op, "writing the job outcome failed"))
                     .ok()
             }
         })

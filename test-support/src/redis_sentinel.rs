@@ -1,0 +1,138 @@
+//! A temporary Sentinel deployment: a primary, a replica and three sentinels.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::redis_cluster::Node;
+use crate::redis_server::{LaunchError, TempDir, free_port, wait_listening};
+
+/// The name the sentinels know the primary by.
+pub const PRIMARY_NAME: &str = "jobs";
+
+/// A primary, its replica and three sentinels monitoring them (quorum 2, the primary deemed down
+/// after a second), on free 127.0.0.1 ports; every process killed and its directory removed on
+/// drop.
+#[derive(Debug)]
+pub struct RedisSentinels {
+    servers: Vec<Node>,
+    sentinels: Vec<Node>,
+    _dir: TempDir,
+}
+
+impl RedisSentinels {
+    /// Starts them and waits until every sentinel knows the replica.
+    ///
+    /// # Panics
+    /// When they do not start; the message says why.
+    #[must_use]
+    pub fn start() -> Self {
+        Self::temporary().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts them and waits until every sentinel knows the replica.
+    ///
+    /// # Errors
+    /// A process did not start, or the sentinels did not find the replica in time.
+    pub fn temporary() -> Result<Self, LaunchError> {
+        let dir = TempDir::new("redis-sentinel")?;
+        let plain: Vec<String> = ["--save", "", "--appendonly", "no"].iter().map(|a| (*a).to_owned()).collect();
+        let primary = Node::start(&dir, "primary", &plain)?;
+        let mut replica_args = plain.clone();
+        replica_args.extend(["--replicaof".to_owned(), "127.0.0.1".to_owned(), primary.port.to_string()]);
+        let replica = Node::start(&dir, "replica", &replica_args)?;
+        let mut sentinels = Vec::new();
+        for i in 0..3 {
+            let port = free_port()?;
+            let home = dir.0.join(format!("sentinel{i}"));
+            std::fs::create_dir_all(&home)?;
+            let conf = home.join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {PRIMARY_NAME} 127.0.0.1 {} 2\n\
+                     sentinel down-after-milliseconds {PRIMARY_NAME} 1000\n\
+                     sentinel failover-timeout {PRIMARY_NAME} 10000\n",
+                    home.display(),
+                    primary.port
+                ),
+            )?;
+            sentinels.push(Node::started(port, launch_sentinel(port, &conf)?));
+        }
+        let deployment = Self { servers: vec![primary, replica], sentinels, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !deployment.sentinels.iter().all(knows_replica) {
+            if Instant::now() > deadline {
+                return Err(LaunchError::Io(std::io::Error::other("the sentinels did not find the replica")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(deployment)
+    }
+
+    /// The sentinels' URLs.
+    #[must_use]
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinels.iter().map(Node::url).collect()
+    }
+
+    /// The port of the server the sentinels name as primary now.
+    ///
+    /// # Panics
+    /// When no sentinel answers.
+    #[must_use]
+    pub fn primary_port(&self) -> u16 {
+        let mut con = self.sentinels.iter().find_map(|s| s.connection().ok()).expect("a sentinel");
+        let (_, port): (String, u16) = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(PRIMARY_NAME)
+            .query(&mut con)
+            .expect("SENTINEL GET-MASTER-ADDR-BY-NAME");
+        port
+    }
+
+    /// Kills the current primary with `SIGKILL`; the sentinels promote the replica.
+    pub fn kill_primary(&mut self) {
+        let port = self.primary_port();
+        if let Some(node) = self.servers.iter_mut().find(|n| n.port == port) {
+            node.kill();
+        }
+    }
+
+    /// Asks a sentinel to fail over now (`SENTINEL FAILOVER`), without waiting for the primary
+    /// to be deemed down.
+    ///
+    /// # Panics
+    /// When no sentinel accepts.
+    pub fn failover(&self) {
+        let mut con = self.sentinels.iter().find_map(|s| s.connection().ok()).expect("a sentinel");
+        let _: () =
+            redis::cmd("SENTINEL").arg("FAILOVER").arg(PRIMARY_NAME).query(&mut con).expect("SENTINEL FAILOVER");
+    }
+}
+
+/// Starts a sentinel: `redis-server <conf> --sentinel` (the configuration file must come
+/// first, and the sentinel rewrites it).
+fn launch_sentinel(port: u16, conf: &Path) -> Result<Child, LaunchError> {
+    let mut child = Command::new("redis-server")
+        .arg(conf)
+        .arg("--sentinel")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { LaunchError::NotInstalled } else { e.into() })?;
+    wait_listening(port, &mut child)?;
+    Ok(child)
+}
+
+/// Whether a sentinel lists a replica of the primary.
+fn knows_replica(sentinel: &Node) -> bool {
+    sentinel.connection().is_ok_and(|mut c| {
+        redis::cmd("SENTINEL")
+            .arg("REPLICAS")
+            .arg(PRIMARY_NAME)
+            .query::<Vec<redis::Value>>(&mut c)
+            .is_ok_and(|r| !r.is_empty())
+    })
+}
