@@ -53,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("page (parked stream of {PARKED}, 50 per page)   median     max   bytes");
     for (label, path) in [
-        ("overview", "/".to_owned()),
+        ("overview", String::new()),
         ("queue", "/queues/dash-bench".to_owned()),
         ("parked, newest page", "/queues/dash-bench/parked".to_owned()),
         ("parked, page at the middle", format!("/queues/dash-bench/parked?before={deep}")),

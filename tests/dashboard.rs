@@ -215,6 +215,12 @@ async fn lists_page_by_cursor_through_every_entry_once() {
     }
     let page = q.jobs_page(JobState::Delayed, None, 7).await.unwrap();
     assert_eq!(page.items.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), delayed, "by due time, then id");
+
+    // A cursor whose job left the list meanwhile: the next page starts right after its place.
+    let first = q.jobs_page(JobState::Delayed, None, 3).await.unwrap();
+    assert_eq!(q.cancel(&delayed[2]).await.unwrap(), CancelOutcome::Removed);
+    let next = q.jobs_page(JobState::Delayed, first.next.as_deref(), 3).await.unwrap();
+    assert_eq!(next.items.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), delayed[3..6]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,10 +67,13 @@ pub struct WorkerInfo {
     pub name: String,
     /// Entries delivered to it and not acknowledged.
     pub pending: u64,
-    /// How long ago it last read, claimed or renewed a lease: a running worker does one of
-    /// these at least every [`WorkerConfig::block`](super::WorkerConfig::block) while it has
-    /// room for jobs and every [`WorkerConfig::renew_every`](super::WorkerConfig::renew_every)
-    /// while it runs any, so this is its heartbeat.
+    /// The consumer's idle time as Redis reports it (`XINFO CONSUMERS`): no heartbeat is
+    /// written. From Redis 7.2 on, every read attempt counts, and a running worker tries to
+    /// read at least every [`WorkerConfig::block`](super::WorkerConfig::block) while it has
+    /// room for jobs and renews its leases every
+    /// [`WorkerConfig::renew_every`](super::WorkerConfig::renew_every) while it runs any, so
+    /// this is its heartbeat. Before 7.2 only reads that deliver entries, claims and renewals
+    /// count: a live worker with nothing to do looks idle for as long as the queue is empty.
     pub last_seen: Duration,
 }
 

@@ -131,8 +131,18 @@ async fn an_operator_sees_counts_redrives_a_parked_job_and_cancels_one_in_a_brow
     assert_eq!(q.job(&later.job_id).await.unwrap().unwrap().state, JobState::Cancelled);
     assert_eq!(browser.text(&browser.find("h1 .state").await.unwrap()).await.unwrap(), "cancelled");
 
-    // The queue's page after all that (the README's picture: `docs/dashboard.png`).
+    // Pausing the queue asks first (the page's script), then says so; resuming does not ask.
     browser.goto(&format!("{dashboard}/queues/{}", jobs::QUEUE)).await.unwrap();
+    browser.click(&browser.find("form.action button").await.expect("a pause button")).await.unwrap();
+    browser.accept_alert().await.expect("a question before pausing");
+    let notice = browser.text(&browser.find("#notice").await.unwrap()).await.unwrap();
+    assert!(notice.starts_with("Queue paused"), "{notice}");
+    assert!(q.is_paused().await.unwrap());
+    browser.click(&browser.find("form.action button").await.expect("a resume button")).await.unwrap();
+    assert!(browser.text(&browser.find("#notice").await.unwrap()).await.unwrap().starts_with("Queue resumed"));
+    assert!(!q.is_paused().await.unwrap());
+
+    // The queue's page after all that (the README's picture: `docs/dashboard.png`).
     let workers = browser.find_all("td.mono").await.unwrap();
     assert_eq!(workers.len(), 1, "one worker");
     save_screenshot("dashboard-queue.png", &browser.screenshot().await.expect("screenshot"));

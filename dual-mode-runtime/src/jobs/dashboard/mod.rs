@@ -43,7 +43,9 @@
 //! ```
 //!
 //! The layer goes on the dashboard's router (or on a router that holds it), so that every
-//! route under the mount, assets and actions included, passes through it.
+//! route under the mount, assets and actions included, passes through it. The overview is at
+//! the mount itself (`/admin/jobs`; axum's `nest` leaves `/admin/jobs/` to the outer router),
+//! and links are made from the path the router is nested at.
 //!
 //! # CSRF
 //!

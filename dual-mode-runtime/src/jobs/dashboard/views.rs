@@ -12,8 +12,9 @@ use super::html::{Esc, Span, Url, When, button, lossy, page, when};
 use super::{Base, Fail, State, fail, plot, unavailable};
 use crate::jobs::{JobRecord, JobState, ParkedEntry, QueueOverview, RawFields};
 
-/// A consumer not seen for this long is shown as silent: a running worker reads, claims or
-/// renews much more often (see [`WorkerInfo::last_seen`](crate::jobs::WorkerInfo::last_seen)).
+/// A consumer not seen for this long is not shown as live: a worker that runs jobs renews
+/// their leases much more often, so one that holds jobs and is not seen is silent (see
+/// [`WorkerInfo::last_seen`](crate::jobs::WorkerInfo::last_seen)).
 const SILENT_AFTER: Duration = Duration::from_secs(60);
 
 /// Minutes of throughput drawn.
@@ -147,22 +148,25 @@ pub(super) async fn queue(st: State, base: Base, Path(name): Path<String>, Query
     let _ = write!(body, "<h2>Jobs ended per minute</h2>{}", throughput(&t));
 
     body.push_str(
-        "<h2>Workers</h2><p class=\"muted\">Consumers of the group; the last time each read, \
-         claimed or renewed a lease is its heartbeat.</p>",
+        "<h2>Workers</h2><p class=\"muted\">Consumers of the group and how long ago each last read, \
+         claimed or renewed a lease (on Redis before 7.2, a read that got nothing does not count: \
+         a worker of an empty queue looks idle).</p>",
     );
     if workers.is_empty() {
         body.push_str("<p class=\"muted\">No worker has joined this queue's group.</p>");
     } else {
         body.push_str("<table><tr><th>worker</th><th class=\"n\">holding</th><th>last seen</th><th>state</th></tr>");
         for w in &workers {
-            let live = if w.last_seen < SILENT_AFTER {
+            let state = if w.last_seen < SILENT_AFTER {
                 "<span class=\"state done\">live</span>"
+            } else if w.pending > 0 {
+                "<span class=\"state parked\">silent, holding jobs</span>"
             } else {
-                "<span class=\"state parked\">silent</span>"
+                "<span class=\"state\">idle</span>"
             };
             let _ = write!(
                 body,
-                "<tr><td class=\"mono\">{}</td><td class=\"n\">{}</td><td>{} ago</td><td>{live}</td></tr>",
+                "<tr><td class=\"mono\">{}</td><td class=\"n\">{}</td><td>{} ago</td><td>{state}</td></tr>",
                 Esc(&w.name),
                 w.pending,
                 Span(w.last_seen)
