@@ -1038,7 +1038,8 @@ async fn memory_per_job(redis_url: &str, n: usize) -> (f64, f64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only 1,2`: run only these sections (1: per job, 2: guard, 3: job layer, m: metrics).
+    // `--only 1,2`: run only these sections (1: per job, 2: guard, 3: job layer, m: metrics,
+    // 6: Redis deployments, 7: the drain as the backlog grows).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let want = |n: &str| only.as_ref().is_none_or(|o| o.split(',').any(|s| s == n));
     let sizes = if quick {
@@ -1322,6 +1323,27 @@ fn main() {
     if want("6") {
         eprintln!("[{:>5.1}s] 6. Redis deployments", started.elapsed().as_secs_f64());
         rt.block_on(deployments(&mut table, &redis.url, if quick { 1 } else { 3 }, sizes.backlog));
+    }
+
+    // 7.
+    if want("7") {
+        table.section("7. the no-op drain as the backlog grows (2 workers x 16, one server)");
+        eprintln!("[{:>5.1}s] 7. drain as the backlog grows", started.elapsed().as_secs_f64());
+        let backlogs: &[usize] = if quick { &[10_000, 100_000] } else { &[10_000, 100_000, 1_000_000] };
+        rt.block_on(async {
+            let mut first = None;
+            for (i, &n) in backlogs.iter().enumerate() {
+                let (rate, cpu) =
+                    drain_noop_cpu(&redis.url, QueueConfig::new(format!("grow{i}")), n, PushOptions::new()).await;
+                let base = *first.get_or_insert(rate);
+                table.row(
+                    &format!("drain a backlog of {n}"),
+                    format!("{rate:.0} jobs/s, {:.2} µs CPU/job here", cpu.as_secs_f64() * 1e6 / usize_f64(n)),
+                    format!("{:.2}x of the smallest", rate / base),
+                    &format!("cost per job flat (linear total): {}", verdict(rate / base >= 0.8)),
+                );
+            }
+        });
     }
 
     table.print();

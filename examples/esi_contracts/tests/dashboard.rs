@@ -23,6 +23,23 @@ mod support;
 
 use support::{Api, http, secrets, stale_standin, start_api_with};
 
+/// The text of the page's `#notice` once it starts with `prefix`: a click that submits a form
+/// returns before the next page is there, and the page before may have a notice of its own.
+async fn notice(browser: &Browser, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = match browser.find("#notice").await {
+            Ok(el) => browser.text(&el).await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.starts_with(prefix) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "no notice starting with {prefix:?}; the last was {text:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 const DOMAIN: i32 = 10_000_043;
 const FORGE: i32 = 10_000_002;
 const TOKEN: &str = "a-token-for-tests";
@@ -113,8 +130,7 @@ async fn an_operator_sees_counts_redrives_a_parked_job_and_cancels_one_in_a_brow
 
     // Re-drive: back on the queue, and the worker runs it (ESI answers this time).
     browser.click(&browser.find("form.action button").await.expect("a re-drive button")).await.unwrap();
-    let notice = browser.text(&browser.find("#notice").await.expect("a notice")).await.unwrap();
-    assert!(notice.starts_with("Re-driven"), "{notice}");
+    notice(&browser, "Re-driven").await;
     assert_eq!(browser.text(&browser.find("#parked-count").await.unwrap()).await.unwrap(), "0");
     wait_state(&q, &refused.job_id, JobState::Done).await;
     browser.goto(&format!("{dashboard}/queues/{}/jobs/{}", jobs::QUEUE, refused.job_id)).await.unwrap();
@@ -126,8 +142,7 @@ async fn an_operator_sees_counts_redrives_a_parked_job_and_cancels_one_in_a_brow
     assert!(payload.contains("<script>window.pwned = 1</script>"), "{payload}");
     assert_eq!(browser.execute("return window.pwned === undefined").await.unwrap(), true);
     browser.click(&browser.find("form.action button").await.expect("a cancel button")).await.unwrap();
-    let notice = browser.text(&browser.find("#notice").await.unwrap()).await.unwrap();
-    assert!(notice.starts_with("Cancelled"), "{notice}");
+    notice(&browser, "Cancelled").await;
     assert_eq!(q.job(&later.job_id).await.unwrap().unwrap().state, JobState::Cancelled);
     assert_eq!(browser.text(&browser.find("h1 .state").await.unwrap()).await.unwrap(), "cancelled");
 
@@ -135,11 +150,10 @@ async fn an_operator_sees_counts_redrives_a_parked_job_and_cancels_one_in_a_brow
     browser.goto(&format!("{dashboard}/queues/{}", jobs::QUEUE)).await.unwrap();
     browser.click(&browser.find("form.action button").await.expect("a pause button")).await.unwrap();
     browser.accept_alert().await.expect("a question before pausing");
-    let notice = browser.text(&browser.find("#notice").await.unwrap()).await.unwrap();
-    assert!(notice.starts_with("Queue paused"), "{notice}");
+    notice(&browser, "Queue paused").await;
     assert!(q.is_paused().await.unwrap());
     browser.click(&browser.find("form.action button").await.expect("a resume button")).await.unwrap();
-    assert!(browser.text(&browser.find("#notice").await.unwrap()).await.unwrap().starts_with("Queue resumed"));
+    notice(&browser, "Queue resumed").await;
     assert!(!q.is_paused().await.unwrap());
 
     // The queue's page after all that (the README's picture: `docs/dashboard.png`).
