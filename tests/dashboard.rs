@@ -19,14 +19,7 @@ use jobs_support::{queue, start, stop, unique, wait_for, wait_state};
 const MOUNT: &str = "/admin/jobs";
 
 fn fast_worker() -> WorkerConfig {
-    WorkerConfig::new()
-        .concurrency(4)
-        .lease(Duration::from_secs(2))
-        .renew_every(Duration::from_millis(200))
-        .block(Duration::from_millis(100))
-        .poll_delayed_every(Duration::from_millis(20))
-        .backoff(Duration::from_millis(50), Duration::from_millis(200))
-        .cancel_grace(Duration::from_millis(300))
+    jobs_support::fast_worker(4).backoff(Duration::from_millis(50), Duration::from_millis(200))
 }
 
 /// A worker that runs `Ok` jobs, parks `Reject` jobs (a permanent error naming their payload)

@@ -20,14 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 fn fast_worker() -> WorkerConfig {
-    WorkerConfig::new()
-        .concurrency(4)
-        .lease(Duration::from_secs(2))
-        .renew_every(Duration::from_millis(200))
-        .block(Duration::from_millis(100))
-        .poll_delayed_every(Duration::from_millis(20))
+    jobs_support::fast_worker(4)
         .backoff(Duration::from_millis(50), Duration::from_millis(200))
-        .cancel_grace(Duration::from_millis(300))
         .shutdown_deadline(Duration::from_secs(5))
 }
 

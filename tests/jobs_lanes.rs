@@ -15,12 +15,8 @@ use dual_mode::jobs::{
 use jobs_support::{con, queue, start, stop, unique, wait_for};
 
 fn fast_worker(concurrency: usize) -> WorkerConfig {
-    WorkerConfig::new()
-        .concurrency(concurrency)
-        .lease(Duration::from_secs(2))
-        .renew_every(Duration::from_millis(200))
+    jobs_support::fast_worker(concurrency)
         .block(Duration::from_millis(200))
-        .poll_delayed_every(Duration::from_millis(20))
         .backoff(Duration::from_millis(20), Duration::from_millis(50))
 }
 

@@ -11,10 +11,9 @@ use common::RedisServer;
 use dual_mode::DualMode;
 use dual_mode::jobs::{
     CancelOutcome, Clients, Job, JobError, JobInfo, JobOutcome, JobState, PushOptions, QueueConfig, Worker,
-    WorkerConfig,
 };
 use dual_mode_test_support::prometheus_value as value;
-use jobs_support::{queue, start, stop, unique, wait_state};
+use jobs_support::{fast_worker, queue, start, stop, unique, wait_state};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 
@@ -63,16 +62,6 @@ impl Job for Step {
     }
 }
 
-fn worker_config() -> WorkerConfig {
-    WorkerConfig::new()
-        .concurrency(4)
-        .lease(Duration::from_secs(2))
-        .renew_every(Duration::from_millis(200))
-        .block(Duration::from_millis(100))
-        .poll_delayed_every(Duration::from_millis(20))
-        .cancel_grace(Duration::from_millis(300))
-}
-
 fn recorder() -> PrometheusHandle {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &[0.01, 0.1, 1.0, 10.0])
@@ -112,7 +101,7 @@ async fn the_exported_counts_match_what_the_jobs_and_guards_did() {
     assert_eq!(queue_depth(&text, "ready"), Some(9.0), "{text}");
     assert_eq!(queue_depth(&text, "parked"), Some(0.0));
 
-    let w = start(Worker::new(q.clone(), worker_config()).service::<Step>(Clients::Temporary));
+    let w = start(Worker::new(q.clone(), fast_worker(4)).service::<Step>(Clients::Temporary));
     wait_state(&q, &[&cancelled.job_id], JobState::Running, Duration::from_secs(10)).await;
     assert_eq!(q.cancel(&cancelled.job_id).await.expect("cancel"), CancelOutcome::Requested);
     for id in done.iter().chain([&not_json.job_id, &wrong_shape.job_id, &rejected.job_id, &timed_out.job_id]) {

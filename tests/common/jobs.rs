@@ -5,13 +5,25 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dual_mode::jobs::{JobState, Queue, QueueConfig, RunReport, Worker};
+use dual_mode::jobs::{JobState, Queue, QueueConfig, RunReport, Worker, WorkerConfig};
 use tokio::sync::oneshot;
 
 /// A queue name unique within this test process.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A worker configuration for tests: `concurrency` slots, a 2 s lease renewed every 200 ms,
+/// 100 ms blocking waits, delayed entries polled every 20 ms, a 300 ms cancellation grace.
+pub fn fast_worker(concurrency: usize) -> WorkerConfig {
+    WorkerConfig::new()
+        .concurrency(concurrency)
+        .lease(Duration::from_secs(2))
+        .renew_every(Duration::from_millis(200))
+        .block(Duration::from_millis(100))
+        .poll_delayed_every(Duration::from_millis(20))
+        .cancel_grace(Duration::from_millis(300))
 }
 
 /// Connects a queue on `url`.

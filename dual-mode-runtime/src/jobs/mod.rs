@@ -30,8 +30,8 @@
 //! # Keys
 //!
 //! A queue named `q` uses `dm:{q}:stream` (ready entries of the normal lane;
-//! `dm:{q}:stream:high` and `dm:{q}:stream:low` hold the other [lanes](Lane)), `dm:{q}:delayed` (a sorted set of
-//! delayed entries and retries by due time, each entry's fields in a hash
+//! `dm:{q}:stream:high` and `dm:{q}:stream:low` hold the other [lanes](Lane)),
+//! `dm:{q}:delayed` (a sorted set of delayed entries and retries by due time, each entry's fields in a hash
 //! `dm:{q}:delayed:<job id>`), `dm:{q}:parked` (the dead-letter stream, capped at
 //! [`QueueConfig::parked_max_len`] entries; `dm:{q}:parked-dropped` counts those the cap dropped),
 //! `dm:{q}:job:<job id>` (job records), `dm:{q}:jobs:<state>` (job ids by state, scored by
@@ -40,7 +40,7 @@
 //! and the schedules' keys (`dm:{q}:sched`, a hash of the registered schedules by name, and
 //! per schedule `dm:{q}:sched:<name>:tick:<ms>` dedupe keys, `...:last`, `...:paused` and
 //! `...:resumed`); ended jobs are announced on the Pub/Sub channel
-//! `dm:{q}:finished`; `dm:{q}:jobs:paused` pauses the queue while it exists. The hash tag `{q}` keeps them in one cluster slot, as the Lua scripts
+//! `dm:{q}:finished`. The hash tag `{q}` keeps them in one cluster slot, as the Lua scripts
 //! need; every script names the keys it touches.
 //!
 //! # Job records

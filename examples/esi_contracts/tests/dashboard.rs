@@ -9,19 +9,17 @@
 
 use std::time::{Duration, Instant};
 
-use dual_mode::jobs::{JobState, PushOptions, Queue, QueueError, RunReport};
+use dual_mode::jobs::{JobState, PushOptions, Queue};
 use dual_mode_test_support::{Browser, RedisServer};
 use esi_contracts::admin;
 use esi_contracts::aggregate::aggregation_spec;
 use esi_contracts::jobs;
 use esi_contracts::settings::Settings;
 use reqwest::StatusCode;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 mod support;
 
-use support::{Api, http, secrets, stale_standin, start_api_with};
+use support::{Running, http, stale_standin, start_api_with};
 
 /// The text of the page's `#notice` once it starts with `prefix`: a click that submits a form
 /// returns before the next page is there, and the page before may have a notice of its own.
@@ -43,30 +41,6 @@ async fn notice(browser: &Browser, prefix: &str) -> String {
 const DOMAIN: i32 = 10_000_043;
 const FORGE: i32 = 10_000_002;
 const TOKEN: &str = "a-token-for-tests";
-
-/// A worker of the API's queue, stopped by [`Running::stop`].
-struct Running {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<Result<RunReport, QueueError>>,
-}
-
-impl Running {
-    async fn start(api: &Api, redis: &RedisServer) -> Self {
-        let worker = jobs::worker(api.state.queue.clone(), &api.state.settings, secrets(redis), jobs::worker_config(2))
-            .await
-            .expect("worker");
-        let (stop, mut rx) = watch::channel(false);
-        let task = tokio::spawn(worker.run(async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }));
-        Self { stop, task }
-    }
-
-    async fn stop(self) -> RunReport {
-        let _ = self.stop.send(true);
-        self.task.await.unwrap().expect("worker")
-    }
-}
 
 async fn wait_state(q: &Queue, id: &str, want: JobState) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -95,7 +69,7 @@ async fn an_operator_sees_counts_redrives_a_parked_job_and_cancels_one_in_a_brow
     let settings = Settings::for_esi(esi.base_url());
     let api = start_api_with(&redis, settings.clone(), Some(TOKEN)).await;
     let q = api.state.queue.clone();
-    let worker = Running::start(&api, &redis).await;
+    let worker = Running::start(&api, &redis, jobs::worker_config(2)).await;
 
     // A job that ESI refuses once (a 400 is permanent): parked as `rejected`.
     esi.fail_next(DOMAIN, 1, StatusCode::BAD_REQUEST);

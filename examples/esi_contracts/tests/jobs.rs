@@ -5,45 +5,20 @@
 
 use std::time::{Duration, Instant};
 
-use dual_mode::jobs::{JobOutcome, JobState, PushOptions, QueueError, RunReport, WorkerConfig};
+use dual_mode::jobs::{JobOutcome, JobState, PushOptions};
 use dual_mode_test_support::RedisServer;
 use esi_contracts::aggregate::{ContractAggregationService, aggregation_spec, stored_summary};
 use esi_contracts::jobs;
 use esi_contracts::settings::Settings;
 use esi_contracts::standin::{self, RECORDED_AT, RateLimit, StandInOptions};
 use serde_json::Value;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 mod support;
 
-use support::{Api, get_json, http, secrets, stale_standin, start_api};
+use support::{Api, Running, get_json, http, stale_standin, start_api};
 
 const DOMAIN: i32 = 10_000_043;
 const FORGE: i32 = 10_000_002;
-
-/// A worker of the API's queue, stopped by [`Running::stop`].
-struct Running {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<Result<RunReport, QueueError>>,
-}
-
-impl Running {
-    async fn start(api: &Api, redis: &RedisServer, config: WorkerConfig) -> Self {
-        let worker =
-            jobs::worker(api.state.queue.clone(), &api.state.settings, secrets(redis), config).await.expect("worker");
-        let (stop, mut rx) = watch::channel(false);
-        let task = tokio::spawn(worker.run(async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }));
-        Self { stop, task }
-    }
-
-    async fn stop(self) -> RunReport {
-        let _ = self.stop.send(true);
-        self.task.await.unwrap().expect("worker")
-    }
-}
 
 /// `POST /regions/{region}/aggregate`: `202`, and its body.
 async fn post_aggregate(http: &reqwest::Client, base: &str, region: i32) -> Value {

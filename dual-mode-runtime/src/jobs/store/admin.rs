@@ -60,18 +60,13 @@ pub(crate) struct StateCounts {
 }
 
 impl Store {
-    /// The key whose presence pauses the queue's workers (holding the pause time in ms).
-    pub(crate) fn paused_key(&self) -> String {
-        format!("{}paused", self.keys.state_prefix)
-    }
-
     /// The sizes of the ended jobs' sets and the queue's pause.
     pub(crate) async fn state_counts(&self) -> Result<StateCounts, QueueError> {
         let mut pipe = redis::pipe();
         for key in &self.state_keys {
             pipe.cmd("ZCARD").arg(key);
         }
-        pipe.cmd("GET").arg(self.paused_key());
+        pipe.cmd("GET").arg(&self.keys.paused);
         // The sets in the order of `STATE_SETS`: running, done, parked, cancelled.
         let (_, done, _, cancelled, paused): (u64, u64, u64, u64, Option<u64>) =
             pipe.query_async(&mut self.con()).await.map_err(redis("count states"))?;
@@ -235,7 +230,7 @@ impl Store {
     /// Marks the queue paused at `now_ms`; returns whether it was running.
     pub(crate) async fn pause_queue(&self, now_ms: u64) -> Result<bool, QueueError> {
         let v: Value = redis::cmd("SET")
-            .arg(self.paused_key())
+            .arg(&self.keys.paused)
             .arg(now_ms)
             .arg("NX")
             .query_async(&mut self.con())
@@ -247,7 +242,7 @@ impl Store {
     /// Lifts the queue's pause; returns whether it was paused.
     pub(crate) async fn resume_queue(&self) -> Result<bool, QueueError> {
         let removed: i64 = redis::cmd("DEL")
-            .arg(self.paused_key())
+            .arg(&self.keys.paused)
             .query_async(&mut self.con())
             .await
             .map_err(redis("resume queue"))?;

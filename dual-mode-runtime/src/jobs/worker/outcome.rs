@@ -72,24 +72,25 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
     let lane = shared.streams[stream].store.lane_of();
     let permit = std::sync::Mutex::new(Some(permit));
     let started_ms = unix_ms(std::time::SystemTime::now());
+    let new_run = |job, attempt, type_name: &str| Run {
+        shared: &shared,
+        stream,
+        entry_id: &entry_id,
+        token,
+        fields: &fields,
+        job,
+        permit: &permit,
+        started_ms,
+        attempt,
+        slot: std::sync::OnceLock::new(),
+        metrics: JobMetrics::of(queue, type_name),
+    };
     let env = match Envelope::from_fields(&fields) {
         Ok(env) => env,
         Err(e) => {
             let span = tracing::warn_span!("job", %queue, %lane, entry = %entry_id, outcome = "parked");
             async {
-                let run = Run {
-                    shared: &shared,
-                    stream,
-                    entry_id: &entry_id,
-                    token,
-                    fields: &fields,
-                    job: None,
-                    permit: &permit,
-                    started_ms,
-                    attempt: 1,
-                    slot: std::sync::OnceLock::new(),
-                    metrics: JobMetrics::of(queue, UNKNOWN_TYPE),
-                };
+                let run = new_run(None, 1, UNKNOWN_TYPE);
                 let outcome = run.park(ParkReason::MalformedEntry, &e.to_string()).await;
                 run.count(outcome);
             }
@@ -113,23 +114,9 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
         crate::jobs::trace::continue_in(&span, tp);
     }
     async {
-        let job = Some((env.id.clone(), env.unique.clone()));
-        let attempt = env.attempt;
         let known = shared.handlers.contains_key(&env.type_name);
-        let metrics = JobMetrics::of(queue, if known { &env.type_name } else { UNKNOWN_TYPE });
-        let run = Run {
-            shared: &shared,
-            stream,
-            entry_id: &entry_id,
-            token,
-            fields: &fields,
-            job,
-            permit: &permit,
-            started_ms,
-            attempt,
-            slot: std::sync::OnceLock::new(),
-            metrics,
-        };
+        let type_name = if known { env.type_name.as_str() } else { UNKNOWN_TYPE };
+        let run = new_run(Some((env.id.clone(), env.unique.clone())), env.attempt, type_name);
         let outcome = run.execute(env).await;
         run.count(outcome);
         tracing::Span::current().record("outcome", outcome.as_str());
