@@ -166,7 +166,7 @@ async fn a_redis_killed_and_restarted_mid_run_loses_no_job_and_workers_resume() 
     let back = logs.count(tracing::Level::INFO, "redis reachable again");
     let warnings = logs.warnings();
     eprintln!(
-        "push failed after {push_took:?}; resumed {resumed_after:?} after the restart; {twice} jobs ran twice; \
+        "push failed after {push_took:?}; resumed {resumed_after:?} after the restart; {twice} jobs ran more than once; \
          warnings during the outage: {warnings:?}"
     );
     assert_eq!((unreachable, back), (1, 1), "the outage is logged once as it begins and once as it ends: {warnings:?}");

@@ -259,11 +259,10 @@ impl Browser {
             .map_err(|e| WebDriverError::Command { what: "screenshot".into(), answer: e.to_string() })
     }
 
-    /// Ends the session (Chromium exits) and stops the driver.
-    pub async fn quit(mut self) {
+    /// Ends the session (Chromium exits); dropping `self` then stops the driver's process
+    /// group, Chromium included if it did not exit.
+    pub async fn quit(self) {
         let _ = self.call(reqwest::Method::DELETE, "", None, "delete session").await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 

@@ -84,8 +84,8 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn overview(&self) -> Result<QueueOverview, QueueError> {
-        let stats = self.stats().await?;
-        let StateCounts { done, cancelled, paused_at_ms, .. } = self.store().state_counts().await?;
+        let (stats, StateCounts { done, cancelled, paused_at_ms, .. }) =
+            tokio::try_join!(self.stats(), self.store().state_counts())?;
         Ok(QueueOverview {
             stats,
             ready: stats.length.saturating_sub(stats.pending),
@@ -241,7 +241,7 @@ impl Queue {
             return Ok(None);
         };
         let raw_id = format!("{RAW_PREFIX}{}", field::ID);
-        let entries = self.store().parked_from(&unix_ms(finished).to_string(), 100).await?;
+        let entries = self.store().parked_range(&unix_ms(finished).to_string(), "+", 100).await?;
         Ok(entries
             .into_iter()
             .find(|(_, f): &Entry| f.iter().any(|(k, v)| k == raw_id.as_bytes() && v == record.id.as_bytes()))
@@ -272,7 +272,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn is_paused(&self) -> Result<bool, QueueError> {
-        Ok(self.store().state_counts().await?.paused_at_ms.is_some())
+        self.store().is_paused().await
     }
 }
 

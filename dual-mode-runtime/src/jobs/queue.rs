@@ -873,20 +873,26 @@ impl Queue {
         rx
     }
 
-    /// Re-drives every parked entry (those parked while this runs included, up to `limit`).
-    /// Returns how many were re-driven.
+    /// Re-drives every parked entry, oldest first (those parked while this runs included, up
+    /// to `limit`); entries that kept only part of their fields stay parked (see
+    /// [`Queue::redrive`]). Returns how many were re-driven.
     ///
     /// # Errors
     /// Redis fails.
     pub async fn redrive_all(&self, limit: usize) -> Result<usize, QueueError> {
         let mut done = 0;
+        let mut after: Option<String> = None;
         while done < limit {
-            let batch = self.parked((limit - done).min(100)).await?;
-            if batch.is_empty() {
-                break;
-            }
-            for p in batch {
-                if self.redrive(&p.parked_id).await?.is_some() {
+            let want = (limit - done).min(100);
+            let batch = match &after {
+                Some(after) => self.parked_after(after, want).await?,
+                None => self.parked(want).await?,
+            };
+            let Some(last) = batch.last() else { break };
+            after = Some(last.parked_id.clone());
+            for p in batch.iter().filter(|p| p.truncated_from.is_none()) {
+                let job_id = p.field(super::envelope::field::ID).and_then(|id| std::str::from_utf8(id).ok());
+                if self.inner.store.redrive(&p.parked_id, RAW_PREFIX, job_id).await?.is_some() {
                     done += 1;
                 }
             }

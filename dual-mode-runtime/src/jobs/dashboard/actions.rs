@@ -58,6 +58,18 @@ fn queue_url(base: &Base, name: &str) -> String {
     format!("{}/queues/{}", base.0, Url(name))
 }
 
+/// A pause or resume of the queue or of one of its schedules: `act` answers whether it
+/// changed anything, and the queue's page says which of `changed` and `unchanged` happened.
+async fn toggle(
+    (st, base, headers, name, form): (State, Base, HeaderMap, String, Fields),
+    (changed, unchanged): (&str, &str),
+    act: impl AsyncFnOnce(&Queue) -> Result<bool, QueueError>,
+) -> Answer {
+    let q = acting_on(&st, &base, &headers, form, &name)?;
+    let done = if act(q).await.map_err(unavailable(&base))? { changed } else { unchanged };
+    Ok(see_other(&format!("{}?done={done}", queue_url(&base, &name))))
+}
+
 /// `POST /queues/{queue}/pause`.
 pub(super) async fn pause_queue(
     st: State,
@@ -66,9 +78,7 @@ pub(super) async fn pause_queue(
     Path(name): Path<String>,
     form: Fields,
 ) -> Answer {
-    let q = acting_on(&st, &base, &headers, form, &name)?;
-    let paused = q.pause().await.map_err(unavailable(&base))?;
-    Ok(see_other(&format!("{}?done={}", queue_url(&base, &name), if paused { "paused" } else { "already-paused" })))
+    toggle((st, base, headers, name, form), ("paused", "already-paused"), async |q| q.pause().await).await
 }
 
 /// `POST /queues/{queue}/resume`.
@@ -79,9 +89,7 @@ pub(super) async fn resume_queue(
     Path(name): Path<String>,
     form: Fields,
 ) -> Answer {
-    let q = acting_on(&st, &base, &headers, form, &name)?;
-    let resumed = q.resume().await.map_err(unavailable(&base))?;
-    Ok(see_other(&format!("{}?done={}", queue_url(&base, &name), if resumed { "resumed" } else { "not-paused" })))
+    toggle((st, base, headers, name, form), ("resumed", "not-paused"), async |q| q.resume().await).await
 }
 
 /// `POST /queues/{queue}/jobs/{id}/cancel`.
@@ -143,9 +151,8 @@ pub(super) async fn pause_schedule(
     Path((name, schedule)): Path<(String, String)>,
     form: Fields,
 ) -> Answer {
-    let q = acting_on(&st, &base, &headers, form, &name)?;
-    q.pause_schedule(&schedule).await.map_err(unavailable(&base))?;
-    Ok(see_other(&format!("{}?done=schedule-paused", queue_url(&base, &name))))
+    let answers = ("schedule-paused", "schedule-already-paused");
+    toggle((st, base, headers, name, form), answers, async |q| q.pause_schedule(&schedule).await).await
 }
 
 /// `POST /queues/{queue}/schedules/{name}/resume`.
@@ -156,7 +163,6 @@ pub(super) async fn resume_schedule(
     Path((name, schedule)): Path<(String, String)>,
     form: Fields,
 ) -> Answer {
-    let q = acting_on(&st, &base, &headers, form, &name)?;
-    q.resume_schedule(&schedule).await.map_err(unavailable(&base))?;
-    Ok(see_other(&format!("{}?done=schedule-resumed", queue_url(&base, &name))))
+    let answers = ("schedule-resumed", "schedule-not-paused");
+    toggle((st, base, headers, name, form), answers, async |q| q.resume_schedule(&schedule).await).await
 }

@@ -33,6 +33,8 @@ fn notice(query: &HashMap<String, String>) -> Option<String> {
         "not-paused" => "The queue was not paused.".to_owned(),
         "schedule-paused" => "Schedule paused.".to_owned(),
         "schedule-resumed" => "Schedule resumed.".to_owned(),
+        "schedule-already-paused" => "The schedule was paused already.".to_owned(),
+        "schedule-not-paused" => "The schedule was not paused.".to_owned(),
         "redriven" => "Re-driven: the job is back in the queue.".to_owned(),
         "redriven-all" => format!("Re-drove {} parked entries.", n.parse::<u64>().unwrap_or(0)),
         "gone" => "That parked entry is gone (re-driven already?).".to_owned(),
@@ -331,9 +333,13 @@ pub(super) async fn job(
     let record = q.job(&id).await.map_err(unavailable(&base))?.ok_or_else(|| {
         fail(&base, StatusCode::NOT_FOUND, &format!("no job {id:?} in queue {name:?} (or its record expired)"))
     })?;
-    let fields = q.job_fields(&record).await.map_err(unavailable(&base))?;
-    let parked =
-        if record.state == JobState::Parked { q.parked_of(&record).await.map_err(unavailable(&base))? } else { None };
+    // A parked job's fields are its parked entry's: one read for both.
+    let (fields, parked) = if record.state == JobState::Parked {
+        let parked = q.parked_of(&record).await.map_err(unavailable(&base))?;
+        (parked.as_ref().map(|p| p.fields.clone()), parked)
+    } else {
+        (q.job_fields(&record).await.map_err(unavailable(&base))?, None)
+    };
     let qb = format!("{}/queues/{}", base.0, Url(q.name()));
     let mut body =
         format!("<h1>Job <span class=\"mono\">{}</span> {}</h1>", Esc(&record.id), state_badge(record.state));
@@ -381,7 +387,7 @@ pub(super) async fn job(
     if let Some(result) = &record.result {
         let _ = write!(body, "<h2>Result</h2><pre id=\"result\">{}</pre>", Esc(&lossy(result)));
     }
-    match fields.or_else(|| parked.map(|p| p.fields)) {
+    match fields {
         Some(fields) => body.push_str(&entry_fields(&fields)),
         None => body.push_str("<p class=\"muted\">Its entry is gone (the job ended); the record is what remains.</p>"),
     }

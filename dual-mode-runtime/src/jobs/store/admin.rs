@@ -155,11 +155,6 @@ impl Store {
         self.range(&self.keys.parked, "XREVRANGE", &end, "-", count).await
     }
 
-    /// Up to `count` parked entries from `from` (inclusive), oldest first.
-    pub(crate) async fn parked_from(&self, from: &str, count: usize) -> Result<Vec<Entry>, QueueError> {
-        self.range(&self.keys.parked, "XRANGE", from, "+", count).await
-    }
-
     /// One entry of the stream by id.
     pub(crate) async fn stream_entry(&self, entry_id: &str) -> Result<Option<RawFields>, QueueError> {
         Ok(self.range(&self.keys.stream, "XRANGE", entry_id, entry_id, 1).await?.pop().map(|(_, f)| f))
@@ -225,6 +220,11 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Whether the queue is paused.
+    pub(crate) async fn is_paused(&self) -> Result<bool, QueueError> {
+        redis::cmd("EXISTS").arg(&self.keys.paused).query_async(&mut self.con()).await.map_err(redis("read the pause"))
     }
 
     /// Marks the queue paused at `now_ms`; returns whether it was running.

@@ -305,15 +305,9 @@ async fn claim(
     loop {
         // Wait in the semaphore's fair queue for one permit (the reader holds its permits only
         // while a read is in flight), so claims are not starved by the reader.
-        let Some(mut permits) = permits(sem, 1, stop).await else {
+        let Some(mut permits) = permits(sem, shared.config.concurrency, stop).await else {
             return false;
         };
-        while permits.len() < shared.config.concurrency {
-            match sem.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
         let want = permits.len();
         let (next, claimed) = match store.claim(&shared.consumer, min_idle, cursor, want).await {
             Ok(r) => r,
