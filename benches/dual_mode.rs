@@ -938,10 +938,11 @@ async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog
     table.section("6. Redis deployments (2 workers per queue, no-op jobs; every process on these 2 cores)");
     let cluster = RedisCluster::start();
     let (single, clustered) = (server(single_url), RedisTarget::cluster(cluster.urls()).expect("urls"));
-    let mut rates = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let mut rates: [Vec<f64>; 7] = Default::default();
     let mut cpu_per_job = Vec::new();
     for round in 0..rounds {
         let one = |p: &str| vec![QueueConfig::new(format!("{p}{round}"))];
+        let parted = |p: &str, n: u16| vec![QueueConfig::new(format!("{p}{round}")).partitions(n)];
         let three = |p: &str| -> Vec<QueueConfig> {
             queues_on_distinct_primaries(&cluster, &format!("{p}{round}-"), 3)
                 .into_iter()
@@ -954,8 +955,11 @@ async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog
         rates[1].push(drain_on(&clustered, &one("cluster"), backlog, PushOptions::new()).await.0);
         rates[2].push(drain_on(&single, &three("single3"), backlog, PushOptions::new()).await.0);
         rates[3].push(drain_on(&clustered, &three("cluster3"), backlog, PushOptions::new()).await.0);
+        rates[4].push(drain_on(&clustered, &parted("cluster-p3-", 3), backlog, PushOptions::new()).await.0);
+        rates[5].push(drain_on(&clustered, &parted("cluster-p6-", 6), backlog, PushOptions::new()).await.0);
+        rates[6].push(drain_on(&single, &parted("single-p6-", 6), backlog, PushOptions::new()).await.0);
     }
-    let [single1, cluster1, single3, cluster3] = rates.map(|r| median(&r));
+    let [single1, cluster1, single3, cluster3, cluster_p3, cluster_p6, single_p6] = rates.map(|r| median(&r));
     table.row(
         &format!("drain one {backlog} backlog: 3-primary cluster vs one server"),
         format!("{cluster1:.0} vs {single1:.0} jobs/s"),
@@ -968,6 +972,23 @@ async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog
         format!("{:.2}x", cluster3 / single3),
         "on 2 shared cores; see the scaling model",
     );
+    for (what, rate, base, note) in [
+        ("one queue of 3 partitions on the cluster vs 1 partition", cluster_p3, cluster1, "partitions on 3 primaries"),
+        ("one queue of 6 partitions on the cluster vs 1 partition", cluster_p6, cluster1, "two per primary"),
+        (
+            "one queue of 6 partitions on one server vs 1 partition",
+            single_p6,
+            single1,
+            "what partitions cost without a cluster",
+        ),
+    ] {
+        table.row(
+            &format!("drain one {backlog} backlog: {what}"),
+            format!("{rate:.0} vs {base:.0} jobs/s"),
+            format!("{:.2}x", rate / base),
+            note,
+        );
+    }
     let cpu = median(&cpu_per_job);
     table.row(
         "Redis CPU per job on one server (`INFO cpu` over a drain, push included)",

@@ -67,9 +67,10 @@ async fn role() {
     let nodes: Vec<String> = env("DM_NODES").expect("DM_NODES").split(',').map(str::to_owned).collect();
     let name = env("DM_QUEUE").expect("DM_QUEUE");
     let ledger = env("DM_LEDGER").expect("DM_LEDGER");
-    let q = Queue::connect(RedisTarget::cluster(nodes).expect("node urls"), QueueConfig::new(&name))
-        .await
-        .expect("connect to the cluster");
+    let q =
+        Queue::connect(RedisTarget::cluster(nodes).expect("node urls"), QueueConfig::new(&name).partitions(PARTITIONS))
+            .await
+            .expect("connect to the cluster");
     let worker = ledger_worker(q, 16, &ledger, &format!("{name}:runs")).await;
     let mut db = con(&ledger).await;
     let _: () = db.rpush(format!("{name}:ready"), worker.consumer()).await.expect("ready");
@@ -280,9 +281,12 @@ async fn a_cluster_connection_is_a_shared_field() {
     assert_eq!(pong, "PONG");
 }
 
-/// 20,000 jobs through one queue on the cluster with three worker processes: each runs once.
-/// Then a primary is killed mid-run and its replica takes over: every job pushed before the
-/// kill still runs.
+/// The partitions of the cluster test's queue.
+const PARTITIONS: u16 = 6;
+
+/// 20,000 jobs through one queue of six partitions, spread over the cluster's primaries, with
+/// three worker processes: each runs once. Then the primary of one partition is killed mid-run
+/// and its replica takes over: every job pushed before the kill still runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_runs_each_job_once_across_processes_and_survives_a_primary_kill() {
     const FIRST: u32 = 20_000;
@@ -291,14 +295,24 @@ async fn a_cluster_runs_each_job_once_across_processes_and_survives_a_primary_ki
     let ledger = RedisServer::start();
     let name = unique("cluster");
     let runs_key = format!("{name}:runs");
-    let q = Queue::connect(RedisTarget::cluster(cluster.urls()).expect("urls"), QueueConfig::new(&name))
-        .await
-        .expect("connect");
+    let q = Queue::connect(
+        RedisTarget::cluster(cluster.urls()).expect("urls"),
+        QueueConfig::new(&name).partitions(PARTITIONS),
+    )
+    .await
+    .expect("connect");
     q.ensure_group().await.expect("group");
+    let primaries: std::collections::HashSet<usize> = (0..q.partitions())
+        .map(|p| cluster.primary_of(&q.partition_keys(p).expect("partition").stream).expect("a primary"))
+        .collect();
+    assert!(primaries.len() >= 2, "six partitions live on one primary: {primaries:?}");
     let first: Vec<Work> = (0..FIRST).map(|n| Work { n }).collect();
     let t = Instant::now();
-    q.push_bulk("Work", 1, &first, PushOptions::new()).await.expect("push");
+    let pushed = q.push_bulk("Work", 1, &first, PushOptions::new()).await.expect("push");
     let pushed_in = t.elapsed();
+    let tags: std::collections::HashSet<&str> =
+        pushed.iter().filter_map(|p| p.job_id.rsplit_once('.').map(|(_, tag)| tag)).collect();
+    assert_eq!(tags.len(), usize::from(PARTITIONS), "jobs placed round-robin reach every partition");
 
     let envs = [
         ("DM_DEPLOY_ROLE", "cluster-worker".to_owned()),
@@ -320,7 +334,7 @@ async fn a_cluster_runs_each_job_once_across_processes_and_survives_a_primary_ki
     let ready: Vec<String> = db.lrange(format!("{name}:ready"), 0, -1).await.expect("ready");
     assert_eq!(ready.len(), 3, "three worker processes");
 
-    // Kill the primary of the queue's slot mid-run.
+    // Kill the primary of the first partition's slot mid-run.
     let stream = &q.keys().stream;
     let primary = cluster.primary_of(stream).expect("the queue's primary");
     let second: Vec<Work> = (FIRST..FIRST + SECOND).map(|n| Work { n }).collect();

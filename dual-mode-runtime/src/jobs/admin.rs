@@ -7,9 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::envelope::{RawFields, field, unix_ms};
 use super::error::QueueError;
 use super::lane::Lane;
+use super::partition;
 use super::queue::{ParkedEntry, Queue, QueueStats, RAW_PREFIX};
 use super::record::{JobRecord, JobState};
-use super::store::{ConsumerInfo, Entry, StateCounts};
+use super::store::{ConsumerInfo, Entry, Store};
 
 /// A queue's counts at one moment, for an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +85,10 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn overview(&self) -> Result<QueueOverview, QueueError> {
-        let (stats, StateCounts { done, cancelled, paused_at_ms, .. }) =
-            tokio::try_join!(self.stats(), self.store().state_counts())?;
+        let counts = futures_util::future::try_join_all(self.stores().map(Store::state_counts));
+        let (stats, counts) = tokio::try_join!(self.stats(), counts)?;
+        let (done, cancelled) = counts.iter().fold((0, 0), |(d, c), s| (d + s.done, c + s.cancelled));
+        let paused_at_ms = counts.iter().filter_map(|s| s.paused_at_ms).min();
         Ok(QueueOverview {
             stats,
             ready: stats.length.saturating_sub(stats.pending),
@@ -104,7 +107,20 @@ impl Queue {
         const MINUTE: u64 = 60_000;
         let now = unix_ms(SystemTime::now());
         let from = (now / MINUTE + 1).saturating_sub(minutes as u64) * MINUTE;
-        let mut sets = self.store().entered(&["done", "parked", "cancelled"], from, MINUTE, minutes).await?.into_iter();
+        let per_part = self.stores().map(|s| s.entered(&["done", "parked", "cancelled"], from, MINUTE, minutes));
+        let per_part = futures_util::future::try_join_all(per_part).await?;
+        let mut sets = per_part
+            .into_iter()
+            .reduce(|mut sum, part| {
+                for (a, b) in sum.iter_mut().zip(part) {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x += y;
+                    }
+                }
+                sum
+            })
+            .unwrap_or_default()
+            .into_iter();
         let mut next = || sets.next().unwrap_or_default();
         Ok(Throughput {
             from: UNIX_EPOCH + Duration::from_millis(from),
@@ -130,7 +146,6 @@ impl Queue {
         after: Option<&str>,
         count: usize,
     ) -> Result<Page<JobRecord>, QueueError> {
-        let store = self.store();
         let (ids, next) = if state == JobState::Queued {
             self.queued_page(after, count).await?
         } else {
@@ -139,12 +154,29 @@ impl Queue {
                 other => other.as_str(),
             };
             let cursor = after.and_then(|a| a.split_once(':'));
-            let members = store.zset_page(&store.state_set(set), cursor, count).await?;
+            let pages =
+                self.stores().map(|store| async move { store.zset_page(&store.state_set(set), cursor, count).await });
+            let pages = futures_util::future::try_join_all(pages).await?;
+            // Every partition's page from the same cursor, merged: members are job ids, which
+            // name their partition, so one cursor serves them all.
+            let scored = pages
+                .into_iter()
+                .map(|p| p.into_iter().map(|(m, s)| (m, s.parse().unwrap_or(0.0))).collect())
+                .collect();
+            let members = partition::merge_scored(scored, count);
             let next =
                 members.last().filter(|_| members.len() >= count).map(|(member, score)| format!("{score}:{member}"));
             (members.into_iter().map(|(member, _)| member).collect::<Vec<_>>(), next)
         };
-        let items = store.records_of(&ids).await?.into_iter().flatten().collect();
+        let mut items = Vec::with_capacity(ids.len());
+        for (p, store) in self.stores().enumerate() {
+            let mine: Vec<String> = ids.iter().filter(|id| self.partition_of(id) == Some(p)).cloned().collect();
+            if !mine.is_empty() {
+                items.extend(store.records_of(&mine).await?.into_iter().flatten());
+            }
+        }
+        // In the page's order again.
+        items.sort_by_key(|r: &JobRecord| ids.iter().position(|id| *id == r.id));
         Ok(Page { items, next })
     }
 
@@ -155,22 +187,29 @@ impl Queue {
         after: Option<&str>,
         count: usize,
     ) -> Result<(Vec<String>, Option<String>), QueueError> {
-        let (mut from, mut entry) = match after.and_then(|a| a.split_once(':')) {
-            Some((lane, id)) => (lane.parse::<Lane>().map_or(0, Lane::index), Some(id)),
+        let n = self.partitions();
+        let (mut from, mut cursor) = match after.and_then(|a| a.split_once(':')) {
+            Some((lane, id)) => (lane.parse::<Lane>().map_or(0, Lane::index), partition::Cursor::parse(id, n)),
             None => (0, None),
         };
         let mut ids = Vec::new();
         while from < Lane::ALL.len() {
             let lane = Lane::ALL[from];
-            let entries = self.lane_store(lane).queued_page(entry, count - ids.len()).await?;
-            let full = entries.len() >= count - ids.len();
-            let last = entries.last().map(|(id, _)| id.clone());
-            ids.extend(entries.into_iter().filter_map(|(_, f)| text_field(&f, field::ID)));
+            let want = count - ids.len();
+            let pages = (0..n).map(|q| {
+                let start = cursor.map(|c| (c.id, c.inclusive(q, false)));
+                self.part_store(q, lane).queued_page(start, want)
+            });
+            let pages = futures_util::future::try_join_all(pages).await?;
+            let entries = partition::merge(pages, want, false, |(id, _): &Entry| id.as_str());
+            let full = entries.len() >= want;
+            let last = entries.last().map(|(p, (id, _))| if n > 1 { partition::tag(id, *p) } else { id.clone() });
+            ids.extend(entries.into_iter().filter_map(|(_, (_, f))| text_field(&f, field::ID)));
             if full {
                 return Ok((ids, last.map(|id| format!("{lane}:{id}"))));
             }
             from += 1;
-            entry = None;
+            cursor = None;
         }
         Ok((ids, None))
     }
@@ -181,9 +220,22 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn parked_page(&self, before: Option<&str>, count: usize) -> Result<Page<ParkedEntry>, QueueError> {
-        let entries = self.store().parked_newest(before, count).await?;
-        let next = entries.last().filter(|_| entries.len() >= count).map(|(id, _)| id.clone());
-        Ok(Page { items: entries.into_iter().map(ParkedEntry::from_entry).collect(), next })
+        let cursor =
+            match before {
+                Some(b) => Some(partition::Cursor::parse(b, self.partitions()).ok_or_else(|| {
+                    QueueError::Config(format!("{b:?} is not a parked id of queue {:?}", self.name()))
+                })?),
+                None => None,
+            };
+        let pages = self.stores().enumerate().map(|(q, store)| {
+            let end = cursor.map(|c| (c.id, c.inclusive(q, true)));
+            store.parked_newest(end, count)
+        });
+        let pages = futures_util::future::try_join_all(pages).await?;
+        let entries = partition::merge(pages, count, true, |(id, _): &Entry| id.as_str());
+        let items: Vec<ParkedEntry> = entries.into_iter().map(|(p, e)| self.parked_from(p, e)).collect();
+        let next = items.last().filter(|_| items.len() >= count).map(|e| e.parked_id.clone());
+        Ok(Page { items, next })
     }
 
     /// The consumers of the queue's groups (one per lane), most recently seen first: a
@@ -193,8 +245,9 @@ impl Queue {
     /// Redis fails.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
         let mut workers: Vec<WorkerInfo> = Vec::new();
-        for lane in Lane::ALL {
-            for ConsumerInfo { name, pending, idle_ms } in self.lane_store(lane).consumers().await? {
+        let all = (0..self.partitions()).flat_map(|p| Lane::ALL.map(|lane| self.part_store(p, lane)));
+        for store in all {
+            for ConsumerInfo { name, pending, idle_ms } in store.consumers().await? {
                 let last_seen = Duration::from_millis(idle_ms);
                 match workers.iter_mut().find(|w| w.name == name) {
                     Some(w) => {
@@ -218,7 +271,8 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn job_fields(&self, record: &JobRecord) -> Result<Option<RawFields>, QueueError> {
-        let store = self.lane_store(record.lane);
+        let Some(p) = self.partition_of(&record.id) else { return Ok(None) };
+        let store = self.part_store(p, record.lane);
         match record.state {
             JobState::Queued | JobState::Running => match &record.entry_id {
                 Some(entry) => store.stream_entry(entry).await,
@@ -240,12 +294,13 @@ impl Queue {
         let Some(finished) = record.finished_at.filter(|_| record.state == JobState::Parked) else {
             return Ok(None);
         };
+        let Some(p) = self.partition_of(&record.id) else { return Ok(None) };
         let raw_id = format!("{RAW_PREFIX}{}", field::ID);
-        let entries = self.store().parked_range(&unix_ms(finished).to_string(), "+", 100).await?;
+        let entries = self.part_store(p, Lane::Normal).parked_range(&unix_ms(finished).to_string(), "+", 100).await?;
         Ok(entries
             .into_iter()
             .find(|(_, f): &Entry| f.iter().any(|(k, v)| k == raw_id.as_bytes() && v == record.id.as_bytes()))
-            .map(ParkedEntry::from_entry))
+            .map(|e| self.parked_from(p, e)))
     }
 
     /// Pauses the queue: its workers start no new job until [`resume`](Queue::resume)
@@ -256,7 +311,9 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn pause(&self) -> Result<bool, QueueError> {
-        self.store().pause_queue(unix_ms(SystemTime::now())).await
+        let now = unix_ms(SystemTime::now());
+        let paused = futures_util::future::try_join_all(self.stores().map(|s| s.pause_queue(now))).await?;
+        Ok(paused.contains(&true))
     }
 
     /// Resumes a paused queue. Returns `false` if it was not paused.
@@ -264,7 +321,8 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn resume(&self) -> Result<bool, QueueError> {
-        self.store().resume_queue().await
+        let resumed = futures_util::future::try_join_all(self.stores().map(Store::resume_queue)).await?;
+        Ok(resumed.contains(&true))
     }
 
     /// Whether the queue is paused.
@@ -272,7 +330,8 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn is_paused(&self) -> Result<bool, QueueError> {
-        self.store().is_paused().await
+        let paused = futures_util::future::try_join_all(self.stores().map(Store::is_paused)).await?;
+        Ok(paused.contains(&true))
     }
 }
 

@@ -214,6 +214,7 @@ mod error;
 mod lane;
 mod limit;
 pub(crate) mod metrics;
+mod partition;
 mod queue;
 mod record;
 mod schedule;

@@ -1,5 +1,6 @@
 //! The queue: pushes, delayed pushes, stats, parked entries and re-drive.
 
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +14,7 @@ use super::error::{EnvelopeError, ParkReason, QueueError};
 use super::lane::Lane;
 use super::limit::{RateLimit, RateScope};
 use super::metrics::JobMetrics;
+use super::partition;
 use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
 use super::store::{self, Entry, RedisTarget, Store};
 use super::trace::TraceParent;
@@ -25,6 +27,8 @@ pub(crate) const RAW_PREFIX: &str = "raw:";
 const BULK_CHUNK: usize = 1000;
 /// How many delayed entries one promote script moves at most.
 pub(crate) const PROMOTE_BATCH: usize = 500;
+/// The most partitions a queue has.
+const MAX_PARTITIONS: u16 = 1024;
 
 /// Settings of a queue, shared by its producers, workers and schedulers.
 #[derive(Debug, Clone)]
@@ -47,6 +51,8 @@ pub struct QueueConfig {
     pub rate_limits: Vec<(RateScope, RateLimit)>,
     /// Concurrency per rate key: prefix and slots; see [`QueueConfig::key_concurrency`].
     pub key_concurrency: Vec<(String, u32)>,
+    /// How many partitions the queue has; see [`QueueConfig::partitions`].
+    pub partitions: u16,
 }
 
 impl QueueConfig {
@@ -63,7 +69,30 @@ impl QueueConfig {
             parked_max_len: 100_000,
             rate_limits: Vec::new(),
             key_concurrency: Vec::new(),
+            partitions: 1,
         }
+    }
+
+    /// Splits the queue into `n` partitions (1 to 1,024; 1, the default, keeps every key under
+    /// `dm:{name}:` as an unpartitioned queue has them).
+    ///
+    /// Partition `i` has keys of its own under the hash tag `{name:i}` (`dm:{name:i}:stream`,
+    /// its group, delayed set, parked stream, records and unique keys), on its own hash slot,
+    /// so a Redis Cluster spreads the partitions over its primaries and the queue's Redis work
+    /// over their cores. A job goes to the partition of its unique key (so a key stays unique
+    /// and its jobs keep their order), else of its idempotency key when the push gives one,
+    /// else round-robin; its id ends in `.<partition>`. Rate limits, rate-key pauses and key
+    /// concurrency stay under the queue's own tag, so they hold across partitions exactly.
+    /// Workers read every partition, stats and listings sum and merge them, and
+    /// [`Queue::job`], [`Queue::cancel`] and [`Queue::redrive`] go to the partition an id
+    /// names.
+    ///
+    /// Every process of a queue must give it the same number of partitions: a job id of a
+    /// partition that another process does not have is not found there.
+    #[must_use]
+    pub fn partitions(mut self, n: u16) -> Self {
+        self.partitions = n;
+        self
     }
 
     /// At most `max` jobs of one [rate key](PushOptions::rate_key) starting with `prefix` run
@@ -198,7 +227,17 @@ impl QueueKeys {
 
 impl QueueKeys {
     pub(crate) fn new(name: &str) -> Self {
-        let base = format!("dm:{{{name}}}");
+        Self::tagged(name, name)
+    }
+
+    /// The keys of partition `i` of a queue of several (their tag is `{name:i}`; the channel of
+    /// ended jobs stays the queue's).
+    pub(crate) fn partition(name: &str, i: usize) -> Self {
+        Self::tagged(&format!("{name}:{i}"), name)
+    }
+
+    fn tagged(tag: &str, name: &str) -> Self {
+        let base = format!("dm:{{{tag}}}");
         Self {
             stream: format!("{base}:stream"),
             delayed: format!("{base}:delayed"),
@@ -209,7 +248,7 @@ impl QueueKeys {
             record_prefix: format!("{base}:job:"),
             state_prefix: format!("{base}:jobs:"),
             unique_prefix: format!("{base}:unique:"),
-            finished_channel: format!("{base}:finished"),
+            finished_channel: format!("dm:{{{name}}}:finished"),
             rate_prefix: format!("{base}:rate:"),
             rate_pause_prefix: format!("{base}:rate-pause:"),
             slot_prefix: format!("{base}:slots:"),
@@ -393,6 +432,17 @@ pub struct QueueStats {
 }
 
 impl QueueStats {
+    /// The counts of two partitions together.
+    fn plus(self, other: Self) -> Self {
+        Self {
+            length: self.length + other.length,
+            pending: self.pending + other.pending,
+            delayed: self.delayed + other.delayed,
+            parked: self.parked + other.parked,
+            parked_dropped: self.parked_dropped + other.parked_dropped,
+        }
+    }
+
     /// Whether nothing is waiting, running or delayed (parked entries do not count).
     #[must_use]
     pub fn is_idle(&self) -> bool {
@@ -480,7 +530,8 @@ impl ParkedEntry {
     }
 }
 
-/// A job queue on one Redis stream. Cheap to clone; clones share one connection.
+/// A job queue on Redis streams (one per [lane](Lane), in each of its
+/// [partitions](QueueConfig::partitions)). Cheap to clone; clones share one connection.
 ///
 /// Push with [`push`](Self::push) (any serializable payload under a type name and version) or,
 /// for a service, with `push_spec` (spec types only). Run jobs with a
@@ -488,14 +539,21 @@ impl ParkedEntry {
 #[derive(Clone)]
 pub struct Queue {
     inner: Arc<Inner>,
+    /// The partition this handle's stores are: 0 for the queue users hold; a worker reads each
+    /// partition through a handle of its own.
+    part: usize,
 }
 
 struct Inner {
-    /// The normal lane's store: the queue's keys.
-    store: Store,
-    /// The stores of the lanes, in [`Lane::ALL`] order.
-    lanes: [Store; 3],
+    /// The partitions' stores, each in [`Lane::ALL`] order.
+    parts: Vec<[Store; 3]>,
+    /// Where rate limits' buckets, rate-key pauses, key-concurrency slots and the index of
+    /// schedules live: the only partition's store, or with several the queue's own tag
+    /// (`dm:{name}`), so that they hold across partitions.
+    home: Store,
     config: QueueConfig,
+    /// The next partition of a job placed round-robin.
+    next: AtomicUsize,
     /// Ended jobs' ids from the Pub/Sub listener, started by the first wait.
     finished: Mutex<Option<Finished>>,
 }
@@ -537,16 +595,31 @@ impl Queue {
         if config.max_attempts == 0 {
             return Err(QueueError::Config("max_attempts must be at least 1".to_owned()));
         }
+        if !(1..=MAX_PARTITIONS).contains(&config.partitions) {
+            return Err(QueueError::Config(format!(
+                "partitions is {}; a queue has 1 to {MAX_PARTITIONS}",
+                config.partitions
+            )));
+        }
         if let Some((prefix, _)) = config.key_concurrency.iter().find(|(_, max)| *max == 0) {
             return Err(QueueError::Config(format!("the concurrency of keys {prefix:?} must be at least 1")));
         }
         for (scope, limit) in &config.rate_limits {
             limit.check().map_err(|e| QueueError::Config(format!("{e} (scope {scope:?})")))?;
         }
-        let keys = QueueKeys::new(&config.name);
-        let store = Store::connect(redis.into(), keys, &config).await?;
-        let lanes = Lane::ALL.map(|lane| store.lane(lane));
-        Ok(Self { inner: Arc::new(Inner { store, lanes, config, finished: Mutex::default() }) })
+        let home = Store::connect(redis.into(), QueueKeys::new(&config.name), &config).await?;
+        let parts = if config.partitions == 1 {
+            vec![Lane::ALL.map(|lane| home.lane(lane))]
+        } else {
+            (0..usize::from(config.partitions))
+                .map(|i| {
+                    let store = home.with_keys(QueueKeys::partition(&config.name, i));
+                    Lane::ALL.map(|lane| store.lane(lane))
+                })
+                .collect()
+        };
+        let inner = Inner { parts, home, config, next: AtomicUsize::new(0), finished: Mutex::default() };
+        Ok(Self { inner: Arc::new(inner), part: 0 })
     }
 
     /// The queue's settings.
@@ -561,19 +634,127 @@ impl Queue {
         &self.inner.config.name
     }
 
-    /// The queue's Redis keys.
+    /// The queue's Redis keys; of its first partition when it has several (see
+    /// [`Queue::partition_keys`]).
     #[must_use]
     pub fn keys(&self) -> &QueueKeys {
-        self.inner.store.keys()
+        self.store().keys()
     }
 
+    /// The Redis keys of partition `i`, if the queue has it.
+    #[must_use]
+    pub fn partition_keys(&self, i: usize) -> Option<&QueueKeys> {
+        self.inner.parts.get(i).map(|lanes| lanes[Lane::Normal.index()].keys())
+    }
+
+    /// How many partitions the queue has.
+    #[must_use]
+    pub fn partitions(&self) -> usize {
+        self.inner.parts.len()
+    }
+
+    /// A handle on partition `p` of the same queue: its [`store`](Self::store) and
+    /// [`lane_store`](Self::lane_store) are that partition's.
+    pub(crate) fn partition(&self, p: usize) -> Self {
+        Self { inner: self.inner.clone(), part: p }
+    }
+
+    /// The normal lane's store of this handle's partition.
     pub(crate) fn store(&self) -> &Store {
-        &self.inner.store
+        self.lane_store(Lane::Normal)
     }
 
-    /// The store of `lane`.
+    /// The store of `lane` in this handle's partition.
     pub(crate) fn lane_store(&self, lane: Lane) -> &Store {
-        &self.inner.lanes[lane.index()]
+        &self.inner.parts[self.part][lane.index()]
+    }
+
+    /// The store of rate limits, rate-key pauses, slots and the schedule index.
+    pub(crate) fn home(&self) -> &Store {
+        &self.inner.home
+    }
+
+    /// The store of `lane` in partition `p`.
+    pub(crate) fn part_store(&self, p: usize, lane: Lane) -> &Store {
+        &self.inner.parts[p][lane.index()]
+    }
+
+    /// The partition that the tagged `id` names, if any.
+    pub(crate) fn partition_of(&self, id: &str) -> Option<usize> {
+        partition::split(id, self.partitions()).map(|(p, _)| p)
+    }
+
+    /// The normal lane's store of every partition.
+    pub(crate) fn stores(&self) -> impl Iterator<Item = &Store> {
+        self.inner.parts.iter().map(|lanes| &lanes[Lane::Normal.index()])
+    }
+
+    /// The normal lane's store of the partition that the tagged `id` (a job id or a parked
+    /// id) names, with the id within it; `None` when it names none.
+    pub(crate) fn store_of<'a>(&self, id: &'a str) -> Option<(usize, &Store, &'a str)> {
+        let (p, base) = partition::split(id, self.partitions())?;
+        Some((p, &self.inner.parts[p][Lane::Normal.index()], base))
+    }
+
+    /// The partition of a job with this unique key, else this key (an idempotency key or a
+    /// schedule's name); round-robin without either.
+    pub(crate) fn place(&self, unique: Option<&str>, key: Option<&str>) -> usize {
+        let n = self.partitions();
+        if n == 1 {
+            return 0;
+        }
+        match unique.or(key) {
+            Some(key) => partition::of_key(key, n),
+            None => self.inner.next.fetch_add(1, AtomicOrdering::Relaxed) % n,
+        }
+    }
+
+    /// A new job's envelope placed in partition `p`: with several partitions its id (and its
+    /// idempotency key, when that defaults to the id) carries the partition.
+    pub(crate) fn envelope_in(
+        &self,
+        p: usize,
+        type_name: &str,
+        version: u32,
+        payload: Vec<u8>,
+        options: &PushOptions,
+    ) -> Envelope {
+        let mut env = new_envelope(type_name, version, payload, options);
+        if self.partitions() > 1 {
+            env.id = partition::tag(&env.id, p);
+            if options.idempotency_key.is_none() {
+                env.idempotency_key.clone_from(&env.id);
+            }
+        }
+        env
+    }
+
+    /// Gives back the slot of `rate_key` that job `job_id` holds and wakes the key's oldest
+    /// waiter, in one script with one partition; with several, the waiter (taken off the
+    /// waiters first) is woken in its own partition, the next one tried when it no longer
+    /// waits. A waiter lost between the two steps still wakes by its own due time, a lease
+    /// later.
+    pub(crate) async fn release_slot(&self, rate_key: &str, job_id: &str) -> Result<(), QueueError> {
+        let home = self.home();
+        if self.partitions() == 1 {
+            return home.release_slot(rate_key, job_id).await;
+        }
+        for _ in 0..10 {
+            let Some(waiter) = home.release_slot_take(rate_key, job_id).await? else { return Ok(()) };
+            if let Some((_, store, _)) = self.store_of(&waiter)
+                && store.wake(&waiter).await?
+            {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// A new job's envelope and its partition.
+    fn envelope(&self, type_name: &str, version: u32, payload: Vec<u8>, options: &PushOptions) -> (usize, Envelope) {
+        let unique = unique_of(type_name, &payload, options);
+        let p = self.place(unique.as_deref(), options.idempotency_key.as_deref());
+        (p, self.envelope_in(p, type_name, version, payload, options))
     }
 
     /// Creates the consumer group (and the stream) if missing. The group starts at the
@@ -585,7 +766,10 @@ impl Queue {
     /// # Errors
     /// Redis unreachable.
     pub async fn ensure_group(&self) -> Result<(), QueueError> {
-        self.inner.store.ensure_group(Duration::ZERO).await.map(drop)
+        for store in self.stores() {
+            store.ensure_group(Duration::ZERO).await?;
+        }
+        Ok(())
     }
 
     /// Pushes a payload serialized as JSON under `type_name` and schema `version`.
@@ -614,8 +798,8 @@ impl Queue {
         payload: Vec<u8>,
         options: PushOptions,
     ) -> Result<Pushed, QueueError> {
-        let env = new_envelope(type_name, version, payload, &options);
-        let store = self.lane_store(options.lane);
+        let (p, env) = self.envelope(type_name, version, payload, &options);
+        let store = &self.inner.parts[p][options.lane.index()];
         let stored = if options.is_delayed() {
             let at = options.not_before.map_or(0, unix_ms);
             let delay = options.delay.map_or(0, store::millis);
@@ -669,25 +853,31 @@ impl Queue {
         }
         let envs = payloads
             .into_iter()
-            .map(|p| Ok(new_envelope(type_name, version, encode(type_name, p)?, &options)))
+            .map(|p| Ok(self.envelope(type_name, version, encode(type_name, p)?, &options)))
             .collect::<Result<Vec<_>, QueueError>>()?;
-        let mut out = Vec::with_capacity(envs.len());
+        let lane = options.lane.index();
+        let mut out: Vec<Option<Pushed>> = vec![None; envs.len()];
         if options.is_delayed() {
             let at = options.not_before.map_or(0, unix_ms);
             let delay = options.delay.map_or(0, store::millis);
-            for env in &envs {
-                let stored = self.lane_store(options.lane).push_delayed(env, options.unique_ttl, at, delay).await?;
-                out.push(Pushed::new(env, stored.map(|_| None)));
+            for ((p, env), slot) in envs.iter().zip(&mut out) {
+                let stored = self.inner.parts[*p][lane].push_delayed(env, options.unique_ttl, at, delay).await?;
+                *slot = Some(Pushed::new(env, stored.map(|_| None)));
             }
-            JobMetrics::of(self.name(), type_name).pushed(out.iter().filter(|p| !p.duplicate).count());
-            return Ok(out);
-        }
-        for chunk in envs.chunks(BULK_CHUNK) {
-            let stored = self.lane_store(options.lane).push_many(chunk, options.unique_ttl).await?;
-            for (env, stored) in chunk.iter().zip(stored) {
-                out.push(Pushed::new(env, stored.map(Some)));
+        } else {
+            // Each partition's jobs in pushed order, in chunks of one round trip.
+            for (p, stores) in self.inner.parts.iter().enumerate() {
+                let mine: Vec<usize> = (0..envs.len()).filter(|&i| envs[i].0 == p).collect();
+                for chunk in mine.chunks(BULK_CHUNK) {
+                    let batch: Vec<Envelope> = chunk.iter().map(|&i| envs[i].1.clone()).collect();
+                    let stored = stores[lane].push_many(&batch, options.unique_ttl).await?;
+                    for (&i, stored) in chunk.iter().zip(stored) {
+                        out[i] = Some(Pushed::new(&envs[i].1, stored.map(Some)));
+                    }
+                }
             }
         }
+        let out: Vec<Pushed> = out.into_iter().flatten().collect();
         JobMetrics::of(self.name(), type_name).pushed(out.iter().filter(|p| !p.duplicate).count());
         Ok(out)
     }
@@ -699,8 +889,17 @@ impl Queue {
     /// Redis fails.
     pub async fn promote_due(&self) -> Result<usize, QueueError> {
         let mut total = 0;
+        for p in 0..self.partitions() {
+            total += self.partition(p).promote_partition().await?;
+        }
+        Ok(total)
+    }
+
+    /// [`promote_due`](Self::promote_due) for this handle's partition only.
+    pub(crate) async fn promote_partition(&self) -> Result<usize, QueueError> {
+        let mut total = 0;
         loop {
-            let moved = self.inner.store.promote(PROMOTE_BATCH).await?;
+            let moved = self.store().promote(PROMOTE_BATCH).await?;
             total += moved;
             if moved < PROMOTE_BATCH {
                 return Ok(total);
@@ -714,7 +913,8 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
-        self.inner.store.stats().await
+        let all = futures_util::future::try_join_all(self.stores().map(Store::stats)).await?;
+        Ok(all.into_iter().fold(QueueStats::default(), QueueStats::plus))
     }
 
     /// The oldest `count` parked entries, oldest first.
@@ -722,7 +922,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn parked(&self, count: usize) -> Result<Vec<ParkedEntry>, QueueError> {
-        self.parked_range("-", "+", count).await
+        self.parked_merged(None, count).await
     }
 
     /// Up to `count` parked entries after the parked id `after` (exclusive), for paging.
@@ -730,7 +930,9 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn parked_after(&self, after: &str, count: usize) -> Result<Vec<ParkedEntry>, QueueError> {
-        self.parked_range(&format!("({after}"), "+", count).await
+        let cursor = partition::Cursor::parse(after, self.partitions())
+            .ok_or_else(|| QueueError::Config(format!("{after:?} is not a parked id of queue {:?}", self.name())))?;
+        self.parked_merged(Some(cursor), count).await
     }
 
     /// One parked entry by its parked id.
@@ -738,12 +940,33 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn parked_entry(&self, parked_id: &str) -> Result<Option<ParkedEntry>, QueueError> {
-        Ok(self.parked_range(parked_id, parked_id, 1).await?.pop())
+        let Some((p, store, id)) = self.store_of(parked_id) else { return Ok(None) };
+        Ok(store.parked_range(id, id, 1).await?.pop().map(|e| self.parked_from(p, e)))
     }
 
-    async fn parked_range(&self, start: &str, end: &str, count: usize) -> Result<Vec<ParkedEntry>, QueueError> {
-        let entries = self.inner.store.parked_range(start, end, count).await?;
-        Ok(entries.into_iter().map(ParkedEntry::from_entry).collect())
+    /// Up to `count` parked entries of every partition after `cursor`, oldest first.
+    async fn parked_merged(
+        &self,
+        cursor: Option<partition::Cursor<'_>>,
+        count: usize,
+    ) -> Result<Vec<ParkedEntry>, QueueError> {
+        let pages = self.stores().enumerate().map(|(q, store)| {
+            let start = match cursor {
+                None => "-".to_owned(),
+                Some(c) if c.inclusive(q, false) => c.id.to_owned(),
+                Some(c) => format!("({}", c.id),
+            };
+            async move { store.parked_range(&start, "+", count).await }
+        });
+        let pages = futures_util::future::try_join_all(pages).await?;
+        let merged = partition::merge(pages, count, false, |(id, _): &Entry| id.as_str());
+        Ok(merged.into_iter().map(|(p, e)| self.parked_from(p, e)).collect())
+    }
+
+    /// A parked entry of partition `p`, its id tagged when the queue has several.
+    pub(crate) fn parked_from(&self, p: usize, (id, fields): Entry) -> ParkedEntry {
+        let id = if self.partitions() > 1 { partition::tag(&id, p) } else { id };
+        ParkedEntry::from_entry((id, fields))
     }
 
     /// Puts a parked entry back on the queue with its original fields and the attempt reset
@@ -759,8 +982,14 @@ impl Queue {
         if let Some(fields) = parked.truncated_from {
             return Err(QueueError::Truncated { parked_id: parked_id.to_owned(), fields });
         }
+        self.redrive_entry(&parked).await
+    }
+
+    /// Re-drives `parked` in its partition.
+    async fn redrive_entry(&self, parked: &ParkedEntry) -> Result<Option<String>, QueueError> {
+        let Some((_, store, id)) = self.store_of(&parked.parked_id) else { return Ok(None) };
         let job_id = parked.field(super::envelope::field::ID).and_then(|id| std::str::from_utf8(id).ok());
-        self.inner.store.redrive(parked_id, RAW_PREFIX, job_id).await
+        store.redrive(id, RAW_PREFIX, job_id).await
     }
 
     /// The record of job `id`: its state, attempts, times, worker, last error and result.
@@ -770,7 +999,10 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, QueueError> {
-        self.inner.store.record(id).await
+        match self.store_of(id) {
+            Some((_, store, _)) => store.record(id).await,
+            None => Ok(None),
+        }
     }
 
     /// Up to `count` records of jobs in `state` from position `start`, oldest first (by when
@@ -779,7 +1011,20 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn jobs(&self, state: JobState, start: usize, count: usize) -> Result<(Vec<JobRecord>, u64), QueueError> {
-        self.inner.store.records(state, start, count).await
+        if self.partitions() == 1 {
+            return self.store().records(state, start, count).await;
+        }
+        let window = start.saturating_add(count);
+        let all = futures_util::future::try_join_all(self.stores().map(|s| s.records(state, 0, window))).await?;
+        let total = all.iter().map(|(_, n)| n).sum();
+        let mut records: Vec<JobRecord> = all.into_iter().flat_map(|(r, _)| r).collect();
+        // Each partition's list is in its own order; merged by when the jobs got there.
+        records.sort_by_key(|r| match state {
+            JobState::Delayed | JobState::Retrying => (0, r.due_at.unwrap_or(r.updated_at)),
+            JobState::Queued => (r.lane.index(), r.enqueued_at),
+            _ => (0, r.updated_at),
+        });
+        Ok((records.into_iter().skip(start).take(count).collect(), total))
     }
 
     /// Cancels job `id`. A queued, delayed or retrying job is removed and never runs; a running
@@ -791,7 +1036,10 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn cancel(&self, id: &str) -> Result<CancelOutcome, QueueError> {
-        self.inner.store.cancel(id).await
+        match self.store_of(id) {
+            Some((_, store, _)) => store.cancel(id).await,
+            None => Ok(CancelOutcome::Unknown),
+        }
     }
 
     /// Waits up to `timeout` for the service job `id` to end; its result decodes as
@@ -868,7 +1116,7 @@ impl Queue {
             return f.tx.subscribe();
         }
         let (tx, rx) = broadcast::channel(1024);
-        let task = tokio::spawn(listen(self.inner.store.clone(), tx.clone())).abort_handle();
+        let task = tokio::spawn(listen(self.inner.home.clone(), tx.clone())).abort_handle();
         *slot = Some(Finished { tx, task });
         rx
     }
@@ -891,8 +1139,7 @@ impl Queue {
             let Some(last) = batch.last() else { break };
             after = Some(last.parked_id.clone());
             for p in batch.iter().filter(|p| p.truncated_from.is_none()) {
-                let job_id = p.field(super::envelope::field::ID).and_then(|id| std::str::from_utf8(id).ok());
-                if self.inner.store.redrive(&p.parked_id, RAW_PREFIX, job_id).await?.is_some() {
+                if self.redrive_entry(p).await?.is_some() {
                     done += 1;
                 }
             }
@@ -949,13 +1196,19 @@ pub(crate) fn encode<T: Serialize + ?Sized>(type_name: &str, payload: &T) -> Res
     serde_json::to_vec(payload).map_err(|source| QueueError::Encode { type_name: type_name.to_owned(), source })
 }
 
-pub(crate) fn new_envelope(type_name: &str, version: u32, payload: Vec<u8>, options: &PushOptions) -> Envelope {
-    let id = unique_id();
-    let unique = match (&options.unique_key, options.unique_by_payload) {
+/// The unique key of a job pushed with `options`: the key given, or one derived from the
+/// payload.
+pub(crate) fn unique_of(type_name: &str, payload: &[u8], options: &PushOptions) -> Option<String> {
+    match (&options.unique_key, options.unique_by_payload) {
         (Some(key), _) => Some(key.clone()),
-        (None, true) => Some(format!("{type_name}:{:032x}", fnv1a_128(&payload))),
+        (None, true) => Some(format!("{type_name}:{:032x}", fnv1a_128(payload))),
         (None, false) => None,
-    };
+    }
+}
+
+fn new_envelope(type_name: &str, version: u32, payload: Vec<u8>, options: &PushOptions) -> Envelope {
+    let id = unique_id();
+    let unique = unique_of(type_name, &payload, options);
     Envelope {
         idempotency_key: options.idempotency_key.clone().unwrap_or_else(|| id.clone()),
         id,

@@ -11,8 +11,9 @@ use tokio::sync::watch;
 use super::cron::Cron;
 use super::envelope::unix_ms;
 use super::error::{QueueError, failed};
-use super::queue::{PushOptions, Queue, encode, new_envelope};
-use super::store::{ScheduleKeys, Ticked};
+use super::lane::Lane;
+use super::queue::{PushOptions, Queue, encode, unique_of};
+use super::store::{ScheduleKeys, ScheduleState, Store, Ticked};
 use crate::Spec;
 
 /// One schedule: a cron expression and the job it enqueues at each tick.
@@ -274,7 +275,7 @@ impl Scheduler {
                 Ok((s.name.clone(), json))
             })
             .collect::<Result<_, QueueError>>()?;
-        self.queue.store().register_schedules(&entries).await
+        self.queue.home().register_schedules(&entries).await
     }
 
     /// Runs every schedule until `shutdown` resolves. Returns how many ticks this scheduler
@@ -308,8 +309,8 @@ impl Scheduler {
     }
 
     async fn catch_up(&self, schedule: &Schedule, now: i64) -> Result<(), QueueError> {
-        let keys = ScheduleKeys::new(self.queue.keys(), &schedule.name);
-        let [state] = self.queue.store().schedule_states(std::slice::from_ref(&keys)).await?[..] else {
+        let (store, keys) = schedule_store(&self.queue, schedule);
+        let [state] = store.schedule_states(std::slice::from_ref(&keys)).await?[..] else {
             return Err(QueueError::protocol("read schedules", "not one state for one schedule"));
         };
         let Some(last) = state.last else {
@@ -412,9 +413,22 @@ fn now_secs() -> i64 {
     i64::try_from(unix_ms(SystemTime::now()) / 1000).unwrap_or(i64::MAX)
 }
 
+/// The partition whose keys hold `schedule`'s state and take its ticks: that of its unique key
+/// (so a tick and a push of the same key meet), else of its name.
+fn schedule_part(queue: &Queue, schedule: &Schedule) -> usize {
+    let unique = unique_of(&schedule.type_name, &schedule.payload, &schedule.options);
+    queue.place(unique.as_deref(), Some(&schedule.name))
+}
+
+/// The store of `schedule`'s partition and its keys there.
+fn schedule_store<'q>(queue: &'q Queue, schedule: &Schedule) -> (&'q Store, ScheduleKeys) {
+    let store = queue.part_store(schedule_part(queue, schedule), Lane::Normal);
+    (store, ScheduleKeys::new(store.keys(), &schedule.name))
+}
+
 async fn last_tick(queue: &Queue, schedule: &Schedule) -> Result<Option<i64>, QueueError> {
-    let keys = ScheduleKeys::new(queue.keys(), &schedule.name);
-    Ok(queue.store().last_tick(&keys.last).await?.map(|ms| ms / 1000))
+    let (store, keys) = schedule_store(queue, schedule);
+    Ok(store.last_tick(&keys.last).await?.map(|ms| ms / 1000))
 }
 
 async fn enqueue_tick(
@@ -423,10 +437,11 @@ async fn enqueue_tick(
     schedule: &Schedule,
     tick_secs: i64,
 ) -> Result<Ticked, QueueError> {
-    let keys = ScheduleKeys::new(queue.keys(), &schedule.name);
+    let p = schedule_part(queue, schedule);
+    let keys = ScheduleKeys::new(queue.part_store(p, Lane::Normal).keys(), &schedule.name);
     let options = schedule.options.clone().idempotency_key(schedule.idempotency_key(tick_secs));
-    let env = new_envelope(&schedule.type_name, schedule.version, schedule.payload.clone(), &options);
-    let store = queue.lane_store(env.lane);
+    let env = queue.envelope_in(p, &schedule.type_name, schedule.version, schedule.payload.clone(), &options);
+    let store = queue.part_store(p, env.lane);
     let ticked = store.tick(&keys, config.dedupe_ttl, tick_secs.saturating_mul(1000), &env, options.unique_ttl).await?;
     let added = matches!(ticked, Ticked::Enqueued(_));
     super::metrics::JobMetrics::of(queue.name(), &schedule.type_name).pushed(usize::from(added));
@@ -466,7 +481,11 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn pause_schedule(&self, name: &str) -> Result<bool, QueueError> {
-        self.store().pause_schedule(&ScheduleKeys::new(self.keys(), name), unix_ms(SystemTime::now())).await
+        // In every partition: the schedule's may not be known here (it follows its unique key).
+        let now = unix_ms(SystemTime::now());
+        let paused =
+            self.stores().map(|s| async move { s.pause_schedule(&ScheduleKeys::new(s.keys(), name), now).await });
+        Ok(futures_util::future::try_join_all(paused).await?.contains(&true))
     }
 
     /// Resumes the schedule named `name`: its next tick after now is enqueued as usual.
@@ -475,7 +494,10 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn resume_schedule(&self, name: &str) -> Result<bool, QueueError> {
-        self.store().resume_schedule(&ScheduleKeys::new(self.keys(), name), unix_ms(SystemTime::now())).await
+        let now = unix_ms(SystemTime::now());
+        let resumed =
+            self.stores().map(|s| async move { s.resume_schedule(&ScheduleKeys::new(s.keys(), name), now).await });
+        Ok(futures_util::future::try_join_all(resumed).await?.contains(&true))
     }
 
     /// Removes the schedule named `name` from [`schedules`](Queue::schedules), with its pause
@@ -486,7 +508,14 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn forget_schedule(&self, name: &str) -> Result<bool, QueueError> {
-        self.store().forget_schedule(&ScheduleKeys::new(self.keys(), name), name).await
+        let home = self.home();
+        let removed = home.forget_schedule(&ScheduleKeys::new(home.keys(), name), name).await?;
+        if self.partitions() > 1 {
+            for s in self.stores() {
+                s.forget_schedule(&ScheduleKeys::new(s.keys(), name), name).await?;
+            }
+        }
+        Ok(removed)
     }
 
     /// The schedules that schedulers registered on this queue ([`Scheduler::run`] registers
@@ -495,9 +524,25 @@ impl Queue {
     /// # Errors
     /// Redis fails, or a registered expression no longer parses.
     pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>, QueueError> {
-        let index = self.store().schedule_index().await?;
-        let keys: Vec<ScheduleKeys> = index.iter().map(|(name, _)| ScheduleKeys::new(self.keys(), name)).collect();
-        let states = self.store().schedule_states(&keys).await?;
+        let index = self.home().schedule_index().await?;
+        // A schedule's state is in one partition, its pause in all: merged over them.
+        let mut states: Vec<ScheduleState> = Vec::new();
+        for s in self.stores() {
+            let keys: Vec<ScheduleKeys> = index.iter().map(|(name, _)| ScheduleKeys::new(s.keys(), name)).collect();
+            let part = s.schedule_states(&keys).await?;
+            if states.is_empty() {
+                states = part;
+                continue;
+            }
+            for (sum, p) in states.iter_mut().zip(part) {
+                sum.last = sum.last.max(p.last);
+                sum.resumed = sum.resumed.max(p.resumed);
+                sum.paused = match (sum.paused, p.paused) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
         let now = SystemTime::now();
         index
             .into_iter()

@@ -120,14 +120,22 @@ impl Store {
         if state == "delayed" { self.keys.delayed.clone() } else { format!("{}{state}", self.keys.state_prefix) }
     }
 
-    /// Up to `count` entries of the stream not yet delivered to the group, after `after`.
-    pub(crate) async fn queued_page(&self, after: Option<&str>, count: usize) -> Result<Vec<Entry>, QueueError> {
-        let delivered = self.last_delivered().await?;
-        let start = match (after, delivered.as_deref()) {
-            (Some(a), Some(d)) => Some(if stream_id(a) >= stream_id(d) { a } else { d }),
-            (a, d) => a.or(d),
+    /// Up to `count` entries of the stream not yet delivered to the group, after `after` (from
+    /// it, when its flag says inclusive).
+    pub(crate) async fn queued_page(
+        &self,
+        after: Option<(&str, bool)>,
+        count: usize,
+    ) -> Result<Vec<Entry>, QueueError> {
+        let delivered = self.last_delivered().await?.map(|d| (d, false));
+        // From the later of the cursor (inclusive when it says so) and the last delivered id.
+        let start = match (after, delivered.as_ref()) {
+            (Some(a), Some((d, _))) if stream_id(d) >= stream_id(a.0) => Some((d.as_str(), false)),
+            (Some(a), _) => Some(a),
+            (None, d) => d.map(|(d, inc)| (d.as_str(), *inc)),
         };
-        let start = start.map_or_else(|| "-".to_owned(), |s| format!("({s}"));
+        let start = start
+            .map_or_else(|| "-".to_owned(), |(s, inclusive)| if inclusive { s.to_owned() } else { format!("({s}") });
         self.range(&self.keys.stream, "XRANGE", &start, "+", count).await
     }
 
@@ -149,9 +157,15 @@ impl Store {
         Ok(None)
     }
 
-    /// Up to `count` parked entries before `before` (exclusive), newest first.
-    pub(crate) async fn parked_newest(&self, before: Option<&str>, count: usize) -> Result<Vec<Entry>, QueueError> {
-        let end = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
+    /// Up to `count` parked entries before `before` (exclusive unless its flag says
+    /// inclusive), newest first.
+    pub(crate) async fn parked_newest(
+        &self,
+        before: Option<(&str, bool)>,
+        count: usize,
+    ) -> Result<Vec<Entry>, QueueError> {
+        let end = before
+            .map_or_else(|| "+".to_owned(), |(b, inclusive)| if inclusive { b.to_owned() } else { format!("({b}") });
         self.range(&self.keys.parked, "XREVRANGE", &end, "-", count).await
     }
 

@@ -21,7 +21,7 @@ use super::limit::Bucket;
 use super::queue::{QueueConfig, QueueKeys, QueueStats};
 use super::record::{CancelOutcome, JobRecord, JobState};
 
-pub(crate) use admin::{ConsumerInfo, StateCounts};
+pub(crate) use admin::ConsumerInfo;
 pub use connection::RedisTarget;
 use connection::{Connection, Health};
 pub(crate) use reply::Entry;
@@ -217,6 +217,17 @@ impl Store {
             record_ttl_ms: millis(config.record_ttl).max(1),
             parked_max_len: config.parked_max_len.max(1),
         })
+    }
+
+    /// A store of other keys (a partition's) on the same connection.
+    pub(crate) fn with_keys(&self, keys: QueueKeys) -> Store {
+        Self {
+            state_keys: STATE_SETS.iter().map(|s| format!("{}{s}", keys.state_prefix)).collect(),
+            lanes: Lane::ALL.map(|lane| keys.lane_stream(lane)),
+            keys,
+            lane: Lane::Normal,
+            ..self.clone()
+        }
     }
 
     /// The store of the same queue's `lane`: the same connection, that lane's stream.
@@ -755,6 +766,34 @@ impl Store {
             .await
             .map_err(redis("release a slot"))?;
         Ok(())
+    }
+
+    /// Gives back a job's slot of `rate_key` and takes the key's oldest waiter off the
+    /// waiters without waking it (it waits in another store's delayed set: see
+    /// [`Store::wake`]). Returns the waiter's job id.
+    pub(crate) async fn release_slot_take(&self, rate_key: &str, job_id: &str) -> Result<Option<String>, QueueError> {
+        scripts::RELEASE_SLOT_TAKE
+            .key(self.slot_key(rate_key))
+            .key(self.slot_wait_key(rate_key))
+            .arg(job_id)
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(redis("release a slot"))
+    }
+
+    /// Makes a job in the delayed set due at once (whatever the clocks say); returns whether
+    /// it was there.
+    pub(crate) async fn wake(&self, job_id: &str) -> Result<bool, QueueError> {
+        let changed: i64 = redis::cmd("ZADD")
+            .arg(&self.keys.delayed)
+            .arg("XX")
+            .arg("CH")
+            .arg(0)
+            .arg(job_id)
+            .query_async(&mut self.con())
+            .await
+            .map_err(redis("wake a waiter"))?;
+        Ok(changed == 1)
     }
 
     /// Extends the slots these running jobs hold (rate key, job id) by `lease`.

@@ -160,6 +160,15 @@ pub(super) async fn read_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut lanes: Vec<LaneOrder> = readers.iter().map(|_| LaneOrder::new(shared.config.lane_shares)).collect();
+    // Each queue's partitions, read in turn from a place that moves on by one each read.
+    let mut parts: Vec<Vec<usize>> = Vec::new();
+    for (q, wq) in shared.queues.iter().enumerate() {
+        if parts.len() <= wq.group {
+            parts.resize_with(wq.group + 1, Vec::new);
+        }
+        parts[wq.group].push(q);
+    }
+    let mut turn = 0usize;
     let mut failures = 0u32;
     loop {
         if *stop.borrow() {
@@ -170,7 +179,12 @@ pub(super) async fn read_loop(
         };
         let mut batch = Vec::new();
         let mut failed = false;
-        for q in order.next() {
+        turn = turn.wrapping_add(1);
+        let next = order.next().into_iter().flat_map(|g| {
+            let p = &parts[g];
+            (0..p.len()).map(move |i| p[(turn + i) % p.len()])
+        });
+        for q in next {
             if permits.is_empty() {
                 break;
             }
@@ -391,7 +405,7 @@ async fn reconcile(
 pub(super) async fn promote_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
         for wq in &shared.queues {
-            match wq.queue.promote_due().await {
+            match wq.queue.promote_partition().await {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::debug!(moved = n, queue = %wq.queue.name(), "moved due entries into the stream");
@@ -524,7 +538,7 @@ async fn renew_slots(shared: &Shared) {
         let queue = &shared.queues[same[0].0].queue;
         let keys: Vec<(&str, &str)> = same.iter().map(|(_, k, id)| (k.as_str(), id.as_str())).collect();
         for chunk in keys.chunks(RENEW_BATCH_MAX) {
-            if let Err(e) = queue.store().renew_slots(chunk, shared.config.lease).await {
+            if let Err(e) = queue.home().renew_slots(chunk, shared.config.lease).await {
                 failed!(&e, queue = %queue.name(), "renewing slots failed");
             }
         }

@@ -118,14 +118,17 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RunReport, QueueError> {
         self.config.validate()?;
         self.queues.validate()?;
-        let mut readers = Vec::with_capacity(self.queues.list.len());
+        let names = self.queues.names().collect::<Vec<_>>().join(",");
+        let mut readers = Vec::new();
         for (queue, _) in &self.queues.list {
-            queue.store().ensure_group(self.config.lease).await?;
-            readers.push(queue.store().reader(self.config.block, queue.config().response_timeout).await?);
+            for p in 0..queue.partitions() {
+                let part = queue.partition(p);
+                part.store().ensure_group(self.config.lease).await?;
+                readers.push(part.store().reader(self.config.block, queue.config().response_timeout).await?);
+            }
         }
         let order = queues::ReadOrder::new(&self.queues);
         let (queues, streams, batchers) = batchers(self.queues, &self.consumer, self.config.lease);
-        let names = queues.iter().map(|q| q.queue.name()).collect::<Vec<_>>().join(",");
         let concurrency = self.config.concurrency;
         let shared = Arc::new(Shared {
             queues,
@@ -207,31 +210,36 @@ impl Worker {
     }
 }
 
-/// The worker's queues and their lanes' streams, with their batchers running: acks per
-/// stream, gates per queue.
+/// The partitions of the worker's queues and their lanes' streams, with their batchers
+/// running: acks per stream, gates per queue.
 fn batchers(queues: Queues, consumer: &str, lease: Duration) -> (Vec<WorkerQueue>, Vec<Source>, Vec<AbortOnDrop>) {
     let mut batchers = Vec::new();
-    let mut streams = Vec::with_capacity(queues.list.len() * Lane::ALL.len());
-    let queues = (queues.list.into_iter().enumerate())
-        .map(|(i, (queue, _))| {
-            let (gates, gates_rx) = mpsc::unbounded_channel();
-            batchers.push(AbortOnDrop(tokio::spawn(loops::gate_loop(queue.store().clone(), lease, gates_rx))));
+    let mut parts = Vec::new();
+    let mut streams = Vec::new();
+    for (group, (queue, _)) in queues.list.into_iter().enumerate() {
+        let (gates, gates_rx) = mpsc::unbounded_channel();
+        batchers.push(AbortOnDrop(tokio::spawn(loops::gate_loop(queue.home().clone(), lease, gates_rx))));
+        for p in 0..queue.partitions() {
+            let queue = queue.partition(p);
             for lane in Lane::ALL {
                 let store = queue.lane_store(lane).clone();
                 let (acks, acks_rx) = mpsc::unbounded_channel();
                 let ack = loops::ack_loop(store.clone(), consumer.to_owned(), acks_rx);
                 batchers.push(AbortOnDrop(tokio::spawn(ack)));
-                streams.push(Source { queue: i, store, acks });
+                streams.push(Source { queue: parts.len(), store, acks });
             }
-            WorkerQueue { queue, gates, paused: AtomicBool::new(false) }
-        })
-        .collect();
-    (queues, streams, batchers)
+            parts.push(WorkerQueue { queue, group, gates: gates.clone(), paused: AtomicBool::new(false) });
+        }
+    }
+    (parts, streams, batchers)
 }
 
-/// One of the worker's queues.
+/// One partition of one of the worker's queues.
 struct WorkerQueue {
+    /// A handle on the partition.
     queue: Queue,
+    /// Its queue's place in the worker's [`Queues`].
+    group: usize,
     /// Jobs at their gates (rate limits, key concurrency), checked in batches.
     gates: mpsc::UnboundedSender<GateRequest>,
     /// Whether the last read found the queue paused (its entries are not claimed either).
@@ -250,8 +258,9 @@ struct Source {
 
 /// What the worker's loops and job tasks share.
 struct Shared {
+    /// The partitions of the queues, queue after queue.
     queues: Vec<WorkerQueue>,
-    /// The lanes of the queues: stream `3 * q + lane` is lane `lane` of queue `q`.
+    /// The lanes of the partitions: stream `3 * q + lane` is lane `lane` of partition `q`.
     streams: Vec<Source>,
     config: WorkerConfig,
     handlers: HashMap<String, Arc<dyn ErasedHandler>>,

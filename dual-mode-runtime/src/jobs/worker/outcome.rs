@@ -316,7 +316,7 @@ impl Run<'_> {
                 tracing::info!(%error, wait_ms = millis(after), "job must wait; delayed without counting an attempt");
                 if let Some(key) = &env.rate_key {
                     // Every worker holds back this key's jobs until the pause is over.
-                    if let Err(e) = self.queue().store().pause_rate_key(key, after).await {
+                    if let Err(e) = self.queue().home().pause_rate_key(key, after).await {
                         tracing::warn!(error = %chain(&e), rate_key = %key, "pausing the rate key failed");
                     }
                 }
@@ -374,7 +374,7 @@ impl Run<'_> {
     /// Gives back the slot of its key this run holds, if any, waking the key's next waiter.
     async fn release_slot(&self, job_id: &str) {
         if let Some(key) = self.slot.get()
-            && let Err(e) = self.queue().store().release_slot(key, job_id).await
+            && let Err(e) = self.queue().release_slot(key, job_id).await
         {
             failed!(&e, rate_key = %key, "giving back a slot failed; it expires with its lease");
         }

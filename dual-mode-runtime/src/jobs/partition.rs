@@ -1,0 +1,129 @@
+//! Partitions of a queue: where a job goes, how an id names its partition, and how pages read
+//! from every partition merge into one.
+//!
+//! A queue of `n > 1` partitions keeps partition `i` under the hash tag `{name:i}`: its own
+//! streams, group, delayed set, parked stream, records and unique keys, on its own hash slot
+//! (so a Redis Cluster spreads the partitions over its primaries). A job goes to the partition
+//! of its unique key, else of its idempotency key (when given), else round-robin; its id ends
+//! in `.<partition>`, and so do the ids of parked entries, so that every lookup by id goes to
+//! one partition.
+
+use std::cmp::Ordering;
+
+/// The partition of `key` among `n`: a 64-bit FNV-1a hash of its bytes, stable across
+/// processes, builds and platforms.
+pub(crate) fn of_key(key: &str, n: usize) -> usize {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = key.bytes().fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    usize::try_from(hash % n.max(1) as u64).unwrap_or(0)
+}
+
+/// `id` tagged with partition `p`: `<id>.<p>`.
+pub(crate) fn tag(id: &str, p: usize) -> String {
+    format!("{id}.{p}")
+}
+
+/// The partition that a tagged id names among `n`, and the id without its tag. With one
+/// partition ids carry no tag; `None` for an id that names no partition of `n`.
+pub(crate) fn split(id: &str, n: usize) -> Option<(usize, &str)> {
+    if n <= 1 {
+        return Some((0, id));
+    }
+    let (base, p) = id.rsplit_once('.')?;
+    let p: usize = p.parse().ok()?;
+    (p < n).then_some((p, base))
+}
+
+/// A stream entry id as numbers (`ms-seq`), for ordering entries of different streams; an id
+/// that does not parse sorts first.
+fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// Where a page over every partition's stream starts: after (or, newest first, before) the
+/// entry `id` of partition `p`, in the order of (entry id, partition).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cursor<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) p: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// The cursor of a tagged entry id.
+    pub(crate) fn parse(tagged: &'a str, n: usize) -> Option<Self> {
+        split(tagged, n).map(|(p, id)| Self { id, p })
+    }
+
+    /// Whether partition `q`'s page starts at the cursor's id itself (a partition after the
+    /// cursor's, oldest first, or before it, newest first) rather than past it.
+    pub(crate) fn inclusive(&self, q: usize, newest_first: bool) -> bool {
+        if newest_first { q < self.p } else { q > self.p }
+    }
+}
+
+/// Merges pages read from each partition (page `p` from partition `p`, each in stream order)
+/// into the first `count` items over all, in the order of (entry id, partition), oldest first
+/// or newest first.
+pub(crate) fn merge<T>(
+    pages: Vec<Vec<T>>,
+    count: usize,
+    newest_first: bool,
+    id: impl Fn(&T) -> &str,
+) -> Vec<(usize, T)> {
+    let mut all: Vec<(usize, T)> =
+        pages.into_iter().enumerate().flat_map(|(p, page)| page.into_iter().map(move |item| (p, item))).collect();
+    all.sort_by(|(p, a), (q, b)| {
+        let order = stream_id(id(a)).cmp(&stream_id(id(b))).then(p.cmp(q));
+        if newest_first { order.reverse() } else { order }
+    });
+    all.truncate(count);
+    all
+}
+
+/// Merges pages of (member, score) read from each partition's sorted set into the first
+/// `count` by (score, member).
+pub(crate) fn merge_scored(pages: Vec<Vec<(String, f64)>>, count: usize) -> Vec<(String, f64)> {
+    let mut all: Vec<(String, f64)> = pages.into_iter().flatten().collect();
+    all.sort_by(|(a, x), (b, y)| x.partial_cmp(y).unwrap_or(Ordering::Equal).then_with(|| a.cmp(b)));
+    all.truncate(count);
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cursor, merge, of_key, split, tag};
+
+    #[test]
+    fn keys_spread_and_stay_put() {
+        let mut seen = [0u32; 6];
+        for i in 0..6000 {
+            seen[of_key(&format!("key:{i}"), 6)] += 1;
+        }
+        assert!(seen.iter().all(|&c| (800..1200).contains(&c)), "{seen:?}");
+        assert_eq!(of_key("region:10000002", 6), of_key("region:10000002", 6));
+        assert_eq!(of_key("anything", 1), 0);
+    }
+
+    #[test]
+    fn tagged_ids_name_their_partition() {
+        let id = tag("0193a7e2-0000-7000-8000-000000000000", 4);
+        assert_eq!(split(&id, 6), Some((4, "0193a7e2-0000-7000-8000-000000000000")));
+        assert_eq!(split(&id, 4), None, "partition 4 of 4 does not exist");
+        assert_eq!(split("1700000000000-3", 1), Some((0, "1700000000000-3")));
+        assert_eq!(split("1700000000000-3", 2), None);
+        assert_eq!(split("1700000000000-3.x", 2), None);
+    }
+
+    #[test]
+    fn pages_merge_by_entry_id_then_partition() {
+        let pages = vec![vec!["5-0", "9-0"], vec!["5-0", "7-1"], vec!["10-0"]];
+        let ids = |v: Vec<(usize, &str)>| v.into_iter().map(|(p, id)| format!("{id}.{p}")).collect::<Vec<_>>();
+        assert_eq!(ids(merge(pages.clone(), 4, false, |s| s)), ["5-0.0", "5-0.1", "7-1.1", "9-0.0"]);
+        assert_eq!(ids(merge(pages, 2, true, |s| s)), ["10-0.2", "9-0.0"]);
+        let c = Cursor::parse("5-0.1", 3).unwrap();
+        assert!(!c.inclusive(0, false) && !c.inclusive(1, false) && c.inclusive(2, false));
+        assert!(c.inclusive(0, true) && !c.inclusive(1, true) && !c.inclusive(2, true));
+    }
+}

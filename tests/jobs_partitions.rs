@@ -1,0 +1,275 @@
+//! Partitioned queues on a real redis-server and on a Redis Cluster: placement, each job once,
+//! uniqueness and key concurrency across partitions, lookups, cancellation, waits, parked
+//! entries and pages over every partition, and pauses.
+
+mod common;
+#[path = "common/jobs.rs"]
+mod jobs_support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::RedisServer;
+use dual_mode::jobs::{
+    CancelOutcome, JobError, JobInfo, JobOutcome, JobState, PushOptions, Queue, QueueConfig, RedisTarget, Worker,
+    handler_fn,
+};
+use dual_mode_test_support::RedisCluster;
+use jobs_support::{con, fast_worker, queue, start, stop, unique, wait_for, wait_state};
+use redis::AsyncCommands;
+
+/// The partition a job id or parked id names.
+fn tag(id: &str) -> usize {
+    id.rsplit_once('.').and_then(|(_, p)| p.parse().ok()).unwrap_or_else(|| panic!("{id} names no partition"))
+}
+
+/// A handler that counts its runs per job id and sleeps `work`.
+fn counting(runs: &Arc<Mutex<HashMap<String, u32>>>, work: Duration) -> impl dual_mode::jobs::Handler {
+    let runs = runs.clone();
+    handler_fn(move |job: JobInfo| {
+        *runs.lock().unwrap().entry(job.id().to_owned()).or_default() += 1;
+        async move {
+            tokio::time::sleep(work).await;
+            Ok::<_, JobError>(())
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_queue_spreads_its_jobs_and_two_workers_run_each_once() {
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("spread")).partitions(4)).await;
+    let payloads: Vec<u32> = (0..2_000).collect();
+    let mut pushed = q.push_bulk("Work", 1, &payloads, PushOptions::new()).await.expect("bulk push");
+    for n in 0..200 {
+        let keyed = PushOptions::new().idempotency_key(format!("order-{n}"));
+        pushed.push(q.push("Work", 1, &n, keyed).await.expect("keyed push"));
+    }
+    // Round-robin reaches every partition evenly; a key always lands in the same one.
+    let mut db = con(&redis.url).await;
+    for p in 0..4 {
+        let len: usize = db.xlen(&q.partition_keys(p).expect("partition").stream).await.expect("xlen");
+        assert!((500..=750).contains(&len), "partition {p} holds {len} of 2,200 entries");
+    }
+    assert!(q.partition_keys(4).is_none());
+    let again = q.push("Work", 1, &7, PushOptions::new().idempotency_key("order-7")).await.expect("push");
+    let first = pushed.iter().find(|p| p.idempotency_key == "order-7").expect("pushed");
+    assert_eq!(tag(&again.job_id), tag(&first.job_id), "one key, one partition");
+    assert_eq!(q.stats().await.expect("stats").length, 2_201);
+
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let workers = [
+        start(Worker::new(q.clone(), fast_worker(8)).handle("Work", counting(&runs, Duration::ZERO))),
+        start(Worker::new(q.clone(), fast_worker(8)).handle("Work", counting(&runs, Duration::ZERO))),
+    ];
+    wait_for(Duration::from_secs(60), "2,201 jobs to run", async || {
+        (runs.lock().unwrap().len() == 2_201).then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(10), "the queue to be idle", async || q.stats().await.ok()?.is_idle().then_some(()))
+        .await;
+    for w in workers {
+        stop(w).await;
+    }
+    let twice: Vec<(String, u32)> =
+        runs.lock().unwrap().iter().filter(|(_, n)| **n != 1).map(|(k, n)| (k.clone(), *n)).collect();
+    assert!(twice.is_empty(), "jobs that ran more than once: {twice:?}");
+    // Records are found by id in their partition, and listed over all of them.
+    for p in &pushed[..8] {
+        let record = q.job(&p.job_id).await.expect("record").expect("kept");
+        assert_eq!((record.state, record.id.as_str()), (JobState::Done, p.job_id.as_str()));
+    }
+    let (done, total) = q.jobs(JobState::Done, 0, 50).await.expect("list");
+    assert_eq!((done.len(), total), (50, 2_201));
+    let mut seen = HashSet::new();
+    let mut after = None;
+    loop {
+        let page = q.jobs_page(JobState::Done, after.as_deref(), 300).await.expect("page");
+        for r in &page.items {
+            assert!(seen.insert(r.id.clone()), "{} listed twice", r.id);
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 2_201, "pages over four partitions list every done job once");
+    assert!(q.job("no-such-job.9").await.expect("lookup").is_none());
+    assert_eq!(q.cancel("no-such-job.9").await.expect("cancel"), CancelOutcome::Unknown);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uniqueness_and_key_concurrency_hold_across_partitions() {
+    let redis = RedisServer::start();
+    exact_across_partitions(RedisTarget::from(redis.client()), 6).await;
+}
+
+/// 1,000 concurrent pushes of one unique key enqueue one job; jobs of one rate key placed in
+/// every partition (by their idempotency keys) never run two at once under a concurrency of
+/// one, and a slot given back wakes the next waiter in whichever partition it waits.
+async fn exact_across_partitions(target: RedisTarget, partitions: u16) {
+    let config = QueueConfig::new(unique("exact")).partitions(partitions).key_concurrency("region:", 1);
+    let q = Queue::connect(target, config).await.expect("connect");
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..1_000 {
+        let q = q.clone();
+        tasks.spawn(async move {
+            let options = PushOptions::new().unique("report:42", Duration::from_secs(60));
+            q.push("Report", 1, &n, options).await.expect("push")
+        });
+    }
+    let pushed = tasks.join_all().await;
+    let added: Vec<_> = pushed.iter().filter(|p| !p.duplicate).collect();
+    assert_eq!(added.len(), 1, "one of 1,000 pushes of one unique key adds a job");
+    assert!(pushed.iter().all(|p| p.job_id == added[0].job_id), "every duplicate names the holder");
+
+    let running = Arc::new(Mutex::new((0u32, 0u32)));
+    let region = {
+        let running = running.clone();
+        handler_fn(move |_job: JobInfo| {
+            let running = running.clone();
+            async move {
+                {
+                    let mut r = running.lock().unwrap();
+                    r.0 += 1;
+                    r.1 = r.1.max(r.0);
+                }
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                running.lock().unwrap().0 -= 1;
+                Ok::<_, JobError>(())
+            }
+        })
+    };
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        let options = PushOptions::new().rate_key("region:10000002").idempotency_key(format!("agg-{n}"));
+        ids.push(q.push("Aggregate", 1, &n, options).await.expect("push").job_id);
+    }
+    let parts: HashSet<usize> = ids.iter().map(|id| tag(id)).collect();
+    assert!(parts.len() >= 3, "the key's jobs spread over partitions {parts:?}");
+    // Leases of a minute: a waiter that nobody wakes would wait that long.
+    let config = fast_worker(8).lease(Duration::from_secs(60)).renew_every(Duration::from_secs(1));
+    let workers = [
+        start(Worker::new(q.clone(), config.clone()).handle("Aggregate", region.clone())),
+        start(Worker::new(q.clone(), config).handle("Aggregate", region)),
+    ];
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    wait_state(&q, &refs, JobState::Done, Duration::from_secs(30)).await;
+    for w in workers {
+        stop(w).await;
+    }
+    let (now, most) = *running.lock().unwrap();
+    assert_eq!(now, 0);
+    assert_eq!(most, 1, "jobs of one key ran together although its concurrency is 1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_cancels_waits_and_parked_entries_go_to_the_partition_an_id_names() {
+    let redis = RedisServer::start();
+    operations_across_partitions(RedisTarget::from(redis.client()), 3).await;
+}
+
+/// A delayed job cancelled in its partition never runs; `wait_for` returns a result from any
+/// partition; parked entries carry their partition in their ids, page over every partition in
+/// order both ways, and re-drive into their own partition; a pause holds every partition.
+async fn operations_across_partitions(target: RedisTarget, partitions: u16) {
+    let q = Queue::connect(target, QueueConfig::new(unique("ops")).partitions(partitions).max_attempts(1))
+        .await
+        .expect("connect");
+    let later = q.push("Double", 1, &1, PushOptions::new().delay(Duration::from_secs(60))).await.expect("push");
+    assert_eq!(q.cancel(&later.job_id).await.expect("cancel"), CancelOutcome::Removed);
+    let fail = Arc::new(Mutex::new(true));
+    let worker = {
+        let fail = fail.clone();
+        Worker::new(q.clone(), fast_worker(4))
+            .handle("Double", dual_mode::jobs::typed(|n: u32, _job: JobInfo| async move { Ok::<_, JobError>(n * 2) }))
+            .handle(
+                "Flaky",
+                handler_fn(move |_job: JobInfo| {
+                    let fail = *fail.lock().unwrap();
+                    async move { if fail { Err(JobError::permanent("not yet")) } else { Ok(()) } }
+                }),
+            )
+    };
+    let w = start(worker);
+    let mut doubles = Vec::new();
+    for n in 0..6u32 {
+        doubles.push((n, q.push("Double", 1, &n, PushOptions::new()).await.expect("push").job_id));
+    }
+    for (n, id) in &doubles {
+        match q.wait_for_output::<u32>(id, Duration::from_secs(10)).await.expect("wait") {
+            JobOutcome::Done(out) => assert_eq!(out, n * 2),
+            other => panic!("job {id}: {other:?}"),
+        }
+    }
+    let parts: HashSet<usize> = doubles.iter().map(|(_, id)| tag(id)).collect();
+    assert_eq!(parts.len(), usize::from(partitions), "round-robin over every partition");
+    assert_eq!(q.job(&later.job_id).await.expect("record").expect("kept").state, JobState::Cancelled);
+
+    // Parked entries of every partition, paged oldest first and newest first.
+    let mut flaky = Vec::new();
+    for n in 0..20u32 {
+        flaky.push(q.push("Flaky", 1, &n, PushOptions::new()).await.expect("push").job_id);
+    }
+    let refs: Vec<&str> = flaky.iter().map(String::as_str).collect();
+    wait_state(&q, &refs, JobState::Parked, Duration::from_secs(20)).await;
+    let mut oldest_first = Vec::new();
+    let mut page = q.parked(7).await.expect("parked");
+    while let Some(last) = page.last().map(|p| p.parked_id.clone()) {
+        oldest_first.extend(page.into_iter().map(|p| p.parked_id));
+        page = q.parked_after(&last, 7).await.expect("parked after");
+    }
+    assert_eq!(oldest_first.len(), 20, "{oldest_first:?}");
+    assert_eq!(oldest_first.iter().collect::<HashSet<_>>().len(), 20, "an entry listed twice");
+    let mut newest_first = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = q.parked_page(before.as_deref(), 6).await.expect("parked page");
+        newest_first.extend(page.items.iter().map(|p| p.parked_id.clone()));
+        match page.next {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    newest_first.reverse();
+    assert_eq!(newest_first, oldest_first, "both directions list the same entries in one order");
+    assert!(q.parked_after("1-0", 1).await.is_err() || partitions == 1, "an untagged cursor is refused");
+
+    // Re-driven entries go back to their own partition and, no longer failing, end done.
+    *fail.lock().unwrap() = false;
+    let entry = q.parked_entry(&oldest_first[0]).await.expect("entry").expect("parked");
+    let job_id = String::from_utf8(entry.field("id").expect("id").to_vec()).expect("utf-8");
+    assert_eq!(tag(&entry.parked_id), tag(&job_id), "a job parks in its own partition");
+    assert!(q.redrive(&entry.parked_id).await.expect("redrive").is_some());
+    assert_eq!(q.redrive_all(100).await.expect("redrive all"), 19);
+    wait_state(&q, &refs, JobState::Done, Duration::from_secs(20)).await;
+    assert_eq!(q.stats().await.expect("stats").parked, 0);
+
+    // A pause holds every partition; a resume releases them all.
+    assert!(q.pause().await.expect("pause"));
+    assert!(q.is_paused().await.expect("paused"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut held = Vec::new();
+    for n in 0..6u32 {
+        held.push(q.push("Double", 1, &n, PushOptions::new()).await.expect("push").job_id);
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for id in &held {
+        assert_eq!(q.job(id).await.expect("record").expect("kept").state, JobState::Queued, "{id} ran while paused");
+    }
+    assert!(q.resume().await.expect("resume"));
+    let refs: Vec<&str> = held.iter().map(String::as_str).collect();
+    wait_state(&q, &refs, JobState::Done, Duration::from_secs(10)).await;
+    stop(w).await;
+}
+
+/// The same guarantees on a Redis Cluster, where partitions and the queue's own keys live on
+/// different hash slots (and nodes): no script may cross them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_keep_their_guarantees_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    let target = || RedisTarget::cluster(cluster.urls()).expect("urls");
+    exact_across_partitions(target(), 6).await;
+    operations_across_partitions(target(), 6).await;
+}
