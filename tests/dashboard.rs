@@ -173,8 +173,15 @@ async fn the_overview_counts_every_state_and_lists_show_jobs_with_their_workers(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_page_by_cursor_through_every_entry_once() {
     let redis = RedisServer::start();
+    for partitions in [1, 3] {
+        lists_page_through(&redis, partitions).await;
+    }
+}
+
+/// Pages of a queue of `partitions` partitions (the cursors of several name their partition).
+async fn lists_page_through(redis: &RedisServer, partitions: u16) {
     let name = unique("dash-pages");
-    let q = queue(&redis.url, QueueConfig::new(&name)).await;
+    let q = queue(&redis.url, QueueConfig::new(&name).partitions(partitions)).await;
     let mut delayed = Vec::new();
     let later = std::time::SystemTime::now() + Duration::from_secs(3600);
     for i in 0..7u64 {
@@ -219,8 +226,16 @@ async fn lists_page_by_cursor_through_every_entry_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_jobs_carry_renders_as_text() {
     let redis = RedisServer::start();
+    for partitions in [1, 2] {
+        renders_as_text(&redis, partitions).await;
+    }
+}
+
+/// A job's and a parked entry's pages of a queue of `partitions` partitions (whose ids, with
+/// several, end in their partition).
+async fn renders_as_text(redis: &RedisServer, partitions: u16) {
     let name = unique("dash-escape");
-    let q = queue(&redis.url, QueueConfig::new(&name).max_attempts(1)).await;
+    let q = queue(&redis.url, QueueConfig::new(&name).max_attempts(1).partitions(partitions)).await;
     let w = start(worker(&q, 4));
     let evil = serde_json::json!({"name": "<script>alert('x')</script>", "a": "\"><img src=x onerror=alert(1)>"});
     let pushed = q.push("Reject", 1, &evil, PushOptions::new()).await.unwrap();

@@ -273,3 +273,68 @@ async fn partitions_keep_their_guarantees_on_a_cluster() {
     exact_across_partitions(target(), 6).await;
     operations_across_partitions(target(), 6).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_ticks_into_the_partition_of_its_unique_key_and_pauses_by_name() {
+    use dual_mode::jobs::{Schedule, Scheduler, SchedulerConfig};
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("sched")).partitions(4)).await;
+    let options = PushOptions::new().unique("rollup", Duration::from_secs(60));
+    let schedule = Schedule::new("nightly-rollup", "* * * * *", "Rollup", 1, &()).expect("schedule");
+    let schedule = schedule.push_options(options.clone()).expect("options");
+    let scheduler = Scheduler::new(q.clone(), SchedulerConfig::new()).schedule(schedule.clone());
+    scheduler.register().await.expect("register");
+    let t0 = i64::try_from(std::time::UNIX_EPOCH.elapsed().unwrap().as_secs()).unwrap() / 60 * 60;
+
+    assert!(scheduler.enqueue_tick(&schedule, t0).await.expect("tick").is_some());
+    // A push of the same unique key meets the tick's job in its partition.
+    let pushed = q.push("Rollup", 1, &(), options).await.expect("push");
+    assert!(pushed.duplicate, "the tick's job holds the key: {pushed:?}");
+    assert_eq!(q.stats().await.expect("stats").length, 1);
+    assert_eq!(scheduler.enqueue_tick(&schedule, t0 + 60).await.expect("tick"), None, "the key is held");
+    assert_eq!(scheduler.last_tick(&schedule).await.expect("last"), Some(t0 + 60));
+
+    // Paused by name alone, in whichever partition its state lives.
+    assert!(q.pause_schedule("nightly-rollup").await.expect("pause"));
+    assert!(!q.pause_schedule("nightly-rollup").await.expect("pause"), "paused already");
+    let listed = q.schedules().await.expect("schedules");
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].paused_since.is_some() && listed[0].last_tick.is_some(), "{listed:?}");
+    assert!(q.resume_schedule("nightly-rollup").await.expect("resume"));
+    assert!(q.schedules().await.expect("schedules")[0].paused_since.is_none());
+    assert!(q.forget_schedule("nightly-rollup").await.expect("forget"));
+    assert!(q.schedules().await.expect("schedules").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_of_one_key_holds_across_partitions() {
+    use dual_mode::jobs::{RateLimit, RateScope};
+    let redis = RedisServer::start();
+    let config = QueueConfig::new(unique("rate"))
+        .partitions(6)
+        .rate_limit(RateScope::Key("region:".into()), RateLimit::per_second(20));
+    let q = queue(&redis.url, config).await;
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        let options = PushOptions::new().rate_key("region:1").idempotency_key(format!("r-{n}"));
+        ids.push(q.push("Work", 1, &n, options).await.expect("push").job_id);
+    }
+    assert!(ids.iter().map(|id| tag(id)).collect::<HashSet<_>>().len() >= 4, "spread over the partitions");
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let starts = starts.clone();
+        handler_fn(move |_job: JobInfo| {
+            starts.lock().unwrap().push(std::time::Instant::now());
+            async { Ok::<_, JobError>(()) }
+        })
+    };
+    let w = start(Worker::new(q.clone(), fast_worker(16)).handle("Work", handler));
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    wait_state(&q, &refs, JobState::Done, Duration::from_secs(30)).await;
+    stop(w).await;
+    let starts = starts.lock().unwrap().clone();
+    let span = *starts.iter().max().unwrap() - *starts.iter().min().unwrap();
+    // 30 starts at 20 a second, evenly spaced, take at least 29 intervals of 50 ms; six
+    // buckets of their own would let them through in a sixth of that.
+    assert!(span >= Duration::from_millis(1_300), "30 starts of one key in {span:?} at 20/s");
+}
