@@ -204,7 +204,9 @@ async fn lists_page_through(redis: &RedisServer, partitions: u16) {
                 seen.push(row.split('"').next().unwrap().to_owned());
             }
             match page.split("id=\"next\" href=\"").nth(1) {
-                Some(rest) => path = rest.split('"').next().unwrap().replace("&amp;", "&")[MOUNT.len()..].to_owned(),
+                Some(rest) => {
+                    rest.split('"').next().unwrap().replace("&amp;", "&")[MOUNT.len()..].clone_into(&mut path);
+                }
                 None => break,
             }
         }
