@@ -43,6 +43,12 @@
 //! `dm:{q}:finished`. The hash tag `{q}` keeps them in one cluster slot, as the Lua scripts
 //! need; every script names the keys it touches.
 //!
+//! A queue of several [partitions](QueueConfig::partitions) keeps partition `i`'s streams,
+//! delayed set, parked stream, records, state sets, unique keys and schedule state under
+//! `dm:{q:i}:...`, each partition on a slot of its own; the rate limits' buckets, rate-key
+//! pauses, key-concurrency slots, the index of schedules and the channel of ended jobs keep
+//! the queue's own tag `{q}`, so that they hold across partitions.
+//!
 //! # Job records
 //!
 //! Every job has a [`JobRecord`]: its [`JobState`], type, attempt, enqueue, start and end
