@@ -13,6 +13,11 @@ pub const PRIMARY_NAME: &str = "jobs";
 /// A primary, its replica and three sentinels monitoring them (quorum 2, the primary deemed down
 /// after a second), on free 127.0.0.1 ports; every process killed and its directory removed on
 /// drop.
+///
+/// A failover takes about three seconds. When the sentinels split their votes (each deems the
+/// primary down at the same moment and votes for itself), the election is abandoned and retried
+/// twice the failover timeout after it began: that timeout is 4 s here, so a split costs about
+/// 8 s more (20 s with a 10 s timeout).
 #[derive(Debug)]
 pub struct RedisSentinels {
     servers: Vec<Node>,
@@ -56,7 +61,7 @@ impl RedisSentinels {
                 format!(
                     "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {PRIMARY_NAME} 127.0.0.1 {} 2\n\
                      sentinel down-after-milliseconds {PRIMARY_NAME} 1000\n\
-                     sentinel failover-timeout {PRIMARY_NAME} 10000\n",
+                     sentinel failover-timeout {PRIMARY_NAME} 4000\n",
                     home.display(),
                     primary.port
                 ),
