@@ -372,11 +372,6 @@ async fn a_cluster_runs_each_job_once_across_processes_and_survives_a_primary_ki
 
 /// A primary managed by Sentinel is killed mid-run: the sentinels promote its replica, and the
 /// queue's producers and workers follow by themselves.
-// Fails about one run in four on this machine: after the failover, the sentinels kept
-// answering the queue's main connection with no valid primary (`MasterNameNotFoundBySentinel`)
-// for over a minute, while its reader reached a promoted node that had no consumer group and
-// then dropped its clients. Run it with `cargo test --test jobs_deploy -- --ignored`.
-#[ignore = "flaky: a failover the sentinels do not settle; see the comment above"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_keep_running_through_a_sentinel_failover() {
     const JOBS: u32 = 3_000;
@@ -391,7 +386,11 @@ async fn jobs_keep_running_through_a_sentinel_failover() {
     q.ensure_group().await.expect("group");
     let jobs: Vec<Work> = (0..JOBS).map(|n| Work { n }).collect();
     q.push_bulk("Work", 1, &jobs, PushOptions::new()).await.expect("push");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every push above was answered by the primary; the replica may not have them yet (the
+    // primary starts streaming to a new replica only after its first acknowledgement, up to a
+    // second after it synchronized). Waiting closes the asynchronous replication's window, so
+    // that the kill below loses no job.
+    sentinels.wait_replicated();
     let workers = vec![
         start(ledger_worker(q.clone(), 8, &ledger.url, &runs_key).await),
         start(ledger_worker(q.clone(), 8, &ledger.url, &runs_key).await),

@@ -13,6 +13,11 @@ pub const PRIMARY_NAME: &str = "jobs";
 /// A primary, its replica and three sentinels monitoring them (quorum 2, the primary deemed down
 /// after a second), on free 127.0.0.1 ports; every process killed and its directory removed on
 /// drop.
+///
+/// A failover takes about three seconds. When the sentinels split their votes (each deems the
+/// primary down at the same moment and votes for itself), the election is abandoned and retried
+/// twice the failover timeout after it began: that timeout is 4 s here, so a split costs about
+/// 8 s more (20 s with a 10 s timeout).
 #[derive(Debug)]
 pub struct RedisSentinels {
     servers: Vec<Node>,
@@ -22,6 +27,7 @@ pub struct RedisSentinels {
 
 impl RedisSentinels {
     /// Starts them and waits until the replica has synchronized and every sentinel knows it.
+    /// Writes reach the replica only a moment later: see [`RedisSentinels::wait_replicated`].
     ///
     /// # Panics
     /// When they do not start; the message says why.
@@ -55,7 +61,7 @@ impl RedisSentinels {
                 format!(
                     "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {PRIMARY_NAME} 127.0.0.1 {} 2\n\
                      sentinel down-after-milliseconds {PRIMARY_NAME} 1000\n\
-                     sentinel failover-timeout {PRIMARY_NAME} 10000\n",
+                     sentinel failover-timeout {PRIMARY_NAME} 4000\n",
                     home.display(),
                     primary.port
                 ),
@@ -92,6 +98,41 @@ impl RedisSentinels {
             .query(&mut con)
             .expect("SENTINEL GET-MASTER-ADDR-BY-NAME");
         port
+    }
+
+    /// Waits until the replica has every write the primary took before this call, so that a
+    /// failover after it loses none of them.
+    ///
+    /// Replication is asynchronous, and more so just after a replica's first synchronization:
+    /// its link is up, but the primary holds the writes back until the replica's first
+    /// acknowledgement, which comes up to a second later. A primary killed in that second takes
+    /// every write since the start with it, and the promoted replica is empty.
+    ///
+    /// # Panics
+    /// When no sentinel answers, or the replica does not catch up within 10 seconds.
+    pub fn wait_replicated(&self) {
+        let primary = self.primary_port();
+        let taken = self
+            .servers
+            .iter()
+            .find(|n| n.port == primary)
+            .and_then(|n| replication_offset(n, "master_repl_offset"))
+            .expect("the primary's replication offset");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for replica in self.servers.iter().filter(|n| n.port != primary) {
+            loop {
+                let has = replication_offset(replica, "slave_repl_offset");
+                if has.is_some_and(|has| has >= taken) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the replica on port {} has offset {has:?} of the primary's {taken} after 10 s",
+                    replica.port
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     /// Kills the current primary with `SIGKILL`; the sentinels promote the replica.
@@ -138,4 +179,11 @@ fn knows_replica(sentinel: &Node) -> bool {
             .query::<Vec<redis::Value>>(&mut c)
             .is_ok_and(|r| !r.is_empty())
     })
+}
+
+/// A replication offset `node` reports in `INFO replication` (`master_repl_offset` on a
+/// primary: how far its writes go; `slave_repl_offset` on a replica: how far it has applied).
+fn replication_offset(node: &Node, field: &str) -> Option<u64> {
+    let info: String = redis::cmd("INFO").arg("replication").query(&mut node.connection().ok()?).ok()?;
+    info.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':')?.trim().parse().ok())
 }
