@@ -939,7 +939,7 @@ async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog
     let cluster = RedisCluster::start();
     let (single, clustered) = (server(single_url), RedisTarget::cluster(cluster.urls()).expect("urls"));
     let mut rates: [Vec<f64>; 7] = Default::default();
-    let mut cpu_per_job = Vec::new();
+    let (mut cpu_per_job, mut cpu_per_job_p6) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let one = |p: &str| vec![QueueConfig::new(format!("{p}{round}"))];
         let parted = |p: &str, n: u16| vec![QueueConfig::new(format!("{p}{round}")).partitions(n)];
@@ -957,7 +957,9 @@ async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog
         rates[3].push(drain_on(&clustered, &three("cluster3"), backlog, PushOptions::new()).await.0);
         rates[4].push(drain_on(&clustered, &parted("cluster-p3-", 3), backlog, PushOptions::new()).await.0);
         rates[5].push(drain_on(&clustered, &parted("cluster-p6-", 6), backlog, PushOptions::new()).await.0);
+        let cpu = redis_cpu_secs(single_url).await;
         rates[6].push(drain_on(&single, &parted("single-p6-", 6), backlog, PushOptions::new()).await.0);
+        cpu_per_job_p6.push((redis_cpu_secs(single_url).await - cpu) / usize_f64(backlog) * 1e6);
     }
     let [single1, cluster1, single3, cluster3, cluster_p3, cluster_p6, single_p6] = rates.map(|r| median(&r));
     table.row(
@@ -995,6 +997,13 @@ async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog
         format!("{cpu:.1} µs"),
         String::new(),
         &format!("one primary's ceiling: {:.0} jobs/s per core", 1e6 / cpu),
+    );
+    let cpu_p6 = median(&cpu_per_job_p6);
+    table.row(
+        "Redis CPU per job, one queue of 6 partitions on one server",
+        format!("{cpu_p6:.1} µs"),
+        format!("{:.2}x", cpu_p6 / cpu),
+        "smaller batches per partition: the cost of spreading",
     );
     let (queued, ended) = memory_per_job(single_url, backlog).await;
     table.row(
