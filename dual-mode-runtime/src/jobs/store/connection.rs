@@ -145,6 +145,9 @@ pub(crate) struct Health {
     /// Set while an outage lasts: the common case, a success while up, reads only this.
     down: AtomicBool,
     since: Mutex<Option<Instant>>,
+    /// When the last outage ended: a command sent before it that fails afterwards (its
+    /// connection died in that outage) does not begin another.
+    recovered: Mutex<Option<Instant>>,
     /// Observes nothing: for a connection whose failures only echo those of the queue's main
     /// connection (the reader's blocking waits, whose first wait after an outage fails once
     /// more while it reconnects).
@@ -157,7 +160,8 @@ impl Health {
         Arc::new(Self { quiet: true, ..Self::default() })
     }
 
-    fn observe<T>(&self, result: &RedisResult<T>) {
+    /// Reports the result of a command sent at `sent`.
+    fn observe<T>(&self, sent: Instant, result: &RedisResult<T>) {
         let unreachable = match result {
             _ if self.quiet => return,
             Ok(_) if !self.down.load(Ordering::Relaxed) => return,
@@ -166,7 +170,9 @@ impl Health {
             Err(_) => return,
         };
         let mut since = self.since.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut recovered = self.recovered.lock().unwrap_or_else(PoisonError::into_inner);
         match (unreachable, *since) {
+            (true, None) if recovered.is_some_and(|at| sent < at) => {}
             (true, None) => {
                 *since = Some(Instant::now());
                 self.down.store(true, Ordering::Relaxed);
@@ -176,6 +182,7 @@ impl Health {
             }
             (false, Some(began)) => {
                 *since = None;
+                *recovered = Some(Instant::now());
                 self.down.store(false, Ordering::Relaxed);
                 tracing::info!(outage_ms = began.elapsed().as_millis(), "redis reachable again");
             }
@@ -240,8 +247,8 @@ impl Connection {
 impl Connection {
     /// Reports a command's result to the queue's health; for Sentinel, an unreachable primary
     /// (or one that answers as a replica) makes the next command ask the sentinels again.
-    fn after<T>(&self, result: &RedisResult<T>) {
-        self.health.observe(result);
+    fn after<T>(&self, sent: Instant, result: &RedisResult<T>) {
+        self.health.observe(sent, result);
         if let (Link::Sentinel(sentinel), Err(e)) = (&self.link, result)
             && is_unreachable(e)
         {
@@ -277,8 +284,9 @@ impl ConnectionLike for Connection {
                     Link::Sentinel(sentinel) => sentinel.resolve().await?.req_packed_command(cmd).await,
                 }
             };
+            let at = Instant::now();
             let result = bounded(self.limit, sent).await;
-            self.after(&result);
+            self.after(at, &result);
             result
         })
     }
@@ -299,8 +307,9 @@ impl ConnectionLike for Connection {
                     }
                 }
             };
+            let at = Instant::now();
             let result = bounded(self.limit, sent).await;
-            self.after(&result);
+            self.after(at, &result);
             result
         })
     }
