@@ -736,10 +736,15 @@ async fn drain_on(target: &RedisTarget, configs: &[QueueConfig], n: usize, optio
 /// No-op jobs end to end: 8 producers push `n` one by one while 2 workers run; jobs/s from the
 /// first push to the last job done.
 async fn e2e_noop(redis_url: &str, queue: &str, n: usize) -> f64 {
-    let q = Queue::connect(redis::Client::open(redis_url).expect("url"), QueueConfig::new(queue)).await.expect("q");
+    e2e_on(&server(redis_url), QueueConfig::new(queue), n).await
+}
+
+/// [`e2e_noop`] on any Redis deployment and queue configuration.
+async fn e2e_on(target: &RedisTarget, config: QueueConfig, n: usize) -> f64 {
+    let q = Queue::connect(target.clone(), config.clone()).await.expect("q");
     q.ensure_group().await.expect("group");
     let done = Arc::new(Done { count: AtomicU64::new(0) });
-    let workers = start_workers(redis_url, queue, noop_worker(&done)).await;
+    let workers = start_workers_on(target, config, noop_worker(&done)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let t = Instant::now();
     let producers: Vec<_> = (0..8)
@@ -939,6 +944,7 @@ async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog
     let cluster = RedisCluster::start();
     let (single, clustered) = (server(single_url), RedisTarget::cluster(cluster.urls()).expect("urls"));
     let mut rates: [Vec<f64>; 7] = Default::default();
+    let mut e2e: [Vec<f64>; 3] = Default::default();
     let (mut cpu_per_job, mut cpu_per_job_p6) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let one = |p: &str| vec![QueueConfig::new(format!("{p}{round}"))];
@@ -957,6 +963,10 @@ async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog
         rates[3].push(drain_on(&clustered, &three("cluster3"), backlog, PushOptions::new()).await.0);
         rates[4].push(drain_on(&clustered, &parted("cluster-p3-", 3), backlog, PushOptions::new()).await.0);
         rates[5].push(drain_on(&clustered, &parted("cluster-p6-", 6), backlog, PushOptions::new()).await.0);
+        let e2e_n = backlog / 4;
+        e2e[0].push(e2e_on(&single, QueueConfig::new(format!("e2e-single{round}")), e2e_n).await);
+        e2e[1].push(e2e_on(&clustered, QueueConfig::new(format!("e2e-cluster{round}")), e2e_n).await);
+        e2e[2].push(e2e_on(&clustered, QueueConfig::new(format!("e2e-cluster-p6-{round}")).partitions(6), e2e_n).await);
         let cpu = redis_cpu_secs(single_url).await;
         rates[6].push(drain_on(&single, &parted("single-p6-", 6), backlog, PushOptions::new()).await.0);
         cpu_per_job_p6.push((redis_cpu_secs(single_url).await - cpu) / usize_f64(backlog) * 1e6);
@@ -991,6 +1001,18 @@ async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog
             note,
         );
     }
+    let [e2e_single, e2e_cluster, e2e_p6] = e2e.map(|r| median(&r));
+    for (what, rate, base) in [
+        ("3-primary cluster vs one server, 1 partition", e2e_cluster, e2e_single),
+        ("3-primary cluster, 6 partitions vs 1", e2e_p6, e2e_cluster),
+    ] {
+        table.row(
+            &format!("end to end, 8 producers, {} no-op jobs: {what}", backlog / 4),
+            format!("{rate:.0} vs {base:.0} jobs/s"),
+            format!("{:.2}x", rate / base),
+            "push one by one while 2 workers run",
+        );
+    }
     let cpu = median(&cpu_per_job);
     table.row(
         "Redis CPU per job on one server (`INFO cpu` over a drain, push included)",
@@ -1005,6 +1027,11 @@ async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog
         format!("{:.2}x", cpu_p6 / cpu),
         "smaller batches per partition: the cost of spreading",
     );
+    memory_rows(table, single_url, backlog).await;
+}
+
+/// The rows of Redis memory per queued job and per ended job.
+async fn memory_rows(table: &mut Table, single_url: &str, backlog: usize) {
     let (queued, ended) = memory_per_job(single_url, backlog).await;
     table.row(
         &format!("Redis memory per queued job ({backlog} queued, `{{\"n\":12345}}` payloads)"),
