@@ -271,6 +271,7 @@ async fn partitions_keep_their_guarantees_on_a_cluster() {
     let cluster = RedisCluster::start();
     let target = || RedisTarget::cluster(cluster.urls()).expect("urls");
     exact_across_partitions(target(), 6).await;
+    rate_limit_across_partitions(target()).await;
     operations_across_partitions(target(), 6).await;
 }
 
@@ -308,12 +309,18 @@ async fn a_schedule_ticks_into_the_partition_of_its_unique_key_and_pauses_by_nam
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_of_one_key_holds_across_partitions() {
-    use dual_mode::jobs::{RateLimit, RateScope};
     let redis = RedisServer::start();
+    rate_limit_across_partitions(RedisTarget::from(redis.client())).await;
+}
+
+/// 30 jobs of one rate key, limited to 20 starts a second and spread over six partitions,
+/// start no faster than the limit allows.
+async fn rate_limit_across_partitions(target: RedisTarget) {
+    use dual_mode::jobs::{RateLimit, RateScope};
     let config = QueueConfig::new(unique("rate"))
         .partitions(6)
         .rate_limit(RateScope::Key("region:".into()), RateLimit::per_second(20));
-    let q = queue(&redis.url, config).await;
+    let q = Queue::connect(target, config).await.expect("connect");
     let mut ids = Vec::new();
     for n in 0..30 {
         let options = PushOptions::new().rate_key("region:1").idempotency_key(format!("r-{n}"));
