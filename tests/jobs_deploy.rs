@@ -8,7 +8,6 @@ mod common;
 #[path = "common/jobs.rs"]
 mod jobs_support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{RedisServer, eventually};
@@ -18,14 +17,8 @@ use dual_mode::jobs::{
 };
 use dual_mode::{DualMode, Secret};
 use dual_mode_test_support::{PRIMARY_NAME, RedisCluster, RedisSentinels};
-use jobs_support::{RoleProcess, con, start, stop, unique, wait_for, wait_state};
+use jobs_support::{RoleProcess, Work, con, ledger_worker, ran, runs, start, stop, unique, wait_for, wait_state};
 use redis::AsyncCommands;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Work {
-    n: u32,
-}
 
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok()
@@ -39,22 +32,6 @@ fn worker_config(concurrency: usize) -> WorkerConfig {
         .claim_every(Duration::from_millis(500))
         .poll_delayed_every(Duration::from_millis(20))
         .backoff(Duration::from_millis(50), Duration::from_millis(200))
-}
-
-/// A worker whose `Work` jobs add one to field `n` of hash `runs_key` on the ledger.
-async fn ledger_worker(q: Queue, concurrency: usize, ledger_url: &str, runs_key: &str) -> Worker {
-    let rec = con(ledger_url).await;
-    let key = runs_key.to_owned();
-    Worker::new(q, worker_config(concurrency)).handle(
-        "Work",
-        typed(move |w: Work, _job: JobInfo| {
-            let (mut rec, key) = (rec.clone(), key.clone());
-            async move {
-                let _: i64 = rec.hincr(&key, w.n, 1).await.map_err(JobError::failed)?;
-                Ok(())
-            }
-        }),
-    )
 }
 
 /// Not a test by itself: the entry point of the worker processes.
@@ -71,7 +48,7 @@ async fn role() {
         Queue::connect(RedisTarget::cluster(nodes).expect("node urls"), QueueConfig::new(&name).partitions(PARTITIONS))
             .await
             .expect("connect to the cluster");
-    let worker = ledger_worker(q, 16, &ledger, &format!("{name}:runs")).await;
+    let worker = ledger_worker(q, worker_config(16), &ledger, &format!("{name}:runs"), Duration::ZERO).await;
     let mut db = con(&ledger).await;
     let _: () = db.rpush(format!("{name}:ready"), worker.consumer()).await.expect("ready");
     let stop_key = format!("{name}:stop");
@@ -81,15 +58,6 @@ async fn role() {
         }
     };
     worker.run(stop).await.expect("worker run");
-}
-
-/// Runs of each job so far, from the ledger.
-async fn runs(ledger: &mut redis::aio::MultiplexedConnection, key: &str) -> HashMap<u32, u32> {
-    ledger.hgetall(key).await.expect("HGETALL")
-}
-
-async fn ran(ledger: &mut redis::aio::MultiplexedConnection, key: &str) -> u32 {
-    ledger.hlen(key).await.expect("HLEN")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,8 +360,8 @@ async fn jobs_keep_running_through_a_sentinel_failover() {
     // that the kill below loses no job.
     sentinels.wait_replicated();
     let workers = vec![
-        start(ledger_worker(q.clone(), 8, &ledger.url, &runs_key).await),
-        start(ledger_worker(q.clone(), 8, &ledger.url, &runs_key).await),
+        start(ledger_worker(q.clone(), worker_config(8), &ledger.url, &runs_key, Duration::ZERO).await),
+        start(ledger_worker(q.clone(), worker_config(8), &ledger.url, &runs_key, Duration::ZERO).await),
     ];
     let mut db = con(&ledger.url).await;
     wait_for(Duration::from_secs(60), "a part of the jobs", async || {

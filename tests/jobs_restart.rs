@@ -11,15 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::RedisServer;
-use dual_mode::jobs::{JobError, JobInfo, PushOptions, Queue, QueueConfig, QueueError, Worker, WorkerConfig, typed};
-use jobs_support::{con, start, stop, unique, wait_for};
-use redis::AsyncCommands;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Work {
-    n: u32,
-}
+use dual_mode::jobs::{PushOptions, Queue, QueueConfig, QueueError, WorkerConfig};
+use jobs_support::{Work, con, ledger_worker, ran, runs, start, stop, unique, wait_for};
 
 /// Counts this process's log events of level INFO and above, by level and message.
 #[derive(Default)]
@@ -105,31 +98,17 @@ async fn a_redis_killed_and_restarted_mid_run_loses_no_job_and_workers_resume() 
             .lease(Duration::from_secs(2))
             .block(Duration::from_millis(200))
             .claim_every(Duration::from_millis(500));
-        let rec = con(&ledger.url).await;
-        let key = runs_key.clone();
-        let worker = Worker::new(q.clone(), cfg).handle(
-            "Work",
-            typed(move |w: Work, _job: JobInfo| {
-                let (mut rec, key) = (rec.clone(), key.clone());
-                async move {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    let _: i64 = rec.hincr(&key, w.n, 1).await.map_err(JobError::failed)?;
-                    Ok(())
-                }
-            }),
-        );
-        workers.push(start(worker));
+        workers.push(start(ledger_worker(q.clone(), cfg, &ledger.url, &runs_key, Duration::from_millis(2)).await));
     }
 
     let mut ledger_con = con(&ledger.url).await;
-    let ran = async |db: &mut redis::aio::MultiplexedConnection| -> u32 { db.hlen(&runs_key).await.expect("HLEN") };
     wait_for(Duration::from_secs(60), "a fifth of the jobs to run", async || {
-        (ran(&mut ledger_con).await >= JOBS / 5).then_some(())
+        (ran(&mut ledger_con, &runs_key).await >= JOBS / 5).then_some(())
     })
     .await;
     logs.clear();
     assert!(redis.kill(), "the server is ours to kill");
-    let before_restart = ran(&mut ledger_con).await;
+    let before_restart = ran(&mut ledger_con, &runs_key).await;
 
     // A push while Redis is down fails with a typed error, within a bounded time.
     let sent = Instant::now();
@@ -146,14 +125,16 @@ async fn a_redis_killed_and_restarted_mid_run_loses_no_job_and_workers_resume() 
     redis.restart().expect("restart redis-server");
     let restarted = Instant::now();
     wait_for(Duration::from_secs(20), "workers to run jobs again", async || {
-        (ran(&mut ledger_con).await > before_restart).then_some(())
+        (ran(&mut ledger_con, &runs_key).await > before_restart).then_some(())
     })
     .await;
     let resumed_after = restarted.elapsed();
-    wait_for(Duration::from_secs(90), "every job to run", async || (ran(&mut ledger_con).await >= JOBS).then_some(()))
-        .await;
+    wait_for(Duration::from_secs(90), "every job to run", async || {
+        (ran(&mut ledger_con, &runs_key).await >= JOBS).then_some(())
+    })
+    .await;
 
-    let runs: HashMap<u32, u32> = ledger_con.hgetall(&runs_key).await.expect("HGETALL");
+    let runs: HashMap<u32, u32> = runs(&mut ledger_con, &runs_key).await;
     let missing: Vec<u32> = (0..JOBS).filter(|n| !runs.contains_key(n)).collect();
     let twice = runs.values().filter(|&&r| r > 1).count();
     assert!(missing.is_empty(), "jobs lost: {missing:?}");

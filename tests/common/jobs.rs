@@ -5,7 +5,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dual_mode::jobs::{JobState, Queue, QueueConfig, RunReport, Worker, WorkerConfig};
+use std::collections::HashMap;
+
+use dual_mode::jobs::{JobError, JobInfo, JobState, Queue, QueueConfig, RunReport, Worker, WorkerConfig, typed};
+use redis::AsyncCommands as _;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 /// A queue name unique within this test process.
@@ -140,4 +144,40 @@ pub fn start(worker: Worker) -> RunningWorker {
 pub async fn stop(w: RunningWorker) -> RunReport {
     let _ = w.stop.send(());
     w.task.await.expect("worker task")
+}
+
+/// The payload of a ledger worker's jobs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Work {
+    pub n: u32,
+}
+
+/// A worker whose `Work` jobs sleep `work`, then add one to field `n` of hash `runs_key` on the
+/// ledger (a server of its own, which stays up whatever happens to the queue's Redis).
+pub async fn ledger_worker(q: Queue, config: WorkerConfig, ledger_url: &str, runs_key: &str, work: Duration) -> Worker {
+    let rec = con(ledger_url).await;
+    let key = runs_key.to_owned();
+    Worker::new(q, config).handle(
+        "Work",
+        typed(move |w: Work, _job: JobInfo| {
+            let (mut rec, key) = (rec.clone(), key.clone());
+            async move {
+                if !work.is_zero() {
+                    tokio::time::sleep(work).await;
+                }
+                let _: i64 = rec.hincr(&key, w.n, 1).await.map_err(JobError::failed)?;
+                Ok(())
+            }
+        }),
+    )
+}
+
+/// Runs of each job so far, from the ledger.
+pub async fn runs(ledger: &mut redis::aio::MultiplexedConnection, key: &str) -> HashMap<u32, u32> {
+    ledger.hgetall(key).await.expect("HGETALL")
+}
+
+/// How many jobs ran at least once, from the ledger.
+pub async fn ran(ledger: &mut redis::aio::MultiplexedConnection, key: &str) -> u32 {
+    ledger.hlen(key).await.expect("HLEN")
 }
