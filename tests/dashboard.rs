@@ -195,6 +195,12 @@ async fn lists_page_through(redis: &RedisServer, partitions: u16) {
         q.push("Ok", 1, &i, PushOptions::new()).await.unwrap();
     }
     let served = serve(Dashboard::new([q.clone()]).page_size(3)).await;
+    let overview = served.page(&format!("/queues/{name}")).await;
+    assert_eq!(
+        overview.contains(&format!("<p class=\"muted\" id=\"partitions\">{partitions} partitions</p>")),
+        partitions > 1,
+        "the queue's page names its partitions when it has several"
+    );
     for (list, want) in [("jobs?state=delayed", 7), ("jobs?state=queued", 7)] {
         let mut seen = Vec::new();
         let mut path = format!("/queues/{name}/{list}");

@@ -109,6 +109,22 @@ fn throughput(t: &crate::jobs::Throughput) -> String {
     )
 }
 
+/// A queue's counts as cards linking to their lists.
+fn cards(qb: &str, o: &QueueOverview) -> String {
+    let card = |href: String, n: u64, label: &str| {
+        format!("<div class=\"card\"><a href=\"{}\"><b>{n}</b><span>{label}</span></a></div>", Esc(&href))
+    };
+    let mut out = String::from("<div class=\"cards\">");
+    out.push_str(&card(format!("{qb}/jobs?state=queued"), o.ready, "ready"));
+    out.push_str(&card(format!("{qb}/jobs?state=running"), o.running, "running"));
+    out.push_str(&card(format!("{qb}/jobs?state=delayed"), o.stats.delayed, "delayed"));
+    out.push_str(&card(format!("{qb}/parked"), o.stats.parked, "parked"));
+    out.push_str(&card(format!("{qb}/jobs?state=done"), o.done, "done"));
+    out.push_str(&card(format!("{qb}/jobs?state=cancelled"), o.cancelled, "cancelled"));
+    out.push_str("</div>");
+    out
+}
+
 /// `GET /queues/{queue}`: counts, throughput, workers, schedules.
 pub(super) async fn queue(st: State, base: Base, Path(name): Path<String>, Query(query): Query_) -> Answer {
     let q = st.queue(&base, &name)?;
@@ -118,9 +134,13 @@ pub(super) async fn queue(st: State, base: Base, Path(name): Path<String>, Query
     let workers = q.workers().await.map_err(unavailable(&base))?;
     let schedules = q.schedules().await.map_err(unavailable(&base))?;
     let qb = format!("{b}/queues/{}", Url(q.name()));
+    let partitions = match q.partitions() {
+        1 => String::new(),
+        count => format!("<p class=\"muted\" id=\"partitions\">{count} partitions</p>"),
+    };
     let mut body = format!(
         "<label class=\"live\"><input type=\"checkbox\" id=\"live\"> live</label>\
-         <h1>Queue {} {}</h1>",
+         <h1>Queue {} {}</h1>{partitions}",
         Esc(q.name()),
         paused_badge(&o)
     );
@@ -132,17 +152,7 @@ pub(super) async fn queue(st: State, base: Base, Path(name): Path<String>, Query
             }
         });
     }
-    let card = |href: String, n: u64, label: &str| {
-        format!("<div class=\"card\"><a href=\"{}\"><b>{n}</b><span>{label}</span></a></div>", Esc(&href))
-    };
-    body.push_str("<div class=\"cards\">");
-    body.push_str(&card(format!("{qb}/jobs?state=queued"), o.ready, "ready"));
-    body.push_str(&card(format!("{qb}/jobs?state=running"), o.running, "running"));
-    body.push_str(&card(format!("{qb}/jobs?state=delayed"), o.stats.delayed, "delayed"));
-    body.push_str(&card(format!("{qb}/parked"), o.stats.parked, "parked"));
-    body.push_str(&card(format!("{qb}/jobs?state=done"), o.done, "done"));
-    body.push_str(&card(format!("{qb}/jobs?state=cancelled"), o.cancelled, "cancelled"));
-    body.push_str("</div>");
+    body.push_str(&cards(&qb, &o));
     if o.stats.parked_dropped > 0 {
         let _ =
             write!(body, "<p class=\"muted\">{} parked entries were dropped by the cap.</p>", o.stats.parked_dropped);
