@@ -295,9 +295,12 @@ async fn a_schedule_ticks_into_the_partition_of_its_unique_key_and_pauses_by_nam
     assert_eq!(scheduler.enqueue_tick(&schedule, t0 + 60).await.expect("tick"), None, "the key is held");
     assert_eq!(scheduler.last_tick(&schedule).await.expect("last"), Some(t0 + 60));
 
-    // Paused by name alone, in whichever partition its state lives.
+    // Paused by name alone, in whichever partition its state lives: a paused tick is not even
+    // marked (a tick that finds the key held is).
     assert!(q.pause_schedule("nightly-rollup").await.expect("pause"));
     assert!(!q.pause_schedule("nightly-rollup").await.expect("pause"), "paused already");
+    assert_eq!(scheduler.enqueue_tick(&schedule, t0 + 120).await.expect("tick"), None);
+    assert_eq!(scheduler.last_tick(&schedule).await.expect("last"), Some(t0 + 60), "the paused tick was marked");
     let listed = q.schedules().await.expect("schedules");
     assert_eq!(listed.len(), 1);
     assert!(listed[0].paused_since.is_some() && listed[0].last_tick.is_some(), "{listed:?}");
@@ -344,4 +347,29 @@ async fn rate_limit_across_partitions(target: RedisTarget) {
     // 30 starts at 20 a second, evenly spaced, take at least 29 intervals of 50 ms; six
     // buckets of their own would let them through in a sixth of that.
     assert!(span >= Duration::from_millis(1_300), "30 starts of one key in {span:?} at 20/s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_opened_with_another_number_of_partitions_is_refused() {
+    let redis = RedisServer::start();
+    let name = unique("count");
+    let q = queue(&redis.url, QueueConfig::new(&name).partitions(4)).await;
+    let e = Queue::connect(redis.client(), QueueConfig::new(&name)).await.expect_err("1 partition of 4");
+    let text = e.to_string();
+    assert!(text.contains("has 4 partitions") && text.contains("not 1"), "{text}");
+    let e = Queue::connect(redis.client(), QueueConfig::new(&name).partitions(6)).await.expect_err("6 of 4");
+    assert!(e.to_string().contains("not 6"), "{e}");
+    assert!(Queue::connect(redis.client(), QueueConfig::new(&name).partitions(4)).await.is_ok());
+    // A queue that an earlier version used, without the key, takes the number it is opened with.
+    let mut db = con(&redis.url).await;
+    let _: () = db.del(&q.keys().partitions).await.expect("del");
+    assert!(Queue::connect(redis.client(), QueueConfig::new(&name).partitions(2)).await.is_ok());
+    let e = Queue::connect(redis.client(), QueueConfig::new(&name).partitions(300)).await.expect_err("too many");
+    assert!(e.to_string().contains("1 to 256"), "{e}");
+    // Partition keys never meet the keys of a queue named like a partition's tag.
+    let other = queue(&redis.url, QueueConfig::new(format!("{name}:0"))).await;
+    let ours = q.partition_keys(0).expect("partition 0");
+    assert_ne!(ours.stream, other.keys().stream);
+    assert!(ours.stream.ends_with(":p:stream"), "{}", ours.stream);
+    assert_eq!(ours.rate_prefix, format!("dm:{{{name}}}:rate:"), "limits stay the queue's");
 }

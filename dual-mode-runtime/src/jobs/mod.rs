@@ -45,9 +45,11 @@
 //!
 //! A queue of several [partitions](QueueConfig::partitions) keeps partition `i`'s streams,
 //! delayed set, parked stream, records, state sets, unique keys and schedule state under
-//! `dm:{q:i}:...`, each partition on a slot of its own; the rate limits' buckets, rate-key
-//! pauses, key-concurrency slots, the index of schedules and the channel of ended jobs keep
-//! the queue's own tag `{q}`, so that they hold across partitions.
+//! `dm:{q:i}:p:...` (the tag takes a suffix where needed to spread the partitions' slots
+//! evenly), each partition on a slot of its own; the rate limits' buckets, rate-key pauses,
+//! key-concurrency slots, the index of schedules, the number of partitions
+//! (`dm:{q}:partitions`) and the channel of ended jobs keep the queue's own tag `{q}`, so that
+//! they hold across partitions.
 //!
 //! # Job records
 //!

@@ -1,12 +1,13 @@
 //! Partitions of a queue: where a job goes, how an id names its partition, and how pages read
 //! from every partition merge into one.
 //!
-//! A queue of `n > 1` partitions keeps partition `i` under the hash tag `{name:i}`: its own
-//! streams, group, delayed set, parked stream, records and unique keys, on its own hash slot
-//! (so a Redis Cluster spreads the partitions over its primaries). A job goes to the partition
-//! of its unique key, else of its idempotency key (when given), else round-robin; its id ends
-//! in `.<partition>`, and so do the ids of parked entries, so that every lookup by id goes to
-//! one partition.
+//! A queue of `n > 1` partitions keeps partition `i` under a hash tag of its own,
+//! `{name:i}` (or `{name:i.s}`, see [`tag_of`]): its own streams, group, delayed set, parked
+//! stream, records and unique keys, on its own hash slot, the slots spread evenly over the
+//! slot space (so a Redis Cluster whose primaries hold even shares of it spreads the
+//! partitions evenly). A job goes to the partition of its unique key, else of its idempotency
+//! key (when given), else round-robin; its id ends in `.<partition>`, and so do the ids of
+//! parked entries, so that every lookup by id goes to one partition.
 
 use std::cmp::Ordering;
 
@@ -17,6 +18,35 @@ pub(crate) fn of_key(key: &str, n: usize) -> usize {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let hash = key.bytes().fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
     usize::try_from(hash % n.max(1) as u64).unwrap_or(0)
+}
+
+/// The hash slot of a hash tag, as Redis Cluster computes it: CRC16 (XMODEM) modulo 16384.
+pub(crate) fn slot(tag: &str) -> u16 {
+    let crc = tag.bytes().fold(0u16, |mut crc, b| {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 == 0 { crc << 1 } else { (crc << 1) ^ 0x1021 };
+        }
+        crc
+    });
+    crc % 16_384
+}
+
+/// The hash tag of partition `i` of `n` of queue `name`: `name:i`, or `name:i.s` for the
+/// first `s` that puts its slot in the `i`-th `n`-th of the slot space. A cluster whose
+/// primaries serve even, contiguous shares of the slots (as `redis-cli --cluster create`
+/// makes them) then serves the partitions evenly: with `n` a multiple of the primaries, each
+/// primary serves as many. About `n` tags are tried per partition.
+pub(crate) fn tag_of(name: &str, i: usize, n: usize) -> String {
+    let share = |tag: &str| usize::from(slot(tag)) * n / 16_384;
+    let plain = format!("{name}:{i}");
+    let mut tag = plain.clone();
+    let mut salt = 0u32;
+    while share(&tag) != i {
+        salt += 1;
+        tag = format!("{plain}.{salt}");
+    }
+    tag
 }
 
 /// `id` tagged with partition `p`: `<id>.<p>`.
@@ -93,7 +123,24 @@ pub(crate) fn merge_scored(pages: Vec<Vec<(String, f64)>>, count: usize) -> Vec<
 
 #[cfg(test)]
 mod tests {
-    use super::{Cursor, merge, of_key, split, tag};
+    use super::{Cursor, merge, of_key, slot, split, tag, tag_of};
+
+    #[test]
+    fn slots_are_redis_clusters() {
+        // `CLUSTER KEYSLOT foo` and `bar` on a real cluster.
+        assert_eq!((slot("foo"), slot("bar")), (12_182, 5_061));
+    }
+
+    #[test]
+    fn partitions_take_even_shares_of_the_slots() {
+        for n in [2, 3, 6, 64, 256] {
+            for i in 0..n {
+                let tag = tag_of("mail", i, n);
+                assert_eq!(usize::from(slot(&tag)) * n / 16_384, i, "{tag} of {n}");
+            }
+        }
+        assert!(tag_of("mail", 0, 6).starts_with("mail:0"));
+    }
 
     #[test]
     fn keys_spread_and_stay_put() {

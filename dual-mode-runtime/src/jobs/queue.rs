@@ -28,7 +28,7 @@ const BULK_CHUNK: usize = 1000;
 /// How many delayed entries one promote script moves at most.
 pub(crate) const PROMOTE_BATCH: usize = 500;
 /// The most partitions a queue has.
-const MAX_PARTITIONS: u16 = 1024;
+const MAX_PARTITIONS: u16 = 256;
 
 /// Settings of a queue, shared by its producers, workers and schedulers.
 #[derive(Debug, Clone)]
@@ -44,8 +44,9 @@ pub struct QueueConfig {
     pub response_timeout: Duration,
     /// How long a job's record is kept after the job ended (done, parked or cancelled).
     pub record_ttl: Duration,
-    /// The most entries the parked stream keeps: parking one more drops the oldest, and
-    /// [`QueueStats::parked_dropped`] counts the dropped ones.
+    /// The most entries the parked stream keeps (each partition's, when the queue has
+    /// several): parking one more drops the oldest, and [`QueueStats::parked_dropped`] counts
+    /// the dropped ones.
     pub parked_max_len: u64,
     /// Rate limits shared by every worker of the queue; see [`QueueConfig::rate_limit`].
     pub rate_limits: Vec<(RateScope, RateLimit)>,
@@ -73,22 +74,29 @@ impl QueueConfig {
         }
     }
 
-    /// Splits the queue into `n` partitions (1 to 1,024; 1, the default, keeps every key under
+    /// Splits the queue into `n` partitions (1 to 256; 1, the default, keeps every key under
     /// `dm:{name}:` as an unpartitioned queue has them).
     ///
-    /// Partition `i` has keys of its own under the hash tag `{name:i}` (`dm:{name:i}:stream`,
-    /// its group, delayed set, parked stream, records and unique keys), on its own hash slot,
-    /// so a Redis Cluster spreads the partitions over its primaries and the queue's Redis work
-    /// over their cores. A job goes to the partition of its unique key (so a key stays unique
-    /// and its jobs keep their order), else of its idempotency key when the push gives one,
-    /// else round-robin; its id ends in `.<partition>`. Rate limits, rate-key pauses and key
-    /// concurrency stay under the queue's own tag, so they hold across partitions exactly.
-    /// Workers read every partition, stats and listings sum and merge them, and
-    /// [`Queue::job`], [`Queue::cancel`] and [`Queue::redrive`] go to the partition an id
-    /// names.
+    /// Partition `i` has keys of its own (`dm:{name:i}:p:stream`, its group, delayed set,
+    /// parked stream, records and unique keys) under a hash tag of its own, whose slot lies in
+    /// the `i`-th `n`-th of the slot space (the tag gets a suffix, `{name:i.s}`, where needed),
+    /// so a Redis Cluster whose primaries hold even shares of the slots serves the partitions
+    /// evenly, and the queue's Redis work spreads over their cores. A job goes to the partition
+    /// of its unique key (so a key stays unique, and its jobs are read in the order they were
+    /// pushed), else of its idempotency key when the push gives one, else round-robin; its id
+    /// ends in `.<partition>`. Rate limits, rate-key pauses and key concurrency stay under the
+    /// queue's own tag, so they hold across partitions exactly. Workers read every partition,
+    /// stats and listings sum and merge them, and [`Queue::job`], [`Queue::cancel`] and
+    /// [`Queue::redrive`] go to the partition an id names.
     ///
-    /// Every process of a queue must give it the same number of partitions: a job id of a
-    /// partition that another process does not have is not found there.
+    /// What is per partition: [`parked_max_len`](Self::parked_max_len) caps each partition's
+    /// parked stream, and lanes order the reads of each partition (a worker reads its
+    /// partitions in turn, so a high-lane job waits at most a read of each other partition).
+    ///
+    /// Every process must open a queue with the same number of partitions: the first one to
+    /// open it writes the number to Redis ([`QueueKeys::partitions`]), and
+    /// [`Queue::connect`] refuses another number with [`QueueError::Config`]. To change it,
+    /// drain the queue and delete that key.
     #[must_use]
     pub fn partitions(mut self, n: u16) -> Self {
         self.partitions = n;
@@ -214,6 +222,9 @@ pub struct QueueKeys {
     pub slot_wait_prefix: String,
     /// Present while the queue is paused: workers start nothing new (`dm:{name}:jobs:paused`).
     pub paused: String,
+    /// The queue's number of partitions, written by the first process that opens it
+    /// (`dm:{name}:partitions`).
+    pub partitions: String,
 }
 
 impl QueueKeys {
@@ -227,17 +238,27 @@ impl QueueKeys {
 
 impl QueueKeys {
     pub(crate) fn new(name: &str) -> Self {
-        Self::tagged(name, name)
+        Self::based(&format!("dm:{{{name}}}"))
     }
 
-    /// The keys of partition `i` of a queue of several (their tag is `{name:i}`; the channel of
-    /// ended jobs stays the queue's).
-    pub(crate) fn partition(name: &str, i: usize) -> Self {
-        Self::tagged(&format!("{name}:{i}"), name)
+    /// The keys of partition `i` of a queue of `n`: `dm:{<tag>}:p:...`, with the partition's
+    /// tag (see [`partition::tag_of`]) and a `p` that no key of a queue named like the tag has.
+    /// The keys that stay the queue's (rate limits, rate-key pauses, slots, the partition
+    /// count and the channel of ended jobs) are the queue's own.
+    pub(crate) fn partition(name: &str, i: usize, n: usize) -> Self {
+        let home = Self::new(name);
+        Self {
+            rate_prefix: home.rate_prefix,
+            rate_pause_prefix: home.rate_pause_prefix,
+            slot_prefix: home.slot_prefix,
+            slot_wait_prefix: home.slot_wait_prefix,
+            finished_channel: home.finished_channel,
+            partitions: home.partitions,
+            ..Self::based(&format!("dm:{{{}}}:p", partition::tag_of(name, i, n)))
+        }
     }
 
-    fn tagged(tag: &str, name: &str) -> Self {
-        let base = format!("dm:{{{tag}}}");
+    fn based(base: &str) -> Self {
         Self {
             stream: format!("{base}:stream"),
             delayed: format!("{base}:delayed"),
@@ -248,7 +269,8 @@ impl QueueKeys {
             record_prefix: format!("{base}:job:"),
             state_prefix: format!("{base}:jobs:"),
             unique_prefix: format!("{base}:unique:"),
-            finished_channel: format!("dm:{{{name}}}:finished"),
+            finished_channel: format!("{base}:finished"),
+            partitions: format!("{base}:partitions"),
             rate_prefix: format!("{base}:rate:"),
             rate_pause_prefix: format!("{base}:rate-pause:"),
             slot_prefix: format!("{base}:slots:"),
@@ -608,12 +630,22 @@ impl Queue {
             limit.check().map_err(|e| QueueError::Config(format!("{e} (scope {scope:?})")))?;
         }
         let home = Store::connect(redis.into(), QueueKeys::new(&config.name), &config).await?;
+        let known = home.claim_partitions(config.partitions).await?;
+        if known != config.partitions {
+            return Err(QueueError::Config(format!(
+                "queue {:?} has {known} partitions in Redis ({}), not {}: every process must open a queue with \
+                 its number of partitions (to change it, drain the queue and delete that key)",
+                config.name,
+                home.keys().partitions,
+                config.partitions
+            )));
+        }
         let parts = if config.partitions == 1 {
             vec![Lane::ALL.map(|lane| home.lane(lane))]
         } else {
             (0..usize::from(config.partitions))
                 .map(|i| {
-                    let store = home.with_keys(QueueKeys::partition(&config.name, i));
+                    let store = home.with_keys(QueueKeys::partition(&config.name, i, usize::from(config.partitions)));
                     Lane::ALL.map(|lane| store.lane(lane))
                 })
                 .collect()
@@ -709,17 +741,18 @@ impl Queue {
         }
     }
 
-    /// A new job's envelope placed in partition `p`: with several partitions its id (and its
-    /// idempotency key, when that defaults to the id) carries the partition.
+    /// A new job's envelope with its unique key (see [`unique_of`]), placed in partition `p`:
+    /// with several partitions its id (and its idempotency key, when that defaults to the id)
+    /// carries the partition.
     pub(crate) fn envelope_in(
         &self,
-        p: usize,
+        (p, unique): (usize, Option<String>),
         type_name: &str,
         version: u32,
         payload: Vec<u8>,
         options: &PushOptions,
     ) -> Envelope {
-        let mut env = new_envelope(type_name, version, payload, options);
+        let mut env = new_envelope(type_name, version, payload, options, unique);
         if self.partitions() > 1 {
             env.id = partition::tag(&env.id, p);
             if options.idempotency_key.is_none() {
@@ -754,7 +787,7 @@ impl Queue {
     fn envelope(&self, type_name: &str, version: u32, payload: Vec<u8>, options: &PushOptions) -> (usize, Envelope) {
         let unique = unique_of(type_name, &payload, options);
         let p = self.place(unique.as_deref(), options.idempotency_key.as_deref());
-        (p, self.envelope_in(p, type_name, version, payload, options))
+        (p, self.envelope_in((p, unique), type_name, version, payload, options))
     }
 
     /// Creates the consumer group (and the stream) if missing. The group starts at the
@@ -856,24 +889,26 @@ impl Queue {
             .map(|p| Ok(self.envelope(type_name, version, encode(type_name, p)?, &options)))
             .collect::<Result<Vec<_>, QueueError>>()?;
         let lane = options.lane.index();
-        let mut out: Vec<Option<Pushed>> = vec![None; envs.len()];
-        if options.is_delayed() {
-            let at = options.not_before.map_or(0, unix_ms);
-            let delay = options.delay.map_or(0, store::millis);
-            for ((p, env), slot) in envs.iter().zip(&mut out) {
-                let stored = self.inner.parts[*p][lane].push_delayed(env, options.unique_ttl, at, delay).await?;
-                *slot = Some(Pushed::new(env, stored.map(|_| None)));
+        // Each partition's envelopes in pushed order, with their places in the answer.
+        let mut parts: Vec<(Vec<usize>, Vec<Envelope>)> = vec![(Vec::new(), Vec::new()); self.partitions()];
+        for (i, (p, env)) in envs.into_iter().enumerate() {
+            parts[p].0.push(i);
+            parts[p].1.push(env);
+        }
+        let mut out: Vec<Option<Pushed>> = vec![None; parts.iter().map(|(at, _)| at.len()).sum()];
+        for (stores, (at, envs)) in self.inner.parts.iter().zip(&parts) {
+            if options.is_delayed() {
+                let due = (options.not_before.map_or(0, unix_ms), options.delay.map_or(0, store::millis));
+                for (&i, env) in at.iter().zip(envs) {
+                    let stored = stores[lane].push_delayed(env, options.unique_ttl, due.0, due.1).await?;
+                    out[i] = Some(Pushed::new(env, stored.map(|_| None)));
+                }
+                continue;
             }
-        } else {
-            // Each partition's jobs in pushed order, in chunks of one round trip.
-            for (p, stores) in self.inner.parts.iter().enumerate() {
-                let mine: Vec<usize> = (0..envs.len()).filter(|&i| envs[i].0 == p).collect();
-                for chunk in mine.chunks(BULK_CHUNK) {
-                    let batch: Vec<Envelope> = chunk.iter().map(|&i| envs[i].1.clone()).collect();
-                    let stored = stores[lane].push_many(&batch, options.unique_ttl).await?;
-                    for (&i, stored) in chunk.iter().zip(stored) {
-                        out[i] = Some(Pushed::new(&envs[i].1, stored.map(Some)));
-                    }
+            for (at, envs) in at.chunks(BULK_CHUNK).zip(envs.chunks(BULK_CHUNK)) {
+                let stored = stores[lane].push_many(envs, options.unique_ttl).await?;
+                for ((&i, env), stored) in at.iter().zip(envs).zip(stored) {
+                    out[i] = Some(Pushed::new(env, stored.map(Some)));
                 }
             }
         }
@@ -1006,7 +1041,10 @@ impl Queue {
     }
 
     /// Up to `count` records of jobs in `state` from position `start`, oldest first (by when
-    /// they entered the state), and how many jobs are in that state.
+    /// they entered the state), and how many jobs are in that state. With several partitions
+    /// this reads `start + count` records of each and merges them by their times, which the
+    /// records keep to the millisecond: for deep pages, or an exact order, page with
+    /// [`jobs_page`](Self::jobs_page)'s cursors instead.
     ///
     /// # Errors
     /// Redis fails.
@@ -1206,9 +1244,14 @@ pub(crate) fn unique_of(type_name: &str, payload: &[u8], options: &PushOptions) 
     }
 }
 
-fn new_envelope(type_name: &str, version: u32, payload: Vec<u8>, options: &PushOptions) -> Envelope {
+fn new_envelope(
+    type_name: &str,
+    version: u32,
+    payload: Vec<u8>,
+    options: &PushOptions,
+    unique: Option<String>,
+) -> Envelope {
     let id = unique_id();
-    let unique = unique_of(type_name, &payload, options);
     Envelope {
         idempotency_key: options.idempotency_key.clone().unwrap_or_else(|| id.clone()),
         id,
@@ -1250,5 +1293,47 @@ impl Pushed {
                 Self { job_id: holder, idempotency_key: env.idempotency_key.clone(), entry_id: None, duplicate: true }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QueueKeys;
+
+    #[test]
+    fn an_unpartitioned_queue_keeps_its_keys() {
+        let k = QueueKeys::new("mail");
+        let all = [
+            (&k.stream, "dm:{mail}:stream"),
+            (&k.delayed, "dm:{mail}:delayed"),
+            (&k.parked, "dm:{mail}:parked"),
+            (&k.parked_dropped, "dm:{mail}:parked-dropped"),
+            (&k.delayed_entry_prefix, "dm:{mail}:delayed:"),
+            (&k.schedule_prefix, "dm:{mail}:sched:"),
+            (&k.record_prefix, "dm:{mail}:job:"),
+            (&k.state_prefix, "dm:{mail}:jobs:"),
+            (&k.unique_prefix, "dm:{mail}:unique:"),
+            (&k.finished_channel, "dm:{mail}:finished"),
+            (&k.rate_prefix, "dm:{mail}:rate:"),
+            (&k.rate_pause_prefix, "dm:{mail}:rate-pause:"),
+            (&k.slot_prefix, "dm:{mail}:slots:"),
+            (&k.slot_wait_prefix, "dm:{mail}:slot-wait:"),
+            (&k.paused, "dm:{mail}:jobs:paused"),
+        ];
+        for (key, want) in all {
+            assert_eq!(key, want);
+        }
+    }
+
+    #[test]
+    fn a_partition_has_its_own_tag_and_the_queue_keeps_its_limits() {
+        let p = QueueKeys::partition("mail", 1, 3);
+        assert!(p.stream.starts_with("dm:{mail:1") && p.stream.ends_with("}:p:stream"), "{}", p.stream);
+        assert_ne!(p.stream, QueueKeys::new("mail:1").stream, "a queue named like the tag");
+        assert_eq!((p.rate_prefix.as_str(), p.slot_prefix.as_str()), ("dm:{mail}:rate:", "dm:{mail}:slots:"));
+        assert_eq!(
+            (p.finished_channel.as_str(), p.partitions.as_str()),
+            ("dm:{mail}:finished", "dm:{mail}:partitions")
+        );
     }
 }

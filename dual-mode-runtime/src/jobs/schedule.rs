@@ -414,15 +414,15 @@ fn now_secs() -> i64 {
 }
 
 /// The partition whose keys hold `schedule`'s state and take its ticks: that of its unique key
-/// (so a tick and a push of the same key meet), else of its name.
-fn schedule_part(queue: &Queue, schedule: &Schedule) -> usize {
+/// (so a tick and a push of the same key meet), else of its name; with the unique key.
+fn schedule_part(queue: &Queue, schedule: &Schedule) -> (usize, Option<String>) {
     let unique = unique_of(&schedule.type_name, &schedule.payload, &schedule.options);
-    queue.place(unique.as_deref(), Some(&schedule.name))
+    (queue.place(unique.as_deref(), Some(&schedule.name)), unique)
 }
 
 /// The store of `schedule`'s partition and its keys there.
 fn schedule_store<'q>(queue: &'q Queue, schedule: &Schedule) -> (&'q Store, ScheduleKeys) {
-    let store = queue.part_store(schedule_part(queue, schedule), Lane::Normal);
+    let store = queue.part_store(schedule_part(queue, schedule).0, Lane::Normal);
     (store, ScheduleKeys::new(store.keys(), &schedule.name))
 }
 
@@ -437,10 +437,10 @@ async fn enqueue_tick(
     schedule: &Schedule,
     tick_secs: i64,
 ) -> Result<Ticked, QueueError> {
-    let p = schedule_part(queue, schedule);
+    let (p, unique) = schedule_part(queue, schedule);
     let keys = ScheduleKeys::new(queue.part_store(p, Lane::Normal).keys(), &schedule.name);
     let options = schedule.options.clone().idempotency_key(schedule.idempotency_key(tick_secs));
-    let env = queue.envelope_in(p, &schedule.type_name, schedule.version, schedule.payload.clone(), &options);
+    let env = queue.envelope_in((p, unique), &schedule.type_name, schedule.version, schedule.payload.clone(), &options);
     let store = queue.part_store(p, env.lane);
     let ticked = store.tick(&keys, config.dedupe_ttl, tick_secs.saturating_mul(1000), &env, options.unique_ttl).await?;
     let added = matches!(ticked, Ticked::Enqueued(_));

@@ -201,7 +201,12 @@ fn fail(base: &Base, status: StatusCode, message: &str) -> Fail {
 
 /// The page for a failed Redis call.
 fn unavailable(base: &Base) -> impl FnOnce(QueueError) -> Fail + '_ {
-    move |e| fail(base, StatusCode::SERVICE_UNAVAILABLE, &super::error::chain(&e))
+    move |e| {
+        // A cursor or an id that names nothing of the queue is the request's fault.
+        let status =
+            if matches!(e, QueueError::Config(_)) { StatusCode::BAD_REQUEST } else { StatusCode::SERVICE_UNAVAILABLE };
+        fail(base, status, &super::error::chain(&e))
+    }
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -219,6 +219,25 @@ impl Store {
         })
     }
 
+    /// The queue's number of partitions as Redis knows it: `n` when this is the first process
+    /// to open the queue (or the first since the key was deleted), else what the first wrote.
+    pub(crate) async fn claim_partitions(&self, n: u16) -> Result<u16, QueueError> {
+        let known: Option<String> = redis::cmd("SET")
+            .arg(&self.keys.partitions)
+            .arg(n)
+            .arg("NX")
+            .arg("GET")
+            .query_async(&mut self.con())
+            .await
+            .map_err(redis("read the partition count"))?;
+        match known {
+            None => Ok(n),
+            Some(known) => known.parse().map_err(|_| {
+                QueueError::protocol("read the partition count", format!("{:?} holds {known:?}", self.keys.partitions))
+            }),
+        }
+    }
+
     /// A store of other keys (a partition's) on the same connection.
     pub(crate) fn with_keys(&self, keys: QueueKeys) -> Store {
         Self {
