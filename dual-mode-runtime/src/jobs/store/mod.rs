@@ -643,6 +643,12 @@ impl Store {
         let mut inv = scripts::ACK.prepare_invoke();
         self.base_keys(&mut inv);
         inv.arg(&self.group).arg(consumer).arg(self.record_ttl_ms).arg(&self.keys.finished_channel);
+        // The range of this consumer's pending entries the script reads at once: from the
+        // batch's lowest to its highest id, at most as many as run here and then some.
+        let ordered = || runs.iter().filter_map(|r| Some((stream_id(&r.entry_id)?, r.entry_id.as_str())));
+        let lo = ordered().min().map_or("-", |(_, id)| id);
+        let hi = ordered().max().map_or("+", |(_, id)| id);
+        inv.arg(lo).arg(hi).arg(runs.len() * 4 + 64);
         for r in runs {
             let has_unique = self.job_keys(&mut inv, &r.job_id, r.unique.as_deref());
             inv.arg(&r.entry_id).arg(r.token).arg(&r.job_id).arg(has_unique).arg(r.result.as_slice());
@@ -1280,6 +1286,12 @@ fn unique_ttl_ms(env: &Envelope, ttl: Duration) -> u64 {
         (Some(_), 0) => 24 * 3600 * 1000,
         (Some(_), ms) => ms,
     }
+}
+
+/// A stream entry id `ms-seq` as numbers, which order as the stream does.
+fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// Whether an error says the stream does not exist (`XINFO` on a missing key).

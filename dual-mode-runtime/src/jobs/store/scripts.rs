@@ -26,7 +26,7 @@ local TERMINAL = {done = true, parked = true, cancelled = true}
 -- 'other' when another consumer or another delivery does, 'gone' when no one does (it was
 -- acknowledged, or the group was recreated).
 local function holder(stream, group, consumer, id, token)
-  local p = redis.call('XPENDING', stream, group, id, id, 1)
+  local p = redis.call('XPENDING', stream, group, id, id, '1')
   if #p == 0 then return 'gone' end
   if p[1][2] ~= consumer or tonumber(p[1][4]) ~= tonumber(token) then return 'other' end
   return 'owned'
@@ -300,28 +300,45 @@ return out
 });
 
 /// Success of a batch of runs. KEYS: stream, state sets, then per run its record and unique
-/// key (or the record again). ARGV: group, consumer, record ttl, channel, then per run: entry
-/// id, token, job id, has unique, result bytes, start ms, attempt. Acks and deletes each entry
-/// this consumer still
-/// owns with that token and records `done` with the result; per run returns 1, or when
-/// refused 0 (another holds it), 2 (gone) or 3 (this consumer's earlier try landed). All
-/// checks happen before any write, so the result is the same as one by one.
+/// key (or the record again). ARGV: group, consumer, record ttl, channel, the batch's lowest
+/// and highest entry ids, how many of this consumer's pending entries to read between them,
+/// then per run: entry id, token, job id, has unique, result bytes, start ms, attempt. Acks
+/// and deletes each entry this consumer still owns with that token and records `done` with
+/// the result; per run returns 1, or when refused 0 (another holds it), 2 (gone) or 3 (this
+/// consumer's earlier try landed). All checks happen before any write, so the result is the
+/// same as one by one.
 pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local group, consumer, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local now = now_ms()
+local group, consumer, ttl, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- Numbers given to redis.call are formatted on every call: the time once, as text.
+local now = tostring(now_ms())
+-- The delivery counts of this consumer's pending entries in the batch's range, read in one
+-- call; an entry not among them (another's, gone, or past a range read cut short) is looked
+-- up alone.
+local mine = {}
+for _, p in ipairs(redis.call('XPENDING', KEYS[1], group, ARGV[5], ARGV[6], ARGV[7], consumer)) do
+  mine[p[1]] = p[4]
+end
 local out, acked, runs = {}, {}, {}
 local k = 0
-for i = 5, #ARGV, 7 do
+for i = 8, #ARGV, 7 do
   k = k + 1
-  local who = holder(KEYS[1], group, consumer, ARGV[i], ARGV[i + 1])
+  local entry, token = ARGV[i], ARGV[i + 1]
+  local who
+  if mine[entry] == nil then
+    who = holder(KEYS[1], group, consumer, entry, token)
+  elseif mine[entry] == tonumber(token) then
+    who = 'owned'
+  else
+    who = 'other'
+  end
   if who == 'owned' then
-    table.insert(acked, ARGV[i])
+    table.insert(acked, entry)
     table.insert(runs, {i, k})
     table.insert(out, 1)
   else
-    table.insert(out, refused(KEYS[5 + 2 * k - 1], consumer, ARGV[i], 'done', who))
+    table.insert(out, refused(KEYS[5 + 2 * k - 1], consumer, entry, 'done', who))
   end
 end
 if #acked > 0 then
