@@ -376,37 +376,46 @@ impl Store {
         env: &Envelope,
         unique_ttl: Duration,
     ) -> Result<Result<String, String>, QueueError> {
-        let (keys, args) = self.push_parts(env, unique_ttl);
-        let mut inv = scripts::PUSH.prepare_invoke();
-        for k in &keys {
-            inv.key(k.as_slice());
-        }
-        for a in &args {
-            inv.arg(a.as_slice());
-        }
-        let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("push"))?;
+        let v: Value = self.eval(&scripts::PUSH, &self.push_cmd(env, unique_ttl), "push").await?;
         reply::pushed(v).map_err(|d| QueueError::protocol("push", d))
     }
 
-    /// The keys and arguments of the push script for `env`.
-    fn push_parts(&self, env: &Envelope, unique_ttl: Duration) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-        let mut keys: Vec<Vec<u8>> =
-            std::iter::once(&self.keys.stream).chain(&self.state_keys).map(|k| k.clone().into_bytes()).collect();
-        let record = self.record_key(&env.id).into_bytes();
-        keys.push(record.clone());
-        keys.push(env.unique.as_deref().map_or(record, |u| self.unique_key(u).into_bytes()));
+    /// The push script's call for `env`, written straight into one command.
+    fn push_cmd(&self, env: &Envelope, unique_ttl: Duration) -> redis::Cmd {
+        let record = self.record_key(&env.id);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(scripts::PUSH.get_hash()).arg(3).arg(&self.keys.stream).arg(&record);
+        match &env.unique {
+            Some(u) => cmd.arg(self.unique_key(u)),
+            None => cmd.arg(&record),
+        };
         let items = record_items(env);
-        let mut args = vec![
-            env.id.clone().into_bytes(),
-            unique_ttl_ms(env, unique_ttl).to_string().into_bytes(),
-            items.len().to_string().into_bytes(),
-        ];
-        args.extend(items);
-        for (k, v) in env.to_fields() {
-            args.push(k.as_bytes().to_vec());
-            args.push(v);
+        cmd.arg(&env.id).arg(unique_ttl_ms(env, unique_ttl)).arg(items.len());
+        for item in items {
+            cmd.arg(item);
         }
-        (keys, args)
+        for (k, v) in env.to_fields() {
+            cmd.arg(k).arg(v);
+        }
+        cmd
+    }
+
+    /// Runs a script's `EVALSHA` command, loading the script first when the server does not
+    /// have it (a fresh or restarted server).
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        cmd: &redis::Cmd,
+        op: &'static str,
+    ) -> Result<T, QueueError> {
+        let mut con = self.con();
+        match cmd.query_async(&mut con).await {
+            Err(e) if is_no_script(&e) => {
+                script.load_async(&mut con).await.map_err(redis(op))?;
+                cmd.query_async(&mut con).await.map_err(redis(op))
+            }
+            r => r.map_err(redis(op)),
+        }
     }
 
     /// Pipelined pushes, one round trip; per envelope its entry id or the holder of its
@@ -416,20 +425,16 @@ impl Store {
         envs: &[Envelope],
         unique_ttl: Duration,
     ) -> Result<Vec<Result<String, String>>, QueueError> {
-        let pipe = || {
-            let mut pipe = redis::pipe();
-            for env in envs {
-                let (keys, args) = self.push_parts(env, unique_ttl);
-                pipe.cmd("EVALSHA").arg(scripts::PUSH.get_hash()).arg(keys.len()).arg(keys).arg(args);
-            }
-            pipe
-        };
-        let replies: Vec<Value> = match pipe().query_async(&mut self.con()).await {
+        let mut pipe = redis::pipe();
+        for env in envs {
+            pipe.add_command(self.push_cmd(env, unique_ttl));
+        }
+        let replies: Vec<Value> = match pipe.query_async(&mut self.con()).await {
             Ok(r) => r,
             // The script is not cached yet (a fresh or restarted server): load it, go again.
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            Err(e) if is_no_script(&e) => {
                 scripts::PUSH.load_async(&mut self.con()).await.map_err(redis("bulk push"))?;
-                pipe().query_async(&mut self.con()).await.map_err(redis("bulk push"))?
+                pipe.query_async(&mut self.con()).await.map_err(redis("bulk push"))?
             }
             Err(e) => return Err(redis("bulk push")(e)),
         };
@@ -1292,6 +1297,12 @@ fn unique_ttl_ms(env: &Envelope, ttl: Duration) -> u64 {
 fn stream_id(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-')?;
     Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Whether an error says the server does not have the script (it was never loaded there, or
+/// the server restarted).
+fn is_no_script(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
 /// Whether an error says the stream does not exist (`XINFO` on a missing key).

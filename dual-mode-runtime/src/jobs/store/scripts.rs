@@ -3,9 +3,10 @@
 //! Every key a script touches is passed in `KEYS`, and all keys of one queue share the hash
 //! tag `{queue}`, so the scripts also hold on a Redis Cluster.
 //!
-//! Scripts that write job records share one layout: `KEYS[1]` is the stream and `KEYS[2..5]`
-//! the state sets (running, done, parked, cancelled; see [`STATE_SETS`]); the keys of the
-//! script follow. A job's record is written by the same script
+//! Scripts that move job records between states share one layout: `KEYS[1]` is the stream
+//! and `KEYS[2..5]` the state sets (running, done, parked, cancelled; see [`STATE_SETS`]); the
+//! keys of the script follow. (A push writes a new record in a state without a set, so its
+//! script takes neither.) A job's record is written by the same script
 //! as the transition it records, so the two never disagree.
 
 use std::sync::LazyLock;
@@ -51,6 +52,13 @@ end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The server's time in ms as text, for writing: built from the digits, not formatted from a
+-- number (redis.call formats every number it is given with %.17g).
+local function now_text()
+  local t = redis.call('TIME')
+  return t[1] .. string.sub(string.rep('0', 6 - #t[2]) .. t[2], 1, 3)
 end
 
 -- Moves the record `rec` of job `id` to `state` with the field-value pairs of `fields`. An
@@ -116,20 +124,18 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
-/// A push. KEYS: stream, state sets, record, unique key (or the record again). ARGV: job id,
-/// unique ttl ms (0: not unique), n, n record field-value items, then the entry's fields.
-/// Returns `{1, entry id}`, or `{0, id of the job holding the unique key}`.
+/// A push. KEYS: stream, record, unique key (or the record again). ARGV: job id, unique ttl
+/// ms (0: not unique), n, n record field-value items, then the entry's fields. The job id is
+/// new, so the record is written whole: there is no earlier state to leave. Returns `{1,
+/// entry id}`, or `{0, id of the job holding the unique key}`.
 pub(crate) static PUSH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local id, n = ARGV[1], tonumber(ARGV[3])
-local holder = claim_unique(KEYS[7], id, tonumber(ARGV[2]))
+local holder = claim_unique(KEYS[3], id, tonumber(ARGV[2]))
 if holder then return {0, holder} end
 local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4 + n))
-local fields = slice(4, n)
-table.insert(fields, 'entry')
-table.insert(fields, entry)
-transit(KEYS[6], id, 'queued', now_ms(), 0, fields)
+redis.call('HSET', KEYS[2], 'state', 'queued', 'updated', now_text(), 'entry', entry, unpack(ARGV, 4, 3 + n))
 return {1, entry}
 ",
     )
@@ -311,8 +317,7 @@ pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local group, consumer, ttl, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
--- Numbers given to redis.call are formatted on every call: the time once, as text.
-local now = tostring(now_ms())
+local now = now_text()
 -- The delivery counts of this consumer's pending entries in the batch's range, read in one
 -- call; an entry not among them (another's, gone, or past a range read cut short) is looked
 -- up alone.
