@@ -645,21 +645,29 @@ impl Store {
     /// Acknowledges and deletes these runs' entries and records them `done` with their
     /// results; per run what was written.
     pub(crate) async fn ack(&self, consumer: &str, runs: &[DoneRun]) -> Result<Vec<Written>, QueueError> {
-        let mut inv = scripts::ACK.prepare_invoke();
-        self.base_keys(&mut inv);
-        inv.arg(&self.group).arg(consumer).arg(self.record_ttl_ms).arg(&self.keys.finished_channel);
+        // Written straight into one command: the keys first, then the arguments.
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(scripts::ACK.get_hash()).arg(1 + STATE_SETS.len() + 2 * runs.len()).arg(&self.keys.stream);
+        cmd.arg(&self.state_keys);
+        for r in runs {
+            let record = self.record_key(&r.job_id);
+            match &r.unique {
+                Some(u) => cmd.arg(record).arg(self.unique_key(u)),
+                None => cmd.arg(&record).arg(record),
+            };
+        }
+        cmd.arg(&self.group).arg(consumer).arg(self.record_ttl_ms).arg(&self.keys.finished_channel);
         // The range of this consumer's pending entries the script reads at once: from the
         // batch's lowest to its highest id, at most as many as run here and then some.
         let ordered = || runs.iter().filter_map(|r| Some((stream_id(&r.entry_id)?, r.entry_id.as_str())));
         let lo = ordered().min().map_or("-", |(_, id)| id);
         let hi = ordered().max().map_or("+", |(_, id)| id);
-        inv.arg(lo).arg(hi).arg(runs.len() * 4 + 64);
+        cmd.arg(lo).arg(hi).arg(runs.len() * 4 + 64);
         for r in runs {
-            let has_unique = self.job_keys(&mut inv, &r.job_id, r.unique.as_deref());
-            inv.arg(&r.entry_id).arg(r.token).arg(&r.job_id).arg(has_unique).arg(r.result.as_slice());
-            inv.arg(r.started_ms).arg(r.attempt);
+            cmd.arg(&r.entry_id).arg(r.token).arg(&r.job_id).arg(u8::from(r.unique.is_some()));
+            cmd.arg(r.result.as_slice()).arg(r.started_ms).arg(r.attempt);
         }
-        let done: Vec<i64> = inv.invoke_async(&mut self.con()).await.map_err(redis("acknowledge"))?;
+        let done: Vec<i64> = self.eval(&scripts::ACK, &cmd, "acknowledge").await?;
         if done.len() != runs.len() {
             return Err(QueueError::protocol("acknowledge", format!("{} answers for {} runs", done.len(), runs.len())));
         }

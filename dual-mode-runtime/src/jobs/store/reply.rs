@@ -61,24 +61,32 @@ pub(crate) fn into_items(v: Value) -> Option<Vec<Value>> {
 
 /// Parses the field list of an entry: `[f1, v1, f2, v2, ...]` (or a RESP3 map).
 pub(crate) fn fields(v: Value) -> Result<RawFields, String> {
-    let pairs: Vec<(Value, Value)> = match v {
-        Value::Map(pairs) => pairs,
+    fn pair(k: Value, v: Value) -> Result<(Vec<u8>, Vec<u8>), String> {
+        match (into_bytes(k), into_bytes(v)) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            _ => Err("entry field is not a string".to_owned()),
+        }
+    }
+    match v {
+        Value::Map(pairs) => pairs.into_iter().map(|(k, v)| pair(k, v)).collect(),
         Value::Array(list) | Value::Set(list) => {
             if list.len() % 2 != 0 {
                 return Err("entry has an odd number of field items".to_owned());
             }
+            let mut out = Vec::with_capacity(list.len() / 2);
             let mut list = list.into_iter();
-            std::iter::from_fn(|| Some((list.next()?, list.next()?))).collect()
+            while let (Some(k), Some(v)) = (list.next(), list.next()) {
+                out.push(pair(k, v)?);
+            }
+            Ok(out)
         }
-        other => return Err(format!("entry fields are not a list: {other:?}")),
-    };
-    pairs
-        .into_iter()
-        .map(|(k, v)| match (into_bytes(k), into_bytes(v)) {
-            (Some(k), Some(v)) => Ok((k, v)),
-            _ => Err("entry field is not a string".to_owned()),
-        })
-        .collect()
+        other => Err(format!("entry fields are not a list: {other:?}")),
+    }
+}
+
+/// The text of a scalar reply, its bytes moved out of it.
+fn into_text(v: Value) -> Option<String> {
+    into_bytes(v).and_then(|b| String::from_utf8(b).ok())
 }
 
 /// Parses one entry `[id, fields]`.
@@ -87,7 +95,7 @@ pub(crate) fn entry(v: Value) -> Result<Entry, String> {
     let (Some(id), Some(f)) = (pair.next(), pair.next()) else {
         return Err("entry has fewer than two items".to_owned());
     };
-    let id = text(&id).ok_or("entry id is not text")?;
+    let id = into_text(id).ok_or("entry id is not text")?;
     Ok((id, fields(f)?))
 }
 

@@ -200,11 +200,18 @@ for i = 1, 3 do
   end
   table.insert(out, got)
 end
+-- A read that ends short read every lane to its end: a lane's newest entry is the last one
+-- read from it, or, when none was, the newest one another consumer got.
 local last = {}
 if left > 0 then
   for i = 1, 3 do
-    local r = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
-    if #r > 0 then table.insert(last, r[1][1]) else table.insert(last, '0-0') end
+    local got = out[i + 1]
+    if #got > 0 then
+      table.insert(last, got[#got][1])
+    else
+      local r = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', '1')
+      if #r > 0 then table.insert(last, r[1][1]) else table.insert(last, '0-0') end
+    end
   end
 end
 table.insert(out, last)
