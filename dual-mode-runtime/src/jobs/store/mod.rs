@@ -1232,13 +1232,13 @@ impl Reader {
         if parts.next().as_ref().and_then(reply::int) == Some(1) {
             return Ok(Read::Paused);
         }
-        let mut out = Vec::new();
-        for lane in order {
-            let entries = reply::entries(parts.next().unwrap_or(Value::Nil)).map_err(protocol)?;
+        let packed =
+            parts.next().and_then(reply::into_bytes).ok_or_else(|| protocol("no packed entries".to_owned()))?;
+        let (lanes, last) = reply::read(&packed).map_err(protocol)?;
+        let mut out = Vec::with_capacity(lanes.iter().map(Vec::len).sum());
+        for (lane, entries) in order.into_iter().zip(lanes) {
             out.extend(entries.into_iter().map(|e| (lane, e)));
         }
-        let last: Vec<String> =
-            parts.next().and_then(reply::into_items).unwrap_or_default().iter().filter_map(reply::text).collect();
         self.last = match <[String; 3]>::try_from(last) {
             Ok(ids) => {
                 // In `Lane::ALL` order again.

@@ -179,10 +179,12 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, tonumb
 /// Reads new entries for a consumer from a queue's lanes, in the order given, unless the queue
 /// is paused. KEYS: the three lanes' streams in reading order, the queue's pause key. ARGV:
 /// group, consumer, at most this many entries in all. Returns `{1}` when paused; else `{0,
-/// entries of the first lane, of the second, of the third, last ids}`, where each lane's
-/// entries are `XRANGE`-shaped, and the last ids (the newest entry id of each lane, `0-0` for
-/// an empty one, in `KEYS` order) are given when fewer entries than asked were found: a
-/// blocking `XREAD` from them wakes at the next push to any lane.
+/// packed}`, where `packed` is msgpack (`cmsgpack`, which every Redis since 2.6 has) of
+/// `{entries of the first lane, of the second, of the third, last ids}`: each lane's entries
+/// `XRANGE`-shaped, and the last ids (the newest entry id of each lane, `0-0` for an empty
+/// one, in `KEYS` order) given when fewer entries than asked were found: a blocking `XREAD`
+/// from them wakes at the next push to any lane. Packed, the entries cross to the client as
+/// one string instead of a reply value per field.
 pub(crate) static READ: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -215,7 +217,7 @@ if left > 0 then
   end
 end
 table.insert(out, last)
-return out
+return {0, cmsgpack.pack({out[2], out[3], out[4], last})}
 ",
     )
 });
