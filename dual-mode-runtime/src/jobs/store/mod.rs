@@ -9,6 +9,7 @@ mod connection;
 mod reply;
 mod scripts;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -395,7 +396,7 @@ impl Store {
             cmd.arg(item);
         }
         for (k, v) in env.to_fields() {
-            cmd.arg(k).arg(v);
+            cmd.arg(k).arg(v.as_ref());
         }
         cmd
     }
@@ -467,7 +468,7 @@ impl Store {
             inv.arg(item);
         }
         for (k, v) in env.to_fields() {
-            inv.arg(k).arg(v);
+            inv.arg(k).arg(v.as_ref());
         }
         let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("delayed push"))?;
         reply::pushed(v).map_err(|d| QueueError::protocol("delayed push", d))
@@ -711,7 +712,7 @@ impl Store {
         match ending {
             Ending::Later { next, .. } => {
                 for (k, v) in next.to_fields() {
-                    inv.arg(k).arg(v);
+                    inv.arg(k).arg(v.as_ref());
                 }
             }
             Ending::Parked { fields } => {
@@ -1054,7 +1055,7 @@ impl Store {
             inv.arg(item);
         }
         for (k, v) in env.to_fields() {
-            inv.arg(k).arg(v);
+            inv.arg(k).arg(v.as_ref());
         }
         let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("enqueue tick"))?;
         Ok(match v {
@@ -1268,25 +1269,27 @@ impl Reader {
 
 /// The record items a push writes: type, idempotency key, attempt, enqueue time, and the
 /// maximum attempts and unique key when set.
-fn record_items(env: &Envelope) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = vec![
-        b"type".to_vec(),
-        env.type_name.clone().into_bytes(),
-        b"key".to_vec(),
-        env.idempotency_key.clone().into_bytes(),
-        b"attempt".to_vec(),
-        env.attempt.to_string().into_bytes(),
-        b"enq".to_vec(),
-        env.enqueued_at_ms.to_string().into_bytes(),
-    ];
+fn record_items(env: &Envelope) -> Vec<Cow<'_, [u8]>> {
+    let text = |s: &'static str| Cow::Borrowed(s.as_bytes());
+    let mut out = Vec::with_capacity(14);
+    out.extend([
+        text("type"),
+        Cow::Borrowed(env.type_name.as_bytes()),
+        text("key"),
+        Cow::Borrowed(env.idempotency_key.as_bytes()),
+        text("attempt"),
+        Cow::Owned(env.attempt.to_string().into_bytes()),
+        text("enq"),
+        Cow::Owned(env.enqueued_at_ms.to_string().into_bytes()),
+    ]);
     if let Some(max) = env.max_attempts {
-        out.extend([b"max".to_vec(), max.to_string().into_bytes()]);
+        out.extend([text("max"), Cow::Owned(max.to_string().into_bytes())]);
     }
     if let Some(unique) = &env.unique {
-        out.extend([b"unique".to_vec(), unique.clone().into_bytes()]);
+        out.extend([text("unique"), Cow::Borrowed(unique.as_bytes())]);
     }
     if env.lane != Lane::Normal {
-        out.extend([b"lane".to_vec(), env.lane.as_str().as_bytes().to_vec()]);
+        out.extend([text("lane"), text(env.lane.as_str())]);
     }
     out
 }
