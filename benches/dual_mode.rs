@@ -1439,6 +1439,18 @@ fn main() {
         rt.block_on(async {
             cost_rows(&mut table, &redis.url, "drain", sizes.backlog, false, runs).await;
             cost_rows(&mut table, &redis.url, "end to end", sizes.e2e, true, runs).await;
+            // The reference the goals are set against, by the same measure: Redis CPU per XADD.
+            let before = redis_cpu_secs(&redis.url).await;
+            let xadds = 200_000;
+            if let Some(rate) = redis_benchmark_xadd(redis_port, xadds, &[]) {
+                let cpu = (redis_cpu_secs(&redis.url).await - before) * 1e6 / usize_f64(xadds);
+                table.row(
+                    "`redis-benchmark` XADD of a 7-field entry (50 clients): rate; Redis CPU per XADD",
+                    format!("{rate:.0} XADD/s; {cpu:.2} µs"),
+                    format!("{:.2} µs of 1/rate", 1e6 / rate),
+                    "reference",
+                );
+            }
         });
     }
 
