@@ -15,6 +15,10 @@
 //! 4. the Python original's anchor, quoted;
 //! 6. Redis deployments: draining on one server vs a 3-primary Redis Cluster (one queue, and
 //!    three queues on three primaries), and Redis memory per queued and per ended job.
+//!
+//! Section `p` shows where a no-op job's time goes, in a drain and end to end: Redis CPU, Redis
+//! time and calls per command (`INFO commandstats`), this process's CPU and heap allocations,
+//! each per job.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -44,8 +48,15 @@ thread_local! {
 
 struct Counting;
 
+/// Allocations by every thread, counted only while [`COUNT_ALL`] is set (section p).
+static ALL_ALLOCS: AtomicU64 = AtomicU64::new(0);
+static COUNT_ALL: AtomicBool = AtomicBool::new(false);
+
 fn bump() {
     ALLOCS.with(|c| c.set(c.get() + 1));
+    if COUNT_ALL.load(Ordering::Relaxed) {
+        ALL_ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 fn allocs() -> u64 {
@@ -1091,12 +1102,138 @@ async fn memory_per_job(redis_url: &str, n: usize) -> (f64, f64) {
     (queued / usize_f64(n), ended / usize_f64(n))
 }
 
+/// What one phase of no-op jobs cost per job: Redis's CPU (`INFO cpu`), its time and calls
+/// per command (`INFO commandstats`, commands run by scripts included), this process's CPU
+/// and its heap allocations (workers and bench together).
+struct Cost {
+    rate: f64,
+    redis_cpu_us: f64,
+    process_cpu_us: f64,
+    allocs: f64,
+    /// Per command: (name, calls per job, µs per job), the most expensive first.
+    commands: Vec<(String, f64, f64)>,
+}
+
+/// `INFO commandstats` as (command, calls, µs).
+async fn command_stats(con: &mut MultiplexedConnection) -> Vec<(String, u64, u64)> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(con).await.expect("INFO commandstats");
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_")?.split_once(':'))
+        .map(|(name, rest)| {
+            let num = |key: &str| {
+                rest.split(',').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok()).unwrap_or(0)
+            };
+            (name.to_owned(), num("calls"), num("usec"))
+        })
+        .collect()
+}
+
+/// Measures one phase of `n` no-op jobs on `queue`: a drain of a backlog pushed before the
+/// counters start (`e2e` false), or 8 producers pushing one by one while the workers run.
+async fn cost_of(redis_url: &str, queue: &str, n: usize, e2e: bool) -> Cost {
+    let q = Queue::connect(server(redis_url), QueueConfig::new(queue)).await.expect("q");
+    q.ensure_group().await.expect("group");
+    if !e2e {
+        q.push_bulk("noop", 1, std::iter::repeat_n(&(), n), PushOptions::new()).await.expect("bulk push");
+    }
+    let mut admin = redis::Client::open(redis_url).expect("url").get_multiplexed_async_connection().await.expect("c");
+    let done = Arc::new(Done { count: AtomicU64::new(0) });
+    let mut workers = Vec::new();
+    if e2e {
+        workers = start_workers(redis_url, queue, noop_worker(&done)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut admin).await.expect("RESETSTAT");
+    let redis_cpu = redis_cpu_secs(redis_url).await;
+    let (t, cpu) = (Instant::now(), cpu_ns());
+    ALL_ALLOCS.store(0, Ordering::Relaxed);
+    COUNT_ALL.store(true, Ordering::Relaxed);
+    if e2e {
+        let producers: Vec<_> = (0..8)
+            .map(|i| {
+                let q = q.clone();
+                let share = n / 8 + usize::from(i < n % 8);
+                tokio::spawn(async move {
+                    for _ in 0..share {
+                        q.push("noop", 1, &(), PushOptions::new()).await.expect("push");
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            p.await.expect("producer");
+        }
+    } else {
+        workers = start_workers(redis_url, queue, noop_worker(&done)).await;
+    }
+    wait_count(&done, n as u64, Duration::from_secs(120)).await;
+    COUNT_ALL.store(false, Ordering::Relaxed);
+    let (took, cpu) = (t.elapsed(), cpu_ns().saturating_sub(cpu));
+    let allocs = ALL_ALLOCS.load(Ordering::Relaxed);
+    let redis_cpu = redis_cpu_secs(redis_url).await - redis_cpu;
+    let mut commands: Vec<(String, f64, f64)> = command_stats(&mut admin)
+        .await
+        .into_iter()
+        .filter(|(name, _, _)| !matches!(name.as_str(), "info" | "config|resetstat"))
+        .map(|(name, calls, usec)| (name, as_f64(calls) / usize_f64(n), as_f64(usec) / usize_f64(n)))
+        .collect();
+    commands.sort_by(|a, b| b.2.total_cmp(&a.2));
+    stop_workers(workers).await;
+    let per = |x: f64| x / usize_f64(n);
+    Cost {
+        rate: usize_f64(n) / took.as_secs_f64(),
+        redis_cpu_us: per(redis_cpu * 1e6),
+        process_cpu_us: per(as_f64(cpu) / 1e3),
+        allocs: per(as_f64(allocs)),
+        commands,
+    }
+}
+
+/// Section p's rows for one phase: medians over `runs` of [`cost_of`].
+async fn cost_rows(table: &mut Table, redis_url: &str, label: &str, n: usize, e2e: bool, runs: usize) {
+    let mut costs = Vec::new();
+    for i in 0..runs {
+        costs.push(cost_of(redis_url, &format!("cost-{label}{i}"), n, e2e).await);
+    }
+    let med = |f: &dyn Fn(&Cost) -> f64| median(&costs.iter().map(f).collect::<Vec<_>>());
+    let rate = med(&|c| c.rate);
+    let redis_cpu = med(&|c| c.redis_cpu_us);
+    let process_cpu = med(&|c| c.process_cpu_us);
+    table.row(
+        &format!("{label}: rate; Redis CPU per job; this process's CPU per job (workers and bench)"),
+        format!("{rate:.0} jobs/s; {redis_cpu:.2} µs; {process_cpu:.2} µs"),
+        format!("{:.2} µs of 1/rate", 1e6 / rate),
+        "",
+    );
+    table.row(
+        &format!("{label}: heap allocations per job in this process"),
+        format!("{:.1}", med(&|c| c.allocs)),
+        String::new(),
+        "",
+    );
+    let mut names: Vec<String> = costs[0].commands.iter().map(|(name, _, _)| name.clone()).collect();
+    names.truncate(12);
+    for name in names {
+        let of = |c: &Cost, pick: fn(&(String, f64, f64)) -> f64| {
+            c.commands.iter().find(|(n, _, _)| *n == name).map_or(0.0, pick)
+        };
+        let calls = med(&|c| of(c, |x| x.1));
+        let usec = med(&|c| of(c, |x| x.2));
+        table.row(
+            &format!("{label}: `{name}` per job (calls; Redis µs, commands run by scripts included)"),
+            format!("{calls:.3} calls; {usec:.2} µs"),
+            String::new(),
+            "",
+        );
+    }
+}
+
 #[allow(clippy::too_many_lines, reason = "the run, section by section, top to bottom")]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only 1,2`: run only these sections (1: per job, 2: guard, 3: job layer, m: metrics,
-    // 6: Redis deployments, 7: the drain as the backlog grows).
+    // p: cost per job, 6: Redis deployments, 7: the drain as the backlog grows).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let want = |n: &str| only.as_ref().is_none_or(|o| o.split(',').any(|s| s == n));
     let sizes = if quick {
@@ -1348,6 +1485,29 @@ fn main() {
                     (on_cpu - off_cpu) * off / 1e4
                 ),
             );
+        });
+    }
+
+    // p.
+    if want("p") {
+        table.section("p. where a no-op job's time goes (2 workers x 16, one server; medians)");
+        eprintln!("[{:>5.1}s] p. cost per job", started.elapsed().as_secs_f64());
+        let runs = if quick { 3 } else { 5 };
+        rt.block_on(async {
+            cost_rows(&mut table, &redis.url, "drain", sizes.backlog, false, runs).await;
+            cost_rows(&mut table, &redis.url, "end to end", sizes.e2e, true, runs).await;
+            // The reference the goals are set against, by the same measure: Redis CPU per XADD.
+            let before = redis_cpu_secs(&redis.url).await;
+            let xadds = 200_000;
+            if let Some(rate) = redis_benchmark_xadd(redis_port, xadds, &[]) {
+                let cpu = (redis_cpu_secs(&redis.url).await - before) * 1e6 / usize_f64(xadds);
+                table.row(
+                    "`redis-benchmark` XADD of a 7-field entry (50 clients): rate; Redis CPU per XADD",
+                    format!("{rate:.0} XADD/s; {cpu:.2} µs"),
+                    format!("{:.2} µs of 1/rate", 1e6 / rate),
+                    "reference",
+                );
+            }
         });
     }
 

@@ -1,5 +1,6 @@
 //! The envelope: the fields of one stream entry, and payload decoding.
 
+use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -76,38 +77,45 @@ impl Envelope {
         UNIX_EPOCH + Duration::from_millis(self.enqueued_at_ms)
     }
 
-    /// The entry's fields, in stream order.
-    pub(crate) fn to_fields(&self) -> Vec<(&'static str, Vec<u8>)> {
-        let mut out = vec![
-            (field::ID, self.id.clone().into_bytes()),
-            (field::KEY, self.idempotency_key.clone().into_bytes()),
-            (field::TYPE, self.type_name.clone().into_bytes()),
-            (field::VERSION, self.version.to_string().into_bytes()),
-            (field::ATTEMPT, self.attempt.to_string().into_bytes()),
-            (field::ENQUEUED, self.enqueued_at_ms.to_string().into_bytes()),
-        ];
+    /// The entry's fields, in stream order; text and payload borrowed, numbers written out.
+    pub(crate) fn to_fields(&self) -> Vec<(&'static str, Cow<'_, [u8]>)> {
+        fn number(n: u64) -> Cow<'static, [u8]> {
+            Cow::Owned(n.to_string().into_bytes())
+        }
+        fn text(s: &str) -> Cow<'_, [u8]> {
+            Cow::Borrowed(s.as_bytes())
+        }
+        let mut out = Vec::with_capacity(8);
+        out.extend([
+            (field::ID, text(&self.id)),
+            (field::KEY, text(&self.idempotency_key)),
+            (field::TYPE, text(&self.type_name)),
+            (field::VERSION, number(self.version.into())),
+            (field::ATTEMPT, number(self.attempt.into())),
+            (field::ENQUEUED, number(self.enqueued_at_ms)),
+        ]);
         if let Some(max) = self.max_attempts {
-            out.push((field::MAX, max.to_string().into_bytes()));
+            out.push((field::MAX, number(max.into())));
         }
         if let Some(unique) = &self.unique {
-            out.push((field::UNIQUE, unique.clone().into_bytes()));
+            out.push((field::UNIQUE, text(unique)));
         }
         if let Some(timeout) = self.timeout_ms {
-            out.push((field::TIMEOUT, timeout.to_string().into_bytes()));
+            out.push((field::TIMEOUT, number(timeout)));
         }
         if let Some(key) = &self.rate_key {
-            out.push((field::RATE_KEY, key.clone().into_bytes()));
+            out.push((field::RATE_KEY, text(key)));
         }
         if self.reserved {
-            out.push((field::RESERVED, b"1".to_vec()));
+            out.push((field::RESERVED, Cow::Borrowed(b"1")));
         }
         if self.lane != Lane::Normal {
-            out.push((field::LANE, self.lane.as_str().as_bytes().to_vec()));
+            out.push((field::LANE, text(self.lane.as_str())));
         }
         if let Some(tp) = &self.traceparent {
-            out.push((field::TRACEPARENT, tp.as_str().as_bytes().to_vec()));
+            out.push((field::TRACEPARENT, text(tp.as_str())));
         }
-        out.push((field::PAYLOAD, self.payload.clone()));
+        out.push((field::PAYLOAD, Cow::Borrowed(&self.payload)));
         out
     }
 
@@ -345,7 +353,8 @@ mod tests {
             enqueued_at_ms: 42,
             payload: b"\xff".to_vec(),
         };
-        let mut fields: RawFields = env.to_fields().into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect();
+        let mut fields: RawFields =
+            env.to_fields().into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v.into_owned())).collect();
         assert_eq!(Envelope::from_fields(&fields), Ok(env.clone()));
         // Entries pushed before trace context existed have no `tp`; a bad one is ignored.
         fields.retain(|(k, _)| k != b"tp");

@@ -9,6 +9,7 @@ mod connection;
 mod reply;
 mod scripts;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -406,37 +407,46 @@ impl Store {
         env: &Envelope,
         unique_ttl: Duration,
     ) -> Result<Result<String, String>, QueueError> {
-        let (keys, args) = self.push_parts(env, unique_ttl);
-        let mut inv = scripts::PUSH.prepare_invoke();
-        for k in &keys {
-            inv.key(k.as_slice());
-        }
-        for a in &args {
-            inv.arg(a.as_slice());
-        }
-        let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("push"))?;
+        let v: Value = self.eval(&scripts::PUSH, &self.push_cmd(env, unique_ttl), "push").await?;
         reply::pushed(v).map_err(|d| QueueError::protocol("push", d))
     }
 
-    /// The keys and arguments of the push script for `env`.
-    fn push_parts(&self, env: &Envelope, unique_ttl: Duration) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-        let mut keys: Vec<Vec<u8>> =
-            std::iter::once(&self.keys.stream).chain(&self.state_keys).map(|k| k.clone().into_bytes()).collect();
-        let record = self.record_key(&env.id).into_bytes();
-        keys.push(record.clone());
-        keys.push(env.unique.as_deref().map_or(record, |u| self.unique_key(u).into_bytes()));
+    /// The push script's call for `env`, written straight into one command.
+    fn push_cmd(&self, env: &Envelope, unique_ttl: Duration) -> redis::Cmd {
+        let record = self.record_key(&env.id);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(scripts::PUSH.get_hash()).arg(3).arg(&self.keys.stream).arg(&record);
+        match &env.unique {
+            Some(u) => cmd.arg(self.unique_key(u)),
+            None => cmd.arg(&record),
+        };
         let items = record_items(env);
-        let mut args = vec![
-            env.id.clone().into_bytes(),
-            unique_ttl_ms(env, unique_ttl).to_string().into_bytes(),
-            items.len().to_string().into_bytes(),
-        ];
-        args.extend(items);
-        for (k, v) in env.to_fields() {
-            args.push(k.as_bytes().to_vec());
-            args.push(v);
+        cmd.arg(&env.id).arg(unique_ttl_ms(env, unique_ttl)).arg(items.len());
+        for item in items {
+            cmd.arg(item);
         }
-        (keys, args)
+        for (k, v) in env.to_fields() {
+            cmd.arg(k).arg(v.as_ref());
+        }
+        cmd
+    }
+
+    /// Runs a script's `EVALSHA` command, loading the script first when the server does not
+    /// have it (a fresh or restarted server).
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        cmd: &redis::Cmd,
+        op: &'static str,
+    ) -> Result<T, QueueError> {
+        let mut con = self.con();
+        match cmd.query_async(&mut con).await {
+            Err(e) if is_no_script(&e) => {
+                script.load_async(&mut con).await.map_err(redis(op))?;
+                cmd.query_async(&mut con).await.map_err(redis(op))
+            }
+            r => r.map_err(redis(op)),
+        }
     }
 
     /// Pipelined pushes, one round trip; per envelope its entry id or the holder of its
@@ -446,20 +456,16 @@ impl Store {
         envs: &[Envelope],
         unique_ttl: Duration,
     ) -> Result<Vec<Result<String, String>>, QueueError> {
-        let pipe = || {
-            let mut pipe = redis::pipe();
-            for env in envs {
-                let (keys, args) = self.push_parts(env, unique_ttl);
-                pipe.cmd("EVALSHA").arg(scripts::PUSH.get_hash()).arg(keys.len()).arg(keys).arg(args);
-            }
-            pipe
-        };
-        let replies: Vec<Value> = match pipe().query_async(&mut self.con()).await {
+        let mut pipe = redis::pipe();
+        for env in envs {
+            pipe.add_command(self.push_cmd(env, unique_ttl));
+        }
+        let replies: Vec<Value> = match pipe.query_async(&mut self.con()).await {
             Ok(r) => r,
             // The script is not cached yet (a fresh or restarted server): load it, go again.
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            Err(e) if is_no_script(&e) => {
                 scripts::PUSH.load_async(&mut self.con()).await.map_err(redis("bulk push"))?;
-                pipe().query_async(&mut self.con()).await.map_err(redis("bulk push"))?
+                pipe.query_async(&mut self.con()).await.map_err(redis("bulk push"))?
             }
             Err(e) => return Err(redis("bulk push")(e)),
         };
@@ -492,7 +498,7 @@ impl Store {
             inv.arg(item);
         }
         for (k, v) in env.to_fields() {
-            inv.arg(k).arg(v);
+            inv.arg(k).arg(v.as_ref());
         }
         let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("delayed push"))?;
         reply::pushed(v).map_err(|d| QueueError::protocol("delayed push", d))
@@ -670,15 +676,29 @@ impl Store {
     /// Acknowledges and deletes these runs' entries and records them `done` with their
     /// results; per run what was written.
     pub(crate) async fn ack(&self, consumer: &str, runs: &[DoneRun]) -> Result<Vec<Written>, QueueError> {
-        let mut inv = scripts::ACK.prepare_invoke();
-        self.base_keys(&mut inv);
-        inv.arg(&self.group).arg(consumer).arg(self.record_ttl_ms).arg(&self.keys.finished_channel);
+        // Written straight into one command: the keys first, then the arguments.
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(scripts::ACK.get_hash()).arg(1 + STATE_SETS.len() + 2 * runs.len()).arg(&self.keys.stream);
+        cmd.arg(&self.state_keys);
         for r in runs {
-            let has_unique = self.job_keys(&mut inv, &r.job_id, r.unique.as_deref());
-            inv.arg(&r.entry_id).arg(r.token).arg(&r.job_id).arg(has_unique).arg(r.result.as_slice());
-            inv.arg(r.started_ms).arg(r.attempt);
+            let record = self.record_key(&r.job_id);
+            match &r.unique {
+                Some(u) => cmd.arg(record).arg(self.unique_key(u)),
+                None => cmd.arg(&record).arg(record),
+            };
         }
-        let done: Vec<i64> = inv.invoke_async(&mut self.con()).await.map_err(redis("acknowledge"))?;
+        cmd.arg(&self.group).arg(consumer).arg(self.record_ttl_ms).arg(&self.keys.finished_channel);
+        // The range of this consumer's pending entries the script reads at once: from the
+        // batch's lowest to its highest id, at most as many as run here and then some.
+        let ordered = || runs.iter().filter_map(|r| Some((stream_id(&r.entry_id)?, r.entry_id.as_str())));
+        let lo = ordered().min().map_or("-", |(_, id)| id);
+        let hi = ordered().max().map_or("+", |(_, id)| id);
+        cmd.arg(lo).arg(hi).arg(runs.len() * 4 + 64);
+        for r in runs {
+            cmd.arg(&r.entry_id).arg(r.token).arg(&r.job_id).arg(u8::from(r.unique.is_some()));
+            cmd.arg(r.result.as_slice()).arg(r.started_ms).arg(r.attempt);
+        }
+        let done: Vec<i64> = self.eval(&scripts::ACK, &cmd, "acknowledge").await?;
         if done.len() != runs.len() {
             return Err(QueueError::protocol("acknowledge", format!("{} answers for {} runs", done.len(), runs.len())));
         }
@@ -722,7 +742,7 @@ impl Store {
         match ending {
             Ending::Later { next, .. } => {
                 for (k, v) in next.to_fields() {
-                    inv.arg(k).arg(v);
+                    inv.arg(k).arg(v.as_ref());
                 }
             }
             Ending::Parked { fields } => {
@@ -1093,7 +1113,7 @@ impl Store {
             inv.arg(item);
         }
         for (k, v) in env.to_fields() {
-            inv.arg(k).arg(v);
+            inv.arg(k).arg(v.as_ref());
         }
         let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("enqueue tick"))?;
         Ok(match v {
@@ -1271,13 +1291,13 @@ impl Reader {
         if parts.next().as_ref().and_then(reply::int) == Some(1) {
             return Ok(Read::Paused);
         }
-        let mut out = Vec::new();
-        for lane in order {
-            let entries = reply::entries(parts.next().unwrap_or(Value::Nil)).map_err(protocol)?;
+        let packed =
+            parts.next().and_then(reply::into_bytes).ok_or_else(|| protocol("no packed entries".to_owned()))?;
+        let (lanes, last) = reply::read(&packed).map_err(protocol)?;
+        let mut out = Vec::with_capacity(lanes.iter().map(Vec::len).sum());
+        for (lane, entries) in order.into_iter().zip(lanes) {
             out.extend(entries.into_iter().map(|e| (lane, e)));
         }
-        let last: Vec<String> =
-            parts.next().and_then(reply::into_items).unwrap_or_default().iter().filter_map(reply::text).collect();
         self.last = match <[String; 3]>::try_from(last) {
             Ok(ids) => {
                 // In `Lane::ALL` order again.
@@ -1307,25 +1327,27 @@ impl Reader {
 
 /// The record items a push writes: type, idempotency key, attempt, enqueue time, and the
 /// maximum attempts and unique key when set.
-fn record_items(env: &Envelope) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = vec![
-        b"type".to_vec(),
-        env.type_name.clone().into_bytes(),
-        b"key".to_vec(),
-        env.idempotency_key.clone().into_bytes(),
-        b"attempt".to_vec(),
-        env.attempt.to_string().into_bytes(),
-        b"enq".to_vec(),
-        env.enqueued_at_ms.to_string().into_bytes(),
-    ];
+fn record_items(env: &Envelope) -> Vec<Cow<'_, [u8]>> {
+    let text = |s: &'static str| Cow::Borrowed(s.as_bytes());
+    let mut out = Vec::with_capacity(14);
+    out.extend([
+        text("type"),
+        Cow::Borrowed(env.type_name.as_bytes()),
+        text("key"),
+        Cow::Borrowed(env.idempotency_key.as_bytes()),
+        text("attempt"),
+        Cow::Owned(env.attempt.to_string().into_bytes()),
+        text("enq"),
+        Cow::Owned(env.enqueued_at_ms.to_string().into_bytes()),
+    ]);
     if let Some(max) = env.max_attempts {
-        out.extend([b"max".to_vec(), max.to_string().into_bytes()]);
+        out.extend([text("max"), Cow::Owned(max.to_string().into_bytes())]);
     }
     if let Some(unique) = &env.unique {
-        out.extend([b"unique".to_vec(), unique.clone().into_bytes()]);
+        out.extend([text("unique"), Cow::Borrowed(unique.as_bytes())]);
     }
     if env.lane != Lane::Normal {
-        out.extend([b"lane".to_vec(), env.lane.as_str().as_bytes().to_vec()]);
+        out.extend([text("lane"), text(env.lane.as_str())]);
     }
     out
 }
@@ -1338,6 +1360,18 @@ fn unique_ttl_ms(env: &Envelope, ttl: Duration) -> u64 {
         (Some(_), 0) => 24 * 3600 * 1000,
         (Some(_), ms) => ms,
     }
+}
+
+/// A stream entry id `ms-seq` as numbers, which order as the stream does.
+fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Whether an error says the server does not have the script (it was never loaded there, or
+/// the server restarted).
+fn is_no_script(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
 /// Whether an error says the stream does not exist (`XINFO` on a missing key).

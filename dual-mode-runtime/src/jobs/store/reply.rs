@@ -61,24 +61,32 @@ pub(crate) fn into_items(v: Value) -> Option<Vec<Value>> {
 
 /// Parses the field list of an entry: `[f1, v1, f2, v2, ...]` (or a RESP3 map).
 pub(crate) fn fields(v: Value) -> Result<RawFields, String> {
-    let pairs: Vec<(Value, Value)> = match v {
-        Value::Map(pairs) => pairs,
+    fn pair(k: Value, v: Value) -> Result<(Vec<u8>, Vec<u8>), String> {
+        match (into_bytes(k), into_bytes(v)) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            _ => Err("entry field is not a string".to_owned()),
+        }
+    }
+    match v {
+        Value::Map(pairs) => pairs.into_iter().map(|(k, v)| pair(k, v)).collect(),
         Value::Array(list) | Value::Set(list) => {
             if list.len() % 2 != 0 {
                 return Err("entry has an odd number of field items".to_owned());
             }
+            let mut out = Vec::with_capacity(list.len() / 2);
             let mut list = list.into_iter();
-            std::iter::from_fn(|| Some((list.next()?, list.next()?))).collect()
+            while let (Some(k), Some(v)) = (list.next(), list.next()) {
+                out.push(pair(k, v)?);
+            }
+            Ok(out)
         }
-        other => return Err(format!("entry fields are not a list: {other:?}")),
-    };
-    pairs
-        .into_iter()
-        .map(|(k, v)| match (into_bytes(k), into_bytes(v)) {
-            (Some(k), Some(v)) => Ok((k, v)),
-            _ => Err("entry field is not a string".to_owned()),
-        })
-        .collect()
+        other => Err(format!("entry fields are not a list: {other:?}")),
+    }
+}
+
+/// The text of a scalar reply, its bytes moved out of it.
+fn into_text(v: Value) -> Option<String> {
+    into_bytes(v).and_then(|b| String::from_utf8(b).ok())
 }
 
 /// Parses one entry `[id, fields]`.
@@ -87,7 +95,7 @@ pub(crate) fn entry(v: Value) -> Result<Entry, String> {
     let (Some(id), Some(f)) = (pair.next(), pair.next()) else {
         return Err("entry has fewer than two items".to_owned());
     };
-    let id = text(&id).ok_or("entry id is not text")?;
+    let id = into_text(id).ok_or("entry id is not text")?;
     Ok((id, fields(f)?))
 }
 
@@ -133,4 +141,147 @@ pub(crate) fn pushed(v: Value) -> Result<Result<String, String>, String> {
     };
     let value = text(&value).ok_or("push reply value is not text")?;
     Ok(if int(&flag) == Some(1) { Ok(value) } else { Err(value) })
+}
+
+/// The read script's packed reply (see its doc): per lane its entries, in reading order, and
+/// the lanes' last ids (empty when the read was not short).
+pub(crate) fn read(packed: &[u8]) -> Result<([Vec<Entry>; 3], Vec<String>), String> {
+    let mut p = Unpack(packed);
+    if p.array()? != 4 {
+        return Err("read reply is not four lists".to_owned());
+    }
+    let mut lanes: [Vec<Entry>; 3] = Default::default();
+    for lane in &mut lanes {
+        let n = p.array()?;
+        lane.reserve_exact(n);
+        for _ in 0..n {
+            if p.array()? != 2 {
+                return Err("entry is not an id and its fields".to_owned());
+            }
+            let id = p.text()?;
+            let items = p.array()?;
+            if items % 2 != 0 {
+                return Err("entry has an odd number of field items".to_owned());
+            }
+            let mut fields = Vec::with_capacity(items / 2);
+            for _ in 0..items / 2 {
+                fields.push((p.bytes()?.to_vec(), p.bytes()?.to_vec()));
+            }
+            lane.push((id, fields));
+        }
+    }
+    let last = (0..p.array()?).map(|_| p.text()).collect::<Result<_, _>>()?;
+    if !p.0.is_empty() {
+        return Err("read reply has bytes after its lists".to_owned());
+    }
+    Ok((lanes, last))
+}
+
+/// A reader of the msgpack that `cmsgpack.pack` makes of Lua tables of strings: arrays
+/// and strings, nothing else.
+struct Unpack<'a>(&'a [u8]);
+
+impl<'a> Unpack<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err("packed reply ends early".to_owned());
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    /// A big-endian length of `n` bytes.
+    fn len(&mut self, n: usize) -> Result<usize, String> {
+        let b = self.take(n)?;
+        let len = b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
+        usize::try_from(len).map_err(|_| "packed length too large".to_owned())
+    }
+
+    fn tag(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// The length of the array that comes next.
+    fn array(&mut self) -> Result<usize, String> {
+        match self.tag()? {
+            t @ 0x90..=0x9f => Ok(usize::from(t & 0x0f)),
+            0xdc => self.len(2),
+            0xdd => self.len(4),
+            // An empty Lua table packs as a map of nothing.
+            0x80 => Ok(0),
+            t => Err(format!("packed reply has {t:#04x} where a list was expected")),
+        }
+    }
+
+    /// The bytes of the string that comes next.
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let n = match self.tag()? {
+            t @ 0xa0..=0xbf => usize::from(t & 0x1f),
+            0xd9 | 0xc4 => self.len(1)?,
+            0xda | 0xc5 => self.len(2)?,
+            0xdb | 0xc6 => self.len(4)?,
+            t => return Err(format!("packed reply has {t:#04x} where a string was expected")),
+        };
+        self.take(n)
+    }
+
+    fn text(&mut self) -> Result<String, String> {
+        let b = self.bytes()?;
+        String::from_utf8(b.to_vec()).map_err(|_| "entry id is not text".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read;
+
+    /// The msgpack of a string, as `cmsgpack` writes it.
+    fn s(b: &[u8]) -> Vec<u8> {
+        let mut out = match b.len() {
+            n @ 0..32 => vec![0xa0 | u8::try_from(n).unwrap()],
+            n @ 32..256 => vec![0xd9, u8::try_from(n).unwrap()],
+            n => [&[0xda][..], &u16::try_from(n).unwrap().to_be_bytes()].concat(),
+        };
+        out.extend_from_slice(b);
+        out
+    }
+
+    #[test]
+    fn a_packed_read_gives_each_lane_its_entries_and_the_last_ids() {
+        let long = vec![b'x'; 300];
+        let mid = vec![b'y'; 40];
+        let mut p = vec![0x94];
+        // First lane: one entry with two fields, one value of each string size.
+        p.extend([0x91, 0x92]);
+        p.extend(s(b"1-1"));
+        p.extend([0x94]);
+        p.extend(s(b"payload"));
+        p.extend(s(&long));
+        p.extend(s(b"id"));
+        p.extend(s(&mid));
+        // Second lane: none (an array of 16-bit length); third: none (an empty map).
+        p.extend([0xdc, 0, 0, 0x80]);
+        p.extend([0x93]);
+        for id in [b"0-0", b"1-1", b"0-0"] {
+            p.extend(s(id));
+        }
+        let (lanes, last) = read(&p).expect("parsed");
+        assert_eq!(lanes[0].len(), 1);
+        assert_eq!(lanes[0][0].0, "1-1");
+        assert_eq!(lanes[0][0].1, vec![(b"payload".to_vec(), long), (b"id".to_vec(), mid)]);
+        assert!(lanes[1].is_empty() && lanes[2].is_empty());
+        assert_eq!(last, ["0-0", "1-1", "0-0"]);
+    }
+
+    #[test]
+    fn a_cut_or_odd_packed_read_is_an_error() {
+        let mut p = vec![0x94, 0x91, 0x92];
+        p.extend(s(b"1-1"));
+        p.extend([0x91]);
+        p.extend(s(b"lonely"));
+        assert_eq!(read(&p).unwrap_err(), "entry has an odd number of field items");
+        assert_eq!(read(&[0x94, 0x91]).unwrap_err(), "packed reply ends early");
+        assert!(read(&[0x01]).unwrap_err().contains("where a list was expected"));
+    }
 }

@@ -3,9 +3,10 @@
 //! Every key a script touches is passed in `KEYS`, and all keys of one queue share the hash
 //! tag `{queue}`, so the scripts also hold on a Redis Cluster.
 //!
-//! Scripts that write job records share one layout: `KEYS[1]` is the stream and `KEYS[2..5]`
-//! the state sets (running, done, parked, cancelled; see [`STATE_SETS`]); the keys of the
-//! script follow. A job's record is written by the same script
+//! Scripts that move job records between states share one layout: `KEYS[1]` is the stream
+//! and `KEYS[2..5]` the state sets (running, done, parked, cancelled; see [`STATE_SETS`]); the
+//! keys of the script follow. (A push writes a new record in a state without a set, so its
+//! script takes neither.) A job's record is written by the same script
 //! as the transition it records, so the two never disagree.
 
 use std::sync::LazyLock;
@@ -26,7 +27,7 @@ local TERMINAL = {done = true, parked = true, cancelled = true}
 -- 'other' when another consumer or another delivery does, 'gone' when no one does (it was
 -- acknowledged, or the group was recreated).
 local function holder(stream, group, consumer, id, token)
-  local p = redis.call('XPENDING', stream, group, id, id, 1)
+  local p = redis.call('XPENDING', stream, group, id, id, '1')
   if #p == 0 then return 'gone' end
   if p[1][2] ~= consumer or tonumber(p[1][4]) ~= tonumber(token) then return 'other' end
   return 'owned'
@@ -51,6 +52,13 @@ end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The server's time in ms as text, for writing: built from the digits, not formatted from a
+-- number (redis.call formats every number it is given with %.17g).
+local function now_text()
+  local t = redis.call('TIME')
+  return t[1] .. string.sub(string.rep('0', 6 - #t[2]) .. t[2], 1, 3)
 end
 
 -- Moves the record `rec` of job `id` to `state` with the field-value pairs of `fields`. An
@@ -116,20 +124,18 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
-/// A push. KEYS: stream, state sets, record, unique key (or the record again). ARGV: job id,
-/// unique ttl ms (0: not unique), n, n record field-value items, then the entry's fields.
-/// Returns `{1, entry id}`, or `{0, id of the job holding the unique key}`.
+/// A push. KEYS: stream, record, unique key (or the record again). ARGV: job id, unique ttl
+/// ms (0: not unique), n, n record field-value items, then the entry's fields. The job id is
+/// new, so the record is written whole: there is no earlier state to leave. Returns `{1,
+/// entry id}`, or `{0, id of the job holding the unique key}`.
 pub(crate) static PUSH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local id, n = ARGV[1], tonumber(ARGV[3])
-local holder = claim_unique(KEYS[7], id, tonumber(ARGV[2]))
+local holder = claim_unique(KEYS[3], id, tonumber(ARGV[2]))
 if holder then return {0, holder} end
 local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4 + n))
-local fields = slice(4, n)
-table.insert(fields, 'entry')
-table.insert(fields, entry)
-transit(KEYS[6], id, 'queued', now_ms(), 0, fields)
+redis.call('HSET', KEYS[2], 'state', 'queued', 'updated', now_text(), 'entry', entry, unpack(ARGV, 4, 3 + n))
 return {1, entry}
 ",
     )
@@ -173,10 +179,12 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, tonumb
 /// Reads new entries for a consumer from a queue's lanes, in the order given, unless the queue
 /// is paused. KEYS: the three lanes' streams in reading order, the queue's pause key. ARGV:
 /// group, consumer, at most this many entries in all. Returns `{1}` when paused; else `{0,
-/// entries of the first lane, of the second, of the third, last ids}`, where each lane's
-/// entries are `XRANGE`-shaped, and the last ids (the newest entry id of each lane, `0-0` for
-/// an empty one, in `KEYS` order) are given when fewer entries than asked were found: a
-/// blocking `XREAD` from them wakes at the next push to any lane.
+/// packed}`, where `packed` is msgpack (`cmsgpack`, which every Redis since 2.6 has) of
+/// `{entries of the first lane, of the second, of the third, last ids}`: each lane's entries
+/// `XRANGE`-shaped, and the last ids (the newest entry id of each lane, `0-0` for an empty
+/// one, in `KEYS` order) given when fewer entries than asked were found: a blocking `XREAD`
+/// from them wakes at the next push to any lane. Packed, the entries cross to the client as
+/// one string instead of a reply value per field.
 pub(crate) static READ: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -194,15 +202,22 @@ for i = 1, 3 do
   end
   table.insert(out, got)
 end
+-- A read that ends short read every lane to its end: a lane's newest entry is the last one
+-- read from it, or, when none was, the newest one another consumer got.
 local last = {}
 if left > 0 then
   for i = 1, 3 do
-    local r = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
-    if #r > 0 then table.insert(last, r[1][1]) else table.insert(last, '0-0') end
+    local got = out[i + 1]
+    if #got > 0 then
+      table.insert(last, got[#got][1])
+    else
+      local r = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', '1')
+      if #r > 0 then table.insert(last, r[1][1]) else table.insert(last, '0-0') end
+    end
   end
 end
 table.insert(out, last)
-return out
+return {0, cmsgpack.pack({out[2], out[3], out[4], last})}
 ",
     )
 });
@@ -300,28 +315,44 @@ return out
 });
 
 /// Success of a batch of runs. KEYS: stream, state sets, then per run its record and unique
-/// key (or the record again). ARGV: group, consumer, record ttl, channel, then per run: entry
-/// id, token, job id, has unique, result bytes, start ms, attempt. Acks and deletes each entry
-/// this consumer still
-/// owns with that token and records `done` with the result; per run returns 1, or when
-/// refused 0 (another holds it), 2 (gone) or 3 (this consumer's earlier try landed). All
-/// checks happen before any write, so the result is the same as one by one.
+/// key (or the record again). ARGV: group, consumer, record ttl, channel, the batch's lowest
+/// and highest entry ids, how many of this consumer's pending entries to read between them,
+/// then per run: entry id, token, job id, has unique, result bytes, start ms, attempt. Acks
+/// and deletes each entry this consumer still owns with that token and records `done` with
+/// the result; per run returns 1, or when refused 0 (another holds it), 2 (gone) or 3 (this
+/// consumer's earlier try landed). All checks happen before any write, so the result is the
+/// same as one by one.
 pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local group, consumer, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local now = now_ms()
+local group, consumer, ttl, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now = now_text()
+-- The delivery counts of this consumer's pending entries in the batch's range, read in one
+-- call; an entry not among them (another's, gone, or past a range read cut short) is looked
+-- up alone.
+local mine = {}
+for _, p in ipairs(redis.call('XPENDING', KEYS[1], group, ARGV[5], ARGV[6], ARGV[7], consumer)) do
+  mine[p[1]] = p[4]
+end
 local out, acked, runs = {}, {}, {}
 local k = 0
-for i = 5, #ARGV, 7 do
+for i = 8, #ARGV, 7 do
   k = k + 1
-  local who = holder(KEYS[1], group, consumer, ARGV[i], ARGV[i + 1])
+  local entry, token = ARGV[i], ARGV[i + 1]
+  local who
+  if mine[entry] == nil then
+    who = holder(KEYS[1], group, consumer, entry, token)
+  elseif mine[entry] == tonumber(token) then
+    who = 'owned'
+  else
+    who = 'other'
+  end
   if who == 'owned' then
-    table.insert(acked, ARGV[i])
+    table.insert(acked, entry)
     table.insert(runs, {i, k})
     table.insert(out, 1)
   else
-    table.insert(out, refused(KEYS[5 + 2 * k - 1], consumer, ARGV[i], 'done', who))
+    table.insert(out, refused(KEYS[5 + 2 * k - 1], consumer, entry, 'done', who))
   end
 end
 if #acked > 0 then
