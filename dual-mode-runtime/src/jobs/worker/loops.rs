@@ -404,8 +404,10 @@ async fn reconcile(
 
 pub(super) async fn promote_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
-        for wq in &shared.queues {
-            match wq.queue.promote_partition().await {
+        // Every partition at once: a round takes one round trip, however many there are.
+        let moved = futures_util::future::join_all(shared.queues.iter().map(|wq| wq.queue.promote_partition())).await;
+        for (wq, moved) in shared.queues.iter().zip(moved) {
+            match moved {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::debug!(moved = n, queue = %wq.queue.name(), "moved due entries into the stream");
