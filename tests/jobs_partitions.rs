@@ -148,8 +148,10 @@ async fn exact_across_partitions(target: RedisTarget, partitions: u16) {
     }
     let parts: HashSet<usize> = ids.iter().map(|id| tag(id)).collect();
     assert!(parts.len() >= 3, "the key's jobs spread over partitions {parts:?}");
-    // Leases of a minute: a waiter that nobody wakes would wait that long.
-    let config = fast_worker(8).lease(Duration::from_secs(60)).renew_every(Duration::from_secs(1));
+    // Leases of 8 s: a waiter that nobody wakes waits that long, so 40 jobs behind one slot
+    // would take minutes. (A waiter taken off the waiters in the moment before it reaches the
+    // delayed set misses its wake and waits one lease: the margin below allows for that.)
+    let config = fast_worker(8).lease(Duration::from_secs(8)).renew_every(Duration::from_secs(1));
     let workers = [
         start(Worker::new(q.clone(), config.clone()).handle("Aggregate", region.clone())),
         start(Worker::new(q.clone(), config).handle("Aggregate", region)),
