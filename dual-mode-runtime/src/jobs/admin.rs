@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::envelope::{RawFields, field, unix_ms};
+use super::envelope::{RawFields, field, field_of, unix_ms};
 use super::error::QueueError;
 use super::lane::Lane;
 use super::partition;
@@ -337,5 +337,5 @@ impl Queue {
 
 /// A field of an entry as text.
 fn text_field(fields: &RawFields, name: &str) -> Option<String> {
-    fields.iter().find(|(k, _)| k == name.as_bytes()).and_then(|(_, v)| String::from_utf8(v.clone()).ok())
+    std::str::from_utf8(field_of(fields, name)?).ok().map(str::to_owned)
 }

@@ -32,6 +32,11 @@ pub(crate) mod field {
 /// The raw field-value pairs of a stream entry, bytes as stored.
 pub type RawFields = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// The value of field `name` among an entry's fields (the first, if it has several).
+pub(crate) fn field_of<'a>(fields: &'a RawFields, name: &str) -> Option<&'a [u8]> {
+    fields.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| v.as_slice())
+}
+
 /// One job as stored in the stream: metadata and the payload bytes.
 ///
 /// `id` names the job across its attempts (a retry keeps it); `idempotency_key` is what a
@@ -124,45 +129,42 @@ impl Envelope {
     /// # Errors
     /// An [`EnvelopeError`] naming the field that is missing or bad.
     pub fn from_fields(fields: &RawFields) -> Result<Self, EnvelopeError> {
-        fn get<'a>(fields: &'a RawFields, name: &str) -> Option<&'a [u8]> {
-            fields.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| v.as_slice())
-        }
         fn text<'a>(fields: &'a RawFields, name: &'static str) -> Result<&'a str, EnvelopeError> {
-            let raw = get(fields, name).ok_or(EnvelopeError::Missing(name))?;
+            let raw = field_of(fields, name).ok_or(EnvelopeError::Missing(name))?;
             std::str::from_utf8(raw).map_err(|_| EnvelopeError::NotUtf8(name))
         }
         fn number<T: std::str::FromStr>(fields: &RawFields, name: &'static str) -> Result<T, EnvelopeError> {
             let s = text(fields, name)?;
             s.parse().map_err(|_| EnvelopeError::NotNumber { field: name, value: s.to_owned() })
         }
-        let payload = get(fields, field::PAYLOAD).ok_or(EnvelopeError::Missing(field::PAYLOAD))?;
+        let payload = field_of(fields, field::PAYLOAD).ok_or(EnvelopeError::Missing(field::PAYLOAD))?;
         let type_name = text(fields, field::TYPE)?.to_owned();
         if type_name.is_empty() {
             return Err(EnvelopeError::Empty(field::TYPE));
         }
         let id = text(fields, field::ID)?.to_owned();
-        let idempotency_key = match get(fields, field::KEY) {
+        let idempotency_key = match field_of(fields, field::KEY) {
             None => id.clone(),
             Some(_) => text(fields, field::KEY)?.to_owned(),
         };
-        let max_attempts = match get(fields, field::MAX) {
+        let max_attempts = match field_of(fields, field::MAX) {
             None => None,
             Some(_) => Some(number(fields, field::MAX)?),
         };
-        let unique = match get(fields, field::UNIQUE) {
+        let unique = match field_of(fields, field::UNIQUE) {
             None => None,
             Some(_) => Some(text(fields, field::UNIQUE)?.to_owned()),
         };
-        let timeout_ms = match get(fields, field::TIMEOUT) {
+        let timeout_ms = match field_of(fields, field::TIMEOUT) {
             None => None,
             Some(_) => Some(number(fields, field::TIMEOUT)?),
         };
-        let rate_key = match get(fields, field::RATE_KEY) {
+        let rate_key = match field_of(fields, field::RATE_KEY) {
             None => None,
             Some(_) => Some(text(fields, field::RATE_KEY)?.to_owned()),
         };
-        let reserved = get(fields, field::RESERVED) == Some(b"1");
-        let lane = match get(fields, field::LANE) {
+        let reserved = field_of(fields, field::RESERVED) == Some(b"1");
+        let lane = match field_of(fields, field::LANE) {
             None => Lane::Normal,
             Some(_) => match text(fields, field::LANE)? {
                 "high" => Lane::High,
@@ -172,7 +174,7 @@ impl Envelope {
         };
         // Trace context is advice: one that does not parse is ignored (and the job starts a
         // trace of its own), as the W3C specification asks, rather than parking the job.
-        let traceparent = get(fields, field::TRACEPARENT)
+        let traceparent = field_of(fields, field::TRACEPARENT)
             .and_then(|raw| std::str::from_utf8(raw).ok())
             .and_then(|text| TraceParent::parse(text).ok());
         let attempt: u32 = number(fields, field::ATTEMPT)?;

@@ -500,7 +500,7 @@ impl ParkedEntry {
     /// An original field's bytes.
     #[must_use]
     pub fn field(&self, name: &str) -> Option<&[u8]> {
-        self.fields.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| v.as_slice())
+        super::envelope::field_of(&self.fields, name)
     }
 
     /// The original payload bytes, if the entry had a payload field.

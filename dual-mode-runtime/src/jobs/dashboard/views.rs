@@ -10,6 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::html::{Esc, Span, Url, When, button, lossy, page, when};
 use super::{Base, Fail, State, fail, plot, unavailable};
+use crate::jobs::envelope::{field, field_of};
 use crate::jobs::{JobRecord, JobState, ParkedEntry, QueueOverview, RawFields};
 
 /// A consumer not seen for this long is not shown as live: a worker that runs jobs renews
@@ -407,7 +408,7 @@ pub(super) async fn job(
 /// An entry's payload and its other fields.
 fn entry_fields(fields: &RawFields) -> String {
     let mut out = String::new();
-    if let Some((_, payload)) = fields.iter().find(|(k, _)| k == b"payload") {
+    if let Some(payload) = field_of(fields, field::PAYLOAD) {
         let _ = write!(out, "<h2>Payload</h2><pre id=\"payload\">{}</pre>", Esc(&lossy(payload)));
     }
     out.push_str("<h2>Entry fields</h2><table id=\"fields\"><tr><th>field</th><th>value</th></tr>");

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use redis::{ScriptInvocation, Value};
 
-use super::envelope::{Envelope, RawFields};
+use super::envelope::{Envelope, RawFields, field, field_of};
 use super::error::QueueError;
 use super::lane::Lane;
 use super::limit::Bucket;
@@ -385,11 +385,8 @@ impl Store {
         self.base_keys(&mut inv);
         inv.key(&self.keys.delayed).arg(&self.group).arg(millis(delay));
         for (entry_id, fields) in &entries {
-            let job_id = fields
-                .iter()
-                .find(|(k, _)| k == b"id")
-                .and_then(|(_, v)| std::str::from_utf8(v).ok())
-                .filter(|id| !id.is_empty());
+            let job_id =
+                field_of(fields, field::ID).and_then(|v| std::str::from_utf8(v).ok()).filter(|id| !id.is_empty());
             match job_id {
                 Some(id) => inv.key(self.delayed_key(id)).key(self.record_key(id)),
                 None => inv.key(&self.keys.stream).key(&self.keys.stream),
@@ -975,10 +972,11 @@ impl Store {
                         .await
                         .map_err(redis("list jobs"))?;
                     let entries = reply::entries(entries).map_err(|d| QueueError::protocol("list jobs", d))?;
-                    ids.extend(entries.into_iter().filter_map(|(_, f)| {
-                        let id = f.into_iter().find(|(k, _)| k == b"id")?.1;
-                        String::from_utf8(id).ok()
-                    }));
+                    ids.extend(
+                        entries
+                            .iter()
+                            .filter_map(|(_, f)| Some(std::str::from_utf8(field_of(f, field::ID)?).ok()?.to_owned())),
+                    );
                 }
                 let counts = self.stats().await?;
                 (ids, counts.length.saturating_sub(counts.pending), true)
@@ -1014,12 +1012,7 @@ impl Store {
         if ids.is_empty() || count == 0 {
             return Ok((Vec::new(), total));
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HGETALL").arg(self.record_key(id));
-        }
-        let hashes: Vec<Vec<(String, Vec<u8>)>> = pipe.query_async(&mut con).await.map_err(redis("list jobs"))?;
-        let records = ids.iter().zip(hashes).filter_map(|(id, h)| JobRecord::from_hash(id, h));
+        let records = self.records_of(&ids).await?.into_iter().flatten();
         let records: Vec<JobRecord> = if filter {
             records.filter(|r| r.state == state).skip(start).take(count).collect()
         } else {
