@@ -362,8 +362,19 @@ async fn a_queue_opened_with_another_number_of_partitions_is_refused() {
     let e = Queue::connect(redis.client(), QueueConfig::new(&name).partitions(6)).await.expect_err("6 of 4");
     assert!(e.to_string().contains("not 6"), "{e}");
     assert!(Queue::connect(redis.client(), QueueConfig::new(&name).partitions(4)).await.is_ok());
-    // A queue that an earlier version used, without the key, takes the number it is opened with.
+    // A user allowed no writes (a read-only dashboard) can open it, and is refused the same.
     let mut db = con(&redis.url).await;
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "reader", "on", ">secret", "~*", "+@read", "+@connection", "-@write"])
+        .query_async(&mut db)
+        .await
+        .expect("ACL SETUSER");
+    let reader = redis.url.replace("redis://", "redis://reader:secret@");
+    let reader = || redis::Client::open(reader.as_str()).expect("url");
+    let seen = Queue::connect(reader(), QueueConfig::new(&name).partitions(4)).await.expect("read-only, 4 of 4");
+    assert_eq!(seen.stats().await.expect("stats").length, 0);
+    assert!(Queue::connect(reader(), QueueConfig::new(&name).partitions(2)).await.is_err(), "read-only, 2 of 4");
+    // A queue that an earlier version used, without the key, takes the number it is opened with.
     let _: () = db.del(&q.keys().partitions).await.expect("del");
     assert!(Queue::connect(redis.client(), QueueConfig::new(&name).partitions(2)).await.is_ok());
     let e = Queue::connect(redis.client(), QueueConfig::new(&name).partitions(300)).await.expect_err("too many");
