@@ -606,7 +606,8 @@ impl Queue {
     /// Sentinel-managed primary (see [`RedisTarget`]).
     ///
     /// # Errors
-    /// A configuration out of range, or Redis unreachable.
+    /// A configuration out of range, a number of [partitions](QueueConfig::partitions) other
+    /// than the one the queue has in Redis, or Redis unreachable.
     pub async fn connect(redis: impl Into<RedisTarget>, config: QueueConfig) -> Result<Self, QueueError> {
         if config.name.is_empty() || config.name.contains(['{', '}']) {
             return Err(QueueError::Config(format!(
