@@ -955,7 +955,7 @@ async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog
     let cluster = RedisCluster::start();
     let (single, clustered) = (server(single_url), RedisTarget::cluster(cluster.urls()).expect("urls"));
     let mut rates: [Vec<f64>; 7] = Default::default();
-    let mut e2e: [Vec<f64>; 3] = Default::default();
+    let mut e2e: [Vec<f64>; 4] = Default::default();
     let (mut cpu_per_job, mut cpu_per_job_p6) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let one = |p: &str| vec![QueueConfig::new(format!("{p}{round}"))];
@@ -978,6 +978,7 @@ async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog
         e2e[0].push(e2e_on(&single, QueueConfig::new(format!("e2e-single{round}")), e2e_n).await);
         e2e[1].push(e2e_on(&clustered, QueueConfig::new(format!("e2e-cluster{round}")), e2e_n).await);
         e2e[2].push(e2e_on(&clustered, QueueConfig::new(format!("e2e-cluster-p6-{round}")).partitions(6), e2e_n).await);
+        e2e[3].push(e2e_on(&single, QueueConfig::new(format!("e2e-single-p6-{round}")).partitions(6), e2e_n).await);
         let cpu = redis_cpu_secs(single_url).await;
         rates[6].push(drain_on(&single, &parted("single-p6-", 6), backlog, PushOptions::new()).await.0);
         cpu_per_job_p6.push((redis_cpu_secs(single_url).await - cpu) / usize_f64(backlog) * 1e6);
@@ -1012,10 +1013,11 @@ async fn deployments(table: &mut Table, single_url: &str, rounds: usize, backlog
             note,
         );
     }
-    let [e2e_single, e2e_cluster, e2e_p6] = e2e.map(|r| median(&r));
+    let [e2e_single, e2e_cluster, e2e_p6, e2e_single_p6] = e2e.map(|r| median(&r));
     for (what, rate, base) in [
         ("3-primary cluster vs one server, 1 partition", e2e_cluster, e2e_single),
         ("3-primary cluster, 6 partitions vs 1", e2e_p6, e2e_cluster),
+        ("one server, 6 partitions vs 1", e2e_single_p6, e2e_single),
     ] {
         table.row(
             &format!("end to end, 8 producers, {} no-op jobs: {what}", backlog / 4),
