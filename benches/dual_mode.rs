@@ -758,6 +758,15 @@ async fn e2e_on(target: &RedisTarget, config: QueueConfig, n: usize) -> f64 {
     let workers = start_workers_on(target, config, noop_worker(&done)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let t = Instant::now();
+    push_from_eight(&q, n).await;
+    wait_count(&done, n as u64, Duration::from_secs(120)).await;
+    let took = t.elapsed();
+    stop_workers(workers).await;
+    usize_f64(n) / took.as_secs_f64()
+}
+
+/// Pushes `n` no-op jobs one by one from 8 producers at once.
+async fn push_from_eight(q: &Queue, n: usize) {
     let producers: Vec<_> = (0..8)
         .map(|i| {
             let q = q.clone();
@@ -772,10 +781,6 @@ async fn e2e_on(target: &RedisTarget, config: QueueConfig, n: usize) -> f64 {
     for p in producers {
         p.await.expect("producer");
     }
-    wait_count(&done, n as u64, Duration::from_secs(120)).await;
-    let took = t.elapsed();
-    stop_workers(workers).await;
-    usize_f64(n) / took.as_secs_f64()
 }
 
 /// Pickup latency: push one job after `idles[i]` of idle each; ms from the push's start to the
@@ -1151,20 +1156,7 @@ async fn cost_of(redis_url: &str, queue: &str, n: usize, e2e: bool) -> Cost {
     ALL_ALLOCS.store(0, Ordering::Relaxed);
     COUNT_ALL.store(true, Ordering::Relaxed);
     if e2e {
-        let producers: Vec<_> = (0..8)
-            .map(|i| {
-                let q = q.clone();
-                let share = n / 8 + usize::from(i < n % 8);
-                tokio::spawn(async move {
-                    for _ in 0..share {
-                        q.push("noop", 1, &(), PushOptions::new()).await.expect("push");
-                    }
-                })
-            })
-            .collect();
-        for p in producers {
-            p.await.expect("producer");
-        }
+        push_from_eight(&q, n).await;
     } else {
         workers = start_workers(redis_url, queue, noop_worker(&done)).await;
     }
