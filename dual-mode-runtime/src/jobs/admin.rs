@@ -85,8 +85,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn overview(&self) -> Result<QueueOverview, QueueError> {
-        let counts = futures_util::future::try_join_all(self.stores().map(Store::state_counts));
-        let (stats, counts) = tokio::try_join!(self.stats(), counts)?;
+        let (stats, counts) = tokio::try_join!(self.stats(), self.on_each(Store::state_counts))?;
         let (done, cancelled) = counts.iter().fold((0, 0), |(d, c), s| (d + s.done, c + s.cancelled));
         let paused_at_ms = counts.iter().filter_map(|s| s.paused_at_ms).min();
         Ok(QueueOverview {
@@ -107,8 +106,7 @@ impl Queue {
         const MINUTE: u64 = 60_000;
         let now = unix_ms(SystemTime::now());
         let from = (now / MINUTE + 1).saturating_sub(minutes as u64) * MINUTE;
-        let per_part = self.stores().map(|s| s.entered(&["done", "parked", "cancelled"], from, MINUTE, minutes));
-        let per_part = futures_util::future::try_join_all(per_part).await?;
+        let per_part = self.on_each(|s| s.entered(&["done", "parked", "cancelled"], from, MINUTE, minutes)).await?;
         let mut sets = per_part
             .into_iter()
             .reduce(|mut sum, part| {
@@ -312,8 +310,7 @@ impl Queue {
     /// Redis fails.
     pub async fn pause(&self) -> Result<bool, QueueError> {
         let now = unix_ms(SystemTime::now());
-        let paused = futures_util::future::try_join_all(self.stores().map(|s| s.pause_queue(now))).await?;
-        Ok(paused.contains(&true))
+        Ok(self.on_each(|s| s.pause_queue(now)).await?.contains(&true))
     }
 
     /// Resumes a paused queue. Returns `false` if it was not paused.
@@ -321,8 +318,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn resume(&self) -> Result<bool, QueueError> {
-        let resumed = futures_util::future::try_join_all(self.stores().map(Store::resume_queue)).await?;
-        Ok(resumed.contains(&true))
+        Ok(self.on_each(Store::resume_queue).await?.contains(&true))
     }
 
     /// Whether the queue is paused.
@@ -330,8 +326,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn is_paused(&self) -> Result<bool, QueueError> {
-        let paused = futures_util::future::try_join_all(self.stores().map(Store::is_paused)).await?;
-        Ok(paused.contains(&true))
+        Ok(self.on_each(Store::is_paused).await?.contains(&true))
     }
 }
 

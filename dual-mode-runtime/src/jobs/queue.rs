@@ -717,6 +717,15 @@ impl Queue {
         partition::split(id, self.partitions()).map(|(p, _)| p)
     }
 
+    /// `f` on every partition's store (its normal lane's) at once; the answers in partition
+    /// order.
+    pub(crate) async fn on_each<'a, T, Fut>(&'a self, f: impl Fn(&'a Store) -> Fut) -> Result<Vec<T>, QueueError>
+    where
+        Fut: Future<Output = Result<T, QueueError>>,
+    {
+        futures_util::future::try_join_all(self.stores().map(f)).await
+    }
+
     /// The normal lane's store of every partition.
     pub(crate) fn stores(&self) -> impl Iterator<Item = &Store> {
         self.inner.parts.iter().map(|lanes| &lanes[Lane::Normal.index()])
@@ -949,7 +958,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
-        let all = futures_util::future::try_join_all(self.stores().map(Store::stats)).await?;
+        let all = self.on_each(Store::stats).await?;
         Ok(all.into_iter().fold(QueueStats::default(), QueueStats::plus))
     }
 
@@ -1054,7 +1063,7 @@ impl Queue {
             return self.store().records(state, start, count).await;
         }
         let window = start.saturating_add(count);
-        let all = futures_util::future::try_join_all(self.stores().map(|s| s.records(state, 0, window))).await?;
+        let all = self.on_each(|s| s.records(state, 0, window)).await?;
         let total = all.iter().map(|(_, n)| n).sum();
         let mut records: Vec<JobRecord> = all.into_iter().flat_map(|(r, _)| r).collect();
         // Each partition's list is in its own order; merged by when the jobs got there.

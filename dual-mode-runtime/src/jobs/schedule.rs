@@ -13,7 +13,7 @@ use super::envelope::unix_ms;
 use super::error::{QueueError, failed};
 use super::lane::Lane;
 use super::queue::{PushOptions, Queue, encode, unique_of};
-use super::store::{ScheduleKeys, ScheduleState, Store, Ticked};
+use super::store::{ScheduleKeys, Store, Ticked};
 use crate::Spec;
 
 /// One schedule: a cron expression and the job it enqueues at each tick.
@@ -483,9 +483,8 @@ impl Queue {
     pub async fn pause_schedule(&self, name: &str) -> Result<bool, QueueError> {
         // In every partition: the schedule's may not be known here (it follows its unique key).
         let now = unix_ms(SystemTime::now());
-        let paused =
-            self.stores().map(|s| async move { s.pause_schedule(&ScheduleKeys::new(s.keys(), name), now).await });
-        Ok(futures_util::future::try_join_all(paused).await?.contains(&true))
+        let paused = self.on_each(|s| async move { s.pause_schedule(&ScheduleKeys::new(s.keys(), name), now).await });
+        Ok(paused.await?.contains(&true))
     }
 
     /// Resumes the schedule named `name`: its next tick after now is enqueued as usual.
@@ -495,9 +494,8 @@ impl Queue {
     /// Redis fails.
     pub async fn resume_schedule(&self, name: &str) -> Result<bool, QueueError> {
         let now = unix_ms(SystemTime::now());
-        let resumed =
-            self.stores().map(|s| async move { s.resume_schedule(&ScheduleKeys::new(s.keys(), name), now).await });
-        Ok(futures_util::future::try_join_all(resumed).await?.contains(&true))
+        let resumed = self.on_each(|s| async move { s.resume_schedule(&ScheduleKeys::new(s.keys(), name), now).await });
+        Ok(resumed.await?.contains(&true))
     }
 
     /// Removes the schedule named `name` from [`schedules`](Queue::schedules), with its pause
@@ -526,23 +524,16 @@ impl Queue {
     pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>, QueueError> {
         let index = self.home().schedule_index().await?;
         // A schedule's state is in one partition, its pause in all: merged over them.
-        let mut states: Vec<ScheduleState> = Vec::new();
-        for s in self.stores() {
-            let keys: Vec<ScheduleKeys> = index.iter().map(|(name, _)| ScheduleKeys::new(s.keys(), name)).collect();
-            let part = s.schedule_states(&keys).await?;
-            if states.is_empty() {
-                states = part;
-                continue;
-            }
-            for (sum, p) in states.iter_mut().zip(part) {
-                sum.last = sum.last.max(p.last);
-                sum.resumed = sum.resumed.max(p.resumed);
-                sum.paused = match (sum.paused, p.paused) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-        }
+        let parts = self
+            .on_each(|s| {
+                let keys: Vec<ScheduleKeys> = index.iter().map(|(name, _)| ScheduleKeys::new(s.keys(), name)).collect();
+                async move { s.schedule_states(&keys).await }
+            })
+            .await?;
+        let states = parts
+            .into_iter()
+            .reduce(|all, part| all.into_iter().zip(part).map(|(a, b)| a.merged(b)).collect())
+            .unwrap_or_default();
         let now = SystemTime::now();
         index
             .into_iter()

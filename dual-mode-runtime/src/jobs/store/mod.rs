@@ -1268,6 +1268,17 @@ pub(crate) struct ScheduleState {
     pub(crate) resumed: Option<i64>,
 }
 
+impl ScheduleState {
+    /// The state over two partitions' keys: the later tick and resume, the earlier pause.
+    pub(crate) fn merged(self, other: Self) -> Self {
+        let paused = match (self.paused, other.paused) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Self { last: self.last.max(other.last), paused, resumed: self.resumed.max(other.resumed) }
+    }
+}
+
 impl Reader {
     /// Up to `count` new entries for `consumer` from the lanes, read in `order`, without
     /// waiting; nothing when the queue is paused.
