@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 
 use super::error::{DecodeError, EnvelopeError, ParkReason};
-use super::lane::Lane;
+use super::lane::{Lane, UnknownLane};
 use super::trace::TraceParent;
 
 /// Field names of a stream entry.
@@ -166,11 +166,9 @@ impl Envelope {
         let reserved = field_of(fields, field::RESERVED) == Some(b"1");
         let lane = match field_of(fields, field::LANE) {
             None => Lane::Normal,
-            Some(_) => match text(fields, field::LANE)? {
-                "high" => Lane::High,
-                "low" => Lane::Low,
-                other => return Err(EnvelopeError::UnknownLane(other.to_owned())),
-            },
+            Some(_) => {
+                text(fields, field::LANE)?.parse().map_err(|UnknownLane(name)| EnvelopeError::UnknownLane(name))?
+            }
         };
         // Trace context is advice: one that does not parse is ignored (and the job starts a
         // trace of its own), as the W3C specification asks, rather than parking the job.
@@ -362,7 +360,17 @@ mod tests {
         fields.retain(|(k, _)| k != b"tp");
         assert_eq!(Envelope::from_fields(&fields), Ok(Envelope { traceparent: None, ..env.clone() }));
         fields.push((b"tp".to_vec(), b"00-not-a-trace".to_vec()));
-        assert_eq!(Envelope::from_fields(&fields), Ok(Envelope { traceparent: None, ..env }));
+        assert_eq!(Envelope::from_fields(&fields), Ok(Envelope { traceparent: None, ..env.clone() }));
+        // Lane names read as `Lane` parses them: `normal` too; an unknown one is an error.
+        let lane = |name: &[u8]| {
+            let mut f = fields.clone();
+            f.retain(|(k, _)| k != b"lane");
+            f.push((b"lane".to_vec(), name.to_vec()));
+            Envelope::from_fields(&f).map(|e| e.lane)
+        };
+        assert_eq!(lane(b"normal"), Ok(Lane::Normal));
+        assert_eq!(lane(b"low"), Ok(Lane::Low));
+        assert_eq!(lane(b"urgent"), Err(EnvelopeError::UnknownLane("urgent".into())));
         let missing: RawFields = vec![(b"foo".to_vec(), b"bar".to_vec())];
         assert_eq!(Envelope::from_fields(&missing), Err(EnvelopeError::Missing("payload")));
     }

@@ -11,6 +11,8 @@
 
 use std::cmp::Ordering;
 
+use super::store::stream_id;
+
 /// The partition of `key` among `n`: a 64-bit FNV-1a hash of its bytes, stable across
 /// processes, builds and platforms.
 pub(crate) fn of_key(key: &str, n: usize) -> usize {
@@ -63,13 +65,6 @@ pub(crate) fn split(id: &str, n: usize) -> Option<(usize, &str)> {
     let (base, p) = id.rsplit_once('.')?;
     let p: usize = p.parse().ok()?;
     (p < n).then_some((p, base))
-}
-
-/// A stream entry id as numbers (`ms-seq`), for ordering entries of different streams; an id
-/// that does not parse sorts first.
-fn stream_id(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 /// Where a page over every partition's stream starts: after (or, newest first, before) the

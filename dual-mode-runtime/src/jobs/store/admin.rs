@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use redis::{Script, Value};
 
-use super::reply::{self, Entry};
+use super::reply::{self, Entry, stream_id};
 use super::{Store, redis};
 use crate::jobs::envelope::RawFields;
 use crate::jobs::error::QueueError;
@@ -62,14 +62,16 @@ pub(crate) struct StateCounts {
 impl Store {
     /// The sizes of the ended jobs' sets and the queue's pause.
     pub(crate) async fn state_counts(&self) -> Result<StateCounts, QueueError> {
-        let mut pipe = redis::pipe();
-        for key in &self.state_keys {
-            pipe.cmd("ZCARD").arg(key);
-        }
-        pipe.cmd("GET").arg(&self.keys.paused);
-        // The sets in the order of `STATE_SETS`: running, done, parked, cancelled.
-        let (_, done, _, cancelled, paused): (u64, u64, u64, u64, Option<u64>) =
-            pipe.query_async(&mut self.con()).await.map_err(redis("count states"))?;
+        let (done, cancelled, paused): (u64, u64, Option<u64>) = redis::pipe()
+            .cmd("ZCARD")
+            .arg(self.state_set("done"))
+            .cmd("ZCARD")
+            .arg(self.state_set("cancelled"))
+            .cmd("GET")
+            .arg(&self.keys.paused)
+            .query_async(&mut self.con())
+            .await
+            .map_err(redis("count states"))?;
         Ok(StateCounts { done, cancelled, paused_at_ms: paused })
     }
 
@@ -274,10 +276,4 @@ fn info_fields(v: &Value) -> Vec<(String, Value)> {
             .filter_map(|p| Some((reply::text(&p[0])?, p[1].clone())))
             .collect(),
     }
-}
-
-/// A stream id as (ms, seq), for comparing; malformed parts read as 0.
-pub(crate) fn stream_id(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }

@@ -25,7 +25,7 @@ use super::record::{CancelOutcome, JobRecord, JobState};
 pub(crate) use admin::ConsumerInfo;
 pub use connection::RedisTarget;
 use connection::{Connection, Health};
-pub(crate) use reply::Entry;
+pub(crate) use reply::{Entry, stream_id};
 use scripts::STATE_SETS;
 
 /// A run to mark as running: its entry, fencing token, job id, attempt and start time.
@@ -554,41 +554,42 @@ impl Store {
     /// Counts of the lanes' streams and of the group's pending entries in them, of the delayed
     /// set and of the parked stream, and how many parked entries its cap dropped.
     pub(crate) async fn stats(&self) -> Result<QueueStats, QueueError> {
-        let mut con = self.con();
-        let (high, normal, low, delayed, parked, parked_dropped): (u64, u64, u64, u64, u64, Option<u64>) =
-            redis::pipe()
-                .cmd("XLEN")
-                .arg(&self.lanes[0])
-                .cmd("XLEN")
-                .arg(&self.lanes[1])
-                .cmd("XLEN")
-                .arg(&self.lanes[2])
-                .cmd("ZCARD")
-                .arg(&self.keys.delayed)
-                .cmd("XLEN")
-                .arg(&self.keys.parked)
-                .cmd("GET")
-                .arg(&self.keys.parked_dropped)
-                .query_async(&mut con)
-                .await
-                .map_err(redis("stats"))?;
-        let mut pending = 0;
+        // One round trip; errors come back per command, so that a lane without its group
+        // (NOGROUP from XPENDING) counts no pending entry instead of failing the rest.
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         for stream in &self.lanes {
-            let summary: Result<Value, _> =
-                redis::cmd("XPENDING").arg(stream).arg(&self.group).query_async(&mut con).await;
-            pending += match summary {
-                Ok(v) => reply::items(&v).and_then(|i| i.first()).and_then(reply::int).unwrap_or(0),
-                Err(e) if e.code() == Some("NOGROUP") => 0,
-                Err(e) => return Err(redis("stats")(e)),
-            };
+            pipe.cmd("XLEN").arg(stream).cmd("XPENDING").arg(stream).arg(&self.group);
         }
-        let pending = u64::try_from(pending).unwrap_or(0);
+        pipe.cmd("ZCARD").arg(&self.keys.delayed).cmd("XLEN").arg(&self.keys.parked);
+        pipe.cmd("GET").arg(&self.keys.parked_dropped);
+        let answers: Vec<redis::RedisResult<Value>> =
+            pipe.query_async(&mut self.con()).await.map_err(redis("stats"))?;
+        let count = |answer: &redis::RedisResult<Value>| -> Result<u64, QueueError> {
+            match answer {
+                Ok(Value::Nil) => Ok(0),
+                // XPENDING's summary: the count first.
+                Ok(v) => Ok(reply::int(v)
+                    .or_else(|| reply::text(v).and_then(|t| t.parse().ok()))
+                    .or_else(|| reply::items(v).and_then(|i| i.first()).and_then(reply::int))
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0)),
+                Err(e) if e.code() == Some("NOGROUP") => Ok(0),
+                Err(e) => Err(QueueError::protocol("stats", e.to_string())),
+            }
+        };
+        let counts = answers.iter().map(count).collect::<Result<Vec<u64>, _>>()?;
+        let [high, high_pending, normal, normal_pending, low, low_pending, delayed, parked, parked_dropped] =
+            counts[..]
+        else {
+            return Err(QueueError::protocol("stats", format!("{} answers for 9 commands", counts.len())));
+        };
         Ok(QueueStats {
             length: high + normal + low,
-            pending,
+            pending: high_pending + normal_pending + low_pending,
             delayed,
             parked,
-            parked_dropped: parked_dropped.unwrap_or(0),
+            parked_dropped,
         })
     }
 
@@ -1368,12 +1369,6 @@ fn unique_ttl_ms(env: &Envelope, ttl: Duration) -> u64 {
         (Some(_), 0) => 24 * 3600 * 1000,
         (Some(_), ms) => ms,
     }
-}
-
-/// A stream entry id `ms-seq` as numbers, which order as the stream does.
-fn stream_id(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// Whether an error says the server does not have the script (it was never loaded there, or

@@ -10,6 +10,13 @@ use crate::jobs::envelope::RawFields;
 pub(crate) type Entry = (String, RawFields);
 
 /// The bytes of a scalar reply.
+/// A stream entry id as numbers (`ms-seq`), for ordering; `None` for one that does not parse
+/// (which orders first).
+pub(crate) fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 pub(crate) fn bytes(v: &Value) -> Option<Vec<u8>> {
     match v {
         Value::BulkString(b) => Some(b.clone()),
