@@ -166,15 +166,7 @@ impl Queue {
                 members.last().filter(|_| members.len() >= count).map(|(member, score)| format!("{score}:{member}"));
             (members.into_iter().map(|(member, _)| member).collect::<Vec<_>>(), next)
         };
-        let mut items = Vec::with_capacity(ids.len());
-        for (p, store) in self.stores().enumerate() {
-            let mine: Vec<String> = ids.iter().filter(|id| self.partition_of(id) == Some(p)).cloned().collect();
-            if !mine.is_empty() {
-                items.extend(store.records_of(&mine).await?.into_iter().flatten());
-            }
-        }
-        // In the page's order again.
-        items.sort_by_key(|r: &JobRecord| ids.iter().position(|id| *id == r.id));
+        let items = self.records_of(&ids).await?.into_iter().flatten().collect();
         Ok(Page { items, next })
     }
 
@@ -201,7 +193,7 @@ impl Queue {
             let pages = futures_util::future::try_join_all(pages).await?;
             let entries = partition::merge(pages, want, false, |(id, _): &Entry| id.as_str());
             let full = entries.len() >= want;
-            let last = entries.last().map(|(p, (id, _))| if n > 1 { partition::tag(id, *p) } else { id.clone() });
+            let last = entries.last().map(|(p, (id, _))| partition::tag(id, *p, n));
             ids.extend(entries.into_iter().filter_map(|(_, (_, f))| text_field(&f, field::ID)));
             if full {
                 return Ok((ids, last.map(|id| format!("{lane}:{id}"))));
@@ -243,9 +235,9 @@ impl Queue {
     /// Redis fails.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
         let mut workers: Vec<WorkerInfo> = Vec::new();
-        let all = (0..self.partitions()).flat_map(|p| Lane::ALL.map(|lane| self.part_store(p, lane)));
-        for store in all {
-            for ConsumerInfo { name, pending, idle_ms } in store.consumers().await? {
+        let all = (0..self.partitions()).flat_map(|p| Lane::ALL.map(|lane| self.part_store(p, lane).consumers()));
+        for consumers in futures_util::future::try_join_all(all).await? {
+            for ConsumerInfo { name, pending, idle_ms } in consumers {
                 let last_seen = Duration::from_millis(idle_ms);
                 match workers.iter_mut().find(|w| w.name == name) {
                     Some(w) => {

@@ -13,13 +13,17 @@ use std::cmp::Ordering;
 
 use super::store::stream_id;
 
-/// The partition of `key` among `n`: a 64-bit FNV-1a hash of its bytes, stable across
-/// processes, builds and platforms.
+/// The 128-bit FNV-1a hash: stable across processes, builds and platforms, as a unique key
+/// derived from a payload, or a key's partition, must be.
+pub(crate) fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    bytes.iter().fold(OFFSET, |h, &b| (h ^ u128::from(b)).wrapping_mul(PRIME))
+}
+
+/// The partition of `key` among `n`, by its [`fnv1a_128`] hash.
 pub(crate) fn of_key(key: &str, n: usize) -> usize {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = key.bytes().fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
-    usize::try_from(hash % n.max(1) as u64).unwrap_or(0)
+    usize::try_from(fnv1a_128(key.as_bytes()) % n.max(1) as u128).unwrap_or(0)
 }
 
 /// The hash slot of a hash tag, as Redis Cluster computes it: CRC16 (XMODEM) modulo 16384.
@@ -51,9 +55,9 @@ pub(crate) fn tag_of(name: &str, i: usize, n: usize) -> String {
     tag
 }
 
-/// `id` tagged with partition `p`: `<id>.<p>`.
-pub(crate) fn tag(id: &str, p: usize) -> String {
-    format!("{id}.{p}")
+/// `id` tagged with partition `p` of `n`: `<id>.<p>`, or `id` itself with one partition.
+pub(crate) fn tag(id: &str, p: usize, n: usize) -> String {
+    if n <= 1 { id.to_owned() } else { format!("{id}.{p}") }
 }
 
 /// The partition that a tagged id names among `n`, and the id without its tag. With one
@@ -150,7 +154,8 @@ mod tests {
 
     #[test]
     fn tagged_ids_name_their_partition() {
-        let id = tag("0193a7e2-0000-7000-8000-000000000000", 4);
+        assert_eq!(tag("1700000000000-3", 0, 1), "1700000000000-3", "one partition: no tag");
+        let id = tag("0193a7e2-0000-7000-8000-000000000000", 4, 6);
         assert_eq!(split(&id, 6), Some((4, "0193a7e2-0000-7000-8000-000000000000")));
         assert_eq!(split(&id, 4), None, "partition 4 of 4 does not exist");
         assert_eq!(split("1700000000000-3", 1), Some((0, "1700000000000-3")));

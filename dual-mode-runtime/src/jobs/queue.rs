@@ -726,6 +726,26 @@ impl Queue {
         futures_util::future::try_join_all(self.stores().map(f)).await
     }
 
+    /// The records of `ids` in their order (`None` for an id without one): one pipeline per
+    /// partition, all at once.
+    pub(crate) async fn records_of(&self, ids: &[String]) -> Result<Vec<Option<JobRecord>>, QueueError> {
+        let mut by_part: Vec<(Vec<usize>, Vec<String>)> = vec![(Vec::new(), Vec::new()); self.partitions()];
+        for (i, id) in ids.iter().enumerate() {
+            if let Some(p) = self.partition_of(id) {
+                by_part[p].0.push(i);
+                by_part[p].1.push(id.clone());
+            }
+        }
+        let fetched = self.stores().zip(&by_part).map(|(store, (_, mine))| store.records_of(mine));
+        let mut out = vec![None; ids.len()];
+        for ((at, _), records) in by_part.iter().zip(futures_util::future::try_join_all(fetched).await?) {
+            for (&i, record) in at.iter().zip(records) {
+                out[i] = record;
+            }
+        }
+        Ok(out)
+    }
+
     /// The normal lane's store of every partition.
     pub(crate) fn stores(&self) -> impl Iterator<Item = &Store> {
         self.inner.parts.iter().map(|lanes| &lanes[Lane::Normal.index()])
@@ -762,14 +782,8 @@ impl Queue {
         payload: Vec<u8>,
         options: &PushOptions,
     ) -> Envelope {
-        let mut env = new_envelope(type_name, version, payload, options, unique);
-        if self.partitions() > 1 {
-            env.id = partition::tag(&env.id, p);
-            if options.idempotency_key.is_none() {
-                env.idempotency_key.clone_from(&env.id);
-            }
-        }
-        env
+        let id = partition::tag(&unique_id(), p, self.partitions());
+        new_envelope(id, type_name, version, payload, options, unique)
     }
 
     /// Gives back the slot of `rate_key` that job `job_id` holds and wakes the key's oldest
@@ -809,10 +823,7 @@ impl Queue {
     /// # Errors
     /// Redis unreachable.
     pub async fn ensure_group(&self) -> Result<(), QueueError> {
-        for store in self.stores() {
-            store.ensure_group(Duration::ZERO).await?;
-        }
-        Ok(())
+        self.on_each(|store| store.ensure_group(Duration::ZERO)).await.map(drop)
     }
 
     /// Pushes a payload serialized as JSON under `type_name` and schema `version`.
@@ -1010,8 +1021,7 @@ impl Queue {
 
     /// A parked entry of partition `p`, its id tagged when the queue has several.
     pub(crate) fn parked_from(&self, p: usize, (id, fields): Entry) -> ParkedEntry {
-        let id = if self.partitions() > 1 { partition::tag(&id, p) } else { id };
-        ParkedEntry::from_entry((id, fields))
+        ParkedEntry::from_entry((partition::tag(&id, p, self.partitions()), fields))
     }
 
     /// Puts a parked entry back on the queue with its original fields and the attempt reset
@@ -1249,19 +1259,19 @@ pub(crate) fn encode<T: Serialize + ?Sized>(type_name: &str, payload: &T) -> Res
 pub(crate) fn unique_of(type_name: &str, payload: &[u8], options: &PushOptions) -> Option<String> {
     match (&options.unique_key, options.unique_by_payload) {
         (Some(key), _) => Some(key.clone()),
-        (None, true) => Some(format!("{type_name}:{:032x}", fnv1a_128(payload))),
+        (None, true) => Some(format!("{type_name}:{:032x}", partition::fnv1a_128(payload))),
         (None, false) => None,
     }
 }
 
 fn new_envelope(
+    id: String,
     type_name: &str,
     version: u32,
     payload: Vec<u8>,
     options: &PushOptions,
     unique: Option<String>,
 ) -> Envelope {
-    let id = unique_id();
     Envelope {
         idempotency_key: options.idempotency_key.clone().unwrap_or_else(|| id.clone()),
         id,
@@ -1278,14 +1288,6 @@ fn new_envelope(
         enqueued_at_ms: unix_ms(SystemTime::now()),
         payload,
     }
-}
-
-/// The 128-bit FNV-1a hash: stable across processes, builds and platforms, as a unique key
-/// derived from a payload must be.
-fn fnv1a_128(bytes: &[u8]) -> u128 {
-    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
-    bytes.iter().fold(OFFSET, |h, &b| (h ^ u128::from(b)).wrapping_mul(PRIME))
 }
 
 impl Pushed {

@@ -60,9 +60,10 @@ pub(super) async fn overview(st: State, base: Base) -> Answer {
          <th class=\"n\">parked</th><th class=\"n\">done</th><th class=\"n\">cancelled</th><th>state</th></tr>",
     );
     let mut plots = String::new();
-    for q in &st.queues {
-        let o = q.overview().await.map_err(unavailable(&base))?;
-        let t = q.throughput(MINUTES).await.map_err(unavailable(&base))?;
+    // Every queue's counts and throughput at once.
+    let read = st.queues.iter().map(|q| async move { tokio::try_join!(q.overview(), q.throughput(MINUTES)) });
+    let read = futures_util::future::try_join_all(read).await.map_err(unavailable(&base))?;
+    for (q, (o, t)) in st.queues.iter().zip(read) {
         let qb = format!("{b}/queues/{}", Url(q.name()));
         let _ = write!(
             body,
@@ -130,10 +131,8 @@ fn cards(qb: &str, o: &QueueOverview) -> String {
 pub(super) async fn queue(st: State, base: Base, Path(name): Path<String>, Query(query): Query_) -> Answer {
     let q = st.queue(&base, &name)?;
     let (b, csrf, ro) = (&base.0, st.csrf.as_str(), st.read_only);
-    let o = q.overview().await.map_err(unavailable(&base))?;
-    let t = q.throughput(MINUTES).await.map_err(unavailable(&base))?;
-    let workers = q.workers().await.map_err(unavailable(&base))?;
-    let schedules = q.schedules().await.map_err(unavailable(&base))?;
+    let (o, t, workers, schedules) = tokio::try_join!(q.overview(), q.throughput(MINUTES), q.workers(), q.schedules())
+        .map_err(unavailable(&base))?;
     let qb = format!("{b}/queues/{}", Url(q.name()));
     let partitions = match q.partitions() {
         1 => String::new(),

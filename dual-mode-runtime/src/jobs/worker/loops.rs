@@ -533,11 +533,12 @@ async fn renew_slots(shared: &Shared) {
         .running()
         .values()
         .filter(|r| !*r.lost.borrow())
-        .filter_map(|r| Some((shared.streams[r.stream].queue, r.slot.clone()?, r.job_id.clone())))
+        .filter_map(|r| Some((shared.queue_of(r.stream).group, r.slot.clone()?, r.job_id.clone())))
         .collect();
+    // By queue: every partition's slots live on its queue's own keys.
     held.sort_unstable_by_key(|h| h.0);
     for same in held.chunk_by(|a, b| a.0 == b.0) {
-        let queue = &shared.queues[same[0].0].queue;
+        let Some(queue) = shared.queues.iter().find(|wq| wq.group == same[0].0).map(|wq| &wq.queue) else { continue };
         let keys: Vec<(&str, &str)> = same.iter().map(|(_, k, id)| (k.as_str(), id.as_str())).collect();
         for chunk in keys.chunks(RENEW_BATCH_MAX) {
             if let Err(e) = queue.home().renew_slots(chunk, shared.config.lease).await {

@@ -121,11 +121,16 @@ impl Worker {
         let names = self.queues.names().collect::<Vec<_>>().join(",");
         let mut readers = Vec::new();
         for (queue, _) in &self.queues.list {
-            for p in 0..queue.partitions() {
-                let part = queue.partition(p);
-                part.store().ensure_group(self.config.lease).await?;
-                readers.push(part.store().reader(self.config.block, queue.config().response_timeout).await?);
-            }
+            // The partitions of a queue at once: a round trip or two each, not one after another.
+            let (lease, block, timeout) = (self.config.lease, self.config.block, queue.config().response_timeout);
+            readers.extend(
+                queue
+                    .on_each(|store| async move {
+                        store.ensure_group(lease).await?;
+                        store.reader(block, timeout).await
+                    })
+                    .await?,
+            );
         }
         let order = queues::ReadOrder::new(&self.queues);
         let (queues, streams, batchers) = batchers(self.queues, &self.consumer, self.config.lease);
