@@ -17,12 +17,8 @@ use dual_mode::jobs::{
 };
 use dual_mode::{DualMode, Secret};
 use dual_mode_test_support::{PRIMARY_NAME, RedisCluster, RedisSentinels};
-use jobs_support::{RoleProcess, Work, con, ledger_worker, ran, runs, start, stop, unique, wait_for, wait_state};
+use jobs_support::{RoleProcess, Work, con, env, ledger_worker, ran, runs, start, stop, unique, wait_for, wait_state};
 use redis::AsyncCommands;
-
-fn env(key: &str) -> Option<String> {
-    std::env::var(key).ok()
-}
 
 fn worker_config(concurrency: usize) -> WorkerConfig {
     WorkerConfig::new()

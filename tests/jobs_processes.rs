@@ -14,7 +14,7 @@ use dual_mode::jobs::{
     JobError, JobInfo, PushOptions, Queue, QueueConfig, RateLimit, RateScope, Schedule, Scheduler, SchedulerConfig,
     Worker, WorkerConfig, typed,
 };
-use jobs_support::{RoleProcess, con, queue, unique, wait_for};
+use jobs_support::{RoleProcess, con, env, queue, unique, wait_for};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
@@ -27,10 +27,6 @@ struct Work {
     /// Ignores the signal to stop (the worker must abort it and hand it back).
     #[serde(default)]
     stubborn: bool,
-}
-
-fn env(key: &str) -> Option<String> {
-    std::env::var(key).ok()
 }
 
 /// Not a test by itself: the entry point of the child processes.

@@ -12,6 +12,11 @@ use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+/// An environment variable, if set (how a test binary's child processes get their roles).
+pub fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
 /// A queue name unique within this test process.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
