@@ -54,7 +54,7 @@ fn acting_on<'a>(
     st.queue(base, name)
 }
 
-fn queue_url(base: &Base, name: &str) -> String {
+pub(super) fn queue_url(base: &Base, name: &str) -> String {
     format!("{}/queues/{}", base.0, Url(name))
 }
 

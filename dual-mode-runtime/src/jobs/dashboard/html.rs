@@ -52,16 +52,19 @@ pub(super) struct When(pub(super) SystemTime);
 
 impl fmt::Display for When {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use chrono::{Datelike as _, Timelike as _};
         let secs = self.0.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let (year, month, day) = civil(secs / 86_400);
-        let time = secs % 86_400;
+        let t = chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(0), 0).unwrap_or_default();
         write!(
             f,
-            "<time title=\"{}\">{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}</time>",
+            "<time title=\"{}\">{:04}-{:02}-{:02} {:02}:{:02}:{:02}</time>",
             Ago(self.0),
-            time / 3600,
-            time / 60 % 60,
-            time % 60
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
         )
     }
 }
@@ -97,19 +100,6 @@ impl fmt::Display for Span {
             _ => write!(f, "{} d", s / 86_400),
         }
     }
-}
-
-/// The civil date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + u64::from(m <= 2), m, d)
 }
 
 /// A whole page: the header with the mount's links, an optional notice, the body.
@@ -167,9 +157,10 @@ mod tests {
     }
 
     #[test]
-    fn civil_dates_match_known_days() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(11_016), (2000, 2, 29));
-        assert_eq!(civil(20_784), (2026, 11, 27));
+    fn times_render_as_utc_dates() {
+        let at = |days: u64, secs: u64| When(UNIX_EPOCH + Duration::from_secs(days * 86_400 + secs)).to_string();
+        assert!(at(0, 0).contains(">1970-01-01 00:00:00<"), "{}", at(0, 0));
+        assert!(at(11_016, 59).contains(">2000-02-29 00:00:59<"), "{}", at(11_016, 59));
+        assert!(at(20_784, 61_385).contains(">2026-11-27 17:03:05<"), "{}", at(20_784, 61_385));
     }
 }

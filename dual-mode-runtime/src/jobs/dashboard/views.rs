@@ -8,6 +8,7 @@ use axum::extract::{Path, Query};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use super::actions::queue_url;
 use super::html::{Esc, Span, Url, When, button, lossy, page, when};
 use super::{Base, Fail, State, fail, plot, unavailable};
 use crate::jobs::envelope::{field, field_of};
@@ -64,7 +65,7 @@ pub(super) async fn overview(st: State, base: Base) -> Answer {
     let read = st.queues.iter().map(|q| async move { tokio::try_join!(q.overview(), q.throughput(MINUTES)) });
     let read = futures_util::future::try_join_all(read).await.map_err(unavailable(&base))?;
     for (q, (o, t)) in st.queues.iter().zip(read) {
-        let qb = format!("{b}/queues/{}", Url(q.name()));
+        let qb = queue_url(&base, q.name());
         let _ = write!(
             body,
             "<tr><td><a href=\"{qb}\">{name}</a></td>\
@@ -133,7 +134,7 @@ pub(super) async fn queue(st: State, base: Base, Path(name): Path<String>, Query
     let (b, csrf, ro) = (&base.0, st.csrf.as_str(), st.read_only);
     let (o, t, workers, schedules) = tokio::try_join!(q.overview(), q.throughput(MINUTES), q.workers(), q.schedules())
         .map_err(unavailable(&base))?;
-    let qb = format!("{b}/queues/{}", Url(q.name()));
+    let qb = queue_url(&base, q.name());
     let partitions = match q.partitions() {
         1 => String::new(),
         count => format!("<p class=\"muted\" id=\"partitions\">{count} partitions</p>"),
@@ -262,7 +263,7 @@ pub(super) async fn jobs(st: State, base: Base, Path(name): Path<String>, Query(
         raw_state.parse().map_err(|_| fail(&base, StatusCode::BAD_REQUEST, &format!("unknown state {raw_state:?}")))?;
     let after = query.get("after").map(String::as_str).filter(|a| !a.is_empty());
     let page_ = q.jobs_page(state, after, st.page_size).await.map_err(unavailable(&base))?;
-    let qb = format!("{}/queues/{}", base.0, Url(q.name()));
+    let qb = queue_url(&base, q.name());
     let shown = if state == JobState::Retrying { "delayed" } else { state.as_str() };
     let mut body = format!("<h1>Queue {}: {shown}</h1>{}", Esc(q.name()), tabs(&qb, shown));
     let third = match state {
@@ -350,7 +351,7 @@ pub(super) async fn job(
     } else {
         (q.job_fields(&record).await.map_err(unavailable(&base))?, None)
     };
-    let qb = format!("{}/queues/{}", base.0, Url(q.name()));
+    let qb = queue_url(&base, q.name());
     let mut body =
         format!("<h1>Job <span class=\"mono\">{}</span> {}</h1>", Esc(&record.id), state_badge(record.state));
     if !st.read_only && !record.state.is_final() {
@@ -429,7 +430,7 @@ pub(super) async fn parked(st: State, base: Base, Path(name): Path<String>, Quer
     let before = query.get("before").map(String::as_str).filter(|a| !a.is_empty());
     let (stats, page_) =
         tokio::try_join!(q.stats(), q.parked_page(before, st.page_size)).map_err(unavailable(&base))?;
-    let qb = format!("{}/queues/{}", base.0, Url(q.name()));
+    let qb = queue_url(&base, q.name());
     let mut body = format!("<h1>Queue {}: parked</h1>{}", Esc(q.name()), tabs(&qb, "parked"));
     let _ = write!(
         body,
@@ -487,7 +488,7 @@ pub(super) async fn parked_entry(st: State, base: Base, Path((name, id)): Path<(
         q.parked_entry(&id).await.map_err(unavailable(&base))?.ok_or_else(|| {
             fail(&base, StatusCode::NOT_FOUND, &format!("no parked entry {id:?} (re-driven already?)"))
         })?;
-    let qb = format!("{}/queues/{}", base.0, Url(q.name()));
+    let qb = queue_url(&base, q.name());
     let mut body = format!("<h1>Parked entry <span class=\"mono\">{}</span></h1>", Esc(&p.parked_id));
     if !st.read_only {
         if p.truncated_from.is_some() {
@@ -533,7 +534,7 @@ pub(super) async fn find(st: State, base: Base, Query(query): Query_) -> Answer 
     }
     for q in &st.queues {
         if q.job(id).await.map_err(unavailable(&base))?.is_some() {
-            return Ok(see_other(&format!("{}/queues/{}/jobs/{}", base.0, Url(q.name()), Url(id))));
+            return Ok(see_other(&format!("{}/jobs/{}", queue_url(&base, q.name()), Url(id))));
         }
     }
     Err(fail(&base, StatusCode::NOT_FOUND, &format!("no job {id:?} in any queue (or its record expired)")))
