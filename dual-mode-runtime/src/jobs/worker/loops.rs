@@ -483,46 +483,51 @@ pub(super) async fn renew_loop(shared: Arc<Shared>) {
             .map(|(&run, r)| (r.stream, run, r.entry_id.clone(), r.token, r.job_id.clone()))
             .collect();
         due.sort_unstable_by_key(|d| d.0);
+        // Every stream's renewals at once: one round trip a tick, however many streams.
         let chunks = due.chunk_by(|a, b| a.0 == b.0).flat_map(|same| same.chunks(RENEW_BATCH_MAX));
-        for chunk in chunks {
-            let stream = chunk[0].0;
-            let runs: Vec<(&str, u64, &str)> =
-                chunk.iter().map(|(_, _, id, token, job)| (id.as_str(), *token, job.as_str())).collect();
-            // A renewal counts from when it was sent: Redis may execute it any time after.
-            let sent = Instant::now();
-            let store = &shared.streams[stream].store;
-            let renewed = match tokio::time::timeout(every, store.renew(&shared.consumer, &runs)).await {
-                Ok(renewed) => renewed,
-                Err(_) => Err(QueueError::protocol("renew leases", "no answer within the renewal interval")),
-            };
-            if let Err(e) = &renewed {
-                let queue = shared.queue_of(stream).queue.name();
-                failed!(&e, %queue, "lease renewal failed");
-            }
-            let mut running = shared.running();
-            for (i, (_, run, entry_id, token, _)) in chunk.iter().enumerate() {
-                // A job that finished meanwhile is gone; its renewal no longer matters.
-                let Some(r) = running.get_mut(run) else { continue };
-                let lost = match &renewed {
-                    Ok(answers) if answers[i] != Renewed::Lost => {
-                        r.renewed = sent;
-                        if answers[i] == Renewed::CancelRequested && r.cancel.borrow().is_none() {
-                            tracing::info!(entry = %entry_id, "job cancelled while running; telling it");
-                            r.cancel.send_replace(Some(CancelReason::Requested));
-                        }
-                        false
-                    }
-                    Ok(_) => {
-                        tracing::warn!(entry = %entry_id, token, "lease lost: another consumer owns the entry now");
-                        true
-                    }
-                    // Whether a failed renewal loses the lease is the run's own clock's call.
-                    Err(_) => false,
-                };
-                if lost {
-                    r.lost.send_replace(true);
+        futures_util::future::join_all(chunks.map(|chunk| renew(&shared, chunk, every))).await;
+    }
+}
+
+/// Renews the leases of one stream's runs (up to [`RENEW_BATCH_MAX`]) in one fencing script,
+/// and tells each run what came of it.
+async fn renew(shared: &Shared, chunk: &[(usize, u64, String, u64, String)], every: Duration) {
+    let stream = chunk[0].0;
+    let runs: Vec<(&str, u64, &str)> =
+        chunk.iter().map(|(_, _, id, token, job)| (id.as_str(), *token, job.as_str())).collect();
+    // A renewal counts from when it was sent: Redis may execute it any time after.
+    let sent = Instant::now();
+    let store = &shared.streams[stream].store;
+    let renewed = match tokio::time::timeout(every, store.renew(&shared.consumer, &runs)).await {
+        Ok(renewed) => renewed,
+        Err(_) => Err(QueueError::protocol("renew leases", "no answer within the renewal interval")),
+    };
+    if let Err(e) = &renewed {
+        let queue = shared.queue_of(stream).queue.name();
+        failed!(&e, %queue, "lease renewal failed");
+    }
+    let mut running = shared.running();
+    for (i, (_, run, entry_id, token, _)) in chunk.iter().enumerate() {
+        // A job that finished meanwhile is gone; its renewal no longer matters.
+        let Some(r) = running.get_mut(run) else { continue };
+        let lost = match &renewed {
+            Ok(answers) if answers[i] != Renewed::Lost => {
+                r.renewed = sent;
+                if answers[i] == Renewed::CancelRequested && r.cancel.borrow().is_none() {
+                    tracing::info!(entry = %entry_id, "job cancelled while running; telling it");
+                    r.cancel.send_replace(Some(CancelReason::Requested));
                 }
+                false
             }
+            Ok(_) => {
+                tracing::warn!(entry = %entry_id, token, "lease lost: another consumer owns the entry now");
+                true
+            }
+            // Whether a failed renewal loses the lease is the run's own clock's call.
+            Err(_) => false,
+        };
+        if lost {
+            r.lost.send_replace(true);
         }
     }
 }
