@@ -13,7 +13,7 @@ use tracing::Instrument as _;
 
 use super::job::JobInner;
 use super::loops::{AckRequest, Delivery, GateRequest};
-use super::{CancelReason, JobInfo, Lease, Registration, Running, Shared, WorkerStats};
+use super::{CancelReason, ErasedHandler, JobInfo, Lease, Registration, Running, Shared, WorkerStats};
 use crate::jobs::envelope::{Envelope, RawFields, unix_ms};
 use crate::jobs::error::{JobError, ParkReason, chain, failed};
 use crate::jobs::metrics::{JobMetrics, UNKNOWN_TYPE};
@@ -114,10 +114,10 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
         crate::jobs::trace::continue_in(&span, tp);
     }
     async {
-        let known = shared.handlers.contains_key(&env.type_name);
-        let type_name = if known { env.type_name.as_str() } else { UNKNOWN_TYPE };
+        let handler = shared.handlers.get(&env.type_name).cloned();
+        let type_name = if handler.is_some() { env.type_name.as_str() } else { UNKNOWN_TYPE };
         let run = new_run(Some((env.id.clone(), env.unique.clone())), env.attempt, type_name);
-        let outcome = run.execute(env).await;
+        let outcome = run.execute(env, handler).await;
         run.count(outcome);
         tracing::Span::current().record("outcome", outcome.as_str());
         match outcome {
@@ -193,13 +193,14 @@ impl Run<'_> {
         }
     }
 
-    async fn execute(&self, env: Envelope) -> Outcome {
+    /// Runs `env` with `handler`, the one registered for its type, if any.
+    async fn execute(&self, env: Envelope, handler: Option<Arc<dyn ErasedHandler>>) -> Outcome {
         let shared = self.shared;
         if self.token > u64::from(shared.config.max_deliveries) {
             let detail = format!("delivered {} times (maximum {})", self.token, shared.config.max_deliveries);
             return self.park(ParkReason::TooManyDeliveries, &detail).await;
         }
-        let Some(handler) = shared.handlers.get(&env.type_name).cloned() else {
+        let Some(handler) = handler else {
             let detail = format!("no handler for type `{}` in this worker", env.type_name);
             return self.park(ParkReason::UnknownType, &detail).await;
         };
