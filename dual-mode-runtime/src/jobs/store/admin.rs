@@ -138,13 +138,13 @@ impl Store {
         };
         let start = start
             .map_or_else(|| "-".to_owned(), |(s, inclusive)| if inclusive { s.to_owned() } else { format!("({s}") });
-        self.range(&self.keys.stream, "XRANGE", &start, "+", count).await
+        self.range(self.stream(), "XRANGE", &start, "+", count).await
     }
 
     /// The group's last delivered id; `None` without a group.
     async fn last_delivered(&self) -> Result<Option<String>, QueueError> {
         let res: Result<Value, _> =
-            redis::cmd("XINFO").arg("GROUPS").arg(&self.keys.stream).query_async(&mut self.con()).await;
+            redis::cmd("XINFO").arg("GROUPS").arg(self.stream()).query_async(&mut self.con()).await;
         let groups = match res {
             Ok(v) => v,
             Err(e) if super::is_missing_stream(&e) => return Ok(None),
@@ -173,7 +173,7 @@ impl Store {
 
     /// One entry of the stream by id.
     pub(crate) async fn stream_entry(&self, entry_id: &str) -> Result<Option<RawFields>, QueueError> {
-        Ok(self.range(&self.keys.stream, "XRANGE", entry_id, entry_id, 1).await?.pop().map(|(_, f)| f))
+        Ok(self.range(self.stream(), "XRANGE", entry_id, entry_id, 1).await?.pop().map(|(_, f)| f))
     }
 
     async fn range(&self, key: &str, cmd: &str, from: &str, to: &str, count: usize) -> Result<Vec<Entry>, QueueError> {
@@ -215,12 +215,8 @@ impl Store {
 
     /// The group's consumers; none without a group.
     pub(crate) async fn consumers(&self) -> Result<Vec<ConsumerInfo>, QueueError> {
-        let res: Result<Value, _> = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&self.keys.stream)
-            .arg(&self.group)
-            .query_async(&mut self.con())
-            .await;
+        let res: Result<Value, _> =
+            redis::cmd("XINFO").arg("CONSUMERS").arg(self.stream()).arg(&self.group).query_async(&mut self.con()).await;
         let list = match res {
             Ok(v) => v,
             Err(e) if e.code() == Some("NOGROUP") || super::is_missing_stream(&e) => return Ok(Vec::new()),

@@ -142,8 +142,8 @@ pub(crate) type Claimed = (String, RawFields, u64);
 
 /// One queue's keys and group on one Redis, through a connection that reconnects by itself.
 ///
-/// A store reads and writes one of the queue's lanes: `keys.stream` is that lane's stream
-/// (see [`Store::lane`]); the other keys are the queue's.
+/// A store reads and writes one of the queue's lanes, whose stream is [`Store::stream`] (see
+/// [`Store::lane`]); its keys are the queue's (`keys.stream` is the normal lane's).
 #[derive(Clone)]
 pub(crate) struct Store {
     target: RedisTarget,
@@ -205,16 +205,14 @@ impl Store {
     ) -> Result<Self, QueueError> {
         let health = Arc::new(Health::default());
         let con = Connection::open(&target, config.response_timeout, health).await.map_err(redis("connect"))?;
-        let state_keys = STATE_SETS.iter().map(|s| format!("{}{s}", keys.state_prefix)).collect();
-        let lanes = Lane::ALL.map(|lane| keys.lane_stream(lane));
         Ok(Self {
             target,
             con,
+            lanes: Lane::ALL.map(|lane| keys.lane_stream(lane)),
+            state_keys: STATE_SETS.iter().map(|s| format!("{}{s}", keys.state_prefix)).collect(),
             keys,
             lane: Lane::Normal,
-            lanes,
             group: config.group.clone(),
-            state_keys,
             record_ttl_ms: millis(config.record_ttl).max(1),
             parked_max_len: config.parked_max_len.max(1),
         })
@@ -246,8 +244,8 @@ impl Store {
     /// A store of other keys (a partition's) on the same connection.
     pub(crate) fn with_keys(&self, keys: QueueKeys) -> Store {
         Self {
-            state_keys: STATE_SETS.iter().map(|s| format!("{}{s}", keys.state_prefix)).collect(),
             lanes: Lane::ALL.map(|lane| keys.lane_stream(lane)),
+            state_keys: STATE_SETS.iter().map(|s| format!("{}{s}", keys.state_prefix)).collect(),
             keys,
             lane: Lane::Normal,
             ..self.clone()
@@ -256,10 +254,12 @@ impl Store {
 
     /// The store of the same queue's `lane`: the same connection, that lane's stream.
     pub(crate) fn lane(&self, lane: Lane) -> Store {
-        let mut store = self.clone();
-        store.keys.stream.clone_from(&self.lanes[lane.index()]);
-        store.lane = lane;
-        store
+        Store { lane, ..self.clone() }
+    }
+
+    /// The stream of this store's lane.
+    fn stream(&self) -> &str {
+        &self.lanes[self.lane.index()]
     }
 
     /// Which lane this store reads and writes.
@@ -287,7 +287,7 @@ impl Store {
 
     /// Adds the stream and the state sets, the keys every record-writing script starts with.
     fn base_keys(&self, inv: &mut ScriptInvocation<'_>) {
-        inv.key(&self.keys.stream);
+        inv.key(self.stream());
         for k in &self.state_keys {
             inv.key(k);
         }
@@ -326,7 +326,7 @@ impl Store {
     }
 
     fn missing_group(&self) -> QueueError {
-        QueueError::MissingGroup { stream: self.keys.stream.clone(), group: self.group.clone() }
+        QueueError::MissingGroup { stream: self.stream().to_owned(), group: self.group.clone() }
     }
 
     /// A reader of this queue's lanes whose waits block up to `block` (on a connection whose
@@ -362,7 +362,7 @@ impl Store {
             lane => format!("{}group:{}:{lane}", self.keys.state_prefix, self.group),
         };
         let answer: i64 = scripts::ENSURE_GROUP
-            .key(&self.keys.stream)
+            .key(self.stream())
             .key(&marker)
             .arg(&self.group)
             .invoke_async(&mut self.con())
@@ -376,7 +376,7 @@ impl Store {
     async fn recreate_group(&self, delay: Duration) -> Result<Option<usize>, QueueError> {
         const MAX: usize = 10_000;
         let v: Value = redis::cmd("XRANGE")
-            .arg(&self.keys.stream)
+            .arg(self.stream())
             .arg("-")
             .arg("+")
             .arg("COUNT")
@@ -393,7 +393,7 @@ impl Store {
                 field_of(fields, field::ID).and_then(|v| std::str::from_utf8(v).ok()).filter(|id| !id.is_empty());
             match job_id {
                 Some(id) => inv.key(self.delayed_key(id)).key(self.record_key(id)),
-                None => inv.key(&self.keys.stream).key(&self.keys.stream),
+                None => inv.key(self.stream()).key(self.stream()),
             };
             inv.arg(entry_id).arg(job_id.unwrap_or(""));
         }
@@ -416,7 +416,7 @@ impl Store {
     fn push_cmd(&self, env: &Envelope, unique_ttl: Duration) -> redis::Cmd {
         let record = self.record_key(&env.id);
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(scripts::PUSH.get_hash()).arg(3).arg(&self.keys.stream).arg(&record);
+        cmd.arg(scripts::PUSH.get_hash()).arg(3).arg(self.stream()).arg(&record);
         match &env.unique {
             Some(u) => cmd.arg(self.unique_key(u)),
             None => cmd.arg(&record),
@@ -638,7 +638,7 @@ impl Store {
         count: usize,
     ) -> Result<(String, Vec<Claimed>), QueueError> {
         let res: Result<Value, _> = scripts::CLAIM
-            .key(&self.keys.stream)
+            .key(self.stream())
             .arg(&self.group)
             .arg(consumer)
             .arg(min_idle_ms)
@@ -657,7 +657,7 @@ impl Store {
     /// without a job id passes its entry id as `job` (it has no record).
     pub(crate) async fn renew(&self, consumer: &str, runs: &[(&str, u64, &str)]) -> Result<Vec<Renewed>, QueueError> {
         let mut inv = scripts::RENEW.prepare_invoke();
-        inv.key(&self.keys.stream).arg(&self.group).arg(consumer);
+        inv.key(self.stream()).arg(&self.group).arg(consumer);
         for (entry_id, token, job_id) in runs {
             inv.key(self.record_key(job_id)).arg(*entry_id).arg(*token);
         }
@@ -680,7 +680,7 @@ impl Store {
     pub(crate) async fn ack(&self, consumer: &str, runs: &[DoneRun]) -> Result<Vec<Written>, QueueError> {
         // Written straight into one command: the keys first, then the arguments.
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(scripts::ACK.get_hash()).arg(1 + STATE_SETS.len() + 2 * runs.len()).arg(&self.keys.stream);
+        cmd.arg(scripts::ACK.get_hash()).arg(1 + STATE_SETS.len() + 2 * runs.len()).arg(self.stream());
         cmd.arg(&self.state_keys);
         for r in runs {
             let record = self.record_key(&r.job_id);
@@ -720,7 +720,7 @@ impl Store {
         let (job_id, has_unique) = match run.job {
             Some((id, unique)) => (id, self.job_keys(&mut inv, id, unique)),
             None => {
-                inv.key(&self.keys.stream).key(&self.keys.stream);
+                inv.key(self.stream()).key(self.stream());
                 ("", 0)
             }
         };
@@ -879,7 +879,7 @@ impl Store {
         count: usize,
     ) -> Result<Vec<String>, QueueError> {
         let res: Result<Vec<(String, String, u64, u64)>, _> = redis::cmd("XPENDING")
-            .arg(&self.keys.stream)
+            .arg(self.stream())
             .arg(&self.group)
             .arg("IDLE")
             .arg(millis(min_idle))
@@ -900,7 +900,7 @@ impl Store {
     /// counts); returns those it still held.
     pub(crate) async fn reclaim(&self, consumer: &str, ids: &[String]) -> Result<Vec<Claimed>, QueueError> {
         let mut inv = scripts::RECLAIM.prepare_invoke();
-        inv.key(&self.keys.stream).arg(&self.group).arg(consumer);
+        inv.key(self.stream()).arg(&self.group).arg(consumer);
         for id in ids {
             inv.arg(id);
         }
@@ -1037,7 +1037,7 @@ impl Store {
     /// the next cursor (`None`: the scan is complete) and how many were re-queued.
     pub(crate) async fn sweep(&self, cursor: &str, count: usize) -> Result<(Option<String>, u64), QueueError> {
         let res: Result<(String, u64), _> = scripts::SWEEP
-            .key(&self.keys.stream)
+            .key(self.stream())
             .arg(&self.group)
             .arg(cursor)
             .arg(count)
@@ -1067,7 +1067,7 @@ impl Store {
     /// `min_idle`; returns how many.
     pub(crate) async fn prune_consumers(&self, consumer: &str, min_idle: Duration) -> Result<u64, QueueError> {
         scripts::PRUNE
-            .key(&self.keys.stream)
+            .key(self.stream())
             .arg(&self.group)
             .arg(millis(min_idle))
             .arg(consumer)
@@ -1079,7 +1079,7 @@ impl Store {
     /// Removes `consumer` from the group if it holds no pending entry; returns whether it did.
     pub(crate) async fn remove_consumer_if_idle(&self, consumer: &str) -> Result<bool, QueueError> {
         let removed: i64 = scripts::DEL_CONSUMER
-            .key(&self.keys.stream)
+            .key(self.stream())
             .arg(&self.group)
             .arg(consumer)
             .invoke_async(&mut self.con())
