@@ -50,8 +50,9 @@ pub use names::*;
 #[cfg(all(feature = "metrics", feature = "jobs"))]
 pub use crate::jobs::metrics::record_depth;
 
-/// The metric names, as in the [module docs](self).
-#[cfg(feature = "metrics")]
+/// The metric names, as in the [module docs](self). Without the feature only the guard's are
+/// used (by calls that do nothing).
+#[cfg_attr(not(feature = "metrics"), allow(dead_code, reason = "exported with the feature"))]
 mod names {
     /// Jobs added by pushes.
     pub const JOBS_PUSHED: &str = "dual_mode_jobs_pushed_total";
@@ -172,72 +173,56 @@ mod cache {
 
 /// The guard's events; each is a no-op without the `metrics` feature.
 pub(crate) mod guard {
-    use crate::Site;
-
-    #[cfg(feature = "metrics")]
-    use super::cache::increment;
-    #[cfg(feature = "metrics")]
     use super::names::{
         GUARD_CLIENTS_CLOSED, GUARD_CLIENTS_OPENED, GUARD_CLOSE_FAILURES, GUARD_DROPPED, GUARD_ENTER_FAILED,
         GUARD_ENTERED, GUARD_EXITED,
     };
+    use crate::Site;
+
+    #[cfg(feature = "metrics")]
+    use super::cache::increment;
+
+    /// Without the `metrics` feature: nothing, inlined away.
+    #[cfg(not(feature = "metrics"))]
+    #[inline]
+    fn increment(_name: &'static str, _service: &'static str, _resource: Option<&'static str>) {}
 
     /// A guard of `service` was entered.
     #[inline]
     pub(crate) fn entered(service: &'static str) {
-        #[cfg(feature = "metrics")]
         increment(GUARD_ENTERED, service, None);
-        #[cfg(not(feature = "metrics"))]
-        let _ = service;
     }
 
     /// An enter of `service` failed.
     #[inline]
     pub(crate) fn enter_failed(service: &'static str) {
-        #[cfg(feature = "metrics")]
         increment(GUARD_ENTER_FAILED, service, None);
-        #[cfg(not(feature = "metrics"))]
-        let _ = service;
     }
 
     /// A guard of `service` was exited.
     #[inline]
     pub(crate) fn exited(service: &'static str) {
-        #[cfg(feature = "metrics")]
         increment(GUARD_EXITED, service, None);
-        #[cfg(not(feature = "metrics"))]
-        let _ = service;
     }
 
     /// A guard of `service` holding clients was dropped without exit.
     #[inline]
     pub(crate) fn dropped(service: &'static str) {
-        #[cfg(feature = "metrics")]
         increment(GUARD_DROPPED, service, None);
-        #[cfg(not(feature = "metrics"))]
-        let _ = service;
     }
 
     /// A temporary client was opened for `site`.
     #[inline]
     pub(crate) fn opened(site: Site) {
-        #[cfg(feature = "metrics")]
         increment(GUARD_CLIENTS_OPENED, site.service, Some(site.resource));
-        #[cfg(not(feature = "metrics"))]
-        let _ = site;
     }
 
     /// The close of `site`'s client ran; `failed` says whether it failed.
     #[inline]
     pub(crate) fn closed(site: Site, failed: bool) {
-        #[cfg(feature = "metrics")]
-        {
-            increment(GUARD_CLIENTS_CLOSED, site.service, Some(site.resource));
-            if failed {
-                increment(GUARD_CLOSE_FAILURES, site.service, Some(site.resource));
-            }
+        increment(GUARD_CLIENTS_CLOSED, site.service, Some(site.resource));
+        if failed {
+            increment(GUARD_CLOSE_FAILURES, site.service, Some(site.resource));
         }
-        #[cfg(not(feature = "metrics"))]
-        let _ = (site, failed);
     }
 }
