@@ -76,10 +76,7 @@ impl Resource for ClusterConnection {
     type Error = redis::RedisError;
 
     async fn open(nodes: &str) -> Result<Self, redis::RedisError> {
-        let nodes =
-            nodes.split(',').map(str::trim).filter(|n| !n.is_empty()).map(IntoConnectionInfo::into_connection_info);
-        let nodes = nodes.collect::<Result<Vec<_>, _>>()?;
-        ClusterClient::new(nodes)?.get_async_connection().await
+        ClusterClient::new(nodes.split(',').map(str::trim).filter(|n| !n.is_empty()))?.get_async_connection().await
     }
 
     fn share_key(nodes: &str) -> u64 {
