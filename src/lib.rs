@@ -128,3 +128,16 @@
 
 pub use dual_mode_derive::DualMode;
 pub use dual_mode_runtime::*;
+
+/// The job layer (feature `jobs`): queues, workers and schedules of service specs. See
+/// [`dual_mode_jobs`].
+#[cfg(feature = "jobs")]
+pub use dual_mode_jobs as jobs;
+
+/// Metrics of guards and jobs (feature `metrics`): see [`dual_mode_runtime::metrics`].
+#[cfg(feature = "metrics")]
+pub mod metrics {
+    #[cfg(feature = "jobs")]
+    pub use dual_mode_jobs::record_depth;
+    pub use dual_mode_runtime::metrics::*;
+}

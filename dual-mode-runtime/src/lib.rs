@@ -1,13 +1,11 @@
 //! The runtime of [`dual-mode`](https://docs.rs/dual-mode): resources, guards, contexts,
-//! secrets, typed errors and the job layer. Depend on the `dual-mode` facade crate, which
+//! secrets and typed errors. Depend on the `dual-mode` facade crate, which
 //! re-exports all of this together with `#[derive(DualMode)]`.
 
 mod bounds;
 mod builtin;
 mod context;
 mod error;
-#[cfg(feature = "jobs")]
-pub mod jobs;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(not(feature = "metrics"))]

@@ -9,14 +9,14 @@
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
-//! | `dual_mode_jobs_pushed_total` | counter | `queue`, `type` | jobs added by [`Queue`](crate::jobs::Queue)'s pushes and schedule ticks (a duplicate of a unique job, or a tick another scheduler enqueued, adds none) |
+//! | `dual_mode_jobs_pushed_total` | counter | `queue`, `type` | jobs added by `Queue`'s pushes and schedule ticks (a duplicate of a unique job, or a tick another scheduler enqueued, adds none) |
 //! | `dual_mode_jobs_started_total` | counter | `queue`, `type` | attempts whose handler was started |
 //! | `dual_mode_jobs_ended_total` | counter | `queue`, `type`, `outcome` | runs by how they ended: `succeeded`, `retried`, `parked`, `cancelled`, `waiting` (a handler's `RetryAfter`), `rate_limited`, `handed_back` (shutdown), `lease_lost`, `unfinished` (the outcome could not be written); a queued job that `Queue::cancel` removed never ran and is not counted |
-//! | `dual_mode_jobs_parked_total` | counter | `queue`, `type`, `reason` | parked entries by [`ParkReason`](crate::jobs::ParkReason) code (`exhausted`, `rejected`, `not_json`, ...) |
+//! | `dual_mode_jobs_parked_total` | counter | `queue`, `type`, `reason` | parked entries by `ParkReason` code (`exhausted`, `rejected`, `not_json`, ...) |
 //! | `dual_mode_jobs_timed_out_total` | counter | `queue`, `type` | attempts stopped at their time limit (each also ends `retried` or `parked`) |
 //! | `dual_mode_jobs_run_seconds` | histogram | `queue`, `type` | how long handlers ran, each attempt |
 //! | `dual_mode_jobs_wait_seconds` | histogram | `queue`, `type` | from the push to the first attempt's start (a delayed push's delay included) |
-//! | `dual_mode_jobs_depth` | gauge | `queue`, `state` | entries `ready` (in the stream, not delivered), `running` (delivered, not acknowledged), `delayed` (delays and retries) and `parked`, as of the last [`record_depth`] |
+//! | `dual_mode_jobs_depth` | gauge | `queue`, `state` | entries `ready` (in the stream, not delivered), `running` (delivered, not acknowledged), `delayed` (delays and retries) and `parked`, as of the last `record_depth` |
 //! | `dual_mode_guard_entered_total` | counter | `service` | guards entered |
 //! | `dual_mode_guard_enter_failed_total` | counter | `service` | enters that failed (what they had opened was closed) |
 //! | `dual_mode_guard_exited_total` | counter | `service` | guards exited with `exit()` (and so by `run`) |
@@ -30,25 +30,12 @@
 //! so a producer's mistake cannot add series without bound. `service` is the service type's
 //! name (for a nested service, its own), `resource` the field's type as written.
 //!
-//! Queue depth is a property of the queue in Redis, not of one worker: it is sampled when
-//! someone looks, by [`record_depth`] (one pipelined round trip), which an exporter's scrape
-//! handler calls before rendering. So N workers do not read the same four numbers N times,
-//! the gauges are as fresh as the scrape, and a process that only pushes (an API) can expose
-//! them. With an exporter that pushes instead of being scraped, call it on a timer.
-//!
-//! ```no_run
-//! # #[cfg(all(feature = "metrics", feature = "jobs"))]
-//! # async fn f(queue: dual_mode_runtime::jobs::Queue) -> Result<(), dual_mode_runtime::jobs::QueueError> {
-//! // In the scrape handler, before rendering the exporter's text:
-//! dual_mode_runtime::metrics::record_depth(&queue).await?;
-//! # Ok(()) }
-//! ```
+//! Queue depth is a property of the queue in its store, not of one worker: it is sampled when
+//! someone looks, by the job layer's `record_depth` (`dual_mode::metrics::record_depth`), which
+//! an exporter's scrape handler calls before rendering.
 
 #[cfg(feature = "metrics")]
 pub use names::*;
-
-#[cfg(all(feature = "metrics", feature = "jobs"))]
-pub use crate::jobs::metrics::record_depth;
 
 /// The metric names, as in the [module docs](self). Without the feature only the guard's are
 /// used (by calls that do nothing).

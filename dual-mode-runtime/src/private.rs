@@ -8,6 +8,7 @@ pub use crate::context::slot;
 pub use crate::error::{BoxError, EnterError, Site};
 pub use crate::scope::{CloseFn, Scope};
 pub use crate::secret::SecretSource;
+pub use crate::unwind::{catch_unwind, panic_message};
 
 /// Expands its input only when the `axum` feature is on.
 #[cfg(feature = "axum")]

@@ -8,7 +8,10 @@ use std::task::Poll;
 
 /// Polls `fut` to completion, returning a panic it raised as `Err` instead of unwinding.
 /// Allocates nothing and moves nothing: the future stays pinned in this one's state.
-pub(crate) async fn catch_unwind<F: Future>(fut: F) -> Result<F::Output, Box<dyn Any + Send>> {
+///
+/// # Errors
+/// The panic's payload, when `fut` panicked.
+pub async fn catch_unwind<F: Future>(fut: F) -> Result<F::Output, Box<dyn Any + Send>> {
     let mut fut = pin!(fut);
     poll_fn(|cx| match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
         Ok(Poll::Pending) => Poll::Pending,
@@ -19,7 +22,7 @@ pub(crate) async fn catch_unwind<F: Future>(fut: F) -> Result<F::Output, Box<dyn
 }
 
 /// The message of a panic payload, when it is a string.
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> &str {
+pub fn panic_message(panic: &(dyn Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
         .copied()

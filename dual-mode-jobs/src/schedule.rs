@@ -14,7 +14,7 @@ use super::error::{QueueError, failed};
 use super::lane::Lane;
 use super::queue::{PushOptions, Queue, encode, unique_of};
 use super::store::{ScheduleKeys, Store, Ticked};
-use crate::Spec;
+use dual_mode_runtime::Spec;
 
 /// One schedule: a cron expression and the job it enqueues at each tick.
 #[derive(Debug, Clone)]
@@ -82,13 +82,13 @@ impl Schedule {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use dual_mode_runtime::jobs::{Lane, PushOptions, Schedule};
+    /// use dual_mode_jobs::{Lane, PushOptions, Schedule};
     /// let nightly = Schedule::new("nightly", "0 3 * * *", "Rollup", 1, &())?
     ///     .push_options(PushOptions::new()
     ///         .lane(Lane::Low)
     ///         .timeout(Duration::from_secs(600))
     ///         .unique("rollup", Duration::from_secs(3600)))?;
-    /// # Ok::<(), dual_mode_runtime::jobs::QueueError>(())
+    /// # Ok::<(), dual_mode_jobs::QueueError>(())
     /// ```
     ///
     /// # Errors

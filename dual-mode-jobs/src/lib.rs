@@ -157,7 +157,7 @@
 //! one atomic step keyed by it, so a second run finds the record and does nothing:
 //!
 //! ```no_run
-//! use dual_mode_runtime::jobs::{JobInfo, JobError};
+//! use dual_mode_jobs::{JobInfo, JobError};
 //!
 //! async fn charge(job: JobInfo, con: &mut redis::aio::ConnectionManager) -> Result<(), JobError> {
 //!     // The effect (here: add to a balance) and the "done" marker happen in one script, so
@@ -221,7 +221,7 @@ mod envelope;
 mod error;
 mod lane;
 mod limit;
-pub(crate) mod metrics;
+mod metrics;
 mod partition;
 mod queue;
 mod record;
@@ -237,6 +237,8 @@ pub use envelope::{Envelope, RawFields, decode_json};
 pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError};
 pub use lane::{Lane, UnknownLane};
 pub use limit::{RateLimit, RateScope};
+#[cfg(feature = "metrics")]
+pub use metrics::record_depth;
 pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};
 pub use record::{CancelOutcome, JobOutcome, JobRecord, JobState, UnknownState, WaitError};
 pub use schedule::{Schedule, ScheduleInfo, Scheduler, SchedulerConfig};

@@ -11,12 +11,12 @@ use axum::response::{Html, IntoResponse, Response};
 use super::actions::queue_url;
 use super::html::{Esc, Span, Url, When, button, lossy, page, when};
 use super::{Base, Fail, State, fail, plot, unavailable};
-use crate::jobs::envelope::{field, field_of};
-use crate::jobs::{JobRecord, JobState, ParkedEntry, QueueOverview, RawFields};
+use crate::envelope::{field, field_of};
+use crate::{JobRecord, JobState, ParkedEntry, QueueOverview, RawFields};
 
 /// A consumer not seen for this long is not shown as live: a worker that runs jobs renews
 /// their leases much more often, so one that holds jobs and is not seen is silent (see
-/// [`WorkerInfo::last_seen`](crate::jobs::WorkerInfo::last_seen)).
+/// [`WorkerInfo::last_seen`](crate::WorkerInfo::last_seen)).
 const SILENT_AFTER: Duration = Duration::from_secs(60);
 
 /// Minutes of throughput drawn.
@@ -99,7 +99,7 @@ fn paused_badge(o: &QueueOverview) -> String {
     }
 }
 
-fn throughput(t: &crate::jobs::Throughput) -> String {
+fn throughput(t: &crate::Throughput) -> String {
     let sum = |v: &[u64]| v.iter().sum::<u64>();
     format!(
         "{}<p class=\"legend muted\"><span class=\"done\">&#9632; done {}</span>\

@@ -8,8 +8,8 @@ use redis::{Script, Value};
 
 use super::reply::{self, Entry, stream_id};
 use super::{Store, redis};
-use crate::jobs::envelope::RawFields;
-use crate::jobs::error::QueueError;
+use crate::envelope::RawFields;
+use crate::error::QueueError;
 
 /// A page of a sorted set from a cursor: `ZRANK` finds the cursor's member in `O(log n)` when
 /// it is still there with the same score; otherwise the page starts after (score, member) in
@@ -200,7 +200,7 @@ impl Store {
     }
 
     /// The records of these jobs, in one round trip (`None` for an id without one).
-    pub(crate) async fn records_of(&self, ids: &[String]) -> Result<Vec<Option<crate::jobs::JobRecord>>, QueueError> {
+    pub(crate) async fn records_of(&self, ids: &[String]) -> Result<Vec<Option<crate::JobRecord>>, QueueError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -210,7 +210,7 @@ impl Store {
         }
         let hashes: Vec<Vec<(String, Vec<u8>)>> =
             pipe.query_async(&mut self.con()).await.map_err(redis("read job records"))?;
-        Ok(ids.iter().zip(hashes).map(|(id, h)| crate::jobs::JobRecord::from_hash(id, h)).collect())
+        Ok(ids.iter().zip(hashes).map(|(id, h)| crate::JobRecord::from_hash(id, h)).collect())
     }
 
     /// The group's consumers; none without a group.

@@ -19,7 +19,7 @@ use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
 use super::store::{self, Entry, RedisTarget, Store};
 use super::trace::TraceParent;
 use super::worker::Job;
-use crate::Spec;
+use dual_mode_runtime::Spec;
 
 /// Prefix of the original fields inside a parked entry.
 pub(crate) const RAW_PREFIX: &str = "raw:";
@@ -137,7 +137,7 @@ impl QueueConfig {
     /// Limits are checked by the workers: give the queue the same limits wherever workers run.
     ///
     /// ```
-    /// use dual_mode_runtime::jobs::{QueueConfig, RateLimit, RateScope};
+    /// use dual_mode_jobs::{QueueConfig, RateLimit, RateScope};
     ///
     /// let config = QueueConfig::new("esi")
     ///     .rate_limit(RateScope::Queue, RateLimit::per_second(100))
@@ -388,7 +388,7 @@ impl PushOptions {
     /// Puts the job in `lane`: workers read [`Lane::High`] first (see [`Lane`]).
     ///
     /// ```
-    /// use dual_mode_runtime::jobs::{Lane, PushOptions};
+    /// use dual_mode_jobs::{Lane, PushOptions};
     /// let urgent = PushOptions::new().lane(Lane::High);
     /// assert_eq!(urgent.lane, Lane::High);
     /// ```
@@ -403,13 +403,13 @@ impl PushOptions {
     /// `otel`, a push without one takes the current span's context.
     ///
     /// ```
-    /// use dual_mode_runtime::jobs::{PushOptions, TraceParent};
+    /// use dual_mode_jobs::{PushOptions, TraceParent};
     ///
     /// // E.g. the `traceparent` header of the request that asked for the job.
     /// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     /// let options = PushOptions::new().traceparent(header.parse::<TraceParent>()?);
     /// # let _ = options;
-    /// # Ok::<(), dual_mode_runtime::jobs::TraceParentError>(())
+    /// # Ok::<(), dual_mode_jobs::TraceParentError>(())
     /// ```
     #[must_use]
     pub fn traceparent(mut self, traceparent: TraceParent) -> Self {
@@ -1105,10 +1105,10 @@ impl Queue {
     /// every second covers a notification lost to a reconnect).
     ///
     /// ```no_run
-    /// # async fn f<S: dual_mode_runtime::jobs::Job>(queue: dual_mode_runtime::jobs::Queue, spec: S::Spec)
+    /// # async fn f<S: dual_mode_jobs::Job>(queue: dual_mode_jobs::Queue, spec: S::Spec)
     /// # -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
-    /// use dual_mode_runtime::jobs::{JobOutcome, PushOptions};
+    /// use dual_mode_jobs::{JobOutcome, PushOptions};
     ///
     /// let pushed = queue.push_spec(&spec, PushOptions::new()).await?;
     /// match queue.wait_for::<S>(&pushed.job_id, Duration::from_secs(30)).await? {

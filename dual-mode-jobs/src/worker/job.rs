@@ -5,8 +5,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::jobs::envelope::Envelope;
-use crate::jobs::error::DecodeError;
+use crate::envelope::Envelope;
+use crate::error::DecodeError;
 
 /// The lease of a running job: the job's way to learn that it lost ownership of its entry
 /// (another worker claimed it after the lease expired, e.g. because this process was paused).
@@ -64,7 +64,7 @@ pub(super) struct JobInner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CancelReason {
-    /// [`Queue::cancel`](crate::jobs::Queue::cancel) was called for it: it ends `cancelled`.
+    /// [`Queue::cancel`](crate::Queue::cancel) was called for it: it ends `cancelled`.
     Requested,
     /// Its worker is shutting down: if it stops, it is handed back to the queue without
     /// counting an attempt and another worker runs it.
@@ -109,10 +109,10 @@ impl JobInfo {
     }
 
     /// The producer's trace context, when the push carried one (see
-    /// [`PushOptions::traceparent`](crate::jobs::PushOptions::traceparent)): pass it on to
+    /// [`PushOptions::traceparent`](crate::PushOptions::traceparent)): pass it on to
     /// the jobs this one pushes, or to the services it calls.
     #[must_use]
-    pub fn traceparent(&self) -> Option<&crate::jobs::TraceParent> {
+    pub fn traceparent(&self) -> Option<&crate::TraceParent> {
         self.inner.envelope.traceparent.as_ref()
     }
 
@@ -124,7 +124,7 @@ impl JobInfo {
 
     /// The priority lane it was pushed to.
     #[must_use]
-    pub fn lane(&self) -> crate::jobs::Lane {
+    pub fn lane(&self) -> crate::Lane {
         self.inner.envelope.lane
     }
 
@@ -170,14 +170,14 @@ impl JobInfo {
         *self.inner.cancel.borrow()
     }
 
-    /// Resolves when the job is asked to stop ([`Queue::cancel`](crate::jobs::Queue::cancel),
+    /// Resolves when the job is asked to stop ([`Queue::cancel`](crate::Queue::cancel),
     /// or its worker shutting down); never, if it is not. A handler selects on it to stop
     /// early and cleanly; one that does not is aborted after the grace period
     /// ([`WorkerConfig::cancel_grace`](super::WorkerConfig::cancel_grace), or the shutdown
     /// deadline).
     ///
     /// ```no_run
-    /// # use dual_mode_runtime::jobs::{JobError, JobInfo};
+    /// # use dual_mode_jobs::{JobError, JobInfo};
     /// # async fn long_work() -> Result<(), JobError> { Ok(()) }
     /// async fn handle(job: JobInfo) -> Result<(), JobError> {
     ///     tokio::select! {
@@ -196,11 +196,11 @@ impl JobInfo {
     }
 
     /// Decodes the JSON payload into `T`, the error classified (return it with `?`: a
-    /// [`JobError::Decode`](crate::jobs::JobError::Decode) parks the entry with its reason).
+    /// [`JobError::Decode`](crate::JobError::Decode) parks the entry with its reason).
     ///
     /// # Errors
     /// A [`DecodeError`] naming the type, the field path and the kind of bad payload.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
-        crate::jobs::envelope::decode_json(self.payload(), self.type_name())
+        crate::envelope::decode_json(self.payload(), self.type_name())
     }
 }

@@ -1,5 +1,5 @@
 //! The job layer's metrics (feature `metrics`); names, labels and sampling are described in
-//! [`crate::metrics`]. Without the feature every call here is a no-op the compiler removes.
+//! `dual_mode::metrics`. Without the feature every call here is a no-op the compiler removes.
 
 #[cfg(feature = "metrics")]
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ use super::error::QueueError;
 #[cfg(feature = "metrics")]
 use super::queue::{Queue, QueueStats};
 #[cfg(feature = "metrics")]
-use crate::metrics::{
+use dual_mode_runtime::metrics::{
     JOBS_DEPTH, JOBS_ENDED, JOBS_PARKED, JOBS_PUSHED, JOBS_RUN_SECONDS, JOBS_STARTED, JOBS_TIMED_OUT, JOBS_WAIT_SECONDS,
 };
 
@@ -159,7 +159,19 @@ impl Handles {
 
 /// Samples `queue`'s depth by state into the `dual_mode_jobs_depth` gauges (one pipelined
 /// round trip, as [`Queue::stats`]) and returns the counts. Call it from the exporter's
-/// scrape handler; see the [module docs](crate::metrics).
+/// scrape handler; the metrics are listed in `dual_mode::metrics`.
+///
+/// Depth is a property of the queue in its store, not of one worker: sampling it when someone
+/// looks means N workers do not read the same four numbers N times, the gauges are as fresh as
+/// the scrape, and a process that only pushes (an API) can expose them. With an exporter that
+/// pushes instead of being scraped, call it on a timer.
+///
+/// ```no_run
+/// # async fn f(queue: dual_mode_jobs::Queue) -> Result<(), dual_mode_jobs::QueueError> {
+/// // In the scrape handler, before rendering the exporter's text:
+/// dual_mode_jobs::record_depth(&queue).await?;
+/// # Ok(()) }
+/// ```
 ///
 /// # Errors
 /// Redis fails.

@@ -60,7 +60,7 @@ const SEARCH_DAYS: i64 = 366 * 8;
 /// than its argument, so a loop that feeds each tick back in walks every tick once.
 ///
 /// ```
-/// use dual_mode_runtime::jobs::Cron;
+/// use dual_mode_jobs::Cron;
 ///
 /// let every_5_min = Cron::parse("*/5 * * * *").unwrap();
 /// assert_eq!(every_5_min.next_after_secs(0), Some(300));

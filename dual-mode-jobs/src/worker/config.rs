@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::jobs::envelope::random_u64;
-use crate::jobs::error::QueueError;
+use crate::envelope::random_u64;
+use crate::error::QueueError;
 
 /// Settings of a worker.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ pub struct WorkerConfig {
     pub shutdown_deadline: Duration,
     /// After a job learns it lost its lease, how long it may go on before it is aborted.
     pub lost_lease_grace: Duration,
-    /// After a running job is cancelled ([`Queue::cancel`](crate::jobs::Queue::cancel)), how
+    /// After a running job is cancelled ([`Queue::cancel`](crate::Queue::cancel)), how
     /// long it may go on before it is aborted.
     pub cancel_grace: Duration,
     /// How often the worker looks for entries that no consumer holds below the group's last
@@ -43,7 +43,7 @@ pub struct WorkerConfig {
     /// crashed workers that hold nothing.
     pub sweep_every: Duration,
     /// An entry delivered more often than this is parked as
-    /// [`ParkReason::TooManyDeliveries`](crate::jobs::ParkReason::TooManyDeliveries) (it kills the workers that run it).
+    /// [`ParkReason::TooManyDeliveries`](crate::ParkReason::TooManyDeliveries) (it kills the workers that run it).
     pub max_deliveries: u32,
     /// The start of the consumer name; the process id and a random suffix follow.
     pub consumer_prefix: String,
@@ -219,7 +219,7 @@ impl WorkerConfig {
     /// lane a twentieth; an empty lane costs nothing, its share goes to the others.
     ///
     /// ```
-    /// use dual_mode_runtime::jobs::WorkerConfig;
+    /// use dual_mode_jobs::WorkerConfig;
     /// // A tenth of the reads start at the normal lane, a fiftieth at the low lane.
     /// let config = WorkerConfig::new().lane_shares(10, 50);
     /// assert_eq!(config.lane_shares, (10, 50));

@@ -14,12 +14,12 @@ use tracing::Instrument as _;
 use super::job::JobInner;
 use super::loops::{AckRequest, Delivery, GateRequest};
 use super::{CancelReason, ErasedHandler, JobInfo, Lease, Registration, Running, Shared, WorkerStats};
-use crate::jobs::envelope::{Envelope, RawFields, unix_ms};
-use crate::jobs::error::{JobError, ParkReason, chain, failed};
-use crate::jobs::metrics::{JobMetrics, UNKNOWN_TYPE};
-use crate::jobs::queue::RAW_PREFIX;
-use crate::jobs::store::{DoneRun, Ending, Gate, Passed, RunRef, Written, millis};
-use crate::unwind::{catch_unwind, panic_message};
+use crate::envelope::{Envelope, RawFields, unix_ms};
+use crate::error::{JobError, ParkReason, chain, failed};
+use crate::metrics::{JobMetrics, UNKNOWN_TYPE};
+use crate::queue::RAW_PREFIX;
+use crate::store::{DoneRun, Ending, Gate, Passed, RunRef, Written, millis};
+use dual_mode_runtime::__private::{catch_unwind, panic_message};
 
 /// At most this many original field pairs are copied into a parked entry.
 const MAX_PARKED_FIELDS: usize = 1000;
@@ -111,7 +111,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
         traceparent = tracing::field::Empty,
     );
     if let Some(tp) = &env.traceparent {
-        crate::jobs::trace::continue_in(&span, tp);
+        crate::trace::continue_in(&span, tp);
     }
     async {
         let handler = shared.handlers.get(&env.type_name).cloned();
@@ -165,7 +165,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// The queue of the entry.
-    fn queue(&self) -> &crate::jobs::Queue {
+    fn queue(&self) -> &crate::Queue {
         &self.shared.queue_of(self.stream).queue
     }
 
@@ -341,7 +341,7 @@ impl Run<'_> {
     /// second when the check failed.
     async fn gate(&self, env: &Envelope) -> Option<Outcome> {
         let config = self.queue().config();
-        let buckets = crate::jobs::limit::buckets(&config.rate_limits, env);
+        let buckets = crate::limit::buckets(&config.rate_limits, env);
         let slots = env.rate_key.as_deref().and_then(|k| config.slots_of(k));
         if buckets.is_empty() && slots.is_none() {
             return None;

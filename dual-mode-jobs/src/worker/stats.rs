@@ -30,10 +30,10 @@ pub struct WorkerCounts {
     pub succeeded: u64,
     /// Failed attempts scheduled for a retry.
     pub retried: u64,
-    /// Runs delayed by [`JobError::RetryAfter`](crate::jobs::JobError::RetryAfter), without counting an attempt.
+    /// Runs delayed by [`JobError::RetryAfter`](crate::JobError::RetryAfter), without counting an attempt.
     pub waited: u64,
     /// Runs delayed, without counting an attempt, until their rate limits had room (see
-    /// [`QueueConfig::rate_limit`](crate::jobs::QueueConfig::rate_limit)).
+    /// [`QueueConfig::rate_limit`](crate::QueueConfig::rate_limit)).
     pub rate_limited: u64,
     /// Entries parked.
     pub parked: u64,

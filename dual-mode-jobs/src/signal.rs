@@ -11,8 +11,8 @@
 /// default).
 ///
 /// ```no_run
-/// # async fn f(worker: dual_mode_runtime::jobs::Worker) -> Result<(), dual_mode_runtime::jobs::QueueError> {
-/// let report = worker.run(dual_mode_runtime::jobs::shutdown_signal()).await?;
+/// # async fn f(worker: dual_mode_jobs::Worker) -> Result<(), dual_mode_jobs::QueueError> {
+/// let report = worker.run(dual_mode_jobs::shutdown_signal()).await?;
 /// # Ok(()) }
 /// ```
 ///

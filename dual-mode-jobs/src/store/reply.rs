@@ -4,7 +4,7 @@
 use redis::Value;
 
 use super::Claimed;
-use crate::jobs::envelope::RawFields;
+use crate::envelope::RawFields;
 
 /// One stream entry: its id and raw fields.
 pub(crate) type Entry = (String, RawFields);

@@ -12,7 +12,7 @@ use axum::response::Response;
 use super::html::Url;
 use super::views::see_other;
 use super::{Base, Fail, Shared, State, fail, unavailable};
-use crate::jobs::{CancelOutcome, Queue, QueueError};
+use crate::{CancelOutcome, Queue, QueueError};
 
 type Fields = Result<Form<HashMap<String, String>>, FormRejection>;
 type Answer = Result<Response, Fail>;

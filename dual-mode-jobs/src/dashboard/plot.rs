@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::jobs::Throughput;
+use crate::Throughput;
 
 const W: u64 = 600;
 const H: u64 = 120;

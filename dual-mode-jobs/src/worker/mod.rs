@@ -35,7 +35,7 @@ use super::error::QueueError;
 use super::lane::Lane;
 use super::queue::Queue;
 use super::store::Store;
-use crate::Spec;
+use dual_mode_runtime::Spec;
 use handler::ErasedHandler;
 use loops::{AbortOnDrop, AckRequest, Delivery, GateRequest};
 
@@ -81,7 +81,7 @@ impl Worker {
 
     /// Registers `handler` for entries whose type name is `type_name` (replacing any
     /// earlier one); entries of unregistered type names are parked as
-    /// [`ParkReason::UnknownType`](crate::jobs::ParkReason::UnknownType).
+    /// [`ParkReason::UnknownType`](crate::ParkReason::UnknownType).
     #[must_use]
     pub fn handle(mut self, type_name: impl Into<String>, handler: impl Handler) -> Self {
         self.handlers.insert(type_name.into(), Arc::new(handler));

@@ -13,7 +13,7 @@ use super::envelope::Envelope;
 ///
 /// ```
 /// use std::time::Duration;
-/// use dual_mode_runtime::jobs::RateLimit;
+/// use dual_mode_jobs::RateLimit;
 ///
 /// // 50 starts a second, evenly spaced (one every 20 ms).
 /// let esi = RateLimit::per_second(50);
@@ -136,7 +136,7 @@ mod tests {
             timeout_ms: None,
             rate_key: rate_key.map(Into::into),
             reserved: false,
-            lane: crate::jobs::Lane::Normal,
+            lane: crate::Lane::Normal,
             traceparent: None,
             enqueued_at_ms: 0,
             payload: Vec::new(),

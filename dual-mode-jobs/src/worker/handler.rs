@@ -9,13 +9,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::JobInfo;
-use crate::jobs::error::JobError;
+use crate::error::JobError;
 
 /// Runs jobs of one type name. The future runs in its job's task, its panics caught: a panic
 /// fails that job only.
 pub trait Handler: Send + Sync + 'static {
     /// What a successful run returns; it is stored as JSON in the job's record, where
-    /// [`Queue::wait_for_output`](crate::jobs::Queue::wait_for_output) reads it. `()` for none.
+    /// [`Queue::wait_for_output`](crate::Queue::wait_for_output) reads it. `()` for none.
     type Output: Serialize + Send;
 
     /// Runs one job; `Err` retries or parks it, see [`JobError`].

@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
-pub use crate::BoxError;
+pub use dual_mode_runtime::BoxError;
 
 /// An operation of the queue, worker or scheduler that failed.
 ///
@@ -242,9 +242,9 @@ impl JobError {
     }
 }
 
-impl From<crate::Error> for JobError {
+impl From<dual_mode_runtime::Error> for JobError {
     /// A failed enter or exit of a service's guard (a server not reachable yet) is retried.
-    fn from(e: crate::Error) -> Self {
+    fn from(e: dual_mode_runtime::Error) -> Self {
         Self::failed(e)
     }
 }
@@ -254,11 +254,11 @@ impl From<crate::Error> for JobError {
 /// is unreachable, since the connection logs an outage once as it begins and once as it ends.
 macro_rules! failed {
     ($e:expr, $($rest:tt)+) => {{
-        let e: &$crate::jobs::QueueError = $e;
+        let e: &$crate::QueueError = $e;
         if e.is_unavailable() {
-            ::tracing::debug!(error = %$crate::jobs::error::chain(e), $($rest)+);
+            ::tracing::debug!(error = %$crate::error::chain(e), $($rest)+);
         } else {
-            ::tracing::warn!(error = %$crate::jobs::error::chain(e), $($rest)+);
+            ::tracing::warn!(error = %$crate::error::chain(e), $($rest)+);
         }
     }};
 }

@@ -14,14 +14,14 @@ use std::str::FromStr;
 /// [`JobInfo::traceparent`](super::JobInfo::traceparent).
 ///
 /// ```
-/// use dual_mode_runtime::jobs::TraceParent;
+/// use dual_mode_jobs::TraceParent;
 ///
 /// let tp: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse()?;
 /// assert_eq!(tp.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
 /// assert_eq!(tp.parent_id(), "00f067aa0ba902b7");
 /// assert!(tp.sampled());
 /// assert!("00-00000000000000000000000000000000-00f067aa0ba902b7-01".parse::<TraceParent>().is_err());
-/// # Ok::<(), dual_mode_runtime::jobs::TraceParentError>(())
+/// # Ok::<(), dual_mode_jobs::TraceParentError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TraceParent(String);

@@ -2,14 +2,14 @@
 
 use std::collections::HashSet;
 
-use crate::jobs::error::QueueError;
-use crate::jobs::queue::Queue;
+use crate::error::QueueError;
+use crate::queue::Queue;
 
 /// The queues a [`Worker`](super::Worker) reads, with one concurrency budget, one renewal loop
 /// and one claim loop for all of them.
 ///
 /// Each read takes as many entries as the worker has free slots, queue after queue in an
-/// order chosen per read, each queue's lanes high first (see [`Lane`](crate::jobs::Lane)):
+/// order chosen per read, each queue's lanes high first (see [`Lane`](crate::Lane)):
 ///
 /// - [`Queues::strict`]: always in the given order; a queue is read only when the queues
 ///   before it had fewer ready entries than free slots.
@@ -20,8 +20,8 @@ use crate::jobs::queue::Queue;
 /// A single [`Queue`] converts into `Queues`, so `Worker::new(queue, config)` reads one.
 ///
 /// ```no_run
-/// # async fn f(emails: dual_mode_runtime::jobs::Queue, reports: dual_mode_runtime::jobs::Queue) {
-/// use dual_mode_runtime::jobs::{Queues, Worker, WorkerConfig};
+/// # async fn f(emails: dual_mode_jobs::Queue, reports: dual_mode_jobs::Queue) {
+/// use dual_mode_jobs::{Queues, Worker, WorkerConfig};
 /// // Three reads of `emails` for each read of `reports` while both have a backlog.
 /// let worker = Worker::new(Queues::weighted([(emails, 3), (reports, 1)]), WorkerConfig::default());
 /// # }

@@ -12,10 +12,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::outcome::run_job;
 use super::queues::ReadOrder;
 use super::{CancelReason, Shared, WorkerStats};
-use crate::jobs::envelope::RawFields;
-use crate::jobs::error::{QueueError, chain, failed};
-use crate::jobs::lane::LaneOrder;
-use crate::jobs::store::{DoneRun, Gate, MarkRun, Marked, Passed, Read, Reader, Renewed, Store, Written};
+use crate::envelope::RawFields;
+use crate::error::{QueueError, chain, failed};
+use crate::lane::LaneOrder;
+use crate::store::{DoneRun, Gate, MarkRun, Marked, Passed, Read, Reader, Renewed, Store, Written};
 
 /// At most this many successful runs are acknowledged by one script.
 const ACK_BATCH_MAX: usize = 64;
@@ -314,7 +314,7 @@ async fn claim(
     tx: &mpsc::Sender<Vec<Delivery>>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
-    let min_idle = crate::jobs::store::millis(shared.config.lease);
+    let min_idle = crate::store::millis(shared.config.lease);
     let store = &shared.streams[stream].store;
     loop {
         // Wait in the semaphore's fair queue for one permit (the reader holds its permits only

@@ -10,16 +10,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Handler, JobInfo};
-use crate::jobs::envelope::decode_json;
-use crate::jobs::error::{DecodeError, JobError, ParkReason};
-use crate::{Context, DualMode, Parts, Spec};
+use crate::envelope::decode_json;
+use crate::error::{DecodeError, JobError, ParkReason};
+use dual_mode_runtime::{Context, DualMode, Parts, Spec};
 
 /// A service that runs as a job: the worker decodes its spec, enters it (see [`Clients`]),
 /// calls [`run`](Job::run) with the complete service, then exits the guard on every path
 /// (`Ok`, `Err`, a panic, and the job being aborted).
 ///
 /// Delivery is at-least-once: key side effects by [`JobInfo::idempotency_key`], see the
-/// [module docs](crate::jobs#at-least-once-delivery).
+/// [module docs](crate#at-least-once-delivery).
 ///
 /// ```ignore
 /// impl Job for Report {
@@ -39,11 +39,11 @@ use crate::{Context, DualMode, Parts, Spec};
 )]
 pub trait Job: DualMode {
     /// What a successful run returns, stored with the job's record and typed again by
-    /// [`Queue::wait_for`](crate::jobs::Queue::wait_for); `()` for nothing.
+    /// [`Queue::wait_for`](crate::Queue::wait_for); `()` for nothing.
     type Output: Serialize + DeserializeOwned + Send + 'static;
 
     /// The time limit of one attempt (a push's
-    /// [`PushOptions::timeout`](crate::jobs::PushOptions::timeout) wins); `None`: no limit. At
+    /// [`PushOptions::timeout`](crate::PushOptions::timeout) wins); `None`: no limit. At
     /// the deadline the run is dropped, its guard closes the clients it opened, and the
     /// attempt fails with a `timeout` error.
     const TIMEOUT: Option<Duration> = None;
@@ -122,6 +122,6 @@ impl<S: Job> Handler for ServiceHandler<S> {
         // `run` exits on every path: `Ok`, `Err`, a panic (caught, exited, resumed: the worker
         // retries the job) and this task being aborted (the guard's drop closes its clients).
         // An enter failure (a server not reachable yet) converts to a retry.
-        crate::run(parts, async |service: &S| service.run(&job).await).await
+        dual_mode_runtime::run(parts, async |service: &S| service.run(&job).await).await
     }
 }
