@@ -214,6 +214,7 @@
 //! rule at daylight-saving changes (see [`Cron`]).
 
 mod admin;
+mod backend;
 mod cron;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;

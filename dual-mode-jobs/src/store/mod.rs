@@ -5,6 +5,7 @@
 //! [`QueueError`], and error codes (`NOGROUP`, `BUSYGROUP`) are read here only.
 
 mod admin;
+mod backend;
 mod connection;
 mod reply;
 mod scripts;
@@ -22,7 +23,8 @@ use super::limit::Bucket;
 use super::queue::{QueueConfig, QueueKeys, QueueStats};
 use super::record::{CancelOutcome, JobRecord, JobState};
 
-pub(crate) use admin::ConsumerInfo;
+pub(crate) use admin::{ConsumerInfo, StateCounts};
+pub(crate) use backend::RedisPartition;
 pub use connection::RedisTarget;
 use connection::{Connection, Health};
 pub(crate) use reply::{Entry, stream_id};
