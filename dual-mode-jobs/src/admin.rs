@@ -4,13 +4,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::backend::{Backend, ConsumerInfo, Entry};
 use super::envelope::{RawFields, field, field_of, unix_ms};
 use super::error::QueueError;
 use super::lane::Lane;
 use super::partition;
 use super::queue::{ParkedEntry, Queue, QueueStats, RAW_PREFIX};
 use super::record::{JobRecord, JobState};
-use super::store::{ConsumerInfo, Entry, Store};
 
 /// A queue's counts at one moment, for an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +85,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn overview(&self) -> Result<QueueOverview, QueueError> {
-        let (stats, counts) = tokio::try_join!(self.stats(), self.on_each(Store::state_counts))?;
+        let (stats, counts) = tokio::try_join!(self.stats(), self.on_each(Backend::state_counts))?;
         let (done, cancelled) = counts.iter().fold((0, 0), |(d, c), s| (d + s.done, c + s.cancelled));
         let paused_at_ms = counts.iter().filter_map(|s| s.paused_at_ms).min();
         Ok(QueueOverview {
@@ -152,8 +152,7 @@ impl Queue {
                 other => other.as_str(),
             };
             let cursor = after.and_then(|a| a.split_once(':'));
-            let pages =
-                self.stores().map(|store| async move { store.zset_page(&store.state_set(set), cursor, count).await });
+            let pages = self.stores().map(|store| store.state_page(set, cursor, count));
             let pages = futures_util::future::try_join_all(pages).await?;
             // Every partition's page from the same cursor, merged: members are job ids, which
             // name their partition, so one cursor serves them all.
@@ -188,7 +187,7 @@ impl Queue {
             let want = count - ids.len();
             let pages = (0..n).map(|q| {
                 let start = cursor.map(|c| (c.id, c.inclusive(q, false)));
-                self.part_store(q, lane).queued_page(start, want)
+                self.part_store(q).queued_page(lane, start, want)
             });
             let pages = futures_util::future::try_join_all(pages).await?;
             let entries = partition::merge(pages, want, false, |(id, _): &Entry| id.as_str());
@@ -235,7 +234,7 @@ impl Queue {
     /// Redis fails.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
         let mut workers: Vec<WorkerInfo> = Vec::new();
-        let all = (0..self.partitions()).flat_map(|p| Lane::ALL.map(|lane| self.part_store(p, lane).consumers()));
+        let all = (0..self.partitions()).flat_map(|p| Lane::ALL.map(|lane| self.part_store(p).consumers(lane)));
         for consumers in futures_util::future::try_join_all(all).await? {
             for ConsumerInfo { name, pending, idle_ms } in consumers {
                 let last_seen = Duration::from_millis(idle_ms);
@@ -262,10 +261,10 @@ impl Queue {
     /// Redis fails.
     pub async fn job_fields(&self, record: &JobRecord) -> Result<Option<RawFields>, QueueError> {
         let Some(p) = self.partition_of(&record.id) else { return Ok(None) };
-        let store = self.part_store(p, record.lane);
+        let store = self.part_store(p);
         match record.state {
             JobState::Queued | JobState::Running => match &record.entry_id {
-                Some(entry) => store.stream_entry(entry).await,
+                Some(entry) => store.stream_entry(record.lane, entry).await,
                 None => Ok(None),
             },
             JobState::Delayed | JobState::Retrying => {
@@ -286,7 +285,7 @@ impl Queue {
         };
         let Some(p) = self.partition_of(&record.id) else { return Ok(None) };
         let raw_id = format!("{RAW_PREFIX}{}", field::ID);
-        let entries = self.part_store(p, Lane::Normal).parked_range(&unix_ms(finished).to_string(), "+", 100).await?;
+        let entries = self.part_store(p).parked_range(&unix_ms(finished).to_string(), "+", 100).await?;
         Ok(entries
             .into_iter()
             .find(|(_, f): &Entry| f.iter().any(|(k, v)| k == raw_id.as_bytes() && v == record.id.as_bytes()))
@@ -310,7 +309,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn resume(&self) -> Result<bool, QueueError> {
-        Ok(self.on_each(Store::resume_queue).await?.contains(&true))
+        Ok(self.on_each(Backend::resume_queue).await?.contains(&true))
     }
 
     /// Whether the queue is paused.
@@ -318,7 +317,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn is_paused(&self) -> Result<bool, QueueError> {
-        Ok(self.on_each(Store::is_paused).await?.contains(&true))
+        Ok(self.on_each(Backend::is_paused).await?.contains(&true))
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
+use super::backend::{Backend, Entry};
 use super::envelope::{Envelope, RawFields, unique_id, unix_ms};
 use super::error::{EnvelopeError, ParkReason, QueueError};
 use super::lane::Lane;
@@ -16,7 +17,7 @@ use super::limit::{RateLimit, RateScope};
 use super::metrics::JobMetrics;
 use super::partition;
 use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
-use super::store::{self, Entry, RedisTarget, Store};
+use super::store::{self, RedisPartition, RedisTarget, Store};
 use super::trace::TraceParent;
 use super::worker::Job;
 use dual_mode_runtime::Spec;
@@ -115,6 +116,29 @@ impl QueueConfig {
     pub fn key_concurrency(mut self, prefix: impl Into<String>, max: u32) -> Self {
         self.key_concurrency.push((prefix.into(), max));
         self
+    }
+
+    /// Refuses a configuration out of range, naming what is wrong.
+    fn validate(&self) -> Result<(), QueueError> {
+        if self.name.is_empty() || self.name.contains(['{', '}']) {
+            return Err(QueueError::Config(format!("queue name {:?} must be non-empty and without braces", self.name)));
+        }
+        if self.max_attempts == 0 {
+            return Err(QueueError::Config("max_attempts must be at least 1".to_owned()));
+        }
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+            return Err(QueueError::Config(format!(
+                "partitions is {}; a queue has 1 to {MAX_PARTITIONS}",
+                self.partitions
+            )));
+        }
+        if let Some((prefix, _)) = self.key_concurrency.iter().find(|(_, max)| *max == 0) {
+            return Err(QueueError::Config(format!("the concurrency of keys {prefix:?} must be at least 1")));
+        }
+        for (scope, limit) in &self.rate_limits {
+            limit.check().map_err(|e| QueueError::Config(format!("{e} (scope {scope:?})")))?;
+        }
+        Ok(())
     }
 
     /// The concurrency of `rate_key`, if a prefix of [`QueueConfig::key_concurrency`] matches.
@@ -567,12 +591,14 @@ pub struct Queue {
 }
 
 struct Inner {
-    /// The partitions' stores, each in [`Lane::ALL`] order.
-    parts: Vec<[Store; 3]>,
+    /// The partitions' stores.
+    parts: Vec<Arc<dyn Backend>>,
+    /// The partitions' key names (a Redis store's keys; names only elsewhere).
+    keys: Vec<QueueKeys>,
     /// Where rate limits' buckets, rate-key pauses, key-concurrency slots and the index of
     /// schedules live: the only partition's store, or with several the queue's own tag
     /// (`dm:{name}`), so that they hold across partitions.
-    home: Store,
+    home: Arc<dyn Backend>,
     config: QueueConfig,
     /// The next partition of a job placed round-robin.
     next: AtomicUsize,
@@ -609,52 +635,37 @@ impl Queue {
     /// A configuration out of range, a number of [partitions](QueueConfig::partitions) other
     /// than the one the queue has in Redis, or Redis unreachable.
     pub async fn connect(redis: impl Into<RedisTarget>, config: QueueConfig) -> Result<Self, QueueError> {
-        if config.name.is_empty() || config.name.contains(['{', '}']) {
-            return Err(QueueError::Config(format!(
-                "queue name {:?} must be non-empty and without braces",
-                config.name
-            )));
-        }
-        if config.max_attempts == 0 {
-            return Err(QueueError::Config("max_attempts must be at least 1".to_owned()));
-        }
-        if !(1..=MAX_PARTITIONS).contains(&config.partitions) {
-            return Err(QueueError::Config(format!(
-                "partitions is {}; a queue has 1 to {MAX_PARTITIONS}",
-                config.partitions
-            )));
-        }
-        if let Some((prefix, _)) = config.key_concurrency.iter().find(|(_, max)| *max == 0) {
-            return Err(QueueError::Config(format!("the concurrency of keys {prefix:?} must be at least 1")));
-        }
-        for (scope, limit) in &config.rate_limits {
-            limit.check().map_err(|e| QueueError::Config(format!("{e} (scope {scope:?})")))?;
-        }
-        let home = Store::connect(redis.into(), QueueKeys::new(&config.name), &config).await?;
-        let known = home.claim_partitions(config.partitions).await?;
+        config.validate()?;
+        let keys = QueueKeys::new(&config.name);
+        let home = Store::connect(redis.into(), keys.clone(), &config).await?;
+        let home_part: Arc<dyn Backend> = Arc::new(RedisPartition::new(&home));
+        let known = home_part.claim_partitions(config.partitions).await?;
         if known != config.partitions {
             return Err(QueueError::Config(format!(
                 "queue {:?} has {known} partitions in Redis ({}), not {}: every process must open a queue with \
                  its number of partitions (to change it, drain the queue and delete that key)",
-                config.name,
-                home.keys().partitions,
-                config.partitions
+                config.name, keys.partitions, config.partitions
             )));
         }
-        let parts = if config.partitions == 1 {
-            vec![Lane::ALL.map(|lane| home.lane(lane))]
+        let (parts, keys) = if config.partitions == 1 {
+            (vec![home_part.clone()], vec![keys])
         } else {
             (0..usize::from(config.partitions))
                 .map(|i| {
-                    let store = home.with_keys(QueueKeys::partition(&config.name, i, usize::from(config.partitions)));
-                    Lane::ALL.map(|lane| store.lane(lane))
+                    let keys = QueueKeys::partition(&config.name, i, usize::from(config.partitions));
+                    let part: Arc<dyn Backend> = Arc::new(RedisPartition::new(&home.with_keys(keys.clone())));
+                    (part, keys)
                 })
-                .collect()
+                .unzip()
         };
-        let inner = Inner { parts, home, config, next: AtomicUsize::new(0), finished: Mutex::default() };
-        Ok(Self { inner: Arc::new(inner), part: 0 })
+        Ok(Self::open(config, home_part, parts, keys))
     }
 
+    /// A queue on these stores.
+    fn open(config: QueueConfig, home: Arc<dyn Backend>, parts: Vec<Arc<dyn Backend>>, keys: Vec<QueueKeys>) -> Self {
+        let inner = Inner { parts, keys, home, config, next: AtomicUsize::new(0), finished: Mutex::default() };
+        Self { inner: Arc::new(inner), part: 0 }
+    }
     /// The queue's settings.
     #[must_use]
     pub fn config(&self) -> &QueueConfig {
@@ -671,13 +682,13 @@ impl Queue {
     /// [`Queue::partition_keys`]).
     #[must_use]
     pub fn keys(&self) -> &QueueKeys {
-        self.store().keys()
+        &self.inner.keys[self.part]
     }
 
     /// The Redis keys of partition `i`, if the queue has it.
     #[must_use]
     pub fn partition_keys(&self, i: usize) -> Option<&QueueKeys> {
-        self.inner.parts.get(i).map(|lanes| lanes[Lane::Normal.index()].keys())
+        self.inner.keys.get(i)
     }
 
     /// How many partitions the queue has.
@@ -692,24 +703,29 @@ impl Queue {
         Self { inner: self.inner.clone(), part: p }
     }
 
-    /// The normal lane's store of this handle's partition.
-    pub(crate) fn store(&self) -> &Store {
-        self.lane_store(Lane::Normal)
-    }
-
-    /// The store of `lane` in this handle's partition.
-    pub(crate) fn lane_store(&self, lane: Lane) -> &Store {
-        &self.inner.parts[self.part][lane.index()]
+    /// The store of this handle's partition.
+    pub(crate) fn store(&self) -> &dyn Backend {
+        &*self.inner.parts[self.part]
     }
 
     /// The store of rate limits, rate-key pauses, slots and the schedule index.
-    pub(crate) fn home(&self) -> &Store {
-        &self.inner.home
+    pub(crate) fn home(&self) -> &dyn Backend {
+        &*self.inner.home
     }
 
-    /// The store of `lane` in partition `p`.
-    pub(crate) fn part_store(&self, p: usize, lane: Lane) -> &Store {
-        &self.inner.parts[p][lane.index()]
+    /// The shared store of rate limits, rate-key pauses, slots and the schedule index.
+    pub(crate) fn home_arc(&self) -> Arc<dyn Backend> {
+        self.inner.home.clone()
+    }
+
+    /// The store of partition `p`.
+    pub(crate) fn part_store(&self, p: usize) -> &dyn Backend {
+        &*self.inner.parts[p]
+    }
+
+    /// The shared store of partition `p`.
+    pub(crate) fn part_arc(&self, p: usize) -> Arc<dyn Backend> {
+        self.inner.parts[p].clone()
     }
 
     /// The partition that the tagged `id` names, if any.
@@ -717,9 +733,8 @@ impl Queue {
         partition::split(id, self.partitions()).map(|(p, _)| p)
     }
 
-    /// `f` on every partition's store (its normal lane's) at once; the answers in partition
-    /// order.
-    pub(crate) async fn on_each<'a, T, Fut>(&'a self, f: impl Fn(&'a Store) -> Fut) -> Result<Vec<T>, QueueError>
+    /// `f` on every partition's store at once; the answers in partition order.
+    pub(crate) async fn on_each<'a, T, Fut>(&'a self, f: impl Fn(&'a dyn Backend) -> Fut) -> Result<Vec<T>, QueueError>
     where
         Fut: Future<Output = Result<T, QueueError>>,
     {
@@ -746,16 +761,16 @@ impl Queue {
         Ok(out)
     }
 
-    /// The normal lane's store of every partition.
-    pub(crate) fn stores(&self) -> impl Iterator<Item = &Store> {
-        self.inner.parts.iter().map(|lanes| &lanes[Lane::Normal.index()])
+    /// The store of every partition.
+    pub(crate) fn stores(&self) -> impl Iterator<Item = &dyn Backend> {
+        self.inner.parts.iter().map(|part| &**part)
     }
 
-    /// The normal lane's store of the partition that the tagged `id` (a job id or a parked
-    /// id) names, with the id within it; `None` when it names none.
-    pub(crate) fn store_of<'a>(&self, id: &'a str) -> Option<(usize, &Store, &'a str)> {
+    /// The store of the partition that the tagged `id` (a job id or a parked id) names, with
+    /// the id within it; `None` when it names none.
+    pub(crate) fn store_of<'a>(&self, id: &'a str) -> Option<(usize, &dyn Backend, &'a str)> {
         let (p, base) = partition::split(id, self.partitions())?;
-        Some((p, &self.inner.parts[p][Lane::Normal.index()], base))
+        Some((p, &*self.inner.parts[p], base))
     }
 
     /// The partition of a job with this unique key, else this key (an idempotency key or a
@@ -853,13 +868,13 @@ impl Queue {
         options: PushOptions,
     ) -> Result<Pushed, QueueError> {
         let (p, env) = self.envelope(type_name, version, payload, &options);
-        let store = &self.inner.parts[p][options.lane.index()];
+        let store = self.part_store(p);
         let stored = if options.is_delayed() {
             let at = options.not_before.map_or(0, unix_ms);
             let delay = options.delay.map_or(0, store::millis);
-            store.push_delayed(&env, options.unique_ttl, at, delay).await?.map(|_| None)
+            store.push_delayed(&env, options.unique_ttl, at, delay).await?
         } else {
-            store.push(&env, options.unique_ttl).await?.map(Some)
+            store.push(&env, options.unique_ttl).await?
         };
         JobMetrics::of(self.name(), type_name).pushed(usize::from(stored.is_ok()));
         Ok(Pushed::new(&env, stored))
@@ -909,7 +924,6 @@ impl Queue {
             .into_iter()
             .map(|p| Ok(self.envelope(type_name, version, encode(type_name, p)?, &options)))
             .collect::<Result<Vec<_>, QueueError>>()?;
-        let lane = options.lane.index();
         // Each partition's envelopes in pushed order, with their places in the answer.
         let mut parts: Vec<(Vec<usize>, Vec<Envelope>)> = vec![(Vec::new(), Vec::new()); self.partitions()];
         for (i, (p, env)) in envs.into_iter().enumerate() {
@@ -917,19 +931,19 @@ impl Queue {
             parts[p].1.push(env);
         }
         let mut out: Vec<Option<Pushed>> = vec![None; parts.iter().map(|(at, _)| at.len()).sum()];
-        for (stores, (at, envs)) in self.inner.parts.iter().zip(&parts) {
+        for (store, (at, envs)) in self.inner.parts.iter().zip(&parts) {
             if options.is_delayed() {
                 let due = (options.not_before.map_or(0, unix_ms), options.delay.map_or(0, store::millis));
                 for (&i, env) in at.iter().zip(envs) {
-                    let stored = stores[lane].push_delayed(env, options.unique_ttl, due.0, due.1).await?;
-                    out[i] = Some(Pushed::new(env, stored.map(|_| None)));
+                    let stored = store.push_delayed(env, options.unique_ttl, due.0, due.1).await?;
+                    out[i] = Some(Pushed::new(env, stored));
                 }
                 continue;
             }
             for (at, envs) in at.chunks(BULK_CHUNK).zip(envs.chunks(BULK_CHUNK)) {
-                let stored = stores[lane].push_many(envs, options.unique_ttl).await?;
+                let stored = store.push_many(envs, options.unique_ttl).await?;
                 for ((&i, env), stored) in at.iter().zip(envs).zip(stored) {
-                    out[i] = Some(Pushed::new(env, stored.map(Some)));
+                    out[i] = Some(Pushed::new(env, stored));
                 }
             }
         }
@@ -969,7 +983,7 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
-        let all = self.on_each(Store::stats).await?;
+        let all = self.on_each(Backend::stats).await?;
         Ok(all.into_iter().fold(QueueStats::default(), QueueStats::plus))
     }
 
@@ -1208,22 +1222,17 @@ impl Queue {
 
 /// Forwards ended jobs' ids from Redis Pub/Sub, reconnecting with back-off; an empty id after
 /// each (re)subscription tells waiters to re-read what they may have missed.
-async fn listen(store: Store, tx: broadcast::Sender<Arc<str>>) {
+async fn listen(store: Arc<dyn Backend>, tx: broadcast::Sender<Arc<str>>) {
     let mut failures = 0u32;
     loop {
         match store.finished().await {
             Ok(mut stream) => {
                 failures = 0;
                 let _ = tx.send(Arc::from(""));
-                while let Some(msg) = stream.next().await {
-                    // One message per script: the ids of the jobs it ended, space-separated.
-                    if let Ok(ids) = msg.get_payload::<String>() {
-                        for id in ids.split_ascii_whitespace() {
-                            let _ = tx.send(Arc::from(id));
-                        }
-                    }
+                while let Some(id) = stream.next().await {
+                    let _ = tx.send(id);
                 }
-                tracing::debug!(channel = %store.keys().finished_channel, "job notifications ended; resubscribing");
+                tracing::debug!("job notifications ended; resubscribing");
             }
             Err(e) => {
                 failures = failures.saturating_add(1);

@@ -8,12 +8,11 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::backend::{Backend, Ticked};
 use super::cron::Cron;
 use super::envelope::unix_ms;
 use super::error::{QueueError, failed};
-use super::lane::Lane;
 use super::queue::{PushOptions, Queue, encode, unique_of};
-use super::store::{ScheduleKeys, Store, Ticked};
 use dual_mode_runtime::Spec;
 
 /// One schedule: a cron expression and the job it enqueues at each tick.
@@ -309,8 +308,8 @@ impl Scheduler {
     }
 
     async fn catch_up(&self, schedule: &Schedule, now: i64) -> Result<(), QueueError> {
-        let (store, keys) = schedule_store(&self.queue, schedule);
-        let [state] = store.schedule_states(std::slice::from_ref(&keys)).await?[..] else {
+        let store = schedule_store(&self.queue, schedule);
+        let [state] = store.schedule_states(std::slice::from_ref(&schedule.name)).await?[..] else {
             return Err(QueueError::protocol("read schedules", "not one state for one schedule"));
         };
         let Some(last) = state.last else {
@@ -420,15 +419,14 @@ fn schedule_part(queue: &Queue, schedule: &Schedule) -> (usize, Option<String>) 
     (queue.place(unique.as_deref(), Some(&schedule.name)), unique)
 }
 
-/// The store of `schedule`'s partition and its keys there.
-fn schedule_store<'q>(queue: &'q Queue, schedule: &Schedule) -> (&'q Store, ScheduleKeys) {
-    let store = queue.part_store(schedule_part(queue, schedule).0, Lane::Normal);
-    (store, ScheduleKeys::new(store.keys(), &schedule.name))
+/// The store of `schedule`'s partition.
+fn schedule_store<'q>(queue: &'q Queue, schedule: &Schedule) -> &'q dyn Backend {
+    queue.part_store(schedule_part(queue, schedule).0)
 }
 
 async fn last_tick(queue: &Queue, schedule: &Schedule) -> Result<Option<i64>, QueueError> {
-    let (store, keys) = schedule_store(queue, schedule);
-    Ok(store.last_tick(&keys.last).await?.map(|ms| ms / 1000))
+    let store = schedule_store(queue, schedule);
+    Ok(store.last_tick(&schedule.name).await?.map(|ms| ms / 1000))
 }
 
 async fn enqueue_tick(
@@ -438,11 +436,11 @@ async fn enqueue_tick(
     tick_secs: i64,
 ) -> Result<Ticked, QueueError> {
     let (p, unique) = schedule_part(queue, schedule);
-    let keys = ScheduleKeys::new(queue.part_store(p, Lane::Normal).keys(), &schedule.name);
     let options = schedule.options.clone().idempotency_key(schedule.idempotency_key(tick_secs));
     let env = queue.envelope_in((p, unique), &schedule.type_name, schedule.version, schedule.payload.clone(), &options);
-    let store = queue.part_store(p, env.lane);
-    let ticked = store.tick(&keys, config.dedupe_ttl, tick_secs.saturating_mul(1000), &env, options.unique_ttl).await?;
+    let store = queue.part_store(p);
+    let ticked =
+        store.tick(&schedule.name, config.dedupe_ttl, tick_secs.saturating_mul(1000), &env, options.unique_ttl).await?;
     let added = matches!(ticked, Ticked::Enqueued(_));
     super::metrics::JobMetrics::of(queue.name(), &schedule.type_name).pushed(usize::from(added));
     Ok(ticked)
@@ -483,7 +481,7 @@ impl Queue {
     pub async fn pause_schedule(&self, name: &str) -> Result<bool, QueueError> {
         // In every partition: the schedule's may not be known here (it follows its unique key).
         let now = unix_ms(SystemTime::now());
-        let paused = self.on_each(|s| async move { s.pause_schedule(&ScheduleKeys::new(s.keys(), name), now).await });
+        let paused = self.on_each(|s| s.pause_schedule(name, now));
         Ok(paused.await?.contains(&true))
     }
 
@@ -494,7 +492,7 @@ impl Queue {
     /// Redis fails.
     pub async fn resume_schedule(&self, name: &str) -> Result<bool, QueueError> {
         let now = unix_ms(SystemTime::now());
-        let resumed = self.on_each(|s| async move { s.resume_schedule(&ScheduleKeys::new(s.keys(), name), now).await });
+        let resumed = self.on_each(|s| s.resume_schedule(name, now));
         Ok(resumed.await?.contains(&true))
     }
 
@@ -506,11 +504,10 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn forget_schedule(&self, name: &str) -> Result<bool, QueueError> {
-        let home = self.home();
-        let removed = home.forget_schedule(&ScheduleKeys::new(home.keys(), name), name).await?;
+        let removed = self.home().forget_schedule(name).await?;
         if self.partitions() > 1 {
             for s in self.stores() {
-                s.forget_schedule(&ScheduleKeys::new(s.keys(), name), name).await?;
+                s.forget_schedule(name).await?;
             }
         }
         Ok(removed)
@@ -524,12 +521,8 @@ impl Queue {
     pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>, QueueError> {
         let index = self.home().schedule_index().await?;
         // A schedule's state is in one partition, its pause in all: merged over them.
-        let parts = self
-            .on_each(|s| {
-                let keys: Vec<ScheduleKeys> = index.iter().map(|(name, _)| ScheduleKeys::new(s.keys(), name)).collect();
-                async move { s.schedule_states(&keys).await }
-            })
-            .await?;
+        let names: Vec<String> = index.iter().map(|(name, _)| name.clone()).collect();
+        let parts = self.on_each(|s| s.schedule_states(&names)).await?;
         let states = parts
             .into_iter()
             .reduce(|all, part| all.into_iter().zip(part).map(|(a, b)| a.merged(b)).collect())

@@ -264,11 +264,6 @@ impl Store {
         &self.lanes[self.lane.index()]
     }
 
-    /// Which lane this store reads and writes.
-    pub(crate) fn lane_of(&self) -> Lane {
-        self.lane
-    }
-
     /// Adds the high and the low lanes' streams (scripts that route an entry by its lane get
     /// the normal lane's stream as `KEYS[1]` and these two where they say).
     fn lane_keys(&self, inv: &mut ScriptInvocation<'_>) {

@@ -12,10 +12,11 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::outcome::run_job;
 use super::queues::ReadOrder;
 use super::{CancelReason, Shared, WorkerStats};
+use crate::backend::{Backend, DoneRun, Gate, MarkRun, Marked, Passed, Read, Reader, Renewed, Written};
 use crate::envelope::RawFields;
 use crate::error::{QueueError, chain, failed};
+use crate::lane::Lane;
 use crate::lane::LaneOrder;
-use crate::store::{DoneRun, Gate, MarkRun, Marked, Passed, Read, Reader, Renewed, Store, Written};
 
 /// At most this many successful runs are acknowledged by one script.
 const ACK_BATCH_MAX: usize = 64;
@@ -153,7 +154,7 @@ fn backoff(failures: u32) -> Duration {
 /// queues (or the block time), holding no slot meanwhile.
 pub(super) async fn read_loop(
     shared: Arc<Shared>,
-    mut readers: Vec<Reader>,
+    mut readers: Vec<Box<dyn Reader>>,
     mut order: ReadOrder,
     sem: Arc<Semaphore>,
     tx: mpsc::Sender<Vec<Delivery>>,
@@ -251,7 +252,7 @@ async fn recreate_group(shared: &Shared, q: usize) {
 
 /// Waits until a push to a queue that is not paused, the block time, or the stop flag;
 /// returns whether to stop. With every queue paused it waits the block time, at most a second.
-async fn wait_for_entries(shared: &Shared, readers: &mut [Reader], stop: &mut watch::Receiver<bool>) -> bool {
+async fn wait_for_entries(shared: &Shared, readers: &mut [Box<dyn Reader>], stop: &mut watch::Receiver<bool>) -> bool {
     let waits: Vec<_> = readers
         .iter_mut()
         .enumerate()
@@ -315,7 +316,7 @@ async fn claim(
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
     let min_idle = crate::store::millis(shared.config.lease);
-    let store = &shared.streams[stream].store;
+    let (store, lane) = (&shared.streams[stream].store, shared.streams[stream].lane);
     loop {
         // Wait in the semaphore's fair queue for one permit (the reader holds its permits only
         // while a read is in flight), so claims are not starved by the reader.
@@ -323,7 +324,7 @@ async fn claim(
             return false;
         };
         let want = permits.len();
-        let (next, claimed) = match store.claim(&shared.consumer, min_idle, cursor, want).await {
+        let (next, claimed) = match store.claim(lane, &shared.consumer, min_idle, cursor, want).await {
             Ok(r) => r,
             Err(e) => {
                 let queue = shared.queue_of(stream).queue.name();
@@ -364,9 +365,9 @@ async fn reconcile(
     tx: &mpsc::Sender<Vec<Delivery>>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
-    let store = &shared.streams[stream].store;
+    let (store, lane) = (&shared.streams[stream].store, shared.streams[stream].lane);
     let min_idle = shared.config.renew_every * 2;
-    let own = match store.own_pending(&shared.consumer, min_idle, shared.config.concurrency * 4).await {
+    let own = match store.own_pending(lane, &shared.consumer, min_idle, shared.config.concurrency * 4).await {
         Ok(own) => own,
         Err(e) => {
             tracing::debug!(error = %chain(&e), "listing own pending entries failed");
@@ -384,7 +385,7 @@ async fn reconcile(
         return false;
     };
     let ids = &missing[..permits.len().min(missing.len())];
-    let claimed = match store.reclaim(&shared.consumer, ids).await {
+    let claimed = match store.reclaim(lane, &shared.consumer, ids).await {
         Ok(claimed) => claimed,
         Err(e) => {
             failed!(&e, "taking back own entries failed; retrying later");
@@ -425,11 +426,16 @@ pub(super) async fn promote_loop(shared: Arc<Shared>, mut stop: watch::Receiver<
 /// (up to [`ACK_BATCH_MAX`]), sent as soon as the previous one returned, so an idle worker's
 /// ack goes out at once and a busy worker's acks share round trips. Each request gets its own
 /// entry's answer.
-pub(super) async fn ack_loop(store: Store, consumer: String, mut rx: mpsc::UnboundedReceiver<AckRequest>) {
+pub(super) async fn ack_loop(
+    store: Arc<dyn Backend>,
+    lane: Lane,
+    consumer: String,
+    mut rx: mpsc::UnboundedReceiver<AckRequest>,
+) {
     let mut batch = Vec::with_capacity(ACK_BATCH_MAX);
     while rx.recv_many(&mut batch, ACK_BATCH_MAX).await > 0 {
         let runs: Vec<DoneRun> = batch.iter_mut().map(|r| std::mem::take(&mut r.run)).collect();
-        let acked = match store.ack(&consumer, &runs).await {
+        let acked = match store.ack(lane, &consumer, &runs).await {
             Ok(done) => Some(done),
             Err(e) => {
                 failed!(&e, "acknowledging a batch failed");
@@ -444,7 +450,7 @@ pub(super) async fn ack_loop(store: Store, consumer: String, mut rx: mpsc::Unbou
 
 /// Passes jobs through their gates in batches, as [`ack_loop`] acknowledges: one script for
 /// all the jobs waiting (up to [`ACK_BATCH_MAX`]), each told its own answer.
-pub(super) async fn gate_loop(store: Store, lease: Duration, mut rx: mpsc::UnboundedReceiver<GateRequest>) {
+pub(super) async fn gate_loop(store: Arc<dyn Backend>, lease: Duration, mut rx: mpsc::UnboundedReceiver<GateRequest>) {
     let mut batch = Vec::with_capacity(ACK_BATCH_MAX);
     while rx.recv_many(&mut batch, ACK_BATCH_MAX).await > 0 {
         let gates: Vec<Gate> = batch.iter_mut().map(|r| std::mem::take(&mut r.gate)).collect();
@@ -497,8 +503,8 @@ async fn renew(shared: &Shared, chunk: &[(usize, u64, String, u64, String)], eve
         chunk.iter().map(|(_, _, id, token, job)| (id.as_str(), *token, job.as_str())).collect();
     // A renewal counts from when it was sent: Redis may execute it any time after.
     let sent = Instant::now();
-    let store = &shared.streams[stream].store;
-    let renewed = match tokio::time::timeout(every, store.renew(&shared.consumer, &runs)).await {
+    let (store, lane) = (&shared.streams[stream].store, shared.streams[stream].lane);
+    let renewed = match tokio::time::timeout(every, store.renew(lane, &shared.consumer, &runs)).await {
         Ok(renewed) => renewed,
         Err(_) => Err(QueueError::protocol("renew leases", "no answer within the renewal interval")),
     };
@@ -566,11 +572,12 @@ pub(super) async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bo
             return;
         }
         for (stream, cursor) in cursors.iter_mut().enumerate() {
-            let (store, queue) = (&shared.streams[stream].store, shared.queue_of(stream).queue.name());
-            match store.sweep(cursor, PER_TICK).await {
+            let (store, lane) = (&shared.streams[stream].store, shared.streams[stream].lane);
+            let queue = shared.queue_of(stream).queue.name();
+            match store.sweep(lane, cursor, PER_TICK).await {
                 Ok((next, moved)) => {
                     if moved > 0 {
-                        tracing::warn!(moved, %queue, lane = %store.lane_of(), "re-queued entries that no consumer held");
+                        tracing::warn!(moved, %queue, %lane, "re-queued entries that no consumer held");
                         shared.stats.orphans_requeued.fetch_add(moved, Ordering::Relaxed);
                     }
                     *cursor = next.unwrap_or_else(|| "0-0".to_owned());
@@ -578,10 +585,10 @@ pub(super) async fn sweep_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bo
                 Err(QueueError::MissingGroup { .. }) => {}
                 Err(e) => failed!(&e, %queue, "sweep failed; retrying later"),
             }
-            match store.prune_consumers(&shared.consumer, idle).await {
+            match store.prune_consumers(lane, &shared.consumer, idle).await {
                 Ok(0) | Err(QueueError::MissingGroup { .. }) => {}
                 Ok(n) => {
-                    tracing::info!(removed = n, %queue, lane = %store.lane_of(), "removed consumers of crashed workers");
+                    tracing::info!(removed = n, %queue, %lane, "removed consumers of crashed workers");
                     shared.stats.consumers_pruned.fetch_add(n, Ordering::Relaxed);
                 }
                 Err(e) => failed!(&e, %queue, "pruning consumers failed"),
@@ -618,13 +625,14 @@ async fn mark(shared: &Shared) {
     due.sort_unstable_by_key(|d| d.0);
     for same in due.chunk_by(|a, b| a.0 == b.0) {
         let runs: Vec<MarkRun> = same.iter().map(|(_, _, m)| m.clone()).collect();
-        let answers = match shared.streams[same[0].0].store.mark(&shared.consumer, &runs).await {
-            Ok(answers) => answers,
-            Err(e) => {
-                tracing::debug!(error = %chain(&e), "marking runs as running failed; trying again");
-                continue;
-            }
-        };
+        let answers =
+            match shared.streams[same[0].0].store.mark(shared.streams[same[0].0].lane, &shared.consumer, &runs).await {
+                Ok(answers) => answers,
+                Err(e) => {
+                    tracing::debug!(error = %chain(&e), "marking runs as running failed; trying again");
+                    continue;
+                }
+            };
         let mut running = shared.running();
         for ((_, run, m), answer) in same.iter().zip(answers) {
             let Some(r) = running.get_mut(run) else { continue };

@@ -30,11 +30,11 @@ pub use queues::Queues;
 pub use service::{Clients, Job, ServiceHandler, decode_spec};
 pub use stats::{RunReport, WorkerCounts, WorkerStats};
 
+use super::backend::Backend;
 use super::envelope::random_u64;
 use super::error::QueueError;
 use super::lane::Lane;
 use super::queue::Queue;
-use super::store::Store;
 use dual_mode_runtime::Spec;
 use handler::ErasedHandler;
 use loops::{AbortOnDrop, AckRequest, Delivery, GateRequest};
@@ -205,7 +205,7 @@ impl Worker {
         }
         drop((renewer, batchers));
         for source in &shared.streams {
-            if let Err(e) = source.store.remove_consumer_if_idle(&shared.consumer).await {
+            if let Err(e) = source.store.remove_consumer_if_idle(source.lane, &shared.consumer).await {
                 tracing::warn!(error = %super::error::chain(&e), "could not remove the consumer from the group");
             }
         }
@@ -223,15 +223,15 @@ fn batchers(queues: Queues, consumer: &str, lease: Duration) -> (Vec<WorkerQueue
     let mut streams = Vec::new();
     for (group, (queue, _)) in queues.list.into_iter().enumerate() {
         let (gates, gates_rx) = mpsc::unbounded_channel();
-        batchers.push(AbortOnDrop(tokio::spawn(loops::gate_loop(queue.home().clone(), lease, gates_rx))));
+        batchers.push(AbortOnDrop(tokio::spawn(loops::gate_loop(queue.home_arc(), lease, gates_rx))));
         for p in 0..queue.partitions() {
             let queue = queue.partition(p);
             for lane in Lane::ALL {
-                let store = queue.lane_store(lane).clone();
+                let store = queue.part_arc(p);
                 let (acks, acks_rx) = mpsc::unbounded_channel();
-                let ack = loops::ack_loop(store.clone(), consumer.to_owned(), acks_rx);
+                let ack = loops::ack_loop(store.clone(), lane, consumer.to_owned(), acks_rx);
                 batchers.push(AbortOnDrop(tokio::spawn(ack)));
-                streams.push(Source { queue: parts.len(), store, acks });
+                streams.push(Source { queue: parts.len(), store, lane, acks });
             }
             parts.push(WorkerQueue { queue, group, gates: gates.clone(), paused: AtomicBool::new(false) });
         }
@@ -255,8 +255,10 @@ struct WorkerQueue {
 struct Source {
     /// Its queue's place in [`Shared::queues`].
     queue: usize,
-    /// The store of its lane.
-    store: Store,
+    /// The store of its partition.
+    store: Arc<dyn Backend>,
+    /// Its lane.
+    lane: Lane,
     /// To its ack batcher ([`loops::ack_loop`]).
     acks: mpsc::UnboundedSender<AckRequest>,
 }

@@ -14,11 +14,12 @@ use tracing::Instrument as _;
 use super::job::JobInner;
 use super::loops::{AckRequest, Delivery, GateRequest};
 use super::{CancelReason, ErasedHandler, JobInfo, Lease, Registration, Running, Shared, WorkerStats};
+use crate::backend::{DoneRun, Ending, Gate, Passed, RunRef, Written};
 use crate::envelope::{Envelope, RawFields, unix_ms};
 use crate::error::{JobError, ParkReason, chain, failed};
 use crate::metrics::{JobMetrics, UNKNOWN_TYPE};
 use crate::queue::RAW_PREFIX;
-use crate::store::{DoneRun, Ending, Gate, Passed, RunRef, Written, millis};
+use crate::store::millis;
 use dual_mode_runtime::__private::{catch_unwind, panic_message};
 
 /// At most this many original field pairs are copied into a parked entry.
@@ -69,7 +70,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
     let Delivery { stream, entry_id, fields, token, permit, held } = d;
     let _held = held;
     let queue = shared.queue_of(stream).queue.name();
-    let lane = shared.streams[stream].store.lane_of();
+    let lane = shared.streams[stream].lane;
     let permit = std::sync::Mutex::new(Some(permit));
     let started_ms = unix_ms(std::time::SystemTime::now());
     let new_run = |job, attempt, type_name: &str| Run {
@@ -546,12 +547,13 @@ impl Run<'_> {
         }
         items.extend(record.iter().cloned());
         let record = items.as_slice();
-        let (store, consumer) = (&self.shared.streams[self.stream].store, &self.shared.consumer);
+        let source = &self.shared.streams[self.stream];
+        let (store, lane, consumer) = (&source.store, source.lane, &self.shared.consumer);
         self.finish(op, ok, || {
             let run = &run;
             async move {
                 store
-                    .end(consumer, run, ending, record)
+                    .end(lane, consumer, run, ending, record)
                     .await
                     .inspect_err(|e| failed!(e, op, "writing the job outcome failed"))
                     .ok()
