@@ -30,14 +30,14 @@ use std::time::{Duration, Instant};
 
 use dual_mode::jobs::{
     Clients, Job, JobError, JobInfo, JobState, PushOptions, Queue, QueueConfig, RateLimit, RateScope, RedisTarget,
-    Worker, WorkerConfig, handler_fn,
+    Worker, WorkerConfig, WorkerHandle, handler_fn,
 };
 use dual_mode::{BoxError, Context, DualMode};
 use dual_mode_test_support::{CountingHttp, RedisCluster, RedisServer};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use redis::aio::MultiplexedConnection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 // ---------------------------------------------------------------------------------------------
 // A counting allocator: allocations made by the current thread.
@@ -545,12 +545,8 @@ async fn wait_count(done: &Done, target: u64, limit: Duration) {
     }
 }
 
-/// Two workers on their own connections; returns their shutdown senders and join handles.
-async fn start_workers<F>(
-    redis_url: &str,
-    queue: &str,
-    make: F,
-) -> Vec<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>
+/// Two workers on their own connections.
+async fn start_workers<F>(redis_url: &str, queue: &str, make: F) -> Vec<WorkerHandle>
 where
     F: Fn(Worker) -> Worker,
 {
@@ -558,11 +554,7 @@ where
 }
 
 /// [`start_workers`] on a queue with this configuration.
-async fn start_workers_with<F>(
-    redis_url: &str,
-    config: QueueConfig,
-    make: F,
-) -> Vec<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>
+async fn start_workers_with<F>(redis_url: &str, config: QueueConfig, make: F) -> Vec<WorkerHandle>
 where
     F: Fn(Worker) -> Worker,
 {
@@ -570,28 +562,14 @@ where
 }
 
 /// [`start_workers`] on a queue with this configuration, on any Redis deployment.
-async fn start_workers_on<F>(
-    target: &RedisTarget,
-    config: QueueConfig,
-    make: F,
-) -> Vec<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>
+async fn start_workers_on<F>(target: &RedisTarget, config: QueueConfig, make: F) -> Vec<WorkerHandle>
 where
     F: Fn(Worker) -> Worker,
 {
     let mut out = Vec::new();
     for _ in 0..2 {
         let q = Queue::connect(target.clone(), config.clone()).await.expect("queue");
-        let worker = make(Worker::new(q, WorkerConfig::new().consumer_prefix("bench")));
-        let (tx, rx) = oneshot::channel::<()>();
-        let h = tokio::spawn(async move {
-            worker
-                .run(async move {
-                    let _ = rx.await;
-                })
-                .await
-                .expect("worker");
-        });
-        out.push((tx, h));
+        out.push(make(Worker::new(q, WorkerConfig::new().consumer_prefix("bench"))).spawn());
     }
     out
 }
@@ -601,10 +579,9 @@ fn server(redis_url: &str) -> RedisTarget {
     redis::Client::open(redis_url).expect("url").into()
 }
 
-async fn stop_workers(workers: Vec<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>) {
-    for (tx, h) in workers {
-        let _ = tx.send(());
-        h.await.expect("worker task");
+async fn stop_workers(workers: Vec<WorkerHandle>) {
+    for worker in workers {
+        worker.stop().await.expect("worker");
     }
 }
 

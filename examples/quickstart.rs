@@ -100,10 +100,7 @@ async fn main() -> Result<(), BoxError> {
     }
     let ctx = Context::new().with(state.http.clone()).with(state.redis.clone());
     let worker = Worker::new(queue.clone(), WorkerConfig::new()).service::<Greeter>(Clients::Context(Arc::new(ctx)));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async move {
-        let _ = stopped.await;
-    }));
+    let running = worker.spawn();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !queue.stats().await?.is_idle() {
         if tokio::time::Instant::now() > deadline {
@@ -111,8 +108,7 @@ async fn main() -> Result<(), BoxError> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = stop.send(());
-    let report = running.await??;
+    let report = running.stop().await?;
     println!("worker stopped: {report:?}");
     Ok(())
 }

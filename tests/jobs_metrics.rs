@@ -94,7 +94,7 @@ async fn the_exported_counts_match_what_the_jobs_and_guards_did() {
     let timed_out =
         q.push_spec(&spec(Mode::Sleep), PushOptions::new().timeout(Duration::from_millis(200))).await.expect("push");
 
-    let stats = dual_mode::metrics::record_depth(&q).await.expect("depth");
+    let stats = dual_mode::jobs::record_depth(&q).await.expect("depth");
     assert_eq!(stats.length, 9);
     let text = prometheus.render();
     let queue_depth = |text: &str, state| value(text, "dual_mode_jobs_depth", &[("queue", &name), ("state", state)]);
@@ -112,7 +112,7 @@ async fn the_exported_counts_match_what_the_jobs_and_guards_did() {
     let report = stop(w).await;
     assert_eq!((report.counts.succeeded, report.counts.parked, report.counts.cancelled), (4, 4, 1));
 
-    dual_mode::metrics::record_depth(&q).await.expect("depth");
+    dual_mode::jobs::record_depth(&q).await.expect("depth");
     // The timed-out job's guard was dropped inside the attempt: its close runs in a background
     // task, counted when it ran.
     let service = "Step";

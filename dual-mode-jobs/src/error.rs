@@ -70,6 +70,9 @@ pub enum QueueError {
     /// A cron expression did not parse.
     #[error(transparent)]
     Cron(#[from] CronError),
+    /// A spawned worker's task was aborted before it reported (its runtime shut down).
+    #[error("the worker's task was aborted before it reported")]
+    WorkerAborted,
 }
 
 impl QueueError {

@@ -248,5 +248,5 @@ pub use store::RedisTarget;
 pub use trace::{TraceParent, TraceParentError};
 pub use worker::{
     CancelReason, Clients, Handler, HandlerFn, Job, JobInfo, Lease, Queues, RunReport, ServiceHandler, Typed, Worker,
-    WorkerConfig, WorkerCounts, WorkerStats, decode_spec, handler_fn, typed,
+    WorkerConfig, WorkerCounts, WorkerHandle, WorkerStats, decode_spec, handler_fn, typed,
 };

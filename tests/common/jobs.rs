@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 
-use dual_mode::jobs::{JobError, JobInfo, JobState, Queue, QueueConfig, RunReport, Worker, WorkerConfig, typed};
+use dual_mode::jobs::{
+    JobError, JobInfo, JobState, Queue, QueueConfig, RunReport, Worker, WorkerConfig, WorkerHandle, typed,
+};
 use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 
 /// An environment variable, if set (how a test binary's child processes get their roles).
 pub fn env(key: &str) -> Option<String> {
@@ -125,30 +126,14 @@ impl Drop for RoleProcess {
     }
 }
 
-/// A worker running in a task until [`stop`] is called.
-pub struct RunningWorker {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<RunReport>,
-}
-
 /// Runs `worker` in a task.
-pub fn start(worker: Worker) -> RunningWorker {
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        worker
-            .run(async move {
-                let _ = rx.await;
-            })
-            .await
-            .expect("worker runs")
-    });
-    RunningWorker { stop, task }
+pub fn start(worker: Worker) -> WorkerHandle {
+    worker.spawn()
 }
 
 /// Stops a worker started with [`start`] and returns its report.
-pub async fn stop(w: RunningWorker) -> RunReport {
-    let _ = w.stop.send(());
-    w.task.await.expect("worker task")
+pub async fn stop(w: WorkerHandle) -> RunReport {
+    w.stop().await.expect("worker runs")
 }
 
 /// The payload of a ledger worker's jobs.

@@ -5,6 +5,7 @@
 //! promoting, renewing and acknowledging), `outcome` (what one run writes back) and [`stats`].
 
 mod config;
+mod handle;
 mod handler;
 mod job;
 mod loops;
@@ -24,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 pub use config::WorkerConfig;
+pub use handle::WorkerHandle;
 pub use handler::{Handler, HandlerFn, Typed, handler_fn, typed};
 pub use job::{CancelReason, JobInfo, Lease};
 pub use queues::Queues;

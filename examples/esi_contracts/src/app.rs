@@ -14,7 +14,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use dual_mode::Secret;
-use dual_mode::jobs::{JobOutcome, Queue, RunReport};
+use dual_mode::jobs::{JobOutcome, Queue, RunReport, WorkerHandle};
 use dual_mode_test_support::RedisServer;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -72,7 +72,7 @@ struct Started {
     redis: Option<RedisServer>,
     stop: watch::Sender<bool>,
     api: JoinHandle<std::io::Result<()>>,
-    workers: Vec<JoinHandle<Result<RunReport, dual_mode::jobs::QueueError>>>,
+    workers: Vec<WorkerHandle>,
     api_url: String,
 }
 
@@ -88,7 +88,7 @@ impl Started {
         let _ = self.stop.send(true);
         let mut reports = Vec::new();
         for worker in self.workers {
-            if let Ok(Ok(report)) = worker.await {
+            if let Ok(report) = worker.stop().await {
                 reports.push(report);
             }
         }
@@ -167,7 +167,7 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, 
     let mut workers = Vec::new();
     for _ in 0..2 {
         let worker = jobs::worker(queue.clone(), &settings, secrets.clone(), jobs::worker_config(4)).await?;
-        workers.push(tokio::spawn(worker.run(stopped(&stop_rx))));
+        workers.push(worker.spawn());
     }
     let started = Started { standin, redis, stop, api, workers, api_url };
     let outcome = drive(&started, &queue, &settings, opts.timeout, out).await;

@@ -18,7 +18,6 @@ use esi_contracts::settings::{EsiToken, Settings};
 use esi_contracts::standin::{RECORDED_AT, REGIONS, StandInOptions};
 use esi_contracts::{app, jobs, standin};
 use serde_json::Value;
-use tokio::sync::watch;
 
 mod support;
 
@@ -56,16 +55,12 @@ async fn api_mode_and_job_mode_compute_the_same_summaries_as_the_fixtures() {
     }
 
     // Job mode: enqueued through the API, run by two workers with their own warm clients.
-    let (stop, rx) = watch::channel(false);
     let mut workers = Vec::new();
     for _ in 0..2 {
         let worker = jobs::worker(api.state.queue.clone(), &settings, secrets(&redis), jobs::worker_config(2))
             .await
             .expect("worker");
-        let mut rx = rx.clone();
-        workers.push(tokio::spawn(worker.run(async move {
-            let _ = rx.wait_for(|s| *s).await;
-        })));
+        workers.push(worker.spawn());
     }
     let mut ids = Vec::new();
     for region in REGIONS {
@@ -104,9 +99,8 @@ async fn api_mode_and_job_mode_compute_the_same_summaries_as_the_fixtures() {
     assert_eq!(status, 200);
     assert_eq!(serde_json::from_value::<StoredSummary>(body).unwrap(), job_mode[0]);
 
-    let _ = stop.send(true);
     for w in workers {
-        let report = w.await.unwrap().expect("worker");
+        let report = w.stop().await.expect("worker");
         assert_eq!(report.counts.parked + report.counts.retried, 0, "{report:?}");
     }
     let _ = api.stop.send(true);

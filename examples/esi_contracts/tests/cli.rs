@@ -31,17 +31,13 @@ async fn the_command_line_reads_and_acts_on_the_queue() {
     // An entry no worker can run (no handler for its type): parked by the worker at once.
     let odd = q.push_raw("Nobody", 1, b"{\"half\":".to_vec(), PushOptions::new()).await.unwrap();
     let worker = jobs::worker(q.clone(), &Settings::default(), secrets(&redis), jobs::worker_config(1)).await.unwrap();
-    let (stop, mut rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(worker.run(async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }));
+    let running = worker.spawn();
     let deadline = Instant::now() + Duration::from_secs(10);
     while q.stats().await.unwrap().parked == 0 {
         assert!(Instant::now() < deadline, "the entry was not parked");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let _ = stop.send(true);
-    task.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     let later =
         q.push_raw("Nobody", 1, b"{}".to_vec(), PushOptions::new().delay(Duration::from_secs(3600))).await.unwrap();
 

@@ -11,7 +11,6 @@ use esi_contracts::aggregate::{ContractAggregationService, ContractAggregationSe
 use esi_contracts::jobs;
 use esi_contracts::settings::Settings;
 use redis::AsyncCommands as _;
-use tokio::sync::watch;
 
 mod support;
 
@@ -60,10 +59,7 @@ async fn metrics_count_the_pushes_runs_parks_and_guards_of_the_api_and_its_worke
 
     let config = jobs::worker_config(2).block(Duration::from_millis(100));
     let worker = jobs::worker(queue.clone(), &api.state.settings, secrets(&redis), config).await.expect("worker");
-    let (stop, mut stopped) = watch::channel(false);
-    let running = tokio::spawn(worker.run(async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    }));
+    let running = worker.spawn();
     for id in [&ids[0], &ids[1]] {
         let outcome = queue.wait_for::<ContractAggregationService>(id, Duration::from_secs(30)).await.expect("ends");
         assert!(matches!(outcome, JobOutcome::Done(_)), "{outcome:?}");
@@ -72,8 +68,7 @@ async fn metrics_count_the_pushes_runs_parks_and_guards_of_the_api_and_its_worke
     }
     let outcome = queue.wait_for::<ContractAggregationService>(&bad.job_id, Duration::from_secs(30)).await;
     assert!(matches!(outcome, Ok(JobOutcome::Parked { .. })), "{outcome:?}");
-    let _ = stop.send(true);
-    let report = running.await.expect("worker task").expect("worker");
+    let report = running.stop().await.expect("worker");
     assert_eq!((report.counts.succeeded, report.counts.parked), (2, 1));
 
     let resp = http.get(format!("{}/metrics", api.base)).send().await.expect("request");

@@ -15,7 +15,6 @@ use esi_contracts::jobs::{self, Secrets};
 use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
 use esi_contracts::standin::{self, RECORDED_AT, RateLimit, StandIn, StandInOptions, Stats};
 use redis::aio::ConnectionManager;
-use tokio::sync::watch;
 
 const FORGE: i32 = 10_000_002;
 
@@ -44,10 +43,7 @@ async fn run_mode(
     let queue = jobs::connect_queue(secrets.redis_url.expose()).await.unwrap();
     let con = <ConnectionManager as dual_mode::Resource>::open(secrets.redis_url.expose()).await.unwrap();
     let worker = jobs::worker(queue.clone(), &s, secrets, jobs::worker_config(2)).await.unwrap();
-    let (stop, mut rx) = watch::channel(false);
-    let running = tokio::spawn(worker.run(async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }));
+    let running = worker.spawn();
     before(&esi_server);
     let start = Instant::now();
     let id = jobs::enqueue(&queue, &s, FORGE, None).await.unwrap().job_id;
@@ -58,8 +54,7 @@ async fn run_mode(
     let record = queue.job(&id).await.unwrap().expect("a record");
     assert_eq!(record.state, JobState::Done, "{name}: {record:?}");
     let took = start.elapsed();
-    let _ = stop.send(true);
-    let report = running.await.unwrap().expect("worker");
+    let report = running.stop().await.expect("worker");
     assert_eq!(report.counts.parked, 0, "{name}: {report:?}");
     let stored = stored_summary(&con, FORGE).await.unwrap().expect("stored");
     assert_eq!(result, stored, "{name}: the job's result is the summary it stored");

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use dual_mode::Secret;
-use dual_mode::jobs::{QueueError, RunReport, WorkerConfig};
+use dual_mode::jobs::{RunReport, WorkerConfig, WorkerHandle};
 use dual_mode_test_support::RedisServer;
 use esi_contracts::api::{self, AppState};
 use esi_contracts::jobs::{self, Secrets};
@@ -13,7 +13,6 @@ use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
 use esi_contracts::standin::{self, RECORDED_AT, StandIn, StandInOptions};
 use serde_json::Value;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub fn secrets(redis: &RedisServer) -> Secrets {
     Secrets { token: Secret::new(EsiToken::default()), redis_url: Secret::new(RedisUrl::new(redis.url.clone())) }
@@ -67,23 +66,17 @@ pub async fn stale_standin() -> StandIn {
 
 /// A worker of the API's queue, running until [`Running::stop`].
 pub struct Running {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<Result<RunReport, QueueError>>,
+    worker: WorkerHandle,
 }
 
 impl Running {
     pub async fn start(api: &Api, redis: &RedisServer, config: WorkerConfig) -> Self {
         let worker =
             jobs::worker(api.state.queue.clone(), &api.state.settings, secrets(redis), config).await.expect("worker");
-        let (stop, mut rx) = watch::channel(false);
-        let task = tokio::spawn(worker.run(async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }));
-        Self { stop, task }
+        Self { worker: worker.spawn() }
     }
 
     pub async fn stop(self) -> RunReport {
-        let _ = self.stop.send(true);
-        self.task.await.unwrap().expect("worker")
+        self.worker.stop().await.expect("worker")
     }
 }
