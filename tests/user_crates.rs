@@ -26,6 +26,32 @@ fn run_user_crate(name: &str) {
     assert!(stdout.contains("user crate: every client works"), "user crate `{name}` printed:\n{stdout}\n{stderr}");
 }
 
+/// Runs the tests of the user crate in `tests/user-crates/<name>`.
+fn test_user_crate(name: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = root.join("tests/user-crates").join(name).join("Cargo.toml");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("user-crates");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["test", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("cargo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "user crate `{name}`'s tests failed ({}):\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("test result: ok"), "user crate `{name}` ran no test:\n{stdout}\n{stderr}");
+}
+
+/// A crate whose own tests run its jobs through `dual_mode::jobs::testing`, with no broker.
+#[test]
+fn jobs_tested_with_the_testing_module_alone() {
+    test_user_crate("jobs-testing");
+}
+
 /// reqwest with its default features: its own TLS provider, next to ours.
 #[test]
 fn reqwest_with_default_features() {

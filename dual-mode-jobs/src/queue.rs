@@ -588,7 +588,13 @@ pub struct Queue {
     /// The partition this handle's stores are: 0 for the queue users hold; a worker reads each
     /// partition through a handle of its own.
     part: usize,
+    /// What a push of a ready job awaits after it stored the job (a test queue's inline
+    /// run), with the job's id.
+    after_push: Option<AfterPush>,
 }
+
+/// A hook awaited after each push of a ready job: see [`Queue::after_push`].
+pub(crate) type AfterPush = Arc<dyn Fn(Queue, String) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
 
 struct Inner {
     /// The partitions' stores.
@@ -664,7 +670,7 @@ impl Queue {
     /// A queue on these stores.
     fn open(config: QueueConfig, home: Arc<dyn Backend>, parts: Vec<Arc<dyn Backend>>, keys: Vec<QueueKeys>) -> Self {
         let inner = Inner { parts, keys, home, config, next: AtomicUsize::new(0), finished: Mutex::default() };
-        Self { inner: Arc::new(inner), part: 0 }
+        Self { inner: Arc::new(inner), part: 0, after_push: None }
     }
     /// The queue's settings.
     #[must_use]
@@ -700,7 +706,7 @@ impl Queue {
     /// A handle on partition `p` of the same queue: its [`store`](Self::store) and
     /// [`lane_store`](Self::lane_store) are that partition's.
     pub(crate) fn partition(&self, p: usize) -> Self {
-        Self { inner: self.inner.clone(), part: p }
+        Self { inner: self.inner.clone(), part: p, after_push: None }
     }
 
     /// The store of this handle's partition.
@@ -877,7 +883,17 @@ impl Queue {
             store.push(&env, options.unique_ttl).await?
         };
         JobMetrics::of(self.name(), type_name).pushed(usize::from(stored.is_ok()));
-        Ok(Pushed::new(&env, stored))
+        let pushed = Pushed::new(&env, stored);
+        if let Some(hook) = self.after_push.as_ref().filter(|_| !options.is_delayed()) {
+            hook(self.clone(), pushed.job_id.clone()).await;
+        }
+        Ok(pushed)
+    }
+
+    /// The same queue with `hook` awaited after each push of a ready job.
+    pub(crate) fn after_push(mut self, hook: AfterPush) -> Self {
+        self.after_push = Some(hook);
+        self
     }
 
     /// Pushes a spec under its type name and schema version. Only spec types are accepted,
@@ -949,6 +965,11 @@ impl Queue {
         }
         let out: Vec<Pushed> = out.into_iter().flatten().collect();
         JobMetrics::of(self.name(), type_name).pushed(out.iter().filter(|p| !p.duplicate).count());
+        if let Some(hook) = self.after_push.as_ref().filter(|_| !options.is_delayed()) {
+            for pushed in &out {
+                hook(self.clone(), pushed.job_id.clone()).await;
+            }
+        }
         Ok(out)
     }
 
@@ -1273,7 +1294,7 @@ pub(crate) fn unique_of(type_name: &str, payload: &[u8], options: &PushOptions) 
     }
 }
 
-fn new_envelope(
+pub(crate) fn new_envelope(
     id: String,
     type_name: &str,
     version: u32,

@@ -72,6 +72,25 @@ pub enum CancelReason {
 }
 
 impl JobInfo {
+    /// A job outside any worker (the [testing](crate::testing) module's runs): its lease is
+    /// never lost and nothing cancels it.
+    pub(crate) fn detached(envelope: Envelope, queue: &str, max_attempts: u32) -> Self {
+        // The senders are dropped at once: `lost()` then never resolves, nothing is cancelled.
+        let (_, lost) = watch::channel(false);
+        let (_, cancel) = watch::channel(None);
+        Self {
+            inner: Arc::new(JobInner {
+                entry_id: String::new(),
+                queue: queue.to_owned(),
+                consumer: String::new(),
+                max_attempts,
+                lease: Lease { lost, token: 1 },
+                cancel,
+                envelope,
+            }),
+        }
+    }
+
     /// The envelope: ids, type name, version, attempt, payload.
     #[must_use]
     pub fn envelope(&self) -> &Envelope {
