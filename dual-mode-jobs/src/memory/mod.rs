@@ -84,6 +84,18 @@ impl MemoryPartition {
     pub(crate) fn new(record_ttl: Duration, parked_max_len: u64) -> Self {
         let limits = Limits { record_ttl_ms: millis(record_ttl).max(1), parked_max_len: parked_max_len.max(1) };
         let (ended, _) = broadcast::channel(ENDED_CAPACITY);
+        Self::with_limits(limits, ended)
+    }
+
+    /// Another partition of the queue whose home this is: empty, with the same settings, and
+    /// its ended jobs announced on the home's [`finished`](Backend::finished) (as every
+    /// partition on Redis publishes on the queue's one channel).
+    pub(crate) fn partition(&self) -> Self {
+        let limits = self.shared.state.lock().unwrap_or_else(PoisonError::into_inner).limits;
+        Self::with_limits(limits, self.shared.ended.clone())
+    }
+
+    fn with_limits(limits: Limits, ended: broadcast::Sender<Arc<str>>) -> Self {
         let shared =
             Shared { state: Mutex::new(State::new(limits)), skew_ms: AtomicU64::new(0), added: Notify::new(), ended };
         Self { shared: Arc::new(shared) }
@@ -111,6 +123,7 @@ impl MemoryPartition {
 }
 
 impl Shared {
+    /// The time in ms since the epoch, as the scripts read Redis's `TIME`.
     fn now(&self) -> u64 {
         unix_ms(SystemTime::now()).saturating_add(self.skew_ms.load(Ordering::Relaxed))
     }

@@ -42,18 +42,22 @@ pub(super) struct ZSet {
 }
 
 impl ZSet {
+    /// `ZCARD`.
     pub(super) fn len(&self) -> usize {
         self.scores.len()
     }
 
+    /// Whether the set has no member (Redis deletes such a key).
     pub(super) fn is_empty(&self) -> bool {
         self.scores.is_empty()
     }
 
+    /// `ZSCORE`.
     pub(super) fn score(&self, member: &str) -> Option<f64> {
         self.scores.get(member).copied()
     }
 
+    /// Whether `member` is in the set.
     pub(super) fn contains(&self, member: &str) -> bool {
         self.scores.contains_key(member)
     }
@@ -173,14 +177,17 @@ impl<V> Expiring<V> {
         }
     }
 
+    /// `GET`.
     pub(super) fn get(&self, key: &str) -> Option<&V> {
         self.values.get(key).map(|(v, _)| v)
     }
 
+    /// The value at `key`, to change in place (its deadline stays).
     pub(super) fn get_mut(&mut self, key: &str) -> Option<&mut V> {
         self.values.get_mut(key).map(|(v, _)| v)
     }
 
+    /// `EXISTS`.
     pub(super) fn contains(&self, key: &str) -> bool {
         self.values.contains_key(key)
     }

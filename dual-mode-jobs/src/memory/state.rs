@@ -83,6 +83,7 @@ pub(super) struct State {
 }
 
 impl State {
+    /// An empty partition.
     pub(super) fn new(limits: Limits) -> Self {
         Self {
             limits,
@@ -116,6 +117,7 @@ impl State {
         self.ticks.purge(now);
     }
 
+    /// One of the lanes.
     pub(super) fn lane(&mut self, lane: Lane) -> &mut LaneState {
         &mut self.lanes[lane.index()]
     }

@@ -111,6 +111,7 @@ impl Interval {
         })
     }
 
+    /// Whether `id` is in the interval.
     pub(super) fn contains(self, id: StreamId) -> bool {
         self.lo <= id && id <= self.hi
     }
@@ -151,6 +152,7 @@ impl Stream {
         id
     }
 
+    /// The fields of entry `id`.
     pub(super) fn get(&self, id: StreamId) -> Option<&RawFields> {
         self.entries.get(&id)
     }
@@ -160,6 +162,7 @@ impl Stream {
         self.entries.remove(&id).is_some()
     }
 
+    /// `XLEN`.
     pub(super) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -65,6 +65,7 @@ async fn stats_and_consumers_count_what_each_holds() {
     assert_eq!(p.prune_consumers(Lane::Normal, "w2", Duration::from_secs(5)).await.expect("prune"), 1, "w3");
     assert!(p.remove_consumer_if_idle(Lane::High, "w1").await.expect("remove"));
     assert_eq!(p.sweep(Lane::Normal, "0-0", 200).await.expect("sweep"), (None, 0), "nothing orphaned");
+    assert_eq!(p.ensure_group(Duration::from_secs(1)).await.expect("group"), None, "it exists from the start");
     assert_eq!(p.claim_partitions(1).await.expect("partitions"), 1);
     assert_eq!(p.claim_partitions(4).await.expect("partitions"), 1, "the first count stays");
 }
@@ -173,4 +174,15 @@ async fn bad_ids_are_typed_errors_and_unknown_ones_answer_nothing() {
     assert!(p.records_of(&["a".to_owned()]).await.expect("records")[0].is_none());
     let (records, total) = p.records(JobState::Running, 5, 0).await.expect("records");
     assert_eq!((records.len(), total), (0, 0));
+}
+
+#[tokio::test]
+async fn a_partition_announces_its_ended_jobs_on_its_home() {
+    let home = partition();
+    let part = home.partition();
+    let mut ended = home.finished().await.expect("finished");
+    push(&part, &env("a")).await;
+    assert_eq!(home.stats().await.expect("stats").length, 0, "a partition of its own");
+    assert_eq!(part.cancel("a").await.expect("cancel"), crate::record::CancelOutcome::Removed);
+    assert_eq!(futures_util::StreamExt::next(&mut ended).await.as_deref(), Some("a"));
 }
