@@ -256,14 +256,17 @@ impl LaneState {
     /// (`XREADGROUP ... >`), each with the token 1.
     pub(super) fn read_new(&mut self, consumer: &str, count: usize, now: u64) -> Vec<Entry> {
         self.seen(consumer, now);
-        let got = self.stream.range(Interval::after(self.last_delivered), count);
+        let got: Vec<(StreamId, RawFields)> = self
+            .stream
+            .in_range(Interval::after(self.last_delivered))
+            .take(count)
+            .map(|(id, f)| (*id, f.clone()))
+            .collect();
         for (id, _) in &got {
-            if let Ok(id) = StreamId::parse(id, "read group") {
-                self.last_delivered = id;
-                self.pending.insert(id, Pending { consumer: consumer.to_owned(), delivered_ms: now, count: 1 });
-            }
+            self.last_delivered = *id;
+            self.pending.insert(*id, Pending { consumer: consumer.to_owned(), delivered_ms: now, count: 1 });
         }
-        got
+        got.into_iter().map(|(id, f)| (id.to_string(), f)).collect()
     }
 
     /// Who holds entry `id` for `consumer` with `token` (the scripts' `holder`).

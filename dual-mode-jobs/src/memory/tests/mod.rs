@@ -206,3 +206,39 @@ async fn lanes_are_read_in_the_order_given_and_keep_their_jobs() {
     assert_eq!(rest[0].0, Lane::Low);
     assert_eq!(p.stats().await.expect("stats").pending, 3);
 }
+
+#[tokio::test]
+async fn claims_page_through_the_expired_leases_from_a_cursor() {
+    let p = partition();
+    let mut entries = Vec::new();
+    for i in 0..3 {
+        entries.push(push(&p, &env(&format!("j{i}"))).await);
+    }
+    read(&p, "w1", 3).await;
+    p.advance(Duration::from_secs(2));
+    let (cursor, claimed) = p.claim(Lane::Normal, "w2", 1000, "0-0", 1).await.expect("claim");
+    assert_eq!((cursor.as_str(), claimed[0].0.as_str()), (entries[0].as_str(), entries[0].as_str()));
+    let (cursor, claimed) = p.claim(Lane::Normal, "w2", 1000, &cursor, 2).await.expect("claim");
+    assert_eq!(claimed.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), [&entries[1], &entries[2]]);
+    assert_eq!(cursor, entries[2], "a full page: more may follow");
+    let (cursor, claimed) = p.claim(Lane::Normal, "w2", 1000, &cursor, 2).await.expect("claim");
+    assert_eq!((cursor.as_str(), claimed.len()), ("0-0", 0), "the end");
+    let consumers = p.consumers(Lane::Normal).await.expect("consumers");
+    assert_eq!(consumers.iter().map(|c| (c.name.as_str(), c.pending)).collect::<Vec<_>>(), [("w1", 0), ("w2", 3)]);
+}
+
+#[tokio::test]
+async fn a_bulk_push_answers_in_order() {
+    let p = partition();
+    let envs = [
+        env("a"),
+        Envelope { unique: Some("u".to_owned()), ..env("b") },
+        Envelope { unique: Some("u".to_owned()), ..env("c") },
+    ];
+    let answers = p.push_many(&envs, Duration::ZERO).await.expect("push");
+    assert!(matches!(&answers[..], [Ok(Some(_)), Ok(Some(_)), Err(holder)] if holder == "b"), "{answers:?}");
+    let got = read(&p, "w1", 10).await;
+    let ids: Vec<String> = got.iter().map(|(_, (_, f))| Envelope::from_fields(f).expect("envelope").id).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert!(p.push_many(&[], Duration::ZERO).await.expect("push").is_empty());
+}
