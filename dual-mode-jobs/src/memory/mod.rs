@@ -57,6 +57,9 @@ use crate::lane::Lane;
 use crate::queue::QueueStats;
 use crate::record::{CancelOutcome, JobRecord, JobState};
 
+/// The longest a reader's wait blocks.
+const LONGEST_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How many ended jobs' ids a slow listener may fall behind before it is told it missed some.
 const ENDED_CAPACITY: usize = 4096;
 
@@ -69,6 +72,7 @@ pub(crate) struct MemoryPartition {
 
 /// What a partition's clones and readers share.
 struct Shared {
+    /// The partition's data, under the one lock of its operations.
     state: Mutex<State>,
     /// Milliseconds added to the system clock (moved by tests only).
     skew_ms: AtomicU64,
@@ -95,6 +99,7 @@ impl MemoryPartition {
         Self::with_limits(limits, self.shared.ended.clone())
     }
 
+    /// An empty partition announcing its ended jobs on `ended`.
     fn with_limits(limits: Limits, ended: broadcast::Sender<Arc<str>>) -> Self {
         let shared =
             Shared { state: Mutex::new(State::new(limits)), skew_ms: AtomicU64::new(0), added: Notify::new(), ended };
@@ -150,7 +155,9 @@ impl Shared {
 
     /// Waits up to `block` for an entry newer than `last` in any lane.
     async fn wait_after(&self, last: [StreamId; 3], block: Duration) {
-        let deadline = tokio::time::Instant::now() + block;
+        let now = tokio::time::Instant::now();
+        // A block too long to be a deadline waits as long as one can.
+        let deadline = now.checked_add(block).unwrap_or_else(|| now + LONGEST_WAIT);
         loop {
             let added = self.added.notified();
             tokio::pin!(added);

@@ -133,7 +133,7 @@ async fn a_wait_returns_when_an_entry_arrives_or_after_its_block_time() {
     assert!(started.elapsed() < Duration::from_secs(1));
     assert!(matches!(reader.read("w1", 10, Lane::ALL).await.expect("read"), Read::Entries(e) if e.is_empty()));
     let pusher = p.clone();
-    let push = tokio::spawn(async move {
+    let pushing = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let low = Envelope { lane: Lane::Low, ..env("a") };
         pusher.push(&low, Duration::ZERO).await.expect("push").expect("pushed");
@@ -141,7 +141,7 @@ async fn a_wait_returns_when_an_entry_arrives_or_after_its_block_time() {
     let started = Instant::now();
     reader.wait().await.expect("wait");
     assert!(started.elapsed() < Duration::from_secs(5), "woken by the push");
-    push.await.expect("pushed");
+    pushing.await.expect("pushed");
     // An entry already there: at once.
     reader.wait().await.expect("wait");
     let mut short = p.reader(Duration::from_millis(50), Duration::from_secs(1)).await.expect("reader");
@@ -149,6 +149,11 @@ async fn a_wait_returns_when_an_entry_arrives_or_after_its_block_time() {
     let started = Instant::now();
     short.wait().await.expect("wait");
     assert!(started.elapsed() >= Duration::from_millis(40), "waited its block time");
+    // A block too long for a deadline.
+    let mut endless = p.reader(Duration::MAX, Duration::from_secs(1)).await.expect("reader");
+    assert!(matches!(endless.read("w2", 10, Lane::ALL).await.expect("read"), Read::Entries(e) if e.is_empty()));
+    push(&p, &env("b")).await;
+    endless.wait().await.expect("wait");
 }
 
 #[tokio::test]
