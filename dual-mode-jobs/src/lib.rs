@@ -222,6 +222,7 @@ mod envelope;
 mod error;
 mod lane;
 mod limit;
+mod memory;
 mod metrics;
 mod partition;
 mod queue;
