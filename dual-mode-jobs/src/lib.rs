@@ -230,6 +230,7 @@ mod record;
 mod schedule;
 mod signal;
 mod store;
+pub mod testing;
 mod trace;
 mod worker;
 

@@ -17,6 +17,7 @@ use super::limit::{RateLimit, RateScope};
 use super::metrics::JobMetrics;
 use super::partition;
 use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
+use super::memory::MemoryPartition;
 use super::store::{self, RedisPartition, RedisTarget, Store};
 use super::trace::TraceParent;
 use super::worker::Job;
@@ -665,6 +666,39 @@ impl Queue {
                 .unzip()
         };
         Ok(Self::open(config, home_part, parts, keys))
+    }
+
+    /// Opens a queue in this process's memory, on the in-process backend: **its jobs are lost
+    /// when the process exits**. Everything else is as on Redis (records, leases and fencing,
+    /// retries, parking, unique keys, rate limits, lanes, pause, schedules, the operator
+    /// reads), for tests and for programs that need no second process.
+    ///
+    /// Each call opens a new queue, whatever its name: share one by cloning the `Queue` (a
+    /// worker and a producer of one process hold clones).
+    ///
+    /// ```
+    /// use dual_mode_jobs::{PushOptions, Queue, QueueConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), dual_mode_jobs::QueueError> {
+    /// let queue = Queue::in_process(QueueConfig::new("mail"))?;
+    /// let pushed = queue.push("Mail", 1, &"hello", PushOptions::new()).await?;
+    /// assert!(queue.job(&pushed.job_id).await?.is_some());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// A configuration out of range.
+    pub fn in_process(config: QueueConfig) -> Result<Self, QueueError> {
+        config.validate()?;
+        let n = usize::from(config.partitions);
+        let home = MemoryPartition::new(config.record_ttl, config.parked_max_len);
+        let (parts, keys): (Vec<Arc<dyn Backend>>, Vec<QueueKeys>) = if n == 1 {
+            (vec![Arc::new(home.clone())], vec![QueueKeys::new(&config.name)])
+        } else {
+            (0..n).map(|i| (Arc::new(home.partition()) as Arc<dyn Backend>, QueueKeys::partition(&config.name, i, n))).unzip()
+        };
+        Ok(Self::open(config, Arc::new(home), parts, keys))
     }
 
     /// A queue on these stores.

@@ -91,8 +91,9 @@ pub async fn run_job<S: Job>(spec: &S::Spec, clients: Clients) -> Result<S::Outp
 #[derive(Debug, Clone)]
 pub struct TestQueue {
     queue: Queue,
-    /// The worker of an inline queue, stopped with the last clone of the test queue.
-    inline: Option<Arc<WorkerHandle>>,
+    /// The worker of an inline queue, kept for its drop: it stops with the last clone of the
+    /// test queue.
+    _worker: Option<Arc<WorkerHandle>>,
 }
 
 /// How long an inline push waits for its job, and a drain for the queue to empty.
@@ -155,7 +156,7 @@ impl TestQueue {
     #[must_use]
     pub fn manual_with(config: QueueConfig) -> Self {
         let queue = Queue::in_process(config).unwrap_or_else(|e| panic!("test queue: {e}"));
-        Self { queue, inline: None }
+        Self { queue, _worker: None }
     }
 
     /// A queue named `name` on which each push returns once its job ended: run by the worker
@@ -192,7 +193,7 @@ impl TestQueue {
             }
             .boxed()
         }));
-        Self { queue, inline: Some(Arc::new(running)) }
+        Self { queue, _worker: Some(Arc::new(running)) }
     }
 
     /// The queue to hand to the code under test.
@@ -210,7 +211,7 @@ impl TestQueue {
         let mut out = Vec::new();
         for state in [JobState::Queued, JobState::Delayed, JobState::Retrying] {
             let (records, _) = self.queue.jobs(state, 0, usize::MAX >> 1).await.unwrap_or_else(|e| panic!("{e}"));
-            for record in records.iter().filter(|r| r.type_name.as_deref() == Some(type_name)) {
+            for record in records.iter().filter(|r| r.type_name == type_name) {
                 let fields = self.queue.job_fields(record).await.unwrap_or_else(|e| panic!("{e}"));
                 let Some(payload) = fields.as_ref().and_then(|f| field_of(f, field::PAYLOAD)) else { continue };
                 let value = crate::envelope::decode_json::<T>(payload, type_name)

@@ -20,8 +20,6 @@
 //! the start and no operator can destroy it ([`Backend::ensure_group`]), and no consumer can
 //! be removed while it holds entries, so a sweep finds no orphaned entry.
 
-#![cfg_attr(not(test), expect(dead_code, reason = "the queue's constructor for this backend comes next"))]
-
 mod gates;
 mod jobs;
 mod push;
