@@ -57,6 +57,14 @@ impl Store {
         Self::Redis(RedisServer::start())
     }
 
+    /// The backend's name, for what a case prints.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Redis(_) => "redis",
+            Self::InProcess => "in process",
+        }
+    }
+
     /// Opens a queue on this store.
     pub async fn queue(&self, config: QueueConfig) -> Queue {
         match self {

@@ -85,6 +85,11 @@ async fn a_high_lane_job_overtakes_a_low_lane_backlog_of_ten_thousand(store: &St
     let at = seen.iter().position(|s| s.1 == Lane::High).expect("high ran");
     let low_before = seen[..at].iter().filter(|s| s.1 == Lane::Low && s.2 >= pushed).count();
     let left = q.stats().await.expect("stats").length;
+    println!(
+        "{}: high-lane job started {:.2} ms after its push, behind {waiting} low-lane jobs not yet delivered; {low_before} low-lane starts in between",
+        store.name(),
+        (seen[at].2 - pushed).as_secs_f64() * 1000.0
+    );
     // Reads in flight when it was pushed, and at most one read led by the low lane, may start
     // low-lane jobs first: never the backlog.
     assert!(low_before <= 3 * concurrency, "{low_before} low-lane jobs started before the high-lane one");
@@ -111,6 +116,7 @@ async fn a_high_lane_backlog_leaves_the_lower_lanes_their_share(store: &Store) {
     let first: Vec<Lane> = starts.snapshot().iter().take(1_000).map(|s| s.1).collect();
     let share = |lane| first.iter().filter(|l| **l == lane).count();
     let (high, normal, low) = (share(Lane::High), share(Lane::Normal), share(Lane::Low));
+    println!("{}: first 1,000 starts with all lanes backlogged: high {high}, normal {normal}, low {low}", store.name());
     // The defaults: the normal lane leads a fifth of the reads, the low lane a twentieth.
     assert!(high >= 600, "high lane first: {high}");
     assert!(normal >= 100, "normal lane share: {normal}");
@@ -128,6 +134,7 @@ async fn one_worker_drains_two_queues_by_weight_or_in_strict_order(store: &Store
     wait_for(Duration::from_secs(30), "800 starts", async || (starts.len() >= 800).then_some(())).await;
     let first: Vec<String> = starts.snapshot().iter().take(800).map(|s| s.0.clone()).collect();
     let from_a = first.iter().filter(|q| **q == a.name()).count();
+    println!("{}: weights 3:1, first 800 starts: {from_a} from the first queue", store.name());
     assert!((520..=680).contains(&from_a), "expected about 600 of 800 from the weight-3 queue, got {from_a}");
     // Both drain completely, each job once.
     wait_for(Duration::from_secs(30), "both queues to drain", async || (starts.len() >= 2_000).then_some(())).await;
