@@ -3,13 +3,12 @@
 //! and unique keys, lanes and several queues, pauses, schedules, services), written once
 //! against the public API and run against every backend.
 //!
-//! Each case is an `async fn case(store: &Store)`; [`cases!`](harness) makes one test of it
-//! per backend (`<module>::redis::<case>`, `<module>::in_process::<case>`). A case reads the
-//! queue only as a user can (records, stats, overview, pages, parked entries, waits), never
-//! a store's own keys: what only one store can be asked lives in that store's tests
-//! (`jobs_core`, `jobs_control`, `jobs_lanes` and the others for Redis). Where the backends
-//! should differ, the case says so in its documentation and asserts each one's behaviour
-//! (see `differences`).
+//! Each case is an `async fn case(store: &Store)`; `cases!` (in `harness.rs`) makes one test of
+//! it per backend, `<module>::redis::<case>` and `<module>::in_process::<case>`. A case reads
+//! the queue only as a user can (records, stats, overview, pages, parked entries, waits),
+//! never a store's own keys: what only one store can be asked lives in that store's tests
+//! (`jobs_core`, `jobs_control`, `jobs_lanes` and the others, for Redis). Where the backends
+//! differ on purpose, `differences.rs` says how and asserts each side.
 
 #[macro_use]
 #[path = "conformance/harness.rs"]

@@ -119,7 +119,7 @@ async fn a_paused_schedule_enqueues_nothing_on_any_scheduler_and_skips_its_misse
     };
     let first = run(Scheduler::new(q.clone(), SchedulerConfig::new()));
     let second = run(Scheduler::new(q.clone(), SchedulerConfig::new()));
-    wait_for(Duration::from_secs(5), "two ticks", async || (ticks_of(&q, "beat").await.len() >= 2).then_some(())).await;
+    wait_for(Duration::from_secs(5), "a tick", async || (!ticks_of(&q, "beat").await.is_empty()).then_some(())).await;
 
     // Paused through the queue handle of one process...
     assert!(q.pause_schedule("beat").await.expect("pause"));
