@@ -203,7 +203,7 @@ async fn a_job_told_to_wait_runs_again_later_without_burning_an_attempt(store: &
     assert_eq!((record.state, record.attempt), (JobState::Done, 1));
 }
 
-/// Job 0 of a key limited to 10 a second answers a 429 with a retry-after of 1 s on its first
+/// Job 0 of a key limited to 10 a second answers a 429 with a retry-after of 1.5 s on its first
 /// run: the key's other jobs (which would start 100 ms apart) start on neither worker until
 /// the pause is over.
 async fn a_wait_with_retry_after_pauses_its_rate_key_for_every_worker(store: &Store) {
@@ -211,7 +211,7 @@ async fn a_wait_with_retry_after_pauses_its_rate_key_for_every_worker(store: &St
         QueueConfig::new(unique("retry-after")).rate_limit(RateScope::Key("region:".into()), RateLimit::per_second(10));
     let q = store.queue(config).await;
     let runs = Runs::default();
-    let pause = Some(Duration::from_secs(1));
+    let pause = Some(Duration::from_millis(1500));
     let w1 = start(Worker::new(q.clone(), fast_worker()).handle("Call", runs.handler(Duration::ZERO, pause)));
     let w2 = start(Worker::new(q.clone(), fast_worker()).handle("Call", runs.handler(Duration::ZERO, pause)));
     let first = q.push("Call", 1, &Call { n: 0 }, PushOptions::new().rate_key("region:2")).await.expect("push");
@@ -225,7 +225,7 @@ async fn a_wait_with_retry_after_pauses_its_rate_key_for_every_worker(store: &St
     // while); none from then until the pause is over.
     let during: Vec<Duration> = all
         .iter()
-        .filter(|r| r.start > refused + Duration::from_millis(300) && r.start < refused + Duration::from_millis(950))
+        .filter(|r| r.start > refused + Duration::from_millis(500) && r.start < refused + Duration::from_millis(1450))
         .map(|r| r.start - refused)
         .collect();
     assert!(during.is_empty(), "starts while the key was paused, after the 429: {during:?}");
