@@ -1,0 +1,130 @@
+//! The store a case runs on, the macro that makes one test per backend of each case, and the
+//! reads the cases share.
+
+use std::time::Duration;
+
+use dual_mode::jobs::{JobRecord, JobState, Queue, QueueConfig};
+use dual_mode_test_support::RedisServer;
+
+pub use crate::jobs_support::{start, stop, unique, wait_for};
+
+/// The switch of the in-process backend: `off` until `Queue::in_process` exists. To run every
+/// case on it as well, expand `$on` instead of `$off` on the line below (the `allow` on `Store`
+/// can go then).
+macro_rules! in_process {
+    (on => { $($on:tt)* } off => { $($off:tt)* }) => { $($off)* };
+}
+
+/// `cases! { a, b }` in a module of `async fn a(store: &Store)` and `async fn b(store: &Store)`:
+/// one test per backend of each, `redis::a` and `in_process::a`, on a runtime of two threads.
+macro_rules! cases {
+    ($($case:ident),+ $(,)?) => {
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(&$crate::harness::Store::redis()).await;
+                }
+            )+
+        }
+        in_process! {
+            on => {
+                mod in_process {
+                    $(
+                        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                        async fn $case() {
+                            super::$case(&$crate::harness::Store::InProcess).await;
+                        }
+                    )+
+                }
+            }
+            off => {}
+        }
+    };
+}
+
+/// Where a case's queues live.
+#[allow(dead_code, reason = "the in-process variant is built only when its switch is on")]
+pub enum Store {
+    /// A `redis-server` of the case's own, stopped when the case ends.
+    Redis(RedisServer),
+    /// The in-process backend: the queues live in this process, in their handles.
+    InProcess,
+}
+
+impl Store {
+    /// A fresh `redis-server` (or the one `REDIS_URL` names).
+    pub fn redis() -> Self {
+        Self::Redis(RedisServer::start())
+    }
+
+    /// The backend's name, for what a case prints.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Redis(_) => "redis",
+            Self::InProcess => "in process",
+        }
+    }
+
+    /// Opens a queue on this store.
+    pub async fn queue(&self, config: QueueConfig) -> Queue {
+        match self {
+            Self::Redis(redis) => crate::jobs_support::queue(&redis.url, config).await,
+            Self::InProcess => in_process! {
+                on => { Queue::in_process(config).expect("open an in-process queue") }
+                off => { unreachable!("the in-process backend is switched off in harness.rs: {config:?}") }
+            },
+        }
+    }
+
+    /// Another handle on `q`, as another process of the application holds it: on Redis a
+    /// connection of its own; in process, where no other process can reach the queue, a clone.
+    pub async fn other_handle(&self, q: &Queue) -> Queue {
+        match self {
+            Self::Redis(redis) => crate::jobs_support::queue(&redis.url, q.config().clone()).await,
+            Self::InProcess => q.clone(),
+        }
+    }
+}
+
+/// Waits up to 10 s for each of `ids` to reach `want` in its record.
+pub async fn wait_state(q: &Queue, ids: &[&str], want: JobState) {
+    crate::jobs_support::wait_state(q, ids, want, Duration::from_secs(10)).await;
+}
+
+/// The state of job `id`, `None` without a record.
+pub async fn state(q: &Queue, id: &str) -> Option<JobState> {
+    q.job(id).await.expect("read record").map(|r| r.state)
+}
+
+/// How many entries are parked, if the stats can be read.
+pub async fn parked_count(q: &Queue) -> Option<u64> {
+    Some(q.stats().await.ok()?.parked)
+}
+
+/// Every queued job's record, as the operator pages list them: lane after lane (high first),
+/// each lane in queue order.
+pub async fn queued(q: &Queue) -> Vec<JobRecord> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = q.jobs_page(JobState::Queued, after.as_deref(), 100).await.expect("a page of queued jobs");
+        all.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return all,
+        }
+    }
+}
+
+/// The tick (ms) a schedule's job was enqueued for, from its idempotency key
+/// (`sched:<name>:<tick ms>`).
+pub fn tick_ms(record: &JobRecord) -> i64 {
+    let key = &record.idempotency_key;
+    key.rsplit(':').next().and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("no tick in {key:?}"))
+}
+
+/// The ticks of every queued job, in queue order.
+pub async fn queued_ticks(q: &Queue) -> Vec<i64> {
+    queued(q).await.iter().map(tick_ms).collect()
+}
