@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use dual_mode_jobs::testing::TestQueue;
-//! use dual_mode_jobs::{PushOptions, Worker, handler_fn};
+//! use dual_mode_jobs::{JobInfo, PushOptions, Worker, handler_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -23,7 +23,7 @@
 //! tq.assert_enqueued::<String>("Email", |to| to.ends_with("@example.com")).await;
 //!
 //! let sent = tq
-//!     .drain(|queue, config| Worker::new(queue, config).handle("Email", handler_fn(async |_job| Ok(()))))
+//!     .drain(|queue, config| Worker::new(queue, config).handle("Email", handler_fn(|_job: JobInfo| async { Ok(()) })))
 //!     .await;
 //! assert_eq!(sent.succeeded, 1);
 //! # }
@@ -166,12 +166,12 @@ impl TestQueue {
     ///
     /// ```
     /// use dual_mode_jobs::testing::TestQueue;
-    /// use dual_mode_jobs::{JobState, PushOptions, Worker, handler_fn};
+    /// use dual_mode_jobs::{JobInfo, JobState, PushOptions, Worker, handler_fn};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let tq = TestQueue::inline("emails", |queue, config| {
-    ///     Worker::new(queue, config).handle("Email", handler_fn(async |_job| Ok(())))
+    ///     Worker::new(queue, config).handle("Email", handler_fn(|_job: JobInfo| async { Ok(()) }))
     /// });
     /// let pushed = tq.queue().push("Email", 1, &"ada@example.com", PushOptions::new()).await.unwrap();
     /// assert_eq!(tq.queue().job(&pushed.job_id).await.unwrap().unwrap().state, JobState::Done);

@@ -8,13 +8,6 @@ use dual_mode_test_support::RedisServer;
 
 pub use crate::jobs_support::{start, stop, unique, wait_for};
 
-/// The switch of the in-process backend: `off` until `Queue::in_process` exists. To run every
-/// case on it as well, expand `$on` instead of `$off` on the line below (the `allow` on `Store`
-/// can go then).
-macro_rules! in_process {
-    (on => { $($on:tt)* } off => { $($off:tt)* }) => { $($off)* };
-}
-
 /// `cases! { a, b }` in a module of `async fn a(store: &Store)` and `async fn b(store: &Store)`:
 /// one test per backend of each, `redis::a` and `in_process::a`, on a runtime of two threads.
 macro_rules! cases {
@@ -27,24 +20,18 @@ macro_rules! cases {
                 }
             )+
         }
-        in_process! {
-            on => {
-                mod in_process {
-                    $(
-                        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                        async fn $case() {
-                            super::$case(&$crate::harness::Store::InProcess).await;
-                        }
-                    )+
+        mod in_process {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(&$crate::harness::Store::InProcess).await;
                 }
-            }
-            off => {}
+            )+
         }
     };
 }
 
 /// Where a case's queues live.
-#[allow(dead_code, reason = "the in-process variant is built only when its switch is on")]
 pub enum Store {
     /// A `redis-server` of the case's own, stopped when the case ends.
     Redis(RedisServer),
@@ -70,10 +57,7 @@ impl Store {
     pub async fn queue(&self, config: QueueConfig) -> Queue {
         match self {
             Self::Redis(redis) => crate::jobs_support::queue(&redis.url, config).await,
-            Self::InProcess => in_process! {
-                on => { Queue::in_process(config).expect("open an in-process queue") }
-                off => { unreachable!("the in-process backend is switched off in harness.rs: {config:?}") }
-            },
+            Self::InProcess => Queue::in_process(config).expect("open an in-process queue"),
         }
     }
 
