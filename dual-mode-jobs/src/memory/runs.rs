@@ -30,8 +30,7 @@ impl State {
         let l = self.lane(lane);
         let mut ids = Vec::new();
         let (mut last, mut scanned) = (None, 0usize);
-        let idle =
-            l.pending.iter().filter(|(id, p)| scan.contains(**id) && now.saturating_sub(p.delivered_ms) >= min_idle);
+        let idle = l.pending_in(scan).filter(|(_, p)| now.saturating_sub(p.delivered_ms) >= min_idle);
         for (id, p) in idle.take(page) {
             scanned += 1;
             last = Some(*id);

@@ -111,11 +111,6 @@ impl Interval {
         })
     }
 
-    /// Whether `id` is in the interval.
-    pub(super) fn contains(self, id: StreamId) -> bool {
-        self.lo <= id && id <= self.hi
-    }
-
     /// The interval as a range of a map; `None` when empty (an inverted range would panic).
     fn range(self) -> Option<RangeInclusive<StreamId>> {
         (self.lo <= self.hi).then_some(self.lo..=self.hi)
@@ -267,6 +262,11 @@ impl LaneState {
             self.pending.insert(*id, Pending { consumer: consumer.to_owned(), delivered_ms: now, count: 1 });
         }
         got.into_iter().map(|(id, f)| (id.to_string(), f)).collect()
+    }
+
+    /// The delivered entries in `iv`, by id.
+    pub(super) fn pending_in(&self, iv: Interval) -> impl Iterator<Item = (&StreamId, &Pending)> + '_ {
+        iv.range().into_iter().flat_map(|r| self.pending.range(r))
     }
 
     /// Who holds entry `id` for `consumer` with `token` (the scripts' `holder`).

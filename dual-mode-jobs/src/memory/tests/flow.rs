@@ -20,6 +20,11 @@ async fn a_delayed_push_waits_for_its_due_time_then_is_promoted() {
     let high = Envelope { lane: Lane::High, ..env("b") };
     p.push_delayed(&high, Duration::ZERO, 1, 0).await.expect("push").expect("pushed");
     assert_eq!(p.stats().await.expect("stats").delayed, 2);
+    let page = p.state_page("delayed", None, 10).await.expect("page");
+    assert_eq!(page[0], ("b".to_owned(), "1".to_owned()), "by due time");
+    assert_eq!(page[1].0, "a");
+    let (records, total) = p.records(JobState::Delayed, 0, 10).await.expect("records");
+    assert_eq!((records.len(), total), (2, 2));
     assert_eq!(p.promote(10).await.expect("promote"), 1, "b was due at 1 ms after the epoch");
     assert_eq!(p.promote(10).await.expect("promote"), 0);
     p.advance(Duration::from_millis(1500));
