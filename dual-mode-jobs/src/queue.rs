@@ -14,10 +14,10 @@ use super::envelope::{Envelope, RawFields, unique_id, unix_ms};
 use super::error::{EnvelopeError, ParkReason, QueueError};
 use super::lane::Lane;
 use super::limit::{RateLimit, RateScope};
+use super::memory::MemoryPartition;
 use super::metrics::JobMetrics;
 use super::partition;
 use super::record::{CancelOutcome, JobOutcome, JobRecord, JobState, WaitError};
-use super::memory::MemoryPartition;
 use super::store::{self, RedisPartition, RedisTarget, Store};
 use super::trace::TraceParent;
 use super::worker::Job;
@@ -696,7 +696,9 @@ impl Queue {
         let (parts, keys): (Vec<Arc<dyn Backend>>, Vec<QueueKeys>) = if n == 1 {
             (vec![Arc::new(home.clone())], vec![QueueKeys::new(&config.name)])
         } else {
-            (0..n).map(|i| (Arc::new(home.partition()) as Arc<dyn Backend>, QueueKeys::partition(&config.name, i, n))).unzip()
+            (0..n)
+                .map(|i| (Arc::new(home.partition()) as Arc<dyn Backend>, QueueKeys::partition(&config.name, i, n)))
+                .unzip()
         };
         Ok(Self::open(config, Arc::new(home), parts, keys))
     }

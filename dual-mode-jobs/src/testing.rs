@@ -59,10 +59,10 @@ use dual_mode_runtime::{DualMode, Parts, Spec};
 /// panics (its panic goes on, after the clients closed).
 pub async fn run_job<S: Job>(spec: &S::Spec, clients: Clients) -> Result<S::Output, JobError> {
     let name = <S::Spec as Spec>::NAME;
-    let payload = encode(name, spec).unwrap_or_else(|e| panic!("{name} does not serialize: {}", crate::error::chain(&e)));
+    let payload =
+        encode(name, spec).unwrap_or_else(|e| panic!("{name} does not serialize: {}", crate::error::chain(&e)));
     let decoded: S::Spec = decode_spec(&payload).unwrap_or_else(|e| panic!("{name} does not round-trip: {e}"));
-    let envelope =
-        new_envelope(unique_id(), name, <S::Spec as Spec>::VERSION, payload, &PushOptions::new(), None);
+    let envelope = new_envelope(unique_id(), name, <S::Spec as Spec>::VERSION, payload, &PushOptions::new(), None);
     let job = JobInfo::detached(envelope, "testing", 1);
     let parts = match &clients {
         Clients::Context(ctx) => S::Parts::from_context(decoded, ctx),
@@ -238,11 +238,7 @@ impl TestQueue {
     /// When none does; the message lists how many of that type there are.
     pub async fn assert_enqueued<T: DeserializeOwned>(&self, type_name: &str, matches: impl Fn(&T) -> bool) {
         let all = self.enqueued::<T>(type_name).await;
-        assert!(
-            all.iter().any(matches),
-            "no enqueued {type_name} job matches ({} of that type enqueued)",
-            all.len()
-        );
+        assert!(all.iter().any(matches), "no enqueued {type_name} job matches ({} of that type enqueued)", all.len());
     }
 
     /// Fails the test if a job of `type_name` whose payload satisfies `matches` waits to run.
