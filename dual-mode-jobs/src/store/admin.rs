@@ -2,46 +2,12 @@
 //! the group, entries by id, throughput from the state sets, and the queue's pause key. None
 //! of them loads a whole stream or set: every list is read a page at a time from a cursor.
 
-use std::sync::LazyLock;
-
-use redis::{Script, Value};
+use redis::Value;
 
 use super::reply::{self, Entry, stream_id};
 use super::{Store, redis};
 use crate::envelope::RawFields;
 use crate::error::QueueError;
-
-/// A page of a sorted set from a cursor: `ZRANK` finds the cursor's member in `O(log n)` when
-/// it is still there with the same score; otherwise the page starts after (score, member) in
-/// the set's order, reading the members of equal score in chunks. KEYS: the set. ARGV: count,
-/// the cursor's score and member (an empty member: from the start). Returns
-/// `[member, score, ...]`.
-static PAGE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local key, count, score, member = KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[3]
-if member == '' then return redis.call('ZRANGE', key, 0, count - 1, 'WITHSCORES') end
-local rank = redis.call('ZRANK', key, member)
-if rank and redis.call('ZSCORE', key, member) == score then
-  return redis.call('ZRANGE', key, rank + 1, rank + count, 'WITHSCORES')
-end
-local out, offset, s = {}, 0, tonumber(score)
-while #out < 2 * count do
-  local rows = redis.call('ZRANGE', key, score, '+inf', 'BYSCORE', 'LIMIT', offset, count, 'WITHSCORES')
-  if #rows == 0 then break end
-  for i = 1, #rows, 2 do
-    local rs = tonumber(rows[i + 1])
-    if #out < 2 * count and (rs > s or rows[i] > member) then
-      out[#out + 1] = rows[i]
-      out[#out + 1] = rows[i + 1]
-    end
-  end
-  offset = offset + count
-end
-return out
-",
-    )
-});
 
 /// The group's consumers as `XINFO CONSUMERS` reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +72,7 @@ impl Store {
         count: usize,
     ) -> Result<Vec<(String, String)>, QueueError> {
         let (score, member) = after.unwrap_or(("0", ""));
-        let flat: Vec<String> = PAGE
+        let flat: Vec<String> = super::scripts::PAGE
             .key(key)
             .arg(count.max(1))
             .arg(score)
