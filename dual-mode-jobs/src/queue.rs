@@ -21,8 +21,7 @@ use super::trace::TraceParent;
 use super::worker::Job;
 use dual_mode_runtime::Spec;
 
-/// Prefix of the original fields inside a parked entry.
-pub(crate) const RAW_PREFIX: &str = "raw:";
+pub(crate) use super::fields::parked::RAW_PREFIX;
 /// How many entries one pipeline round trip carries in a bulk push.
 const BULK_CHUNK: usize = 1000;
 /// How many delayed entries one promote script moves at most.
@@ -518,6 +517,7 @@ impl ParkedEntry {
     }
 
     pub(crate) fn from_entry((parked_id, all): Entry) -> Self {
+        use super::fields::parked;
         let mut out = Self {
             parked_id,
             source_entry_id: String::new(),
@@ -535,16 +535,16 @@ impl ParkedEntry {
                 continue;
             }
             let text = String::from_utf8_lossy(&v).into_owned();
-            match k.as_slice() {
-                b"reason" => {
+            match std::str::from_utf8(&k).unwrap_or_default() {
+                parked::REASON => {
                     out.reason = ParkReason::from_code(&text);
                     out.reason_code = text;
                 }
-                b"detail" => out.detail = text,
-                b"source_id" => out.source_entry_id = text,
-                b"parked_at" => out.parked_at_ms = text.parse().unwrap_or(0),
-                b"consumer" => out.consumer = text,
-                b"truncated_from" => out.truncated_from = text.parse().ok(),
+                parked::DETAIL => out.detail = text,
+                parked::SOURCE_ID => out.source_entry_id = text,
+                parked::PARKED_AT => out.parked_at_ms = text.parse().unwrap_or(0),
+                parked::CONSUMER => out.consumer = text,
+                parked::TRUNCATED_FROM => out.truncated_from = text.parse().ok(),
                 _ => {}
             }
         }
@@ -857,11 +857,11 @@ impl Queue {
         let stored = if options.is_delayed() {
             let at = options.not_before.map_or(0, unix_ms);
             let delay = options.delay.map_or(0, store::millis);
-            store.push_delayed(&env, options.unique_ttl, at, delay).await?.map(|_| None)
+            store.push_delayed(&env, options.unique_ttl, at, delay).await?
         } else {
-            store.push(&env, options.unique_ttl).await?.map(Some)
+            store.push(&env, options.unique_ttl).await?
         };
-        JobMetrics::of(self.name(), type_name).pushed(usize::from(stored.is_ok()));
+        JobMetrics::of(self.name(), type_name).pushed(usize::from(!stored.is_held()));
         Ok(Pushed::new(&env, stored))
     }
 
@@ -922,14 +922,14 @@ impl Queue {
                 let due = (options.not_before.map_or(0, unix_ms), options.delay.map_or(0, store::millis));
                 for (&i, env) in at.iter().zip(envs) {
                     let stored = stores[lane].push_delayed(env, options.unique_ttl, due.0, due.1).await?;
-                    out[i] = Some(Pushed::new(env, stored.map(|_| None)));
+                    out[i] = Some(Pushed::new(env, stored));
                 }
                 continue;
             }
             for (at, envs) in at.chunks(BULK_CHUNK).zip(envs.chunks(BULK_CHUNK)) {
                 let stored = stores[lane].push_many(envs, options.unique_ttl).await?;
                 for ((&i, env), stored) in at.iter().zip(envs).zip(stored) {
-                    out[i] = Some(Pushed::new(env, stored.map(Some)));
+                    out[i] = Some(Pushed::new(env, stored));
                 }
             }
         }
@@ -1293,18 +1293,13 @@ fn new_envelope(
 impl Pushed {
     /// What a push of `env` stored: its entry id (`None` when delayed), or the id of the
     /// job that holds its unique key.
-    fn new(env: &Envelope, stored: Result<Option<String>, String>) -> Self {
-        match stored {
-            Ok(entry_id) => Self {
-                job_id: env.id.clone(),
-                idempotency_key: env.idempotency_key.clone(),
-                entry_id,
-                duplicate: false,
-            },
-            Err(holder) => {
-                Self { job_id: holder, idempotency_key: env.idempotency_key.clone(), entry_id: None, duplicate: true }
-            }
-        }
+    fn new(env: &Envelope, stored: store::PushAnswer) -> Self {
+        let (job_id, entry_id, duplicate) = match stored {
+            store::PushAnswer::Added { entry_id } => (env.id.clone(), Some(entry_id), false),
+            store::PushAnswer::Delayed => (env.id.clone(), None, false),
+            store::PushAnswer::Held { holder } => (holder, None, true),
+        };
+        Self { job_id, idempotency_key: env.idempotency_key.clone(), entry_id, duplicate }
     }
 }
 

@@ -1,13 +1,15 @@
-//! The operator's reads and controls: pages of the queue's lists by cursor, the consumers of
-//! the group, entries by id, throughput from the state sets, and the queue's pause key. None
-//! of them loads a whole stream or set: every list is read a page at a time from a cursor.
+//! The operator's reads and controls: the queue's counts, pages of its lists by cursor, the
+//! consumers of the group, entries by id, throughput from the state sets, re-drive of parked
+//! entries, and the queue's pause key. None of them loads a whole stream or set: every list is
+//! read a page at a time from a cursor.
 
 use redis::Value;
 
 use super::reply::{self, Entry, stream_id};
-use super::{Store, redis};
+use super::{Store, one_each, redis, scripts};
 use crate::envelope::RawFields;
 use crate::error::QueueError;
+use crate::queue::QueueStats;
 
 /// The group's consumers as `XINFO CONSUMERS` reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,80 @@ pub(crate) struct StateCounts {
 }
 
 impl Store {
+    /// Counts of the lanes' streams and of the group's pending entries in them, of the delayed
+    /// set and of the parked stream, and how many parked entries its cap dropped.
+    pub(crate) async fn stats(&self) -> Result<QueueStats, QueueError> {
+        // One round trip; errors come back per command, so that a lane without its group
+        // (NOGROUP from XPENDING) counts no pending entry instead of failing the rest.
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for stream in &self.lanes {
+            pipe.cmd("XLEN").arg(stream).cmd("XPENDING").arg(stream).arg(&self.group);
+        }
+        pipe.cmd("ZCARD").arg(&self.keys.delayed).cmd("XLEN").arg(&self.keys.parked);
+        pipe.cmd("GET").arg(&self.keys.parked_dropped);
+        let answers: Vec<redis::RedisResult<Value>> =
+            pipe.query_async(&mut self.con()).await.map_err(redis("stats"))?;
+        let count = |answer: redis::RedisResult<Value>| -> Result<u64, QueueError> {
+            match answer {
+                Ok(Value::Nil) => Ok(0),
+                // XPENDING's summary: the count first.
+                Ok(v) => Ok(reply::int(&v)
+                    .or_else(|| reply::text(&v).and_then(|t| t.parse().ok()))
+                    .or_else(|| reply::items(&v).and_then(|i| i.first()).and_then(reply::int))
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0)),
+                Err(e) if e.code() == Some("NOGROUP") => Ok(0),
+                Err(e) => Err(redis("stats")(e)),
+            }
+        };
+        // In the pipeline's order: per lane (high, normal, low) its length and pending count,
+        // then the delayed set, the parked stream and the parked entries dropped.
+        let n = one_each("stats", answers, 9)?.into_iter().map(count).collect::<Result<Vec<u64>, _>>()?;
+        Ok(QueueStats {
+            length: n[0] + n[2] + n[4],
+            pending: n[1] + n[3] + n[5],
+            delayed: n[6],
+            parked: n[7],
+            parked_dropped: n[8],
+        })
+    }
+
+    /// `XRANGE` of the parked stream.
+    pub(crate) async fn parked_range(&self, start: &str, end: &str, count: usize) -> Result<Vec<Entry>, QueueError> {
+        let v: Value = redis::cmd("XRANGE")
+            .arg(&self.keys.parked)
+            .arg(start)
+            .arg(end)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.con())
+            .await
+            .map_err(redis("list parked"))?;
+        reply::entries(v).map_err(|d| QueueError::protocol("list parked", d))
+    }
+
+    /// Moves a parked entry back into the stream (original fields whose names start with
+    /// `raw_prefix`, attempt reset to 1); returns the new entry id, `None` if absent.
+    pub(crate) async fn redrive(
+        &self,
+        parked_id: &str,
+        raw_prefix: &str,
+        job_id: Option<&str>,
+    ) -> Result<Option<String>, QueueError> {
+        let mut inv = scripts::REDRIVE.prepare_invoke();
+        self.normal_base_keys(&mut inv);
+        inv.key(&self.keys.parked);
+        match job_id {
+            Some(id) => inv.key(self.record_key(id)),
+            None => inv.key(&self.keys.parked),
+        };
+        self.lane_keys(&mut inv);
+        inv.arg(parked_id).arg(raw_prefix).arg(job_id.unwrap_or(""));
+        let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("re-drive"))?;
+        Ok(reply::text(&v))
+    }
+
     /// The sizes of the ended jobs' sets and the queue's pause.
     pub(crate) async fn state_counts(&self) -> Result<StateCounts, QueueError> {
         let (done, cancelled, paused): (u64, u64, Option<u64>) = redis::pipe()
@@ -72,7 +148,7 @@ impl Store {
         count: usize,
     ) -> Result<Vec<(String, String)>, QueueError> {
         let (score, member) = after.unwrap_or(("0", ""));
-        let flat: Vec<String> = super::scripts::PAGE
+        let flat: Vec<String> = scripts::PAGE
             .key(key)
             .arg(count.max(1))
             .arg(score)
