@@ -901,9 +901,10 @@ impl Queue {
         I: IntoIterator<Item = &'a T>,
     {
         if options.idempotency_key.is_some() || options.unique_key.is_some() {
-            return Err(QueueError::Config(
-                "push_bulk takes no idempotency or unique key: each job needs its own".to_owned(),
-            ));
+            return Err(QueueError::BadArgument {
+                what: "push_bulk options",
+                reason: "they set an idempotency or unique key, and each job needs its own",
+            });
         }
         let envs = payloads
             .into_iter()
@@ -987,7 +988,7 @@ impl Queue {
     /// Redis fails.
     pub async fn parked_after(&self, after: &str, count: usize) -> Result<Vec<ParkedEntry>, QueueError> {
         let cursor = partition::Cursor::parse(after, self.partitions())
-            .ok_or_else(|| QueueError::Config(format!("{after:?} is not a parked id of queue {:?}", self.name())))?;
+            .ok_or_else(|| QueueError::BadCursor { cursor: after.to_owned() })?;
         self.parked_merged(Some(cursor), count).await
     }
 

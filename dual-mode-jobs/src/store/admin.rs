@@ -148,6 +148,9 @@ impl Store {
         count: usize,
     ) -> Result<Vec<(String, String)>, QueueError> {
         let (score, member) = after.unwrap_or(("0", ""));
+        if score.parse::<f64>().is_err() {
+            return Err(QueueError::BadCursor { cursor: format!("{score}:{member}") });
+        }
         let flat: Vec<String> = scripts::PAGE
             .key(key)
             .arg(count.max(1))
@@ -171,6 +174,7 @@ impl Store {
         after: Option<(&str, bool)>,
         count: usize,
     ) -> Result<Vec<Entry>, QueueError> {
+        let after = entry_cursor(after)?;
         let delivered = self.last_delivered().await?.map(|d| (d, false));
         // From the later of the cursor (inclusive when it says so) and the last delivered id.
         let start = match (after, delivered.as_ref()) {
@@ -208,6 +212,7 @@ impl Store {
         before: Option<(&str, bool)>,
         count: usize,
     ) -> Result<Vec<Entry>, QueueError> {
+        let before = entry_cursor(before)?;
         let end = before
             .map_or_else(|| "+".to_owned(), |(b, inclusive)| if inclusive { b.to_owned() } else { format!("({b}") });
         self.range(&self.keys.parked, "XREVRANGE", &end, "-", count).await
@@ -301,6 +306,15 @@ impl Store {
             .await
             .map_err(redis("resume queue"))?;
         Ok(removed == 1)
+    }
+}
+
+/// A page's cursor into a stream (an entry id, and whether the page starts at it), checked:
+/// every cursor into a stream is an entry id (`ms-seq`), so another is the caller's mistake.
+fn entry_cursor(cursor: Option<(&str, bool)>) -> Result<Option<(&str, bool)>, QueueError> {
+    match cursor {
+        Some((id, _)) if stream_id(id).is_none() => Err(QueueError::BadCursor { cursor: id.to_owned() }),
+        cursor => Ok(cursor),
     }
 }
 
