@@ -20,8 +20,8 @@ local out = {}
 if #ids > 0 then
   for _, e in ipairs(redis.call('XCLAIM', KEYS[1], group, consumer, idle, unpack(ids))) do
     if type(e) == 'table' and type(e[2]) == 'table' then
-      local p = redis.call('XPENDING', KEYS[1], group, e[1], e[1], 1)
-      if #p > 0 and p[1][2] == consumer then table.insert(out, {e[1], e[2], p[1][4]}) end
+      local p = pending(KEYS[1], group, e[1])
+      if p and p[2] == consumer then table.insert(out, {e[1], e[2], p[4]}) end
     end
   end
 end

@@ -27,9 +27,7 @@ if state == 'parked' then
   if dropped > 0 then redis.call('INCRBY', KEYS[9], dropped) end
 elseif state == 'retrying' or state == 'delayed' then
   local due = now + tonumber(ARGV[10])
-  redis.call('DEL', KEYS[9])
-  redis.call('HSET', KEYS[9], unpack(ARGV, 12 + n))
-  redis.call('ZADD', KEYS[8], due, id)
+  delay(KEYS[8], KEYS[9], id, due, unpack(ARGV, 12 + n))
   table.insert(fields, 'due')
   table.insert(fields, due)
 end

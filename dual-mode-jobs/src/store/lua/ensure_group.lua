@@ -6,11 +6,9 @@
 local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])
 if type(groups) == 'table' and not groups.err then
   for _, g in ipairs(groups) do
-    for i = 1, #g, 2 do
-      if g[i] == 'name' and g[i + 1] == ARGV[1] then
-        redis.call('SET', KEYS[2], '1')
-        return 0
-      end
+    if field(g, 'name') == ARGV[1] then
+      redis.call('SET', KEYS[2], '1')
+      return 0
     end
   end
 end

@@ -9,14 +9,20 @@
 local STATES = {running = 2, done = 3, parked = 4, cancelled = 5}
 local TERMINAL = {done = true, parked = true, cancelled = true}
 
+-- The pending entry `id` of `group` ({id, consumer, idle ms, delivery count}), or nil when no
+-- consumer holds it.
+local function pending(stream, group, id)
+  return redis.call('XPENDING', stream, group, id, id, 1)[1]
+end
+
 -- Who holds the entry `id`: 'owned' when `consumer` does with delivery count `token` (a claim
 -- by anyone, this consumer included, increments the count, so a stale run is fenced too),
 -- 'other' when another consumer or another delivery does, 'gone' when no one does (it was
 -- acknowledged, or the group was recreated).
 local function holder(stream, group, consumer, id, token)
-  local p = redis.call('XPENDING', stream, group, id, id, '1')
-  if #p == 0 then return 'gone' end
-  if p[1][2] ~= consumer or tonumber(p[1][4]) ~= tonumber(token) then return 'other' end
+  local p = pending(stream, group, id)
+  if not p then return 'gone' end
+  if p[2] ~= consumer or tonumber(p[4]) ~= tonumber(token) then return 'other' end
   return 'owned'
 end
 
@@ -58,6 +64,14 @@ local function transit(rec, id, state, now, ttl, fields)
   end
   redis.call('HSET', rec, 'state', state, 'updated', now, unpack(fields))
   if TERMINAL[state] then redis.call('PEXPIRE', rec, ttl) end
+end
+
+-- Puts job `id` in the delayed set `set`, due at `due` (ms), with the fields of its next entry
+-- (the remaining arguments) in its hash `hkey`, which they replace whole.
+local function delay(set, hkey, id, due, ...)
+  redis.call('DEL', hkey)
+  redis.call('HSET', hkey, ...)
+  redis.call('ZADD', set, due, id)
 end
 
 -- Claims the unique key `ukey` for job `id` for `uttl` ms (0: the job is not unique); returns

@@ -4,13 +4,8 @@
 
 local removed = 0
 for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local name, pending, idle
-  for i = 1, #c, 2 do
-    if c[i] == 'name' then name = c[i + 1] end
-    if c[i] == 'pending' then pending = c[i + 1] end
-    if c[i] == 'idle' then idle = c[i + 1] end
-  end
-  if name ~= ARGV[3] and pending == 0 and idle >= tonumber(ARGV[2]) then
+  local name = field(c, 'name')
+  if name ~= ARGV[3] and field(c, 'pending') == 0 and field(c, 'idle') >= tonumber(ARGV[2]) then
     redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
     removed = removed + 1
   end

@@ -9,9 +9,7 @@ if holder then return {0, holder} end
 local now = now_ms()
 local at = tonumber(ARGV[3])
 if at == 0 then at = now + tonumber(ARGV[4]) end
-redis.call('DEL', KEYS[7])
-redis.call('HSET', KEYS[7], unpack(ARGV, 6 + n))
-redis.call('ZADD', KEYS[6], at, id)
+delay(KEYS[6], KEYS[7], id, at, unpack(ARGV, 6 + n))
 local fields = slice(6, n)
 table.insert(fields, 'due')
 table.insert(fields, at)

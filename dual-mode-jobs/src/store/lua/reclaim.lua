@@ -6,14 +6,13 @@
 local out = {}
 local ids = {}
 for i = 3, #ARGV do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if #p > 0 and p[1][2] == ARGV[2] then table.insert(ids, ARGV[i]) end
+  local p = pending(KEYS[1], ARGV[1], ARGV[i])
+  if p and p[2] == ARGV[2] then table.insert(ids, ARGV[i]) end
 end
 if #ids == 0 then return out end
 for _, e in ipairs(redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))) do
   if type(e) == 'table' and type(e[2]) == 'table' then
-    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
-    table.insert(out, {e[1], e[2], p[1][4]})
+    table.insert(out, {e[1], e[2], pending(KEYS[1], ARGV[1], e[1])[4]})
   end
 end
 return out

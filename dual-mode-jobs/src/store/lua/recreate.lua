@@ -22,9 +22,7 @@ for i = 3, #ARGV, 2 do
     if id == '' then
       redis.call('XADD', KEYS[1], '*', unpack(r[1][2]))
     else
-      redis.call('DEL', hkey)
-      redis.call('HSET', hkey, unpack(r[1][2]))
-      redis.call('ZADD', KEYS[6], due, id)
+      delay(KEYS[6], hkey, id, due, unpack(r[1][2]))
       if redis.call('EXISTS', rec) == 1 then transit(rec, id, 'delayed', now, 0, {'due', due}) end
     end
     redis.call('XDEL', KEYS[1], entry)

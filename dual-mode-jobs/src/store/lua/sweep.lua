@@ -5,18 +5,13 @@
 
 local last
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local name, id
-  for i = 1, #g, 2 do
-    if g[i] == 'name' then name = g[i + 1] end
-    if g[i] == 'last-delivered-id' then id = g[i + 1] end
-  end
-  if name == ARGV[1] then last = id end
+  if field(g, 'name') == ARGV[1] then last = field(g, 'last-delivered-id') end
 end
 if not last then return {'', 0} end
 local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], last, 'COUNT', tonumber(ARGV[3]))
 local moved = 0
 for _, e in ipairs(entries) do
-  if #redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1) == 0 then
+  if not pending(KEYS[1], ARGV[1], e[1]) then
     redis.call('XADD', KEYS[1], '*', unpack(e[2]))
     redis.call('XDEL', KEYS[1], e[1])
     moved = moved + 1
