@@ -374,6 +374,37 @@ async fn a_job_longer_than_the_lease_is_not_run_twice_while_its_worker_lives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_longer_than_the_lease_keeps_the_slot_of_its_key() {
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("long-slot")).key_concurrency("region:", 1)).await;
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let s = spans.clone();
+    let worker = Worker::new(q.clone(), fast_worker().lease(Duration::from_millis(500))).handle(
+        "Long",
+        handler_fn(move |_job: JobInfo| {
+            let s = s.clone();
+            async move {
+                let started = Instant::now();
+                tokio::time::sleep(Duration::from_millis(2000)).await;
+                s.lock().expect("lock").push((started, Instant::now()));
+                Ok(())
+            }
+        }),
+    );
+    let w = start(worker);
+    for _ in 0..2 {
+        q.push("Long", 1, &(), PushOptions::new().rate_key("region:1")).await.expect("push");
+    }
+    wait_for(Duration::from_secs(15), "both jobs ran", async || (spans.lock().ok()?.len() == 2).then_some(())).await;
+    stop(w).await;
+    let mut spans = spans.lock().expect("lock").clone();
+    spans.sort();
+    // The first job runs four leases: its slot is renewed with its entry's lease, so the
+    // second job of the key waits for its end.
+    assert!(spans[1].0 >= spans[0].1, "two jobs of the key ran at once: {spans:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_finishing_together_are_refused_only_for_the_entries_this_worker_lost() {
     let redis = RedisServer::start();
     let q = queue(&redis.url, QueueConfig::new(unique("acks"))).await;
