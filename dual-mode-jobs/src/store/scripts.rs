@@ -118,3 +118,83 @@ pub(crate) static PRUNE: LazyLock<Script> = with_prelude!("lua/prune.lua");
 
 /// A page of a sorted set from a cursor (score, member).
 pub(crate) static PAGE: LazyLock<Script> = alone!("lua/page.lua");
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Every script, by its file.
+    static ALL: [(&str, &LazyLock<Script>); 28] = [
+        ("push", &PUSH),
+        ("push_delayed", &PUSH_DELAYED),
+        ("due", &DUE),
+        ("read", &READ),
+        ("promote", &PROMOTE),
+        ("mark", &MARK),
+        ("renew", &RENEW),
+        ("ack", &ACK),
+        ("end", &END),
+        ("cancel", &CANCEL),
+        ("gate", &GATE),
+        ("release_slot", &RELEASE_SLOT),
+        ("release_slot_take", &RELEASE_SLOT_TAKE),
+        ("renew_slots", &RENEW_SLOTS),
+        ("pause", &PAUSE),
+        ("claim", &CLAIM),
+        ("reclaim", &RECLAIM),
+        ("tick", &TICK),
+        ("resume", &RESUME),
+        ("forget", &FORGET),
+        ("redrive", &REDRIVE),
+        ("sweep", &SWEEP),
+        ("ensure_group", &ENSURE_GROUP),
+        ("recreate", &RECREATE),
+        ("trim", &TRIM),
+        ("del_consumer", &DEL_CONSUMER),
+        ("prune", &PRUNE),
+        ("page", &PAGE),
+    ];
+
+    /// A redis-server of the test's own, killed on drop.
+    struct Server(Child);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Every script compiles with the prelude: a script that does not fails every call of it,
+    /// which a test of the behaviour may not notice (a renewal that fails is only logged).
+    #[tokio::test]
+    async fn every_script_compiles() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let _server = Server(
+            Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server on the PATH"),
+        );
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut con = loop {
+            match client.get_multiplexed_async_connection().await {
+                Ok(con) => break con,
+                Err(e) if Instant::now() > deadline => panic!("redis-server did not start: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let mut failed = Vec::new();
+        for (name, script) in &ALL {
+            if let Err(e) = script.load_async(&mut con).await {
+                failed.push(format!("lua/{name}.lua: {e}"));
+            }
+        }
+        assert!(failed.is_empty(), "scripts that do not compile: {failed:#?}");
+    }
+}
