@@ -47,7 +47,8 @@ pub enum QueueError {
         /// The serializer's error.
         source: serde_json::Error,
     },
-    /// Redis answered with a reply of a shape the layer does not expect.
+    /// Redis answered with a reply the layer cannot read (of another shape than expected, or
+    /// holding a value that does not decode), or gave none in time.
     #[error("unexpected redis reply during {op}")]
     Protocol {
         /// What the layer was doing.
@@ -409,4 +410,19 @@ pub enum EnvelopeError {
     /// The `lane` field names no lane.
     #[error("field `lane` names no lane: {0:?} (expected high or low; normal is the absent field)")]
     UnknownLane(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{QueueError, ReplyError, chain};
+
+    #[test]
+    fn a_bad_reply_says_the_operation_then_what_was_wrong_once() {
+        let e = QueueError::protocol("push", ReplyError::TooShort { what: "push reply", needs: 2 });
+        assert_eq!(chain(&e), "unexpected redis reply during push: push reply has fewer than 2 items");
+        let e = QueueError::protocol("stats", ReplyError::AnswerCount { got: 8, expected: 9 });
+        assert_eq!(chain(&e), "unexpected redis reply during stats: 8 answers for 9 requests");
+        let e = QueueError::BadCursor { cursor: "soon".to_owned() };
+        assert_eq!(chain(&e), "\"soon\" is not a cursor of this queue");
+    }
 }

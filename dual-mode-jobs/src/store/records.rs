@@ -4,8 +4,7 @@
 use redis::Value;
 
 use super::connection::Connection;
-use super::reply;
-use super::{Store, redis, scripts};
+use super::{Store, redis, reply, scripts};
 use crate::envelope::{field, field_of};
 use crate::error::{QueueError, ReplyError};
 use crate::fields::record;
