@@ -42,7 +42,7 @@ pub(crate) use gates::{Gate, Passed};
 pub(crate) use push::PushAnswer;
 pub(crate) use reader::{Read, Reader};
 pub(crate) use reply::{Entry, stream_id};
-pub(crate) use runs::{DoneRun, Ending, MarkRun, Marked, Renewed, RunRef, Written};
+pub(crate) use runs::{Claimed, DoneRun, Ending, MarkRun, Marked, Renewed, RunRef, Written};
 pub(crate) use schedules::{ScheduleKeys, Ticked};
 use scripts::STATE_SETS;
 

@@ -4,8 +4,7 @@
 
 use redis::Value;
 
-use super::PushAnswer;
-use super::runs::Claimed;
+use super::{Claimed, PushAnswer};
 use crate::envelope::RawFields;
 use crate::error::ReplyError;
 
