@@ -8,9 +8,9 @@
 //! and `KEYS[2..5]` the state sets (running, done, parked, cancelled; see [`STATE_SETS`]); the
 //! keys of the script follow. (A push writes a new record in a state without a set, so its
 //! script takes neither.) A job's record is written by the same script as the transition it
-//! records, so the two never disagree. These scripts run after `lua/prelude.lua`, the shared
-//! functions: the fencing check, the record's move between states, the unique key's claim
-//! and release.
+//! records, so the two never disagree. All but three small ones (a schedule's resume and
+//! forgetting, a page of a set) run after `lua/prelude.lua`, the shared functions: the fencing
+//! check, the record's move between states, the unique key's claim and release.
 
 use std::sync::LazyLock;
 

@@ -1,5 +1,5 @@
--- Shared functions, loaded ahead of every script that moves jobs. `owned` is the fencing
--- check; `transit` moves a record between states.
+-- Shared functions, loaded ahead of the scripts (store/scripts.rs says which). `owned` is the
+-- fencing check; `transit` moves a record between states.
 --
 -- Scripts that move job records between states share one layout: KEYS[1] is the stream and
 -- KEYS[2..5] the state sets (running, done, parked, cancelled, as in STATES); the keys of the
