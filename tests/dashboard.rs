@@ -164,6 +164,9 @@ async fn the_overview_counts_every_state_and_lists_show_jobs_with_their_workers(
     assert_eq!(served.get("/queues/nope").await.0, 404);
     assert_eq!(served.get(&format!("/queues/{name}/jobs/not-a-job")).await.0, 404);
     assert_eq!(served.get(&format!("/queues/{name}/jobs?state=sleeping")).await.0, 400);
+    // A cursor that names no place of the queue's lists is the request's fault too.
+    assert_eq!(served.get(&format!("/queues/{name}/parked?before=not-a-cursor")).await.0, 400);
+    assert_eq!(served.get(&format!("/queues/{name}/jobs?state=done&after=soon:{}", done.job_id)).await.0, 400);
 
     q.resume().await.unwrap();
     q.cancel(&slow.job_id).await.unwrap();

@@ -209,13 +209,13 @@ impl Queue {
     /// # Errors
     /// Redis fails.
     pub async fn parked_page(&self, before: Option<&str>, count: usize) -> Result<Page<ParkedEntry>, QueueError> {
-        let cursor =
-            match before {
-                Some(b) => Some(partition::Cursor::parse(b, self.partitions()).ok_or_else(|| {
-                    QueueError::Config(format!("{b:?} is not a parked id of queue {:?}", self.name()))
-                })?),
-                None => None,
-            };
+        let cursor = match before {
+            Some(b) => Some(
+                partition::Cursor::parse(b, self.partitions())
+                    .ok_or_else(|| QueueError::BadCursor { cursor: b.to_owned() })?,
+            ),
+            None => None,
+        };
         let pages = self.stores().enumerate().map(|(q, store)| {
             let end = cursor.map(|c| (c.id, c.inclusive(q, true)));
             store.parked_newest(end, count)

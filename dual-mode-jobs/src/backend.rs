@@ -33,16 +33,12 @@ use crate::lane::Lane;
 use crate::queue::QueueStats;
 use crate::record::{CancelOutcome, JobRecord, JobState};
 pub(crate) use crate::store::{
-    Claimed, ConsumerInfo, DoneRun, Ending, Entry, Gate, MarkRun, Marked, Passed, Read, Renewed, RunRef, ScheduleState,
-    StateCounts, Ticked, Written,
+    Claimed, ConsumerInfo, DoneRun, Ending, Entry, Gate, MarkRun, Marked, Passed, PushAnswer, Read, Renewed, RunRef,
+    ScheduleState, StateCounts, Ticked, Written,
 };
 
 /// A boxed future of a backend's answer.
 pub(crate) type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, QueueError>> + Send + 'a>>;
-
-/// What a push answered: the entry it added (its id; `None` for a delayed push, which adds no
-/// entry yet), or the id of the job that holds the unique key (nothing was written).
-pub(crate) type PushAnswer = Result<Option<String>, String>;
 
 /// One partition of one queue in a store. See the [module docs](self).
 ///

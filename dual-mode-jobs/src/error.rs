@@ -47,17 +47,35 @@ pub enum QueueError {
         /// The serializer's error.
         source: serde_json::Error,
     },
-    /// Redis answered with a reply of a shape the layer does not expect.
-    #[error("unexpected redis reply during {op}: {detail}")]
+    /// Redis answered with a reply the layer cannot read (of another shape than expected, or
+    /// holding a value that does not decode), or gave none in time.
+    #[error("unexpected redis reply during {op}")]
     Protocol {
         /// What the layer was doing.
         op: &'static str,
         /// What was wrong with the reply.
-        detail: String,
+        #[source]
+        detail: ReplyError,
     },
     /// A configuration value is out of range.
     #[error("invalid job layer configuration: {0}")]
     Config(String),
+    /// A cursor (a parked id, or a page's `next`) that names no place in the queue's lists:
+    /// the caller's mistake, not the queue's.
+    #[error("{cursor:?} is not a cursor of this queue")]
+    BadCursor {
+        /// The cursor as given.
+        cursor: String,
+    },
+    /// An argument the call refuses, whatever the queue holds (a bulk push's options that set
+    /// a key each job needs its own of).
+    #[error("{what} refused: {reason}")]
+    BadArgument {
+        /// The argument, e.g. `"push_bulk options"`.
+        what: &'static str,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// A parked entry kept only part of its fields (it had too many); re-driving it would push
     /// half an entry.
     #[error("parked entry {parked_id} kept only part of its {fields} fields and cannot be re-driven")]
@@ -83,9 +101,85 @@ impl QueueError {
         matches!(self, Self::Unavailable { .. })
     }
 
-    pub(crate) fn protocol(op: &'static str, detail: impl Into<String>) -> Self {
-        Self::Protocol { op, detail: detail.into() }
+    pub(crate) fn protocol(op: &'static str, detail: ReplyError) -> Self {
+        Self::Protocol { op, detail }
     }
+}
+
+/// What was wrong with a reply of Redis (or a value it stored) that the layer could not read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplyError {
+    /// A value is of another type than its place holds (a number where a list belongs, bytes
+    /// that are not UTF-8 where text belongs).
+    #[error("{what} is not {expected}")]
+    WrongType {
+        /// The value, e.g. `"entry id"`.
+        what: &'static str,
+        /// What it should have been, e.g. `"text"`.
+        expected: &'static str,
+    },
+    /// A list is shorter than its layout.
+    #[error("{what} has fewer than {needs} items")]
+    TooShort {
+        /// The list.
+        what: &'static str,
+        /// How many items it needs.
+        needs: usize,
+    },
+    /// A list of field-value items has an odd length.
+    #[error("{what} has an odd number of field items")]
+    OddFields {
+        /// The list.
+        what: &'static str,
+    },
+    /// A number out of range, or text that is not a number.
+    #[error("{what} is not a number in range: {value:?}")]
+    BadNumber {
+        /// The value.
+        what: &'static str,
+        /// Its text.
+        value: String,
+    },
+    /// A batch got another number of answers than it asked questions.
+    #[error("{got} answers for {expected} requests")]
+    AnswerCount {
+        /// How many answers came.
+        got: usize,
+        /// How many were asked for.
+        expected: usize,
+    },
+    /// An answer that a script never gives.
+    #[error("unknown answer {0:?}")]
+    UnknownAnswer(String),
+    /// A packed reply (msgpack) that ends before its last value.
+    #[error("packed reply ends early")]
+    PackedShort,
+    /// A packed reply with a value of another kind than its place holds.
+    #[error("packed reply has {tag:#04x} where {expected} was expected")]
+    PackedTag {
+        /// The msgpack type byte found.
+        tag: u8,
+        /// What the place holds, e.g. `"a list"`.
+        expected: &'static str,
+    },
+    /// A packed reply with bytes after its last value.
+    #[error("packed reply has bytes after its lists")]
+    PackedTrailing,
+    /// No answer came within the time allowed.
+    #[error("no answer within {within:?}")]
+    NoAnswer {
+        /// The time allowed.
+        within: Duration,
+    },
+    /// A stored JSON value does not decode.
+    #[error("{what} does not decode")]
+    BadJson {
+        /// The value, e.g. ``"schedule `nightly`"``.
+        what: String,
+        /// The decoder's error.
+        source: serde_json::Error,
+    },
 }
 
 /// Why an entry was moved to the dead-letter (parked) stream.
@@ -319,4 +413,19 @@ pub enum EnvelopeError {
     /// The `lane` field names no lane.
     #[error("field `lane` names no lane: {0:?} (expected high or low; normal is the absent field)")]
     UnknownLane(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{QueueError, ReplyError, chain};
+
+    #[test]
+    fn a_bad_reply_says_the_operation_then_what_was_wrong_once() {
+        let e = QueueError::protocol("push", ReplyError::TooShort { what: "push reply", needs: 2 });
+        assert_eq!(chain(&e), "unexpected redis reply during push: push reply has fewer than 2 items");
+        let e = QueueError::protocol("stats", ReplyError::AnswerCount { got: 8, expected: 9 });
+        assert_eq!(chain(&e), "unexpected redis reply during stats: 8 answers for 9 requests");
+        let e = QueueError::BadCursor { cursor: "soon".to_owned() };
+        assert_eq!(chain(&e), "\"soon\" is not a cursor of this queue");
+    }
 }

@@ -220,6 +220,7 @@ mod cron;
 pub mod dashboard;
 mod envelope;
 mod error;
+mod fields;
 mod lane;
 mod limit;
 mod memory;
@@ -237,7 +238,7 @@ mod worker;
 pub use admin::{Page, QueueOverview, Throughput, WorkerInfo};
 pub use cron::Cron;
 pub use envelope::{Envelope, RawFields, decode_json};
-pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError};
+pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError, ReplyError};
 pub use lane::{Lane, UnknownLane};
 pub use limit::{RateLimit, RateScope};
 #[cfg(feature = "metrics")]

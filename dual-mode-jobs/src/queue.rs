@@ -23,8 +23,7 @@ use super::trace::TraceParent;
 use super::worker::Job;
 use dual_mode_runtime::Spec;
 
-/// Prefix of the original fields inside a parked entry.
-pub(crate) const RAW_PREFIX: &str = "raw:";
+pub(crate) use super::fields::parked::RAW_PREFIX;
 /// How many entries one pipeline round trip carries in a bulk push.
 const BULK_CHUNK: usize = 1000;
 /// How many delayed entries one promote script moves at most.
@@ -543,6 +542,7 @@ impl ParkedEntry {
     }
 
     pub(crate) fn from_entry((parked_id, all): Entry) -> Self {
+        use super::fields::parked;
         let mut out = Self {
             parked_id,
             source_entry_id: String::new(),
@@ -560,16 +560,16 @@ impl ParkedEntry {
                 continue;
             }
             let text = String::from_utf8_lossy(&v).into_owned();
-            match k.as_slice() {
-                b"reason" => {
+            match std::str::from_utf8(&k).unwrap_or_default() {
+                parked::REASON => {
                     out.reason = ParkReason::from_code(&text);
                     out.reason_code = text;
                 }
-                b"detail" => out.detail = text,
-                b"source_id" => out.source_entry_id = text,
-                b"parked_at" => out.parked_at_ms = text.parse().unwrap_or(0),
-                b"consumer" => out.consumer = text,
-                b"truncated_from" => out.truncated_from = text.parse().ok(),
+                parked::DETAIL => out.detail = text,
+                parked::SOURCE_ID => out.source_entry_id = text,
+                parked::PARKED_AT => out.parked_at_ms = text.parse().unwrap_or(0),
+                parked::CONSUMER => out.consumer = text,
+                parked::TRUNCATED_FROM => out.truncated_from = text.parse().ok(),
                 _ => {}
             }
         }
@@ -918,7 +918,7 @@ impl Queue {
         } else {
             store.push(&env, options.unique_ttl).await?
         };
-        JobMetrics::of(self.name(), type_name).pushed(usize::from(stored.is_ok()));
+        JobMetrics::of(self.name(), type_name).pushed(usize::from(!stored.is_held()));
         let pushed = Pushed::new(&env, stored);
         if let Some(hook) = self.after_push.as_ref().filter(|_| !options.is_delayed()) {
             hook(self.clone(), pushed.job_id.clone()).await;
@@ -968,9 +968,10 @@ impl Queue {
         I: IntoIterator<Item = &'a T>,
     {
         if options.idempotency_key.is_some() || options.unique_key.is_some() {
-            return Err(QueueError::Config(
-                "push_bulk takes no idempotency or unique key: each job needs its own".to_owned(),
-            ));
+            return Err(QueueError::BadArgument {
+                what: "push_bulk options",
+                reason: "they set an idempotency or unique key, and each job needs its own",
+            });
         }
         let envs = payloads
             .into_iter()
@@ -1058,7 +1059,7 @@ impl Queue {
     /// Redis fails.
     pub async fn parked_after(&self, after: &str, count: usize) -> Result<Vec<ParkedEntry>, QueueError> {
         let cursor = partition::Cursor::parse(after, self.partitions())
-            .ok_or_else(|| QueueError::Config(format!("{after:?} is not a parked id of queue {:?}", self.name())))?;
+            .ok_or_else(|| QueueError::BadCursor { cursor: after.to_owned() })?;
         self.parked_merged(Some(cursor), count).await
     }
 
@@ -1359,18 +1360,13 @@ pub(crate) fn new_envelope(
 impl Pushed {
     /// What a push of `env` stored: its entry id (`None` when delayed), or the id of the
     /// job that holds its unique key.
-    fn new(env: &Envelope, stored: Result<Option<String>, String>) -> Self {
-        match stored {
-            Ok(entry_id) => Self {
-                job_id: env.id.clone(),
-                idempotency_key: env.idempotency_key.clone(),
-                entry_id,
-                duplicate: false,
-            },
-            Err(holder) => {
-                Self { job_id: holder, idempotency_key: env.idempotency_key.clone(), entry_id: None, duplicate: true }
-            }
-        }
+    fn new(env: &Envelope, stored: store::PushAnswer) -> Self {
+        let (job_id, entry_id, duplicate) = match stored {
+            store::PushAnswer::Added { entry_id } => (env.id.clone(), Some(entry_id), false),
+            store::PushAnswer::Delayed => (env.id.clone(), None, false),
+            store::PushAnswer::Held { holder } => (holder, None, true),
+        };
+        Self { job_id, idempotency_key: env.idempotency_key.clone(), entry_id, duplicate }
     }
 }
 

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::error::{DecodeError, ParkReason, QueueError};
+use super::fields::record as field;
 use super::lane::Lane;
 
 /// Where a job is in its life.
@@ -152,29 +153,29 @@ impl JobRecord {
         };
         let time = |v: &str| v.parse::<u64>().ok().map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
         for (k, v) in fields {
-            if k == "result" {
+            if k == field::RESULT {
                 r.result = Some(v);
                 continue;
             }
             let v = String::from_utf8_lossy(&v).into_owned();
             match k.as_str() {
-                "state" => state = v.parse().ok(),
-                "type" => r.type_name = v,
-                "key" => r.idempotency_key = v,
-                "attempt" => r.attempt = v.parse().unwrap_or(1),
-                "max" => r.max_attempts = v.parse().ok(),
-                "enq" => r.enqueued_at = time(&v).unwrap_or(UNIX_EPOCH),
-                "started" => r.started_at = time(&v),
-                "finished" => r.finished_at = time(&v),
-                "due" => r.due_at = time(&v),
-                "updated" => r.updated_at = time(&v).unwrap_or(UNIX_EPOCH),
-                "worker" => r.worker = Some(v),
-                "error" => r.error = Some(v),
-                "reason" => r.park_reason = ParkReason::from_code(&v),
-                "cancel" => r.cancel_requested = v == "1",
-                "unique" => r.unique_key = Some(v),
-                "lane" => r.lane = v.parse().unwrap_or_default(),
-                "entry" => r.entry_id = Some(v),
+                field::STATE => state = v.parse().ok(),
+                field::TYPE => r.type_name = v,
+                field::KEY => r.idempotency_key = v,
+                field::ATTEMPT => r.attempt = v.parse().unwrap_or(1),
+                field::MAX => r.max_attempts = v.parse().ok(),
+                field::ENQUEUED => r.enqueued_at = time(&v).unwrap_or(UNIX_EPOCH),
+                field::STARTED => r.started_at = time(&v),
+                field::FINISHED => r.finished_at = time(&v),
+                field::DUE => r.due_at = time(&v),
+                field::UPDATED => r.updated_at = time(&v).unwrap_or(UNIX_EPOCH),
+                field::WORKER => r.worker = Some(v),
+                field::ERROR => r.error = Some(v),
+                field::REASON => r.park_reason = ParkReason::from_code(&v),
+                field::CANCEL => r.cancel_requested = v == "1",
+                field::UNIQUE => r.unique_key = Some(v),
+                field::LANE => r.lane = v.parse().unwrap_or_default(),
+                field::ENTRY => r.entry_id = Some(v),
                 _ => {}
             }
         }

@@ -309,8 +309,12 @@ impl Scheduler {
 
     async fn catch_up(&self, schedule: &Schedule, now: i64) -> Result<(), QueueError> {
         let store = schedule_store(&self.queue, schedule);
-        let [state] = store.schedule_states(std::slice::from_ref(&schedule.name)).await?[..] else {
-            return Err(QueueError::protocol("read schedules", "not one state for one schedule"));
+        let states = store.schedule_states(std::slice::from_ref(&schedule.name)).await?;
+        let [state] = states[..] else {
+            return Err(QueueError::protocol(
+                "read schedules",
+                crate::ReplyError::AnswerCount { got: states.len(), expected: 1 },
+            ));
         };
         let Some(last) = state.last else {
             return Ok(());
@@ -532,8 +536,12 @@ impl Queue {
             .into_iter()
             .zip(states)
             .map(|((name, json), state)| {
-                let registered: Registered = serde_json::from_str(&json)
-                    .map_err(|e| QueueError::protocol("list schedules", format!("schedule `{name}`: {e}")))?;
+                let registered: Registered = serde_json::from_str(&json).map_err(|e| {
+                    QueueError::protocol(
+                        "list schedules",
+                        crate::ReplyError::BadJson { what: format!("schedule `{name}`"), source: e },
+                    )
+                })?;
                 let cron = Cron::parse_in(&registered.cron, &registered.zone)?;
                 Ok(ScheduleInfo {
                     next_tick: cron.next_after(now),

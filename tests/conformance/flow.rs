@@ -19,6 +19,7 @@ cases! {
     a_wait_with_retry_after_pauses_its_rate_key_for_every_worker,
     a_concurrency_of_one_per_key_holds_across_two_workers,
     a_unique_key_admits_one_job_until_it_ends,
+    a_job_longer_than_the_lease_keeps_the_slot_of_its_key,
 }
 
 fn fast_worker() -> WorkerConfig {
@@ -310,4 +311,33 @@ async fn a_unique_key_admits_one_job_until_it_ends(store: &Store) {
     assert_eq!(q.cancel(&held.job_id).await.expect("cancel"), CancelOutcome::Removed);
     assert!(!q.push("Unit", 1, &0, options()).await.expect("push").duplicate);
     stop(w).await;
+}
+
+async fn a_job_longer_than_the_lease_keeps_the_slot_of_its_key(store: &Store) {
+    let q = store.queue(QueueConfig::new(unique("long-slot")).key_concurrency("region:", 1)).await;
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let s = spans.clone();
+    let worker = Worker::new(q.clone(), fast_worker().lease(Duration::from_millis(500))).handle(
+        "Long",
+        handler_fn(move |_job: JobInfo| {
+            let s = s.clone();
+            async move {
+                let started = Instant::now();
+                tokio::time::sleep(Duration::from_millis(2000)).await;
+                s.lock().expect("lock").push((started, Instant::now()));
+                Ok(())
+            }
+        }),
+    );
+    let w = start(worker);
+    for _ in 0..2 {
+        q.push("Long", 1, &(), PushOptions::new().rate_key("region:1")).await.expect("push");
+    }
+    wait_for(Duration::from_secs(15), "both jobs ran", async || (spans.lock().ok()?.len() == 2).then_some(())).await;
+    stop(w).await;
+    let mut spans = spans.lock().expect("lock").clone();
+    spans.sort();
+    // The first job runs four leases: its slot is renewed with its entry's lease, so the
+    // second job of the key waits for its end.
+    assert!(spans[1].0 >= spans[0].1, "two jobs of the key ran at once: {spans:?}");
 }

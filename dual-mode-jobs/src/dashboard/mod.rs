@@ -202,9 +202,11 @@ fn fail(base: &Base, status: StatusCode, message: &str) -> Fail {
 /// The page for a failed Redis call.
 fn unavailable(base: &Base) -> impl FnOnce(QueueError) -> Fail + '_ {
     move |e| {
-        // A cursor or an id that names nothing of the queue is the request's fault.
-        let status =
-            if matches!(e, QueueError::Config(_)) { StatusCode::BAD_REQUEST } else { StatusCode::SERVICE_UNAVAILABLE };
+        // A cursor or an argument the queue refuses is the request's fault.
+        let status = match e {
+            QueueError::BadCursor { .. } | QueueError::BadArgument { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
         fail(base, status, &super::error::chain(&e))
     }
 }

@@ -4,7 +4,7 @@
 use super::sets::ms_score;
 use super::state::{State, is_terminal, lane_of};
 use super::stream::{Interval, StreamId};
-use crate::error::QueueError;
+use crate::error::{QueueError, ReplyError};
 use crate::lane::Lane;
 use crate::record::{CancelOutcome, JobState};
 
@@ -20,7 +20,7 @@ impl State {
         if is_terminal(&state) {
             return match state.parse::<JobState>() {
                 Ok(state) => Ok(CancelOutcome::AlreadyEnded(state)),
-                Err(_) => Err(QueueError::protocol("cancel", format!("unexpected state {state:?}"))),
+                Err(_) => Err(QueueError::protocol("cancel", ReplyError::UnknownAnswer(state))),
             };
         }
         let flag = |s: &mut Self| {

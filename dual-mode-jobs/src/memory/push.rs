@@ -14,7 +14,7 @@ impl State {
     pub(super) fn push(&mut self, env: &Envelope, unique_ttl: u64, now: u64) -> PushAnswer {
         let ttl = unique_ttl_ms(env, unique_ttl);
         if let Some(holder) = self.claim_unique(env.unique.as_deref(), &env.id, ttl, now) {
-            return Err(holder);
+            return PushAnswer::Held { holder };
         }
         let entry = self.add_entry(env.lane, now, entry_fields(env));
         let stamp = [
@@ -23,7 +23,7 @@ impl State {
             ("entry", entry.clone().into_bytes()),
         ];
         self.write_record(&env.id, stamp.into_iter().chain(record_items(env)));
-        Ok(Some(entry))
+        PushAnswer::Added { entry_id: entry }
     }
 
     /// Puts `env` in the delayed set, due at `at_ms` or, when that is 0, `delay_ms` from now,
@@ -38,7 +38,7 @@ impl State {
     ) -> PushAnswer {
         let ttl = unique_ttl_ms(env, unique_ttl);
         if let Some(holder) = self.claim_unique(env.unique.as_deref(), &env.id, ttl, now) {
-            return Err(holder);
+            return PushAnswer::Held { holder };
         }
         let at = if at_ms == 0 { now.saturating_add(delay_ms) } else { at_ms };
         self.delayed_entries.insert(env.id.clone(), entry_fields(env));
@@ -46,7 +46,7 @@ impl State {
         let mut items = record_items(env);
         items.push(("due", at.to_string().into_bytes()));
         self.transit(&env.id, "delayed", now, items);
-        Ok(None)
+        PushAnswer::Delayed
     }
 
     /// Moves up to `max` due delayed entries into their lanes, by due time; how many moved.

@@ -1,47 +1,15 @@
-//! The operator's reads and controls: pages of the queue's lists by cursor, the consumers of
-//! the group, entries by id, throughput from the state sets, and the queue's pause key. None
-//! of them loads a whole stream or set: every list is read a page at a time from a cursor.
+//! The operator's reads and controls: the queue's counts, pages of its lists by cursor, the
+//! consumers of the group, entries by id, throughput from the state sets, re-drive of parked
+//! entries, and the queue's pause key. None of them loads a whole stream or set: every list is
+//! read a page at a time from a cursor.
 
-use std::sync::LazyLock;
-
-use redis::{Script, Value};
+use redis::Value;
 
 use super::reply::{self, Entry, stream_id};
-use super::{Store, redis};
+use super::{Store, one_each, redis, scripts};
 use crate::envelope::RawFields;
 use crate::error::QueueError;
-
-/// A page of a sorted set from a cursor: `ZRANK` finds the cursor's member in `O(log n)` when
-/// it is still there with the same score; otherwise the page starts after (score, member) in
-/// the set's order, reading the members of equal score in chunks. KEYS: the set. ARGV: count,
-/// the cursor's score and member (an empty member: from the start). Returns
-/// `[member, score, ...]`.
-static PAGE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local key, count, score, member = KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[3]
-if member == '' then return redis.call('ZRANGE', key, 0, count - 1, 'WITHSCORES') end
-local rank = redis.call('ZRANK', key, member)
-if rank and redis.call('ZSCORE', key, member) == score then
-  return redis.call('ZRANGE', key, rank + 1, rank + count, 'WITHSCORES')
-end
-local out, offset, s = {}, 0, tonumber(score)
-while #out < 2 * count do
-  local rows = redis.call('ZRANGE', key, score, '+inf', 'BYSCORE', 'LIMIT', offset, count, 'WITHSCORES')
-  if #rows == 0 then break end
-  for i = 1, #rows, 2 do
-    local rs = tonumber(rows[i + 1])
-    if #out < 2 * count and (rs > s or rows[i] > member) then
-      out[#out + 1] = rows[i]
-      out[#out + 1] = rows[i + 1]
-    end
-  end
-  offset = offset + count
-end
-return out
-",
-    )
-});
+use crate::queue::QueueStats;
 
 /// The group's consumers as `XINFO CONSUMERS` reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +28,80 @@ pub(crate) struct StateCounts {
 }
 
 impl Store {
+    /// Counts of the lanes' streams and of the group's pending entries in them, of the delayed
+    /// set and of the parked stream, and how many parked entries its cap dropped.
+    pub(crate) async fn stats(&self) -> Result<QueueStats, QueueError> {
+        // One round trip; errors come back per command, so that a lane without its group
+        // (NOGROUP from XPENDING) counts no pending entry instead of failing the rest.
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for stream in &self.lanes {
+            pipe.cmd("XLEN").arg(stream).cmd("XPENDING").arg(stream).arg(&self.group);
+        }
+        pipe.cmd("ZCARD").arg(&self.keys.delayed).cmd("XLEN").arg(&self.keys.parked);
+        pipe.cmd("GET").arg(&self.keys.parked_dropped);
+        let answers: Vec<redis::RedisResult<Value>> =
+            pipe.query_async(&mut self.con()).await.map_err(redis("stats"))?;
+        let count = |answer: redis::RedisResult<Value>| -> Result<u64, QueueError> {
+            match answer {
+                Ok(Value::Nil) => Ok(0),
+                // XPENDING's summary: the count first.
+                Ok(v) => Ok(reply::int(&v)
+                    .or_else(|| reply::text(&v).and_then(|t| t.parse().ok()))
+                    .or_else(|| reply::items(&v).and_then(|i| i.first()).and_then(reply::int))
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0)),
+                Err(e) if e.code() == Some("NOGROUP") => Ok(0),
+                Err(e) => Err(redis("stats")(e)),
+            }
+        };
+        // In the pipeline's order: per lane (high, normal, low) its length and pending count,
+        // then the delayed set, the parked stream and the parked entries dropped.
+        let n = one_each("stats", answers, 9)?.into_iter().map(count).collect::<Result<Vec<u64>, _>>()?;
+        Ok(QueueStats {
+            length: n[0] + n[2] + n[4],
+            pending: n[1] + n[3] + n[5],
+            delayed: n[6],
+            parked: n[7],
+            parked_dropped: n[8],
+        })
+    }
+
+    /// `XRANGE` of the parked stream.
+    pub(crate) async fn parked_range(&self, start: &str, end: &str, count: usize) -> Result<Vec<Entry>, QueueError> {
+        let v: Value = redis::cmd("XRANGE")
+            .arg(&self.keys.parked)
+            .arg(start)
+            .arg(end)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.con())
+            .await
+            .map_err(redis("list parked"))?;
+        reply::entries(v).map_err(|d| QueueError::protocol("list parked", d))
+    }
+
+    /// Moves a parked entry back into the stream (original fields whose names start with
+    /// `raw_prefix`, attempt reset to 1); returns the new entry id, `None` if absent.
+    pub(crate) async fn redrive(
+        &self,
+        parked_id: &str,
+        raw_prefix: &str,
+        job_id: Option<&str>,
+    ) -> Result<Option<String>, QueueError> {
+        let mut inv = scripts::REDRIVE.prepare_invoke();
+        self.normal_base_keys(&mut inv);
+        inv.key(&self.keys.parked);
+        match job_id {
+            Some(id) => inv.key(self.record_key(id)),
+            None => inv.key(&self.keys.parked),
+        };
+        self.lane_keys(&mut inv);
+        inv.arg(parked_id).arg(raw_prefix).arg(job_id.unwrap_or(""));
+        let v: Value = inv.invoke_async(&mut self.con()).await.map_err(redis("re-drive"))?;
+        Ok(reply::text(&v))
+    }
+
     /// The sizes of the ended jobs' sets and the queue's pause.
     pub(crate) async fn state_counts(&self) -> Result<StateCounts, QueueError> {
         let (done, cancelled, paused): (u64, u64, Option<u64>) = redis::pipe()
@@ -106,7 +148,10 @@ impl Store {
         count: usize,
     ) -> Result<Vec<(String, String)>, QueueError> {
         let (score, member) = after.unwrap_or(("0", ""));
-        let flat: Vec<String> = PAGE
+        if score.parse::<f64>().is_err() {
+            return Err(QueueError::BadCursor { cursor: format!("{score}:{member}") });
+        }
+        let flat: Vec<String> = scripts::PAGE
             .key(key)
             .arg(count.max(1))
             .arg(score)
@@ -129,6 +174,7 @@ impl Store {
         after: Option<(&str, bool)>,
         count: usize,
     ) -> Result<Vec<Entry>, QueueError> {
+        let after = entry_cursor(after)?;
         let delivered = self.last_delivered().await?.map(|d| (d, false));
         // From the later of the cursor (inclusive when it says so) and the last delivered id.
         let start = match (after, delivered.as_ref()) {
@@ -166,6 +212,7 @@ impl Store {
         before: Option<(&str, bool)>,
         count: usize,
     ) -> Result<Vec<Entry>, QueueError> {
+        let before = entry_cursor(before)?;
         let end = before
             .map_or_else(|| "+".to_owned(), |(b, inclusive)| if inclusive { b.to_owned() } else { format!("({b}") });
         self.range(&self.keys.parked, "XREVRANGE", &end, "-", count).await
@@ -259,6 +306,15 @@ impl Store {
             .await
             .map_err(redis("resume queue"))?;
         Ok(removed == 1)
+    }
+}
+
+/// A page's cursor into a stream (an entry id, and whether the page starts at it), checked:
+/// every cursor into a stream is an entry id (`ms-seq`), so another is the caller's mistake.
+fn entry_cursor(cursor: Option<(&str, bool)>) -> Result<Option<(&str, bool)>, QueueError> {
+    match cursor {
+        Some((id, _)) if stream_id(id).is_none() => Err(QueueError::BadCursor { cursor: id.to_owned() }),
+        cursor => Ok(cursor),
     }
 }
 

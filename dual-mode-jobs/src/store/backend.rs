@@ -71,15 +71,12 @@ impl Backend for RedisPartition {
     }
 
     fn push<'a>(&'a self, env: &'a Envelope, unique_ttl: Duration) -> Answer<'a, PushAnswer> {
-        Box::pin(async move { Ok(self.lane(env.lane).push(env, unique_ttl).await?.map(Some)) })
+        Box::pin(self.lane(env.lane).push(env, unique_ttl))
     }
 
     fn push_many<'a>(&'a self, envs: &'a [Envelope], unique_ttl: Duration) -> Answer<'a, Vec<PushAnswer>> {
-        Box::pin(async move {
-            let Some(first) = envs.first() else { return Ok(Vec::new()) };
-            let stored = self.lane(first.lane).push_many(envs, unique_ttl).await?;
-            Ok(stored.into_iter().map(|s| s.map(Some)).collect())
-        })
+        let lane = envs.first().map_or(Lane::Normal, |env| env.lane);
+        Box::pin(self.lane(lane).push_many(envs, unique_ttl))
     }
 
     fn push_delayed<'a>(
@@ -89,9 +86,7 @@ impl Backend for RedisPartition {
         at_ms: u64,
         delay_ms: u64,
     ) -> Answer<'a, PushAnswer> {
-        Box::pin(
-            async move { Ok(self.lane(env.lane).push_delayed(env, unique_ttl, at_ms, delay_ms).await?.map(|_| None)) },
-        )
+        Box::pin(self.lane(env.lane).push_delayed(env, unique_ttl, at_ms, delay_ms))
     }
 
     fn promote(&self, max: usize) -> Answer<'_, usize> {

@@ -1,15 +1,16 @@
 //! Parsing of raw Redis replies into entries, tolerant of any bytes inside them. Entries are
-//! parsed from owned replies, their bytes moved out rather than copied.
+//! parsed from owned replies, their bytes moved out rather than copied. A reply of another
+//! shape is a [`ReplyError`] naming what was wrong.
 
 use redis::Value;
 
-use super::Claimed;
+use super::{Claimed, PushAnswer};
 use crate::envelope::RawFields;
+use crate::error::ReplyError;
 
 /// One stream entry: its id and raw fields.
 pub(crate) type Entry = (String, RawFields);
 
-/// The bytes of a scalar reply.
 /// A stream entry id as numbers (`ms-seq`), for ordering; `None` for one that does not parse
 /// (which orders first).
 pub(crate) fn stream_id(id: &str) -> Option<(u64, u64)> {
@@ -17,6 +18,7 @@ pub(crate) fn stream_id(id: &str) -> Option<(u64, u64)> {
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
+/// The bytes of a scalar reply.
 pub(crate) fn bytes(v: &Value) -> Option<Vec<u8>> {
     match v {
         Value::BulkString(b) => Some(b.clone()),
@@ -67,18 +69,18 @@ pub(crate) fn into_items(v: Value) -> Option<Vec<Value>> {
 }
 
 /// Parses the field list of an entry: `[f1, v1, f2, v2, ...]` (or a RESP3 map).
-pub(crate) fn fields(v: Value) -> Result<RawFields, String> {
-    fn pair(k: Value, v: Value) -> Result<(Vec<u8>, Vec<u8>), String> {
+pub(crate) fn fields(v: Value) -> Result<RawFields, ReplyError> {
+    fn pair(k: Value, v: Value) -> Result<(Vec<u8>, Vec<u8>), ReplyError> {
         match (into_bytes(k), into_bytes(v)) {
             (Some(k), Some(v)) => Ok((k, v)),
-            _ => Err("entry field is not a string".to_owned()),
+            _ => Err(ReplyError::WrongType { what: "entry field", expected: "a string" }),
         }
     }
     match v {
         Value::Map(pairs) => pairs.into_iter().map(|(k, v)| pair(k, v)).collect(),
         Value::Array(list) | Value::Set(list) => {
             if list.len() % 2 != 0 {
-                return Err("entry has an odd number of field items".to_owned());
+                return Err(ReplyError::OddFields { what: "entry" });
             }
             let mut out = Vec::with_capacity(list.len() / 2);
             let mut list = list.into_iter();
@@ -87,7 +89,7 @@ pub(crate) fn fields(v: Value) -> Result<RawFields, String> {
             }
             Ok(out)
         }
-        other => Err(format!("entry fields are not a list: {other:?}")),
+        _ => Err(ReplyError::WrongType { what: "entry fields", expected: "a list" }),
     }
 }
 
@@ -97,65 +99,85 @@ fn into_text(v: Value) -> Option<String> {
 }
 
 /// Parses one entry `[id, fields]`.
-pub(crate) fn entry(v: Value) -> Result<Entry, String> {
-    let mut pair = into_items(v).ok_or("entry is not a list")?.into_iter();
+pub(crate) fn entry(v: Value) -> Result<Entry, ReplyError> {
+    let mut pair = into_items(v).ok_or(ReplyError::WrongType { what: "entry", expected: "a list" })?.into_iter();
     let (Some(id), Some(f)) = (pair.next(), pair.next()) else {
-        return Err("entry has fewer than two items".to_owned());
+        return Err(ReplyError::TooShort { what: "entry", needs: 2 });
     };
-    let id = into_text(id).ok_or("entry id is not text")?;
+    let id = into_text(id).ok_or(ReplyError::WrongType { what: "entry id", expected: "text" })?;
     Ok((id, fields(f)?))
 }
 
 /// Parses a list of entries, as `XRANGE` returns.
-pub(crate) fn entries(v: Value) -> Result<Vec<Entry>, String> {
+pub(crate) fn entries(v: Value) -> Result<Vec<Entry>, ReplyError> {
     match v {
         Value::Nil => Ok(Vec::new()),
-        other => into_items(other).ok_or("entries are not a list")?.into_iter().map(entry).collect(),
+        other => into_items(other)
+            .ok_or(ReplyError::WrongType { what: "entries", expected: "a list" })?
+            .into_iter()
+            .map(entry)
+            .collect(),
     }
 }
 
 /// Parses the claim script's reply: `[cursor, [[id, fields, delivery count]...]]`.
-pub(crate) fn claim(v: Value) -> Result<(String, Vec<Claimed>), String> {
-    let mut parts = into_items(v).ok_or("claim reply is not a list")?.into_iter();
+pub(crate) fn claim(v: Value) -> Result<(String, Vec<Claimed>), ReplyError> {
+    let mut parts = into_items(v).ok_or(ReplyError::WrongType { what: "claim reply", expected: "a list" })?.into_iter();
     let (Some(cursor), Some(list)) = (parts.next(), parts.next()) else {
-        return Err("claim reply too short".to_owned());
+        return Err(ReplyError::TooShort { what: "claim reply", needs: 2 });
     };
-    let cursor = text(&cursor).ok_or("claim cursor is not text")?;
+    let cursor = text(&cursor).ok_or(ReplyError::WrongType { what: "claim cursor", expected: "text" })?;
     Ok((cursor, claimed(list)?))
 }
 
 /// Parses a list of claimed entries: `[[id, fields, delivery count]...]`.
-pub(crate) fn claimed(list: Value) -> Result<Vec<Claimed>, String> {
+pub(crate) fn claimed(list: Value) -> Result<Vec<Claimed>, ReplyError> {
     let mut out = Vec::new();
-    for item in into_items(list).ok_or("claimed entries are not a list")? {
-        let mut triple = into_items(item).ok_or("claimed entry is not a list")?.into_iter();
+    for item in into_items(list).ok_or(ReplyError::WrongType { what: "claimed entries", expected: "a list" })? {
+        let mut triple =
+            into_items(item).ok_or(ReplyError::WrongType { what: "claimed entry", expected: "a list" })?.into_iter();
         let (Some(id), Some(fields_), Some(count)) = (triple.next(), triple.next(), triple.next()) else {
-            return Err("claimed entry too short".to_owned());
+            return Err(ReplyError::TooShort { what: "claimed entry", needs: 3 });
         };
-        let id = text(&id).ok_or("claimed id is not text")?;
-        let count = int(&count).and_then(|c| u64::try_from(c).ok()).ok_or("delivery count is not a number")?;
+        let id = text(&id).ok_or(ReplyError::WrongType { what: "claimed id", expected: "text" })?;
+        let count = int(&count)
+            .and_then(|c| u64::try_from(c).ok())
+            .ok_or_else(|| ReplyError::BadNumber { what: "delivery count", value: text(&count).unwrap_or_default() })?;
         out.push((id, fields(fields_)?, count));
     }
     Ok(out)
 }
 
-/// Parses a push script's reply: `{1, entry id or due ms}` pushed, `{0, holder id}` a
-/// duplicate of a unique job.
-pub(crate) fn pushed(v: Value) -> Result<Result<String, String>, String> {
-    let mut parts = into_items(v).ok_or("push reply is not a list")?.into_iter();
+/// Parses the push script's reply: `{1, entry id}` pushed, `{0, holder id}` a duplicate of a
+/// unique job.
+pub(crate) fn pushed(v: Value) -> Result<PushAnswer, ReplyError> {
+    let (added, value) = push_reply(v)?;
+    Ok(if added { PushAnswer::Added { entry_id: value } } else { PushAnswer::Held { holder: value } })
+}
+
+/// Parses the delayed push script's reply: `{1, due ms}` pushed, `{0, holder id}` a duplicate
+/// of a unique job.
+pub(crate) fn pushed_delayed(v: Value) -> Result<PushAnswer, ReplyError> {
+    let (added, value) = push_reply(v)?;
+    Ok(if added { PushAnswer::Delayed } else { PushAnswer::Held { holder: value } })
+}
+
+/// A push reply's flag (1: pushed) and value.
+fn push_reply(v: Value) -> Result<(bool, String), ReplyError> {
+    let mut parts = into_items(v).ok_or(ReplyError::WrongType { what: "push reply", expected: "a list" })?.into_iter();
     let (Some(flag), Some(value)) = (parts.next(), parts.next()) else {
-        return Err("push reply too short".to_owned());
+        return Err(ReplyError::TooShort { what: "push reply", needs: 2 });
     };
-    let value = text(&value).ok_or("push reply value is not text")?;
-    Ok(if int(&flag) == Some(1) { Ok(value) } else { Err(value) })
+    let value = text(&value).ok_or(ReplyError::WrongType { what: "push reply value", expected: "text" })?;
+    Ok((int(&flag) == Some(1), value))
 }
 
 /// The read script's packed reply (see its doc): per lane its entries, in reading order, and
 /// the lanes' last ids (empty when the read was not short).
-pub(crate) fn read(packed: &[u8]) -> Result<([Vec<Entry>; 3], Vec<String>), String> {
+pub(crate) fn read(packed: &[u8]) -> Result<([Vec<Entry>; 3], Vec<String>), ReplyError> {
     let mut p = Unpack(packed);
     if p.array()? != 4 {
-        return Err("read reply is not four lists".to_owned());
+        return Err(ReplyError::WrongType { what: "read reply", expected: "four lists" });
     }
     let mut lanes: [Vec<Entry>; 3] = Default::default();
     for lane in &mut lanes {
@@ -163,12 +185,12 @@ pub(crate) fn read(packed: &[u8]) -> Result<([Vec<Entry>; 3], Vec<String>), Stri
         lane.reserve_exact(n);
         for _ in 0..n {
             if p.array()? != 2 {
-                return Err("entry is not an id and its fields".to_owned());
+                return Err(ReplyError::WrongType { what: "entry", expected: "an id and its fields" });
             }
             let id = p.text()?;
             let items = p.array()?;
             if items % 2 != 0 {
-                return Err("entry has an odd number of field items".to_owned());
+                return Err(ReplyError::OddFields { what: "entry" });
             }
             let mut fields = Vec::with_capacity(items / 2);
             for _ in 0..items / 2 {
@@ -179,7 +201,7 @@ pub(crate) fn read(packed: &[u8]) -> Result<([Vec<Entry>; 3], Vec<String>), Stri
     }
     let last = (0..p.array()?).map(|_| p.text()).collect::<Result<_, _>>()?;
     if !p.0.is_empty() {
-        return Err("read reply has bytes after its lists".to_owned());
+        return Err(ReplyError::PackedTrailing);
     }
     Ok((lanes, last))
 }
@@ -189,9 +211,9 @@ pub(crate) fn read(packed: &[u8]) -> Result<([Vec<Entry>; 3], Vec<String>), Stri
 struct Unpack<'a>(&'a [u8]);
 
 impl<'a> Unpack<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ReplyError> {
         if self.0.len() < n {
-            return Err("packed reply ends early".to_owned());
+            return Err(ReplyError::PackedShort);
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
@@ -199,49 +221,50 @@ impl<'a> Unpack<'a> {
     }
 
     /// A big-endian length of `n` bytes.
-    fn len(&mut self, n: usize) -> Result<usize, String> {
+    fn len(&mut self, n: usize) -> Result<usize, ReplyError> {
         let b = self.take(n)?;
         let len = b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
-        usize::try_from(len).map_err(|_| "packed length too large".to_owned())
+        usize::try_from(len).map_err(|_| ReplyError::BadNumber { what: "packed length", value: len.to_string() })
     }
 
-    fn tag(&mut self) -> Result<u8, String> {
+    fn tag(&mut self) -> Result<u8, ReplyError> {
         Ok(self.take(1)?[0])
     }
 
     /// The length of the array that comes next.
-    fn array(&mut self) -> Result<usize, String> {
+    fn array(&mut self) -> Result<usize, ReplyError> {
         match self.tag()? {
             t @ 0x90..=0x9f => Ok(usize::from(t & 0x0f)),
             0xdc => self.len(2),
             0xdd => self.len(4),
             // An empty Lua table packs as a map of nothing.
             0x80 => Ok(0),
-            t => Err(format!("packed reply has {t:#04x} where a list was expected")),
+            tag => Err(ReplyError::PackedTag { tag, expected: "a list" }),
         }
     }
 
     /// The bytes of the string that comes next.
-    fn bytes(&mut self) -> Result<&'a [u8], String> {
+    fn bytes(&mut self) -> Result<&'a [u8], ReplyError> {
         let n = match self.tag()? {
             t @ 0xa0..=0xbf => usize::from(t & 0x1f),
             0xd9 | 0xc4 => self.len(1)?,
             0xda | 0xc5 => self.len(2)?,
             0xdb | 0xc6 => self.len(4)?,
-            t => return Err(format!("packed reply has {t:#04x} where a string was expected")),
+            tag => return Err(ReplyError::PackedTag { tag, expected: "a string" }),
         };
         self.take(n)
     }
 
-    fn text(&mut self) -> Result<String, String> {
+    fn text(&mut self) -> Result<String, ReplyError> {
         let b = self.bytes()?;
-        String::from_utf8(b.to_vec()).map_err(|_| "entry id is not text".to_owned())
+        String::from_utf8(b.to_vec()).map_err(|_| ReplyError::WrongType { what: "entry id", expected: "text" })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::read;
+    use crate::error::ReplyError;
 
     /// The msgpack of a string, as `cmsgpack` writes it.
     fn s(b: &[u8]) -> Vec<u8> {
@@ -287,8 +310,8 @@ mod tests {
         p.extend(s(b"1-1"));
         p.extend([0x91]);
         p.extend(s(b"lonely"));
-        assert_eq!(read(&p).unwrap_err(), "entry has an odd number of field items");
-        assert_eq!(read(&[0x94, 0x91]).unwrap_err(), "packed reply ends early");
-        assert!(read(&[0x01]).unwrap_err().contains("where a list was expected"));
+        assert!(matches!(read(&p), Err(ReplyError::OddFields { what: "entry" })));
+        assert!(matches!(read(&[0x94, 0x91]), Err(ReplyError::PackedShort)));
+        assert!(matches!(read(&[0x01]), Err(ReplyError::PackedTag { tag: 0x01, expected: "a list" })));
     }
 }

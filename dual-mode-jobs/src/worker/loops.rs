@@ -506,7 +506,7 @@ async fn renew(shared: &Shared, chunk: &[(usize, u64, String, u64, String)], eve
     let (store, lane) = (&shared.streams[stream].store, shared.streams[stream].lane);
     let renewed = match tokio::time::timeout(every, store.renew(lane, &shared.consumer, &runs)).await {
         Ok(renewed) => renewed,
-        Err(_) => Err(QueueError::protocol("renew leases", "no answer within the renewal interval")),
+        Err(_) => Err(QueueError::protocol("renew leases", crate::ReplyError::NoAnswer { within: every })),
     };
     if let Err(e) = &renewed {
         let queue = shared.queue_of(stream).queue.name();

@@ -493,7 +493,9 @@ impl Run<'_> {
     /// Replaces this run's entry by `next`, due after `delay`, in one script; `retry` says
     /// whether an attempt failed (`retrying`) or the job only waits (`delayed`).
     async fn later(&self, next: Envelope, delay: Duration, retry: bool, error: &str, ok: Outcome) -> Outcome {
-        let record = [("attempt", next.attempt.to_string().into_bytes()), ("error", error.as_bytes().to_vec())];
+        use crate::fields::record as field;
+        let record =
+            [(field::ATTEMPT, next.attempt.to_string().into_bytes()), (field::ERROR, error.as_bytes().to_vec())];
         let ending = Ending::Later { retry, delay, next: &next };
         self.end("retry", &ending, &record, ok).await
     }
@@ -503,12 +505,13 @@ impl Run<'_> {
     }
 
     async fn park(&self, reason: ParkReason, detail: &str) -> Outcome {
+        use crate::fields::{parked, record as field};
         let mut fields: Vec<(Vec<u8>, Vec<u8>)> = [
-            ("reason", reason.code().as_bytes().to_vec()),
-            ("detail", detail.as_bytes().to_vec()),
-            ("source_id", self.entry_id.as_bytes().to_vec()),
-            ("parked_at", unix_ms(std::time::SystemTime::now()).to_string().into_bytes()),
-            ("consumer", self.shared.consumer.as_bytes().to_vec()),
+            (parked::REASON, reason.code().as_bytes().to_vec()),
+            (parked::DETAIL, detail.as_bytes().to_vec()),
+            (parked::SOURCE_ID, self.entry_id.as_bytes().to_vec()),
+            (parked::PARKED_AT, unix_ms(std::time::SystemTime::now()).to_string().into_bytes()),
+            (parked::CONSUMER, self.shared.consumer.as_bytes().to_vec()),
         ]
         .into_iter()
         .map(|(k, v)| (k.as_bytes().to_vec(), v))
@@ -520,7 +523,7 @@ impl Run<'_> {
         }
         let detail = if self.fields.len() > MAX_PARKED_FIELDS {
             let all = self.fields.len();
-            fields.push((b"truncated_from".to_vec(), all.to_string().into_bytes()));
+            fields.push((parked::TRUNCATED_FROM.as_bytes().to_vec(), all.to_string().into_bytes()));
             format!("{detail} (only the first {MAX_PARKED_FIELDS} of its {all} fields were kept)")
         } else {
             detail.to_owned()
@@ -528,22 +531,23 @@ impl Run<'_> {
         fields[1].1 = detail.as_bytes().to_vec();
         let detail = detail.as_str();
         tracing::warn!(reason = %reason, detail, "parking entry");
-        let record = [("reason", reason.code().as_bytes().to_vec()), ("error", detail.as_bytes().to_vec())];
+        let record = [(field::REASON, reason.code().as_bytes().to_vec()), (field::ERROR, detail.as_bytes().to_vec())];
         self.end("park", &Ending::Parked { fields: &fields }, &record, Outcome::Parked(reason)).await
     }
 
     /// Ends the run with the end script (ownership-checked), retrying failures a few times.
     async fn end(&self, op: &'static str, ending: &Ending<'_>, record: &[(&str, Vec<u8>)], ok: Outcome) -> Outcome {
+        use crate::fields::record as field;
         let run = self.run_ref();
         // Who ran which entry, for a record that never said `running`; a retry's attempt is in
         // `record` already.
         let mut items: Vec<(&str, Vec<u8>)> = vec![
-            ("started", self.started_ms.to_string().into_bytes()),
-            ("worker", self.shared.consumer.clone().into_bytes()),
-            ("entry", self.entry_id.as_bytes().to_vec()),
+            (field::STARTED, self.started_ms.to_string().into_bytes()),
+            (field::WORKER, self.shared.consumer.clone().into_bytes()),
+            (field::ENTRY, self.entry_id.as_bytes().to_vec()),
         ];
-        if !record.iter().any(|(k, _)| *k == "attempt") {
-            items.push(("attempt", self.attempt.to_string().into_bytes()));
+        if !record.iter().any(|(k, _)| *k == field::ATTEMPT) {
+            items.push((field::ATTEMPT, self.attempt.to_string().into_bytes()));
         }
         items.extend(record.iter().cloned());
         let record = items.as_slice();

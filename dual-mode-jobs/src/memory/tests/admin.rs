@@ -136,7 +136,7 @@ async fn a_wait_returns_when_an_entry_arrives_or_after_its_block_time() {
     let pushing = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let low = Envelope { lane: Lane::Low, ..env("a") };
-        pusher.push(&low, Duration::ZERO).await.expect("push").expect("pushed");
+        assert!(!pusher.push(&low, Duration::ZERO).await.expect("push").is_held());
     });
     let started = Instant::now();
     reader.wait().await.expect("wait");

@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 
 use super::{done, env, partition, push, read, run, state};
-use crate::backend::{Backend, Ending, Written};
+use crate::backend::{Backend, Ending, PushAnswer, Written};
 use crate::envelope::{Envelope, field_of};
 use crate::lane::Lane;
 use crate::record::{CancelOutcome, JobState};
@@ -13,12 +13,12 @@ use crate::record::{CancelOutcome, JobState};
 #[tokio::test]
 async fn a_delayed_push_waits_for_its_due_time_then_is_promoted() {
     let p = partition();
-    assert_eq!(p.push_delayed(&env("a"), Duration::ZERO, 0, 1000).await.expect("push"), Ok(None));
+    assert_eq!(p.push_delayed(&env("a"), Duration::ZERO, 0, 1000).await.expect("push"), PushAnswer::Delayed);
     let record = p.record("a").await.expect("record").expect("a record");
     assert_eq!(record.state, JobState::Delayed);
     assert!(record.due_at.is_some());
     let high = Envelope { lane: Lane::High, ..env("b") };
-    p.push_delayed(&high, Duration::ZERO, 1, 0).await.expect("push").expect("pushed");
+    assert!(!p.push_delayed(&high, Duration::ZERO, 1, 0).await.expect("push").is_held());
     assert_eq!(p.stats().await.expect("stats").delayed, 2);
     let page = p.state_page("delayed", None, 10).await.expect("page");
     assert_eq!(page[0], ("b".to_owned(), "1".to_owned()), "by due time");
@@ -109,19 +109,25 @@ async fn a_unique_key_answers_its_holder_until_the_job_ends() {
     let a = Envelope { unique: Some("report".to_owned()), ..env("a") };
     let b = Envelope { unique: Some("report".to_owned()), ..env("b") };
     let entry = push(&p, &a).await;
-    assert_eq!(p.push(&b, Duration::ZERO).await.expect("push"), Err("a".to_owned()));
-    assert_eq!(p.push_delayed(&b, Duration::ZERO, 0, 10).await.expect("push"), Err("a".to_owned()));
+    assert_eq!(p.push(&b, Duration::ZERO).await.expect("push"), PushAnswer::Held { holder: "a".to_owned() });
+    assert_eq!(
+        p.push_delayed(&b, Duration::ZERO, 0, 10).await.expect("push"),
+        PushAnswer::Held { holder: "a".to_owned() }
+    );
     assert_eq!(p.push_many(&[b.clone(), env("c")], Duration::ZERO).await.expect("push").len(), 2);
     assert_eq!(p.record("b").await.expect("record"), None, "nothing written");
     read(&p, "w1", 1).await;
     let mut run = done(&entry, 1, "a");
     run.unique = Some("report".to_owned());
     p.ack(Lane::Normal, "w1", &[run]).await.expect("ack");
-    assert!(matches!(p.push(&b, Duration::ZERO).await.expect("push"), Ok(Some(_))), "released at the end");
+    assert!(matches!(p.push(&b, Duration::ZERO).await.expect("push"), PushAnswer::Added { .. }), "released at the end");
     let c = Envelope { unique: Some("report".to_owned()), ..env("c2") };
-    assert_eq!(p.push(&c, Duration::from_secs(60)).await.expect("push"), Err("b".to_owned()));
+    assert_eq!(p.push(&c, Duration::from_secs(60)).await.expect("push"), PushAnswer::Held { holder: "b".to_owned() });
     assert_eq!(p.cancel("b").await.expect("cancel"), CancelOutcome::Removed);
-    assert!(matches!(p.push(&c, Duration::ZERO).await.expect("push"), Ok(Some(_))), "released by the cancel");
+    assert!(
+        matches!(p.push(&c, Duration::ZERO).await.expect("push"), PushAnswer::Added { .. }),
+        "released by the cancel"
+    );
 }
 
 #[tokio::test]
@@ -130,9 +136,12 @@ async fn a_unique_key_expires_after_its_lifetime() {
     let a = Envelope { unique: Some("k".to_owned()), ..env("a") };
     let b = Envelope { unique: Some("k".to_owned()), ..env("b") };
     push(&p, &a).await;
-    assert_eq!(p.push(&b, Duration::from_secs(1)).await.expect("push"), Err("a".to_owned()));
+    assert_eq!(p.push(&b, Duration::from_secs(1)).await.expect("push"), PushAnswer::Held { holder: "a".to_owned() });
     p.advance(Duration::from_secs(25 * 3600));
-    assert!(matches!(p.push(&b, Duration::ZERO).await.expect("push"), Ok(Some(_))), "a day without a lifetime");
+    assert!(
+        matches!(p.push(&b, Duration::ZERO).await.expect("push"), PushAnswer::Added { .. }),
+        "a day without a lifetime"
+    );
 }
 
 #[tokio::test]
@@ -147,7 +156,7 @@ async fn cancel_removes_waiting_jobs_and_flags_running_ones() {
     assert_eq!(ended.next().await.as_deref(), Some("queued"));
     assert_eq!(p.cancel("queued").await.expect("cancel"), CancelOutcome::AlreadyEnded(JobState::Cancelled));
 
-    p.push_delayed(&env("delayed"), Duration::ZERO, 0, 60_000).await.expect("push").expect("pushed");
+    assert!(!p.push_delayed(&env("delayed"), Duration::ZERO, 0, 60_000).await.expect("push").is_held());
     assert_eq!(p.cancel("delayed").await.expect("cancel"), CancelOutcome::Removed);
     assert_eq!(p.stats().await.expect("stats").delayed, 0);
     assert!(p.delayed_fields("delayed").await.expect("fields").is_empty());

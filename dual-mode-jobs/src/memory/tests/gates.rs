@@ -74,7 +74,7 @@ async fn key_concurrency_gives_a_slot_or_makes_a_waiter_woken_by_the_release() {
     assert_eq!(p.gate(&[keyed("a", "k", 1)], LEASE).await.expect("gate"), [Passed::Start], "a holds it already");
     // The waiters wait in the delayed set; the release wakes the oldest, b.
     for id in ["b", "c"] {
-        p.push_delayed(&env(id), Duration::ZERO, 0, 60_000).await.expect("push").expect("pushed");
+        assert!(!p.push_delayed(&env(id), Duration::ZERO, 0, 60_000).await.expect("push").is_held());
     }
     p.release_slot("k", "a").await.expect("release");
     assert_eq!(p.promote(10).await.expect("promote"), 1);

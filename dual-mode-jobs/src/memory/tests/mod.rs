@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 
 use super::MemoryPartition;
-use crate::backend::{Backend, DoneRun, Ending, Entry, MarkRun, Marked, Read, Renewed, RunRef, Written};
+use crate::backend::{Backend, DoneRun, Ending, Entry, MarkRun, Marked, PushAnswer, Read, Renewed, RunRef, Written};
 use crate::envelope::Envelope;
 use crate::lane::Lane;
 use crate::record::JobState;
@@ -42,7 +42,7 @@ fn env(id: &str) -> Envelope {
 /// Pushes `env`; its entry id.
 async fn push(p: &MemoryPartition, env: &Envelope) -> String {
     match p.push(env, Duration::ZERO).await.expect("push") {
-        Ok(Some(entry)) => entry,
+        PushAnswer::Added { entry_id } => entry_id,
         other => panic!("push answered {other:?}"),
     }
 }
@@ -236,7 +236,10 @@ async fn a_bulk_push_answers_in_order() {
         Envelope { unique: Some("u".to_owned()), ..env("c") },
     ];
     let answers = p.push_many(&envs, Duration::ZERO).await.expect("push");
-    assert!(matches!(&answers[..], [Ok(Some(_)), Ok(Some(_)), Err(holder)] if holder == "b"), "{answers:?}");
+    assert!(
+        matches!(&answers[..], [PushAnswer::Added { .. }, PushAnswer::Added { .. }, PushAnswer::Held { holder }] if holder == "b"),
+        "{answers:?}"
+    );
     let got = read(&p, "w1", 10).await;
     let ids: Vec<String> = got.iter().map(|(_, (_, f))| Envelope::from_fields(f).expect("envelope").id).collect();
     assert_eq!(ids, ["a", "b"]);

@@ -1,0 +1,64 @@
+//! The names of the fields of a job's record and of a parked entry, as stored. The scripts
+//! under `store/lua/` write the same names.
+//!
+//! A leaf module: it imports nothing of the job layer, so that any module can name a field.
+//! The fields of a stream entry (the envelope) are [`crate::envelope::field`].
+
+/// Fields of a job's record (a hash per job id).
+pub(crate) mod record {
+    /// The job's state (a [`JobState`](crate::JobState) name).
+    pub(crate) const STATE: &str = "state";
+    /// The payload's type name.
+    pub(crate) const TYPE: &str = "type";
+    /// The idempotency key.
+    pub(crate) const KEY: &str = "key";
+    /// The attempt it is on, from 1.
+    pub(crate) const ATTEMPT: &str = "attempt";
+    /// Its maximum attempts, when the push set one.
+    pub(crate) const MAX: &str = "max";
+    /// When it was pushed (ms).
+    pub(crate) const ENQUEUED: &str = "enq";
+    /// When its current or last attempt started (ms).
+    pub(crate) const STARTED: &str = "started";
+    /// When it ended (ms).
+    pub(crate) const FINISHED: &str = "finished";
+    /// When a delayed or retrying job is due (ms).
+    pub(crate) const DUE: &str = "due";
+    /// When the record last changed (ms).
+    pub(crate) const UPDATED: &str = "updated";
+    /// The consumer that runs or ran it.
+    pub(crate) const WORKER: &str = "worker";
+    /// The last error.
+    pub(crate) const ERROR: &str = "error";
+    /// Why it was parked (a [`ParkReason`](crate::ParkReason) code).
+    pub(crate) const REASON: &str = "reason";
+    /// `1` when a cancellation was requested.
+    pub(crate) const CANCEL: &str = "cancel";
+    /// Its unique key.
+    pub(crate) const UNIQUE: &str = "unique";
+    /// Its lane, when not the normal one.
+    pub(crate) const LANE: &str = "lane";
+    /// Its result as JSON, once done.
+    pub(crate) const RESULT: &str = "result";
+    /// The id of its entry in the stream.
+    pub(crate) const ENTRY: &str = "entry";
+}
+
+/// Fields of a parked entry: why and when it was parked, and the original entry's fields
+/// under [`RAW_PREFIX`](parked::RAW_PREFIX).
+pub(crate) mod parked {
+    /// Why it was parked (a [`ParkReason`](crate::ParkReason) code).
+    pub(crate) const REASON: &str = "reason";
+    /// The detail: the decode error, the missing field, or the handler's last error.
+    pub(crate) const DETAIL: &str = "detail";
+    /// The id the entry had in the queue's stream.
+    pub(crate) const SOURCE_ID: &str = "source_id";
+    /// When it was parked (ms).
+    pub(crate) const PARKED_AT: &str = "parked_at";
+    /// The consumer that parked it.
+    pub(crate) const CONSUMER: &str = "consumer";
+    /// How many fields the original entry had, when it had more than were kept.
+    pub(crate) const TRUNCATED_FROM: &str = "truncated_from";
+    /// The prefix of the original entry's field names.
+    pub(crate) const RAW_PREFIX: &str = "raw:";
+}
