@@ -323,7 +323,7 @@ async fn a_job_longer_than_the_lease_keeps_the_slot_of_its_key(store: &Store) {
             let s = s.clone();
             async move {
                 let started = Instant::now();
-                tokio::time::sleep(Duration::from_millis(2000)).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
                 s.lock().expect("lock").push((started, Instant::now()));
                 Ok(())
             }
