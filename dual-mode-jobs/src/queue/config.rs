@@ -1,0 +1,189 @@
+//! A queue's settings: its name, partitions, limits, record lifetime and parked cap.
+
+use std::time::Duration;
+
+use crate::error::QueueError;
+use crate::limit::{RateLimit, RateScope};
+
+/// The most partitions a queue has.
+const MAX_PARTITIONS: u16 = 256;
+
+/// Settings of a queue, shared by its producers, workers and schedulers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct QueueConfig {
+    /// The queue's name; all its Redis keys start with `dm:{name}:`.
+    pub name: String,
+    /// The consumer group its workers read in.
+    pub group: String,
+    /// Attempts a job gets before it is parked, unless the job overrides it (at least 1).
+    pub max_attempts: u32,
+    /// How long a Redis command may take before it fails.
+    pub response_timeout: Duration,
+    /// How long a job's record is kept after the job ended (done, parked or cancelled).
+    pub record_ttl: Duration,
+    /// The most entries the parked stream keeps (each partition's, when the queue has
+    /// several): parking one more drops the oldest, and [`QueueStats::parked_dropped`] counts
+    /// the dropped ones.
+    pub parked_max_len: u64,
+    /// Rate limits shared by every worker of the queue; see [`QueueConfig::rate_limit`].
+    pub rate_limits: Vec<(RateScope, RateLimit)>,
+    /// Concurrency per rate key: prefix and slots; see [`QueueConfig::key_concurrency`].
+    pub key_concurrency: Vec<(String, u32)>,
+    /// How many partitions the queue has; see [`QueueConfig::partitions`].
+    pub partitions: u16,
+}
+
+impl QueueConfig {
+    /// A queue named `name`, group `"workers"`, 5 attempts, a 10 s response timeout, records
+    /// of ended jobs kept for a day, at most 100,000 parked entries.
+    #[must_use]
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            group: "workers".to_owned(),
+            max_attempts: 5,
+            response_timeout: Duration::from_secs(10),
+            record_ttl: Duration::from_secs(24 * 3600),
+            parked_max_len: 100_000,
+            rate_limits: Vec::new(),
+            key_concurrency: Vec::new(),
+            partitions: 1,
+        }
+    }
+
+    /// Splits the queue into `n` partitions (1 to 256; 1, the default, keeps every key under
+    /// `dm:{name}:` as an unpartitioned queue has them).
+    ///
+    /// Partition `i` has keys of its own (`dm:{name:i}:p:stream`, its group, delayed set,
+    /// parked stream, records and unique keys) under a hash tag of its own, whose slot lies in
+    /// the `i`-th `n`-th of the slot space (the tag gets a suffix, `{name:i.s}`, where needed),
+    /// so a Redis Cluster whose primaries hold even shares of the slots serves the partitions
+    /// evenly, and the queue's Redis work spreads over their cores. A job goes to the partition
+    /// of its unique key (so a key stays unique, and its jobs are read in the order they were
+    /// pushed), else of its idempotency key when the push gives one, else round-robin; its id
+    /// ends in `.<partition>`. Rate limits, rate-key pauses and key concurrency stay under the
+    /// queue's own tag, so they hold across partitions exactly. Workers read every partition,
+    /// stats and listings sum and merge them, and [`Queue::job`], [`Queue::cancel`] and
+    /// [`Queue::redrive`] go to the partition an id names.
+    ///
+    /// What is per partition: [`parked_max_len`](Self::parked_max_len) caps each partition's
+    /// parked stream, and lanes order the reads of each partition (a worker reads its
+    /// partitions in turn, so a high-lane job waits at most a read of each other partition).
+    ///
+    /// Every process must open a queue with the same number of partitions: the first one to
+    /// open it writes the number to Redis ([`QueueKeys::partitions`]), and
+    /// [`Queue::connect`] refuses another number with [`QueueError::Config`]. To change it,
+    /// drain the queue and delete that key.
+    #[must_use]
+    pub fn partitions(mut self, n: u16) -> Self {
+        self.partitions = n;
+        self
+    }
+
+    /// At most `max` jobs of one [rate key](PushOptions::rate_key) starting with `prefix` run
+    /// at once, across every worker (e.g. one aggregation per region: `("region:", 1)`); the
+    /// longest matching prefix wins.
+    ///
+    /// A running job holds a slot of its key in Redis, leased like its entry: renewed while it
+    /// runs, given back when it ends, and expired when its worker dies. A job with no free slot
+    /// waits in the delayed set, holding no worker slot and counting no attempt, until a slot
+    /// is given back (the oldest waiter is woken at once) or, at the latest, a lease later.
+    #[must_use]
+    pub fn key_concurrency(mut self, prefix: impl Into<String>, max: u32) -> Self {
+        self.key_concurrency.push((prefix.into(), max));
+        self
+    }
+
+    /// Refuses a configuration out of range, naming what is wrong.
+    pub(super) fn validate(&self) -> Result<(), QueueError> {
+        if self.name.is_empty() || self.name.contains(['{', '}']) {
+            return Err(QueueError::Config(format!("queue name {:?} must be non-empty and without braces", self.name)));
+        }
+        if self.max_attempts == 0 {
+            return Err(QueueError::Config("max_attempts must be at least 1".to_owned()));
+        }
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+            return Err(QueueError::Config(format!(
+                "partitions is {}; a queue has 1 to {MAX_PARTITIONS}",
+                self.partitions
+            )));
+        }
+        if let Some((prefix, _)) = self.key_concurrency.iter().find(|(_, max)| *max == 0) {
+            return Err(QueueError::Config(format!("the concurrency of keys {prefix:?} must be at least 1")));
+        }
+        for (scope, limit) in &self.rate_limits {
+            limit.check().map_err(|e| QueueError::Config(format!("{e} (scope {scope:?})")))?;
+        }
+        Ok(())
+    }
+
+    /// The concurrency of `rate_key`, if a prefix of [`QueueConfig::key_concurrency`] matches.
+    pub(crate) fn slots_of(&self, rate_key: &str) -> Option<u32> {
+        self.key_concurrency
+            .iter()
+            .filter(|(prefix, _)| rate_key.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|&(_, max)| max)
+    }
+
+    /// Adds a rate limit, shared by every worker of the queue (its state lives in Redis).
+    ///
+    /// A job starts only when every limit it falls under has room; otherwise it goes back to
+    /// the delayed set, due when its start is reserved, without counting an attempt (its
+    /// record says `delayed`), and the worker goes on with other jobs. A handler's
+    /// [`JobError::RetryAfter`](super::JobError::RetryAfter) also pauses the job's
+    /// [rate key](PushOptions::rate_key) for every worker for that long.
+    ///
+    /// Limits are checked by the workers: give the queue the same limits wherever workers run.
+    ///
+    /// ```
+    /// use dual_mode_jobs::{QueueConfig, RateLimit, RateScope};
+    ///
+    /// let config = QueueConfig::new("esi")
+    ///     .rate_limit(RateScope::Queue, RateLimit::per_second(100))
+    ///     .rate_limit(RateScope::Key("region:".into()), RateLimit::per_second(10));
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn rate_limit(mut self, scope: RateScope, limit: RateLimit) -> Self {
+        self.rate_limits.push((scope, limit));
+        self
+    }
+
+    /// Sets the most entries the parked stream keeps (at least 1): parking one more drops the
+    /// oldest.
+    #[must_use]
+    pub fn parked_max_len(mut self, max: u64) -> Self {
+        self.parked_max_len = max;
+        self
+    }
+
+    /// Sets how long records of ended jobs are kept.
+    #[must_use]
+    pub fn record_ttl(mut self, ttl: Duration) -> Self {
+        self.record_ttl = ttl;
+        self
+    }
+
+    /// Sets the consumer group.
+    #[must_use]
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// Sets the default maximum of attempts.
+    #[must_use]
+    pub fn max_attempts(mut self, max: u32) -> Self {
+        self.max_attempts = max;
+        self
+    }
+
+    /// Sets the response timeout of Redis commands.
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+}
