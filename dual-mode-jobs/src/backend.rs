@@ -37,6 +37,16 @@ pub(crate) use crate::store::{
     ScheduleState, StateCounts, Ticked, Written,
 };
 
+/// What a store keeps of a queue's settings: how long ended jobs' records live and how many
+/// parked entries it keeps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retention {
+    /// How long an ended job's record lives.
+    pub(crate) record_ttl: Duration,
+    /// The most entries the parked list keeps.
+    pub(crate) parked_max_len: u64,
+}
+
 /// A boxed future of a backend's answer.
 pub(crate) type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, QueueError>> + Send + 'a>>;
 

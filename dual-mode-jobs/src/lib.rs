@@ -1,7 +1,11 @@
-//! The job layer: specs queued on Redis Streams consumer groups, run by workers anywhere.
+//! The job layer: specs queued on Redis Streams consumer groups, run by workers anywhere, or
+//! in one process with no server.
 //!
-//! Redis is the distributed engine (`XADD`, `XREADGROUP`, `XACK`, `XAUTOCLAIM`); this module is
-//! a thin client of it:
+//! Where the jobs live is chosen when a queue is opened: [`Queue::connect`] on Redis, the
+//! distributed engine (`XADD`, `XREADGROUP`, `XACK`, `XAUTOCLAIM`) of which this crate is a
+//! thin client, or [`Queue::in_process`], whose jobs are lost when the process exits. Every
+//! other type is the same on both, and so are the semantics below (one conformance suite runs
+//! on both); [`testing`] runs jobs in your own tests on the in-process store.
 //!
 //! - [`Queue`]: push payloads (for services: spec types only) one by one, in pipelined bulk,
 //!   delayed, [unique](PushOptions::unique) or [time-limited](PushOptions::timeout);
@@ -10,7 +14,7 @@
 //!   [`stats`](Queue::stats); list, inspect and [re-drive](Queue::redrive) parked entries;
 //!   [pause](Queue::pause) the queue; read [pages](Queue::jobs_page) of any list, its
 //!   [workers](Queue::workers) and [throughput](Queue::throughput) (what the
-//!   [dashboard], behind the feature `dashboard`, shows).
+//!   dashboard, behind the feature `dashboard`, shows).
 //! - [`Worker`]: reads one queue or [several](Queues) (in strict order or by weight), each
 //!   queue's [lanes](Lane) high first with a share for the lower ones; a consumer in the
 //!   queues' groups with a unique name per process start, bounded concurrency, one task per

@@ -47,7 +47,7 @@ use self::state::{Limits, State};
 use self::stream::StreamId;
 use crate::backend::{
     Answer, Backend, Claimed, ConsumerInfo, DoneRun, Ending, Entry, Gate, MarkRun, Marked, Passed, PushAnswer, Reader,
-    Renewed, RunRef, ScheduleState, StateCounts, Ticked, Written,
+    Renewed, Retention, RunRef, ScheduleState, StateCounts, Ticked, Written,
 };
 use crate::envelope::{Envelope, RawFields, unix_ms};
 use crate::error::QueueError;
@@ -81,10 +81,13 @@ struct Shared {
 }
 
 impl MemoryPartition {
-    /// An empty partition whose ended jobs' records live `record_ttl` and whose parked stream
-    /// keeps at most `parked_max_len` entries (the queue's settings).
-    pub(crate) fn new(record_ttl: Duration, parked_max_len: u64) -> Self {
-        let limits = Limits { record_ttl_ms: millis(record_ttl).max(1), parked_max_len: parked_max_len.max(1) };
+    /// An empty partition whose ended jobs' records live and parked entries are capped as
+    /// `retention` says (the queue's settings).
+    pub(crate) fn new(retention: Retention) -> Self {
+        let limits = Limits {
+            record_ttl_ms: millis(retention.record_ttl).max(1),
+            parked_max_len: retention.parked_max_len.max(1),
+        };
         let (ended, _) = broadcast::channel(ENDED_CAPACITY);
         Self::with_limits(limits, ended)
     }

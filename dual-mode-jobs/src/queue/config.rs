@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::backend::Retention;
 use crate::error::QueueError;
 use crate::limit::{RateLimit, RateScope};
 
@@ -96,6 +97,11 @@ impl QueueConfig {
     }
 
     /// Refuses a configuration out of range, naming what is wrong.
+    /// What a store keeps of these settings.
+    pub(crate) fn retention(&self) -> Retention {
+        Retention { record_ttl: self.record_ttl, parked_max_len: self.parked_max_len }
+    }
+
     pub(super) fn validate(&self) -> Result<(), QueueError> {
         if self.name.is_empty() || self.name.contains(['{', '}']) {
             return Err(QueueError::Config(format!("queue name {:?} must be non-empty and without braces", self.name)));

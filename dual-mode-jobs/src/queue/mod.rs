@@ -124,7 +124,9 @@ impl Queue {
     pub async fn connect(redis: impl Into<RedisTarget>, config: QueueConfig) -> Result<Self, QueueError> {
         config.validate()?;
         let keys = QueueKeys::new(&config.name);
-        let home = Store::connect(redis.into(), keys.clone(), &config).await?;
+        let home =
+            Store::connect(redis.into(), keys.clone(), &config.group, config.response_timeout, config.retention())
+                .await?;
         let home_part: Arc<dyn Backend> = Arc::new(RedisPartition::new(&home));
         let known = home_part.claim_partitions(config.partitions).await?;
         if known != config.partitions {
@@ -172,7 +174,7 @@ impl Queue {
     pub fn in_process(config: QueueConfig) -> Result<Self, QueueError> {
         config.validate()?;
         let n = usize::from(config.partitions);
-        let home = MemoryPartition::new(config.record_ttl, config.parked_max_len);
+        let home = MemoryPartition::new(config.retention());
         let (parts, keys): (Vec<Arc<dyn Backend>>, Vec<QueueKeys>) = if n == 1 {
             (vec![Arc::new(home.clone())], vec![QueueKeys::new(&config.name)])
         } else {

@@ -32,9 +32,10 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, RedisResult, Script, ScriptInvocation};
 
+use super::backend::Retention;
 use super::error::{QueueError, ReplyError};
 use super::lane::Lane;
-use super::queue::{QueueConfig, QueueKeys};
+use super::queue::QueueKeys;
 
 pub(crate) use admin::{ConsumerInfo, StateCounts};
 pub(crate) use backend::RedisPartition;
@@ -85,13 +86,17 @@ pub(crate) fn millis(d: Duration) -> u64 {
 }
 
 impl Store {
+    /// Connects to `target` for the queue whose keys are `keys`, reading in consumer group
+    /// `group`, each command answered within `response_timeout`.
     pub(crate) async fn connect(
         target: RedisTarget,
         keys: QueueKeys,
-        config: &QueueConfig,
+        group: &str,
+        response_timeout: Duration,
+        retention: Retention,
     ) -> Result<Self, QueueError> {
         let health = Arc::new(Health::default());
-        let con = Connection::open(&target, config.response_timeout, health).await.map_err(redis("connect"))?;
+        let con = Connection::open(&target, response_timeout, health).await.map_err(redis("connect"))?;
         Ok(Self {
             target,
             con,
@@ -99,9 +104,9 @@ impl Store {
             state_keys: STATE_SETS.iter().map(|s| format!("{}{s}", keys.state_prefix)).collect(),
             keys,
             lane: Lane::Normal,
-            group: config.group.clone(),
-            record_ttl_ms: millis(config.record_ttl).max(1),
-            parked_max_len: config.parked_max_len.max(1),
+            group: group.to_owned(),
+            record_ttl_ms: millis(retention.record_ttl).max(1),
+            parked_max_len: retention.parked_max_len.max(1),
         })
     }
 

@@ -189,7 +189,10 @@ async fn cancel_removes_waiting_jobs_and_flags_running_ones() {
 
 #[tokio::test]
 async fn ended_records_expire_and_their_ids_are_trimmed() {
-    let p = super::MemoryPartition::new(Duration::from_secs(1), 10);
+    let p = super::MemoryPartition::new(crate::backend::Retention {
+        record_ttl: Duration::from_secs(1),
+        parked_max_len: 10,
+    });
     let entry = push(&p, &env("a")).await;
     read(&p, "w1", 1).await;
     p.ack(Lane::Normal, "w1", &[done(&entry, 1, "a")]).await.expect("ack");

@@ -9,14 +9,16 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 
 use super::MemoryPartition;
-use crate::backend::{Backend, DoneRun, Ending, Entry, MarkRun, Marked, PushAnswer, Read, Renewed, RunRef, Written};
+use crate::backend::{
+    Backend, DoneRun, Ending, Entry, MarkRun, Marked, PushAnswer, Read, Renewed, Retention, RunRef, Written,
+};
 use crate::envelope::Envelope;
 use crate::lane::Lane;
 use crate::record::JobState;
 
 /// A partition whose records live an hour and whose parked stream keeps 3 entries.
 fn partition() -> MemoryPartition {
-    MemoryPartition::new(Duration::from_secs(3600), 3)
+    MemoryPartition::new(Retention { record_ttl: Duration::from_secs(3600), parked_max_len: 3 })
 }
 
 /// A job `id` of type `mail`, first attempt.
