@@ -325,3 +325,28 @@ impl Queue {
 fn text_field(fields: &RawFields, name: &str) -> Option<String> {
     std::str::from_utf8(field_of(fields, name)?).ok().map(str::to_owned)
 }
+
+/// Samples `queue`'s depth by state into the `dual_mode_jobs_depth` gauges (one pipelined
+/// round trip, as [`Queue::stats`]) and returns the counts. Call it from the exporter's
+/// scrape handler; the metrics are listed in `dual_mode::metrics`.
+///
+/// Depth is a property of the queue in its store, not of one worker: sampling it when someone
+/// looks means N workers do not read the same four numbers N times, the gauges are as fresh as
+/// the scrape, and a process that only pushes (an API) can expose them. With an exporter that
+/// pushes instead of being scraped, call it on a timer.
+///
+/// ```no_run
+/// # async fn f(queue: dual_mode_jobs::Queue) -> Result<(), dual_mode_jobs::QueueError> {
+/// // In the scrape handler, before rendering the exporter's text:
+/// dual_mode_jobs::record_depth(&queue).await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// The store fails.
+#[cfg(feature = "metrics")]
+pub async fn record_depth(queue: &Queue) -> Result<QueueStats, QueueError> {
+    let stats = queue.stats().await?;
+    super::metrics::depth(queue.name(), &stats);
+    Ok(stats)
+}

@@ -30,12 +30,8 @@ use futures_util::stream::BoxStream;
 use crate::envelope::{Envelope, RawFields};
 use crate::error::QueueError;
 use crate::lane::Lane;
-use crate::queue::QueueStats;
+use crate::limit::Bucket;
 use crate::record::{CancelOutcome, JobRecord, JobState};
-pub(crate) use crate::store::{
-    Claimed, ConsumerInfo, DoneRun, Ending, Entry, Gate, MarkRun, Marked, Passed, PushAnswer, Read, Renewed, RunRef,
-    ScheduleState, StateCounts, Ticked, Written,
-};
 
 /// What a store keeps of a queue's settings: how long ended jobs' records live and how many
 /// parked entries it keeps.
@@ -315,4 +311,234 @@ pub(crate) trait Reader: Send {
     /// Waits up to the block time for an entry newer than those the last short read saw;
     /// returns at once when no read was short.
     fn wait(&mut self) -> Answer<'_, ()>;
+}
+
+// ----- the vocabulary of the operations -----
+
+/// A run to mark as running: its entry, fencing token, job id, attempt and start time.
+#[derive(Clone)]
+pub(crate) struct MarkRun {
+    pub(crate) entry_id: String,
+    pub(crate) token: u64,
+    pub(crate) job_id: String,
+    pub(crate) attempt: u32,
+    pub(crate) started_ms: u64,
+}
+
+/// What marking a run as running answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marked {
+    /// Marked.
+    Yes,
+    /// This consumer does not own the entry (any more).
+    NotOwned,
+    /// A cancellation was requested; not marked.
+    CancelRequested,
+}
+
+/// What a renewal answered for one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Renewed {
+    /// Renewed.
+    Yes,
+    /// Refused: another consumer owns the entry, or it is gone.
+    Lost,
+    /// Renewed, and a cancellation was requested.
+    CancelRequested,
+}
+
+/// What a fenced write answered for one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Written now.
+    Done,
+    /// Written already, by an earlier try of this run whose reply was lost.
+    Landed,
+    /// Refused: no consumer holds the entry (acknowledged by another run, or the group was
+    /// recreated).
+    Gone,
+    /// Refused: another consumer, or a later delivery, holds the entry.
+    Other,
+}
+
+/// A successful run to acknowledge, with its result.
+#[derive(Default)]
+pub(crate) struct DoneRun {
+    pub(crate) entry_id: String,
+    pub(crate) token: u64,
+    pub(crate) job_id: String,
+    pub(crate) unique: Option<String>,
+    pub(crate) result: Vec<u8>,
+    pub(crate) started_ms: u64,
+    pub(crate) attempt: u32,
+}
+
+/// How a run ends when it does not succeed.
+pub(crate) enum Ending<'a> {
+    /// Back to the delayed set as `next`, due in `delay`; the record says `retrying` (a failed
+    /// attempt) or `delayed` (a wait without an attempt).
+    Later { retry: bool, delay: Duration, next: &'a Envelope },
+    /// To the parked stream with these fields.
+    Parked { fields: &'a [(Vec<u8>, Vec<u8>)] },
+    /// Cancelled while it ran.
+    Cancelled,
+}
+
+/// One run's entry, fencing token and job (id and unique key, when the entry had an id).
+pub(crate) struct RunRef<'a> {
+    pub(crate) entry_id: &'a str,
+    pub(crate) token: u64,
+    pub(crate) job: Option<(&'a str, Option<&'a str>)>,
+}
+
+/// A claimed entry: id, fields, delivery count.
+pub(crate) type Claimed = (String, RawFields, u64);
+
+/// A job at its gate: what [`Store::gate`] checks.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Gate {
+    pub(crate) job_id: String,
+    pub(crate) rate_key: Option<String>,
+    pub(crate) reserved: bool,
+    pub(crate) buckets: Vec<Bucket>,
+    /// The rate key's concurrency, if it has one.
+    pub(crate) slots: Option<u32>,
+}
+
+/// What a job's gate answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Passed {
+    /// Start now (holding a slot when the key has a concurrency).
+    Start,
+    /// Wait this long: the start is reserved.
+    Wait(Duration),
+    /// Wait for a slot of the key: the job is among its waiters.
+    NoSlot,
+}
+
+/// What a push answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PushAnswer {
+    /// Pushed into the stream as this entry, its `queued` record written.
+    Added {
+        /// The entry's id in its lane's stream.
+        entry_id: String,
+    },
+    /// Pushed into the delayed set, its `delayed` record written.
+    Delayed,
+    /// Nothing written: the job's unique key is held by another job.
+    Held {
+        /// The id of the job that holds the key.
+        holder: String,
+    },
+}
+
+impl PushAnswer {
+    /// Whether nothing was written, the unique key being held.
+    pub(crate) fn is_held(&self) -> bool {
+        matches!(self, Self::Held { .. })
+    }
+}
+
+/// What a read found.
+pub(crate) enum Read {
+    /// The queue is paused: nothing was read.
+    Paused,
+    /// These entries, each with its lane (possibly none).
+    Entries(Vec<(Lane, Entry)>),
+}
+
+/// One stream entry: its id and raw fields.
+pub(crate) type Entry = (String, RawFields);
+
+/// What the tick script did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ticked {
+    /// Enqueued as this entry.
+    Enqueued(String),
+    /// Another scheduler enqueued this tick already.
+    Duplicate,
+    /// The schedule is paused: nothing enqueued, the tick not marked.
+    Paused,
+    /// The job of an earlier tick (this id) holds the unique key: nothing enqueued, the tick
+    /// marked.
+    Held(String),
+}
+
+/// A schedule's state in Redis: last tick, pause and resume times (ms since the epoch).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScheduleState {
+    pub(crate) last: Option<i64>,
+    pub(crate) paused: Option<i64>,
+    pub(crate) resumed: Option<i64>,
+}
+
+impl ScheduleState {
+    /// The state over two partitions' keys: the later tick and resume, the earlier pause.
+    pub(crate) fn merged(self, other: Self) -> Self {
+        let paused = match (self.paused, other.paused) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Self { last: self.last.max(other.last), paused, resumed: self.resumed.max(other.resumed) }
+    }
+}
+
+/// The group's consumers as `XINFO CONSUMERS` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConsumerInfo {
+    pub(crate) name: String,
+    pub(crate) pending: u64,
+    pub(crate) idle_ms: u64,
+}
+
+/// Counts beyond [`Store::stats`]: the ended jobs' sets and the pause.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StateCounts {
+    pub(crate) done: u64,
+    pub(crate) cancelled: u64,
+    pub(crate) paused_at_ms: Option<u64>,
+}
+
+/// Counts of a queue at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Entries in the stream (waiting or running).
+    pub length: u64,
+    /// Entries delivered to a consumer and not yet acknowledged (running, or of a crashed
+    /// worker until their lease expires).
+    pub pending: u64,
+    /// Entries waiting for their due time (delayed pushes and retries).
+    pub delayed: u64,
+    /// Entries in the dead-letter stream.
+    pub parked: u64,
+    /// Parked entries dropped, oldest first, to keep the dead-letter stream within
+    /// [`QueueConfig::parked_max_len`] (since the queue was created).
+    pub parked_dropped: u64,
+}
+
+impl QueueStats {
+    /// The counts of two partitions together.
+    pub(crate) fn plus(self, other: Self) -> Self {
+        Self {
+            length: self.length + other.length,
+            pending: self.pending + other.pending,
+            delayed: self.delayed + other.delayed,
+            parked: self.parked + other.parked,
+            parked_dropped: self.parked_dropped + other.parked_dropped,
+        }
+    }
+
+    /// Whether nothing is waiting, running or delayed (parked entries do not count).
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        self.length == 0 && self.pending == 0 && self.delayed == 0
+    }
+}
+
+/// A stream entry id as numbers (`ms-seq`), for ordering; `None` for one that does not parse
+/// (which orders first).
+pub(crate) fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }

@@ -225,6 +225,8 @@ pub mod dashboard;
 mod envelope;
 mod error;
 mod fields;
+mod job;
+mod keys;
 mod lane;
 mod limit;
 mod memory;
@@ -239,14 +241,14 @@ pub mod testing;
 mod trace;
 mod worker;
 
+#[cfg(feature = "metrics")]
+pub use admin::record_depth;
 pub use admin::{Page, QueueOverview, Throughput, WorkerInfo};
 pub use cron::Cron;
 pub use envelope::{Envelope, RawFields, decode_json};
 pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError, ReplyError};
 pub use lane::{Lane, UnknownLane};
 pub use limit::{RateLimit, RateScope};
-#[cfg(feature = "metrics")]
-pub use metrics::record_depth;
 pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};
 pub use record::{CancelOutcome, JobOutcome, JobRecord, JobState, UnknownState, WaitError};
 pub use schedule::{Schedule, ScheduleInfo, Scheduler, SchedulerConfig};

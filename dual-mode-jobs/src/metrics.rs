@@ -11,11 +11,9 @@ use std::time::Duration;
 #[cfg(feature = "metrics")]
 use metrics::{Counter, Histogram};
 
+#[cfg(feature = "metrics")]
+use super::backend::QueueStats;
 use super::error::ParkReason;
-#[cfg(feature = "metrics")]
-use super::error::QueueError;
-#[cfg(feature = "metrics")]
-use super::queue::{Queue, QueueStats};
 #[cfg(feature = "metrics")]
 use dual_mode_runtime::metrics::{
     JOBS_DEPTH, JOBS_ENDED, JOBS_PARKED, JOBS_PUSHED, JOBS_RUN_SECONDS, JOBS_STARTED, JOBS_TIMED_OUT, JOBS_WAIT_SECONDS,
@@ -157,27 +155,9 @@ impl Handles {
     }
 }
 
-/// Samples `queue`'s depth by state into the `dual_mode_jobs_depth` gauges (one pipelined
-/// round trip, as [`Queue::stats`]) and returns the counts. Call it from the exporter's
-/// scrape handler; the metrics are listed in `dual_mode::metrics`.
-///
-/// Depth is a property of the queue in its store, not of one worker: sampling it when someone
-/// looks means N workers do not read the same four numbers N times, the gauges are as fresh as
-/// the scrape, and a process that only pushes (an API) can expose them. With an exporter that
-/// pushes instead of being scraped, call it on a timer.
-///
-/// ```no_run
-/// # async fn f(queue: dual_mode_jobs::Queue) -> Result<(), dual_mode_jobs::QueueError> {
-/// // In the scrape handler, before rendering the exporter's text:
-/// dual_mode_jobs::record_depth(&queue).await?;
-/// # Ok(()) }
-/// ```
-///
-/// # Errors
-/// Redis fails.
+/// Sets `queue`'s depth gauges from `stats`.
 #[cfg(feature = "metrics")]
-pub async fn record_depth(queue: &Queue) -> Result<QueueStats, QueueError> {
-    let stats = queue.stats().await?;
+pub(crate) fn depth(queue: &str, stats: &QueueStats) {
     let ready = stats.length.saturating_sub(stats.pending);
     for (state, value) in
         [("ready", ready), ("running", stats.pending), ("delayed", stats.delayed), ("parked", stats.parked)]
@@ -185,7 +165,6 @@ pub async fn record_depth(queue: &Queue) -> Result<QueueStats, QueueError> {
         // Exact up to 2^53 entries, far beyond what a stream holds.
         #[expect(clippy::cast_precision_loss, reason = "a count of entries stays below 2^53")]
         let value = value as f64;
-        metrics::gauge!(JOBS_DEPTH, "queue" => queue.name().to_owned(), "state" => state).set(value);
+        metrics::gauge!(JOBS_DEPTH, "queue" => queue.to_owned(), "state" => state).set(value);
     }
-    Ok(stats)
 }

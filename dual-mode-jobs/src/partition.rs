@@ -11,7 +11,7 @@
 
 use std::cmp::Ordering;
 
-use super::store::stream_id;
+use super::backend::stream_id;
 
 /// The 128-bit FNV-1a hash: stable across processes, builds and platforms, as a unique key
 /// derived from a payload, or a key's partition, must be.

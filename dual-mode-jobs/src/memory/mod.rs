@@ -45,6 +45,7 @@ use tokio::sync::{Notify, broadcast};
 use self::reader::MemoryReader;
 use self::state::{Limits, State};
 use self::stream::StreamId;
+use crate::backend::QueueStats;
 use crate::backend::{
     Answer, Backend, Claimed, ConsumerInfo, DoneRun, Ending, Entry, Gate, MarkRun, Marked, Passed, PushAnswer, Reader,
     Renewed, Retention, RunRef, ScheduleState, StateCounts, Ticked, Written,
@@ -52,7 +53,6 @@ use crate::backend::{
 use crate::envelope::{Envelope, RawFields, unix_ms};
 use crate::error::QueueError;
 use crate::lane::Lane;
-use crate::queue::QueueStats;
 use crate::record::{CancelOutcome, JobRecord, JobState};
 
 /// The longest a reader's wait blocks.
@@ -179,10 +179,7 @@ impl Shared {
     }
 }
 
-/// Milliseconds of a duration, saturating.
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+use crate::envelope::millis;
 
 impl Backend for MemoryPartition {
     fn claim_partitions(&self, n: u16) -> Answer<'_, u16> {

@@ -4,11 +4,11 @@
 use super::sets::ZSet;
 use super::state::{State, field, set_of};
 use super::stream::{Interval, StreamId};
+use crate::backend::QueueStats;
 use crate::backend::{ConsumerInfo, Entry, StateCounts};
 use crate::envelope::RawFields;
 use crate::error::QueueError;
 use crate::lane::Lane;
-use crate::queue::QueueStats;
 use crate::record::{JobRecord, JobState};
 
 impl State {

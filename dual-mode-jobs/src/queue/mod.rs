@@ -3,7 +3,6 @@
 //! the files beside this one; the operator reads in `crate::admin`.
 
 mod config;
-mod keys;
 mod options;
 mod parked;
 mod push;
@@ -20,8 +19,9 @@ use crate::partition;
 use crate::record::{CancelOutcome, JobRecord, JobState};
 use crate::store::{RedisPartition, RedisTarget, Store};
 
+pub use crate::backend::QueueStats;
+pub use crate::keys::QueueKeys;
 pub use config::QueueConfig;
-pub use keys::QueueKeys;
 pub use options::{PushOptions, Pushed};
 pub use parked::ParkedEntry;
 pub(crate) use parked::RAW_PREFIX;
@@ -29,42 +29,6 @@ pub(crate) use push::{AfterPush, encode, new_envelope, unique_of};
 use wait::Finished;
 /// How many delayed entries one promote script moves at most.
 pub(crate) const PROMOTE_BATCH: usize = 500;
-
-/// Counts of a queue at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct QueueStats {
-    /// Entries in the stream (waiting or running).
-    pub length: u64,
-    /// Entries delivered to a consumer and not yet acknowledged (running, or of a crashed
-    /// worker until their lease expires).
-    pub pending: u64,
-    /// Entries waiting for their due time (delayed pushes and retries).
-    pub delayed: u64,
-    /// Entries in the dead-letter stream.
-    pub parked: u64,
-    /// Parked entries dropped, oldest first, to keep the dead-letter stream within
-    /// [`QueueConfig::parked_max_len`] (since the queue was created).
-    pub parked_dropped: u64,
-}
-
-impl QueueStats {
-    /// The counts of two partitions together.
-    fn plus(self, other: Self) -> Self {
-        Self {
-            length: self.length + other.length,
-            pending: self.pending + other.pending,
-            delayed: self.delayed + other.delayed,
-            parked: self.parked + other.parked,
-            parked_dropped: self.parked_dropped + other.parked_dropped,
-        }
-    }
-
-    /// Whether nothing is waiting, running or delayed (parked entries do not count).
-    #[must_use]
-    pub fn is_idle(&self) -> bool {
-        self.length == 0 && self.pending == 0 && self.delayed == 0
-    }
-}
 
 /// A job queue on Redis streams (one per [lane](Lane), in each of its
 /// [partitions](QueueConfig::partitions)). Cheap to clone; clones share one connection.

@@ -2,9 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::backend::PushAnswer;
 use crate::envelope::Envelope;
 use crate::lane::Lane;
-use crate::store;
 use crate::trace::TraceParent;
 
 /// Options of one push.
@@ -166,11 +166,11 @@ pub struct Pushed {
 impl Pushed {
     /// What a push of `env` stored: its entry id (`None` when delayed), or the id of the
     /// job that holds its unique key.
-    pub(super) fn new(env: &Envelope, stored: store::PushAnswer) -> Self {
+    pub(super) fn new(env: &Envelope, stored: PushAnswer) -> Self {
         let (job_id, entry_id, duplicate) = match stored {
-            store::PushAnswer::Added { entry_id } => (env.id.clone(), Some(entry_id), false),
-            store::PushAnswer::Delayed => (env.id.clone(), None, false),
-            store::PushAnswer::Held { holder } => (holder, None, true),
+            PushAnswer::Added { entry_id } => (env.id.clone(), Some(entry_id), false),
+            PushAnswer::Delayed => (env.id.clone(), None, false),
+            PushAnswer::Held { holder } => (holder, None, true),
         };
         Self { job_id, idempotency_key: env.idempotency_key.clone(), entry_id, duplicate }
     }

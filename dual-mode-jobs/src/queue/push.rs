@@ -7,11 +7,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::{PushOptions, Pushed, Queue};
-use crate::envelope::{Envelope, unique_id, unix_ms};
+use crate::envelope::{Envelope, millis, unique_id, unix_ms};
 use crate::error::QueueError;
 use crate::metrics::JobMetrics;
 use crate::partition;
-use crate::store;
 use dual_mode_runtime::Spec;
 
 /// How many entries one pipeline round trip carries in a bulk push.
@@ -86,7 +85,7 @@ impl Queue {
         let store = self.part_store(p);
         let stored = if options.is_delayed() {
             let at = options.not_before.map_or(0, unix_ms);
-            let delay = options.delay.map_or(0, store::millis);
+            let delay = options.delay.map_or(0, millis);
             store.push_delayed(&env, options.unique_ttl, at, delay).await?
         } else {
             store.push(&env, options.unique_ttl).await?
@@ -159,7 +158,7 @@ impl Queue {
         let mut out: Vec<Option<Pushed>> = vec![None; parts.iter().map(|(at, _)| at.len()).sum()];
         for (store, (at, envs)) in self.inner.parts.iter().zip(&parts) {
             if options.is_delayed() {
-                let due = (options.not_before.map_or(0, unix_ms), options.delay.map_or(0, store::millis));
+                let due = (options.not_before.map_or(0, unix_ms), options.delay.map_or(0, millis));
                 for (&i, env) in at.iter().zip(envs) {
                     let stored = store.push_delayed(env, options.unique_ttl, due.0, due.1).await?;
                     out[i] = Some(Pushed::new(env, stored));
@@ -214,7 +213,7 @@ pub(crate) fn new_envelope(
         attempt: 1,
         max_attempts: options.max_attempts,
         unique,
-        timeout_ms: options.timeout.map(store::millis),
+        timeout_ms: options.timeout.map(millis),
         rate_key: options.rate_key.clone(),
         reserved: false,
         lane: options.lane,

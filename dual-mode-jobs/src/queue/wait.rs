@@ -9,8 +9,8 @@ use tokio::sync::broadcast;
 
 use super::Queue;
 use crate::backend::Backend;
+use crate::job::Job;
 use crate::record::{JobOutcome, JobRecord, JobState, WaitError};
-use crate::worker::Job;
 
 /// The listener of ended jobs' ids, shared by this queue's waits.
 pub(super) struct Finished {

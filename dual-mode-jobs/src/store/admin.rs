@@ -3,29 +3,15 @@
 //! entries, and the queue's pause key. None of them loads a whole stream or set: every list is
 //! read a page at a time from a cursor.
 
+use crate::backend::{ConsumerInfo, Entry, StateCounts};
 use redis::Value;
 
-use super::reply::{self, Entry, stream_id};
+use super::reply;
 use super::{Store, one_each, redis, scripts};
+use crate::backend::QueueStats;
+use crate::backend::stream_id;
 use crate::envelope::RawFields;
 use crate::error::QueueError;
-use crate::queue::QueueStats;
-
-/// The group's consumers as `XINFO CONSUMERS` reports them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ConsumerInfo {
-    pub(crate) name: String,
-    pub(crate) pending: u64,
-    pub(crate) idle_ms: u64,
-}
-
-/// Counts beyond [`Store::stats`]: the ended jobs' sets and the pause.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct StateCounts {
-    pub(crate) done: u64,
-    pub(crate) cancelled: u64,
-    pub(crate) paused_at_ms: Option<u64>,
-}
 
 impl Store {
     /// Counts of the lanes' streams and of the group's pending entries in them, of the delayed

@@ -8,13 +8,14 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::{ScheduleKeys, Store};
+use crate::backend::QueueStats;
 use crate::backend::{
     Answer, Backend, Claimed, ConsumerInfo, DoneRun, Ending, Entry, Gate, MarkRun, Marked, Passed, PushAnswer, Read,
     Reader, Renewed, RunRef, ScheduleState, StateCounts, Ticked, Written,
 };
 use crate::envelope::{Envelope, RawFields};
+use crate::keys::QueueKeys;
 use crate::lane::Lane;
-use crate::queue::{QueueKeys, QueueStats};
 use crate::record::{CancelOutcome, JobRecord, JobState};
 
 /// One partition of a queue on Redis (or a queue's home): its lanes' stores.

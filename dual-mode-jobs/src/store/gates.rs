@@ -1,33 +1,11 @@
 //! The gates a job passes as it is about to start: its rate limits, its rate key's pause, and
 //! a slot of its key's concurrency; and the slots' release, renewal and waiters' wake-up.
 
+use crate::backend::{Gate, Passed};
 use std::time::Duration;
 
 use super::{Store, millis, one_each, redis, scripts};
 use crate::error::QueueError;
-use crate::limit::Bucket;
-
-/// A job at its gate: what [`Store::gate`] checks.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Gate {
-    pub(crate) job_id: String,
-    pub(crate) rate_key: Option<String>,
-    pub(crate) reserved: bool,
-    pub(crate) buckets: Vec<Bucket>,
-    /// The rate key's concurrency, if it has one.
-    pub(crate) slots: Option<u32>,
-}
-
-/// What a job's gate answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Passed {
-    /// Start now (holding a slot when the key has a concurrency).
-    Start,
-    /// Wait this long: the start is reserved.
-    Wait(Duration),
-    /// Wait for a slot of the key: the job is among its waiters.
-    NoSlot,
-}
 
 impl Store {
     /// Passes jobs through their gates as they are about to start, in one script (see it):

@@ -34,19 +34,15 @@ use redis::{FromRedisValue, RedisResult, Script, ScriptInvocation};
 
 use super::backend::Retention;
 use super::error::{QueueError, ReplyError};
+use super::keys::QueueKeys;
 use super::lane::Lane;
-use super::queue::QueueKeys;
 
-pub(crate) use admin::{ConsumerInfo, StateCounts};
+pub(crate) use crate::backend::stream_id;
 pub(crate) use backend::RedisPartition;
 pub use connection::RedisTarget;
 use connection::{Connection, Health};
-pub(crate) use gates::{Gate, Passed};
-pub(crate) use push::PushAnswer;
-pub(crate) use reader::{Read, Reader};
-pub(crate) use reply::{Entry, stream_id};
-pub(crate) use runs::{Claimed, DoneRun, Ending, MarkRun, Marked, Renewed, RunRef, Written};
-pub(crate) use schedules::{ScheduleKeys, ScheduleState, Ticked};
+pub(crate) use reader::Reader;
+pub(crate) use schedules::ScheduleKeys;
 use scripts::STATE_SETS;
 
 /// One queue's keys and group on one Redis, through a connection that reconnects by itself.
@@ -80,10 +76,7 @@ fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> QueueError {
     }
 }
 
-/// Milliseconds of a duration, saturating.
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+pub(crate) use crate::envelope::millis;
 
 impl Store {
     /// Connects to `target` for the queue whose keys are `keys`, reading in consumer group

@@ -1,6 +1,7 @@
 //! Pushes: one, many in one round trip, delayed; and the promotion of due delayed entries
 //! into their lanes' streams. Each writes the job's record in the script that writes the job.
 
+use crate::backend::PushAnswer;
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -11,30 +12,6 @@ use crate::envelope::Envelope;
 use crate::error::QueueError;
 use crate::fields::record;
 use crate::lane::Lane;
-
-/// What a push answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum PushAnswer {
-    /// Pushed into the stream as this entry, its `queued` record written.
-    Added {
-        /// The entry's id in its lane's stream.
-        entry_id: String,
-    },
-    /// Pushed into the delayed set, its `delayed` record written.
-    Delayed,
-    /// Nothing written: the job's unique key is held by another job.
-    Held {
-        /// The id of the job that holds the key.
-        holder: String,
-    },
-}
-
-impl PushAnswer {
-    /// Whether nothing was written, the unique key being held.
-    pub(crate) fn is_held(&self) -> bool {
-        matches!(self, Self::Held { .. })
-    }
-}
 
 impl Store {
     /// Pushes an envelope and writes its `queued` record, or, for a unique job whose key is

@@ -1,12 +1,13 @@
 //! A queue's reader: reads new entries from the lanes in one script (nothing while the queue
 //! is paused), and waits for the next push to any lane on a connection of its own.
 
+use crate::backend::Read;
 use std::time::Duration;
 
 use redis::Value;
 
 use super::connection::{Connection, Health};
-use super::reply::{self, Entry};
+use super::reply;
 use super::{Store, millis, redis, scripts};
 use crate::error::{QueueError, ReplyError};
 use crate::lane::Lane;
@@ -22,14 +23,6 @@ pub(crate) struct Reader {
     /// The lanes' newest entry ids (in [`Lane::ALL`] order) when a read last found fewer
     /// entries than it asked for: what [`Reader::wait`] waits after.
     last: Option<[String; 3]>,
-}
-
-/// What a read found.
-pub(crate) enum Read {
-    /// The queue is paused: nothing was read.
-    Paused,
-    /// These entries, each with its lane (possibly none).
-    Entries(Vec<(Lane, Entry)>),
 }
 
 impl Store {

@@ -2,21 +2,11 @@
 //! parsed from owned replies, their bytes moved out rather than copied. A reply of another
 //! shape is a [`ReplyError`] naming what was wrong.
 
+use crate::backend::{Claimed, Entry, PushAnswer};
 use redis::Value;
 
-use super::{Claimed, PushAnswer};
 use crate::envelope::RawFields;
 use crate::error::ReplyError;
-
-/// One stream entry: its id and raw fields.
-pub(crate) type Entry = (String, RawFields);
-
-/// A stream entry id as numbers (`ms-seq`), for ordering; `None` for one that does not parse
-/// (which orders first).
-pub(crate) fn stream_id(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
 
 /// The bytes of a scalar reply.
 pub(crate) fn bytes(v: &Value) -> Option<Vec<u8>> {

@@ -3,104 +3,24 @@
 //! parked, cancelled); and the claims that take entries over from a crashed or stalled
 //! consumer, or back from a forgotten run of this one.
 
+use crate::backend::{Claimed, DoneRun, Ending, MarkRun, Marked, Renewed, RunRef, Written};
 use std::time::Duration;
 
 use redis::Value;
 
 use super::scripts::{self, STATE_SETS};
 use super::{Store, millis, one_each, redis, reply, stream_id};
-use crate::envelope::{Envelope, RawFields};
 use crate::error::QueueError;
 
-/// A run to mark as running: its entry, fencing token, job id, attempt and start time.
-#[derive(Clone)]
-pub(crate) struct MarkRun {
-    pub(crate) entry_id: String,
-    pub(crate) token: u64,
-    pub(crate) job_id: String,
-    pub(crate) attempt: u32,
-    pub(crate) started_ms: u64,
-}
-
-/// What marking a run as running answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Marked {
-    /// Marked.
-    Yes,
-    /// This consumer does not own the entry (any more).
-    NotOwned,
-    /// A cancellation was requested; not marked.
-    CancelRequested,
-}
-
-/// What a renewal answered for one run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Renewed {
-    /// Renewed.
-    Yes,
-    /// Refused: another consumer owns the entry, or it is gone.
-    Lost,
-    /// Renewed, and a cancellation was requested.
-    CancelRequested,
-}
-
-/// What a fenced write answered for one run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Written {
-    /// Written now.
-    Done,
-    /// Written already, by an earlier try of this run whose reply was lost.
-    Landed,
-    /// Refused: no consumer holds the entry (acknowledged by another run, or the group was
-    /// recreated).
-    Gone,
-    /// Refused: another consumer, or a later delivery, holds the entry.
-    Other,
-}
-
-impl Written {
-    fn from_answer(answer: i64) -> Self {
-        match answer {
-            1 => Self::Done,
-            3 => Self::Landed,
-            2 => Self::Gone,
-            _ => Self::Other,
-        }
+/// What a fenced write's script answered.
+fn written(answer: i64) -> Written {
+    match answer {
+        1 => Written::Done,
+        3 => Written::Landed,
+        2 => Written::Gone,
+        _ => Written::Other,
     }
 }
-
-/// A successful run to acknowledge, with its result.
-#[derive(Default)]
-pub(crate) struct DoneRun {
-    pub(crate) entry_id: String,
-    pub(crate) token: u64,
-    pub(crate) job_id: String,
-    pub(crate) unique: Option<String>,
-    pub(crate) result: Vec<u8>,
-    pub(crate) started_ms: u64,
-    pub(crate) attempt: u32,
-}
-
-/// How a run ends when it does not succeed.
-pub(crate) enum Ending<'a> {
-    /// Back to the delayed set as `next`, due in `delay`; the record says `retrying` (a failed
-    /// attempt) or `delayed` (a wait without an attempt).
-    Later { retry: bool, delay: Duration, next: &'a Envelope },
-    /// To the parked stream with these fields.
-    Parked { fields: &'a [(Vec<u8>, Vec<u8>)] },
-    /// Cancelled while it ran.
-    Cancelled,
-}
-
-/// One run's entry, fencing token and job (id and unique key, when the entry had an id).
-pub(crate) struct RunRef<'a> {
-    pub(crate) entry_id: &'a str,
-    pub(crate) token: u64,
-    pub(crate) job: Option<(&'a str, Option<&'a str>)>,
-}
-
-/// A claimed entry: id, fields, delivery count.
-pub(crate) type Claimed = (String, RawFields, u64);
 
 impl Store {
     /// Marks a batch of runs as running (fenced).
@@ -168,7 +88,7 @@ impl Store {
             cmd.arg(r.result.as_slice()).arg(r.started_ms).arg(r.attempt);
         }
         let done: Vec<i64> = self.eval(&scripts::ACK, &cmd, "acknowledge").await?;
-        Ok(one_each("acknowledge", done, runs.len())?.into_iter().map(Written::from_answer).collect())
+        Ok(one_each("acknowledge", done, runs.len())?.into_iter().map(written).collect())
     }
 
     /// Ends a run without success (see [`Ending`]), with `record` items for its record.
@@ -219,7 +139,7 @@ impl Store {
             Ending::Cancelled => {}
         }
         let done: i64 = inv.invoke_async(&mut self.con()).await.map_err(redis(state))?;
-        Ok(Written::from_answer(done))
+        Ok(written(done))
     }
 
     /// Claims up to `count` entries idle for `min_idle_ms` or more, scanning from `cursor`;

@@ -1,6 +1,7 @@
 //! Schedules: a tick's dedupe and enqueue in one script, and each schedule's state (last tick,
 //! pause, resume) and the queue's index of schedules.
 
+use crate::backend::{ScheduleState, Ticked};
 use std::time::Duration;
 
 use redis::Value;
@@ -9,7 +10,7 @@ use super::push::{record_items, unique_ttl_ms};
 use super::{Store, millis, one_each, redis, reply, scripts};
 use crate::envelope::Envelope;
 use crate::error::{QueueError, ReplyError};
-use crate::queue::QueueKeys;
+use crate::keys::QueueKeys;
 
 /// The keys of one schedule.
 pub(crate) struct ScheduleKeys {
@@ -32,39 +33,6 @@ impl ScheduleKeys {
             paused: format!("{base}:paused"),
             resumed: format!("{base}:resumed"),
         }
-    }
-}
-
-/// What the tick script did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Ticked {
-    /// Enqueued as this entry.
-    Enqueued(String),
-    /// Another scheduler enqueued this tick already.
-    Duplicate,
-    /// The schedule is paused: nothing enqueued, the tick not marked.
-    Paused,
-    /// The job of an earlier tick (this id) holds the unique key: nothing enqueued, the tick
-    /// marked.
-    Held(String),
-}
-
-/// A schedule's state in Redis: last tick, pause and resume times (ms since the epoch).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ScheduleState {
-    pub(crate) last: Option<i64>,
-    pub(crate) paused: Option<i64>,
-    pub(crate) resumed: Option<i64>,
-}
-
-impl ScheduleState {
-    /// The state over two partitions' keys: the later tick and resume, the earlier pause.
-    pub(crate) fn merged(self, other: Self) -> Self {
-        let paused = match (self.paused, other.paused) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        Self { last: self.last.max(other.last), paused, resumed: self.resumed.max(other.resumed) }
     }
 }
 

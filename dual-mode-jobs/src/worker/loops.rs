@@ -315,7 +315,7 @@ async fn claim(
     tx: &mpsc::Sender<Vec<Delivery>>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
-    let min_idle = crate::store::millis(shared.config.lease);
+    let min_idle = crate::envelope::millis(shared.config.lease);
     let (store, lane) = (&shared.streams[stream].store, shared.streams[stream].lane);
     loop {
         // Wait in the semaphore's fair queue for one permit (the reader holds its permits only

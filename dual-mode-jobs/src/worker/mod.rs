@@ -7,7 +7,6 @@
 mod config;
 mod handle;
 mod handler;
-mod job;
 mod loops;
 mod outcome;
 mod queues;
@@ -24,12 +23,12 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+pub use crate::job::{CancelReason, Job, JobInfo, Lease};
 pub use config::WorkerConfig;
 pub use handle::WorkerHandle;
 pub use handler::{Handler, HandlerFn, Typed, handler_fn, typed};
-pub use job::{CancelReason, JobInfo, Lease};
 pub use queues::Queues;
-pub use service::{Clients, Job, ServiceHandler, decode_spec};
+pub use service::{Clients, ServiceHandler, decode_spec};
 pub use stats::{RunReport, WorkerCounts, WorkerStats};
 
 use super::backend::Backend;

@@ -11,15 +11,15 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::job::JobInner;
 use super::loops::{AckRequest, Delivery, GateRequest};
 use super::{CancelReason, ErasedHandler, JobInfo, Lease, Registration, Running, Shared, WorkerStats};
 use crate::backend::{DoneRun, Ending, Gate, Passed, RunRef, Written};
+use crate::envelope::millis;
 use crate::envelope::{Envelope, RawFields, unix_ms};
 use crate::error::{JobError, ParkReason, chain, failed};
+use crate::job::JobInner;
 use crate::metrics::{JobMetrics, UNKNOWN_TYPE};
 use crate::queue::RAW_PREFIX;
-use crate::store::millis;
 use dual_mode_runtime::__private::{catch_unwind, panic_message};
 
 /// At most this many original field pairs are copied into a parked entry.

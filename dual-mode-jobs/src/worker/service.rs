@@ -1,56 +1,14 @@
 //! The binding of services (`#[derive(DualMode)]`) to the job layer: push spec types only,
 //! run a service's job with a worker's warm clients or temporary ones, exit on every path.
 
-use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
-use super::{Handler, JobInfo};
+use super::{Handler, Job, JobInfo};
 use crate::envelope::decode_json;
 use crate::error::{DecodeError, JobError, ParkReason};
-use dual_mode_runtime::{Context, DualMode, Parts, Spec};
-
-/// A service that runs as a job: the worker decodes its spec, enters it (see [`Clients`]),
-/// calls [`run`](Job::run) with the complete service, then exits the guard on every path
-/// (`Ok`, `Err`, a panic, and the job being aborted).
-///
-/// Delivery is at-least-once: key side effects by [`JobInfo::idempotency_key`], see the
-/// [module docs](crate#at-least-once-delivery).
-///
-/// ```ignore
-/// impl Job for Report {
-///     type Output = ReportSummary;               // `()` when the job returns nothing
-///     const TIMEOUT: Option<Duration> = Some(Duration::from_secs(60));
-///
-///     async fn run(&self, job: &JobInfo) -> Result<ReportSummary, JobError> {
-///         self.build().await.map_err(JobError::failed)
-///     }
-/// }
-/// // elsewhere: queue.wait_for::<Report>(&job_id, timeout).await? is a JobOutcome<ReportSummary>
-/// ```
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a `Job`, so a worker cannot run it",
-    label = "no `Job` impl for `{Self}`",
-    note = "implement it: `impl dual_mode::jobs::Job for {Self} {{ type Output = (); async fn run(&self, job: &JobInfo) -> Result<(), JobError> {{ ... }} }}`"
-)]
-pub trait Job: DualMode {
-    /// What a successful run returns, stored with the job's record and typed again by
-    /// [`Queue::wait_for`](crate::Queue::wait_for); `()` for nothing.
-    type Output: Serialize + DeserializeOwned + Send + 'static;
-
-    /// The time limit of one attempt (a push's
-    /// [`PushOptions::timeout`](crate::PushOptions::timeout) wins); `None`: no limit. At
-    /// the deadline the run is dropped, its guard closes the clients it opened, and the
-    /// attempt fails with a `timeout` error.
-    const TIMEOUT: Option<Duration> = None;
-
-    /// Runs the job; the attempt, ids, lease and cancellation are in `job`.
-    fn run(&self, job: &JobInfo) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
-}
+use dual_mode_runtime::{Context, Parts, Spec};
 
 /// Where a worker's service jobs get their clients.
 #[derive(Debug, Clone)]

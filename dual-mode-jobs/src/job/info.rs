@@ -16,8 +16,8 @@ use crate::error::DecodeError;
 /// [`is_lost`](Self::is_lost) before committing them, or selects on [`lost`](Self::lost).
 #[derive(Debug, Clone)]
 pub struct Lease {
-    pub(super) lost: watch::Receiver<bool>,
-    pub(super) token: u64,
+    pub(crate) lost: watch::Receiver<bool>,
+    pub(crate) token: u64,
 }
 
 impl Lease {
@@ -46,18 +46,18 @@ impl Lease {
 /// A job as its handler sees it. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct JobInfo {
-    pub(super) inner: Arc<JobInner>,
+    pub(crate) inner: Arc<JobInner>,
 }
 
 #[derive(Debug)]
-pub(super) struct JobInner {
-    pub(super) envelope: Envelope,
-    pub(super) entry_id: String,
-    pub(super) queue: String,
-    pub(super) consumer: String,
-    pub(super) max_attempts: u32,
-    pub(super) lease: Lease,
-    pub(super) cancel: watch::Receiver<Option<CancelReason>>,
+pub(crate) struct JobInner {
+    pub(crate) envelope: Envelope,
+    pub(crate) entry_id: String,
+    pub(crate) queue: String,
+    pub(crate) consumer: String,
+    pub(crate) max_attempts: u32,
+    pub(crate) lease: Lease,
+    pub(crate) cancel: watch::Receiver<Option<CancelReason>>,
 }
 
 /// Why a running job is asked to stop.
