@@ -129,10 +129,15 @@
 pub use dual_mode_derive::DualMode;
 pub use dual_mode_runtime::*;
 
-/// The job layer (feature `jobs`): queues, workers and schedules of service specs. See
-/// [`dual_mode_jobs`].
+/// The job layer (feature `jobs`): queues, workers and schedules of service specs, in process
+/// or (feature `jobs-redis`, on by default) on Redis. See [`dual_mode_jobs`] and
+/// [`dual_mode_redis`].
 #[cfg(feature = "jobs")]
-pub use dual_mode_jobs as jobs;
+pub mod jobs {
+    pub use dual_mode_jobs::*;
+    #[cfg(feature = "jobs-redis")]
+    pub use dual_mode_redis::{Redis, RedisTarget};
+}
 
 /// Metrics of guards and jobs (feature `metrics`): see [`dual_mode_runtime::metrics`].
 #[cfg(feature = "metrics")]

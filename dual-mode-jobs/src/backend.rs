@@ -27,29 +27,53 @@ use std::time::Duration;
 
 use futures_util::stream::BoxStream;
 
+pub use crate::envelope::{field, field_of, millis, unix_ms};
+pub use crate::fields::{parked, record};
+pub use crate::keys::QueueKeys;
+pub use crate::limit::Bucket;
+
 use crate::envelope::{Envelope, RawFields};
 use crate::error::QueueError;
 use crate::lane::Lane;
-use crate::limit::Bucket;
 use crate::record::{CancelOutcome, JobRecord, JobState};
 
 /// What a store keeps of a queue's settings: how long ended jobs' records live and how many
 /// parked entries it keeps.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Retention {
+pub struct Retention {
     /// How long an ended job's record lives.
-    pub(crate) record_ttl: Duration,
+    pub record_ttl: Duration,
     /// The most entries the parked list keeps.
-    pub(crate) parked_max_len: u64,
+    pub parked_max_len: u64,
+}
+
+/// A store that a queue can be opened on: implemented by a backend crate for the targets it
+/// takes (the Redis crate for `redis::Client`, its `RedisTarget` and a Sentinel client), so
+/// that [`Queue::connect`](crate::Queue::connect) takes them as they are. `B` names the backend
+/// (a type of its crate), which lets it implement this for its client types.
+pub trait Connect<B> {
+    /// Opens the queue that `config` describes: its home and its partitions, checked against
+    /// what the store already holds of the queue.
+    fn open(self, config: &crate::QueueConfig) -> impl Future<Output = Result<Opened, QueueError>> + Send;
+}
+
+/// A queue's stores as [`Connect::open`] opened them.
+pub struct Opened {
+    /// Where the queue-wide state lives (rate buckets, key slots, the index of schedules); the
+    /// only partition itself when there is one.
+    pub home: Arc<dyn Backend>,
+    /// The partitions, in order ([`QueueConfig::partitions`](crate::QueueConfig::partitions) of
+    /// them).
+    pub parts: Vec<Arc<dyn Backend>>,
 }
 
 /// A boxed future of a backend's answer.
-pub(crate) type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, QueueError>> + Send + 'a>>;
+pub type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, QueueError>> + Send + 'a>>;
 
 /// One partition of one queue in a store. See the [module docs](self).
 ///
 /// Methods that work on one lane's entries take the lane; pushes take it from the envelope.
-pub(crate) trait Backend: Send + Sync + 'static {
+pub trait Backend: Send + Sync + 'static {
     // ----- opening -----
 
     /// The queue's number of partitions as the store knows it: `n` when this is the first
@@ -303,7 +327,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
 }
 
 /// A partition's reader: new entries for a consumer, and a wait for more.
-pub(crate) trait Reader: Send {
+pub trait Reader: Send {
     /// Up to `count` new entries for `consumer` from the lanes, read in `order`, without
     /// waiting; [`Read::Paused`] when the queue is paused.
     fn read<'a>(&'a mut self, consumer: &'a str, count: usize, order: [Lane; 3]) -> Answer<'a, Read>;
@@ -317,17 +341,22 @@ pub(crate) trait Reader: Send {
 
 /// A run to mark as running: its entry, fencing token, job id, attempt and start time.
 #[derive(Clone)]
-pub(crate) struct MarkRun {
-    pub(crate) entry_id: String,
-    pub(crate) token: u64,
-    pub(crate) job_id: String,
-    pub(crate) attempt: u32,
-    pub(crate) started_ms: u64,
+pub struct MarkRun {
+    /// The run's entry.
+    pub entry_id: String,
+    /// Its fencing token (the entry's delivery count when the run got it).
+    pub token: u64,
+    /// The job's id.
+    pub job_id: String,
+    /// The attempt it runs.
+    pub attempt: u32,
+    /// When it started (ms since the epoch).
+    pub started_ms: u64,
 }
 
 /// What marking a run as running answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Marked {
+pub enum Marked {
     /// Marked.
     Yes,
     /// This consumer does not own the entry (any more).
@@ -338,7 +367,7 @@ pub(crate) enum Marked {
 
 /// What a renewal answered for one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Renewed {
+pub enum Renewed {
     /// Renewed.
     Yes,
     /// Refused: another consumer owns the entry, or it is gone.
@@ -349,7 +378,7 @@ pub(crate) enum Renewed {
 
 /// What a fenced write answered for one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Written {
+pub enum Written {
     /// Written now.
     Done,
     /// Written already, by an earlier try of this run whose reply was lost.
@@ -363,51 +392,75 @@ pub(crate) enum Written {
 
 /// A successful run to acknowledge, with its result.
 #[derive(Default)]
-pub(crate) struct DoneRun {
-    pub(crate) entry_id: String,
-    pub(crate) token: u64,
-    pub(crate) job_id: String,
-    pub(crate) unique: Option<String>,
-    pub(crate) result: Vec<u8>,
-    pub(crate) started_ms: u64,
-    pub(crate) attempt: u32,
+pub struct DoneRun {
+    /// The run's entry.
+    pub entry_id: String,
+    /// Its fencing token.
+    pub token: u64,
+    /// The job's id (empty for an entry without one).
+    pub job_id: String,
+    /// The unique key it holds, released with the acknowledgement.
+    pub unique: Option<String>,
+    /// Its result (JSON).
+    pub result: Vec<u8>,
+    /// When it started (ms since the epoch).
+    pub started_ms: u64,
+    /// The attempt that succeeded.
+    pub attempt: u32,
 }
 
 /// How a run ends when it does not succeed.
-pub(crate) enum Ending<'a> {
+pub enum Ending<'a> {
     /// Back to the delayed set as `next`, due in `delay`; the record says `retrying` (a failed
     /// attempt) or `delayed` (a wait without an attempt).
-    Later { retry: bool, delay: Duration, next: &'a Envelope },
+    Later {
+        /// A failed attempt (`true`), or a wait that counts none.
+        retry: bool,
+        /// How long until it is due.
+        delay: Duration,
+        /// The envelope of its next try.
+        next: &'a Envelope,
+    },
     /// To the parked stream with these fields.
-    Parked { fields: &'a [(Vec<u8>, Vec<u8>)] },
+    Parked {
+        /// The parked entry's fields (its reason, error and the original fields).
+        fields: &'a [(Vec<u8>, Vec<u8>)],
+    },
     /// Cancelled while it ran.
     Cancelled,
 }
 
 /// One run's entry, fencing token and job (id and unique key, when the entry had an id).
-pub(crate) struct RunRef<'a> {
-    pub(crate) entry_id: &'a str,
-    pub(crate) token: u64,
-    pub(crate) job: Option<(&'a str, Option<&'a str>)>,
+pub struct RunRef<'a> {
+    /// The run's entry.
+    pub entry_id: &'a str,
+    /// Its fencing token.
+    pub token: u64,
+    /// The job's id and unique key, when the entry has an id.
+    pub job: Option<(&'a str, Option<&'a str>)>,
 }
 
 /// A claimed entry: id, fields, delivery count.
-pub(crate) type Claimed = (String, RawFields, u64);
+pub type Claimed = (String, RawFields, u64);
 
-/// A job at its gate: what [`Store::gate`] checks.
+/// A job at its gate: what [`Backend::gate`] checks.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Gate {
-    pub(crate) job_id: String,
-    pub(crate) rate_key: Option<String>,
-    pub(crate) reserved: bool,
-    pub(crate) buckets: Vec<Bucket>,
+pub struct Gate {
+    /// The job's id.
+    pub job_id: String,
+    /// Its rate key.
+    pub rate_key: Option<String>,
+    /// Whether its start is already reserved in its buckets (it waited for it).
+    pub reserved: bool,
+    /// The rate buckets it draws from.
+    pub buckets: Vec<Bucket>,
     /// The rate key's concurrency, if it has one.
-    pub(crate) slots: Option<u32>,
+    pub slots: Option<u32>,
 }
 
 /// What a job's gate answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Passed {
+pub enum Passed {
     /// Start now (holding a slot when the key has a concurrency).
     Start,
     /// Wait this long: the start is reserved.
@@ -418,7 +471,7 @@ pub(crate) enum Passed {
 
 /// What a push answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum PushAnswer {
+pub enum PushAnswer {
     /// Pushed into the stream as this entry, its `queued` record written.
     Added {
         /// The entry's id in its lane's stream.
@@ -435,13 +488,14 @@ pub(crate) enum PushAnswer {
 
 impl PushAnswer {
     /// Whether nothing was written, the unique key being held.
-    pub(crate) fn is_held(&self) -> bool {
+    #[must_use]
+    pub fn is_held(&self) -> bool {
         matches!(self, Self::Held { .. })
     }
 }
 
 /// What a read found.
-pub(crate) enum Read {
+pub enum Read {
     /// The queue is paused: nothing was read.
     Paused,
     /// These entries, each with its lane (possibly none).
@@ -449,11 +503,11 @@ pub(crate) enum Read {
 }
 
 /// One stream entry: its id and raw fields.
-pub(crate) type Entry = (String, RawFields);
+pub type Entry = (String, RawFields);
 
 /// What the tick script did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Ticked {
+pub enum Ticked {
     /// Enqueued as this entry.
     Enqueued(String),
     /// Another scheduler enqueued this tick already.
@@ -467,15 +521,19 @@ pub(crate) enum Ticked {
 
 /// A schedule's state in Redis: last tick, pause and resume times (ms since the epoch).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ScheduleState {
-    pub(crate) last: Option<i64>,
-    pub(crate) paused: Option<i64>,
-    pub(crate) resumed: Option<i64>,
+pub struct ScheduleState {
+    /// The last tick enqueued.
+    pub last: Option<i64>,
+    /// When it was paused, while it is.
+    pub paused: Option<i64>,
+    /// When it was last resumed.
+    pub resumed: Option<i64>,
 }
 
 impl ScheduleState {
     /// The state over two partitions' keys: the later tick and resume, the earlier pause.
-    pub(crate) fn merged(self, other: Self) -> Self {
+    #[must_use]
+    pub fn merged(self, other: Self) -> Self {
         let paused = match (self.paused, other.paused) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -484,20 +542,26 @@ impl ScheduleState {
     }
 }
 
-/// The group's consumers as `XINFO CONSUMERS` reports them.
+/// A consumer (a worker's reader) of a lane, as `XINFO CONSUMERS` reports it on Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ConsumerInfo {
-    pub(crate) name: String,
-    pub(crate) pending: u64,
-    pub(crate) idle_ms: u64,
+pub struct ConsumerInfo {
+    /// Its name.
+    pub name: String,
+    /// How many entries it holds.
+    pub pending: u64,
+    /// Since when it last read or claimed (ms).
+    pub idle_ms: u64,
 }
 
-/// Counts beyond [`Store::stats`]: the ended jobs' sets and the pause.
+/// Counts beyond [`Backend::stats`]: the ended jobs' sets and the pause.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct StateCounts {
-    pub(crate) done: u64,
-    pub(crate) cancelled: u64,
-    pub(crate) paused_at_ms: Option<u64>,
+pub struct StateCounts {
+    /// Jobs done whose records live.
+    pub done: u64,
+    /// Jobs cancelled whose records live.
+    pub cancelled: u64,
+    /// When the queue was paused, while it is.
+    pub paused_at_ms: Option<u64>,
 }
 
 /// Counts of a queue at one moment.
@@ -513,13 +577,14 @@ pub struct QueueStats {
     /// Entries in the dead-letter stream.
     pub parked: u64,
     /// Parked entries dropped, oldest first, to keep the dead-letter stream within
-    /// [`QueueConfig::parked_max_len`] (since the queue was created).
+    /// [`QueueConfig::parked_max_len`](crate::QueueConfig::parked_max_len) (since the queue was created).
     pub parked_dropped: u64,
 }
 
 impl QueueStats {
     /// The counts of two partitions together.
-    pub(crate) fn plus(self, other: Self) -> Self {
+    #[must_use]
+    pub fn plus(self, other: Self) -> Self {
         Self {
             length: self.length + other.length,
             pending: self.pending + other.pending,
@@ -538,7 +603,8 @@ impl QueueStats {
 
 /// A stream entry id as numbers (`ms-seq`), for ordering; `None` for one that does not parse
 /// (which orders first).
-pub(crate) fn stream_id(id: &str) -> Option<(u64, u64)> {
+#[must_use]
+pub fn stream_id(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-')?;
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }

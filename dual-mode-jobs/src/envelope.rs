@@ -12,28 +12,43 @@ use super::lane::{Lane, UnknownLane};
 use super::trace::TraceParent;
 
 /// Field names of a stream entry.
-pub(crate) mod field {
-    pub(crate) const ID: &str = "id";
-    pub(crate) const KEY: &str = "key";
-    pub(crate) const TYPE: &str = "type";
-    pub(crate) const VERSION: &str = "v";
-    pub(crate) const ATTEMPT: &str = "attempt";
-    pub(crate) const ENQUEUED: &str = "enq";
-    pub(crate) const MAX: &str = "max";
-    pub(crate) const UNIQUE: &str = "uniq";
-    pub(crate) const TIMEOUT: &str = "to";
-    pub(crate) const RATE_KEY: &str = "rk";
-    pub(crate) const RESERVED: &str = "rs";
-    pub(crate) const LANE: &str = "lane";
-    pub(crate) const TRACEPARENT: &str = "tp";
-    pub(crate) const PAYLOAD: &str = "payload";
+pub mod field {
+    /// The job id, kept by retries.
+    pub const ID: &str = "id";
+    /// The idempotency key.
+    pub const KEY: &str = "key";
+    /// The payload's type name.
+    pub const TYPE: &str = "type";
+    /// The payload's schema version.
+    pub const VERSION: &str = "v";
+    /// The attempt, from 1.
+    pub const ATTEMPT: &str = "attempt";
+    /// The first enqueue time (ms since the epoch).
+    pub const ENQUEUED: &str = "enq";
+    /// The job's maximum attempts.
+    pub const MAX: &str = "max";
+    /// Its unique key.
+    pub const UNIQUE: &str = "uniq";
+    /// Its time limit (ms).
+    pub const TIMEOUT: &str = "to";
+    /// Its rate key.
+    pub const RATE_KEY: &str = "rk";
+    /// `1`: its start is reserved in its rate limits.
+    pub const RESERVED: &str = "rs";
+    /// Its lane (`high` or `low`; absent for the normal lane).
+    pub const LANE: &str = "lane";
+    /// The producer's W3C `traceparent`.
+    pub const TRACEPARENT: &str = "tp";
+    /// The payload (JSON bytes).
+    pub const PAYLOAD: &str = "payload";
 }
 
 /// The raw field-value pairs of a stream entry, bytes as stored.
 pub type RawFields = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The value of field `name` among an entry's fields (the first, if it has several).
-pub(crate) fn field_of<'a>(fields: &'a RawFields, name: &str) -> Option<&'a [u8]> {
+#[must_use]
+pub fn field_of<'a>(fields: &'a RawFields, name: &str) -> Option<&'a [u8]> {
     fields.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| v.as_slice())
 }
 
@@ -83,7 +98,8 @@ impl Envelope {
     }
 
     /// The entry's fields, in stream order; text and payload borrowed, numbers written out.
-    pub(crate) fn to_fields(&self) -> Vec<(&'static str, Cow<'_, [u8]>)> {
+    #[must_use]
+    pub fn to_fields(&self) -> Vec<(&'static str, Cow<'_, [u8]>)> {
         fn number(n: u64) -> Cow<'static, [u8]> {
             Cow::Owned(n.to_string().into_bytes())
         }
@@ -275,12 +291,14 @@ fn classify(e: &serde_json::Error, bytes: &[u8]) -> ParkReason {
 }
 
 /// Milliseconds of a duration, saturating.
-pub(crate) fn millis(d: std::time::Duration) -> u64 {
+#[must_use]
+pub fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Milliseconds since the Unix epoch (0 before it).
-pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+#[must_use]
+pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 

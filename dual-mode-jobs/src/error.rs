@@ -12,23 +12,24 @@ pub use dual_mode_runtime::BoxError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
-    /// A Redis command or script failed.
-    #[error("redis failed during {op}")]
-    Redis {
+    /// The store refused a command or script (on Redis: a command's error reply).
+    #[error("the store failed during {op}")]
+    Store {
         /// What the layer was doing, e.g. `"push"` or `"read group"`.
         op: &'static str,
-        /// The error the redis client returned.
-        source: redis::RedisError,
+        /// The error the store's client returned (on Redis a `redis::RedisError`).
+        source: BoxError,
     },
-    /// Redis could not be reached (down, restarting, failing over, or the network cut): the
-    /// command was not answered within the response timeout or its connection failed. Nothing
-    /// was lost that Redis had; try again later. Workers and schedulers do so by themselves.
-    #[error("redis unreachable during {op}")]
+    /// The store could not be reached (down, restarting, failing over, or the network cut):
+    /// the command was not answered within the response timeout or its connection failed.
+    /// Nothing was lost that the store had; try again later. Workers and schedulers do so by
+    /// themselves.
+    #[error("the store is unreachable during {op}")]
     Unavailable {
         /// What the layer was doing.
         op: &'static str,
-        /// The error the redis client returned.
-        source: redis::RedisError,
+        /// The error the store's client returned (on Redis a `redis::RedisError`).
+        source: BoxError,
     },
     /// The queue's consumer group does not exist (an operator destroyed it, or the stream was
     /// deleted); workers create it again.
@@ -101,7 +102,9 @@ impl QueueError {
         matches!(self, Self::Unavailable { .. })
     }
 
-    pub(crate) fn protocol(op: &'static str, detail: ReplyError) -> Self {
+    /// A store's answer of a shape the layer does not expect, during `op`.
+    #[must_use]
+    pub fn protocol(op: &'static str, detail: ReplyError) -> Self {
         Self::Protocol { op, detail }
     }
 }

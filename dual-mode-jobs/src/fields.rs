@@ -5,60 +5,60 @@
 //! The fields of a stream entry (the envelope) are [`crate::envelope::field`].
 
 /// Fields of a job's record (a hash per job id).
-pub(crate) mod record {
+pub mod record {
     /// The job's state (a [`JobState`](crate::JobState) name).
-    pub(crate) const STATE: &str = "state";
+    pub const STATE: &str = "state";
     /// The payload's type name.
-    pub(crate) const TYPE: &str = "type";
+    pub const TYPE: &str = "type";
     /// The idempotency key.
-    pub(crate) const KEY: &str = "key";
+    pub const KEY: &str = "key";
     /// The attempt it is on, from 1.
-    pub(crate) const ATTEMPT: &str = "attempt";
+    pub const ATTEMPT: &str = "attempt";
     /// Its maximum attempts, when the push set one.
-    pub(crate) const MAX: &str = "max";
+    pub const MAX: &str = "max";
     /// When it was pushed (ms).
-    pub(crate) const ENQUEUED: &str = "enq";
+    pub const ENQUEUED: &str = "enq";
     /// When its current or last attempt started (ms).
-    pub(crate) const STARTED: &str = "started";
+    pub const STARTED: &str = "started";
     /// When it ended (ms).
-    pub(crate) const FINISHED: &str = "finished";
+    pub const FINISHED: &str = "finished";
     /// When a delayed or retrying job is due (ms).
-    pub(crate) const DUE: &str = "due";
+    pub const DUE: &str = "due";
     /// When the record last changed (ms).
-    pub(crate) const UPDATED: &str = "updated";
+    pub const UPDATED: &str = "updated";
     /// The consumer that runs or ran it.
-    pub(crate) const WORKER: &str = "worker";
+    pub const WORKER: &str = "worker";
     /// The last error.
-    pub(crate) const ERROR: &str = "error";
+    pub const ERROR: &str = "error";
     /// Why it was parked (a [`ParkReason`](crate::ParkReason) code).
-    pub(crate) const REASON: &str = "reason";
+    pub const REASON: &str = "reason";
     /// `1` when a cancellation was requested.
-    pub(crate) const CANCEL: &str = "cancel";
+    pub const CANCEL: &str = "cancel";
     /// Its unique key.
-    pub(crate) const UNIQUE: &str = "unique";
+    pub const UNIQUE: &str = "unique";
     /// Its lane, when not the normal one.
-    pub(crate) const LANE: &str = "lane";
+    pub const LANE: &str = "lane";
     /// Its result as JSON, once done.
-    pub(crate) const RESULT: &str = "result";
+    pub const RESULT: &str = "result";
     /// The id of its entry in the stream.
-    pub(crate) const ENTRY: &str = "entry";
+    pub const ENTRY: &str = "entry";
 }
 
 /// Fields of a parked entry: why and when it was parked, and the original entry's fields
 /// under [`RAW_PREFIX`](parked::RAW_PREFIX).
-pub(crate) mod parked {
+pub mod parked {
     /// Why it was parked (a [`ParkReason`](crate::ParkReason) code).
-    pub(crate) const REASON: &str = "reason";
+    pub const REASON: &str = "reason";
     /// The detail: the decode error, the missing field, or the handler's last error.
-    pub(crate) const DETAIL: &str = "detail";
+    pub const DETAIL: &str = "detail";
     /// The id the entry had in the queue's stream.
-    pub(crate) const SOURCE_ID: &str = "source_id";
+    pub const SOURCE_ID: &str = "source_id";
     /// When it was parked (ms).
-    pub(crate) const PARKED_AT: &str = "parked_at";
+    pub const PARKED_AT: &str = "parked_at";
     /// The consumer that parked it.
-    pub(crate) const CONSUMER: &str = "consumer";
+    pub const CONSUMER: &str = "consumer";
     /// How many fields the original entry had, when it had more than were kept.
-    pub(crate) const TRUNCATED_FROM: &str = "truncated_from";
+    pub const TRUNCATED_FROM: &str = "truncated_from";
     /// The prefix of the original entry's field names.
-    pub(crate) const RAW_PREFIX: &str = "raw:";
+    pub const RAW_PREFIX: &str = "raw:";
 }

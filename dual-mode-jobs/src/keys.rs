@@ -53,15 +53,18 @@ impl QueueKeys {
 }
 
 impl QueueKeys {
-    pub(crate) fn new(name: &str) -> Self {
+    /// The keys of the queue named `name`, of one partition.
+    #[must_use]
+    pub fn new(name: &str) -> Self {
         Self::based(&format!("dm:{{{name}}}"))
     }
 
     /// The keys of partition `i` of a queue of `n`: `dm:{<tag>}:p:...`, with the partition's
-    /// tag (see [`partition::tag_of`]) and a `p` that no key of a queue named like the tag has.
+    /// tag (see `partition::tag_of`) and a `p` that no key of a queue named like the tag has.
     /// The keys that stay the queue's (rate limits, rate-key pauses, slots, the partition
     /// count and the channel of ended jobs) are the queue's own.
-    pub(crate) fn partition(name: &str, i: usize, n: usize) -> Self {
+    #[must_use]
+    pub fn partition(name: &str, i: usize, n: usize) -> Self {
         let home = Self::new(name);
         Self {
             rate_prefix: home.rate_prefix,

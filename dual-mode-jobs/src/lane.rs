@@ -41,7 +41,8 @@ impl Lane {
     }
 
     /// The lane's place in [`Lane::ALL`].
-    pub(crate) fn index(self) -> usize {
+    #[must_use]
+    pub fn index(self) -> usize {
         match self {
             Lane::High => 0,
             Lane::Normal => 1,

@@ -22,7 +22,7 @@
 //!   entries, retries with backoff, parking of bad entries, cancellation and time limits that
 //!   reach the running job, a sweep for entries no consumer holds, and a graceful shutdown
 //!   ([`shutdown_signal`]) that hands running jobs back instead of losing them.
-//! - [`RedisTarget`]: one server (`redis://`, `rediss://`), a Redis Cluster or a Sentinel-managed
+//! - `RedisTarget` (crate `dual-mode-redis`): one server (`redis://`, `rediss://`), a Redis Cluster or a Sentinel-managed
 //!   primary. When Redis cannot be reached, operations fail with [`QueueError::Unavailable`]
 //!   (never hang past the response timeout), workers and schedulers retry with back-off, and
 //!   the outage is logged once as it begins and once as it ends.
@@ -218,7 +218,7 @@
 //! rule at daylight-saving changes (see [`Cron`]).
 
 mod admin;
-mod backend;
+pub mod backend;
 mod cron;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
@@ -236,7 +236,6 @@ mod queue;
 mod record;
 mod schedule;
 mod signal;
-mod store;
 pub mod testing;
 mod trace;
 mod worker;
@@ -253,7 +252,6 @@ pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys,
 pub use record::{CancelOutcome, JobOutcome, JobRecord, JobState, UnknownState, WaitError};
 pub use schedule::{Schedule, ScheduleInfo, Scheduler, SchedulerConfig};
 pub use signal::shutdown_signal;
-pub use store::RedisTarget;
 pub use trace::{TraceParent, TraceParentError};
 pub use worker::{
     CancelReason, Clients, Handler, HandlerFn, Job, JobInfo, Lease, Queues, RunReport, ServiceHandler, Typed, Worker,

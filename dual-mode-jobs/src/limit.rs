@@ -85,10 +85,13 @@ pub enum RateScope {
 
 /// One bucket a job draws from: its key suffix, interval and tolerance in ms.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Bucket {
-    pub(crate) name: String,
-    pub(crate) interval_ms: f64,
-    pub(crate) tolerance_ms: f64,
+pub struct Bucket {
+    /// The bucket's name within its queue (scope and key).
+    pub name: String,
+    /// The time between starts the limit allows, in ms.
+    pub interval_ms: f64,
+    /// How far ahead of its time a start may be (the burst), in ms.
+    pub tolerance_ms: f64,
 }
 
 impl Bucket {

@@ -128,7 +128,8 @@ pub struct JobRecord {
 
 impl JobRecord {
     /// Parses a record's hash; `None` if it has no known state.
-    pub(crate) fn from_hash(id: &str, fields: Vec<(String, Vec<u8>)>) -> Option<Self> {
+    #[must_use]
+    pub fn from_hash(id: &str, fields: Vec<(String, Vec<u8>)>) -> Option<Self> {
         let mut state = None;
         let mut r = Self {
             id: id.to_owned(),

@@ -77,7 +77,7 @@ pub async fn run_job<S: Job>(spec: &S::Spec, clients: Clients) -> Result<S::Outp
             None => guard.run(&job).await,
         }
     };
-    let result = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+    let result = dual_mode_runtime::__private::catch_unwind(body).await;
     if let Err(e) = guard.exit().await {
         panic!("a client that {name}'s job opened did not close: {e}");
     }

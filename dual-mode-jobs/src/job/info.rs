@@ -192,7 +192,7 @@ impl JobInfo {
     /// Resolves when the job is asked to stop ([`Queue::cancel`](crate::Queue::cancel),
     /// or its worker shutting down); never, if it is not. A handler selects on it to stop
     /// early and cleanly; one that does not is aborted after the grace period
-    /// ([`WorkerConfig::cancel_grace`](super::WorkerConfig::cancel_grace), or the shutdown
+    /// ([`WorkerConfig::cancel_grace`](crate::WorkerConfig::cancel_grace), or the shutdown
     /// deadline).
     ///
     /// ```no_run

@@ -24,7 +24,7 @@ pub struct QueueConfig {
     /// How long a job's record is kept after the job ended (done, parked or cancelled).
     pub record_ttl: Duration,
     /// The most entries the parked stream keeps (each partition's, when the queue has
-    /// several): parking one more drops the oldest, and [`QueueStats::parked_dropped`] counts
+    /// several): parking one more drops the oldest, and [`QueueStats::parked_dropped`](crate::QueueStats::parked_dropped) counts
     /// the dropped ones.
     pub parked_max_len: u64,
     /// Rate limits shared by every worker of the queue; see [`QueueConfig::rate_limit`].
@@ -65,16 +65,16 @@ impl QueueConfig {
     /// pushed), else of its idempotency key when the push gives one, else round-robin; its id
     /// ends in `.<partition>`. Rate limits, rate-key pauses and key concurrency stay under the
     /// queue's own tag, so they hold across partitions exactly. Workers read every partition,
-    /// stats and listings sum and merge them, and [`Queue::job`], [`Queue::cancel`] and
-    /// [`Queue::redrive`] go to the partition an id names.
+    /// stats and listings sum and merge them, and [`Queue::job`](crate::Queue::job), [`Queue::cancel`](crate::Queue::cancel) and
+    /// [`Queue::redrive`](crate::Queue::redrive) go to the partition an id names.
     ///
     /// What is per partition: [`parked_max_len`](Self::parked_max_len) caps each partition's
     /// parked stream, and lanes order the reads of each partition (a worker reads its
     /// partitions in turn, so a high-lane job waits at most a read of each other partition).
     ///
     /// Every process must open a queue with the same number of partitions: the first one to
-    /// open it writes the number to Redis ([`QueueKeys::partitions`]), and
-    /// [`Queue::connect`] refuses another number with [`QueueError::Config`]. To change it,
+    /// open it writes the number to Redis ([`QueueKeys::partitions`](crate::QueueKeys::partitions)), and
+    /// [`Queue::connect`](crate::Queue::connect) refuses another number with [`QueueError::Config`]. To change it,
     /// drain the queue and delete that key.
     #[must_use]
     pub fn partitions(mut self, n: u16) -> Self {
@@ -82,7 +82,7 @@ impl QueueConfig {
         self
     }
 
-    /// At most `max` jobs of one [rate key](PushOptions::rate_key) starting with `prefix` run
+    /// At most `max` jobs of one [rate key](crate::PushOptions::rate_key) starting with `prefix` run
     /// at once, across every worker (e.g. one aggregation per region: `("region:", 1)`); the
     /// longest matching prefix wins.
     ///
@@ -98,7 +98,8 @@ impl QueueConfig {
 
     /// Refuses a configuration out of range, naming what is wrong.
     /// What a store keeps of these settings.
-    pub(crate) fn retention(&self) -> Retention {
+    #[must_use]
+    pub fn retention(&self) -> Retention {
         Retention { record_ttl: self.record_ttl, parked_max_len: self.parked_max_len }
     }
 
@@ -138,8 +139,8 @@ impl QueueConfig {
     /// A job starts only when every limit it falls under has room; otherwise it goes back to
     /// the delayed set, due when its start is reserved, without counting an attempt (its
     /// record says `delayed`), and the worker goes on with other jobs. A handler's
-    /// [`JobError::RetryAfter`](super::JobError::RetryAfter) also pauses the job's
-    /// [rate key](PushOptions::rate_key) for every worker for that long.
+    /// [`JobError::RetryAfter`](crate::JobError::RetryAfter) also pauses the job's
+    /// [rate key](crate::PushOptions::rate_key) for every worker for that long.
     ///
     /// Limits are checked by the workers: give the queue the same limits wherever workers run.
     ///

@@ -1,5 +1,5 @@
 //! The queue: a handle on a queue's partitions in a store (Redis or in process), opened by
-//! [`Queue::connect`] or [`Queue::in_process`]. Its pushes, parked entries and waits are in
+//! [`Queue::connect`](crate::Queue::connect) or [`Queue::in_process`]. Its pushes, parked entries and waits are in
 //! the files beside this one; the operator reads in `crate::admin`.
 
 mod config;
@@ -12,12 +12,11 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Connect, Opened};
 use crate::error::QueueError;
 use crate::memory::MemoryPartition;
 use crate::partition;
 use crate::record::{CancelOutcome, JobRecord, JobState};
-use crate::store::{RedisPartition, RedisTarget, Store};
 
 pub use crate::backend::QueueStats;
 pub use crate::keys::QueueKeys;
@@ -30,7 +29,7 @@ use wait::Finished;
 /// How many delayed entries one promote script moves at most.
 pub(crate) const PROMOTE_BATCH: usize = 500;
 
-/// A job queue on Redis streams (one per [lane](Lane), in each of its
+/// A job queue on Redis streams (one per [lane](crate::Lane), in each of its
 /// [partitions](QueueConfig::partitions)). Cheap to clone; clones share one connection.
 ///
 /// Push with [`push`](Self::push) (any serializable payload under a type name and version) or,
@@ -78,40 +77,39 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    /// Connects to Redis (a connection that reconnects by itself) and opens the queue: one
-    /// server (a `redis::Client`, `redis://` or `rediss://`), a Redis Cluster or a
-    /// Sentinel-managed primary (see [`RedisTarget`]).
+    /// Opens the queue in a store: on Redis (with the crate `dual-mode-redis`, the facade's
+    /// default) one server (a `redis::Client`, `redis://` or `rediss://`), a Redis Cluster or a
+    /// Sentinel-managed primary (a `RedisTarget`), through a connection that reconnects by
+    /// itself. For a queue in this process's memory see [`Queue::in_process`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// use dual_mode::jobs::{Queue, QueueConfig};
+    ///
+    /// let queue = Queue::connect(redis::Client::open("redis://127.0.0.1/")?, QueueConfig::new("mail")).await?;
+    /// # let _ = queue; Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// A configuration out of range, a number of [partitions](QueueConfig::partitions) other
-    /// than the one the queue has in Redis, or Redis unreachable.
-    pub async fn connect(redis: impl Into<RedisTarget>, config: QueueConfig) -> Result<Self, QueueError> {
+    /// than the one the queue has in its store, or the store unreachable.
+    pub async fn connect<B>(target: impl Connect<B>, config: QueueConfig) -> Result<Self, QueueError> {
         config.validate()?;
-        let keys = QueueKeys::new(&config.name);
-        let home =
-            Store::connect(redis.into(), keys.clone(), &config.group, config.response_timeout, config.retention())
-                .await?;
-        let home_part: Arc<dyn Backend> = Arc::new(RedisPartition::new(&home));
-        let known = home_part.claim_partitions(config.partitions).await?;
-        if known != config.partitions {
+        let Opened { home, parts } = target.open(&config).await?;
+        let n = usize::from(config.partitions);
+        if parts.len() != n {
             return Err(QueueError::Config(format!(
-                "queue {:?} has {known} partitions in Redis ({}), not {}: every process must open a queue with \
-                 its number of partitions (to change it, drain the queue and delete that key)",
-                config.name, keys.partitions, config.partitions
+                "the store opened {} partitions of queue {:?}, not {n}",
+                parts.len(),
+                config.name
             )));
         }
-        let (parts, keys) = if config.partitions == 1 {
-            (vec![home_part.clone()], vec![keys])
+        let keys = if n == 1 {
+            vec![QueueKeys::new(&config.name)]
         } else {
-            (0..usize::from(config.partitions))
-                .map(|i| {
-                    let keys = QueueKeys::partition(&config.name, i, usize::from(config.partitions));
-                    let part: Arc<dyn Backend> = Arc::new(RedisPartition::new(&home.with_keys(keys.clone())));
-                    (part, keys)
-                })
-                .unzip()
+            (0..n).map(|i| QueueKeys::partition(&config.name, i, n)).collect()
         };
-        Ok(Self::open(config, home_part, parts, keys))
+        Ok(Self::open(config, home, parts, keys))
     }
 
     /// Opens a queue in this process's memory, on the in-process backend: **its jobs are lost

@@ -28,9 +28,9 @@ pub struct PushOptions {
     /// how long a job lost to an operator's mistake can block its key).
     pub unique_ttl: Duration,
     /// A time limit for each attempt, instead of the handler's own; see
-    /// [`Handler::timeout`](super::Handler::timeout).
+    /// [`Handler::timeout`](crate::Handler::timeout).
     pub timeout: Option<Duration>,
-    /// The rate key: the bucket of [`RateScope::Key`] limits this job draws from.
+    /// The rate key: the bucket of [`RateScope::Key`](crate::RateScope::Key) limits this job draws from.
     pub rate_key: Option<String>,
     /// The priority lane ([`Lane::Normal`] by default).
     pub lane: Lane,
@@ -103,8 +103,8 @@ impl PushOptions {
     }
 
     /// Names the job's rate key (e.g. `"region:10000002"`, or an API token's name): the job
-    /// draws from that key's bucket of the queue's [`RateScope::Key`] limits, and a
-    /// [`JobError::RetryAfter`](super::JobError::RetryAfter) from it pauses that key for every
+    /// draws from that key's bucket of the queue's [`RateScope::Key`](crate::RateScope::Key) limits, and a
+    /// [`JobError::RetryAfter`](crate::JobError::RetryAfter) from it pauses that key for every
     /// worker.
     #[must_use]
     pub fn rate_key(mut self, key: impl Into<String>) -> Self {
@@ -112,7 +112,7 @@ impl PushOptions {
         self
     }
 
-    /// Puts the job in `lane`: workers read [`Lane::High`] first (see [`Lane`]).
+    /// Puts the job in `lane`: workers read [`Lane::High`] first (see [`Lane`](crate::Lane)).
     ///
     /// ```
     /// use dual_mode_jobs::{Lane, PushOptions};

@@ -2,11 +2,11 @@
 //! parsed from owned replies, their bytes moved out rather than copied. A reply of another
 //! shape is a [`ReplyError`] naming what was wrong.
 
-use crate::backend::{Claimed, Entry, PushAnswer};
+use dual_mode_jobs::backend::{Claimed, Entry, PushAnswer};
 use redis::Value;
 
-use crate::envelope::RawFields;
-use crate::error::ReplyError;
+use dual_mode_jobs::RawFields;
+use dual_mode_jobs::ReplyError;
 
 /// The bytes of a scalar reply.
 pub(crate) fn bytes(v: &Value) -> Option<Vec<u8>> {
@@ -254,7 +254,7 @@ impl<'a> Unpack<'a> {
 #[cfg(test)]
 mod tests {
     use super::read;
-    use crate::error::ReplyError;
+    use dual_mode_jobs::ReplyError;
 
     /// The msgpack of a string, as `cmsgpack` writes it.
     fn s(b: &[u8]) -> Vec<u8> {

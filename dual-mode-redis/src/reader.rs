@@ -1,7 +1,7 @@
 //! A queue's reader: reads new entries from the lanes in one script (nothing while the queue
 //! is paused), and waits for the next push to any lane on a connection of its own.
 
-use crate::backend::Read;
+use dual_mode_jobs::backend::Read;
 use std::time::Duration;
 
 use redis::Value;
@@ -9,8 +9,8 @@ use redis::Value;
 use super::connection::{Connection, Health};
 use super::reply;
 use super::{Store, millis, redis, scripts};
-use crate::error::{QueueError, ReplyError};
-use crate::lane::Lane;
+use dual_mode_jobs::Lane;
+use dual_mode_jobs::{QueueError, ReplyError};
 
 /// A queue's reader: reads its lanes and waits for new entries on connections of its own, so
 /// that reads never queue behind the worker's acknowledgements and renewals, and a wait never

@@ -5,10 +5,10 @@ use redis::Value;
 
 use super::connection::Connection;
 use super::{Store, redis, reply, scripts};
-use crate::envelope::{field, field_of};
-use crate::error::{QueueError, ReplyError};
-use crate::fields::record;
-use crate::record::{CancelOutcome, JobRecord, JobState};
+use dual_mode_jobs::backend::record;
+use dual_mode_jobs::backend::{field, field_of};
+use dual_mode_jobs::{CancelOutcome, JobRecord, JobState};
+use dual_mode_jobs::{QueueError, ReplyError};
 
 impl Store {
     /// Cancels a job by id.

@@ -3,14 +3,14 @@
 //! parked, cancelled); and the claims that take entries over from a crashed or stalled
 //! consumer, or back from a forgotten run of this one.
 
-use crate::backend::{Claimed, DoneRun, Ending, MarkRun, Marked, Renewed, RunRef, Written};
+use dual_mode_jobs::backend::{Claimed, DoneRun, Ending, MarkRun, Marked, Renewed, RunRef, Written};
 use std::time::Duration;
 
 use redis::Value;
 
 use super::scripts::{self, STATE_SETS};
 use super::{Store, millis, one_each, redis, reply, stream_id};
-use crate::error::QueueError;
+use dual_mode_jobs::QueueError;
 
 /// What a fenced write's script answered.
 fn written(answer: i64) -> Written {

@@ -1,23 +1,27 @@
-//! Every Redis command and Lua script of the job layer, with typed replies.
+//! The Redis store of [`dual-mode`](https://docs.rs/dual-mode)'s job layer: every Redis
+//! command and Lua script of it, with typed replies, behind
+//! [`dual_mode_jobs::backend::Backend`]. Depend on the facade `dual-mode`, whose default
+//! feature `jobs-redis` brings this crate in and lets [`Queue::connect`](dual_mode_jobs::Queue::connect)
+//! take a `redis::Client`, a [`RedisTarget`] (one server, a Cluster, a Sentinel-managed
+//! primary) or a `redis::sentinel::SentinelClient`.
 //!
-//! Nothing outside this module builds a command or reads a raw reply: the queue, the worker's
-//! loops and the scheduler call [`Store`] methods that return typed values or a
-//! [`QueueError`], and error codes (`NOGROUP`, `BUSYGROUP`) are read here only.
-//!
-//! One file per concern: [`push`] (push, bulk and delayed push, promotion of due entries),
-//! [`runs`] (a run's mark, lease renewal, acknowledgement and end, claims), [`gates`] (rate
-//! limits, key concurrency, rate-key pauses), [`schedules`] (ticks and the schedules' state),
-//! [`reader`] (reads and waits), [`records`] (job records and cancellation), [`groups`] (the
-//! consumer group and its upkeep) and [`admin`] (the operator's reads and controls). The
-//! scripts are in `lua/`, loaded by [`scripts`]; raw replies are parsed in [`reply`]. This
-//! file holds the store itself: its connection and keys, [`Store::eval`] (every `EVALSHA`,
-//! loading a script the server lacks) and [`one_each`] (a batch's one answer per request).
+//! Where a queue's operations go, one file per concern: `push.rs` (push, bulk and delayed
+//! push, promotion of due entries), `runs.rs` (a run's mark, lease renewal, acknowledgement and
+//! end, claims), `gates.rs` (rate limits, key concurrency, rate-key pauses), `schedules.rs`
+//! (ticks and the schedules' state), `reader.rs` (reads and waits), `records.rs` (job records
+//! and cancellation), `groups.rs` (the consumer group and its upkeep) and `admin.rs` (the
+//! operator's reads and controls). The scripts are in `lua/`, loaded by `scripts.rs`; raw
+//! replies are parsed in `reply.rs`; `partition.rs` is the `Backend`
+//! implementation over them. This file holds the store itself: its connection and keys,
+//! `Store::eval` (every `EVALSHA`, loading a script the server lacks) and `one_each` (a batch's
+//! one answer per request), and how a queue is opened. Nothing outside this crate builds a
+//! command or reads a raw reply, and error codes (`NOGROUP`, `BUSYGROUP`) are read here only.
 
 mod admin;
-mod backend;
 mod connection;
 mod gates;
 mod groups;
+mod partition;
 mod push;
 mod reader;
 mod records;
@@ -32,15 +36,14 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, RedisResult, Script, ScriptInvocation};
 
-use super::backend::Retention;
-use super::error::{QueueError, ReplyError};
-use super::keys::QueueKeys;
-use super::lane::Lane;
+use dual_mode_jobs::backend::{Backend, Connect, Opened, Retention};
+use dual_mode_jobs::{Lane, QueueConfig, QueueKeys};
+use dual_mode_jobs::{QueueError, ReplyError};
 
-pub(crate) use crate::backend::stream_id;
-pub(crate) use backend::RedisPartition;
 pub use connection::RedisTarget;
 use connection::{Connection, Health};
+pub(crate) use dual_mode_jobs::backend::stream_id;
+pub(crate) use partition::RedisPartition;
 pub(crate) use reader::Reader;
 pub(crate) use schedules::ScheduleKeys;
 use scripts::STATE_SETS;
@@ -69,14 +72,14 @@ pub(crate) struct Store {
 fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> QueueError {
     move |source| {
         if connection::is_unreachable(&source) {
-            QueueError::Unavailable { op, source }
+            QueueError::Unavailable { op, source: Box::new(source) }
         } else {
-            QueueError::Redis { op, source }
+            QueueError::Store { op, source: Box::new(source) }
         }
     }
 }
 
-pub(crate) use crate::envelope::millis;
+pub(crate) use dual_mode_jobs::backend::millis;
 
 impl Store {
     /// Connects to `target` for the queue whose keys are `keys`, reading in consumer group
@@ -267,5 +270,51 @@ impl Query for redis::Cmd {
 impl Query for redis::Pipeline {
     fn run<T: FromRedisValue>(&self, con: &mut Connection) -> impl Future<Output = RedisResult<T>> + Send {
         self.query_async(con)
+    }
+}
+
+/// Names the Redis store in [`Connect`]: what lets [`Queue::connect`](dual_mode_jobs::Queue::connect)
+/// take a `redis::Client`, a [`RedisTarget`] or a `SentinelClient` as they are.
+#[derive(Debug, Clone, Copy)]
+pub struct Redis;
+
+impl Connect<Redis> for RedisTarget {
+    async fn open(self, config: &QueueConfig) -> Result<Opened, QueueError> {
+        let keys = QueueKeys::new(&config.name);
+        let home =
+            Store::connect(self, keys.clone(), &config.group, config.response_timeout, config.retention()).await?;
+        let known = home.claim_partitions(config.partitions).await?;
+        if known != config.partitions {
+            return Err(QueueError::Config(format!(
+                "queue {:?} has {known} partitions in Redis ({}), not {}: every process must open a queue with \
+                 its number of partitions (to change it, drain the queue and delete that key)",
+                config.name, keys.partitions, config.partitions
+            )));
+        }
+        let home_part: Arc<dyn Backend> = Arc::new(RedisPartition::new(&home));
+        let parts = if config.partitions == 1 {
+            vec![home_part.clone()]
+        } else {
+            let n = usize::from(config.partitions);
+            (0..n)
+                .map(|i| {
+                    let part = home.with_keys(QueueKeys::partition(&config.name, i, n));
+                    Arc::new(RedisPartition::new(&part)) as Arc<dyn Backend>
+                })
+                .collect()
+        };
+        Ok(Opened { home: home_part, parts })
+    }
+}
+
+impl Connect<Redis> for redis::Client {
+    fn open(self, config: &QueueConfig) -> impl Future<Output = Result<Opened, QueueError>> + Send {
+        RedisTarget::from(self).open(config)
+    }
+}
+
+impl Connect<Redis> for redis::sentinel::SentinelClient {
+    fn open(self, config: &QueueConfig) -> impl Future<Output = Result<Opened, QueueError>> + Send {
+        RedisTarget::from(self).open(config)
     }
 }

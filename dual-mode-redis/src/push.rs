@@ -1,17 +1,17 @@
 //! Pushes: one, many in one round trip, delayed; and the promotion of due delayed entries
 //! into their lanes' streams. Each writes the job's record in the script that writes the job.
 
-use crate::backend::PushAnswer;
+use dual_mode_jobs::backend::PushAnswer;
 use std::borrow::Cow;
 use std::time::Duration;
 
 use redis::Value;
 
 use super::{Store, millis, one_each, redis, reply, scripts};
-use crate::envelope::Envelope;
-use crate::error::QueueError;
-use crate::fields::record;
-use crate::lane::Lane;
+use dual_mode_jobs::Envelope;
+use dual_mode_jobs::Lane;
+use dual_mode_jobs::QueueError;
+use dual_mode_jobs::backend::record;
 
 impl Store {
     /// Pushes an envelope and writes its `queued` record, or, for a unique job whose key is

@@ -8,15 +8,15 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::{ScheduleKeys, Store};
-use crate::backend::QueueStats;
-use crate::backend::{
+use dual_mode_jobs::Lane;
+use dual_mode_jobs::QueueKeys;
+use dual_mode_jobs::backend::QueueStats;
+use dual_mode_jobs::backend::{
     Answer, Backend, Claimed, ConsumerInfo, DoneRun, Ending, Entry, Gate, MarkRun, Marked, Passed, PushAnswer, Read,
     Reader, Renewed, RunRef, ScheduleState, StateCounts, Ticked, Written,
 };
-use crate::envelope::{Envelope, RawFields};
-use crate::keys::QueueKeys;
-use crate::lane::Lane;
-use crate::record::{CancelOutcome, JobRecord, JobState};
+use dual_mode_jobs::{CancelOutcome, JobRecord, JobState};
+use dual_mode_jobs::{Envelope, RawFields};
 
 /// One partition of a queue on Redis (or a queue's home): its lanes' stores.
 pub(crate) struct RedisPartition {

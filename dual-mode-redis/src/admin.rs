@@ -3,15 +3,15 @@
 //! entries, and the queue's pause key. None of them loads a whole stream or set: every list is
 //! read a page at a time from a cursor.
 
-use crate::backend::{ConsumerInfo, Entry, StateCounts};
+use dual_mode_jobs::backend::{ConsumerInfo, Entry, StateCounts};
 use redis::Value;
 
 use super::reply;
 use super::{Store, one_each, redis, scripts};
-use crate::backend::QueueStats;
-use crate::backend::stream_id;
-use crate::envelope::RawFields;
-use crate::error::QueueError;
+use dual_mode_jobs::QueueError;
+use dual_mode_jobs::RawFields;
+use dual_mode_jobs::backend::QueueStats;
+use dual_mode_jobs::backend::stream_id;
 
 impl Store {
     /// Counts of the lanes' streams and of the group's pending entries in them, of the delayed
@@ -233,7 +233,10 @@ impl Store {
     }
 
     /// The records of these jobs, in one round trip (`None` for an id without one).
-    pub(crate) async fn records_of(&self, ids: &[String]) -> Result<Vec<Option<crate::JobRecord>>, QueueError> {
+    pub(crate) async fn records_of(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<dual_mode_jobs::JobRecord>>, QueueError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -243,7 +246,7 @@ impl Store {
         }
         let hashes: Vec<Vec<(String, Vec<u8>)>> =
             pipe.query_async(&mut self.con()).await.map_err(redis("read job records"))?;
-        Ok(ids.iter().zip(hashes).map(|(id, h)| crate::JobRecord::from_hash(id, h)).collect())
+        Ok(ids.iter().zip(hashes).map(|(id, h)| dual_mode_jobs::JobRecord::from_hash(id, h)).collect())
     }
 
     /// The group's consumers; none without a group.

@@ -1,11 +1,11 @@
 //! The gates a job passes as it is about to start: its rate limits, its rate key's pause, and
 //! a slot of its key's concurrency; and the slots' release, renewal and waiters' wake-up.
 
-use crate::backend::{Gate, Passed};
+use dual_mode_jobs::backend::{Gate, Passed};
 use std::time::Duration;
 
 use super::{Store, millis, one_each, redis, scripts};
-use crate::error::QueueError;
+use dual_mode_jobs::QueueError;
 
 impl Store {
     /// Passes jobs through their gates as they are about to start, in one script (see it):

@@ -7,9 +7,9 @@ use redis::Value;
 
 use super::scripts::{self, STATE_SETS};
 use super::{Store, is_missing_stream, millis, redis, reply};
-use crate::envelope::{field, field_of};
-use crate::error::QueueError;
-use crate::lane::Lane;
+use dual_mode_jobs::Lane;
+use dual_mode_jobs::QueueError;
+use dual_mode_jobs::backend::{field, field_of};
 
 impl Store {
     /// Makes sure the group exists: created at the stream's beginning the first time, and

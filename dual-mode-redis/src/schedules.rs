@@ -1,16 +1,16 @@
 //! Schedules: a tick's dedupe and enqueue in one script, and each schedule's state (last tick,
 //! pause, resume) and the queue's index of schedules.
 
-use crate::backend::{ScheduleState, Ticked};
+use dual_mode_jobs::backend::{ScheduleState, Ticked};
 use std::time::Duration;
 
 use redis::Value;
 
 use super::push::{record_items, unique_ttl_ms};
 use super::{Store, millis, one_each, redis, reply, scripts};
-use crate::envelope::Envelope;
-use crate::error::{QueueError, ReplyError};
-use crate::keys::QueueKeys;
+use dual_mode_jobs::Envelope;
+use dual_mode_jobs::QueueKeys;
+use dual_mode_jobs::{QueueError, ReplyError};
 
 /// The keys of one schedule.
 pub(crate) struct ScheduleKeys {
