@@ -1,5 +1,5 @@
 //! The names of the fields of a job's record and of a parked entry, as stored. The scripts
-//! under `store/lua/` write the same names.
+//! of the Redis store (`dual-mode-redis/src/lua/`) write the same names.
 //!
 //! A leaf module: it imports nothing of the job layer, so that any module can name a field.
 //! The fields of a stream entry (the envelope) are [`crate::envelope::field`].

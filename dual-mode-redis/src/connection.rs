@@ -22,7 +22,7 @@ use redis::{
 /// `Queue::connect(client, config)` keeps working.
 ///
 /// ```no_run
-/// use dual_mode_jobs::{Queue, QueueConfig, RedisTarget};
+/// use dual_mode::jobs::{Queue, QueueConfig, RedisTarget};
 ///
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 /// // One server, with or without TLS (`rediss://`).

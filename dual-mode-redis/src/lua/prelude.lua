@@ -1,4 +1,4 @@
--- Shared functions, loaded ahead of the scripts (store/scripts.rs says which). `owned` is the
+-- Shared functions, loaded ahead of the scripts (scripts.rs says which). `owned` is the
 -- fencing check; `transit` moves a record between states.
 --
 -- Scripts that move job records between states share one layout: KEYS[1] is the stream and
