@@ -155,3 +155,101 @@ async fn an_entry_from_a_newer_release_is_parked_not_misread() {
     assert!(ran(40).is_empty(), "never ran");
     assert!(log("svc-newer").is_empty(), "nothing opened");
 }
+
+/// A service with a secret from the environment and a Redis connection from a spec field.
+#[derive(DualMode)]
+struct Needy {
+    redis_url: String,
+    #[dual_mode(secret, env = "DUAL_MODE_TEST_NEEDY_TOKEN_NEVER_SET")]
+    token: dual_mode::Secret<String>,
+    #[dual_mode(shared, config = redis_url)]
+    redis: redis::aio::ConnectionManager,
+}
+
+impl Job for Needy {
+    type Output = ();
+
+    async fn run(&self, _job: &JobInfo) -> Result<(), JobError> {
+        let _ = (self.token.expose(), &self.redis);
+        Ok(())
+    }
+}
+
+/// Warnings emitted while a future runs, as text: its message and fields.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        use std::fmt::Write as _;
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                let _ = write!(self.0, "{}={value:?} ", field.name());
+            }
+        }
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut text = Text(String::new());
+            event.record(&mut text);
+            self.0.lock().expect("lock").push(text.0);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_parks_at_once_and_the_worker_warns_at_start() {
+    use tracing::instrument::WithSubscriber as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("svc-secret")).max_attempts(5)).await;
+    let pushed = q.push_spec(&NeedySpec { redis_url: redis.url.clone() }, PushOptions::new()).await.expect("push");
+    let warnings = Warnings::default();
+    let subscriber = tracing_subscriber::registry().with(warnings.clone());
+    let worker = Worker::new(q.clone(), cfg()).service::<Needy>(Clients::Temporary);
+    let (tx, rx) = oneshot::channel::<()>();
+    let started = std::time::Instant::now();
+    let h = tokio::spawn(
+        worker
+            .run(async move {
+                let _ = rx.await;
+            })
+            .with_subscriber(subscriber),
+    );
+    wait_for(Duration::from_secs(10), "parked", async || parked(&q).await).await;
+    let took = started.elapsed();
+    let _ = tx.send(());
+    h.await.expect("task").expect("worker");
+
+    let p = q.parked(1).await.expect("parked").remove(0);
+    assert_eq!(p.reason, Some(ParkReason::Misconfigured), "{}", p.detail);
+    assert!(p.detail.contains("DUAL_MODE_TEST_NEEDY_TOKEN_NEVER_SET"), "{}", p.detail);
+    let record = q.job(&pushed.job_id).await.expect("read").expect("a record");
+    assert_eq!(record.attempt, 1, "no retry for a missing secret");
+    assert!(took < Duration::from_secs(3), "parked at once, not after backoffs: {took:?}");
+
+    let warned = warnings.0.lock().expect("lock").clone();
+    let about: Vec<&String> = warned.iter().filter(|w| w.contains("DUAL_MODE_TEST_NEEDY_TOKEN_NEVER_SET")).collect();
+    assert_eq!(about.len(), 1, "one warning for the one missing secret: {warned:?}");
+    assert!(about[0].contains("`Needy.token`") && about[0].contains("is not set"), "{}", about[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_retried_and_a_lent_secret_is_not_warned_about() {
+    let redis = RedisServer::start();
+    let q = queue(&redis.url, QueueConfig::new(unique("svc-refused")).max_attempts(2)).await;
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let spec = NeedySpec { redis_url: format!("redis://127.0.0.1:{port}/") };
+    let pushed = q.push_spec(&spec, PushOptions::new()).await.expect("push");
+    let token = dual_mode::Secret::new(String::from("lent"));
+    let ctx = Arc::new(Context::new().with_keyed("DUAL_MODE_TEST_NEEDY_TOKEN_NEVER_SET", token));
+    assert!(Needy::secret_sources(Some(&ctx)).is_empty(), "the context lends the secret");
+    assert_eq!(Needy::secret_sources(None).len(), 1);
+    let worker = Worker::new(q.clone(), cfg()).service::<Needy>(Clients::Context(ctx));
+    run_until(worker, "parked", async || parked(&q).await).await;
+    let p = q.parked(1).await.expect("parked").remove(0);
+    assert_eq!(p.reason, Some(ParkReason::Exhausted), "a refused connection is retried: {}", p.detail);
+    let record = q.job(&pushed.job_id).await.expect("read").expect("a record");
+    assert_eq!(record.attempt, 2);
+}

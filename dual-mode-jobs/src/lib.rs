@@ -103,6 +103,11 @@
 //!   acknowledged, in one script; at the maximum attempts it is parked as
 //!   [`ParkReason::Exhausted`] with the last error.
 //! - It returns [`JobError::Permanent`]: parked as [`ParkReason::Rejected`].
+//! - A service's guard cannot be entered for want of a secret or a valid config (an
+//!   environment variable not set, a malformed Redis URL): [`JobError::Misconfigured`], parked
+//!   at once as [`ParkReason::Misconfigured`], to be re-driven once the environment is fixed; a
+//!   worker warns at start about each environment secret of its services that is not set. A
+//!   server that refuses the connection is a retry, as any failure that may pass.
 //! - The entry is bad (not UTF-8, not JSON, wrong shape, unknown variant, missing field,
 //!   missing envelope fields, unknown type name): parked at once with its raw bytes and the
 //!   typed [`ParkReason`]; the worker goes on with the next entry.
