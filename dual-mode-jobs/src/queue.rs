@@ -1,5 +1,6 @@
 //! The queue: pushes, delayed pushes, stats, parked entries and re-drive.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -870,8 +871,25 @@ impl Queue {
     ///
     /// # Errors
     /// The spec does not serialize, or Redis fails.
-    pub async fn push_spec<T: Spec>(&self, spec: &T, options: PushOptions) -> Result<Pushed, QueueError> {
-        self.push(T::NAME, T::VERSION, spec, options).await
+    pub fn push_spec<T: Spec>(
+        &self,
+        spec: &T,
+        options: PushOptions,
+    ) -> Pin<Box<dyn Future<Output = Result<Pushed, QueueError>> + Send + '_>> {
+        // Encoded here, and pushed by a future whose type does not name `T`: a value that is
+        // not a spec is then one error, at the argument, not one more for the call and one for
+        // the `.await`.
+        Box::pin(self.push_encoded(T::NAME, T::VERSION, encode(T::NAME, spec), options))
+    }
+
+    async fn push_encoded(
+        &self,
+        type_name: &'static str,
+        version: u32,
+        payload: Result<Vec<u8>, QueueError>,
+        options: PushOptions,
+    ) -> Result<Pushed, QueueError> {
+        self.push_raw(type_name, version, payload?, options).await
     }
 
     /// Pushes many specs in pipelined round trips; see [`Queue::push_bulk`].
