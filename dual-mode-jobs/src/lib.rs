@@ -10,7 +10,7 @@
 //!   [`stats`](Queue::stats); list, inspect and [re-drive](Queue::redrive) parked entries;
 //!   [pause](Queue::pause) the queue; read [pages](Queue::jobs_page) of any list, its
 //!   [workers](Queue::workers) and [throughput](Queue::throughput) (what the
-//!   [dashboard], behind the feature `dashboard`, shows).
+//!   `dashboard` module, behind the feature `dashboard`, shows).
 //! - [`Worker`]: reads one queue or [several](Queues) (in strict order or by weight), each
 //!   queue's [lanes](Lane) high first with a share for the lower ones; a consumer in the
 //!   queues' groups with a unique name per process start, bounded concurrency, one task per
