@@ -100,6 +100,7 @@ static GLOBAL: Counting = Counting;
 struct Fetch {
     url: String,
     redis_url: String,
+    #[dual_mode(not_secret)] // a Redis key, not a credential
     key: String,
     #[dual_mode(shared)]
     http: reqwest::Client,

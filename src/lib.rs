@@ -83,9 +83,11 @@
 //!   one type (two keyed clients, two `Secret<String>`) gets a compile error naming the type
 //!   when it calls `from_state`: give the fields distinct (newtype) types.
 //! * A shared field's type is a cheap-to-clone handle implementing [`Resource`] (or uses
-//!   `open = path`). Built in: `reqwest::Client` (feature `reqwest`, on one process-wide TLS
-//!   configuration) and redis `MultiplexedConnection`, `ConnectionManager` and the cluster's
-//!   `ClusterConnection` (feature `redis`).
+//!   `open = path`). Built in: `reqwest::Client` of reqwest 0.13 (feature `reqwest`, on one
+//!   process-wide TLS configuration) and of reqwest 0.12 (feature `reqwest-0-12`, off by
+//!   default, on the same configuration), and redis 1.x's `MultiplexedConnection`,
+//!   `ConnectionManager` and the cluster's `ClusterConnection` (feature `redis`). `dual_mode::reqwest`
+//!   and `dual_mode::redis` name exactly these versions.
 //! * The `reqwest` feature turns on reqwest's `rustls` feature, its default TLS with its own
 //!   crypto provider: clients that your code builds with `reqwest::Client::builder()` work
 //!   whether your crate keeps reqwest's default features or turns them off.

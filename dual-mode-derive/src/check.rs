@@ -135,11 +135,40 @@ fn distinct_slots(input: &Input<'_>, errors: &mut Errors) {
 
 /// Spec fields whose name says they hold a credential, and that no `not_secret` marks.
 pub(crate) fn credential_names<'f, 'a>(input: &'f Input<'a>) -> impl Iterator<Item = &'f Field<'a>> {
-    const WORDS: &[&str] =
-        &["password", "passwd", "secret", "token", "api_key", "apikey", "private_key", "credential", "credentials"];
     input.fields.iter().filter(|f| {
         let Kind::Spec { not_secret: false } = f.kind else { return false };
-        let name = f.ident.unraw().to_string().to_ascii_lowercase();
-        WORDS.iter().any(|w| name == *w || name.starts_with(&format!("{w}_")) || name.ends_with(&format!("_{w}")))
+        looks_like_credential(&f.ident.unraw().to_string())
     })
+}
+
+/// Whether a field name says it holds a credential: one of these words as the whole name, as
+/// its last `_`-separated word, or (for the unambiguous ones) as its first.
+fn looks_like_credential(name: &str) -> bool {
+    /// The whole name, the first word or the last word.
+    const ANYWHERE: &[&str] =
+        &["password", "passwd", "secret", "token", "api_key", "apikey", "private_key", "credential", "credentials"];
+    /// The whole name or the last word (`cache_key` too: `not_secret` says it is none).
+    const LAST: &[&str] = &["key", "bearer", "auth", "appid"];
+    let name = name.to_ascii_lowercase();
+    let last = name.rsplit('_').next().unwrap_or_default();
+    ANYWHERE.iter().any(|w| name == *w || name.starts_with(&format!("{w}_")) || name.ends_with(&format!("_{w}")))
+        || LAST.iter().chain(ANYWHERE).any(|w| last == *w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_credential;
+
+    #[test]
+    fn credential_words_as_the_name_or_its_last_word() {
+        for name in ["key", "api_key", "weather_key", "token", "access_token", "secret", "client_secret", "password"] {
+            assert!(looks_like_credential(name), "{name}");
+        }
+        for name in ["bearer", "auth", "basic_auth", "appid", "owm_appid", "token_bucket_size", "apikey", "Password"] {
+            assert!(looks_like_credential(name), "{name}");
+        }
+        for name in ["keys", "key_prefix", "monkey", "author", "authority", "bearer_format", "city", "appid_hint"] {
+            assert!(!looks_like_credential(name), "{name}");
+        }
+    }
 }

@@ -70,7 +70,7 @@ const SEARCH_DAYS: i64 = 366 * 8;
 /// let midnight_utc = 1_774_742_400; // 2026-03-29T00:00:00Z
 /// assert_eq!(daily.next_after_secs(midnight_utc), Some(midnight_utc + 3600));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Cron {
     expr: String,
     pattern: croner::Cron,
@@ -268,6 +268,15 @@ impl FromStr for Cron {
     }
 }
 
+/// The expression and the zone, `Cron { expr: "0 9 * * 1-5", zone: "Europe/Berlin" }`; not
+/// the parser's tables.
+#[allow(clippy::missing_fields_in_debug, reason = "the parser's tables are left out on purpose")]
+impl fmt::Debug for Cron {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cron").field("expr", &self.expr).field("zone", &self.zone.name()).finish()
+    }
+}
+
 impl fmt::Display for Cron {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.expr)
@@ -277,6 +286,12 @@ impl fmt::Display for Cron {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_the_expression_and_the_zone() {
+        let cron = Cron::parse_in("30 2 * * *", "Europe/Berlin").expect("parses");
+        assert_eq!(format!("{cron:?}"), r#"Cron { expr: "30 2 * * *", zone: "Europe/Berlin" }"#);
+    }
 
     /// Unix seconds of a UTC date-time.
     fn ts(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {

@@ -216,11 +216,15 @@ pub enum ParkReason {
     /// The entry's schema version is newer than the worker's spec type: it was pushed by a
     /// newer release. Re-drive it once the workers run that release.
     NewerVersion,
+    /// The service could not be entered for want of a secret or a config that no retry can
+    /// bring: a secret that is missing or does not parse, a client config that is invalid (a
+    /// malformed Redis URL). Re-drive it once the worker's environment is fixed.
+    Misconfigured,
 }
 
 impl ParkReason {
     /// Every reason, for listings and tests.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::MalformedEntry,
         Self::UnknownType,
         Self::NotUtf8,
@@ -233,6 +237,7 @@ impl ParkReason {
         Self::Rejected,
         Self::TooManyDeliveries,
         Self::NewerVersion,
+        Self::Misconfigured,
     ];
 
     /// The stable code stored in the parked entry, e.g. `"missing_field"`.
@@ -251,6 +256,7 @@ impl ParkReason {
             Self::Rejected => "rejected",
             Self::TooManyDeliveries => "too_many_deliveries",
             Self::NewerVersion => "newer_version",
+            Self::Misconfigured => "misconfigured",
         }
     }
 
@@ -313,6 +319,12 @@ pub enum JobError {
     /// A failure that retrying cannot fix: parked at once as [`ParkReason::Rejected`].
     #[error("job failed permanently")]
     Permanent(#[source] BoxError),
+    /// The service cannot be entered for want of a secret or a valid config (a missing
+    /// environment variable, a malformed URL): parked at once as
+    /// [`ParkReason::Misconfigured`], to be re-driven once the worker's environment is fixed.
+    /// A failed enter converts to it when no retry can help.
+    #[error("job cannot run: the service is misconfigured")]
+    Misconfigured(#[source] BoxError),
     /// The job cannot run yet, and knows for how long (a remote answered HTTP 429 with
     /// `Retry-After`): it is delayed that long and runs again with the same attempt number.
     /// No attempt is burnt, so a job can be told to wait any number of times.
@@ -343,10 +355,19 @@ impl JobError {
 }
 
 impl From<dual_mode_runtime::Error> for JobError {
-    /// A failed enter or exit of a service's guard (a server not reachable yet) is retried.
+    /// A failed enter is sorted: a secret that is missing or invalid, or a client config that
+    /// is invalid (a malformed Redis URL), is [`JobError::Misconfigured`] (parked at once: no
+    /// retry brings the secret); any other failed open (a server not reachable yet, a refused
+    /// connection) and a failed exit are [`JobError::Failed`] (retried).
     fn from(e: dual_mode_runtime::Error) -> Self {
-        Self::failed(e)
+        if misconfigured(&e) { Self::Misconfigured(e.into()) } else { Self::failed(e) }
     }
+}
+
+/// Whether a failed enter is one that no retry can fix (see
+/// [`EnterError::is_misconfigured`](dual_mode_runtime::EnterError::is_misconfigured)).
+fn misconfigured(e: &dual_mode_runtime::Error) -> bool {
+    matches!(e, dual_mode_runtime::Error::Enter(enter) if enter.is_misconfigured())
 }
 
 /// An error and its causes, `": "`-joined: what parked entries and job records keep.

@@ -14,7 +14,7 @@
 //!   [`stats`](Queue::stats); list, inspect and [re-drive](Queue::redrive) parked entries;
 //!   [pause](Queue::pause) the queue; read [pages](Queue::jobs_page) of any list, its
 //!   [workers](Queue::workers) and [throughput](Queue::throughput) (what the
-//!   dashboard, behind the feature `dashboard`, shows).
+//!   `dashboard` module, behind the feature `dashboard`, shows).
 //! - [`Worker`]: reads one queue or [several](Queues) (in strict order or by weight), each
 //!   queue's [lanes](Lane) high first with a share for the lower ones; a consumer in the
 //!   queues' groups with a unique name per process start, bounded concurrency, one task per
@@ -107,6 +107,11 @@
 //!   acknowledged, in one script; at the maximum attempts it is parked as
 //!   [`ParkReason::Exhausted`] with the last error.
 //! - It returns [`JobError::Permanent`]: parked as [`ParkReason::Rejected`].
+//! - A service's guard cannot be entered for want of a secret or a valid config (an
+//!   environment variable not set, a malformed Redis URL): [`JobError::Misconfigured`], parked
+//!   at once as [`ParkReason::Misconfigured`], to be re-driven once the environment is fixed; a
+//!   worker warns at start about each environment secret of its services that is not set. A
+//!   server that refuses the connection is a retry, as any failure that may pass.
 //! - The entry is bad (not UTF-8, not JSON, wrong shape, unknown variant, missing field,
 //!   missing envelope fields, unknown type name): parked at once with its raw bytes and the
 //!   typed [`ParkReason`]; the worker goes on with the next entry.

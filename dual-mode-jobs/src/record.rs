@@ -5,9 +5,13 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::de::DeserializeOwned;
+
+use super::envelope::{decode_json, short_type_name};
 use super::error::{DecodeError, ParkReason, QueueError};
 use super::fields::record as field;
 use super::lane::Lane;
+use super::worker::Job;
 
 /// Where a job is in its life.
 ///
@@ -83,7 +87,10 @@ impl FromStr for JobState {
 }
 
 /// The record of one job, as [`Queue::job`](super::Queue::job) reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` shows the result as the JSON text it is; [`output`](Self::output) decodes it as
+/// the job's `Output` type.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct JobRecord {
     /// The job id.
@@ -127,6 +134,33 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// The result of a done job, decoded as the `Output` of the service `S` that ran it;
+    /// `None` while the job has not succeeded (queued, running, parked, cancelled, ...).
+    ///
+    /// ```ignore
+    /// if let Some(report) = queue.job(&id).await?.and_then(|r| r.output::<WeatherReport>().transpose()) {
+    ///     println!("{}", report?.summary);
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// The stored result does not decode as `S::Output` (it was written by another version).
+    pub fn output<S: Job>(&self) -> Result<Option<S::Output>, DecodeError> {
+        self.output_as::<S::Output>()
+    }
+
+    /// [`output`](Self::output) for any handler: the result decoded as `T`.
+    ///
+    /// # Errors
+    /// The stored result does not decode as `T`.
+    pub fn output_as<T: DeserializeOwned>(&self) -> Result<Option<T>, DecodeError> {
+        if self.state != JobState::Done {
+            return Ok(None);
+        }
+        let bytes = self.result.as_deref().unwrap_or(b"null");
+        decode_json(bytes, short_type_name::<T>()).map(Some)
+    }
+
     /// Parses a record's hash; `None` if it has no known state.
     #[must_use]
     pub fn from_hash(id: &str, fields: Vec<(String, Vec<u8>)>) -> Option<Self> {
@@ -182,6 +216,33 @@ impl JobRecord {
         }
         r.state = state?;
         Some(r)
+    }
+}
+
+impl fmt::Debug for JobRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobRecord")
+            .field("id", &self.id)
+            .field("state", &self.state)
+            .field("type_name", &self.type_name)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("attempt", &self.attempt)
+            .field("max_attempts", &self.max_attempts)
+            .field("enqueued_at", &self.enqueued_at)
+            .field("started_at", &self.started_at)
+            .field("finished_at", &self.finished_at)
+            .field("due_at", &self.due_at)
+            .field("updated_at", &self.updated_at)
+            .field("worker", &self.worker)
+            .field("error", &self.error)
+            .field("park_reason", &self.park_reason)
+            .field("cancel_requested", &self.cancel_requested)
+            .field("unique_key", &self.unique_key)
+            .field("lane", &self.lane)
+            // The JSON text, not its bytes as numbers.
+            .field("result", &self.result.as_deref().map(String::from_utf8_lossy))
+            .field("entry_id", &self.entry_id)
+            .finish()
     }
 }
 
@@ -252,7 +313,25 @@ pub enum WaitError {
 
 #[cfg(test)]
 mod tests {
-    use super::JobState;
+    use super::{JobRecord, JobState};
+
+    fn record(state: &str, result: Option<&str>) -> JobRecord {
+        let mut fields = vec![("state".to_owned(), state.as_bytes().to_vec())];
+        fields.extend(result.map(|r| ("result".to_owned(), r.as_bytes().to_vec())));
+        JobRecord::from_hash("j1", fields).expect("a record")
+    }
+
+    #[test]
+    fn a_done_record_decodes_its_result_and_shows_it_as_text() {
+        let done = record("done", Some(r#"{"city":"Berlin","celsius":21}"#));
+        let value = done.output_as::<serde_json::Value>().expect("decodes").expect("done");
+        assert_eq!(value["celsius"], 21);
+        let shown = format!("{done:?}");
+        assert!(shown.contains(r#"result: Some("{\"city\":\"Berlin\",\"celsius\":21}")"#), "{shown}");
+        assert!(done.output_as::<u32>().is_err(), "a result of another type is a decode error");
+        assert_eq!(record("running", None).output_as::<u32>().expect("no result yet"), None);
+        assert_eq!(record("done", None).output_as::<()>().expect("unit"), Some(()));
+    }
 
     #[test]
     fn states_read_back_by_name_and_through_serde() {

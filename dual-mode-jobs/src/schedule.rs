@@ -16,7 +16,7 @@ use super::queue::{PushOptions, Queue, encode, unique_of};
 use dual_mode_runtime::Spec;
 
 /// One schedule: a cron expression and the job it enqueues at each tick.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Schedule {
     name: String,
     cron: Cron,
@@ -25,6 +25,20 @@ pub struct Schedule {
     payload: Vec<u8>,
     /// What each tick's push sets (no idempotency key, delay or time: the tick sets those).
     options: PushOptions,
+}
+
+/// The name, the expression with its zone, the job's type and its payload as text.
+impl std::fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schedule")
+            .field("name", &self.name)
+            .field("cron", &self.cron)
+            .field("type_name", &self.type_name)
+            .field("version", &self.version)
+            .field("payload", &String::from_utf8_lossy(&self.payload))
+            .field("options", &self.options)
+            .finish()
+    }
 }
 
 impl Schedule {

@@ -89,6 +89,120 @@ impl<R: SharedField<Config: Default + Sized + Send>> DefaultConfig for R {
     }
 }
 
+// The traits a shared field goes through when its type is named like a client that dual-mode
+// has built in (`Client`, `ConnectionManager`, `MultiplexedConnection`, `Pool`): `SharedField`
+// and `DefaultConfig` under other names, whose errors say that another major version of that
+// client's crate is the likely cause and which versions are built in. Written out (not by a
+// macro), as rustc quotes them in its notes.
+
+/// A shared field whose type is named `Client`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `dual_mode::Resource`: if it is reqwest's `Client`, another major version of reqwest than the ones dual-mode has built in is the likely cause",
+    label = "no `Resource` impl for this `Client`",
+    note = "built in: reqwest 0.13's `Client` (feature `reqwest`, on by default) and reqwest 0.12's (feature `reqwest-0-12`): depend on `reqwest = \"0.13\"`, or on `reqwest = \"0.12\"` with `dual-mode = {{ version = \"0.1\", features = [\"reqwest-0-12\"] }}`, or write `dual_mode::reqwest::Client`",
+    note = "for a client of another crate: add `#[dual_mode(shared, open = path)]` or implement `dual_mode::Resource`"
+)]
+#[doc(hidden)]
+pub trait SharedClient: Sized + Send + Sync + 'static {
+    /// Named before anything else of the field, so that a type that is not a resource is
+    /// reported with this trait's message.
+    const CHECKED: () = ();
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: SharedField> SharedClient for T {}
+
+/// [`SharedClient`] with no `config = ...`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` needs a config: write `#[dual_mode(shared, config = spec_field)]`",
+    label = "no `config = ...` here, and the config of `{Self}` has no default",
+    note = "name a spec or secret field that holds the config"
+)]
+#[doc(hidden)]
+pub trait DefaultClientConfig: SharedClient {
+    /// [`DefaultConfig::open_default_in`].
+    fn open_default_in<'s>(scope: &'s mut Scope, site: Site, key: Option<&'static str>) -> Opening<'s, Self>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: DefaultConfig> DefaultClientConfig for T {
+    fn open_default_in<'s>(scope: &'s mut Scope, site: Site, key: Option<&'static str>) -> Opening<'s, Self> {
+        <T as DefaultConfig>::open_default_in(scope, site, key)
+    }
+}
+
+/// A shared field whose type is named `ConnectionManager` or `MultiplexedConnection`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `dual_mode::Resource`: if it is a redis connection, another major version of redis than the one dual-mode has built in is the likely cause",
+    label = "no `Resource` impl for this connection",
+    note = "built in: redis 1.x's `aio::ConnectionManager`, `aio::MultiplexedConnection` and `cluster_async::ClusterConnection` (feature `redis`, on by default): depend on `redis = {{ version = \"1\", features = [\"tokio-comp\", \"connection-manager\"] }}`, or write `dual_mode::redis::aio::ConnectionManager`",
+    note = "for a connection of another crate: add `#[dual_mode(shared, open = path)]` or implement `dual_mode::Resource`"
+)]
+#[doc(hidden)]
+pub trait SharedRedisConnection: Sized + Send + Sync + 'static {
+    /// Named before anything else of the field, so that a type that is not a resource is
+    /// reported with this trait's message.
+    const CHECKED: () = ();
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: SharedField> SharedRedisConnection for T {}
+
+/// [`SharedRedisConnection`] with no `config = ...`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` needs a config: write `#[dual_mode(shared, config = spec_field)]`",
+    label = "no `config = ...` here, and the config of `{Self}` has no default",
+    note = "name a spec or secret field that holds the config, such as a Redis URL"
+)]
+#[doc(hidden)]
+pub trait DefaultRedisConfig: SharedRedisConnection {
+    /// [`DefaultConfig::open_default_in`].
+    fn open_default_in<'s>(scope: &'s mut Scope, site: Site, key: Option<&'static str>) -> Opening<'s, Self>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: DefaultConfig> DefaultRedisConfig for T {
+    fn open_default_in<'s>(scope: &'s mut Scope, site: Site, key: Option<&'static str>) -> Opening<'s, Self> {
+        <T as DefaultConfig>::open_default_in(scope, site, key)
+    }
+}
+
+/// A shared field whose type is named `Pool`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `dual_mode::Resource`: if it is a database pool, a crate or a major version that dual-mode has no built-in `Pool` for is the likely cause",
+    label = "no `Resource` impl for this `Pool`",
+    note = "built in: no `Pool` type in this version of dual-mode",
+    note = "add `#[dual_mode(shared, open = path)]` with an `async fn(&Spec) -> Result<Pool, E>`, or implement `dual_mode::Resource`"
+)]
+#[doc(hidden)]
+pub trait SharedPool: Sized + Send + Sync + 'static {
+    /// Named before anything else of the field, so that a type that is not a resource is
+    /// reported with this trait's message.
+    const CHECKED: () = ();
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: SharedField> SharedPool for T {}
+
+/// [`SharedPool`] with no `config = ...`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` needs a config: write `#[dual_mode(shared, config = spec_field)]`",
+    label = "no `config = ...` here, and the config of `{Self}` has no default",
+    note = "name a spec or secret field that holds the config, such as a database URL"
+)]
+#[doc(hidden)]
+pub trait DefaultPoolConfig: SharedPool {
+    /// [`DefaultConfig::open_default_in`].
+    fn open_default_in<'s>(scope: &'s mut Scope, site: Site, key: Option<&'static str>) -> Opening<'s, Self>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: DefaultConfig> DefaultPoolConfig for T {
+    fn open_default_in<'s>(scope: &'s mut Scope, site: Site, key: Option<&'static str>) -> Opening<'s, Self> {
+        <T as DefaultConfig>::open_default_in(scope, site, key)
+    }
+}
+
 /// The type of a `#[dual_mode(secret)]` field: [`Secret<T>`], and with the `secrecy` feature
 /// `secrecy::SecretString` and `secrecy::SecretBox<T>`, whose memory is zeroized on drop.
 #[diagnostic::on_unimplemented(

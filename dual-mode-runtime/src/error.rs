@@ -71,6 +71,22 @@ impl EnterError {
         self.site
     }
 
+    /// Whether no retry can fix this failure: a secret that is missing or does not parse, or
+    /// a built-in client's config that is invalid (a malformed Redis URL). A refused or timed
+    /// out connection can pass, and is not.
+    #[must_use]
+    pub fn is_misconfigured(&self) -> bool {
+        match &self.kind {
+            EnterErrorKind::SecretMissing(_) | EnterErrorKind::SecretInvalid(..) => true,
+            #[cfg(feature = "redis")]
+            EnterErrorKind::Open(cause) => cause
+                .downcast_ref::<redis::RedisError>()
+                .is_some_and(|r| r.kind() == redis::ErrorKind::InvalidClientConfig),
+            #[cfg(not(feature = "redis"))]
+            EnterErrorKind::Open(_) => false,
+        }
+    }
+
     /// What failed.
     #[must_use]
     pub fn kind(&self) -> &EnterErrorKind {

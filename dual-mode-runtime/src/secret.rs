@@ -92,6 +92,19 @@ impl fmt::Display for SecretSource {
 }
 
 impl SecretSource {
+    /// Whether the source has a value now: the environment variable is set, the file exists.
+    ///
+    /// ```
+    /// assert!(!dual_mode::SecretSource::Env("DUAL_MODE_DOC_UNSET_VARIABLE").is_available());
+    /// ```
+    #[must_use]
+    pub fn is_available(self) -> bool {
+        match self {
+            Self::Env(name) => std::env::var_os(name).is_some(),
+            Self::File(path) => std::path::Path::new(path).is_file(),
+        }
+    }
+
     /// Reads the text of the secret of the field at `site` from this source.
     ///
     /// # Errors

@@ -11,8 +11,9 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::Context;
-use crate::error::{EnterError, Error, ExitError, SpecError};
+use crate::error::{EnterError, Error, ExitError, Site, SpecError};
 use crate::scope::Scope;
+use crate::secret::SecretSource;
 use crate::unwind::catch_unwind;
 
 /// A service: a struct whose shared clients can be injected or opened temporarily.
@@ -34,6 +35,30 @@ pub trait DualMode: Sized + Send + Sync + 'static {
 
     /// The job spec of this live service, to enqueue work that a worker runs later.
     fn spec(&self) -> Self::Spec;
+
+    /// The secret fields of this service and of the services nested in it that an enter
+    /// would read from their source: those `ctx` does not lend (every one without a
+    /// context). A worker checks them at start, to warn about each that is not set.
+    ///
+    /// ```
+    /// use dual_mode::{Context, DualMode, Secret, SecretSource};
+    ///
+    /// #[derive(DualMode)]
+    /// struct Weather {
+    ///     #[dual_mode(secret, env = "WEATHER_API_KEY")]
+    ///     api_key: Secret<String>,
+    /// }
+    ///
+    /// let sources: Vec<SecretSource> = Weather::secret_sources(None).into_iter().map(|(_, s)| s).collect();
+    /// assert_eq!(sources, [SecretSource::Env("WEATHER_API_KEY")]);
+    /// let ctx = Context::new().with_keyed("WEATHER_API_KEY", Secret::new(String::from("k")));
+    /// assert!(Weather::secret_sources(Some(&ctx)).is_empty());
+    /// ```
+    #[must_use]
+    fn secret_sources(ctx: Option<&Context>) -> Vec<(Site, SecretSource)> {
+        let _ = ctx;
+        Vec::new()
+    }
 }
 
 /// The job spec of a service: its serializable config.

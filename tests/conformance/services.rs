@@ -1,5 +1,6 @@
 //! Services as jobs: spec pushes, entering with a worker's context or temporary clients, the
-//! guard's exit on every path, and bad spec payloads parked with their reason.
+//! guard's exit on every path, bad spec payloads parked with their reason, and services whose
+//! secret or connection is missing.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +19,8 @@ cases! {
     temporary_clients_are_closed_on_every_path,
     a_bad_spec_payload_is_parked_naming_the_spec_and_field,
     a_job_from_a_newer_release_is_parked_not_misread,
+    a_missing_secret_parks_at_once_and_the_worker_warns_at_start,
+    a_refused_connection_is_retried_and_a_lent_secret_is_not_warned_about,
 }
 
 /// The runs of every task: its tag, attempt, and the name of the probe it used.
@@ -151,4 +154,102 @@ async fn a_job_from_a_newer_release_is_parked_not_misread(store: &Store) {
     assert!(p.detail.contains("schema version 2") && p.detail.contains("up to 1"), "{}", p.detail);
     assert!(ran(&tag).is_empty(), "never ran");
     assert!(log(&tag).is_empty(), "nothing opened");
+}
+
+/// A service with a secret from the environment and a Redis connection from a spec field.
+#[derive(DualMode)]
+struct Needy {
+    redis_url: String,
+    #[dual_mode(secret, env = "DUAL_MODE_TEST_NEEDY_TOKEN_NEVER_SET")]
+    token: dual_mode::Secret<String>,
+    #[dual_mode(shared, config = redis_url)]
+    redis: ::redis::aio::ConnectionManager,
+}
+
+impl Job for Needy {
+    type Output = ();
+
+    async fn run(&self, _job: &JobInfo) -> Result<(), JobError> {
+        let _ = (self.token.expose(), &self.redis);
+        Ok(())
+    }
+}
+
+/// A Redis URL that nothing answers: a loopback port bound, then released.
+fn refused_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    format!("redis://127.0.0.1:{port}/")
+}
+
+/// Warnings emitted while a future runs, as text: its message and fields.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        use std::fmt::Write as _;
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                let _ = write!(self.0, "{}={value:?} ", field.name());
+            }
+        }
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut text = Text(String::new());
+            event.record(&mut text);
+            self.0.lock().expect("lock").push(text.0);
+        }
+    }
+}
+
+async fn a_missing_secret_parks_at_once_and_the_worker_warns_at_start(store: &Store) {
+    use tracing::instrument::WithSubscriber as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let q = store.queue(QueueConfig::new(unique("svc-secret")).max_attempts(5)).await;
+    let pushed = q.push_spec(&NeedySpec { redis_url: refused_url() }, PushOptions::new()).await.expect("push");
+    let warnings = Warnings::default();
+    let subscriber = tracing_subscriber::registry().with(warnings.clone());
+    let worker = Worker::new(q.clone(), cfg()).service::<Needy>(Clients::Temporary);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let started = std::time::Instant::now();
+    let h = tokio::spawn(
+        worker
+            .run(async move {
+                let _ = rx.await;
+            })
+            .with_subscriber(subscriber),
+    );
+    wait_for(Duration::from_secs(10), "parked", async || parked_one(&q).await).await;
+    let took = started.elapsed();
+    let _ = tx.send(());
+    h.await.expect("task").expect("worker");
+
+    let p = q.parked(1).await.expect("parked").remove(0);
+    assert_eq!(p.reason, Some(ParkReason::Misconfigured), "{}", p.detail);
+    assert!(p.detail.contains("DUAL_MODE_TEST_NEEDY_TOKEN_NEVER_SET"), "{}", p.detail);
+    let record = q.job(&pushed.job_id).await.expect("read").expect("a record");
+    assert_eq!(record.attempt, 1, "no retry for a missing secret");
+    assert!(took < Duration::from_secs(3), "parked at once, not after backoffs: {took:?}");
+
+    let warned = warnings.0.lock().expect("lock").clone();
+    let about: Vec<&String> = warned.iter().filter(|w| w.contains("DUAL_MODE_TEST_NEEDY_TOKEN_NEVER_SET")).collect();
+    assert_eq!(about.len(), 1, "one warning for the one missing secret: {warned:?}");
+    assert!(about[0].contains("`Needy.token`") && about[0].contains("is not set"), "{}", about[0]);
+}
+
+async fn a_refused_connection_is_retried_and_a_lent_secret_is_not_warned_about(store: &Store) {
+    let q = store.queue(QueueConfig::new(unique("svc-refused")).max_attempts(2)).await;
+    let pushed = q.push_spec(&NeedySpec { redis_url: refused_url() }, PushOptions::new()).await.expect("push");
+    let token = dual_mode::Secret::new(String::from("lent"));
+    let ctx = Arc::new(Context::new().with_keyed("DUAL_MODE_TEST_NEEDY_TOKEN_NEVER_SET", token));
+    assert!(Needy::secret_sources(Some(&ctx)).is_empty(), "the context lends the secret");
+    assert_eq!(Needy::secret_sources(None).len(), 1);
+    let w = start(Worker::new(q.clone(), cfg()).service::<Needy>(Clients::Context(ctx)));
+    wait_for(Duration::from_secs(20), "parked", async || parked_one(&q).await).await;
+    stop(w).await;
+    let p = q.parked(1).await.expect("parked").remove(0);
+    assert_eq!(p.reason, Some(ParkReason::Exhausted), "a refused connection is retried: {}", p.detail);
+    let record = q.job(&pushed.job_id).await.expect("read").expect("a record");
+    assert_eq!(record.attempt, 2);
 }

@@ -1,12 +1,12 @@
 use dual_mode::DualMode;
 
 #[derive(Clone)]
-struct Pool;
+struct Cache;
 
 #[derive(DualMode)]
 struct Service {
     #[dual_mode(shared)]
-    pool: Pool,
+    cache: Cache,
 }
 
 fn main() {}

@@ -24,7 +24,7 @@ impl Expander<'_> {
         Ident::new(&format!("__f_{}", ident.unraw()), Span::mixed_site())
     }
 
-    fn site(&self, f: &Field<'_>) -> TokenStream {
+    pub(super) fn site(&self, f: &Field<'_>) -> TokenStream {
         let k = &self.krate;
         let service = self.input.ident.unraw().to_string();
         let field = f.ident.unraw().to_string();
@@ -134,8 +134,12 @@ impl Expander<'_> {
             Source::Default => {
                 // At the `shared` key, which a missing config is about.
                 let at_shared = super::generics::respan(ty.to_token_stream(), shared.span);
+                let default = match client_family(ty) {
+                    Some((_, default)) => Ident::new(default, Span::call_site()),
+                    None => Ident::new("DefaultConfig", Span::call_site()),
+                };
                 quote_spanned! {shared.span=>
-                    <#at_shared as #k::DefaultConfig>::open_default_in(#scope, #site, #key).await?
+                    <#at_shared as #k::#default>::open_default_in(#scope, #site, #key).await?
                 }
             }
             Source::Config(path) => {
@@ -144,8 +148,17 @@ impl Expander<'_> {
                 // mismatch is then reported on the user's `config = a.b`.
                 let last = path.segments.last().map_or(path.span, Ident::span);
                 let value = Ident::new("__config_value", last.resolved_at(Span::mixed_site()));
+                // A type named like a built-in client goes through its family's trait, whose
+                // error names the versions built in.
+                // A type named like a built-in client is checked by its family's trait first,
+                // whose error names the versions built in.
+                let family = client_family(ty).map(|(field, _)| {
+                    let field = Ident::new(field, Span::call_site());
+                    quote_spanned! {ty.span()=> let () = <#ty as #k::#field>::CHECKED; }
+                });
                 quote_spanned! {ty.span()=>
                     {
+                        #family
                         let #value = &#expr;
                         let __config: &<#ty as #k::Resource>::Config = #value;
                         <#ty as #k::SharedField>::open_in(#scope, #site, #key, __config).await?
@@ -188,5 +201,19 @@ impl Expander<'_> {
         } else {
             quote_spanned! {path.span=> #parts.#root #(.#rest)* }
         }
+    }
+}
+
+/// The traits a shared field's open goes through when its type is named like a client that
+/// dual-mode has built in: their errors name the crate versions that are built in, since a
+/// client of another major version is then the likely mistake.
+fn client_family(ty: &syn::Type) -> Option<(&'static str, &'static str)> {
+    let syn::Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    match last.ident.to_string().as_str() {
+        "Client" => Some(("SharedClient", "DefaultClientConfig")),
+        "ConnectionManager" | "MultiplexedConnection" => Some(("SharedRedisConnection", "DefaultRedisConfig")),
+        "Pool" => Some(("SharedPool", "DefaultPoolConfig")),
+        _ => None,
     }
 }

@@ -10,7 +10,7 @@ mod spec;
 mod state;
 
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, format_ident, quote};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::{DeriveInput, Ident};
 
 use crate::ast::{Field, Input};
@@ -62,11 +62,12 @@ impl<'a> Expander<'a> {
         let parts = self.parts_items();
         let service = self.service_items();
         let state = self.state_items();
-        let warnings = self.credential_warnings();
+        let (markers, warnings) = self.credential_warnings();
         let quiet = self.fallback.then(|| quote! { #[allow(unused_variables)] });
         quote! {
             #spec
             #parts_struct
+            #markers
             #[doc(hidden)]
             #[allow(non_local_definitions)]
             #quiet
@@ -130,25 +131,54 @@ impl<'a> Expander<'a> {
     }
 
     /// A warning on each spec field named like a credential (`api_key`, `token`), through a
-    /// deprecated item: the only warning a derive can raise on stable Rust.
-    fn credential_warnings(&self) -> TokenStream {
+    /// deprecated associated constant of the spec named as the field: the only warning a derive
+    /// can raise on stable Rust, read as "use of deprecated associated constant
+    /// `ServiceSpec::api_key`: `api_key` looks like a credential ...".
+    ///
+    /// Returns the constants, an impl outside the `const _` block (so that the warning names
+    /// `ServiceSpec::api_key`), and the uses that raise the warnings, inside it.
+    fn credential_warnings(&self) -> (TokenStream, TokenStream) {
         if self.fallback {
-            return TokenStream::new();
+            return (TokenStream::new(), TokenStream::new());
         }
-        let warnings = crate::check::credential_names(self.input).map(|f| {
-            let ident = f.ident;
+        let spec_ty = self.spec_ty();
+        let (impl_generics, _, _) = self.bounds.spec_generics.split_for_impl();
+        let where_spec = &self.bounds.spec;
+        let fields: Vec<&Field<'_>> = crate::check::credential_names(self.input).collect();
+        if fields.is_empty() {
+            return (TokenStream::new(), TokenStream::new());
+        }
+        let consts = fields.iter().map(|f| {
+            let ident = syn::ext::IdentExt::unraw(f.ident);
+            let ident = Ident::new(&ident.to_string(), f.ident.span());
             let note = format!(
-                "`{ident}` looks like a credential, and as a spec field it is written into every queued job: mark it `#[dual_mode(secret, env = \"NAME\")]`, or `#[dual_mode(not_secret)]` if it holds no credential"
+                "`{ident}` looks like a credential, and a spec field is written into every queued job: \
+                 mark it `#[dual_mode(secret, env = \"NAME\")]`, or `#[dual_mode(not_secret)]` if it holds none"
             );
-            let marker = Ident::new(&format!("{}_is_a_spec_field", syn::ext::IdentExt::unraw(ident)), ident.span());
             quote! {
                 #[deprecated(note = #note)]
-                #[allow(non_camel_case_types)]
-                struct #marker;
-                let _ = #marker;
+                #[allow(non_upper_case_globals, dead_code)]
+                const #ident: () = ();
             }
         });
-        warnings.collect()
+        let uses = fields.iter().map(|f| {
+            let ident = Ident::new(&syn::ext::IdentExt::unraw(f.ident).to_string(), f.ident.span());
+            quote_spanned! {f.ident.span()=> let () = <#spec_ty>::#ident; }
+        });
+        let markers = quote! {
+            #[automatically_derived]
+            #[doc(hidden)]
+            impl #impl_generics #spec_ty #where_spec {
+                #(#consts)*
+            }
+        };
+        let warnings = quote! {
+            #[allow(dead_code, clippy::let_unit_value)]
+            fn __credential_names #impl_generics () #where_spec {
+                #(#uses)*
+            }
+        };
+        (markers, warnings)
     }
 }
 

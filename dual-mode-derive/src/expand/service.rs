@@ -6,7 +6,7 @@ use quote::quote;
 use syn::ext::IdentExt;
 
 use super::Expander;
-use crate::attr::{Kind, Shared, Source};
+use crate::attr::{Kind, SecretFrom, Shared, Source};
 
 impl Expander<'_> {
     pub(super) fn service_items(&self) -> TokenStream {
@@ -34,6 +34,42 @@ impl Expander<'_> {
             #(#config_secrets)*
             #spec { #(#spec_of_self)* }
         });
+        let secret_sources = self.each(|f, _| {
+            let ty = f.ty;
+            match &f.kind {
+                Kind::Secret(from) => {
+                    let (site, name) = (self.site(f), from.name());
+                    let source = match from {
+                        SecretFrom::Env(name) => quote! { #k::__private::SecretSource::Env(#name) },
+                        SecretFrom::File(path) => quote! { #k::__private::SecretSource::File(#path) },
+                    };
+                    Some(quote! {
+                        let __lent = __ctx.and_then(|__c| #k::__private::slot::<#ty>(__c, ::core::option::Option::Some(#name)));
+                        if __lent.is_none() {
+                            __sources.push((#site, #source));
+                        }
+                    })
+                }
+                Kind::Nested => Some(quote! {
+                    __sources.extend(<#ty as #k::DualMode>::secret_sources(__ctx));
+                }),
+                _ => None,
+            }
+        });
+        let secret_sources_fn = (!secret_sources.is_empty()).then(|| {
+            let body = self.body(quote! {
+                let mut __sources = ::std::vec::Vec::new();
+                #(#secret_sources)*
+                __sources
+            });
+            quote! {
+                fn secret_sources(
+                    __ctx: ::core::option::Option<&#k::Context>,
+                ) -> ::std::vec::Vec<(#k::Site, #k::SecretSource)> {
+                    #body
+                }
+            }
+        });
         let inherent = self.inherent(&spec_ty, &parts_ty, &service_ty);
         quote! {
             #[automatically_derived]
@@ -45,6 +81,8 @@ impl Expander<'_> {
                 fn spec(&self) -> #spec_ty {
                     #spec_body
                 }
+
+                #secret_sources_fn
             }
 
             #inherent

@@ -1,5 +1,7 @@
 //! Pushes: one job, specs, bulk; where a job goes and its envelope.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::SystemTime;
@@ -108,9 +110,26 @@ impl Queue {
     /// so no client and no secret reaches the queue.
     ///
     /// # Errors
-    /// The spec does not serialize, or Redis fails.
-    pub async fn push_spec<T: Spec>(&self, spec: &T, options: PushOptions) -> Result<Pushed, QueueError> {
-        self.push(T::NAME, T::VERSION, spec, options).await
+    /// The spec does not serialize, or the store fails.
+    pub fn push_spec<T: Spec>(
+        &self,
+        spec: &T,
+        options: PushOptions,
+    ) -> Pin<Box<dyn Future<Output = Result<Pushed, QueueError>> + Send + '_>> {
+        // Encoded here, and pushed by a future whose type does not name `T`: a value that is
+        // not a spec is then one error, at the argument, not one more for the call and one for
+        // the `.await`.
+        Box::pin(self.push_encoded(T::NAME, T::VERSION, encode(T::NAME, spec), options))
+    }
+
+    async fn push_encoded(
+        &self,
+        type_name: &'static str,
+        version: u32,
+        payload: Result<Vec<u8>, QueueError>,
+        options: PushOptions,
+    ) -> Result<Pushed, QueueError> {
+        self.push_raw(type_name, version, payload?, options).await
     }
 
     /// Pushes many specs in pipelined round trips; see [`Queue::push_bulk`].

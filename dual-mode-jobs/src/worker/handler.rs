@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::JobInfo;
 use crate::error::JobError;
+use dual_mode_runtime::{SecretSource, Site};
 
 /// Runs jobs of one type name. The future runs in its job's task, its panics caught: a panic
 /// fails that job only.
@@ -24,6 +25,13 @@ pub trait Handler: Send + Sync + 'static {
     /// The time limit of one attempt, unless the push set one; `None` (the default): no limit.
     fn timeout(&self) -> Option<Duration> {
         None
+    }
+
+    /// The secrets the jobs need that are not available now (an environment variable not
+    /// set, a file that does not exist), with the field that reads each: a worker warns about
+    /// each when it starts. None by default; a service's handler lists its own.
+    fn missing_secrets(&self) -> Vec<(Site, SecretSource)> {
+        Vec::new()
     }
 }
 
@@ -102,6 +110,7 @@ type BoxFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, JobError>> + Send>>
 pub(super) trait ErasedHandler: Send + Sync {
     fn call(self: Arc<Self>, job: JobInfo) -> BoxFuture;
     fn time_limit(&self) -> Option<Duration>;
+    fn missing_secrets(&self) -> Vec<(Site, SecretSource)>;
 }
 
 impl<H: Handler> ErasedHandler for H {
@@ -114,6 +123,10 @@ impl<H: Handler> ErasedHandler for H {
 
     fn time_limit(&self) -> Option<Duration> {
         self.timeout()
+    }
+
+    fn missing_secrets(&self) -> Vec<(Site, SecretSource)> {
+        Handler::missing_secrets(self)
     }
 }
 

@@ -153,6 +153,7 @@ impl Worker {
         // The acks and renewals go on until the last job finished, through the shutdown.
         let renewer = AbortOnDrop(tokio::spawn(loops::renew_loop(shared.clone())));
         tracing::info!(queues = %names, consumer = %shared.consumer, "worker started");
+        service::warn_missing_secrets(&shared.handlers);
         let sem = Arc::new(Semaphore::new(shared.config.concurrency));
         let (stop_tx, stop_rx) = watch::channel(false);
         let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(8);

@@ -312,6 +312,7 @@ impl Run<'_> {
             Ok(_) if cancel == Some(CancelReason::Requested) => self.end_cancelled().await,
             Ok(_) if cancel == Some(CancelReason::Shutdown) => self.hand_back(env).await,
             Ok(Ok(Err(JobError::Permanent(e)))) => self.park(ParkReason::Rejected, &chain(&*e)).await,
+            Ok(Ok(Err(JobError::Misconfigured(e)))) => self.park(ParkReason::Misconfigured, &chain(&*e)).await,
             Ok(Ok(Err(JobError::Failed(e)))) => self.retry_or_park(env, max_attempts, &chain(&*e)).await,
             Ok(Ok(Err(JobError::RetryAfter { after, source }))) => {
                 let error = chain(&*source);

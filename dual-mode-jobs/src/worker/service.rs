@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{Handler, Job, JobInfo};
 use crate::envelope::decode_json;
 use crate::error::{DecodeError, JobError, ParkReason};
-use dual_mode_runtime::{Context, Parts, Spec};
+use dual_mode_runtime::{Context, Parts, SecretSource, Site, Spec};
 
 /// Where a worker's service jobs get their clients.
 #[derive(Debug, Clone)]
@@ -58,6 +58,16 @@ impl<S: Job> Handler for ServiceHandler<S> {
         S::TIMEOUT
     }
 
+    /// The secrets of `S` (and of the services nested in it) that the context does not lend
+    /// and whose source has no value now.
+    fn missing_secrets(&self) -> Vec<(Site, SecretSource)> {
+        let ctx = match &self.clients {
+            Clients::Context(ctx) => Some(&**ctx),
+            Clients::Temporary => None,
+        };
+        S::secret_sources(ctx).into_iter().filter(|(_, source)| !source.is_available()).collect()
+    }
+
     async fn handle(&self, job: JobInfo) -> Result<S::Output, JobError> {
         let known = <S::Spec as Spec>::VERSION;
         if job.version() > known {
@@ -79,7 +89,28 @@ impl<S: Job> Handler for ServiceHandler<S> {
         };
         // `run` exits on every path: `Ok`, `Err`, a panic (caught, exited, resumed: the worker
         // retries the job) and this task being aborted (the guard's drop closes its clients).
-        // An enter failure (a server not reachable yet) converts to a retry.
+        // An enter failure converts to a retry (a server not reachable yet) or parks at once
+        // (a secret or config missing or invalid: see `From<Error> for JobError`).
         dual_mode_runtime::run(parts, async |service: &S| service.run(&job).await).await
+    }
+}
+
+/// One warning per secret that a registered service's jobs need and that is not available as
+/// the worker starts: its jobs would park as
+/// [`ParkReason::Misconfigured`](crate::ParkReason::Misconfigured) until it is.
+pub(super) fn warn_missing_secrets(handlers: &std::collections::HashMap<String, Arc<dyn super::ErasedHandler>>) {
+    let mut names: Vec<&String> = handlers.keys().collect();
+    names.sort();
+    for name in names {
+        for (site, source) in handlers[name].missing_secrets() {
+            let why = match source {
+                SecretSource::File(_) => "does not exist",
+                _ => "is not set",
+            };
+            tracing::warn!(
+                job_type = %name,
+                "secret {site} is missing: {source} {why}; its jobs park as misconfigured until it is set"
+            );
+        }
     }
 }

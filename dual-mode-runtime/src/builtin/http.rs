@@ -61,7 +61,7 @@ impl HttpConfig {
 
 /// The process-wide rustls configuration (aws-lc-rs provider, as reqwest's own default, and the platform's verifier), built once.
 /// `None` when the platform's verifier cannot be set up; reqwest then builds its own.
-fn tls_config() -> Option<&'static Arc<rustls::ClientConfig>> {
+pub(super) fn tls_config() -> Option<&'static Arc<rustls::ClientConfig>> {
     static TLS: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
     TLS.get_or_init(|| {
         use rustls_platform_verifier::BuilderVerifierExt;
