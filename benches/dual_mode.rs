@@ -14,7 +14,9 @@
 //!    `redis-benchmark`'s XADD rate, and the layer's overhead on a 1 GET + 1 SET job;
 //! 4. the Python original's anchor, quoted;
 //! 6. Redis deployments: draining on one server vs a 3-primary Redis Cluster (one queue, and
-//!    three queues on three primaries), and Redis memory per queued and per ended job.
+//!    three queues on three primaries), and Redis memory per queued and per ended job;
+//! 7. the drain as the backlog grows; s. the drain and end to end on each store (Redis and in
+//!    process) in turn.
 //!
 //! Section `p` shows where a no-op job's time goes, in a drain and end to end: Redis CPU, Redis
 //! time and calls per command (`INFO commandstats`), this process's CPU and heap allocations,
@@ -743,6 +745,83 @@ async fn e2e_on(target: &RedisTarget, config: QueueConfig, n: usize) -> f64 {
     usize_f64(n) / took.as_secs_f64()
 }
 
+/// Drains a backlog of `n` no-op jobs pushed to `q` with one worker on each of `handles`;
+/// jobs/s from the workers' start to the last job done.
+async fn drain_handles(q: &Queue, handles: [Queue; 2], n: usize) -> f64 {
+    q.push_bulk("noop", 1, std::iter::repeat_n(&(), n), PushOptions::new()).await.expect("bulk push");
+    let done = Arc::new(Done { count: AtomicU64::new(0) });
+    let t = Instant::now();
+    let workers: Vec<WorkerHandle> = handles
+        .into_iter()
+        .map(|h| noop_worker(&done)(Worker::new(h, WorkerConfig::new().consumer_prefix("bench"))).spawn())
+        .collect();
+    wait_count(&done, n as u64, Duration::from_secs(120)).await;
+    let took = t.elapsed();
+    stop_workers(workers).await;
+    usize_f64(n) / took.as_secs_f64()
+}
+
+/// `n` no-op jobs pushed one by one by 8 producers to `q` while one worker on each of
+/// `handles` runs; jobs/s from the first push to the last job done.
+async fn e2e_handles(q: &Queue, handles: [Queue; 2], n: usize) -> f64 {
+    let done = Arc::new(Done { count: AtomicU64::new(0) });
+    let workers: Vec<WorkerHandle> = handles
+        .into_iter()
+        .map(|h| noop_worker(&done)(Worker::new(h, WorkerConfig::new().consumer_prefix("bench"))).spawn())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t = Instant::now();
+    push_from_eight(q, n).await;
+    wait_count(&done, n as u64, Duration::from_secs(120)).await;
+    let took = t.elapsed();
+    stop_workers(workers).await;
+    usize_f64(n) / took.as_secs_f64()
+}
+
+/// Section s: the drain and end to end on Redis (each worker on a connection of its own) and
+/// in process (the workers on clones of one queue), round by round, in turn.
+async fn stores(table: &mut Table, redis_url: &str, rounds: usize, backlog: usize, e2e: usize) {
+    let redis_queue = async |name: String| {
+        let config = QueueConfig::new(name);
+        let q = Queue::connect(server(redis_url), config.clone()).await.expect("q");
+        q.ensure_group().await.expect("group");
+        let handles = [
+            Queue::connect(server(redis_url), config.clone()).await.expect("q"),
+            Queue::connect(server(redis_url), config).await.expect("q"),
+        ];
+        (q, handles)
+    };
+    let in_process = |name: String| {
+        let q = Queue::in_process(QueueConfig::new(name)).expect("q");
+        let handles = [q.clone(), q.clone()];
+        (q, handles)
+    };
+    let mut rates: [Vec<f64>; 4] = Default::default();
+    for round in 0..rounds {
+        let (q, h) = redis_queue(format!("stores-drain-{round}")).await;
+        rates[0].push(drain_handles(&q, h, backlog).await);
+        let (q, h) = in_process(format!("stores-drain-{round}"));
+        rates[1].push(drain_handles(&q, h, backlog).await);
+        let (q, h) = redis_queue(format!("stores-e2e-{round}")).await;
+        rates[2].push(e2e_handles(&q, h, e2e).await);
+        let (q, h) = in_process(format!("stores-e2e-{round}"));
+        rates[3].push(e2e_handles(&q, h, e2e).await);
+    }
+    let [rd, md, re, me] = rates.map(|r| median(&r));
+    table.row(
+        &format!("drain a {backlog} backlog: in process vs Redis"),
+        format!("{md:.0} vs {rd:.0} jobs/s"),
+        format!("{:.2}x", md / rd),
+        "reference",
+    );
+    table.row(
+        &format!("end to end, {e2e} pushed one by one by 8 producers: in process vs Redis"),
+        format!("{me:.0} vs {re:.0} jobs/s"),
+        format!("{:.2}x", me / re),
+        "reference",
+    );
+}
+
 /// Pushes `n` no-op jobs one by one from 8 producers at once.
 async fn push_from_eight(q: &Queue, n: usize) {
     let producers: Vec<_> = (0..8)
@@ -1205,7 +1284,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only 1,2`: run only these sections (1: per job, 2: guard, 3: job layer, m: metrics,
-    // p: cost per job, 6: Redis deployments, 7: the drain as the backlog grows).
+    // p: cost per job, 6: Redis deployments, 7: the drain as the backlog grows, s: the stores
+    // side by side).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let want = |n: &str| only.as_ref().is_none_or(|o| o.split(',').any(|s| s == n));
     let sizes = if quick {
@@ -1533,6 +1613,13 @@ fn main() {
                 );
             }
         });
+    }
+
+    // s.
+    if want("s") {
+        table.section("s. the stores side by side: Redis and in process (2 workers x 16, no-op jobs)");
+        eprintln!("[{:>5.1}s] s. stores", started.elapsed().as_secs_f64());
+        rt.block_on(stores(&mut table, &redis.url, if quick { 3 } else { 5 }, sizes.backlog, sizes.e2e));
     }
 
     table.print();
