@@ -8,10 +8,9 @@
 //! within 24 h" means the same thing whenever the example runs. The wall-clock time of the
 //! computation is stored next to it, as [`StoredSummary::aggregated_at`].
 
-use std::fmt;
 use std::time::Duration;
 
-use dual_mode::jobs::{Job, JobError, JobInfo};
+use dual_mode::jobs::{CancelReason, Job, JobError, JobInfo};
 use dual_mode::{DualMode, Secret};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -57,50 +56,26 @@ pub struct StoredSummary {
 }
 
 /// Why an aggregation failed.
-#[derive(Debug)]
+///
+/// `Display` says what failed at this level; the cause is in
+/// [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
 pub enum AggregateError {
     /// ESI failed.
-    Esi(EsiError),
+    #[error(transparent)]
+    Esi(#[from] EsiError),
     /// The summary store failed.
-    Store(redis::RedisError),
+    #[error("summary store failed")]
+    Store(#[source] redis::RedisError),
     /// A stored summary does not decode.
-    Corrupt(serde_json::Error),
+    #[error("stored summary does not decode")]
+    Corrupt(#[source] serde_json::Error),
     /// Entering or exiting the service's clients failed (`spec.run` outside a worker).
-    Clients(dual_mode::Error),
-}
-
-impl fmt::Display for AggregateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Esi(e) => write!(f, "{e}"),
-            Self::Store(e) => write!(f, "summary store failed: {e}"),
-            Self::Corrupt(e) => write!(f, "stored summary does not decode: {e}"),
-            Self::Clients(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for AggregateError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Esi(e) => Some(e),
-            Self::Store(e) => Some(e),
-            Self::Corrupt(e) => Some(e),
-            Self::Clients(e) => Some(e),
-        }
-    }
-}
-
-impl From<EsiError> for AggregateError {
-    fn from(e: EsiError) -> Self {
-        Self::Esi(e)
-    }
-}
-
-impl From<dual_mode::Error> for AggregateError {
-    fn from(e: dual_mode::Error) -> Self {
-        Self::Clients(e)
-    }
+    #[error(transparent)]
+    Clients(#[from] dual_mode::Error),
+    /// The job was asked to stop (cancelled, or its worker shutting down) during the walk.
+    #[error("stopped: {0:?}")]
+    Stopped(CancelReason),
 }
 
 /// The Redis key of a region's stored summary.
@@ -172,7 +147,7 @@ impl Job for ContractAggregationService {
         // is not interrupted.
         let walked = tokio::select! {
             walked = self.esi.public_contracts(self.region_id) => walked,
-            reason = job.cancelled() => return Err(JobError::failed(format!("stopped: {reason:?}"))),
+            reason = job.cancelled() => return Err(JobError::failed(AggregateError::Stopped(reason))),
         };
         match walked.map_err(AggregateError::from) {
             Ok(contracts) => self.store(contracts).await.map_err(JobError::failed),

@@ -34,17 +34,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, serve};
 use dual_mode::Secret;
-use dual_mode::jobs::{CancelOutcome, Queue};
+use dual_mode::jobs::{CancelOutcome, Queue, QueueError};
 use redis::aio::ConnectionManager;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::admin;
 use crate::aggregate::{AggregateError, ContractAggregationService, StoredSummary, aggregation_spec, summary_key};
 use crate::esi::{EsiError, ceil_secs};
 use crate::jobs::{JobView, Secrets, enqueue};
 use crate::settings::{EsiToken, RedisUrl, Settings};
 use crate::timestamp::Timestamp;
+use crate::{admin, error_chain};
 
 /// The app state: settings, the shared clients, the queue, the secrets.
 #[derive(Debug, Clone)]
@@ -127,7 +127,7 @@ impl IntoResponse for ApiError {
 
 impl From<AggregateError> for ApiError {
     fn from(e: AggregateError) -> Self {
-        let message = e.to_string();
+        let message = error_chain(&e);
         match e {
             AggregateError::Esi(EsiError::NotFound { .. }) => Self::new(StatusCode::NOT_FOUND, message),
             AggregateError::Esi(esi) if esi.retry_after().is_some() => Self {
@@ -138,9 +138,10 @@ impl From<AggregateError> for ApiError {
                 Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message) }
             }
             AggregateError::Esi(_) => Self::new(StatusCode::BAD_GATEWAY, message),
-            AggregateError::Store(_) | AggregateError::Corrupt(_) | AggregateError::Clients(_) => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
-            }
+            AggregateError::Store(_)
+            | AggregateError::Corrupt(_)
+            | AggregateError::Clients(_)
+            | AggregateError::Stopped(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
         }
     }
 }
@@ -234,8 +235,7 @@ async fn summary(
             ));
         }
     };
-    let store_failed =
-        |e: redis::RedisError| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("summary store failed: {e}"));
+    let store_failed = |e: redis::RedisError| ApiError::from(AggregateError::Store(e));
     let mut con = state.redis.clone();
     let (stored, missing): (Option<String>, Option<String>) = redis::pipe()
         .cmd("GET")
@@ -270,7 +270,7 @@ async fn summary(
             Some(stored) => {
                 let mut body = serde_json::to_value(&stored).unwrap_or_default();
                 body["stale"] = json!(true);
-                body["stale_because"] = json!(e.to_string());
+                body["stale_because"] = json!(error_chain(&e));
                 Ok(Json(body).into_response())
             }
             None => Err(e.into()),
@@ -354,9 +354,9 @@ async fn aggregate(
     // The caller's trace continues in the job; a malformed header is ignored, as the W3C
     // Trace Context specification asks.
     let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let pushed = enqueue(&state.queue, &state.settings, region_id, traceparent)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("could not enqueue: {e}")))?;
+    let pushed = enqueue(&state.queue, &state.settings, region_id, traceparent).await.map_err(|e| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("could not enqueue: {}", error_chain(&e)))
+    })?;
     let job_id = pushed.job_id;
     let body = json!({
         "job_id": job_id,
@@ -380,13 +380,13 @@ fn no_job(id: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("no job {id}"))
 }
 
-fn queue_failed(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("job store failed: {e}"))
+fn queue_failed(e: &QueueError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("job store failed: {}", error_chain(e)))
 }
 
 async fn job(State(state): State<AppState>, path: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
     let id = job_id(path)?;
-    let record = state.queue.job(&id).await.map_err(queue_failed)?.ok_or_else(|| no_job(&id))?;
+    let record = state.queue.job(&id).await.map_err(|e| queue_failed(&e))?.ok_or_else(|| no_job(&id))?;
     Ok(Json(JobView::new(&record, state.queue.config().max_attempts)).into_response())
 }
 
@@ -395,7 +395,7 @@ async fn cancel(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = job_id(path)?;
-    let body = match state.queue.cancel(&id).await.map_err(queue_failed)? {
+    let body = match state.queue.cancel(&id).await.map_err(|e| queue_failed(&e))? {
         CancelOutcome::Removed => json!({ "job_id": id, "cancel": "removed", "state": "cancelled" }),
         CancelOutcome::Requested => json!({ "job_id": id, "cancel": "requested" }),
         CancelOutcome::AlreadyEnded(ended) => {
@@ -412,6 +412,6 @@ async fn healthz(State(state): State<AppState>) -> Response {
     let ping: Result<String, _> = redis::cmd("PING").query_async(&mut state.redis.clone()).await;
     match ping {
         Ok(_) => Json(json!({ "status": "ok" })).into_response(),
-        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}")).into_response(),
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {}", error_chain(&e))).into_response(),
     }
 }

@@ -10,6 +10,8 @@
 //! - [`model`], [`timestamp`]: the contract model and the summary, pure;
 //! - [`standin`]: an ESI stand-in serving recorded pages, with failure modes for tests;
 //! - [`settings`]: what both modes are told, and the two secrets.
+//! - [`error_chain`]: an error with its causes, as the CLI, the API's error bodies and the logs
+//!   print it (each error's `Display` says only what failed at its own level).
 //!
 //! The binary (`cargo run -p esi-contracts`) runs the main job or one role; see the README's
 //! "The ESI example".
@@ -26,3 +28,41 @@ pub mod model;
 pub mod settings;
 pub mod standin;
 pub mod timestamp;
+
+/// An error and its causes (its [`source`](std::error::Error::source) chain), `": "`-joined,
+/// as the job layer keeps them in job records: what the CLI, the API's error bodies and the
+/// logs show. Each error's `Display` says only what failed at its own level; a cause that an
+/// error prints anyway (a foreign type's habit) is not repeated.
+#[must_use]
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+    use crate::aggregate::AggregateError;
+    use crate::esi::EsiError;
+
+    #[test]
+    fn the_chain_says_each_level_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let e = AggregateError::Esi(EsiError::Cache { op: "read page", source: redis::RedisError::from(io) });
+        assert_eq!(e.to_string(), "ESI page cache (read page) failed");
+        // Redis's error prints its I/O cause too: it is not repeated.
+        assert_eq!(error_chain(&e), "ESI page cache (read page) failed: connection refused");
+        let e = AggregateError::Corrupt(serde_json::from_str::<u8>("x").unwrap_err());
+        assert_eq!(e.to_string(), "stored summary does not decode");
+        assert_eq!(error_chain(&e), "stored summary does not decode: expected value at line 1 column 1");
+    }
+}

@@ -20,7 +20,7 @@ use dual_mode::jobs::JobState;
 use esi_contracts::jobs::{BoxError, Secrets};
 use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
 use esi_contracts::standin::{self, RECORDED_AT, StandIn, StandInOptions};
-use esi_contracts::{admin, api, app, cli, jobs};
+use esi_contracts::{admin, api, app, cli, error_chain, jobs};
 
 const USAGE: &str = "\
 usage: esi-contracts [COMMAND] [OPTIONS]
@@ -254,7 +254,7 @@ async fn main() -> ExitCode {
         return match jobs_command(&all[1..]).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("esi-contracts jobs: {e}");
+                eprintln!("esi-contracts jobs: {}", error_chain(&*e));
                 ExitCode::FAILURE
             }
         };
@@ -271,7 +271,7 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("esi-contracts: {e}");
+            eprintln!("esi-contracts: {}", error_chain(&*e));
             ExitCode::FAILURE
         }
     }

@@ -35,7 +35,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             let handle = match builder.install_recorder() {
                 Ok(handle) => handle,
                 Err(e) => {
-                    tracing::warn!(error = %e, "metrics recorder not installed: /metrics will answer 503");
+                    tracing::warn!(error = %crate::error_chain(&e), "metrics recorder not installed: /metrics will answer 503");
                     return None;
                 }
             };
@@ -63,7 +63,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
     };
     if let Err(e) = dual_mode::metrics::record_depth(&state.queue).await {
         // The counters are still worth serving; the depth gauges keep their last sample.
-        tracing::warn!(error = %e, "sampling the queue depth failed");
+        tracing::warn!(error = %crate::error_chain(&e), "sampling the queue depth failed");
     }
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     ([(header::CONTENT_TYPE, content_type)], handle.render()).into_response()

@@ -117,8 +117,8 @@ impl Settings {
     /// Refuses the real ESI with a `User-Agent` whose contact is missing or a placeholder.
     ///
     /// # Errors
-    /// What is wrong and what to set.
-    pub fn check_contact(&self) -> Result<(), String> {
+    /// A [`ContactError`], which says what to set.
+    pub fn check_contact(&self) -> Result<(), ContactError> {
         let host = reqwest::Url::parse(&self.esi_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
         if host.as_deref() != Some(REAL_ESI_HOST) {
             return Ok(());
@@ -128,15 +128,23 @@ impl Settings {
             .iter()
             .any(|domain| agent.contains(domain));
         if placeholder || !agent.contains('@') {
-            return Err(format!(
-                "refusing to call {REAL_ESI_HOST} with the User-Agent {:?}: ESI needs one that names the \
-                 application and a real contact, an email preferably; set --user-agent or ESI_USER_AGENT, \
-                 e.g. \"my-app/1.0 (me@my.domain)\"",
-                self.user_agent()
-            ));
+            return Err(ContactError { user_agent: self.user_agent().to_owned() });
         }
         Ok(())
     }
+}
+
+/// The settings would call the real ESI with a `User-Agent` whose contact is missing or a
+/// placeholder.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "refusing to call {REAL_ESI_HOST} with the User-Agent {user_agent:?}: ESI needs one that names the \
+     application and a real contact, an email preferably; set --user-agent or ESI_USER_AGENT, \
+     e.g. \"my-app/1.0 (me@my.domain)\""
+)]
+pub struct ContactError {
+    /// The `User-Agent` refused.
+    pub user_agent: String,
 }
 
 /// The ESI access token. Public contracts need none: an empty token sends no

@@ -8,12 +8,12 @@ use axum::http::StatusCode;
 use dual_mode::{Guard, Secret};
 use dual_mode_test_support::RedisServer;
 use esi_contracts::aggregate::StoredSummary;
-use esi_contracts::app;
 use esi_contracts::esi::{EsiClient, EsiClientParts, EsiClientSpec, EsiError, FetchCounts};
 use esi_contracts::model::{RegionSummary, summarize};
 use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
 use esi_contracts::standin;
 use esi_contracts::standin::{RECORDED_AT, RateLimit, StandIn, StandInOptions};
+use esi_contracts::{app, error_chain};
 use redis::aio::ConnectionManager;
 
 const FORGE: i32 = 10_000_002;
@@ -139,7 +139,12 @@ async fn each_typed_error() {
     // A bad body is not cached: once the page is whole again, it is downloaded.
     esi_server.set_malformed(DOMAIN, 1, true);
     match esi.public_contracts(DOMAIN).await {
-        Err(e @ EsiError::BadBody { .. }) => assert!(e.to_string().contains("not a contract page"), "{e}"),
+        Err(e @ EsiError::BadBody { .. }) => {
+            // What is wrong at this level; the decoder's error is the source, shown in the chain.
+            let source = std::error::Error::source(&e).expect("the decoder's error").to_string();
+            assert!(e.to_string().ends_with("not a contract page") && !e.to_string().contains(&source), "{e}");
+            assert_eq!(error_chain(&e), format!("{e}: {source}"));
+        }
         other => panic!("expected BadBody, got {other:?}"),
     }
     esi_server.set_malformed(DOMAIN, 1, false);
@@ -168,7 +173,11 @@ async fn each_typed_error() {
     let closed = dual_mode_test_support::free_port().unwrap();
     let offline = client(&redis, Settings::for_esi(&format!("http://127.0.0.1:{closed}/latest"))).await;
     match offline.public_contracts(FORGE).await {
-        Err(e @ EsiError::Http { .. }) => assert!(std::error::Error::source(&e).is_some()),
+        Err(e @ EsiError::Http { .. }) => {
+            let source = std::error::Error::source(&e).expect("reqwest's error").to_string();
+            assert!(e.to_string().ends_with("failed") && !e.to_string().contains(&source), "{e}");
+            assert!(error_chain(&e).starts_with(&format!("{e}: {source}")), "{}", error_chain(&e));
+        }
         other => panic!("expected Http, got {other:?}"),
     }
     offline.exit().await.expect("exit");

@@ -1,12 +1,17 @@
 //! [`EsiError`]: why a call to ESI failed, and what the caller can do about it.
 
-use std::fmt;
 use std::time::Duration;
 
+use crate::settings::ContactError;
+
 /// Why a call to ESI failed.
-#[derive(Debug)]
+///
+/// `Display` says what failed at this level; the cause, when there is one, is in
+/// [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
 pub enum EsiError {
     /// `404` for page 1: no such region.
+    #[error("ESI 404 for {url}: {message}")]
     NotFound {
         /// The request.
         url: String,
@@ -14,6 +19,7 @@ pub enum EsiError {
         message: String,
     },
     /// `420`, or an error-limit back-off longer than [`Settings::max_backoff_secs`](crate::settings::Settings::max_backoff_secs).
+    #[error("ESI error limit reached for {url} (resets in {reset_secs} s): {message}")]
     ErrorLimited {
         /// The request.
         url: String,
@@ -23,6 +29,7 @@ pub enum EsiError {
         message: String,
     },
     /// `429`, or a pause of the route longer than [`Settings::max_backoff_secs`](crate::settings::Settings::max_backoff_secs).
+    #[error("ESI rate limit reached for {url} (retry after {} s): {message}", ceil_secs(*.retry_after))]
     RateLimited {
         /// The request.
         url: String,
@@ -33,6 +40,7 @@ pub enum EsiError {
     },
     /// The pages did not hold still: the cache turned over during every one of the allowed
     /// walks, or page 1 expires too soon to start one.
+    #[error("ESI pages of region {region_id} changed during the walk: {detail}")]
     Inconsistent {
         /// The region.
         region_id: i32,
@@ -42,6 +50,7 @@ pub enum EsiError {
         retry_after: Option<Duration>,
     },
     /// A `5xx`, still failing after the retries.
+    #[error("ESI server error {status} for {url}: {message}")]
     Server {
         /// The request.
         url: String,
@@ -51,6 +60,7 @@ pub enum EsiError {
         message: String,
     },
     /// Any other unexpected status (`400`, `403`, ...).
+    #[error("ESI answered {status} for {url}: {message}")]
     Status {
         /// The request.
         url: String,
@@ -61,18 +71,21 @@ pub enum EsiError {
     },
     /// A `200` whose body is not a contract page, a missing `X-Pages`, or a `304` for a page
     /// that is no longer cached.
+    #[error("bad ESI response for {url}: {detail}")]
     BadBody {
         /// The request.
         url: String,
         /// What is wrong.
-        detail: String,
+        detail: &'static str,
+        /// Why the body does not decode, when that is what is wrong.
+        #[source]
+        source: Option<serde_json::Error>,
     },
     /// The settings must not be used against this ESI (a placeholder contact for the real one).
-    Refused {
-        /// What to set.
-        reason: String,
-    },
+    #[error(transparent)]
+    Refused(#[from] ContactError),
     /// The request did not get a response (connect, timeout, TLS).
+    #[error("request to {url} failed")]
     Http {
         /// The request.
         url: String,
@@ -80,6 +93,7 @@ pub enum EsiError {
         source: reqwest::Error,
     },
     /// The page cache failed.
+    #[error("ESI page cache ({op}) failed")]
     Cache {
         /// What was being done.
         op: &'static str,
@@ -104,39 +118,6 @@ impl EsiError {
             Self::RateLimited { retry_after, .. } => Some(*retry_after),
             Self::ErrorLimited { reset_secs, .. } => Some(Duration::from_secs((*reset_secs).max(1))),
             Self::Inconsistent { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for EsiError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotFound { url, message } => write!(f, "ESI 404 for {url}: {message}"),
-            Self::ErrorLimited { url, reset_secs, message } => {
-                write!(f, "ESI error limit reached for {url} (resets in {reset_secs} s): {message}")
-            }
-            Self::RateLimited { url, retry_after, message } => {
-                write!(f, "ESI rate limit reached for {url} (retry after {} s): {message}", ceil_secs(*retry_after))
-            }
-            Self::Inconsistent { region_id, detail, .. } => {
-                write!(f, "ESI pages of region {region_id} changed during the walk: {detail}")
-            }
-            Self::Server { url, status, message } => write!(f, "ESI server error {status} for {url}: {message}"),
-            Self::Status { url, status, message } => write!(f, "ESI answered {status} for {url}: {message}"),
-            Self::BadBody { url, detail } => write!(f, "bad ESI response for {url}: {detail}"),
-            Self::Refused { reason } => f.write_str(reason),
-            Self::Http { url, source } => write!(f, "request to {url} failed: {source}"),
-            Self::Cache { op, source } => write!(f, "ESI page cache ({op}) failed: {source}"),
-        }
-    }
-}
-
-impl std::error::Error for EsiError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Http { source, .. } => Some(source),
-            Self::Cache { source, .. } => Some(source),
             _ => None,
         }
     }

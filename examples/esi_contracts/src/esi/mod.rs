@@ -196,9 +196,7 @@ impl EsiClient {
     /// unsettled cache with the time to wait ([`EsiError::retry_after`]); the first other
     /// failure.
     pub async fn public_contracts(&self, region_id: i32) -> Result<RegionContracts, EsiError> {
-        if let Err(reason) = self.settings.check_contact() {
-            return Err(EsiError::Refused { reason });
-        }
+        self.settings.check_contact()?;
         let mut fetch = FetchCounts::default();
         let mut restart = false;
         loop {
@@ -290,7 +288,8 @@ impl EsiClient {
     ) -> Result<usize, EsiError> {
         let (contracts, skipped) = parse_page(&page.body).map_err(|e| EsiError::BadBody {
             url: self.page_url(region_id, n),
-            detail: format!("not a contract page: {e}"),
+            detail: "not a contract page",
+            source: Some(e),
         })?;
         if skipped > 0 {
             tracing::warn!(region_id, page = n, skipped, "contracts with unexpected values skipped");
@@ -407,7 +406,8 @@ impl EsiClient {
             let Some(mut c) = cached else {
                 return Err(EsiError::BadBody {
                     url: url.to_owned(),
-                    detail: "304 Not Modified for a page that is not cached".into(),
+                    detail: "304 Not Modified for a page that is not cached",
+                    source: None,
                 });
             };
             c.expires = expires;
@@ -435,12 +435,12 @@ impl EsiClient {
             });
         }
         let Some(pages) = pages_header else {
-            return Err(EsiError::BadBody { url: url.to_owned(), detail: "no X-Pages header".into() });
+            return Err(EsiError::BadBody { url: url.to_owned(), detail: "no X-Pages header", source: None });
         };
         // Checked before caching (that it is a JSON array, without building its contracts: the
         // walk reads them): a truncated page must not be served for 30 minutes.
         if let Err(e) = serde_json::from_str::<Vec<serde::de::IgnoredAny>>(&body) {
-            return Err(EsiError::BadBody { url: url.to_owned(), detail: format!("not a contract page: {e}") });
+            return Err(EsiError::BadBody { url: url.to_owned(), detail: "not a contract page", source: Some(e) });
         }
         let etag = header_str(&headers, "etag").unwrap_or_default().to_owned();
         let c = CachedPage { etag, expires, last_modified: last_modified.unwrap_or(now), pages, body };
