@@ -4,3 +4,5 @@
 pub(crate) mod http;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql", feature = "sqlx-sqlite"))]
+mod sqlx;
