@@ -401,8 +401,12 @@ async fn a_guard_closes_the_pool_it_opened_and_leaves_an_injected_one_open() {
     let n: i32 = sqlx::query_scalar("SELECT 41 + 1").fetch_one(&guard.db).await.expect("query");
     assert_eq!(n, 42);
     assert_eq!(counter.settles_at(1).await, 1, "a temporary pool holds one connection");
+    // A clone that outlives the guard (kept by a task, a cache) would keep a dropped pool's
+    // connection open; a closed pool is closed for every clone.
+    let kept = guard.db.clone();
     guard.exit().await.expect("exit");
     assert_eq!(counter.settles_at(0).await, 0, "exit closed it");
+    assert!(kept.is_closed(), "closed, not only dropped");
 
     let failed: Result<(), dual_mode::BoxError> = spec
         .clone()

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::redis_server::{TempDir, free_port};
 
 /// How long a new server gets to accept connections.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a server gets to shut down on drop before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -204,6 +204,25 @@ impl PostgresServer {
             "max_connections=200",
         ]);
         let server = Server::spawn(postgres, dir, port)?;
+        // Listening is not ready: until recovery ends, a connection is refused ("the database
+        // system is starting up").
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let answer = Command::new(bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .output()?;
+            if answer.status.success() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+                let said =
+                    String::from_utf8_lossy(&answer.stdout).into_owned() + &String::from_utf8_lossy(&answer.stderr);
+                return Err(DatabaseError::NotListening(port, format!("{log}pg_isready: {said}")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Ok(Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), port, server })
     }
 
@@ -214,13 +233,15 @@ impl PostgresServer {
     }
 }
 
-/// The directory of `initdb` and `postgres`: on the `PATH`, or the newest
+/// The directory of `initdb`, `postgres` and `pg_isready`: on the `PATH`, or the newest
 /// `/usr/lib/postgresql/<version>/bin` (where Debian's package keeps them).
 fn postgres_bin() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .find(|d| d.join("initdb").is_file() && d.join("postgres").is_file());
+        .find(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
+        // A symlink's directory may not hold the rest (`pg_isready`).
+        .and_then(|d| Some(std::fs::canonicalize(d.join("initdb")).ok()?.parent()?.to_owned()));
     if on_path.is_some() {
         return on_path;
     }
