@@ -489,3 +489,78 @@ async fn a_temporary_sqlite_pool_closes_its_files_on_every_path() {
     assert!(cancelled.is_err(), "the body never ends");
     assert_eq!(files().await, 0, "closed after a cancellation");
 }
+
+#[derive(DualMode)]
+struct Orders {
+    settings: Settings,
+    #[dual_mode(shared, config = settings.database_url)]
+    db: deadpool_postgres::Pool,
+    #[dual_mode(shared, config = settings.database_url)]
+    orm: sea_orm::DatabaseConnection,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadpool_and_sea_orm_pools_are_opened_at_once_and_closed_on_exit() {
+    let pg = PostgresServer::start();
+    let mut counter = Counter::pg(&pg.url).await;
+    let spec = OrdersSpec { settings: Settings { database_url: pg.url.clone() } };
+
+    let guard = OrdersParts::from(spec.clone()).enter().await.expect("enter");
+    assert_eq!(counter.settles_at(2).await, 2, "one connection each, opened on enter");
+    let client = guard.db.get().await.expect("get");
+    let row = client.query_one("SELECT 40 + 2", &[]).await.expect("query");
+    assert_eq!(row.get::<_, i32>(0), 42);
+    drop(client);
+    sea_orm::ConnectionTrait::execute_unprepared(&guard.orm, "SELECT 1").await.expect("sea-orm query");
+    let kept = guard.db.clone();
+    guard.exit().await.expect("exit");
+    assert!(kept.is_closed(), "closed, not only dropped");
+    assert_eq!(counter.settles_at(0).await, 0, "exit closed both");
+
+    let wrong = OrdersSpec { settings: Settings { database_url: pg.url.replace("/postgres", "/no_such_database") } };
+    let Err(e) = OrdersParts::from(wrong).enter().await else { panic!("entered a database that does not exist") };
+    assert_eq!(e.site().field, "db", "{e}");
+    assert_eq!(counter.settles_at(0).await, 0, "no connection left behind");
+}
+
+/// Requests seen by the middleware of [`with_stack`].
+static THROUGH_MIDDLEWARE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[derive(DualMode)]
+struct Fetcher {
+    http_config: dual_mode::HttpConfig,
+    base_url: String,
+    #[dual_mode(shared, open = with_stack)]
+    http: reqwest_middleware::ClientWithMiddleware,
+}
+
+/// A middleware that counts the requests it sees.
+fn count<'a>(
+    req: reqwest::Request,
+    ext: &'a mut axum::http::Extensions,
+    next: reqwest_middleware::Next<'a>,
+) -> std::pin::Pin<Box<dyn Future<Output = reqwest_middleware::Result<reqwest::Response>> + Send + 'a>> {
+    THROUGH_MIDDLEWARE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Box::pin(next.run(req, ext))
+}
+
+/// The middleware stack, from the spec.
+async fn with_stack(spec: &FetcherSpec) -> Result<reqwest_middleware::ClientWithMiddleware, reqwest::Error> {
+    Ok(spec.http_config.middleware()?.with(count).build())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_middleware_client_gets_its_stack_from_the_spec_and_closes_its_connections() {
+    let server = dual_mode_test_support::CountingHttp::start().await;
+    let spec = FetcherSpec { http_config: dual_mode::HttpConfig::default(), base_url: server.url() };
+    let status = spec
+        .run(async |f: &Fetcher| -> Result<u16, dual_mode::BoxError> {
+            Ok(f.http.get(&f.base_url).send().await?.status().as_u16())
+        })
+        .await
+        .expect("run");
+    assert_eq!(status, 200);
+    assert_eq!(THROUGH_MIDDLEWARE.load(std::sync::atomic::Ordering::SeqCst), 1, "through the spec's stack");
+    assert_eq!(server.accepted(), 1);
+    assert_eq!(common::eventually(0, async || server.open()).await, 0, "its connection closed after the run");
+}
