@@ -545,6 +545,7 @@ fn count<'a>(
 }
 
 /// The middleware stack, from the spec.
+#[allow(clippy::unused_async, reason = "an `open = path` function is async")]
 async fn with_stack(spec: &FetcherSpec) -> Result<reqwest_middleware::ClientWithMiddleware, reqwest::Error> {
     Ok(spec.http_config.middleware()?.with(count).build())
 }
