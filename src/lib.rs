@@ -85,7 +85,11 @@
 //! * A shared field's type is a cheap-to-clone handle implementing [`Resource`] (or uses
 //!   `open = path`). Built in: `reqwest::Client` (feature `reqwest`, on one process-wide TLS
 //!   configuration) and redis `MultiplexedConnection`, `ConnectionManager` and the cluster's
-//!   `ClusterConnection` (feature `redis`).
+//!   `ClusterConnection` (feature `redis`). Off by default, each behind a feature named after
+//!   its crate: sqlx's `PgPool`, `MySqlPool` and `SqlitePool` (`sqlx-postgres`, `sqlx-mysql`,
+//!   `sqlx-sqlite`), deadpool-postgres's `Pool` (`deadpool-postgres`) and sea-orm's
+//!   `DatabaseConnection` (`sea-orm`), opened from a database URL and closed, not only dropped;
+//!   reqwest-middleware's `ClientWithMiddleware` (`reqwest-middleware`).
 //! * The `reqwest` feature turns on reqwest's `rustls` feature, its default TLS with its own
 //!   crypto provider: clients that your code builds with `reqwest::Client::builder()` work
 //!   whether your crate keeps reqwest's default features or turns them off.
