@@ -87,7 +87,11 @@
 //!   process-wide TLS configuration) and of reqwest 0.12 (feature `reqwest-0-12`, off by
 //!   default, on the same configuration), and redis 1.x's `MultiplexedConnection`,
 //!   `ConnectionManager` and the cluster's `ClusterConnection` (feature `redis`). `dual_mode::reqwest`
-//!   and `dual_mode::redis` name exactly these versions.
+//!   and `dual_mode::redis` name exactly these versions. Off by default, each behind a feature
+//!   named after its crate: sqlx's `PgPool`, `MySqlPool` and `SqlitePool` (`sqlx-postgres`,
+//!   `sqlx-mysql`, `sqlx-sqlite`), deadpool-postgres's `Pool` (`deadpool-postgres`) and
+//!   sea-orm's `DatabaseConnection` (`sea-orm`), opened from a database URL and closed, not only
+//!   dropped; reqwest-middleware's `ClientWithMiddleware` (`reqwest-middleware`).
 //! * The `reqwest` feature turns on reqwest's `rustls` feature, its default TLS with its own
 //!   crypto provider: clients that your code builds with `reqwest::Client::builder()` work
 //!   whether your crate keeps reqwest's default features or turns them off.

@@ -363,14 +363,25 @@ fn shared(a: &FieldKeys, ty: &Type, errors: &mut Errors) -> Shared {
 }
 
 /// The name of a well-known live client type (`reqwest::Client`, a Redis connection, a
-/// database pool), which can never be a spec field.
+/// database pool, an ORM's connection), which can never be a spec field.
 fn live_client(ty: &Type) -> Option<String> {
-    const CLIENTS: &[&str] =
-        &["Client", "ConnectionManager", "MultiplexedConnection", "Pool", "PgPool", "MySqlPool", "SqlitePool"];
+    const CLIENTS: &[&str] = &[
+        "Client",
+        "ClientWithMiddleware",
+        "ClusterConnection",
+        "ConnectionManager",
+        "DatabaseConnection",
+        "MultiplexedConnection",
+        "Pool",
+        "PgPool",
+        "MySqlPool",
+        "SqlitePool",
+    ];
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
-    (p.qself.is_none() && last.arguments.is_none() && CLIENTS.iter().any(|c| last.ident == c))
-        .then(|| crate::ctxt::type_name(ty))
+    // `sqlx::Pool<Postgres>` and `bb8::Pool<M>` are pools whatever their parameter.
+    let plain = last.arguments.is_none() || last.ident == "Pool";
+    (p.qself.is_none() && plain && CLIENTS.iter().any(|c| last.ident == c)).then(|| crate::ctxt::type_name(ty))
 }
 
 /// `T` when `ty` is written `Option<T>` (or `std::option::Option<T>`, `core::option::Option<T>`).

@@ -74,7 +74,7 @@ impl<T: Resource + Clone> SharedField for T {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` needs a config: write `#[dual_mode(shared, config = spec_field)]`",
     label = "no `config = ...` here, and the config of `{Self}` has no default",
-    note = "name a spec or secret field that holds the config, such as a Redis URL"
+    note = "name a spec or secret field that holds the config, such as a Redis or database URL"
 )]
 pub trait DefaultConfig: SharedField {
     /// Opens the field at `site` into `scope` with the default config, unless the scope has it.

@@ -34,6 +34,8 @@ pub use secret::{Secret, SecretSource, SerializeSecret};
 pub use service::FromState;
 pub use service::{DualMode, Guard, Parts, Spec, run};
 
+#[cfg(feature = "deadpool-postgres")]
+pub use builtin::deadpool::DeadpoolError;
 #[cfg(feature = "reqwest")]
 pub use builtin::http::HttpConfig;
 

@@ -9,8 +9,11 @@
 //! - [`CountingHttp`]: a minimal HTTP/1.1 keep-alive server on 127.0.0.1 that answers `ok` and
 //!   counts its connections as the server sees them.
 //! - [`prometheus_value`]: one series' value in Prometheus text format.
+//! - [`PostgresServer`], [`MariaDbServer`]: a temporary Postgres or MariaDB on a free
+//!   127.0.0.1 port with its own data directory, stopped and removed on drop.
 //! - [`Browser`]: a headless Chromium driven over `WebDriver` by its own `chromedriver`.
 
+mod database;
 mod http;
 mod prometheus;
 mod redis_cluster;
@@ -19,6 +22,7 @@ mod redis_server;
 mod tls;
 mod webdriver;
 
+pub use database::{DatabaseError, MariaDbServer, PostgresServer};
 pub use http::CountingHttp;
 pub use prometheus::prometheus_value;
 pub use redis_cluster::RedisCluster;

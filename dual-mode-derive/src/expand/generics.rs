@@ -22,6 +22,11 @@ pub(crate) struct Bounds {
     /// The spec's predicates as text, for `#[serde(bound = "...")]`; `None` for a spec
     /// without type parameters.
     pub(crate) serde: Option<String>,
+    /// `for<'__dual_mode> T: DualMode` for each nested field of a concrete type `T`, on every
+    /// generated struct and impl. Under a binder, a bound that does not hold is no error where
+    /// it is written (it only makes the item unusable), so a nested type that is not a service
+    /// is the one error of its field's check, not one per generated item.
+    pub(crate) nested: Vec<WherePredicate>,
 }
 
 /// Whether `tokens` mention any of `names` as an identifier.
@@ -98,7 +103,22 @@ fn field_bound(field: &Field<'_>, k: &TokenStream) -> TokenStream {
     }
 }
 
+/// The bounds of nested fields whose type mentions no parameter (see [`Bounds::nested`]).
+fn nested_bounds(input: &Input<'_>, k: &TokenStream) -> Vec<WherePredicate> {
+    let params = type_params(input.generics);
+    input
+        .fields
+        .iter()
+        .filter(|f| matches!(f.kind, Kind::Nested) && !mentions(f.ty.to_token_stream(), &params))
+        .map(|f| {
+            let ty = respan(f.ty.to_token_stream(), Span::call_site());
+            syn::parse_quote! { for<'__dual_mode> #ty: #k::DualMode }
+        })
+        .collect()
+}
+
 pub(crate) fn bounds(input: &Input<'_>, k: &TokenStream) -> Bounds {
+    let nested = nested_bounds(input, k);
     let in_spec = |f: &&Field<'_>| matches!(f.kind, Kind::Spec { .. } | Kind::Nested);
     let spec_tokens: TokenStream = input.fields.iter().filter(in_spec).map(|f| f.ty.to_token_stream()).collect();
     let mut spec_generics = input.generics.clone();
@@ -121,6 +141,10 @@ pub(crate) fn bounds(input: &Input<'_>, k: &TokenStream) -> Bounds {
     if let Some(w) = &mut spec_generics.where_clause {
         w.predicates =
             w.predicates.iter().filter(|p| !mentions(p.to_token_stream(), &dropped_names)).cloned().collect();
+    }
+
+    if !nested.is_empty() {
+        spec_generics.make_where_clause().predicates.extend(nested.iter().cloned());
     }
 
     let all_params = type_params(input.generics);
@@ -158,10 +182,11 @@ pub(crate) fn bounds(input: &Input<'_>, k: &TokenStream) -> Bounds {
             .join(", ")
     });
     Bounds {
-        service: quote! { where #(#own,)* #(#service_inferred)* },
+        service: quote! { where #(#own,)* #(#nested,)* #(#service_inferred)* },
         spec: quote! { where #(#spec_own,)* #(#spec_inferred)* },
         spec_generics,
         dropped,
         serde,
+        nested,
     }
 }

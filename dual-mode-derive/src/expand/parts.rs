@@ -15,6 +15,10 @@ impl Expander<'_> {
         let parts = &self.parts;
         let service = self.input.ident;
         let params = &generics.params;
+        let mut generics = syn::Generics::clone(generics);
+        if !self.bounds.nested.is_empty() {
+            generics.make_where_clause().predicates.extend(self.bounds.nested.iter().cloned());
+        }
         let where_clause = &generics.where_clause;
         let fields = self.each(|f, ident| {
             let Field { vis, ty, docs, .. } = f;

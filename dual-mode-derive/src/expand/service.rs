@@ -92,7 +92,7 @@ impl Expander<'_> {
     fn inherent(&self, spec_ty: &TokenStream, parts_ty: &TokenStream, service_ty: &TokenStream) -> TokenStream {
         let k = &self.krate;
         let (impl_generics, _, _) = self.input.generics.split_for_impl();
-        let (spec_impl_generics, _, _) = self.bounds.spec_generics.split_for_impl();
+        let (spec_impl_generics, _, spec_where) = self.bounds.spec_generics.split_for_impl();
         let where_all = &self.bounds.service;
         // Parameters the spec drops become parameters of its methods.
         let dropped = &self.bounds.dropped;
@@ -111,7 +111,7 @@ impl Expander<'_> {
         let service_spec = self.body(quote! { <Self as #k::DualMode>::spec(self) });
         quote! {
             #[automatically_derived]
-            impl #spec_impl_generics #spec_ty {
+            impl #spec_impl_generics #spec_ty #spec_where {
                 #[doc = #enter_doc]
                 #[allow(clippy::missing_errors_doc)]
                 pub fn enter<#method_generics>(

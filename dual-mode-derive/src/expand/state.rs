@@ -47,7 +47,11 @@ impl Expander<'_> {
                         seen.push(name);
                     }
                 }
-                Kind::Nested => bounds.push(quote_spanned! {ty.span()=> #ty: #k::FromState<#state>, }),
+                // Under a binder, as `Bounds::nested`: `FromState` implies `DualMode`, and a
+                // nested type that is not a service is then no second error here.
+                Kind::Nested => {
+                    bounds.push(quote_spanned! {ty.span()=> for<'__dual_mode> #ty: #k::FromState<#state>, });
+                }
                 Kind::Spec { .. } => {}
             }
         }

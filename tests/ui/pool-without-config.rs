@@ -1,0 +1,10 @@
+// A pool opens from a database URL: it has no default config.
+use dual_mode::DualMode;
+
+#[derive(DualMode)]
+struct Ledger {
+    #[dual_mode(shared)]
+    db: sqlx::PgPool,
+}
+
+fn main() {}
