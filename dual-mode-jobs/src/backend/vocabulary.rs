@@ -110,7 +110,7 @@ pub struct RunRef<'a> {
 /// A claimed entry: id, fields, delivery count.
 pub type Claimed = (String, RawFields, u64);
 
-/// A job at its gate: what [`Backend::gate`] checks.
+/// A job at its gate: what [`Backend::gate`](super::Backend::gate) checks.
 #[derive(Debug, Clone, Default)]
 pub struct Gate {
     /// The job's id.
@@ -220,7 +220,7 @@ pub struct ConsumerInfo {
     pub idle_ms: u64,
 }
 
-/// Counts beyond [`Backend::stats`]: the ended jobs' sets and the pause.
+/// Counts beyond [`Backend::stats`](super::Backend::stats): the ended jobs' sets and the pause.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StateCounts {
     /// Jobs done whose records live.
