@@ -13,6 +13,8 @@
 #[macro_use]
 #[path = "conformance/harness.rs"]
 mod harness;
+#[path = "common/cron.rs"]
+mod cron_support;
 #[path = "common/jobs.rs"]
 mod jobs_support;
 #[path = "common/probe.rs"]

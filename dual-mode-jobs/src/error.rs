@@ -370,7 +370,6 @@ fn misconfigured(e: &dual_mode_runtime::Error) -> bool {
     matches!(e, dual_mode_runtime::Error::Enter(enter) if enter.is_misconfigured())
 }
 
-/// An error and its causes, `": "`-joined: what parked entries and job records keep.
 /// Logs a failed operation of a loop with its error's chain: at `warn`, or at `debug` when Redis
 /// is unreachable, since the connection logs an outage once as it begins and once as it ends.
 macro_rules! failed {
@@ -383,9 +382,15 @@ macro_rules! failed {
         }
     }};
 }
+pub(crate) use error_chain as chain;
 pub(crate) use failed;
 
-pub(crate) fn chain(e: &(dyn StdError + 'static)) -> String {
+/// An error and its causes (its [`source`](StdError::source) chain), `": "`-joined: what parked
+/// entries and job records keep, and what a program shows a person. Each error's `Display`
+/// says only what failed at its own level; a cause that an error prints anyway (a transparent
+/// wrapper, a foreign type's habit) is not repeated.
+#[must_use]
+pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
     let mut out = e.to_string();
     let mut next = e.source();
     while let Some(cause) = next {

@@ -250,7 +250,9 @@ pub use admin::record_depth;
 pub use admin::{Page, QueueOverview, Throughput, WorkerInfo};
 pub use cron::Cron;
 pub use envelope::{Envelope, RawFields, decode_json};
-pub use error::{BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError, ReplyError};
+pub use error::{
+    BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError, ReplyError, error_chain,
+};
 pub use lane::{Lane, UnknownLane};
 pub use limit::{RateLimit, RateScope};
 pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};

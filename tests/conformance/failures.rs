@@ -6,12 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dual_mode::jobs::{
-    JobError, JobInfo, JobState, ParkReason, PushOptions, QueueConfig, Worker, WorkerConfig, handler_fn, typed,
-};
+use dual_mode::jobs::{JobError, JobInfo, JobState, ParkReason, PushOptions, QueueConfig, Worker, handler_fn, typed};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{Store, parked_count, start, stop, unique, wait_for};
+use crate::harness::{Store, fast_worker, parked_count, start, stop, unique, wait_for};
 
 cases! {
     bad_payloads_are_parked_with_their_reason_and_the_next_job_runs,
@@ -32,16 +30,6 @@ struct Payload {
 enum Kind {
     A,
     B,
-}
-
-fn fast_worker() -> WorkerConfig {
-    WorkerConfig::new()
-        .concurrency(8)
-        .lease(Duration::from_secs(2))
-        .block(Duration::from_millis(200))
-        .poll_delayed_every(Duration::from_millis(20))
-        .backoff(Duration::from_millis(50), Duration::from_secs(2))
-        .shutdown_deadline(Duration::from_secs(5))
 }
 
 async fn bad_payloads_are_parked_with_their_reason_and_the_next_job_runs(store: &Store) {

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use dual_mode::jobs::{
     CancelOutcome, JobError, JobInfo, JobState, PushOptions, QueueConfig, QueueStats, RateLimit, RateScope, Worker,
-    WorkerConfig, handler_fn, typed,
+    handler_fn, typed,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{Store, start, stop, unique, wait_for, wait_state};
+use crate::harness::{Store, fast_worker, start, stop, unique, wait_for, wait_state};
 
 cases! {
     jobs_over_their_type_limit_wait_as_delayed_and_start_spaced_without_burning_attempts,
@@ -20,16 +20,6 @@ cases! {
     a_concurrency_of_one_per_key_holds_across_two_workers,
     a_unique_key_admits_one_job_until_it_ends,
     a_job_longer_than_the_lease_keeps_the_slot_of_its_key,
-}
-
-fn fast_worker() -> WorkerConfig {
-    WorkerConfig::new()
-        .concurrency(8)
-        .lease(Duration::from_secs(2))
-        .block(Duration::from_millis(200))
-        .poll_delayed_every(Duration::from_millis(20))
-        .backoff(Duration::from_millis(50), Duration::from_secs(2))
-        .shutdown_deadline(Duration::from_secs(5))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dual_mode::jobs::{JobRecord, JobState, Queue, QueueConfig};
+use dual_mode::jobs::{JobRecord, JobState, Queue, QueueConfig, WorkerConfig};
 use dual_mode_test_support::RedisServer;
 
 pub use crate::jobs_support::{start, stop, unique, wait_for};
@@ -111,4 +111,16 @@ pub fn tick_ms(record: &JobRecord) -> i64 {
 /// The ticks of every queued job, in queue order.
 pub async fn queued_ticks(q: &Queue) -> Vec<i64> {
     queued(q).await.iter().map(tick_ms).collect()
+}
+
+/// A worker for the cases: 8 slots, a 2 s lease, 200 ms blocking reads, delayed entries
+/// polled every 20 ms, retries after 50 ms to 2 s.
+pub fn fast_worker() -> WorkerConfig {
+    WorkerConfig::new()
+        .concurrency(8)
+        .lease(Duration::from_secs(2))
+        .block(Duration::from_millis(200))
+        .poll_delayed_every(Duration::from_millis(20))
+        .backoff(Duration::from_millis(50), Duration::from_secs(2))
+        .shutdown_deadline(Duration::from_secs(5))
 }

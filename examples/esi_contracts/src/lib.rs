@@ -29,24 +29,9 @@ pub mod settings;
 pub mod standin;
 pub mod timestamp;
 
-/// An error and its causes (its [`source`](std::error::Error::source) chain), `": "`-joined,
-/// as the job layer keeps them in job records: what the CLI, the API's error bodies and the
-/// logs show. Each error's `Display` says only what failed at its own level; a cause that an
-/// error prints anyway (a foreign type's habit) is not repeated.
-#[must_use]
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let text = cause.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        next = cause.source();
-    }
-    out
-}
+/// An error and its causes, `": "`-joined, as the job layer keeps them in job records: what the
+/// CLI, the API's error bodies and the logs show.
+pub use dual_mode::jobs::error_chain;
 
 #[cfg(test)]
 mod tests {
