@@ -2,7 +2,6 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +32,29 @@ pub struct HttpConfig {
     pub pool_max_idle_per_host: Option<usize>,
 }
 
+/// `builder` with `config`'s fields applied: one place for reqwest 0.13's and 0.12's builders
+/// (the same methods on two types), so that a field added to [`HttpConfig`] reaches both.
+macro_rules! apply_config {
+    ($config:expr, $builder:expr) => {{
+        let (config, mut b) = ($config, $builder);
+        if let Some(ua) = &config.user_agent {
+            b = b.user_agent(ua.clone());
+        }
+        if let Some(ms) = config.timeout_ms {
+            b = b.timeout(::std::time::Duration::from_millis(ms));
+        }
+        if let Some(ms) = config.connect_timeout_ms {
+            b = b.connect_timeout(::std::time::Duration::from_millis(ms));
+        }
+        if let Some(n) = config.pool_max_idle_per_host {
+            b = b.pool_max_idle_per_host(n);
+        }
+        b
+    }};
+}
+#[cfg_attr(not(feature = "reqwest-0-12"), allow(unused_imports, reason = "used by the 0.12 builder"))]
+pub(crate) use apply_config;
+
 impl HttpConfig {
     /// A `reqwest::ClientBuilder` with this config on the process-wide TLS configuration.
     ///
@@ -43,19 +65,7 @@ impl HttpConfig {
         if let Some(tls) = tls_config() {
             b = b.tls_backend_preconfigured(tls.as_ref().clone());
         }
-        if let Some(ua) = &self.user_agent {
-            b = b.user_agent(ua.clone());
-        }
-        if let Some(ms) = self.timeout_ms {
-            b = b.timeout(Duration::from_millis(ms));
-        }
-        if let Some(ms) = self.connect_timeout_ms {
-            b = b.connect_timeout(Duration::from_millis(ms));
-        }
-        if let Some(n) = self.pool_max_idle_per_host {
-            b = b.pool_max_idle_per_host(n);
-        }
-        b
+        apply_config!(self, b)
     }
 }
 

@@ -7,11 +7,9 @@
 //! own in your `Cargo.toml` (reqwest 0.12's default features have one), or
 //! [`HttpConfig::builder_0_12`].
 
-use std::time::Duration;
-
 use reqwest_0_12 as reqwest;
 
-use super::http::tls_config;
+use super::http::{apply_config, tls_config};
 use crate::{HttpConfig, Resource};
 
 impl HttpConfig {
@@ -30,19 +28,7 @@ impl HttpConfig {
         if let Some(tls) = tls_config() {
             b = b.use_preconfigured_tls(tls.as_ref().clone());
         }
-        if let Some(ua) = &self.user_agent {
-            b = b.user_agent(ua.clone());
-        }
-        if let Some(ms) = self.timeout_ms {
-            b = b.timeout(Duration::from_millis(ms));
-        }
-        if let Some(ms) = self.connect_timeout_ms {
-            b = b.connect_timeout(Duration::from_millis(ms));
-        }
-        if let Some(n) = self.pool_max_idle_per_host {
-            b = b.pool_max_idle_per_host(n);
-        }
-        b
+        apply_config!(self, b)
     }
 }
 
