@@ -376,6 +376,7 @@ fn live_client(ty: &Type) -> Option<String> {
         "PgPool",
         "MySqlPool",
         "SqlitePool",
+        "AnyPool",
     ];
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;

@@ -13,6 +13,7 @@ mod middleware;
     feature = "sqlx-postgres",
     feature = "sqlx-mysql",
     feature = "sqlx-sqlite",
+    feature = "sqlx-any",
     feature = "sea-orm",
     feature = "deadpool-postgres"
 ))]
@@ -21,5 +22,5 @@ mod pool_url;
 mod redis;
 #[cfg(feature = "sea-orm")]
 mod sea_orm;
-#[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql", feature = "sqlx-sqlite"))]
+#[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql", feature = "sqlx-sqlite", feature = "sqlx-any"))]
 mod sqlx;

@@ -1,5 +1,5 @@
 //! sqlx pools as [`Resource`]s: `PgPool` (feature `sqlx-postgres`), `MySqlPool`
-//! (`sqlx-mysql`) and `SqlitePool` (`sqlx-sqlite`).
+//! (`sqlx-mysql`), `SqlitePool` (`sqlx-sqlite`) and `AnyPool` (`sqlx-any`).
 //!
 //! The config is the database URL, which usually carries a password: name a `Secret` field in
 //! `config = ...` so that it never reaches a queue. The pool's options ride on the same URL as
@@ -124,3 +124,47 @@ struct Notes {
 }
 ```"
 );
+
+/// `sqlx::AnyPool` (feature `sqlx-any`): config, a URL whose scheme picks the driver among those
+/// the build has (`postgres://`, `mysql://`, `sqlite://`, with the features `sqlx-postgres`,
+/// `sqlx-mysql`, `sqlx-sqlite`). One service then runs on SQLite in a test and on Postgres in
+/// production, within what sqlx's `Any` driver can carry (integers, floats, text, bytes).
+///
+/// The first open installs sqlx's default drivers (`sqlx::any::install_default_drivers`, a
+/// no-op once done). An application that installs a list of its own with
+/// `sqlx::any::install_drivers` does so before it opens anything: sqlx allows one list per
+/// process.
+///
+/// ```
+/// use dual_mode::{DualMode, Secret};
+///
+/// #[derive(DualMode)]
+/// struct Ledger {
+///     #[dual_mode(shared, config = database_url)]
+///     db: sqlx::AnyPool,
+///     #[dual_mode(secret, env = "DATABASE_URL")]
+///     database_url: Secret<String>,
+/// }
+/// ```
+#[cfg(feature = "sqlx-any")]
+impl Resource for Pool<sqlx::Any> {
+    type Config = str;
+    type Error = sqlx::Error;
+
+    /// Opens a pool from a database URL (pool options as query parameters; see the module
+    /// docs) with one connection in it, on the driver the URL's scheme names.
+    async fn open(url: &str) -> Result<Self, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        open::<sqlx::Any>(url).await
+    }
+
+    fn share_key(url: &str) -> u64 {
+        share_key(url)
+    }
+
+    /// Closes every connection of the pool, as for the typed pools.
+    async fn close(self) -> Result<(), sqlx::Error> {
+        Pool::close(&self).await;
+        Ok(())
+    }
+}

@@ -1,5 +1,6 @@
-//! The ESI example's API under load, on loopback servers this binary starts: a temporary
-//! `redis-server`, the ESI stand-in and the API.
+//! The ESI example's API under load, on loopback servers this binary starts: the ESI stand-in
+//! and the API, its data in a SQLite file in a temporary directory (or in `DATABASE_URL`,
+//! e.g. a Postgres), its queue in process.
 //!
 //! `cargo bench -p esi-contracts --bench api_load` (about 15 s; `-- --quick`: about 6 s).
 //!
@@ -18,10 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dual_mode::Secret;
-use dual_mode_test_support::RedisServer;
 use esi_contracts::api::{self, AppState};
 use esi_contracts::jobs::{self, Secrets};
-use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
+use esi_contracts::settings::{DatabaseUrl, EsiToken, Settings};
 use esi_contracts::standin::{self, RECORDED_AT, REGIONS, StandIn, StandInOptions};
 
 /// What one scenario measured.
@@ -135,16 +135,19 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let duration = Duration::from_secs(if quick { 2 } else { 5 });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let redis = RedisServer::temporary().unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("esi-api-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let database_url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| format!("sqlite://{}?mode=rwc", dir.join("esi.db").display()));
     rt.block_on(async {
         let esi = standin::start(StandInOptions { last_modified: Some(RECORDED_AT), ..StandInOptions::default() })
             .await
             .expect("stand-in");
         let secrets = Secrets {
             token: Secret::new(EsiToken::default()),
-            redis_url: Secret::new(RedisUrl::new(redis.url.as_str())),
+            database_url: Secret::new(DatabaseUrl::new(database_url.as_str())),
         };
-        let queue = jobs::connect_queue(secrets.redis_url.expose()).await.expect("queue");
+        let queue = jobs::connect_queue(None).await.expect("queue");
         let state = AppState::connect(Settings::for_esi(esi.base_url()), secrets, queue).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -197,4 +200,5 @@ fn main() {
             if slow == 0 { "met".to_owned() } else { format!("MISSED ({slow} requests)") }
         );
     });
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,6 @@
 //! [`ContractAggregationService`]: one region's summary, computed from every page of its
-//! public contracts, stored in Redis with the time it was computed.
+//! public contracts, added to the region's history in the example's database with the time it
+//! was computed.
 //!
 //! The summary is computed **as of the data's own time**: the newest `Last-Modified` of the
 //! pages read (see [`RegionContracts::as_of`]). Real ESI's `Last-Modified` is at most about
@@ -12,12 +13,12 @@ use std::time::Duration;
 
 use dual_mode::jobs::{CancelReason, Job, JobError, JobInfo};
 use dual_mode::{DualMode, Secret};
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::esi::{EsiClient, EsiClientSpec, EsiError, FetchCounts, RegionContracts};
 use crate::model::{RegionSummary, summarize};
-use crate::settings::{RedisUrl, Settings};
+use crate::settings::{DatabaseUrl, Settings};
+use crate::store;
 use crate::timestamp::Timestamp;
 
 /// Aggregates one region. Its spec is the job payload: the region and the ESI client's spec
@@ -27,15 +28,15 @@ pub struct ContractAggregationService {
     /// The region to aggregate.
     pub region_id: i32,
     /// The ESI client; entering this service enters it with the same clients, so one job
-    /// opens one temporary Redis connection, not two.
+    /// opens one temporary database pool, not two.
     #[dual_mode(nested)]
     pub esi: EsiClient,
     /// Where summaries are stored.
-    #[dual_mode(secret, env = "REDIS_URL")]
-    pub redis_url: Secret<RedisUrl>,
-    /// The summary store.
-    #[dual_mode(shared, config = redis_url)]
-    pub redis: ConnectionManager,
+    #[dual_mode(secret, env = "DATABASE_URL")]
+    pub database_url: Secret<DatabaseUrl>,
+    /// The summaries' history (the page cache's database: one pool for both).
+    #[dual_mode(shared, config = database_url)]
+    pub db: sqlx::AnyPool,
 }
 
 /// The spec of an aggregation of `region_id` with `settings`.
@@ -44,7 +45,7 @@ pub fn aggregation_spec(region_id: i32, settings: &Settings) -> ContractAggregat
     ContractAggregationServiceSpec { region_id, esi: EsiClientSpec { settings: settings.clone() } }
 }
 
-/// A summary as stored in Redis (`esi:summary:{region_id}`).
+/// A summary as stored in its region's history (the table `region_summaries`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredSummary {
     /// The summary, as of the data's time (`summary.computed_at`).
@@ -66,7 +67,7 @@ pub enum AggregateError {
     Esi(#[from] EsiError),
     /// The summary store failed.
     #[error("summary store failed")]
-    Store(#[source] redis::RedisError),
+    Store(#[source] sqlx::Error),
     /// A stored summary does not decode.
     #[error("stored summary does not decode")]
     Corrupt(#[source] serde_json::Error),
@@ -78,29 +79,26 @@ pub enum AggregateError {
     Stopped(CancelReason),
 }
 
-/// The Redis key of a region's stored summary.
-#[must_use]
-pub fn summary_key(region_id: i32) -> String {
-    format!("esi:summary:{region_id}")
-}
-
-/// The stored summary of `region_id`, if any.
+/// The newest summary of `region_id`, if any.
 ///
 /// # Errors
-/// Redis fails, or the stored value does not decode.
-pub async fn stored_summary(
-    redis: &ConnectionManager,
-    region_id: i32,
-) -> Result<Option<StoredSummary>, AggregateError> {
-    let mut con = redis.clone();
-    let raw: Option<String> =
-        redis::cmd("GET").arg(summary_key(region_id)).query_async(&mut con).await.map_err(AggregateError::Store)?;
-    raw.map(|raw| serde_json::from_str(&raw).map_err(AggregateError::Corrupt)).transpose()
+/// The database fails, or the stored value does not decode.
+pub async fn stored_summary(db: &sqlx::AnyPool, region_id: i32) -> Result<Option<StoredSummary>, AggregateError> {
+    Ok(history(db, region_id, 1).await?.pop())
+}
+
+/// The newest `limit` summaries of `region_id`, newest first.
+///
+/// # Errors
+/// The database fails, or a stored value does not decode.
+pub async fn history(db: &sqlx::AnyPool, region_id: i32, limit: u32) -> Result<Vec<StoredSummary>, AggregateError> {
+    let rows = store::summaries(db, region_id, limit).await.map_err(AggregateError::Store)?;
+    rows.iter().map(|raw| serde_json::from_str(raw).map_err(AggregateError::Corrupt)).collect()
 }
 
 impl ContractAggregationService {
-    /// Fetches every page of the region, summarizes it as of the data's time, stores the
-    /// summary and returns it.
+    /// Fetches every page of the region, summarizes it as of the data's time, adds the
+    /// summary to the region's history and returns it.
     ///
     /// # Errors
     /// ESI or the store failed.
@@ -118,13 +116,7 @@ impl ContractAggregationService {
             fetch,
         };
         let json = serde_json::to_string(&stored).map_err(AggregateError::Corrupt)?;
-        let mut con = self.redis.clone();
-        redis::cmd("SET")
-            .arg(summary_key(self.region_id))
-            .arg(json)
-            .query_async::<()>(&mut con)
-            .await
-            .map_err(AggregateError::Store)?;
+        store::record_summary(&self.db, &stored, &json).await.map_err(AggregateError::Store)?;
         Ok(stored)
     }
 }

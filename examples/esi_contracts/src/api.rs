@@ -2,16 +2,17 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /regions/{id}/summary` | the stored summary; computed now (with the shared clients) and stored when there is none, or with `?refresh=true` (at most once a minute per region) |
+//! | `GET /regions/{id}/summary` | the newest stored summary; computed now (with the shared clients) and stored when there is none, or with `?refresh=true` (at most once a minute per region) |
+//! | `GET /regions/{id}/history` | the region's summaries over time, newest first: `{"region_id", "summaries": [...]}`, at most `?limit=N` (default 20, at most 500) |
 //! | `POST /regions/{id}/aggregate` | `202` with the id of the enqueued job; while an aggregation of the region is queued, delayed or running, that job's id with `"duplicate": true`; a `traceparent` header is carried to the job, whose span continues the trace |
 //! | `GET /jobs/{id}` | the job's record ([`JobView`]): state, attempt, times, worker, error, park reason, and the summary once done |
 //! | `DELETE /jobs/{id}` | cancels the job: `"removed"` (it never runs), `"requested"` (it is running and stops), or `"already_ended"` with its state |
-//! | `GET /healthz` | `200` when Redis answers, `503` otherwise |
+//! | `GET /healthz` | `200` when the database answers, `503` otherwise |
 //! | `GET /metrics` | the job layer's and the guards' metrics in Prometheus text format ([`crate::metrics`]) |
 //! | `/admin/jobs` | the job dashboard, behind its token ([`admin`]), when the state has one |
 //!
 //! Every error is JSON, `{"error": "..."}`: bad input is a `400`, an unknown region or job a
-//! `404`, an ESI or Redis failure a `502`/`503`. Nothing answers `500`.
+//! `404`, an ESI or database failure a `502`/`503`. Nothing answers `500`.
 //!
 //! The API protects the deployment's ESI budget from its callers:
 //!
@@ -21,10 +22,11 @@
 //! - a request never waits out a pause: when ESI's limits, a `5xx` or a turning cache stop a
 //!   computation, the stored summary is served marked `"stale": true`, or without one a `503`
 //!   with `Retry-After`;
-//! - one computation per region at a time (a Redis lock), and a `?refresh=true` within
+//! - one computation per region at a time (a lock in the database), and a `?refresh=true` within
 //!   [`REFRESH_EVERY_SECS`] of the last computation serves the stored summary.
 
 use std::future::Future;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
@@ -35,14 +37,14 @@ use axum::routing::{get, post};
 use axum::{Json, serve};
 use dual_mode::Secret;
 use dual_mode::jobs::{CancelOutcome, Queue, QueueError};
-use redis::aio::ConnectionManager;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::aggregate::{AggregateError, ContractAggregationService, StoredSummary, aggregation_spec, summary_key};
+use crate::aggregate::{AggregateError, ContractAggregationService, StoredSummary, aggregation_spec, history};
 use crate::esi::{EsiError, ceil_secs};
 use crate::jobs::{JobView, Secrets, enqueue};
-use crate::settings::{EsiToken, RedisUrl, Settings};
+use crate::settings::{DatabaseUrl, EsiToken, Settings};
+use crate::store::{self, SetMark};
 use crate::timestamp::Timestamp;
 use crate::{admin, error_chain};
 
@@ -53,8 +55,8 @@ pub struct AppState {
     pub settings: Settings,
     /// The shared HTTP client.
     pub http: reqwest::Client,
-    /// The shared Redis connection.
-    pub redis: ConnectionManager,
+    /// The shared database pool.
+    pub db: sqlx::AnyPool,
     /// The aggregation queue.
     pub queue: Queue,
     /// The secrets.
@@ -65,15 +67,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state, with an HTTP client built from the settings and a Redis connection opened
-    /// on the secret URL.
+    /// The state, with an HTTP client built from the settings and a database pool of
+    /// [`API_POOL_SIZE`] connections opened on the secret URL (unless the URL names a size),
+    /// whose tables are created where missing.
     ///
     /// # Errors
-    /// Redis is unreachable, or the HTTP client cannot be built.
+    /// The database is unreachable, or the HTTP client cannot be built.
     pub async fn connect(settings: Settings, secrets: Secrets, queue: Queue) -> Result<Self, crate::jobs::BoxError> {
         let http = <reqwest::Client as dual_mode::Resource>::open(&settings.http).await?;
-        let redis = <ConnectionManager as dual_mode::Resource>::open(secrets.redis_url.expose()).await?;
-        Ok(Self { settings, http, redis, queue, secrets, admin_token: None })
+        let url = store::with_pool_size(secrets.database_url.expose(), API_POOL_SIZE);
+        let db = <sqlx::AnyPool as dual_mode::Resource>::open(&url).await?;
+        store::migrate(&db).await?;
+        Ok(Self { settings, http, db, queue, secrets, admin_token: None })
     }
 }
 
@@ -83,9 +88,9 @@ impl FromRef<AppState> for reqwest::Client {
     }
 }
 
-impl FromRef<AppState> for ConnectionManager {
+impl FromRef<AppState> for sqlx::AnyPool {
     fn from_ref(state: &AppState) -> Self {
-        state.redis.clone()
+        state.db.clone()
     }
 }
 
@@ -95,9 +100,9 @@ impl FromRef<AppState> for Secret<EsiToken> {
     }
 }
 
-impl FromRef<AppState> for Secret<RedisUrl> {
+impl FromRef<AppState> for Secret<DatabaseUrl> {
     fn from_ref(state: &AppState) -> Self {
-        state.secrets.redis_url.clone()
+        state.secrets.database_url.clone()
     }
 }
 
@@ -156,9 +161,15 @@ pub const MISSING_TTL_SECS: u64 = 60 * 60;
 pub const REFRESH_EVERY_SECS: i64 = 60;
 
 /// How long one computation of a region holds its lock (it is released when done).
-const COMPUTE_LOCK_MS: u64 = 60_000;
+const COMPUTE_LOCK: Duration = Duration::from_secs(60);
 
-/// The Redis key remembering that ESI does not know a region.
+/// The connections of the API's database pool.
+pub const API_POOL_SIZE: u32 = 8;
+
+/// How many summaries `GET /regions/{id}/history` answers by default, and at most.
+pub const HISTORY_LIMIT: (u32, u32) = (20, 500);
+
+/// The mark remembering that ESI does not know a region.
 #[must_use]
 pub fn missing_key(region_id: i32) -> String {
     format!("esi:region-missing:{region_id}")
@@ -169,7 +180,7 @@ fn unknown_region(region_id: i32) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("ESI does not know region {region_id}"))
 }
 
-/// The Redis key of a region's computation lock.
+/// The mark of a region's computation lock.
 fn lock_key(region_id: i32) -> String {
     format!("esi:summary-lock:{region_id}")
 }
@@ -198,6 +209,7 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .route("/regions/{id}/summary", get(summary))
+        .route("/regions/{id}/history", get(region_history))
         .route("/regions/{id}/aggregate", post(aggregate))
         .route("/jobs/{id}", get(job).delete(cancel))
         .route("/healthz", get(healthz))
@@ -235,20 +247,15 @@ async fn summary(
             ));
         }
     };
-    let store_failed = |e: redis::RedisError| ApiError::from(AggregateError::Store(e));
-    let mut con = state.redis.clone();
-    let (stored, missing): (Option<String>, Option<String>) = redis::pipe()
-        .cmd("GET")
-        .arg(summary_key(region_id))
-        .cmd("GET")
-        .arg(missing_key(region_id))
-        .query_async(&mut con)
-        .await
-        .map_err(store_failed)?;
-    if missing.is_some() {
+    let store_failed = |e: sqlx::Error| ApiError::from(AggregateError::Store(e));
+    if store::mark(&state.db, &missing_key(region_id)).await.map_err(store_failed)?.is_some() {
         return Err(unknown_region(region_id));
     }
-    let stored: Option<StoredSummary> = stored.and_then(|raw| serde_json::from_str(&raw).ok());
+    // A summary that no longer decodes is computed again.
+    let stored = crate::aggregate::stored_summary(&state.db, region_id).await.or_else(|e| match e {
+        AggregateError::Corrupt(_) => Ok(None),
+        e => Err(ApiError::from(e)),
+    })?;
     let recent = stored.as_ref().is_some_and(|s| Timestamp::now().0 - s.aggregated_at.0 < REFRESH_EVERY_SECS);
     if let Some(stored) = &stored
         && (!refresh || recent)
@@ -291,26 +298,16 @@ enum Computed {
 /// Computes and stores the region's summary under its lock, in a task of its own (a caller
 /// that goes away does not leave the lock held). A region ESI does not know is remembered
 /// before the lock is released.
-async fn compute(state: &AppState, region_id: i32) -> Result<Computed, redis::RedisError> {
-    let mut con = state.redis.clone();
-    let locked: Option<String> = redis::cmd("SET")
-        .arg(lock_key(region_id))
-        .arg(1)
-        .arg("NX")
-        .arg("PX")
-        .arg(COMPUTE_LOCK_MS)
-        .query_async(&mut con)
-        .await?;
-    if locked.is_none() {
+async fn compute(state: &AppState, region_id: i32) -> Result<Computed, sqlx::Error> {
+    if !store::set_mark(&state.db, &lock_key(region_id), "1", COMPUTE_LOCK, SetMark::IfAbsent).await? {
         return Ok(Computed::Busy);
     }
     let state = state.clone();
     let task = tokio::spawn(async move {
-        let mut con = state.redis.clone();
+        let db = &state.db;
         // Another request may have learnt that ESI does not know the region since the caller
         // read the store.
-        let missing: Option<String> = redis::cmd("GET").arg(missing_key(region_id)).query_async(&mut con).await?;
-        let computed = if missing.is_some() {
+        let computed = if store::mark(db, &missing_key(region_id)).await?.is_some() {
             Computed::Unknown
         } else {
             // API mode: the service takes the shared clients from the state; no guard, nothing
@@ -319,19 +316,14 @@ async fn compute(state: &AppState, region_id: i32) -> Result<Computed, redis::Re
             let service = ContractAggregationService::from_state(aggregation_spec(region_id, &settings), &state);
             match service.aggregate().await {
                 Err(AggregateError::Esi(EsiError::NotFound { .. })) => {
-                    redis::cmd("SET")
-                        .arg(missing_key(region_id))
-                        .arg(1)
-                        .arg("EX")
-                        .arg(MISSING_TTL_SECS)
-                        .query_async::<()>(&mut con)
-                        .await?;
+                    let ttl = Duration::from_secs(MISSING_TTL_SECS);
+                    store::set_mark(db, &missing_key(region_id), "1", ttl, SetMark::Always).await?;
                     Computed::Unknown
                 }
                 result => Computed::Done(result),
             }
         };
-        redis::cmd("DEL").arg(lock_key(region_id)).query_async::<()>(&mut con).await?;
+        store::clear_mark(db, &lock_key(region_id)).await?;
         Ok(computed)
     });
     match task.await {
@@ -409,9 +401,34 @@ async fn cancel(
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    let ping: Result<String, _> = redis::cmd("PING").query_async(&mut state.redis.clone()).await;
-    match ping {
+    match sqlx::query("SELECT 1").execute(&state.db).await {
         Ok(_) => Json(json!({ "status": "ok" })).into_response(),
-        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("redis: {}", error_chain(&e))).into_response(),
+        Err(e) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("database: {}", error_chain(&e))).into_response()
+        }
     }
+}
+
+async fn region_history(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let region_id = region_id(path)?;
+    let (default, max) = HISTORY_LIMIT;
+    let limit = match query.as_deref().unwrap_or("") {
+        "" => default,
+        other => other
+            .strip_prefix("limit=")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown query {other:?}: the only parameter is limit=N, 1 to {max}"),
+                )
+            })?,
+    };
+    let summaries = history(&state.db, region_id, limit).await?;
+    Ok(Json(json!({ "region_id": region_id, "summaries": summaries })).into_response())
 }

@@ -1,8 +1,9 @@
 //! The main job: everything in one process, end to end, through the API.
 //!
-//! Starts the ESI stand-in (unless an ESI URL is given), uses `REDIS_URL` or starts a
-//! temporary `redis-server`, starts the API and two workers (two worker tasks in this process,
-//! each a separate consumer with its own warm clients, as two processes would be), enqueues an
+//! Starts the ESI stand-in (unless an ESI URL is given); keeps its data in `DATABASE_URL`, or
+//! in a SQLite file in a temporary directory; queues its jobs on Redis at `REDIS_URL`, or in
+//! this process; starts the API and two workers (two worker tasks in this process, each a
+//! separate consumer with its own warm clients, as two processes would be), enqueues an
 //! aggregation per region with `POST /regions/{id}/aggregate`, waits for the jobs
 //! (`Queue::wait_for`, woken as each ends) with a progress line, prints a table per region from
 //! its job's result, names the regions whose jobs failed, and stops everything it started (or,
@@ -15,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use dual_mode::Secret;
 use dual_mode::jobs::{JobOutcome, Queue, RunReport, WorkerHandle};
-use dual_mode_test_support::RedisServer;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -25,7 +25,7 @@ use crate::aggregate::{ContractAggregationService, StoredSummary};
 use crate::api::{self, AppState};
 use crate::jobs::{self, BoxError, JobView, Secrets};
 use crate::model::ContractType;
-use crate::settings::{EsiToken, RedisUrl, Settings};
+use crate::settings::{DatabaseUrl, EsiToken, RedisUrl, Settings};
 use crate::standin::{self, RECORDED_AT, StandIn, StandInOptions};
 
 /// What the main job is told.
@@ -37,8 +37,10 @@ pub struct Options {
     pub regions: Vec<i32>,
     /// The `User-Agent` to send; `None`: the settings' placeholder, refused by the real ESI.
     pub user_agent: Option<String>,
-    /// The Redis URL; `None` starts a temporary `redis-server`.
+    /// The queue's Redis URL; `None` keeps the queue in this process.
     pub redis_url: Option<Secret<RedisUrl>>,
+    /// The database URL; `None` uses a SQLite file in a temporary directory, removed at the end.
+    pub database_url: Option<Secret<DatabaseUrl>>,
     /// The ESI token (may be empty).
     pub token: Secret<EsiToken>,
     /// How long to wait for the jobs.
@@ -64,12 +66,41 @@ pub struct Report {
     pub pages_revalidated: Option<u64>,
     /// What the two workers reported when they stopped.
     pub workers: Vec<RunReport>,
+    /// How many summaries each region's history holds afterwards, as `GET
+    /// /regions/{id}/history` answered (the jobs wrote them; the API read them), in region
+    /// order.
+    pub history: Vec<(i32, usize)>,
+}
+
+/// A SQLite database in a directory of its own under the system's temporary directory,
+/// removed on drop.
+struct TempDatabase {
+    dir: std::path::PathBuf,
+}
+
+impl TempDatabase {
+    fn create() -> std::io::Result<Self> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let dir = std::env::temp_dir().join(format!("esi-contracts-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir })
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}?mode=rwc", self.dir.join("esi.db").display())
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// What the main job started, stopped by [`Started::stop`] (and, for the processes, on drop).
 struct Started {
     standin: Option<StandIn>,
-    redis: Option<RedisServer>,
+    database: Option<TempDatabase>,
     stop: watch::Sender<bool>,
     api: JoinHandle<std::io::Result<()>>,
     workers: Vec<WorkerHandle>,
@@ -96,7 +127,7 @@ impl Started {
         if let Some(standin) = self.standin {
             standin.shutdown().await;
         }
-        drop(self.redis);
+        drop(self.database);
         reports
     }
 }
@@ -136,22 +167,23 @@ pub async fn settings_for(
 pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, BoxError> {
     let (settings, standin) = settings_for(opts.esi_url.as_deref(), &opts.regions, opts.user_agent.as_deref()).await?;
     let esi_url = settings.esi_url.clone();
-    let (redis, redis_url) = match &opts.redis_url {
+    let (database, database_url) = match &opts.database_url {
         Some(url) => (None, url.clone()),
         None => {
-            let temp = RedisServer::temporary()?;
-            let url = Secret::new(RedisUrl::new(temp.url.as_str()));
+            let temp = TempDatabase::create()?;
+            let url = Secret::new(DatabaseUrl::new(temp.url()));
             (Some(temp), url)
         }
     };
     writeln!(
         out,
-        "ESI: {}; Redis: {}",
+        "ESI: {}; queue: {}; database: {}",
         standin.as_ref().map_or(esi_url.as_str(), |_| "embedded stand-in (recorded pages)"),
-        redis.as_ref().map_or("REDIS_URL", |r| r.url.as_str())
+        if opts.redis_url.is_some() { "Redis (REDIS_URL)" } else { "in this process" },
+        database.as_ref().map_or_else(|| "DATABASE_URL".to_owned(), |d| format!("SQLite in {}", d.dir.display())),
     )?;
-    let secrets = Secrets { token: opts.token.clone(), redis_url };
-    let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
+    let secrets = Secrets { token: opts.token.clone(), database_url };
+    let queue = jobs::connect_queue(opts.redis_url.as_ref().map(Secret::expose)).await?;
     let mut state = AppState::connect(settings.clone(), secrets.clone(), queue.clone()).await?;
     let dashboard_token = opts.dashboard_token.clone().unwrap_or_else(admin::random_token);
     state.admin_token = Some(dashboard_token.clone());
@@ -169,7 +201,7 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, 
         let worker = jobs::worker(queue.clone(), &settings, secrets.clone(), jobs::worker_config(4)).await?;
         workers.push(worker.spawn());
     }
-    let started = Started { standin, redis, stop, api, workers, api_url };
+    let started = Started { standin, database, stop, api, workers, api_url };
     let outcome = drive(&started, &queue, &settings, opts.timeout, out).await;
     if opts.serve {
         writeln!(out, "serving the API, the dashboard and the workers until Ctrl-C")?;
@@ -177,7 +209,7 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, 
     }
     let counts = started.standin.as_ref().map(|s| (s.ok_count(), s.not_modified_count()));
     let reports = started.stop().await;
-    let Driven { summaries, records, failed } = outcome?;
+    let Driven { summaries, records, failed, history } = outcome?;
     writeln!(out, "stopped the API, {} workers and everything else started", reports.len())?;
     Ok(Report {
         summaries,
@@ -186,6 +218,7 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, 
         pages_downloaded: counts.map(|c| c.0),
         pages_revalidated: counts.map(|c| c.1),
         workers: reports,
+        history,
     })
 }
 
@@ -194,6 +227,7 @@ struct Driven {
     summaries: Vec<StoredSummary>,
     records: Vec<JobView>,
     failed: Vec<(i32, String)>,
+    history: Vec<(i32, usize)>,
 }
 
 /// Enqueues, waits, prints the tables of the regions that worked, then names those that
@@ -267,7 +301,19 @@ async fn drive(
             writeln!(out, "  {} ({region}): {why}", region_name(*region))?;
         }
     }
-    Ok(Driven { summaries, records, failed })
+    // What the jobs wrote to the database, as the API reads it.
+    let mut history = Vec::new();
+    for region in &settings.regions {
+        let resp = http.get(format!("{base}/regions/{region}/history")).send().await?;
+        let status = resp.status();
+        let body: Value = serde_json::from_slice(&resp.bytes().await?)?;
+        let kept = body["summaries"].as_array().filter(|_| status.is_success());
+        let kept = kept.ok_or_else(|| format!("GET /regions/{region}/history answered {status}: {body}"))?;
+        history.push((*region, kept.len()));
+    }
+    let counts: Vec<String> = history.iter().map(|(region, n)| format!("{} {n}", region_name(*region))).collect();
+    writeln!(out, "\nsummaries kept per region (GET /regions/{{id}}/history): {}", counts.join(", "))?;
+    Ok(Driven { summaries, records, failed, history })
 }
 
 /// Rewrites the progress line: how many jobs are pending and how they ended.

@@ -11,11 +11,10 @@ use dual_mode::jobs::{
     Schedule, Scheduler, SchedulerConfig, TraceParent, Worker, WorkerConfig,
 };
 use dual_mode::{Context, Secret, Spec};
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{ContractAggregationService, ContractAggregationServiceSpec, aggregation_spec};
-use crate::settings::{EsiToken, RedisUrl, Settings};
+use crate::settings::{DatabaseUrl, EsiToken, RedisUrl, Settings};
 use crate::timestamp::Timestamp;
 
 /// The queue of aggregation jobs.
@@ -29,8 +28,8 @@ pub use dual_mode::BoxError;
 pub struct Secrets {
     /// The ESI token (may be empty).
     pub token: Secret<EsiToken>,
-    /// The Redis URL.
-    pub redis_url: Secret<RedisUrl>,
+    /// The database URL: the page cache, the shared pauses, the summaries.
+    pub database_url: Secret<DatabaseUrl>,
 }
 
 /// How long a region's unique key is held at most. The key is released when its job ends;
@@ -88,7 +87,7 @@ pub fn queue_config() -> QueueConfig {
 /// it, so that the job's span continues the request's trace.
 ///
 /// # Errors
-/// Redis fails.
+/// The queue's store fails.
 pub async fn enqueue(
     queue: &Queue,
     settings: &Settings,
@@ -195,13 +194,20 @@ mod state_name {
     }
 }
 
-/// Opens the aggregation queue on `redis_url`, with [`queue_config`].
+/// Opens the aggregation queue, with [`queue_config`]: on Redis at `redis_url`, which every
+/// process of a deployment shares, or without one in this process only
+/// ([`Queue::in_process`]: the main job, whose API and workers are tasks of one process).
 ///
 /// # Errors
-/// Redis is unreachable.
-pub async fn connect_queue(redis_url: &RedisUrl) -> Result<Queue, BoxError> {
-    let client = redis::Client::open(&**redis_url)?;
-    Ok(Queue::connect(client, queue_config()).await?)
+/// The URL is not a Redis URL, or Redis is unreachable.
+pub async fn connect_queue(redis_url: Option<&RedisUrl>) -> Result<Queue, BoxError> {
+    match redis_url {
+        Some(url) => {
+            let client = redis::Client::open(&**url)?;
+            Ok(Queue::connect(client, queue_config()).await?)
+        }
+        None => Ok(Queue::in_process(queue_config())?),
+    }
 }
 
 /// The worker's settings: the job layer's defaults, with a short back-off for the demo.
@@ -214,15 +220,20 @@ pub fn worker_config(concurrency: usize) -> WorkerConfig {
         .shutdown_deadline(Duration::from_secs(10))
 }
 
+/// The connections of a worker's database pool: a job holds one at a time (its reads and
+/// writes are one statement each).
+pub const WORKER_POOL_SIZE: u32 = 4;
+
 /// A worker of the aggregation jobs with its own warm clients.
 ///
-/// The [`Context`] holds one HTTP client, one Redis connection and the secrets for the
-/// worker's whole life; every job borrows them (`Clients::Context`). Secrets sit in the
-/// context under their source's name, so a worker also runs where they are not in the
-/// environment (the main job, whose Redis may be a temporary one).
+/// The [`Context`] holds one HTTP client, one database pool of [`WORKER_POOL_SIZE`]
+/// connections and the secrets for the worker's whole life; every job borrows them
+/// (`Clients::Context`) and opens nothing. Secrets sit in the context under their source's
+/// name, so a worker also runs where they are not in the environment (the main job, whose
+/// database may be a temporary one).
 ///
 /// # Errors
-/// The Redis connection or the HTTP client cannot be opened.
+/// The database pool or the HTTP client cannot be opened, or the tables cannot be created.
 pub async fn worker(
     queue: Queue,
     settings: &Settings,
@@ -231,8 +242,11 @@ pub async fn worker(
 ) -> Result<Worker, BoxError> {
     let mut ctx = Context::new();
     ctx.open::<reqwest::Client>(&settings.http).await?;
-    ctx.open::<ConnectionManager>(secrets.redis_url.expose()).await?;
-    ctx.insert_keyed("ESI_TOKEN", secrets.token).insert_keyed("REDIS_URL", secrets.redis_url);
+    let pool_url = crate::store::with_pool_size(secrets.database_url.expose(), WORKER_POOL_SIZE);
+    let db = <sqlx::AnyPool as dual_mode::Resource>::open(&pool_url).await?;
+    crate::store::migrate(&db).await?;
+    ctx.insert(db);
+    ctx.insert_keyed("ESI_TOKEN", secrets.token).insert_keyed("DATABASE_URL", secrets.database_url);
     Ok(Worker::new(queue, config).service::<ContractAggregationService>(Clients::Context(Arc::new(ctx))))
 }
 

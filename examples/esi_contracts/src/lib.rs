@@ -3,13 +3,15 @@
 //! jobs on workers (a context of warm clients).
 //!
 //! - [`esi`]: [`EsiClient`](esi::EsiClient), every page of a region's public contracts from one
-//!   cache generation, cached in Redis by `ETag`, within ESI's error and rate limits;
+//!   cache generation, cached by `ETag`, within ESI's error and rate limits;
 //! - [`aggregate`]: [`ContractAggregationService`](aggregate::ContractAggregationService), which
-//!   nests the client and stores a summary per region;
+//!   nests the client and keeps each region's summaries over time;
+//! - [`store`]: the database both hold through one shared `sqlx::AnyPool` (SQLite or
+//!   Postgres);
 //! - [`api`], [`jobs`]: API mode and job mode; [`app`]: the main job, both in one process;
 //! - [`model`], [`timestamp`]: the contract model and the summary, pure;
 //! - [`standin`]: an ESI stand-in serving recorded pages, with failure modes for tests;
-//! - [`settings`]: what both modes are told, and the two secrets.
+//! - [`settings`]: what both modes are told, and the secrets.
 //! - [`error_chain`]: an error with its causes, as the CLI, the API's error bodies and the logs
 //!   print it (each error's `Display` says only what failed at its own level).
 //!
@@ -27,6 +29,7 @@ pub mod metrics;
 pub mod model;
 pub mod settings;
 pub mod standin;
+pub mod store;
 pub mod timestamp;
 
 /// An error and its causes, `": "`-joined, as the job layer keeps them in job records: what the
@@ -42,10 +45,13 @@ mod tests {
     #[test]
     fn the_chain_says_each_level_once() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
-        let e = AggregateError::Esi(EsiError::Cache { op: "read page", source: redis::RedisError::from(io) });
+        let e = AggregateError::Esi(EsiError::Cache { op: "read page", source: sqlx::Error::Io(io) });
         assert_eq!(e.to_string(), "ESI page cache (read page) failed");
-        // Redis's error prints its I/O cause too: it is not repeated.
-        assert_eq!(error_chain(&e), "ESI page cache (read page) failed: connection refused");
+        // sqlx's error prints its I/O cause too: it is not repeated.
+        assert_eq!(
+            error_chain(&e),
+            "ESI page cache (read page) failed: error communicating with database: connection refused"
+        );
         let e = AggregateError::Corrupt(serde_json::from_str::<u8>("x").unwrap_err());
         assert_eq!(e.to_string(), "stored summary does not decode");
         assert_eq!(error_chain(&e), "stored summary does not decode: expected value at line 1 column 1");

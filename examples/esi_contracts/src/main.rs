@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! cargo run -p esi-contracts                  # the main job, end to end, then exit 0
-//! cargo run -p esi-contracts -- api           # the API       (REDIS_URL)
-//! cargo run -p esi-contracts -- worker        # a worker      (REDIS_URL)
+//! cargo run -p esi-contracts -- api           # the API       (REDIS_URL, DATABASE_URL)
+//! cargo run -p esi-contracts -- worker        # a worker      (REDIS_URL, DATABASE_URL)
 //! cargo run -p esi-contracts -- schedule      # the schedule  (REDIS_URL)
 //! cargo run -p esi-contracts -- standin       # the ESI stand-in alone
 //! cargo run -p esi-contracts -- jobs stats    # the job queue on a terminal (REDIS_URL)
@@ -16,9 +16,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use dual_mode::Secret;
-use dual_mode::jobs::JobState;
+use dual_mode::jobs::{JobState, Queue};
 use esi_contracts::jobs::{BoxError, Secrets};
-use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
+use esi_contracts::settings::{DatabaseUrl, EsiToken, RedisUrl, Settings};
 use esi_contracts::standin::{self, RECORDED_AT, StandIn, StandInOptions};
 use esi_contracts::{admin, api, app, cli, error_chain, jobs};
 
@@ -26,8 +26,10 @@ const USAGE: &str = "\
 usage: esi-contracts [COMMAND] [OPTIONS]
 
 commands:
-  (none)     the main job: the ESI stand-in (unless --esi-url), REDIS_URL or a temporary
-             redis-server, the API and two workers; aggregates every region through the API,
+  (none)     the main job, in one process with nothing installed: the ESI stand-in (unless
+             --esi-url), the queue (on REDIS_URL, else in the process), the database
+             (DATABASE_URL, else SQLite in a temporary directory), the API and two workers;
+             aggregates every region through the API,
              prints a table per region, names the regions that failed, stops everything
              and exits (non-zero when a region failed); prints the job dashboard's URL
              first, and with --serve keeps everything running after the tables
@@ -57,9 +59,13 @@ options:
                      after the tables, until Ctrl-C
 
 environment:
-  REDIS_URL   Redis for the queue, the page cache and the summaries (required by api, worker,
-              schedule; the main job starts a temporary redis-server without it). A secret:
-              it never reaches the queue.
+  REDIS_URL   Redis for the job queue, which separate processes share (required by api,
+              worker, schedule, jobs; the main job keeps its queue in its own process
+              without it). A secret: it never reaches the queue.
+  DATABASE_URL  the database of ESI's page cache, the shared pauses and the summaries'
+              history: postgres://... or sqlite://path?mode=rwc (required by api and
+              worker; the main job uses SQLite in a temporary directory without it). A
+              secret: it never reaches the queue.
   ESI_TOKEN   optional ESI token; public contracts need none. Read once at start.
   ESI_USER_AGENT  the User-Agent, when --user-agent is not given.
   DASHBOARD_TOKEN the job dashboard's password (user admin; or a bearer token), served by
@@ -120,9 +126,14 @@ fn token_from_env() -> Secret<EsiToken> {
     Secret::new(EsiToken::new(std::env::var("ESI_TOKEN").unwrap_or_default()))
 }
 
-/// The Redis URL from `REDIS_URL`.
+/// The queue's Redis URL from `REDIS_URL`.
 fn redis_url_from_env() -> Option<Secret<RedisUrl>> {
     std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()).map(|u| Secret::new(RedisUrl::new(u)))
+}
+
+/// The database URL from `DATABASE_URL`.
+fn database_url_from_env() -> Option<Secret<DatabaseUrl>> {
+    std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()).map(|u| Secret::new(DatabaseUrl::new(u)))
 }
 
 /// The dashboard's token from `DASHBOARD_TOKEN`.
@@ -130,9 +141,20 @@ fn dashboard_token_from_env() -> Option<Secret<String>> {
     std::env::var("DASHBOARD_TOKEN").ok().filter(|t| !t.is_empty()).map(Secret::new)
 }
 
-fn need_redis() -> Result<Secrets, BoxError> {
-    let redis_url = redis_url_from_env().ok_or("REDIS_URL must be set for this command")?;
-    Ok(Secrets { token: token_from_env(), redis_url })
+/// The queue on `REDIS_URL`: separate processes share their jobs through it.
+async fn shared_queue() -> Result<Queue, BoxError> {
+    let url = redis_url_from_env()
+        .ok_or("REDIS_URL must be set for this command: separate processes share their queue through Redis")?;
+    jobs::connect_queue(Some(url.expose())).await
+}
+
+/// The services' secrets, with the database on `DATABASE_URL`.
+fn secrets() -> Result<Secrets, BoxError> {
+    let database_url = database_url_from_env().ok_or(
+        "DATABASE_URL must be set for this command (postgres://... or sqlite://path?mode=rwc): \
+         separate processes share ESI's page cache, its pauses and the summaries through it",
+    )?;
+    Ok(Secrets { token: token_from_env(), database_url })
 }
 
 /// `--user-agent`, else `ESI_USER_AGENT`.
@@ -163,6 +185,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 esi_url: args.esi_url,
                 regions: args.regions,
                 redis_url: redis_url_from_env(),
+                database_url: database_url_from_env(),
                 token: token_from_env(),
                 timeout: Duration::from_secs(args.timeout_secs.unwrap_or(120)),
                 dashboard_token: dashboard_token_from_env(),
@@ -186,9 +209,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
             }
         }
         Some("api") => {
-            let secrets = need_redis()?;
+            let secrets = secrets()?;
             let (settings, _standin) = settings_for(&args).await?;
-            let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
+            let queue = shared_queue().await?;
             let mut state = api::AppState::connect(settings, secrets, queue).await?;
             state.admin_token = dashboard_token_from_env();
             let listener = tokio::net::TcpListener::bind(args.listen.as_deref().unwrap_or("127.0.0.1:8080")).await?;
@@ -200,11 +223,11 @@ async fn run(args: Args) -> Result<(), BoxError> {
             api::run(listener, state, ctrl_c()).await?;
         }
         Some("worker") => {
-            let secrets = need_redis()?;
+            let secrets = secrets()?;
             // Each job carries its own settings (ESI URL included); these only build the
             // worker's warm HTTP client.
             let settings = Settings::default();
-            let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
+            let queue = shared_queue().await?;
             let config = jobs::worker_config(args.concurrency.unwrap_or(8));
             let worker = jobs::worker(queue, &settings, secrets, config).await?;
             eprintln!("worker {} started", worker.consumer());
@@ -212,10 +235,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
             eprintln!("worker stopped: {:?}", report.counts);
         }
         Some("schedule") => {
-            let secrets = need_redis()?;
             let (settings, _standin) = settings_for(&args).await?;
             let cron = args.cron.as_deref().unwrap_or("*/30 * * * *");
-            let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
+            let queue = shared_queue().await?;
             let zone = args.tz.as_deref();
             let scheduler = jobs::scheduler(queue, &settings, cron, zone)?;
             eprintln!("scheduling {} regions at {cron:?} ({})", settings.regions.len(), zone.unwrap_or("UTC"));
@@ -241,8 +263,7 @@ async fn jobs_command(args: &[String]) -> Result<(), BoxError> {
         print!("{}", cli::USAGE);
         return Ok(());
     }
-    let secrets = need_redis()?;
-    let queue = jobs::connect_queue(secrets.redis_url.expose()).await?;
+    let queue = shared_queue().await?;
     cli::run(&queue, args, &mut std::io::stdout()).await?;
     Ok(())
 }

@@ -1,13 +1,14 @@
-//! The example's settings and its two secrets.
+//! The example's settings and its secrets.
 //!
 //! [`Settings`] is a spec field of both services, so it travels in every queued job: it holds
-//! nothing secret. The ESI token and the Redis URL (which can carry a password,
-//! `redis://:pw@host`) are [`Secret`](dual_mode::Secret) fields of the services instead, read
-//! from `ESI_TOKEN` and `REDIS_URL`, never serialized.
+//! nothing secret. The ESI token and the database URL (which can carry a password,
+//! `postgres://user:pw@host/db`) are [`Secret`](dual_mode::Secret) fields of the services
+//! instead, read from `ESI_TOKEN` and `DATABASE_URL`, never serialized. The queue's Redis URL
+//! (`REDIS_URL`, when the queue is on Redis) is the process's, not a service's.
 //!
 //! The secrets are newtypes rather than `Secret<String>`: in API mode every secret comes from
 //! the app state through `FromRef`, by type, so two `Secret<String>` fields would get the same
-//! value (the token would be the Redis URL). Distinct types keep them apart.
+//! value (the token would be the database URL). Distinct types keep them apart.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -44,7 +45,7 @@ pub struct Settings {
     pub http: HttpConfig,
     /// The regions the schedule re-aggregates.
     pub regions: Vec<i32>,
-    /// How long a cached page (body and `ETag`) is kept in Redis after it was last stored.
+    /// How long a cached page (body and `ETag`) is kept in the database after it was last stored.
     /// It is served without a request until its `Expires`, then revalidated with
     /// `If-None-Match` as long as it is kept.
     pub cache_ttl_secs: u64,
@@ -209,5 +210,38 @@ impl Deref for RedisUrl {
 impl fmt::Debug for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("RedisUrl(***)")
+    }
+}
+
+/// A database URL (`sqlite://...` or `postgres://...`), which may carry a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl Deref for DatabaseUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DatabaseUrl(***)")
     }
 }

@@ -1,13 +1,14 @@
-//! The ESI example as a system, on a real `redis-server` and the stand-in: API mode and job
-//! mode compute the same summaries, equal to the independently computed
-//! `fixtures/expected.json`; the API answers bad input with a 4xx JSON error, never a 500; and
-//! the main job (the code `cargo run -p esi-contracts` runs) runs to the end.
+//! The ESI example as a system, with the stand-in: API mode and job mode compute the same
+//! summaries, equal to the independently computed `fixtures/expected.json`; the API answers
+//! bad input with a 4xx JSON error, never a 500; the main job (the code `cargo run -p
+//! esi-contracts` runs) runs to the end with nothing installed, and on Redis and Postgres when
+//! `REDIS_URL` and `DATABASE_URL` name them.
 
 use std::time::{Duration, Instant};
 
 use dual_mode::Secret;
 use dual_mode::jobs::{JobOutcome, JobState};
-use dual_mode_test_support::RedisServer;
+
 use esi_contracts::aggregate::{
     ContractAggregationService, ContractAggregationServiceParts, StoredSummary, aggregation_spec, stored_summary,
 };
@@ -21,7 +22,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{get_json, http, secrets, stale_standin, start_api};
+use support::{Backing, get_json, http, stale_standin, start_api};
 
 const EXPECTED: &str = include_str!("../fixtures/expected.json");
 const PAGES: [(i32, u32); 3] = [(10_000_002, 3), (10_000_043, 1), (10_000_032, 1)];
@@ -33,10 +34,10 @@ fn expected() -> Vec<RegionSummary> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_mode_and_job_mode_compute_the_same_summaries_as_the_fixtures() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = stale_standin().await;
     let settings = Settings::for_esi(esi_server.base_url());
-    let api = start_api(&redis, settings.clone()).await;
+    let api = start_api(&backing, settings.clone()).await;
     let http = http();
     let want = expected();
 
@@ -57,7 +58,7 @@ async fn api_mode_and_job_mode_compute_the_same_summaries_as_the_fixtures() {
     // Job mode: enqueued through the API, run by two workers with their own warm clients.
     let mut workers = Vec::new();
     for _ in 0..2 {
-        let worker = jobs::worker(api.state.queue.clone(), &settings, secrets(&redis), jobs::worker_config(2))
+        let worker = jobs::worker(api.state.queue.clone(), &settings, backing.secrets(), jobs::worker_config(2))
             .await
             .expect("worker");
         workers.push(worker.spawn());
@@ -77,7 +78,7 @@ async fn api_mode_and_job_mode_compute_the_same_summaries_as_the_fixtures() {
         assert_eq!(status, 200, "{body}");
         let record: JobView = serde_json::from_value(body).unwrap();
         assert_eq!((record.state, record.attempt), (JobState::Done, 1), "{record:?}");
-        let stored = stored_summary(&api.state.redis, region).await.unwrap().expect("stored by the job");
+        let stored = stored_summary(&api.state.db, region).await.unwrap().expect("stored by the job");
         assert_eq!(result, stored, "the job's result is the summary it stored");
         job_mode.push(stored);
     }
@@ -94,10 +95,19 @@ async fn api_mode_and_job_mode_compute_the_same_summaries_as_the_fixtures() {
         assert!(j.aggregated_at >= a.aggregated_at);
     }
 
-    // The stored summary is what a plain GET returns.
+    // The newest stored summary is what a plain GET returns.
     let (status, body) = get_json(&http, &format!("{}/regions/{}/summary", api.base, REGIONS[0])).await;
     assert_eq!(status, 200);
     assert_eq!(serde_json::from_value::<StoredSummary>(body).unwrap(), job_mode[0]);
+    // The history holds both, the job's (newest) first, unless they fell in the same second.
+    let (status, body) = get_json(&http, &format!("{}/regions/{}/history", api.base, REGIONS[0])).await;
+    assert_eq!((status, body["region_id"].as_i64()), (200, Some(i64::from(REGIONS[0]))), "{body}");
+    let kept: Vec<StoredSummary> = serde_json::from_value(body["summaries"].clone()).unwrap();
+    assert_eq!(kept[0], job_mode[0], "newest first");
+    let same_second = job_mode[0].aggregated_at == api_mode[0].aggregated_at;
+    assert_eq!(kept.len(), if same_second { 1 } else { 2 }, "{kept:?}");
+    let (_, body) = get_json(&http, &format!("{}/regions/{}/history?limit=1", api.base, REGIONS[0])).await;
+    assert_eq!(body["summaries"].as_array().map(Vec::len), Some(1), "{body}");
 
     for w in workers {
         let report = w.stop().await.expect("worker");
@@ -107,21 +117,22 @@ async fn api_mode_and_job_mode_compute_the_same_summaries_as_the_fixtures() {
 }
 
 /// Job mode outside a worker: temporary clients, and the nested `EsiClient` shares its
-/// parent's temporary Redis connection (two opened: HTTP and Redis, not three).
+/// parent's temporary database pool (two opened: HTTP and the pool, not three).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_with_temporary_clients_opens_one_redis_connection() {
-    let redis = RedisServer::start();
+async fn a_job_with_temporary_clients_opens_one_database_pool() {
+    let backing = Backing::in_process().await;
     let esi_server = stale_standin().await;
     let settings = Settings::for_esi(esi_server.base_url());
-    let Secrets { token, redis_url } = secrets(&redis);
+    drop(backing.database().await); // the tables
+    let Secrets { token, database_url } = backing.secrets();
     let parts: ContractAggregationServiceParts = aggregation_spec(10_000_043, &settings).into();
     let parts = ContractAggregationServiceParts {
-        redis_url: Some(redis_url.clone()),
-        esi: EsiClientParts { token: Some(token), redis_url: Some(redis_url), ..parts.esi },
+        database_url: Some(database_url.clone()),
+        esi: EsiClientParts { token: Some(token), database_url: Some(database_url), ..parts.esi },
         ..parts
     };
     let guard = parts.enter().await.expect("enter");
-    assert_eq!(guard.opened(), 2, "one HTTP client and one Redis connection");
+    assert_eq!(guard.opened(), 2, "one HTTP client and one database pool");
     let stored = guard.aggregate().await.expect("aggregate");
     assert_eq!(stored.summary, expected()[1]);
     guard.exit().await.expect("exit");
@@ -129,9 +140,9 @@ async fn a_job_with_temporary_clients_opens_one_redis_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_bad_input_gets_a_4xx_json_error_never_a_500() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = stale_standin().await;
-    let api = start_api(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let api = start_api(&backing, Settings::for_esi(esi_server.base_url())).await;
     let http = http();
     let b = &api.base;
     let cases: Vec<(reqwest::Method, String, u16)> = vec![
@@ -144,6 +155,10 @@ async fn api_bad_input_gets_a_4xx_json_error_never_a_500() {
         (reqwest::Method::GET, format!("{b}/regions/%FF%FE/summary"), 400),
         (reqwest::Method::GET, format!("{b}/regions/10000002/summary?refresh=maybe"), 400),
         (reqwest::Method::GET, format!("{b}/regions/10000001/summary"), 404),
+        (reqwest::Method::GET, format!("{b}/regions/forge/history"), 400),
+        (reqwest::Method::GET, format!("{b}/regions/10000002/history?limit=0"), 400),
+        (reqwest::Method::GET, format!("{b}/regions/10000002/history?limit=501"), 400),
+        (reqwest::Method::GET, format!("{b}/regions/10000002/history?since=yesterday"), 400),
         (reqwest::Method::POST, format!("{b}/regions/abc/aggregate"), 400),
         (reqwest::Method::POST, format!("{b}/regions/10000002%20/aggregate"), 400),
         (reqwest::Method::GET, format!("{b}/jobs/0123456789abcdef0123456789abcdef"), 404),
@@ -177,6 +192,7 @@ fn main_job(regions: Vec<i32>) -> app::Options {
         user_agent: None,
         regions,
         redis_url: None,
+        database_url: None,
         token: Secret::new(EsiToken::default()),
         timeout: Duration::from_secs(60),
         dashboard_token: None,
@@ -184,8 +200,8 @@ fn main_job(regions: Vec<i32>) -> app::Options {
     }
 }
 
-/// The main job, the same `run` as `cargo run -p esi-contracts`, with nothing set: it
-/// starts the stand-in and a temporary `redis-server` itself.
+/// The main job, the same `run` as `cargo run -p esi-contracts`, with nothing set: it starts
+/// the stand-in, keeps its queue in the process and its data in a temporary SQLite file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_main_job_runs_to_the_end() {
     let opts = main_job(Vec::new());
@@ -209,6 +225,10 @@ async fn the_main_job_runs_to_the_end() {
         assert!(out.contains(name), "{name} missing from:\n{out}");
     }
     assert!(out.contains("waiting for 3 jobs"), "a progress line");
+    assert!(out.contains("queue: in this process; database: SQLite in "), "{out}");
+    let regions: Vec<i32> = report.summaries.iter().map(|s| s.summary.region_id).collect();
+    let history: Vec<(i32, usize)> = regions.iter().map(|r| (*r, 1)).collect();
+    assert_eq!(report.history, history, "each job's summary, written by the job, read by the API");
     let dashboard = out.lines().find_map(|l| l.strip_prefix("dashboard: http://admin:")).expect("the dashboard's URL");
     let (token, rest) = dashboard.split_once('@').expect("credentials, then the host");
     assert!(token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()), "a drawn token: {token}");
@@ -219,7 +239,7 @@ async fn the_main_job_runs_to_the_end() {
 /// costs ESI one error per hour at most, and no request waits out a limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_api_protects_the_deployments_esi_budget() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = standin::start(StandInOptions {
         last_modified: Some(RECORDED_AT),
         expires_after: Duration::ZERO,
@@ -227,7 +247,7 @@ async fn the_api_protects_the_deployments_esi_budget() {
     })
     .await
     .unwrap();
-    let api = start_api(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let api = start_api(&backing, Settings::for_esi(esi_server.base_url())).await;
     let http = http();
     let b = &api.base;
 
@@ -258,12 +278,13 @@ async fn the_api_protects_the_deployments_esi_budget() {
     }
     assert_eq!(esi_server.stats().requests, requests, "refresh throttled");
     // Make the stored summary old enough to be refreshed.
-    let mut stored = stored_summary(&api.state.redis, 10_000_043).await.unwrap().unwrap();
+    let mut stored = stored_summary(&api.state.db, 10_000_043).await.unwrap().unwrap();
     stored.aggregated_at = stored.aggregated_at.plus_seconds(-3600);
-    let _: () = redis::cmd("SET")
-        .arg(esi_contracts::aggregate::summary_key(10_000_043))
-        .arg(serde_json::to_string(&stored).unwrap())
-        .query_async(&mut api.state.redis.clone())
+    sqlx::query("UPDATE region_summaries SET aggregated_at = $1, summary = $2 WHERE region_id = $3")
+        .bind(stored.aggregated_at.0)
+        .bind(serde_json::to_string(&stored).unwrap())
+        .bind(10_000_043_i64)
+        .execute(&api.state.db)
         .await
         .unwrap();
     esi_server.set_error_limit_remain(0);
@@ -298,4 +319,51 @@ async fn the_main_job_with_a_failing_region_prints_the_others_and_names_it() {
     let tables = out.find("The Forge (10000002)").unwrap();
     let named = out.find("failed regions:").expect("the failed regions are named");
     assert!(tables < named && out[named..].contains("10000001"), "{out}");
+}
+
+/// The main job on Redis and Postgres, as a deployment would run it: `REDIS_URL` takes the
+/// queue there (another `Queue` on the same Redis reads the jobs' records), `DATABASE_URL` the
+/// data (the summaries are rows in Postgres).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_main_job_runs_on_redis_and_postgres() {
+    let backing = Backing::redis_and_postgres().await;
+    let opts = app::Options {
+        redis_url: Some(Secret::new(esi_contracts::settings::RedisUrl::new(backing.redis_url()))),
+        database_url: Some(backing.secrets().database_url),
+        ..main_job(Vec::new())
+    };
+    let mut out = Vec::new();
+    let report = app::run(opts, &mut out).await.expect("the main job");
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("queue: Redis (REDIS_URL); database: DATABASE_URL"), "{out}");
+    let got: Vec<RegionSummary> = report.summaries.iter().map(|s| s.summary.clone()).collect();
+    assert_eq!(got, expected());
+    for job in &report.jobs {
+        let record = backing.queue.job(&job.id).await.unwrap().expect("the job's record, on Redis");
+        assert_eq!(record.state, JobState::Done);
+    }
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM region_summaries").fetch_one(&backing.database().await).await.unwrap();
+    assert_eq!(rows, 3, "one summary per region, in Postgres");
+}
+
+/// `cargo run -p esi-contracts` on a machine with nothing installed: the binary, with no
+/// `REDIS_URL`, no `DATABASE_URL` and a `PATH` on which no server can be found, runs the main
+/// job to the end and exits 0.
+#[test]
+fn the_binary_runs_the_main_job_with_nothing_installed() {
+    let empty = support::TempDir::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_esi-contracts"))
+        .env_clear()
+        .env("PATH", &empty.0)
+        .env("TMPDIR", &empty.0)
+        .output()
+        .expect("run esi-contracts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("queue: in this process; database: SQLite in "), "{stdout}");
+    assert!(stdout.contains("done: 3 of 3 regions, 3 jobs done"), "{stdout}");
+    let left: Vec<_> = std::fs::read_dir(&empty.0).unwrap().collect();
+    assert!(left.is_empty(), "the temporary database is removed: {left:?}");
 }

@@ -4,14 +4,13 @@
 use std::time::{Duration, Instant};
 
 use dual_mode::jobs::{JobState, PushOptions, Queue};
-use dual_mode_test_support::RedisServer;
 use esi_contracts::cli::{self, CliError};
 use esi_contracts::jobs;
 use esi_contracts::settings::Settings;
 
 mod support;
 
-use support::secrets;
+use support::Backing;
 
 async fn run(q: &Queue, args: &[&str]) -> Result<String, CliError> {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
@@ -26,11 +25,12 @@ async fn ok(q: &Queue, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_reads_and_acts_on_the_queue() {
-    let redis = RedisServer::start();
-    let q = jobs::connect_queue(secrets(&redis).redis_url.expose()).await.expect("queue");
+    let backing = Backing::redis().await;
+    let q = backing.queue.clone();
     // An entry no worker can run (no handler for its type): parked by the worker at once.
     let odd = q.push_raw("Nobody", 1, b"{\"half\":".to_vec(), PushOptions::new()).await.unwrap();
-    let worker = jobs::worker(q.clone(), &Settings::default(), secrets(&redis), jobs::worker_config(1)).await.unwrap();
+    let worker =
+        jobs::worker(q.clone(), &Settings::default(), backing.secrets(), jobs::worker_config(1)).await.unwrap();
     let running = worker.spawn();
     let deadline = Instant::now() + Duration::from_secs(10);
     while q.stats().await.unwrap().parked == 0 {
@@ -69,7 +69,7 @@ async fn the_command_line_reads_and_acts_on_the_queue() {
     // The binary: the same command on the queue `REDIS_URL` names.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_esi-contracts"))
         .args(["jobs", "stats"])
-        .env("REDIS_URL", &redis.url)
+        .env("REDIS_URL", backing.redis_url())
         .output()
         .expect("run esi-contracts");
     let stdout = String::from_utf8_lossy(&out.stdout);

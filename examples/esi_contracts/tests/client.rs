@@ -1,4 +1,4 @@
-//! The ESI example's `EsiClient` against the embedded stand-in and a real `redis-server`:
+//! The ESI example's `EsiClient` against the embedded stand-in and a SQLite database:
 //! every page fetched once, `ETag` revalidation with `304`s, freshness until `Expires`, the
 //! shared error-limit back-off, and each typed error.
 
@@ -6,15 +6,17 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use dual_mode::{Guard, Secret};
-use dual_mode_test_support::RedisServer;
 use esi_contracts::aggregate::StoredSummary;
 use esi_contracts::esi::{EsiClient, EsiClientParts, EsiClientSpec, EsiError, FetchCounts};
 use esi_contracts::model::{RegionSummary, summarize};
-use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
+use esi_contracts::settings::{DatabaseUrl, EsiToken, Settings};
 use esi_contracts::standin;
 use esi_contracts::standin::{RECORDED_AT, RateLimit, StandIn, StandInOptions};
 use esi_contracts::{app, error_chain};
-use redis::aio::ConnectionManager;
+
+mod support;
+
+use support::Backing;
 
 const FORGE: i32 = 10_000_002;
 const DOMAIN: i32 = 10_000_043;
@@ -30,15 +32,15 @@ fn stale() -> StandInOptions {
 }
 
 /// The client as API mode builds it: every client and secret injected, nothing opened.
-async fn client(redis: &RedisServer, settings: Settings) -> Guard<EsiClient> {
+async fn client(backing: &Backing, settings: Settings) -> Guard<EsiClient> {
     let spec = EsiClientSpec { settings };
     let http = spec.settings.http.builder().build().expect("http client");
-    let con = <ConnectionManager as dual_mode::Resource>::open(&redis.url).await.expect("redis");
+    let db = backing.database().await;
     let parts = EsiClientParts {
         token: Some(Secret::new(EsiToken::default())),
-        redis_url: Some(Secret::new(RedisUrl::new(redis.url.clone()))),
+        database_url: Some(Secret::new(DatabaseUrl::new(backing.database_url.clone()))),
         http: Some(http),
-        redis: Some(con),
+        db: Some(db),
         ..spec.into()
     };
     let guard = parts.enter().await.expect("enter");
@@ -48,9 +50,9 @@ async fn client(redis: &RedisServer, settings: Settings) -> Guard<EsiClient> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_is_fetched_once_then_revalidated_with_304s() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = standin(stale()).await;
-    let esi = client(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let esi = client(&backing, Settings::for_esi(esi_server.base_url())).await;
 
     let first = esi.public_contracts(FORGE).await.expect("first");
     assert_eq!(first.contracts.len(), 2347);
@@ -73,9 +75,9 @@ async fn every_page_is_fetched_once_then_revalidated_with_304s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_is_served_from_the_cache_until_it_expires() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = standin(StandInOptions::default()).await; // Expires: 30 minutes
-    let esi = client(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let esi = client(&backing, Settings::for_esi(esi_server.base_url())).await;
     let first = esi.public_contracts(DOMAIN).await.expect("first");
     assert_eq!(first.fetch, FetchCounts { pages: 1, downloaded: 1, requests: 1, ..FetchCounts::default() });
     let requests = esi_server.stats().requests;
@@ -88,12 +90,12 @@ async fn a_page_is_served_from_the_cache_until_it_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_low_error_limit_backs_off_until_the_window_resets() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let window = Duration::from_secs(2);
     let esi_server = standin(StandInOptions { error_window: window, ..stale() }).await;
     let settings = Settings::for_esi(esi_server.base_url());
     assert_eq!(settings.error_limit_floor, 10);
-    let esi = client(&redis, settings).await;
+    let esi = client(&backing, settings).await;
     // 5 errors left, under the floor of 10: page 1's answer says so, and the client waits for
     // the window's reset before asking for page 2.
     esi_server.set_error_limit_remain(5);
@@ -111,11 +113,11 @@ async fn a_low_error_limit_backs_off_until_the_window_resets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_typed_error() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = standin(stale()).await;
     let mut settings = Settings::for_esi(esi_server.base_url());
     settings.max_backoff_secs = 0;
-    let esi = client(&redis, settings.clone()).await;
+    let esi = client(&backing, settings.clone()).await;
 
     // 404: ESI's text comes through.
     match esi.public_contracts(10_000_001).await {
@@ -151,8 +153,8 @@ async fn each_typed_error() {
     let fixed = esi.public_contracts(DOMAIN).await.expect("whole again");
     assert_eq!(fixed.fetch.downloaded, 1);
 
-    // 420: the limit is used up; the client records the back-off for everyone sharing Redis,
-    // so the next call is not even sent (longer than max_backoff_secs = 0).
+    // 420: the limit is used up; the client records the back-off for everyone sharing the
+    // database, so the next call is not even sent (longer than max_backoff_secs = 0).
     esi_server.set_error_limit_remain(0);
     match esi.public_contracts(SINQ).await {
         Err(e @ EsiError::ErrorLimited { .. }) => assert!(e.to_string().contains("error limit"), "{e}"),
@@ -171,7 +173,7 @@ async fn each_typed_error() {
 
     // No response at all: a closed port.
     let closed = dual_mode_test_support::free_port().unwrap();
-    let offline = client(&redis, Settings::for_esi(&format!("http://127.0.0.1:{closed}/latest"))).await;
+    let offline = client(&backing, Settings::for_esi(&format!("http://127.0.0.1:{closed}/latest"))).await;
     match offline.public_contracts(FORGE).await {
         Err(e @ EsiError::Http { .. }) => {
             let source = std::error::Error::source(&e).expect("reqwest's error").to_string();
@@ -202,9 +204,9 @@ fn recorded_ids(region: i32, dropped: usize) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_walk_across_a_turnover_reads_one_generation_like_a_quiet_walk() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = standin(StandInOptions::default()).await;
-    let esi = client(&redis, quick(esi_server.base_url())).await;
+    let esi = client(&backing, quick(esi_server.base_url())).await;
 
     // The cache turns over right after page 1: 400 contracts gone, X-Pages 3 -> 2, and every
     // later contract one page-fraction earlier. A naive walk would read page 1 of the old
@@ -218,10 +220,7 @@ async fn a_walk_across_a_turnover_reads_one_generation_like_a_quiet_walk() {
     assert!(ids == recorded_ids(FORGE, 400), "each contract of the new generation, once");
 
     // A quiet walk of the same generation, from an empty cache, reads the same.
-    let _: () = redis::cmd("FLUSHDB")
-        .query_async(&mut redis.client().get_multiplexed_async_connection().await.unwrap())
-        .await
-        .unwrap();
+    sqlx::query("DELETE FROM esi_pages").execute(&backing.database().await).await.unwrap();
     let quiet = esi.public_contracts(FORGE).await.expect("quiet");
     assert_eq!((quiet.fetch.restarts, quiet.fetch.downloaded), (0, 2));
     assert_eq!(quiet.contracts, turbulent.contracts);
@@ -233,7 +232,7 @@ async fn a_walk_across_a_turnover_reads_one_generation_like_a_quiet_walk() {
     // A shrinking turnover after page 2: page 3 is gone (404), which restarts the walk; it is
     // not "region not found".
     let esi_server = standin(StandInOptions::default()).await;
-    let esi = client(&redis, quick(esi_server.base_url())).await;
+    let esi = client(&backing, quick(esi_server.base_url())).await;
     esi_server.turn_over_after(2, 1_400);
     let shrunk = esi.public_contracts(FORGE).await.expect("a 404 past page 1 restarts the walk");
     println!("turnover walks: {:?} then {:?}", turbulent.fetch, shrunk.fetch);
@@ -244,7 +243,7 @@ async fn a_walk_across_a_turnover_reads_one_generation_like_a_quiet_walk() {
 
     // Restarts are bounded: past them, a retryable error, never "region not found".
     let esi_server = standin(StandInOptions::default()).await;
-    let esi = client(&redis, Settings { walk_restarts: 0, ..quick(esi_server.base_url()) }).await;
+    let esi = client(&backing, Settings { walk_restarts: 0, ..quick(esi_server.base_url()) }).await;
     esi_server.turn_over_after(2, 1_400);
     match esi.public_contracts(FORGE).await {
         Err(e @ EsiError::Inconsistent { .. }) => {
@@ -258,11 +257,11 @@ async fn a_walk_across_a_turnover_reads_one_generation_like_a_quiet_walk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_walk_does_not_start_just_before_expires() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     // Generations of 3 s: page 1 always expires within the 10 s margin.
     let esi_server =
         standin(StandInOptions { expires_after: Duration::from_secs(3), ..StandInOptions::default() }).await;
-    let api_like = client(&redis, Settings { max_backoff_secs: 0, ..quick(esi_server.base_url()) }).await;
+    let api_like = client(&backing, Settings { max_backoff_secs: 0, ..quick(esi_server.base_url()) }).await;
     match api_like.public_contracts(DOMAIN).await {
         Err(e @ EsiError::Inconsistent { .. }) => {
             let wait = e.retry_after().expect("says when");
@@ -272,7 +271,7 @@ async fn a_walk_does_not_start_just_before_expires() {
         other => panic!("expected Inconsistent, got {other:?}"),
     }
     // Allowed to wait, the client waits for the next generation and reads it.
-    let patient = client(&redis, Settings { walk_margin_secs: 2, ..quick(esi_server.base_url()) }).await;
+    let patient = client(&backing, Settings { walk_margin_secs: 2, ..quick(esi_server.base_url()) }).await;
     let start = Instant::now();
     let got = patient.public_contracts(FORGE).await.expect("after the turnover");
     assert!(got.fetch.waits <= 1, "{:?}", got.fetch);
@@ -284,11 +283,11 @@ async fn a_walk_does_not_start_just_before_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_pauses_the_route_for_every_client_and_says_how_long() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let limit = RateLimit { group: "contracts".into(), tokens: 5, window: Duration::from_secs(60), headers: true };
     let esi_server = standin(StandInOptions { rate_limit: Some(limit), ..StandInOptions::default() }).await;
     let settings = Settings { rate_limit_floor: 0, max_backoff_secs: 0, ..quick(esi_server.base_url()) };
-    let esi = client(&redis, settings.clone()).await;
+    let esi = client(&backing, settings.clone()).await;
     // 5 tokens: pages 1 and 2 (2 each), then a 429 for page 3, 1 token short at 1 per 12 s.
     let retry_after = match esi.public_contracts(FORGE).await {
         Err(e @ EsiError::RateLimited { .. }) => {
@@ -299,8 +298,8 @@ async fn a_429_pauses_the_route_for_every_client_and_says_how_long() {
     };
     assert!(Duration::from_secs(10) <= retry_after && retry_after <= Duration::from_secs(12), "{retry_after:?}");
     assert_eq!(esi_server.stats().rate_limited, 1);
-    // Another client sharing the Redis (another worker) does not call the route meanwhile.
-    let other = client(&redis, settings).await;
+    // Another client sharing the database (another worker) does not call the route meanwhile.
+    let other = client(&backing, settings).await;
     let requests = esi_server.stats().requests;
     match other.public_contracts(DOMAIN).await {
         Err(EsiError::RateLimited { message, retry_after, .. }) => {
@@ -316,11 +315,11 @@ async fn a_429_pauses_the_route_for_every_client_and_says_how_long() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn few_tokens_left_pace_the_walk_to_the_refill_rate() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     // 20 tokens refilled over 2 s: one 2xx's tokens come back in 200 ms.
     let limit = RateLimit { group: "contracts".into(), tokens: 20, window: Duration::from_secs(2), headers: true };
     let esi_server = standin(StandInOptions { rate_limit: Some(limit), ..stale() }).await;
-    let esi = client(&redis, Settings { rate_limit_floor: 100, ..quick(esi_server.base_url()) }).await;
+    let esi = client(&backing, Settings { rate_limit_floor: 100, ..quick(esi_server.base_url()) }).await;
     let start = Instant::now();
     let got = esi.public_contracts(FORGE).await.expect("paced, not refused");
     let elapsed = start.elapsed();
@@ -329,7 +328,7 @@ async fn few_tokens_left_pace_the_walk_to_the_refill_rate() {
     assert_eq!(esi_server.stats().rate_limited, 0);
     // Without a rate-limit group, the error limit still decides: no pacing here.
     let plain = standin(stale()).await;
-    let esi2 = client(&redis, Settings { rate_limit_floor: 100, ..quick(plain.base_url()) }).await;
+    let esi2 = client(&backing, Settings { rate_limit_floor: 100, ..quick(plain.base_url()) }).await;
     assert_eq!(esi2.public_contracts(FORGE).await.unwrap().fetch.waits, 0);
     println!("paced walk: {:?} in {elapsed:?}", got.fetch);
     esi.exit().await.expect("exit");
@@ -338,9 +337,9 @@ async fn few_tokens_left_pace_the_walk_to_the_refill_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_are_retried_with_back_off() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = standin(stale()).await;
-    let esi = client(&redis, quick(esi_server.base_url())).await;
+    let esi = client(&backing, quick(esi_server.base_url())).await;
     esi_server.fail_next(FORGE, 2, StatusCode::BAD_GATEWAY);
     esi_server.fail_next(FORGE, 1, StatusCode::GATEWAY_TIMEOUT);
     let got = esi.public_contracts(FORGE).await.expect("a burst of 3 is retried through");
@@ -359,10 +358,10 @@ async fn server_errors_are_retried_with_back_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_carry_the_versioning_headers_and_either_base_url_works() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = standin(stale()).await;
-    let canonical = client(&redis, Settings::for_esi(esi_server.base_url())).await;
-    let versioned = client(&redis, Settings::for_esi(&format!("{}/latest/", esi_server.base_url()))).await;
+    let canonical = client(&backing, Settings::for_esi(esi_server.base_url())).await;
+    let versioned = client(&backing, Settings::for_esi(&format!("{}/latest/", esi_server.base_url()))).await;
     assert!(!canonical.settings.is_versioned_url() && versioned.settings.is_versioned_url());
     let a = canonical.public_contracts(DOMAIN).await.expect("canonical");
     let b = versioned.public_contracts(DOMAIN).await.expect("versioned");
@@ -376,9 +375,9 @@ async fn requests_carry_the_versioning_headers_and_either_base_url_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_esi_is_refused_with_a_placeholder_contact() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     for url in ["https://esi.evetech.net", "https://ESI.evetech.net/latest/"] {
-        let esi = client(&redis, Settings::for_esi(url)).await;
+        let esi = client(&backing, Settings::for_esi(url)).await;
         match esi.public_contracts(FORGE).await {
             Err(e @ EsiError::Refused { .. }) => {
                 let text = e.to_string();
@@ -399,9 +398,9 @@ async fn the_real_esi_is_refused_with_a_placeholder_contact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_odd_contract_is_skipped_and_counted_not_a_failed_page() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = standin(stale()).await;
-    let esi = client(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let esi = client(&backing, Settings::for_esi(esi_server.base_url())).await;
     esi_server.set_odd_contract(FORGE, 2, true);
     let got = esi.public_contracts(FORGE).await.expect("the page is read");
     assert_eq!((got.contracts.len(), got.skipped), (2_346, 1));

@@ -1,6 +1,6 @@
 //! The job dashboard as a person uses it: headless Chromium, driven over `WebDriver`, against
-//! the example's API (dashboard under `/admin/jobs` behind its token) with a real
-//! `redis-server`, the ESI stand-in and a worker. And its mount's security over plain HTTP:
+//! the example's API (dashboard under `/admin/jobs` behind its token) with its queue in
+//! process, the ESI stand-in and a worker. And its mount's security over plain HTTP:
 //! nothing under the mount answers without the token, a form without its CSRF token is
 //! refused.
 //!
@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use dual_mode::jobs::{JobState, PushOptions, Queue};
-use dual_mode_test_support::{Browser, RedisServer};
+use dual_mode_test_support::Browser;
 use esi_contracts::admin;
 use esi_contracts::aggregate::aggregation_spec;
 use esi_contracts::jobs;
@@ -19,7 +19,7 @@ use reqwest::StatusCode;
 
 mod support;
 
-use support::{Running, http, stale_standin, start_api_with};
+use support::{Backing, Running, http, stale_standin, start_api_with};
 
 /// The text of the page's `#notice` once it starts with `prefix`: a click that submits a form
 /// returns before the next page is there, and the page before may have a notice of its own.
@@ -64,12 +64,12 @@ fn save_screenshot(name: &str, png: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_operator_sees_counts_redrives_a_parked_job_and_cancels_one_in_a_browser() {
     let browser = Browser::start().await.unwrap_or_else(|e| panic!("{e}"));
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi = stale_standin().await;
     let settings = Settings::for_esi(esi.base_url());
-    let api = start_api_with(&redis, settings.clone(), Some(TOKEN)).await;
+    let api = start_api_with(&backing, settings.clone(), Some(TOKEN)).await;
     let q = api.state.queue.clone();
-    let worker = Running::start(&api, &redis, jobs::worker_config(2)).await;
+    let worker = Running::start(&api, &backing, jobs::worker_config(2)).await;
 
     // A job that ESI refuses once (a 400 is permanent): parked as `rejected`.
     esi.fail_next(DOMAIN, 1, StatusCode::BAD_REQUEST);
@@ -143,9 +143,9 @@ async fn an_operator_sees_counts_redrives_a_parked_job_and_cancels_one_in_a_brow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_its_token_nothing_under_the_mount_answers_and_forms_need_their_csrf_token() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi = stale_standin().await;
-    let api = start_api_with(&redis, Settings::for_esi(esi.base_url()), Some(TOKEN)).await;
+    let api = start_api_with(&backing, Settings::for_esi(esi.base_url()), Some(TOKEN)).await;
     let http = http();
     let base = format!("{}{}", api.base, admin::MOUNT);
     let queue = format!("{base}/queues/{}", jobs::QUEUE);
@@ -185,7 +185,7 @@ async fn without_its_token_nothing_under_the_mount_answers_and_forms_need_their_
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(!api.state.queue.is_paused().await.unwrap());
     // Without a token the API serves no dashboard at all.
-    let without = start_api_with(&redis, Settings::for_esi(esi.base_url()), None).await;
+    let without = start_api_with(&backing, Settings::for_esi(esi.base_url()), None).await;
     let resp = http
         .get(format!("{}{}", without.base, admin::MOUNT))
         .header("authorization", format!("Bearer {TOKEN}"))

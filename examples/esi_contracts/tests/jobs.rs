@@ -1,4 +1,4 @@
-//! The job routes on a real `redis-server` and the stand-in: `GET /jobs/{id}` answers the job
+//! The job routes, with the queue in process, and the stand-in: `GET /jobs/{id}` answers the job
 //! layer's record, `DELETE /jobs/{id}` cancels (a queued job never runs, a running one stops),
 //! a region has one pending aggregation at a time and one running across workers, and
 //! `wait_for` gives the summary back.
@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use dual_mode::jobs::{JobOutcome, JobState, PushOptions};
-use dual_mode_test_support::RedisServer;
+
 use esi_contracts::aggregate::{ContractAggregationService, aggregation_spec, stored_summary};
 use esi_contracts::jobs;
 use esi_contracts::settings::Settings;
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{Api, Running, get_json, http, stale_standin, start_api};
+use support::{Api, Backing, Running, get_json, http, stale_standin, start_api};
 
 const DOMAIN: i32 = 10_000_043;
 const FORGE: i32 = 10_000_002;
@@ -45,9 +45,9 @@ async fn job_view(http: &reqwest::Client, api: &Api, id: &str) -> jobs::JobView 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_jobs_record_shows_it_queued_then_done_with_its_summary() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = stale_standin().await;
-    let api = start_api(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let api = start_api(&backing, Settings::for_esi(esi_server.base_url())).await;
     let http = http();
 
     let posted = post_aggregate(&http, &api.base, DOMAIN).await;
@@ -64,11 +64,11 @@ async fn a_jobs_record_shows_it_queued_then_done_with_its_summary() {
     assert_eq!(esi_server.stats().requests, 0);
 
     // A worker runs it; waiting for it gives the summary back.
-    let worker = Running::start(&api, &redis, jobs::worker_config(2)).await;
+    let worker = Running::start(&api, &backing, jobs::worker_config(2)).await;
     let outcome =
         api.state.queue.wait_for::<ContractAggregationService>(&id, Duration::from_secs(30)).await.expect("ended");
     let JobOutcome::Done(summary) = outcome else { panic!("not done: {outcome:?}") };
-    let stored = stored_summary(&api.state.redis, DOMAIN).await.unwrap().expect("stored");
+    let stored = stored_summary(&api.state.db, DOMAIN).await.unwrap().expect("stored");
     assert_eq!(summary, stored, "the result is the summary the job stored");
     assert_eq!(summary.summary.region_id, DOMAIN);
 
@@ -87,9 +87,9 @@ async fn a_jobs_record_shows_it_queued_then_done_with_its_summary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_a_queued_job_removes_it_and_it_never_runs() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = stale_standin().await;
-    let api = start_api(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let api = start_api(&backing, Settings::for_esi(esi_server.base_url())).await;
     let http = http();
 
     let first = post_aggregate(&http, &api.base, DOMAIN).await["job_id"].as_str().unwrap().to_owned();
@@ -106,7 +106,7 @@ async fn deleting_a_queued_job_removes_it_and_it_never_runs() {
     assert_eq!(second["duplicate"], false, "{second}");
     let second = second["job_id"].as_str().unwrap().to_owned();
     assert_ne!(second, first);
-    let worker = Running::start(&api, &redis, jobs::worker_config(2)).await;
+    let worker = Running::start(&api, &backing, jobs::worker_config(2)).await;
     let outcome = api.state.queue.wait_for::<ContractAggregationService>(&second, Duration::from_secs(30)).await;
     assert!(matches!(outcome, Ok(JobOutcome::Done(_))), "{outcome:?}");
     let report = worker.stop().await;
@@ -120,9 +120,9 @@ async fn deleting_a_queued_job_removes_it_and_it_never_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_unknown_job_is_a_404() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = stale_standin().await;
-    let api = start_api(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let api = start_api(&backing, Settings::for_esi(esi_server.base_url())).await;
     let http = http();
     for id in ["0123456789abcdef0123456789abcdef", "01890a5d-ac96-774b-bcce-b302099a8057"] {
         let (status, body) = delete_job(&http, &api, id).await;
@@ -134,9 +134,9 @@ async fn deleting_an_unknown_job_is_a_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn posts_for_a_region_whose_job_is_pending_are_that_job() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = stale_standin().await;
-    let api = start_api(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let api = start_api(&backing, Settings::for_esi(esi_server.base_url())).await;
     let http = http();
 
     // Eight at once, no worker running: one job, seven duplicates naming it.
@@ -160,7 +160,7 @@ async fn posts_for_a_region_whose_job_is_pending_are_that_job() {
     assert_eq!(api.state.queue.stats().await.unwrap().length, 2);
 
     // Once it ended, the region's next POST is a new job.
-    let worker = Running::start(&api, &redis, jobs::worker_config(2)).await;
+    let worker = Running::start(&api, &backing, jobs::worker_config(2)).await;
     let outcome = api.state.queue.wait_for::<ContractAggregationService>(&id, Duration::from_secs(30)).await;
     assert!(matches!(outcome, Ok(JobOutcome::Done(_))), "{outcome:?}");
     let next = post_aggregate(&http, &api.base, FORGE).await;
@@ -174,18 +174,18 @@ async fn posts_for_a_region_whose_job_is_pending_are_that_job() {
 /// before its pages could be read, and before its worker would abort it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_running_job_stops_its_walk_when_cancelled() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     // 5 tokens refilling one per 12 s: the walk of The Forge's 3 pages paces itself for
     // about 24 s inside the job.
     let limit = RateLimit { group: "contracts".into(), tokens: 5, window: Duration::from_secs(60), headers: true };
     let opts = StandInOptions { last_modified: Some(RECORDED_AT), rate_limit: Some(limit), ..Default::default() };
     let esi_server = standin::start(opts).await.unwrap();
-    let api = start_api(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let api = start_api(&backing, Settings::for_esi(esi_server.base_url())).await;
     let http = http();
     // Renewals every second tell a cancelled job quickly; the grace is longer than the test
     // waits, so a job that ends cancelled stopped by itself.
     let config = jobs::worker_config(2).lease(Duration::from_secs(3)).cancel_grace(Duration::from_secs(120));
-    let worker = Running::start(&api, &redis, config).await;
+    let worker = Running::start(&api, &backing, config).await;
 
     let id = post_aggregate(&http, &api.base, FORGE).await["job_id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -203,7 +203,7 @@ async fn a_running_job_stops_its_walk_when_cancelled() {
     let record = job_view(&http, &api, &id).await;
     assert!(record.state == JobState::Cancelled && record.cancel_requested, "{record:?}");
     assert_eq!(esi_server.page_ok_count(FORGE, 3), 0, "the walk stopped");
-    assert!(stored_summary(&api.state.redis, FORGE).await.unwrap().is_none(), "no summary stored");
+    assert!(stored_summary(&api.state.db, FORGE).await.unwrap().is_none(), "no summary stored");
     let report = worker.stop().await;
     assert_eq!((report.counts.cancelled, report.counts.succeeded), (1, 0), "{report:?}");
     let _ = api.stop.send(true);
@@ -214,7 +214,7 @@ async fn a_running_job_stops_its_walk_when_cancelled() {
 /// the region's slot costs it no attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_aggregation_of_a_region_runs_at_a_time_across_workers() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     // 10 tokens refilling 5 a second: every page is followed by a 400 ms pause, so one walk of
     // The Forge's 3 pages lasts about a second, long enough for two at once to overlap.
     let limit = RateLimit { group: "contracts".into(), tokens: 10, window: Duration::from_secs(2), headers: true };
@@ -225,7 +225,7 @@ async fn one_aggregation_of_a_region_runs_at_a_time_across_workers() {
         ..Default::default()
     };
     let esi_server = standin::start(opts).await.unwrap();
-    let api = start_api(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let api = start_api(&backing, Settings::for_esi(esi_server.base_url())).await;
     let http = http();
 
     let spec = aggregation_spec(FORGE, &api.state.settings);
@@ -235,8 +235,8 @@ async fn one_aggregation_of_a_region_runs_at_a_time_across_workers() {
         ids.push(pushed.expect("pushed").job_id);
     }
     let workers = [
-        Running::start(&api, &redis, jobs::worker_config(1)).await,
-        Running::start(&api, &redis, jobs::worker_config(1)).await,
+        Running::start(&api, &backing, jobs::worker_config(1)).await,
+        Running::start(&api, &backing, jobs::worker_config(1)).await,
     ];
     for id in &ids {
         let outcome = api.state.queue.wait_for::<ContractAggregationService>(id, Duration::from_secs(30)).await;
@@ -267,11 +267,11 @@ async fn one_aggregation_of_a_region_runs_at_a_time_across_workers() {
 /// zone is refused by name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_tick_adds_nothing_while_its_regions_job_is_pending() {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = stale_standin().await;
     let mut settings = Settings::for_esi(esi_server.base_url());
     settings.regions = vec![FORGE];
-    let api = start_api(&redis, settings.clone()).await;
+    let api = start_api(&backing, settings.clone()).await;
     let posted = post_aggregate(&http(), &api.base, FORGE).await;
 
     let queue = api.state.queue.clone();

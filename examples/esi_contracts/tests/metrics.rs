@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dual_mode::Spec as _;
 use dual_mode::jobs::{JobOutcome, PushOptions};
-use dual_mode_test_support::{RedisServer, prometheus_value};
+use dual_mode_test_support::prometheus_value;
 use esi_contracts::aggregate::{ContractAggregationService, ContractAggregationServiceSpec};
 use esi_contracts::jobs;
 use esi_contracts::settings::Settings;
@@ -14,7 +14,7 @@ use redis::AsyncCommands as _;
 
 mod support;
 
-use support::{get_json, http, secrets, stale_standin, start_api};
+use support::{Backing, get_json, http, stale_standin, start_api};
 
 const DOMAIN: i32 = 10_000_043;
 const FORGE: i32 = 10_000_002;
@@ -23,9 +23,9 @@ const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_count_the_pushes_runs_parks_and_guards_of_the_api_and_its_worker() {
     esi_contracts::metrics::install().expect("the only recorder of this test process");
-    let redis = RedisServer::start();
+    let backing = Backing::redis().await;
     let esi_server = stale_standin().await;
-    let api = start_api(&redis, Settings::for_esi(esi_server.base_url())).await;
+    let api = start_api(&backing, Settings::for_esi(esi_server.base_url())).await;
     let http = http();
     let queue = api.state.queue.clone();
 
@@ -45,6 +45,7 @@ async fn metrics_count_the_pushes_runs_parks_and_guards_of_the_api_and_its_worke
     }
     assert_eq!(ids[0], ids[2], "the second push of a region is a duplicate");
     // The request's trace context travels in the job's envelope (its `tp` field).
+    let redis = backing.redis.as_ref().expect("Redis");
     let mut con = redis.client().get_multiplexed_async_connection().await.expect("connect");
     // (The API pushes to the high lane.)
     let high = queue.keys().lane_stream(dual_mode::jobs::Lane::High);
@@ -58,7 +59,7 @@ async fn metrics_count_the_pushes_runs_parks_and_guards_of_the_api_and_its_worke
     let bad = queue.push_raw(spec_name, 1, b"{not json".to_vec(), PushOptions::new()).await.expect("push");
 
     let config = jobs::worker_config(2).block(Duration::from_millis(100));
-    let worker = jobs::worker(queue.clone(), &api.state.settings, secrets(&redis), config).await.expect("worker");
+    let worker = jobs::worker(queue.clone(), &api.state.settings, backing.secrets(), config).await.expect("worker");
     let running = worker.spawn();
     for id in [&ids[0], &ids[1]] {
         let outcome = queue.wait_for::<ContractAggregationService>(id, Duration::from_secs(30)).await.expect("ends");

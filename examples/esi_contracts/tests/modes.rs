@@ -7,14 +7,15 @@
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use dual_mode::Secret;
 use dual_mode::jobs::{JobOutcome, JobRecord, JobState};
-use dual_mode_test_support::RedisServer;
 use esi_contracts::aggregate::{ContractAggregationService, StoredSummary, stored_summary};
-use esi_contracts::jobs::{self, Secrets};
-use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
+use esi_contracts::jobs;
+use esi_contracts::settings::Settings;
 use esi_contracts::standin::{self, RECORDED_AT, RateLimit, StandIn, StandInOptions, Stats};
-use redis::aio::ConnectionManager;
+
+mod support;
+
+use support::Backing;
 
 const FORGE: i32 = 10_000_002;
 
@@ -34,15 +35,12 @@ async fn run_mode(
     settings: impl FnOnce(&mut Settings),
     before: impl FnOnce(&StandIn),
 ) -> Figures {
-    let redis = RedisServer::start();
+    let backing = Backing::in_process().await;
     let esi_server = standin::start(StandInOptions { last_modified: Some(RECORDED_AT), ..opts }).await.unwrap();
     let mut s = Settings { server_retry_base_ms: 50, ..Settings::for_esi(esi_server.base_url()) };
     settings(&mut s);
-    let secrets =
-        Secrets { token: Secret::new(EsiToken::default()), redis_url: Secret::new(RedisUrl::new(redis.url.clone())) };
-    let queue = jobs::connect_queue(secrets.redis_url.expose()).await.unwrap();
-    let con = <ConnectionManager as dual_mode::Resource>::open(secrets.redis_url.expose()).await.unwrap();
-    let worker = jobs::worker(queue.clone(), &s, secrets, jobs::worker_config(2)).await.unwrap();
+    let queue = backing.queue.clone();
+    let worker = jobs::worker(queue.clone(), &s, backing.secrets(), jobs::worker_config(2)).await.unwrap();
     let running = worker.spawn();
     before(&esi_server);
     let start = Instant::now();
@@ -56,7 +54,7 @@ async fn run_mode(
     let took = start.elapsed();
     let report = running.stop().await.expect("worker");
     assert_eq!(report.counts.parked, 0, "{name}: {report:?}");
-    let stored = stored_summary(&con, FORGE).await.unwrap().expect("stored");
+    let stored = stored_summary(&backing.database().await, FORGE).await.unwrap().expect("stored");
     assert_eq!(result, stored, "{name}: the job's result is the summary it stored");
     let esi = esi_server.stats();
     println!(

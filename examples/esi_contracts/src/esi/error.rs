@@ -97,8 +97,8 @@ pub enum EsiError {
     Cache {
         /// What was being done.
         op: &'static str,
-        /// Redis's error.
-        source: redis::RedisError,
+        /// The database's error.
+        source: sqlx::Error,
     },
 }
 

@@ -1,5 +1,5 @@
 //! [`EsiClient`]: the public contracts of a region, every page from one cache generation,
-//! cached in Redis by `ETag`, within ESI's error and rate limits.
+//! cached in the example's database by `ETag`, within ESI's error and rate limits.
 //!
 //! - **Requests.** `GET {base}/contracts/public/{region_id}?page=N` with `X-Compatibility-Date`
 //!   ([`COMPATIBILITY_DATE`]), `X-Tenant: tranquility`, the configured `User-Agent` and
@@ -11,10 +11,11 @@
 //!   from page 1 (at most [`Settings::walk_restarts`] times, then [`EsiError::Inconsistent`], a
 //!   retryable error). A walk does not start in the last [`Settings::walk_margin_secs`] before
 //!   page 1's `Expires`. Contracts are counted once by `contract_id`.
-//! - **Page cache.** A hash per page in Redis (body, `ETag`, `Expires`, `Last-Modified`,
-//!   `X-Pages`, kept for [`Settings::cache_ttl_secs`]): served without a request until its
-//!   `Expires`, then revalidated with `If-None-Match` (a `304` serves the cached body).
-//! - **Limits, shared through Redis** by every process and worker using the same ESI:
+//! - **Page cache.** A row per page in the database ([`crate::store`]: body, `ETag`, `Expires`,
+//!   `Last-Modified`, `X-Pages`, kept for [`Settings::cache_ttl_secs`]): served without a
+//!   request until its `Expires`, then revalidated with `If-None-Match` (a `304` serves the
+//!   cached body).
+//! - **Limits, shared through the database** by every process and worker using the same ESI:
 //!   a `429` pauses the route for its `Retry-After` ([`EsiError::RateLimited`]), and the route
 //!   is paced to its refill rate when `X-Ratelimit-Remaining` falls to
 //!   [`Settings::rate_limit_floor`]; on routes without a rate-limit group, a low
@@ -29,18 +30,18 @@ mod headers;
 
 pub use error::{EsiError, ceil_secs};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dual_mode::{DualMode, Secret};
-use redis::aio::ConnectionManager;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 use serde::{Deserialize, Serialize};
 
 use self::headers::{error_text, header_str, header_time, rate_limit_of, reset_of, retry_after_of};
 use crate::model::{Contract, parse_page};
-use crate::settings::{EsiToken, RedisUrl, Settings};
+use crate::settings::{DatabaseUrl, EsiToken, Settings};
+use crate::store::{self, PageRow, SetMark};
 use crate::timestamp::Timestamp;
 
 /// The `X-Compatibility-Date` sent with every request: the date of ESI's API description that
@@ -52,7 +53,7 @@ pub const COMPATIBILITY_DATE: &str = "2026-08-18";
 /// The `X-Tenant` sent with every request (it replaced the `datasource` query parameter).
 pub const TENANT: &str = "tranquility";
 
-/// The route this client calls, as the name of its shared pause in Redis. ESI may put it in a
+/// The route this client calls, as the name of its shared pause. ESI may put it in a
 /// rate-limit group at any time; a pause applies to the route whatever its group is called.
 const ROUTE: &str = "contracts-public";
 
@@ -67,15 +68,15 @@ pub struct EsiClient {
     /// The ESI token (empty: none sent).
     #[dual_mode(secret, env = "ESI_TOKEN")]
     pub token: Secret<EsiToken>,
-    /// The Redis URL of the page cache.
-    #[dual_mode(secret, env = "REDIS_URL")]
-    pub redis_url: Secret<RedisUrl>,
+    /// The database URL of the page cache and the shared pauses.
+    #[dual_mode(secret, env = "DATABASE_URL")]
+    pub database_url: Secret<DatabaseUrl>,
     /// The HTTP client.
     #[dual_mode(shared, config = settings.http)]
     pub http: reqwest::Client,
     /// The page cache and the shared pauses.
-    #[dual_mode(shared, config = redis_url)]
-    pub redis: ConnectionManager,
+    #[dual_mode(shared, config = database_url)]
+    pub db: sqlx::AnyPool,
 }
 
 /// What one call did to get its pages.
@@ -126,15 +127,19 @@ struct CachedPage {
 }
 
 impl CachedPage {
-    fn from_hash(mut h: HashMap<String, String>) -> Option<Self> {
-        let num = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok());
-        Some(Self {
-            etag: h.remove("etag")?,
-            expires: Timestamp(num(h.remove("expires"))?),
-            last_modified: Timestamp(num(h.remove("last_modified"))?),
-            pages: h.remove("pages")?.parse().ok()?,
-            body: h.remove("body")?,
-        })
+    fn from_row(row: PageRow) -> Self {
+        let PageRow { etag, expires, last_modified, pages, body } = row;
+        Self { etag, expires: Timestamp(expires), last_modified: Timestamp(last_modified), pages, body }
+    }
+
+    fn to_row(&self) -> PageRow {
+        PageRow {
+            etag: self.etag.clone(),
+            expires: self.expires.0,
+            last_modified: self.last_modified.0,
+            pages: self.pages,
+            body: String::new(),
+        }
     }
 }
 
@@ -160,21 +165,21 @@ fn site_of(url: &str) -> String {
     format!("{hash:08x}")
 }
 
-/// The Redis key of one cached page.
+/// The cache key of one page.
 #[must_use]
 pub fn page_key(settings: &Settings, region_id: i32, page: u32) -> String {
     format!("esi:{}:contracts:{region_id}:{page}", site_of(&settings.esi_url))
 }
 
-/// The Redis key of the shared error-limit back-off (its value: the reset time, Unix seconds;
-/// it expires at the reset).
+/// The mark of the shared error-limit back-off (its value: the reset time, Unix seconds; it
+/// lasts until the reset).
 #[must_use]
 pub fn backoff_key(settings: &Settings) -> String {
     format!("esi:{}:error-limit-backoff", site_of(&settings.esi_url))
 }
 
-/// The Redis key of the route's shared pause (a `429`, or pacing while few tokens are left);
-/// it expires when the route may be called again.
+/// The mark of the route's shared pause (a `429`, or pacing while few tokens are left); it
+/// lasts until the route may be called again.
 #[must_use]
 pub fn pause_key(settings: &Settings) -> String {
     format!("esi:{}:pause:{ROUTE}", site_of(&settings.esi_url))
@@ -334,18 +339,11 @@ impl EsiClient {
         let mut server_errors = 0;
         loop {
             // The cached page and the shared pauses, in one round trip.
-            let mut con = self.redis.clone();
-            let (cached, backoff_ms, pause_ms): (HashMap<String, String>, i64, i64) = redis::pipe()
-                .cmd("HGETALL")
-                .arg(&key)
-                .cmd("PTTL")
-                .arg(backoff_key(&self.settings))
-                .cmd("PTTL")
-                .arg(pause_key(&self.settings))
-                .query_async(&mut con)
-                .await
-                .map_err(|source| EsiError::Cache { op: "read page", source })?;
-            let cached = CachedPage::from_hash(cached);
+            let (cached, backoff_ms, pause_ms) =
+                store::page_and_pauses(&self.db, &key, &backoff_key(&self.settings), &pause_key(&self.settings))
+                    .await
+                    .map_err(|source| EsiError::Cache { op: "read page", source })?;
+            let cached = cached.map(CachedPage::from_row);
             if !recheck && let Some(c) = cached.as_ref().filter(|c| Timestamp::now() < c.expires) {
                 return Ok((c.clone(), How::Fresh));
             }
@@ -450,28 +448,16 @@ impl EsiClient {
         Ok((c, How::Downloaded))
     }
 
-    /// Writes a page (with its body when `with_body`) and renews its time to live.
+    /// Writes a page (with its body when `with_body`) and renews its time to keep.
     async fn store(&self, key: &str, c: &CachedPage, with_body: bool) -> Result<(), EsiError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        let cmd = pipe
-            .cmd("HSET")
-            .arg(key)
-            .arg("etag")
-            .arg(&c.etag)
-            .arg("expires")
-            .arg(c.expires.0)
-            .arg("last_modified")
-            .arg(c.last_modified.0)
-            .arg("pages")
-            .arg(c.pages);
+        let mut row = c.to_row();
         if with_body {
-            cmd.arg("body").arg(&c.body);
+            row.body.clone_from(&c.body);
         }
-        cmd.ignore();
-        pipe.cmd("EXPIRE").arg(key).arg(self.settings.cache_ttl_secs.max(1)).ignore();
-        let mut con = self.redis.clone();
-        pipe.query_async::<()>(&mut con).await.map_err(|source| EsiError::Cache { op: "store page", source })
+        let keep = Duration::from_secs(self.settings.cache_ttl_secs.max(1));
+        store::store_page(&self.db, key, &row, with_body, keep)
+            .await
+            .map_err(|source| EsiError::Cache { op: "store page", source })
     }
 
     /// Waits out the shared pauses when they are short enough; fails at once otherwise.
@@ -519,22 +505,7 @@ impl EsiClient {
         };
         if let Some(pause) = pause.filter(|p| !p.is_zero()) {
             // Set, or lengthened: a short pacing pause never cuts a 429's pause short.
-            let (key, ms) = (pause_key(&self.settings), u64::try_from(pause.as_millis()).unwrap_or(u64::MAX));
-            let mut con = self.redis.clone();
-            redis::pipe()
-                .cmd("SET")
-                .arg(&key)
-                .arg(status.as_u16())
-                .arg("NX")
-                .arg("PX")
-                .arg(ms)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&key)
-                .arg(ms)
-                .arg("GT")
-                .ignore()
-                .query_async::<()>(&mut con)
+            store::set_mark(&self.db, &pause_key(&self.settings), status.as_str(), pause, SetMark::Lengthen)
                 .await
                 .map_err(|source| EsiError::Cache { op: "record pause", source })?;
         }
@@ -548,15 +519,11 @@ impl EsiClient {
         if !low || reset == 0 {
             return Ok(());
         }
-        let mut con = self.redis.clone();
         let until = Timestamp::now().plus_seconds(i64::try_from(reset).unwrap_or(i64::MAX));
-        redis::cmd("SET")
-            .arg(backoff_key(&self.settings))
-            .arg(until.0)
-            .arg("EX")
-            .arg(reset)
-            .query_async::<()>(&mut con)
+        let wait = Duration::from_secs(reset);
+        store::set_mark(&self.db, &backoff_key(&self.settings), &until.0.to_string(), wait, SetMark::Always)
             .await
+            .map(drop)
             .map_err(|source| EsiError::Cache { op: "record back-off", source })
     }
 }

@@ -1,21 +1,91 @@
-//! What the example's system tests share: a Redis URL as secrets, an HTTP client, the API on
-//! a free loopback port, JSON answers, a stand-in whose pages are always stale.
+//! What the example's system tests share: where the queue and the data live ([`Backing`]), an
+//! HTTP client, the API on a free loopback port, JSON answers, a stand-in whose pages are
+//! always stale.
 #![allow(dead_code, reason = "each test binary uses part of the support")]
 
 use std::time::Duration;
 
 use dual_mode::Secret;
-use dual_mode::jobs::{RunReport, WorkerConfig, WorkerHandle};
-use dual_mode_test_support::RedisServer;
+use dual_mode::jobs::{Queue, RunReport, WorkerConfig, WorkerHandle};
+use dual_mode_test_support::{PostgresServer, RedisServer};
 use esi_contracts::api::{self, AppState};
 use esi_contracts::jobs::{self, Secrets};
-use esi_contracts::settings::{EsiToken, RedisUrl, Settings};
+use esi_contracts::settings::{DatabaseUrl, EsiToken, RedisUrl, Settings};
 use esi_contracts::standin::{self, RECORDED_AT, StandIn, StandInOptions};
 use serde_json::Value;
 use tokio::sync::watch;
 
-pub fn secrets(redis: &RedisServer) -> Secrets {
-    Secrets { token: Secret::new(EsiToken::default()), redis_url: Secret::new(RedisUrl::new(redis.url.clone())) }
+/// A directory of its own under the system's temporary directory, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("esi-test-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Where a test's jobs and data live: the queue (in this process, or on a `redis-server`) and
+/// the database (a SQLite file in a temporary directory, or a Postgres server).
+pub struct Backing {
+    /// The queue every part of the test shares (an in-process queue is one per `Queue`).
+    pub queue: Queue,
+    pub database_url: String,
+    pub redis: Option<RedisServer>,
+    pub postgres: Option<PostgresServer>,
+    _dir: TempDir,
+}
+
+impl Backing {
+    /// The queue in this process and the data in SQLite: nothing installed.
+    pub async fn in_process() -> Self {
+        let dir = TempDir::new();
+        let database_url = format!("sqlite://{}?mode=rwc", dir.0.join("esi.db").display());
+        let queue = jobs::connect_queue(None).await.expect("queue");
+        Self { queue, database_url, redis: None, postgres: None, _dir: dir }
+    }
+
+    /// The queue on a `redis-server`, the data in SQLite.
+    pub async fn redis() -> Self {
+        let redis = RedisServer::start();
+        let dir = TempDir::new();
+        let database_url = format!("sqlite://{}?mode=rwc", dir.0.join("esi.db").display());
+        let queue = jobs::connect_queue(Some(&RedisUrl::new(redis.url.clone()))).await.expect("queue");
+        Self { queue, database_url, redis: Some(redis), postgres: None, _dir: dir }
+    }
+
+    /// The queue on a `redis-server`, the data on a Postgres server.
+    pub async fn redis_and_postgres() -> Self {
+        let postgres = PostgresServer::start();
+        Self { database_url: postgres.url.clone(), postgres: Some(postgres), ..Self::redis().await }
+    }
+
+    pub fn secrets(&self) -> Secrets {
+        Secrets {
+            token: Secret::new(EsiToken::default()),
+            database_url: Secret::new(DatabaseUrl::new(self.database_url.clone())),
+        }
+    }
+
+    /// A pool on the database (one connection), its tables created.
+    pub async fn database(&self) -> sqlx::AnyPool {
+        let db = <sqlx::AnyPool as dual_mode::Resource>::open(&self.database_url).await.expect("database");
+        esi_contracts::store::migrate(&db).await.expect("tables");
+        db
+    }
+
+    /// The Redis server's URL.
+    pub fn redis_url(&self) -> &str {
+        &self.redis.as_ref().expect("a test on Redis").url
+    }
 }
 
 pub fn http() -> reqwest::Client {
@@ -29,14 +99,13 @@ pub struct Api {
     pub stop: watch::Sender<bool>,
 }
 
-pub async fn start_api(redis: &RedisServer, settings: Settings) -> Api {
-    start_api_with(redis, settings, None).await
+pub async fn start_api(backing: &Backing, settings: Settings) -> Api {
+    start_api_with(backing, settings, None).await
 }
 
 /// The API with the job dashboard behind `admin_token`, when given.
-pub async fn start_api_with(redis: &RedisServer, settings: Settings, admin_token: Option<&str>) -> Api {
-    let queue = jobs::connect_queue(secrets(redis).redis_url.expose()).await.expect("queue");
-    let mut state = AppState::connect(settings, secrets(redis), queue).await.expect("state");
+pub async fn start_api_with(backing: &Backing, settings: Settings, admin_token: Option<&str>) -> Api {
+    let mut state = AppState::connect(settings, backing.secrets(), backing.queue.clone()).await.expect("state");
     state.admin_token = admin_token.map(|t| Secret::new(t.to_owned()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -70,9 +139,10 @@ pub struct Running {
 }
 
 impl Running {
-    pub async fn start(api: &Api, redis: &RedisServer, config: WorkerConfig) -> Self {
-        let worker =
-            jobs::worker(api.state.queue.clone(), &api.state.settings, secrets(redis), config).await.expect("worker");
+    pub async fn start(api: &Api, backing: &Backing, config: WorkerConfig) -> Self {
+        let worker = jobs::worker(api.state.queue.clone(), &api.state.settings, backing.secrets(), config)
+            .await
+            .expect("worker");
         Self { worker: worker.spawn() }
     }
 
