@@ -89,7 +89,8 @@
 //!   `ConnectionManager` and the cluster's `ClusterConnection` (feature `redis`). `dual_mode::reqwest`
 //!   and `dual_mode::redis` name exactly these versions. Off by default, each behind a feature
 //!   named after its crate: sqlx's `PgPool`, `MySqlPool` and `SqlitePool` (`sqlx-postgres`,
-//!   `sqlx-mysql`, `sqlx-sqlite`), deadpool-postgres's `Pool` (`deadpool-postgres`) and
+//!   `sqlx-mysql`, `sqlx-sqlite`) and `AnyPool` (`sqlx-any`, on the drivers of those features),
+//!   deadpool-postgres's `Pool` (`deadpool-postgres`) and
 //!   sea-orm's `DatabaseConnection` (`sea-orm`), opened from a database URL and closed, not only
 //!   dropped; reqwest-middleware's `ClientWithMiddleware` (`reqwest-middleware`).
 //! * The `reqwest` feature turns on reqwest's `rustls` feature, its default TLS with its own

@@ -427,6 +427,38 @@ async fn a_guard_closes_the_pool_it_opened_and_leaves_an_injected_one_open() {
 }
 
 #[derive(DualMode)]
+struct Anywhere {
+    settings: Settings,
+    #[dual_mode(shared, config = settings.database_url)]
+    db: sqlx::AnyPool,
+}
+
+/// One service, two databases: the URL's scheme picks the driver; the pool a guard opened is
+/// closed on exit (the server sees its connection go), on Postgres as on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_any_pool_takes_its_driver_from_the_url_and_closes_on_exit() {
+    let pg = PostgresServer::start();
+    let mut counter = Counter::pg(&pg.url).await;
+    let dir = TempDir::new("any-pool").expect("temp dir");
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.0.join("any.db").display());
+    for url in [pg.url.clone(), sqlite] {
+        let spec = AnywhereSpec { settings: Settings { database_url: url.clone() } };
+        let guard = AnywhereParts::from(spec).enter().await.expect("enter");
+        assert_eq!(guard.opened(), 1);
+        let n: i64 = sqlx::query_scalar("SELECT CAST(41 + 1 AS BIGINT)").fetch_one(&guard.db).await.expect("query");
+        assert_eq!(n, 42, "{url}");
+        let kept = guard.db.clone();
+        guard.exit().await.expect("exit");
+        assert!(kept.is_closed(), "{url}: closed, not only dropped");
+    }
+    assert_eq!(counter.settles_at(0).await, 0, "Postgres saw the connection go");
+    let wrong = AnywhereSpec { settings: Settings { database_url: "nosuchdb://127.0.0.1/x".into() } };
+    let err = AnywhereParts::from(wrong).enter().await.err().expect("an unknown scheme fails on enter");
+    let chain = dual_mode::jobs::error_chain(&err);
+    assert!(chain.contains("`Anywhere.db`") && chain.contains("nosuchdb"), "names the field and the scheme: {chain}");
+}
+
+#[derive(DualMode)]
 struct Notes {
     settings: Settings,
     #[dual_mode(shared, config = settings.database_url)]
