@@ -146,10 +146,13 @@ async fn limited_worker(
     name: String,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let cfg = WorkerConfig::new()
+    let mut cfg = WorkerConfig::new()
         .concurrency(8)
         .block(Duration::from_millis(200))
         .poll_delayed_every(Duration::from_millis(10));
+    if let Some(ms) = env("DM_LEASE_MS").and_then(|v| v.parse::<u64>().ok()) {
+        cfg = cfg.lease(Duration::from_millis(ms)).renew_every(Duration::from_millis(ms / 4));
+    }
     let worker = Worker::new(q, cfg);
     let me = worker.consumer().to_owned();
     let (rec, n2) = (db.clone(), name.clone());
@@ -265,6 +268,50 @@ async fn a_key_limited_to_50_a_second_holds_across_three_processes_while_another
         rate_limited += report(&mut db, &name, w).await["rate_limited"];
     }
     assert!(rate_limited >= 200, "jobs over the limit were delayed ({rate_limited})");
+}
+
+/// Three processes reserve the starts of a key limited to 10 a second (burst 1), 100 ms
+/// apart; then another key's 1.5 s jobs take every slot, and one process is killed with its
+/// slots busy. The reservations that fell due meanwhile must not start all at once when slots
+/// free up: in any second, at most limit + burst starts of the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_starts_do_not_burst_when_busy_slots_free_up_with_a_worker_killed() {
+    const LIMITED: u32 = 40;
+    const BUSY: u32 = 24;
+    let redis = RedisServer::start();
+    let name = unique("saturated");
+    let q = queue(&redis.url, QueueConfig::new(&name)).await;
+    let mut db = con(&redis.url).await;
+    let settings = [("DM_RATE", "lim:=10".to_owned()), ("DM_LEASE_MS", "1000".to_owned())];
+    let mut workers = limited_workers(&redis.url, &name, 3, &settings).await;
+    let limited: Vec<Call> = (0..LIMITED).map(|n| Call { n, too_many_ms: None, sleep_ms: 0 }).collect();
+    q.push_bulk("Call", 1, &limited, PushOptions::new().rate_key("lim:1")).await.expect("push");
+    wait_for(Duration::from_secs(10), "the limited starts reserved", async || {
+        (q.stats().await.ok()?.delayed >= u64::from(LIMITED) - 3).then_some(())
+    })
+    .await;
+    let busy: Vec<Call> = (10_000..10_000 + BUSY).map(|n| Call { n, too_many_ms: None, sleep_ms: 1500 }).collect();
+    q.push_bulk("Call", 1, &busy, PushOptions::new().rate_key("busy:1")).await.expect("push");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = workers.remove(0);
+    killed.signal("KILL");
+    drop(killed);
+    wait_for(Duration::from_secs(60), "every job ran", async || {
+        let runs = calls(&mut db, &name).await;
+        let done = |range: std::ops::Range<u32>| runs.iter().filter(move |r| range.contains(&r.n)).map(|r| r.n);
+        let limited: HashSet<u32> = done(0..LIMITED).collect();
+        let busy: HashSet<u32> = done(10_000..10_000 + BUSY).collect();
+        (limited.len() == LIMITED as usize && busy.len() == BUSY as usize).then_some(())
+    })
+    .await;
+    stop_all(&mut db, &name, &mut workers).await;
+    let mut starts: Vec<u64> = calls(&mut db, &name).await.iter().filter(|r| r.n < LIMITED).map(|r| r.at_ms).collect();
+    starts.sort_unstable();
+    // Starts as the handlers saw them, a moment after the gate counted them: windows of 975 ms.
+    let worst = starts.iter().map(|&from| starts.iter().filter(|&&s| s >= from && s < from + 975).count()).max();
+    let since: Vec<u64> = starts.iter().map(|s| s - starts[0]).collect();
+    println!("limited starts, ms after the first: {since:?}; at most {worst:?} in one second");
+    assert!(worst <= Some(11), "{worst:?} starts in one second (at most 11); starts at ms {since:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,9 @@ pub struct QueueKeys {
     /// Prefix of the rate limits' buckets (`<prefix>queue`, `<prefix>type:<type>`,
     /// `<prefix>key:<rate key>`).
     pub rate_prefix: String,
+    /// Prefix of the rate limits' windows of actual starts (`<prefix><bucket>`, as for
+    /// [`rate_prefix`](Self::rate_prefix)).
+    pub rate_window_prefix: String,
     /// Prefix of the rate keys' pauses (`<prefix><rate key>`).
     pub rate_pause_prefix: String,
     /// Prefix of the sets of jobs holding a slot of a rate key (`<prefix><rate key>`, job
@@ -68,6 +71,7 @@ impl QueueKeys {
         let home = Self::new(name);
         Self {
             rate_prefix: home.rate_prefix,
+            rate_window_prefix: home.rate_window_prefix,
             rate_pause_prefix: home.rate_pause_prefix,
             slot_prefix: home.slot_prefix,
             slot_wait_prefix: home.slot_wait_prefix,
@@ -91,6 +95,7 @@ impl QueueKeys {
             finished_channel: format!("{base}:finished"),
             partitions: format!("{base}:partitions"),
             rate_prefix: format!("{base}:rate:"),
+            rate_window_prefix: format!("{base}:rate-window:"),
             rate_pause_prefix: format!("{base}:rate-pause:"),
             slot_prefix: format!("{base}:slots:"),
             slot_wait_prefix: format!("{base}:slot-wait:"),
@@ -119,6 +124,7 @@ mod tests {
             (&k.finished_channel, "dm:{mail}:finished"),
             (&k.rate_prefix, "dm:{mail}:rate:"),
             (&k.rate_pause_prefix, "dm:{mail}:rate-pause:"),
+            (&k.rate_window_prefix, "dm:{mail}:rate-window:"),
             (&k.slot_prefix, "dm:{mail}:slots:"),
             (&k.slot_wait_prefix, "dm:{mail}:slot-wait:"),
             (&k.paused, "dm:{mail}:jobs:paused"),

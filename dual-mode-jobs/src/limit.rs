@@ -83,7 +83,13 @@ pub enum RateScope {
     Key(String),
 }
 
-/// One bucket a job draws from: its key suffix, interval and tolerance in ms.
+/// One bucket a job draws from: its name, the spacing of its reserved starts (GCRA: interval
+/// and tolerance in ms), and the window its actual starts are counted in.
+///
+/// Reservations space starts out; the window bounds them whatever the workers did meanwhile.
+/// A reserved start may come late (its worker had no free slot, the delayed set is polled),
+/// and starts that fell due together must not then go at once: every start, reserved or not,
+/// also needs room among the starts of the last `window_ms`, at most `window_max` of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bucket {
     /// The bucket's name within its queue (scope and key).
@@ -92,11 +98,23 @@ pub struct Bucket {
     pub interval_ms: f64,
     /// How far ahead of its time a start may be (the burst), in ms.
     pub tolerance_ms: f64,
+    /// The limit's period, in ms: the window actual starts are counted in.
+    pub window_ms: f64,
+    /// The most starts in any window: the limit's count plus its burst.
+    pub window_max: u32,
 }
 
 impl Bucket {
-    fn new(name: String, limit: RateLimit) -> Self {
-        Self { name, interval_ms: limit.interval_ms(), tolerance_ms: limit.tolerance_ms() }
+    /// The bucket `name` of `limit`.
+    #[must_use]
+    pub fn new(name: String, limit: RateLimit) -> Self {
+        Self {
+            name,
+            interval_ms: limit.interval_ms(),
+            tolerance_ms: limit.tolerance_ms(),
+            window_ms: limit.per.as_secs_f64() * 1000.0,
+            window_max: limit.count.saturating_add(limit.burst),
+        }
     }
 }
 

@@ -26,7 +26,9 @@ impl Store {
             inv.arg(u8::from(gate.reserved)).arg(u8::from(gate.rate_key.is_some()));
             inv.arg(gate.slots.unwrap_or(0)).arg(&gate.job_id).arg(gate.buckets.len());
             for b in &gate.buckets {
-                inv.key(format!("{}{}", self.keys.rate_prefix, b.name)).arg(b.interval_ms).arg(b.tolerance_ms);
+                inv.key(format!("{}{}", self.keys.rate_prefix, b.name));
+                inv.key(format!("{}{}", self.keys.rate_window_prefix, b.name));
+                inv.arg(b.interval_ms).arg(b.tolerance_ms).arg(b.window_ms).arg(b.window_max);
             }
         }
         let waits: Vec<i64> = inv.invoke_async(&mut self.con()).await.map_err(redis("check rate limits"))?;

@@ -20,6 +20,8 @@ cases! {
     a_concurrency_of_one_per_key_holds_across_two_workers,
     a_unique_key_admits_one_job_until_it_ends,
     a_job_longer_than_the_lease_keeps_the_slot_of_its_key,
+    reserved_starts_that_fall_due_while_slots_are_busy_do_not_burst,
+    reserved_starts_do_not_burst_across_partitions,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -332,4 +334,68 @@ async fn a_job_longer_than_the_lease_keeps_the_slot_of_its_key(store: &Store) {
     // The first job runs four leases: its slot is renewed with its entry's lease, so the
     // second job of the key waits for its end.
     assert!(spans[1].0 >= spans[0].1, "two jobs of the key ran at once: {spans:?}");
+}
+
+/// A key limited to 10 starts a second (burst 1) has its 20 jobs' starts reserved, 100 ms
+/// apart; then another key's 1.5 s jobs take every slot, so that most reservations fall due
+/// while no slot is free. When the slots free up, the late reservations must not start all at
+/// once: in any window of one period, at most limit + burst starts.
+async fn reserved_starts_that_fall_due_while_slots_are_busy_do_not_burst(store: &Store) {
+    saturated_then_freed(store, 1).await;
+}
+
+async fn reserved_starts_do_not_burst_across_partitions(store: &Store) {
+    saturated_then_freed(store, 3).await;
+}
+
+async fn saturated_then_freed(store: &Store, partitions: u16) {
+    const LIMITED: u32 = 20;
+    const SLOTS: u32 = 4;
+    let limit = RateLimit::new(10, Duration::from_secs(1));
+    let config =
+        QueueConfig::new(unique("saturated")).partitions(partitions).rate_limit(RateScope::Key("lim:".into()), limit);
+    let q = store.queue(config).await;
+    let runs = Runs::default();
+    let busy = Runs::default();
+    let worker = || {
+        Worker::new(q.clone(), fast_worker().concurrency(2))
+            .handle("Call", runs.handler(Duration::ZERO, None))
+            .handle("Busy", busy.handler(Duration::from_millis(1500), None))
+    };
+    let (w1, w2) = (start(worker()), start(worker()));
+    let limited: Vec<Call> = (0..LIMITED).map(|n| Call { n }).collect();
+    let pushed = q.push_bulk("Call", 1, &limited, PushOptions::new().rate_key("lim:1")).await.expect("push");
+    // Every start reserved: the first ran, the others wait in the delayed set.
+    wait_for(Duration::from_secs(5), "the limited jobs' starts reserved", async || {
+        let mut delayed = 0;
+        for p in &pushed {
+            if q.job(&p.job_id).await.ok()??.state == JobState::Delayed {
+                delayed += 1;
+            }
+        }
+        (delayed + runs.len() >= LIMITED as usize && runs.len() < 3).then_some(())
+    })
+    .await;
+    let hogs: Vec<Call> = (0..SLOTS).map(|n| Call { n: 1000 + n }).collect();
+    q.push_bulk("Busy", 1, &hogs, PushOptions::new().rate_key("busy:1")).await.expect("push");
+    wait_for(Duration::from_secs(20), "every job ran", async || {
+        (runs.len() == LIMITED as usize && busy.len() == SLOTS as usize).then_some(())
+    })
+    .await;
+    stop(w1).await;
+    stop(w2).await;
+    let mut starts: Vec<Instant> = runs.all().iter().map(|r| r.start).collect();
+    starts.sort();
+    let allowed = (limit.count + limit.burst) as usize;
+    // The store counts starts as its gate lets them through; a handler runs a moment later,
+    // so its windows are taken 25 ms short of the period.
+    let window = limit.per.saturating_sub(Duration::from_millis(25));
+    let worst = starts
+        .iter()
+        .map(|&from| starts.iter().filter(|&&s| s >= from && s < from + window).count())
+        .max()
+        .unwrap_or(0);
+    let since: Vec<u128> = starts.iter().map(|s| (*s - starts[0]).as_millis()).collect();
+    assert!(worst <= allowed, "{worst} starts in one period (at most {allowed}); starts at ms {since:?}");
+    assert!(runs.all().iter().all(|r| r.attempt == 1), "waiting burns no attempt");
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::sets::{Ttl, ZSet, ms_score};
 use super::state::State;
-use crate::backend::{Gate, Passed};
+use crate::backend::{Bucket, Gate, Passed};
 
 impl State {
     /// Passes jobs through their gates, one after another as if one by one.
@@ -14,18 +14,21 @@ impl State {
     /// GCRA: a bucket has room at `t` when `t >= tat - tolerance`, and a start at `t` moves
     /// its `tat` to `max(tat, t) + interval`. The start is the first moment every bucket has
     /// room and the key's pause is over, reserved in every bucket at once. A reserved start
-    /// goes ahead without drawing again unless the key is paused. A job that may start now
-    /// also needs a slot of its key when the key has a concurrency: expired holders are
-    /// dropped first, and without a free slot the job becomes a waiter and draws nothing.
+    /// draws no second time unless the key is paused. Every start, reserved or not, also needs
+    /// room in each bucket's window of actual starts (at most `window_max` in the last
+    /// `window_ms`): reserved starts that fell due while no worker slot was free wait there
+    /// for the window rather than go all at once, keeping their reservation. A job that may
+    /// start now also needs a slot of its key when the key has a concurrency: expired holders
+    /// are dropped first, and without a free slot the job becomes a waiter and draws nothing.
     /// Buckets are read once per batch and written once at its end, rounded to the µs and
     /// kept a second past their `tat`, as the script writes them.
     pub(super) fn gate(&mut self, gates: &[Gate], lease_ms: u64, now: u64) -> Vec<Passed> {
         // Each bucket's tat, read once, and whether a start was reserved in it.
         let mut tats: HashMap<&str, (f64, bool)> = HashMap::new();
         let mut out = Vec::with_capacity(gates.len());
+        let now_f = ms_score(now);
         for g in gates {
             // Never before now: `start > now` says it must wait.
-            let now_f = ms_score(now);
             let mut start = now_f;
             if let Some(key) = &g.rate_key
                 && let Ttl::Left(left) = self.rate_pauses.ttl(key, now)
@@ -36,7 +39,15 @@ impl State {
             // A concurrency without a rate key has no key to hold a slot of.
             let slots = g.rate_key.as_deref().zip(g.slots.filter(|&k| k > 0));
             if g.reserved && start <= now_f {
-                out.push(if self.slot(slots, &g.job_id, lease_ms, now) { Passed::Start } else { Passed::NoSlot });
+                let room = self.window_room(&g.buckets, now);
+                out.push(if room > now_f {
+                    Passed::Wait(std::time::Duration::from_millis(wait_ms(room - now_f)))
+                } else if self.slot(slots, &g.job_id, lease_ms, now) {
+                    self.started(&g.buckets, &g.job_id, now);
+                    Passed::Start
+                } else {
+                    Passed::NoSlot
+                });
                 continue;
             }
             for b in &g.buckets {
@@ -44,9 +55,14 @@ impl State {
                     *tats.entry(&b.name).or_insert_with(|| (self.buckets.get(&b.name).copied().unwrap_or(0.0), false));
                 start = start.max(tat - b.tolerance_ms);
             }
-            if start <= now_f && !self.slot(slots, &g.job_id, lease_ms, now) {
-                out.push(Passed::NoSlot);
-                continue;
+            if start <= now_f {
+                let room = self.window_room(&g.buckets, now);
+                if room > now_f {
+                    start = room;
+                } else if !self.slot(slots, &g.job_id, lease_ms, now) {
+                    out.push(Passed::NoSlot);
+                    continue;
+                }
             }
             for b in &g.buckets {
                 if let Some((tat, dirty)) = tats.get_mut(b.name.as_str()) {
@@ -54,17 +70,46 @@ impl State {
                     *dirty = true;
                 }
             }
-            out.push(match wait_ms(start - ms_score(now)) {
+            if start <= now_f {
+                self.started(&g.buckets, &g.job_id, now);
+            }
+            out.push(match wait_ms(start - now_f) {
                 0 => Passed::Start,
                 ms => Passed::Wait(std::time::Duration::from_millis(ms)),
             });
         }
         for (name, (tat, _)) in tats.into_iter().filter(|(_, (_, dirty))| *dirty) {
             let tat = (tat * 1000.0).round() / 1000.0;
-            let deadline = now.saturating_add(wait_ms(tat - ms_score(now))).saturating_add(1000);
+            let deadline = now.saturating_add(wait_ms(tat - now_f)).saturating_add(1000);
             self.buckets.set(name, tat, Some(deadline));
         }
         out
+    }
+
+    /// When every bucket's window of actual starts has room for one more: now, or when the
+    /// oldest start of a full window leaves it.
+    fn window_room(&mut self, buckets: &[Bucket], now: u64) -> f64 {
+        let now_f = ms_score(now);
+        let mut room = now_f;
+        for b in buckets {
+            let Some(log) = self.rate_logs.get_mut(&b.name) else { continue };
+            log.remove_up_to(now_f - b.window_ms);
+            if log.len() >= usize::try_from(b.window_max).unwrap_or(usize::MAX)
+                && let Some((_, oldest)) = log.iter().next()
+            {
+                room = room.max(oldest + b.window_ms);
+            }
+        }
+        room
+    }
+
+    /// Counts a start of job `id` now in every bucket's window.
+    fn started(&mut self, buckets: &[Bucket], id: &str, now: u64) {
+        for b in buckets {
+            let log = self.rate_logs.get_or_insert_with(&b.name, ZSet::default);
+            log.add(&format!("{now}:{id}"), ms_score(now));
+            self.rate_logs.expire_at(&b.name, now.saturating_add(wait_ms(b.window_ms)).saturating_add(1000));
+        }
     }
 
     /// Takes a slot of `key` (of `max` slots) for job `id` until a lease from now, or makes

@@ -68,6 +68,9 @@ pub(super) struct State {
     pub(super) partitions: Option<u16>,
     /// Rate buckets' theoretical arrival times (GCRA), by bucket name.
     pub(super) buckets: Expiring<f64>,
+    /// Rate buckets' windows of actual starts (`<ms>:<job id>` by start time), by bucket
+    /// name.
+    pub(super) rate_logs: Expiring<ZSet>,
     /// Paused rate keys.
     pub(super) rate_pauses: Expiring<()>,
     /// Per rate key: the jobs holding its slots (by lease expiry) and those waiting for one
@@ -98,6 +101,7 @@ impl State {
             paused: None,
             partitions: None,
             buckets: Expiring::default(),
+            rate_logs: Expiring::default(),
             rate_pauses: Expiring::default(),
             holders: HashMap::new(),
             waiters: HashMap::new(),
@@ -113,6 +117,7 @@ impl State {
         self.records.purge(now);
         self.unique.purge(now);
         self.buckets.purge(now);
+        self.rate_logs.purge(now);
         self.rate_pauses.purge(now);
         self.ticks.purge(now);
     }

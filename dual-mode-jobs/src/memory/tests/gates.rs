@@ -8,7 +8,7 @@ use crate::limit::Bucket;
 
 /// A bucket of one start per second, no burst.
 fn per_second() -> Bucket {
-    Bucket { name: "queue".to_owned(), interval_ms: 1000.0, tolerance_ms: 0.0 }
+    Bucket::new("queue".to_owned(), crate::RateLimit::per_second(1))
 }
 
 fn gate(job: &str, buckets: Vec<Bucket>) -> Gate {
@@ -43,7 +43,7 @@ async fn a_rate_limit_reserves_the_next_start() {
 #[tokio::test]
 async fn a_burst_lets_starts_through_at_once() {
     let p = partition();
-    let burst = Bucket { name: "type:mail".to_owned(), interval_ms: 100.0, tolerance_ms: 200.0 };
+    let burst = Bucket::new("type:mail".to_owned(), crate::RateLimit::per_second(10).burst(3));
     let gates: Vec<Gate> = (0..4).map(|i| gate(&format!("j{i}"), vec![burst.clone()])).collect();
     let passed = p.gate(&gates, LEASE).await.expect("gate");
     assert_eq!(passed[..3], [Passed::Start; 3]);
@@ -99,4 +99,25 @@ async fn a_slot_expires_with_its_lease_unless_renewed() {
     assert_eq!(p.gate(&[keyed("b", "k", 1)], lease).await.expect("gate"), [Passed::NoSlot], "renewed");
     p.advance(Duration::from_secs(1));
     assert_eq!(p.gate(&[keyed("b", "k", 1)], lease).await.expect("gate"), [Passed::Start], "expired");
+}
+
+/// Reserved starts that come back late together (their workers had no free slot) start only
+/// as far as the window of actual starts has room; the others wait, keeping their reservation.
+#[tokio::test]
+async fn late_reserved_starts_wait_for_room_in_the_window() {
+    let p = partition();
+    // 2 a second, burst 1: at most 3 starts in any second.
+    let buckets = || vec![Bucket::new("key:k".to_owned(), crate::RateLimit::per_second(2))];
+    let gates: Vec<Gate> = (0..6).map(|i| gate(&format!("j{i}"), buckets())).collect();
+    let passed = p.gate(&gates, LEASE).await.expect("gate");
+    assert_eq!(passed[0], Passed::Start);
+    assert!(passed[1..].iter().all(|p| matches!(p, Passed::Wait(_))), "{passed:?}");
+    p.advance(Duration::from_secs(5));
+    let late: Vec<Gate> = (1..6).map(|i| Gate { reserved: true, ..gate(&format!("j{i}"), buckets()) }).collect();
+    let passed = p.gate(&late, LEASE).await.expect("gate");
+    assert_eq!(passed[..3], [Passed::Start; 3], "{passed:?}");
+    for waits in &passed[3..] {
+        let Passed::Wait(wait) = *waits else { panic!("{passed:?}") };
+        assert!((Duration::from_millis(990)..=Duration::from_secs(1)).contains(&wait), "{wait:?}");
+    }
 }
