@@ -179,8 +179,15 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, 
         out,
         "ESI: {}; queue: {}; database: {}",
         standin.as_ref().map_or(esi_url.as_str(), |_| "embedded stand-in (recorded pages)"),
-        if opts.redis_url.is_some() { "Redis (REDIS_URL)" } else { "in this process" },
-        database.as_ref().map_or_else(|| "DATABASE_URL".to_owned(), |d| format!("SQLite in {}", d.dir.display())),
+        if opts.redis_url.is_some() {
+            "Redis (REDIS_URL)"
+        } else {
+            "in this process (REDIS_URL=redis://... for Redis)"
+        },
+        database.as_ref().map_or_else(
+            || "DATABASE_URL".to_owned(),
+            |d| format!("SQLite in {} (DATABASE_URL=postgres://... for Postgres)", d.dir.display())
+        ),
     )?;
     let secrets = Secrets { token: opts.token.clone(), database_url };
     let queue = jobs::connect_queue(opts.redis_url.as_ref().map(Secret::expose)).await?;

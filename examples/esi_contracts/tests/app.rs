@@ -225,7 +225,7 @@ async fn the_main_job_runs_to_the_end() {
         assert!(out.contains(name), "{name} missing from:\n{out}");
     }
     assert!(out.contains("waiting for 3 jobs"), "a progress line");
-    assert!(out.contains("queue: in this process; database: SQLite in "), "{out}");
+    assert!(out.contains("queue: in this process (REDIS_URL=redis://... for Redis); database: SQLite in "), "{out}");
     let regions: Vec<i32> = report.summaries.iter().map(|s| s.summary.region_id).collect();
     let history: Vec<(i32, usize)> = regions.iter().map(|r| (*r, 1)).collect();
     assert_eq!(report.history, history, "each job's summary, written by the job, read by the API");
@@ -362,7 +362,10 @@ fn the_binary_runs_the_main_job_with_nothing_installed() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("queue: in this process; database: SQLite in "), "{stdout}");
+    assert!(
+        stdout.contains("queue: in this process (REDIS_URL=redis://... for Redis); database: SQLite in "),
+        "{stdout}"
+    );
     assert!(stdout.contains("done: 3 of 3 regions, 3 jobs done"), "{stdout}");
     let left: Vec<_> = std::fs::read_dir(&empty.0).unwrap().collect();
     assert!(left.is_empty(), "the temporary database is removed: {left:?}");
