@@ -340,15 +340,9 @@ impl Store {
         );
         let gone = sqlx::query(&sql).bind(&*self.q).bind(before).execute(self.pool()).await.map_err(pg(op))?;
         for table in ["jobs", "uniques", "ticks", "buckets", "rate_pauses"] {
-            let key = match table {
-                "jobs" => "id",
-                "uniques" | "rate_pauses" => "key",
-                "ticks" => "name, tick_ms",
-                _ => "name",
-            };
             let sql = self.sql(&format!(
-                "DELETE FROM @schema@.{table} WHERE (q, {key}) IN (SELECT q, {key} FROM @schema@.{table} \
-                 WHERE q = $1 AND expires_ms <= $2 LIMIT $3)"
+                "WITH expired AS MATERIALIZED (SELECT ctid FROM @schema@.{table} WHERE q = $1 AND expires_ms <= $2 \
+                 LIMIT $3) DELETE FROM @schema@.{table} t USING expired WHERE t.ctid = expired.ctid AND t.expires_ms <= $2"
             ));
             sqlx::query(&sql).bind(&*self.q).bind(now).bind(TRIM_BATCH).execute(self.pool()).await.map_err(pg(op))?;
         }

@@ -14,7 +14,7 @@ use dual_mode_jobs::backend::{Gate, Passed};
 use crate::{Store, as_i64, now_ms, pg};
 
 /// A wait in whole ms, rounded up (none for a moment past).
-#[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "clamped to 0..=2^63 first")]
+#[expect(clippy::cast_possible_truncation, reason = "clamped to 0..=2^63 first")]
 fn wait_ms(ms: f64) -> i64 {
     ms.ceil().clamp(0.0, 9_223_372_036_854_774_784.0) as i64
 }
@@ -34,55 +34,7 @@ impl Store {
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
         let now = now_ms();
         let now_f = score(now);
-        let mut names: Vec<&str> = gates.iter().flat_map(|g| g.buckets.iter().map(|b| b.name.as_str())).collect();
-        names.sort_unstable();
-        names.dedup();
-        let mut tats: HashMap<String, (f64, bool)> = HashMap::new();
-        if !names.is_empty() {
-            let sql = self.sql(
-                "INSERT INTO @schema@.buckets (q, name, tat, expires_ms) SELECT $1, n, 0, 0 FROM unnest($2::text[]) n \
-                 ON CONFLICT (q, name) DO NOTHING",
-            );
-            sqlx::query(&sql).bind(&*self.q).bind(&names).execute(&mut *tx).await.map_err(pg(op))?;
-            let sql = self.sql(
-                "SELECT name, CASE WHEN expires_ms > $3 THEN tat ELSE 0 END FROM @schema@.buckets \
-                 WHERE q = $1 AND name = ANY($2) ORDER BY name FOR UPDATE",
-            );
-            let rows: Vec<(String, f64)> =
-                sqlx::query_as(&sql).bind(&*self.q).bind(&names).bind(now).fetch_all(&mut *tx).await.map_err(pg(op))?;
-            tats = rows.into_iter().map(|(name, tat)| (name, (tat, false))).collect();
-        }
-        let mut keys: Vec<&str> = gates.iter().filter_map(|g| g.rate_key.as_deref()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let mut pauses: HashMap<String, i64> = HashMap::new();
-        if !keys.is_empty() {
-            let sql = self.sql(
-                "SELECT key, expires_ms - $3 FROM @schema@.rate_pauses WHERE q = $1 AND key = ANY($2) \
-                 AND expires_ms > $3",
-            );
-            let rows: Vec<(String, i64)> =
-                sqlx::query_as(&sql).bind(&*self.q).bind(&keys).bind(now).fetch_all(&mut *tx).await.map_err(pg(op))?;
-            pauses = rows.into_iter().collect();
-            let slot_keys: Vec<&str> = gates
-                .iter()
-                .filter(|g| g.slots.is_some_and(|k| k > 0))
-                .filter_map(|g| g.rate_key.as_deref())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            if !slot_keys.is_empty() {
-                let sql = self.sql(
-                    "INSERT INTO @schema@.slot_keys (q, key) SELECT $1, k FROM unnest($2::text[]) k \
-                     ON CONFLICT (q, key) DO NOTHING",
-                );
-                sqlx::query(&sql).bind(&*self.q).bind(&slot_keys).execute(&mut *tx).await.map_err(pg(op))?;
-                let sql = self
-                    .sql("SELECT key FROM @schema@.slot_keys WHERE q = $1 AND key = ANY($2) ORDER BY key FOR UPDATE");
-                let _: Vec<(String,)> =
-                    sqlx::query_as(&sql).bind(&*self.q).bind(&slot_keys).fetch_all(&mut *tx).await.map_err(pg(op))?;
-            }
-        }
+        let (mut tats, pauses) = self.lock_gates(&mut tx, gates, now).await?;
         let mut out = Vec::with_capacity(gates.len());
         for g in gates {
             let mut start = now_f;
@@ -137,6 +89,67 @@ impl Store {
         }
         tx.commit().await.map_err(pg(op))?;
         Ok(out)
+    }
+
+    /// Locks the rows of the buckets and concurrency keys that `gates` touch (in name order)
+    /// and reads the buckets' times and the keys' pauses.
+    async fn lock_gates(
+        &self,
+        tx: &mut PgConnection,
+        gates: &[Gate],
+        now: i64,
+    ) -> Result<(HashMap<String, (f64, bool)>, HashMap<String, i64>), QueueError> {
+        let op = "pass gates";
+        let mut names: Vec<&str> = gates.iter().flat_map(|g| g.buckets.iter().map(|b| b.name.as_str())).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut tats: HashMap<String, (f64, bool)> = HashMap::new();
+        if !names.is_empty() {
+            let sql = self.sql(
+                "INSERT INTO @schema@.buckets (q, name, tat, expires_ms) SELECT $1, n, 0, 0 FROM unnest($2::text[]) n \
+                 ON CONFLICT (q, name) DO NOTHING",
+            );
+            sqlx::query(&sql).bind(&*self.q).bind(&names).execute(&mut *tx).await.map_err(pg(op))?;
+            let sql = self.sql(
+                "SELECT name, CASE WHEN expires_ms > $3 THEN tat ELSE 0 END FROM @schema@.buckets \
+                 WHERE q = $1 AND name = ANY($2) ORDER BY name FOR UPDATE",
+            );
+            let rows: Vec<(String, f64)> =
+                sqlx::query_as(&sql).bind(&*self.q).bind(&names).bind(now).fetch_all(&mut *tx).await.map_err(pg(op))?;
+            tats = rows.into_iter().map(|(name, tat)| (name, (tat, false))).collect();
+        }
+        let mut keys: Vec<&str> = gates.iter().filter_map(|g| g.rate_key.as_deref()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut pauses: HashMap<String, i64> = HashMap::new();
+        if !keys.is_empty() {
+            let sql = self.sql(
+                "SELECT key, expires_ms - $3 FROM @schema@.rate_pauses WHERE q = $1 AND key = ANY($2) \
+                 AND expires_ms > $3",
+            );
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as(&sql).bind(&*self.q).bind(&keys).bind(now).fetch_all(&mut *tx).await.map_err(pg(op))?;
+            pauses = rows.into_iter().collect();
+            let slot_keys: Vec<&str> = gates
+                .iter()
+                .filter(|g| g.slots.is_some_and(|k| k > 0))
+                .filter_map(|g| g.rate_key.as_deref())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if !slot_keys.is_empty() {
+                let sql = self.sql(
+                    "INSERT INTO @schema@.slot_keys (q, key) SELECT $1, k FROM unnest($2::text[]) k \
+                     ON CONFLICT (q, key) DO NOTHING",
+                );
+                sqlx::query(&sql).bind(&*self.q).bind(&slot_keys).execute(&mut *tx).await.map_err(pg(op))?;
+                let sql = self
+                    .sql("SELECT key FROM @schema@.slot_keys WHERE q = $1 AND key = ANY($2) ORDER BY key FOR UPDATE");
+                let _: Vec<(String,)> =
+                    sqlx::query_as(&sql).bind(&*self.q).bind(&slot_keys).fetch_all(&mut *tx).await.map_err(pg(op))?;
+            }
+        }
+        Ok((tats, pauses))
     }
 
     /// Takes a slot of `key` (of `max` slots) for job `id` until a lease from now, or makes
@@ -208,8 +221,9 @@ impl Store {
     /// The oldest waiter of `key`, off the waiters.
     async fn take_waiter(&self, con: &mut PgConnection, key: &str) -> Result<Option<String>, QueueError> {
         let sql = self.sql(
-            "DELETE FROM @schema@.slot_waiters WHERE (q, key, job_id) IN (SELECT q, key, job_id FROM \
-             @schema@.slot_waiters WHERE q = $1 AND key = $2 ORDER BY since_ms, job_id LIMIT 1) RETURNING job_id",
+            "WITH first AS MATERIALIZED (SELECT job_id FROM @schema@.slot_waiters WHERE q = $1 AND key = $2 \
+             ORDER BY since_ms, job_id LIMIT 1) DELETE FROM @schema@.slot_waiters w USING first \
+             WHERE w.q = $1 AND w.key = $2 AND w.job_id = first.job_id RETURNING w.job_id",
         );
         sqlx::query_scalar(&sql)
             .bind(&*self.q)

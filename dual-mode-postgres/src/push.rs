@@ -233,9 +233,10 @@ impl Store {
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
         let now = now_ms();
         let sql = self.sql(
-            "WITH due AS (DELETE FROM @schema@.delayed WHERE (q, job_id) IN (SELECT q, job_id FROM @schema@.delayed \
-             WHERE q = $1 AND due_ms <= $2 ORDER BY due_ms, job_id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             RETURNING job_id, fields, due_ms) SELECT job_id, fields FROM due ORDER BY due_ms, job_id",
+            "WITH picked AS MATERIALIZED (SELECT job_id FROM @schema@.delayed WHERE q = $1 AND due_ms <= $2 \
+             ORDER BY due_ms, job_id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+             due AS (DELETE FROM @schema@.delayed d USING picked WHERE d.q = $1 AND d.job_id = picked.job_id \
+             RETURNING d.job_id, d.fields, d.due_ms) SELECT job_id, fields FROM due ORDER BY due_ms, job_id",
         );
         let due: Vec<(String, Vec<u8>)> = sqlx::query_as(&sql)
             .bind(&*self.q)

@@ -539,12 +539,18 @@ impl Store {
     /// Adds a parked entry and drops the oldest past the cap, counting them.
     async fn park(&self, con: &mut PgConnection, fields: &[u8], now: i64) -> Result<(), QueueError> {
         let op = "park an entry";
+        // Parks of one partition take turns on its row, so that each trim counts the others'.
+        let sql = self.sql(
+            "INSERT INTO @schema@.queues AS x (q) VALUES ($1) ON CONFLICT (q) DO UPDATE SET parked_dropped = x.parked_dropped",
+        );
+        sqlx::query(&sql).bind(&*self.q).execute(&mut *con).await.map_err(pg(op))?;
         let sql = self
             .sql("INSERT INTO @schema@.parked (q, ms, seq, fields) VALUES ($1, $2, nextval('@schema@.entry_seq'), $3)");
         sqlx::query(&sql).bind(&*self.q).bind(now).bind(fields).execute(&mut *con).await.map_err(pg(op))?;
         let sql = self.sql(
-            "WITH dropped AS (DELETE FROM @schema@.parked WHERE (q, ms, seq) IN (SELECT q, ms, seq FROM \
-             @schema@.parked WHERE q = $1 ORDER BY ms DESC, seq DESC OFFSET $2) RETURNING 1) \
+            "WITH excess AS MATERIALIZED (SELECT ms, seq FROM @schema@.parked WHERE q = $1 \
+             ORDER BY ms DESC, seq DESC OFFSET $2), dropped AS (DELETE FROM @schema@.parked p USING excess \
+             WHERE p.q = $1 AND p.ms = excess.ms AND p.seq = excess.seq RETURNING 1) \
              INSERT INTO @schema@.queues AS x (q, parked_dropped) SELECT $1, count(*) FROM dropped \
              ON CONFLICT (q) DO UPDATE SET parked_dropped = x.parked_dropped + excluded.parked_dropped",
         );
@@ -584,9 +590,9 @@ impl PostgresReader {
         }
         let now = now_ms();
         let take = s.sql(
-            "UPDATE @schema@.entries e SET consumer = $3, delivered_ms = $4, deliveries = 1 \
-             FROM (SELECT ms, seq FROM @schema@.entries WHERE q = $1 AND lane = $2 AND consumer IS NULL \
-             ORDER BY ms, seq LIMIT $5 FOR UPDATE SKIP LOCKED) r \
+            "WITH r AS MATERIALIZED (SELECT ms, seq FROM @schema@.entries WHERE q = $1 AND lane = $2 \
+             AND consumer IS NULL ORDER BY ms, seq LIMIT $5 FOR UPDATE SKIP LOCKED) \
+             UPDATE @schema@.entries e SET consumer = $3, delivered_ms = $4, deliveries = 1 FROM r \
              WHERE e.q = $1 AND e.lane = $2 AND e.ms = r.ms AND e.seq = r.seq RETURNING e.ms, e.seq, e.fields",
         );
         let mut left = count;

@@ -11,6 +11,9 @@ use crate::codec::encode_envelope;
 use crate::push::{add_entry, borrowed, claim_unique, record_items, transit, unique_ttl_ms};
 use crate::{Store, ms_of, now_ms, pg};
 
+/// A schedule's row: name, last tick, pause and resume times.
+type ScheduleRow = (String, Option<i64>, Option<i64>, Option<i64>);
+
 impl Store {
     /// Enqueues schedule `name`'s tick at `tick_ms` as `env`, unless the schedule is paused
     /// (the tick is not marked), another scheduler enqueued it (its mark lives `dedupe_ttl`),
@@ -109,7 +112,7 @@ impl Store {
     pub(crate) async fn schedule_states(&self, names: &[String]) -> Result<Vec<ScheduleState>, QueueError> {
         let sql = self
             .sql("SELECT name, last_ms, paused_ms, resumed_ms FROM @schema@.schedules WHERE q = $1 AND name = ANY($2)");
-        let rows: Vec<(String, Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(&sql)
+        let rows: Vec<ScheduleRow> = sqlx::query_as(&sql)
             .bind(&*self.q)
             .bind(names)
             .fetch_all(self.pool())

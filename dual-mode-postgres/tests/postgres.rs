@@ -1,0 +1,257 @@
+//! The Postgres store's own tests, on a throwaway cluster of this test binary: migrations
+//! (versioned, in a named schema, serialized across connections, a newer schema refused),
+//! pushes in the caller's transaction, and a drain's rate.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use dual_mode_jobs::{JobInfo, JobState, PushOptions, Queue, QueueConfig, QueueError, Worker, WorkerConfig, typed};
+use dual_mode_postgres::{MigrateError, PostgresTarget, SCHEMA_VERSION};
+use dual_mode_test_support::PostgresServer;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+/// The binary's Postgres, stopped when no running test holds it.
+static POSTGRES: Mutex<Weak<PostgresServer>> = Mutex::new(Weak::new());
+
+fn server() -> Arc<PostgresServer> {
+    let mut shared = POSTGRES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(server) = shared.upgrade() {
+        return server;
+    }
+    let server = Arc::new(PostgresServer::start());
+    *shared = Arc::downgrade(&server);
+    server
+}
+
+/// A name unique within this test process.
+fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn pool(server: &PostgresServer) -> PgPool {
+    PgPoolOptions::new().max_connections(12).connect(&server.url).await.expect("connect to postgres")
+}
+
+fn worker() -> WorkerConfig {
+    WorkerConfig::new()
+        .concurrency(8)
+        .lease(Duration::from_secs(2))
+        .block(Duration::from_millis(100))
+        .poll_delayed_every(Duration::from_millis(20))
+        .shutdown_deadline(Duration::from_secs(5))
+}
+
+/// Counts the runs of each job (by payload).
+#[derive(Clone, Default)]
+struct Runs(Arc<Mutex<Vec<u64>>>);
+
+impl Runs {
+    fn worker(&self, q: Queue) -> Worker {
+        let runs = self.clone();
+        Worker::new(q, worker()).handle(
+            "Unit",
+            typed(move |n: u64, _job: JobInfo| {
+                runs.0.lock().unwrap_or_else(PoisonError::into_inner).push(n);
+                async { Ok(()) }
+            }),
+        )
+    }
+
+    fn of(&self, n: u64) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).iter().filter(|r| **r == n).count()
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+async fn wait_until(within: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_create_the_schema_once_with_their_own_version_table() {
+    let server = server();
+    let pool = pool(&server).await;
+    let schema = unique("mig");
+    let target = PostgresTarget::new(pool.clone()).schema(&schema).expect("valid name");
+    assert_eq!(target.migrate().await.expect("migrate"), 0, "a fresh schema was at version 0");
+    assert_eq!(target.migrate().await.expect("migrate again"), SCHEMA_VERSION, "nothing left to apply");
+    let versions: Vec<i32> = sqlx::query_scalar(&format!("SELECT version FROM {schema}.migrations ORDER BY 1"))
+        .fetch_all(&pool)
+        .await
+        .expect("read the version table");
+    assert_eq!(versions, (1..=i32::try_from(SCHEMA_VERSION).expect("small")).collect::<Vec<_>>());
+    let sqlx_table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(&pool)
+        .await
+        .expect("look for sqlx's table");
+    assert_eq!(sqlx_table, None, "the user's migration table is left alone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_from_many_connections_at_once_apply_once() {
+    let server = server();
+    let schema = unique("race");
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let pool = pool(&server).await;
+        let schema = schema.clone();
+        tasks.push(tokio::spawn(async move {
+            PostgresTarget::new(pool).schema(&schema).expect("valid name").migrate().await
+        }));
+    }
+    let mut from = Vec::new();
+    for task in tasks {
+        from.push(task.await.expect("task ran").expect("every migration succeeds"));
+    }
+    from.sort_unstable();
+    assert_eq!(from[0], 0, "one of them created the schema");
+    assert!(from[1..].iter().all(|v| *v == SCHEMA_VERSION), "the others found it done: {from:?}");
+    let pool = pool(&server).await;
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {schema}.migrations"))
+        .fetch_one(&pool)
+        .await
+        .expect("count versions");
+    assert_eq!(rows, i64::from(SCHEMA_VERSION));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_newer_than_the_binary_is_refused_by_name() {
+    let server = server();
+    let pool = pool(&server).await;
+    let schema = unique("newer");
+    let target = PostgresTarget::new(pool.clone()).schema(&schema).expect("valid name");
+    target.migrate().await.expect("migrate");
+    sqlx::query(&format!("INSERT INTO {schema}.migrations (version, name) VALUES (99, 'from the future')"))
+        .execute(&pool)
+        .await
+        .expect("a newer version");
+    match target.migrate().await {
+        Err(MigrateError::TooNew { schema: s, found: 99, known }) => {
+            assert_eq!((s, known), (schema.clone(), SCHEMA_VERSION));
+        }
+        other => panic!("expected TooNew, got {other:?}"),
+    }
+    let err = Queue::connect(target, QueueConfig::new("q")).await.expect_err("refused");
+    let QueueError::Store { source, .. } = &err else { panic!("expected a store error, got {err:?}") };
+    let migrate = source.downcast_ref::<MigrateError>().expect("the migration's error");
+    let text = migrate.to_string();
+    assert!(text.contains("version 99") && text.contains(&format!("version {SCHEMA_VERSION}")), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_schema_name_is_a_typed_error() {
+    let server = server();
+    let pool = pool(&server).await;
+    for bad in ["", "Jobs", "a;drop table x", "9lives"] {
+        let err = PostgresTarget::new(pool.clone()).schema(bad).expect_err(bad);
+        assert!(matches!(&err, MigrateError::BadSchemaName { name } if name == bad), "{err}");
+    }
+}
+
+/// A queue and its target in a schema of its own.
+async fn queue(server: &PostgresServer, name: &str) -> (PostgresTarget, Queue) {
+    let target = PostgresTarget::new(pool(server).await).schema(&unique("tx")).expect("valid name");
+    let q = Queue::connect(target.clone(), QueueConfig::new(name)).await.expect("open a queue");
+    (target, q)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_in_a_committed_transaction_runs_once() {
+    let server = server();
+    let (target, q) = queue(&server, "commit").await;
+    let runs = Runs::default();
+    let w = runs.worker(q.clone()).spawn();
+    let mut tx = target.pool().begin().await.expect("begin");
+    let pushed = target.push_in(&mut tx, &q, "Unit", 1, &7u64, PushOptions::new()).await.expect("push");
+    tx.commit().await.expect("commit");
+    wait_until(Duration::from_secs(10), "the job to run", async || runs.of(7) == 1).await;
+    let record = q.job(&pushed.job_id).await.expect("read").expect("a record");
+    wait_until(Duration::from_secs(5), "the job to be done", async || {
+        q.job(&pushed.job_id).await.ok().flatten().is_some_and(|r| r.state == JobState::Done)
+    })
+    .await;
+    w.stop().await.expect("stop");
+    assert_eq!(runs.of(7), 1, "ran exactly once: {record:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_in_a_rolled_back_transaction_never_exists() {
+    let server = server();
+    let (target, q) = queue(&server, "rollback").await;
+    let runs = Runs::default();
+    let w = runs.worker(q.clone()).spawn();
+    let mut tx = target.pool().begin().await.expect("begin");
+    let pushed = target.push_in(&mut tx, &q, "Unit", 1, &8u64, PushOptions::new()).await.expect("push");
+    let delayed = target
+        .push_in(&mut tx, &q, "Unit", 1, &9u64, PushOptions::new().delay(Duration::from_millis(10)))
+        .await
+        .expect("delayed push");
+    tx.rollback().await.expect("rollback");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.stop().await.expect("stop");
+    assert_eq!(runs.len(), 0, "nothing ran");
+    assert!(q.job(&pushed.job_id).await.expect("read").is_none(), "no record");
+    assert!(q.job(&delayed.job_id).await.expect("read").is_none(), "no record of the delayed one");
+    assert!(q.stats().await.expect("stats").is_idle());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_never_sees_a_job_of_an_open_transaction() {
+    let server = server();
+    let (target, q) = queue(&server, "open").await;
+    let runs = Runs::default();
+    let w = runs.worker(q.clone()).spawn();
+    let mut tx = target.pool().begin().await.expect("begin");
+    let pushed = target.push_in(&mut tx, &q, "Unit", 1, &10u64, PushOptions::new()).await.expect("push");
+    // Open for two seconds while the worker reads and waits.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(runs.len(), 0, "the worker saw an uncommitted job");
+    assert!(q.job(&pushed.job_id).await.expect("read").is_none(), "another connection sees no record");
+    assert!(q.stats().await.expect("stats").is_idle(), "nor an entry");
+    tx.commit().await.expect("commit");
+    wait_until(Duration::from_secs(10), "the committed job to run", async || runs.of(10) == 1).await;
+    w.stop().await.expect("stop");
+    assert_eq!(runs.of(10), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_key_claimed_in_a_transaction_holds_against_a_plain_push() {
+    let server = server();
+    let (target, q) = queue(&server, "unique").await;
+    let mut tx = target.pool().begin().await.expect("begin");
+    let options = || PushOptions::new().unique("order-1", Duration::from_secs(60));
+    let first = target.push_in(&mut tx, &q, "Unit", 1, &1u64, options()).await.expect("push");
+    tx.commit().await.expect("commit");
+    let second = q.push("Unit", 1, &2u64, options()).await.expect("push");
+    assert!(second.duplicate, "the key is held");
+    assert_eq!(second.job_id, first.job_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_of_two_thousand_jobs() {
+    const N: usize = 2000;
+    let server = server();
+    let (_target, q) = queue(&server, "drain").await;
+    let started = Instant::now();
+    let payloads: Vec<u64> = (0..N as u64).collect();
+    q.push_bulk("Unit", 1, &payloads, PushOptions::new()).await.expect("push");
+    let pushed = started.elapsed();
+    let runs = Runs::default();
+    let begun = Instant::now();
+    let w = runs.worker(q.clone()).spawn();
+    wait_until(Duration::from_secs(60), "every job to run", async || runs.len() >= N).await;
+    let drained = begun.elapsed();
+    w.stop().await.expect("stop");
+    println!("bulk push of {N}: {pushed:?}; drain with 8 in flight: {drained:?}");
+    assert_eq!(runs.len(), N, "each ran once");
+}
