@@ -255,3 +255,123 @@ async fn a_drain_of_two_thousand_jobs() {
     println!("bulk push of {N}: {pushed:?}; drain with 8 in flight: {drained:?}");
     assert_eq!(runs.len(), N, "each ran once");
 }
+
+/// A queue's partition as the layer's backend, and a queue handle on the same target.
+async fn backend(
+    server: &PostgresServer,
+    name: &str,
+) -> (PostgresTarget, Queue, Arc<dyn dual_mode_jobs::backend::Backend>) {
+    use dual_mode_jobs::backend::Connect as _;
+    let target = PostgresTarget::new(pool(server).await).schema(&unique("be")).expect("valid name");
+    let config = QueueConfig::new(name);
+    let opened = target.clone().open(&config).await.expect("open");
+    let q = Queue::connect(target.clone(), config).await.expect("open a queue");
+    (target, q, opened.parts[0].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_of_one_unique_key_admit_one_job() {
+    let server = server();
+    let (target, q) = queue(&server, "race").await;
+    let mut tasks = Vec::new();
+    for n in 0..16u64 {
+        // Each on a connection of its own, as many processes would push.
+        let q = Queue::connect(
+            PostgresTarget::new(pool(&server).await).schema(target.schema_name()).expect("name"),
+            q.config().clone(),
+        )
+        .await
+        .expect("open");
+        tasks.push(tokio::spawn(async move {
+            q.push("Unit", 1, &n, PushOptions::new().unique("the-key", Duration::from_secs(60))).await
+        }));
+    }
+    let mut pushed = Vec::new();
+    for task in tasks {
+        pushed.push(task.await.expect("task ran").expect("push"));
+    }
+    let added: Vec<_> = pushed.iter().filter(|p| !p.duplicate).collect();
+    assert_eq!(added.len(), 1, "one job holds the key: {pushed:?}");
+    assert!(pushed.iter().all(|p| p.job_id == added[0].job_id), "every duplicate names the holder");
+    assert_eq!(q.stats().await.expect("stats").length, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_is_enqueued_once_however_many_schedulers_race_for_it() {
+    use dual_mode_jobs::backend::Ticked;
+    let server = server();
+    let (target, q, _) = backend(&server, "ticks").await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        use dual_mode_jobs::backend::Connect as _;
+        let other = PostgresTarget::new(pool(&server).await).schema(target.schema_name()).expect("name");
+        let part = other.open(q.config()).await.expect("open").parts[0].clone();
+        let (_, env) = q.envelope("Unit", 1, b"1".to_vec(), &PushOptions::new());
+        tasks.push(tokio::spawn(async move {
+            part.tick("nightly", Duration::from_secs(3600), 1_700_000_000_000, &env, Duration::ZERO).await
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("task ran").expect("tick"));
+    }
+    let enqueued = answers.iter().filter(|a| matches!(a, Ticked::Enqueued(_))).count();
+    let duplicates = answers.iter().filter(|a| **a == Ticked::Duplicate).count();
+    assert_eq!((enqueued, duplicates), (1, 7), "{answers:?}");
+    assert_eq!(q.stats().await.expect("stats").length, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_of_a_run_whose_lease_was_claimed_is_fenced_off() {
+    use dual_mode_jobs::Lane;
+    use dual_mode_jobs::backend::{DoneRun, Read, Written};
+    let server = server();
+    let (_target, q, part) = backend(&server, "fence").await;
+    let pushed = q.push("Unit", 1, &1u64, PushOptions::new()).await.expect("push");
+    let mut reader = part.reader(Duration::from_millis(100), Duration::from_secs(1)).await.expect("reader");
+    let Read::Entries(got) = reader.read("first", 1, Lane::ALL).await.expect("read") else { panic!("paused") };
+    let (lane, (entry, _)) = got.into_iter().next().expect("an entry");
+    // The first consumer stalls; the second claims the expired lease, with a higher token.
+    let (_, claimed) = part.claim(lane, "second", 0, "0-0", 10).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].2, 2, "the token grew");
+    let done = |token| DoneRun { entry_id: entry.clone(), token, job_id: pushed.job_id.clone(), ..DoneRun::default() };
+    assert_eq!(part.ack(lane, "first", &[done(1)]).await.expect("ack"), vec![Written::Other], "the stale run");
+    assert_eq!(part.ack(lane, "second", &[done(2)]).await.expect("ack"), vec![Written::Done]);
+    assert_eq!(part.ack(lane, "second", &[done(2)]).await.expect("ack"), vec![Written::Landed], "a retried ack");
+    assert_eq!(part.ack(lane, "first", &[done(1)]).await.expect("ack"), vec![Written::Gone]);
+    assert_eq!(q.job(&pushed.job_id).await.expect("read").expect("record").state, JobState::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_wakes_on_notify_and_polls_when_notifications_are_lost() {
+    let server = server();
+    let (target, q) = queue(&server, "wake").await;
+    let runs = Runs::default();
+    let w = Worker::new(q.clone(), worker().block(Duration::from_secs(30))).handle("Unit", {
+        let runs = runs.clone();
+        typed(move |n: u64, _job: JobInfo| {
+            runs.0.lock().unwrap_or_else(PoisonError::into_inner).push(n);
+            async { Ok(()) }
+        })
+    });
+    let w = w.spawn();
+    // Let it go idle, then push: NOTIFY wakes it well before the one-second poll.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pushed_at = Instant::now();
+    q.push("Unit", 1, &1u64, PushOptions::new()).await.expect("push");
+    wait_until(Duration::from_secs(5), "the job to run", async || runs.of(1) == 1).await;
+    let woke = pushed_at.elapsed();
+    assert!(woke < Duration::from_millis(700), "woken by NOTIFY, not the poll: {woke:?}");
+    // Kill the listening connection: pushes meanwhile are found by the bounded poll.
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(target.pool())
+    .await
+    .expect("terminate the listener");
+    assert!(killed.iter().any(|k| *k), "a LISTEN connection was there to kill");
+    q.push("Unit", 1, &2u64, PushOptions::new()).await.expect("push");
+    wait_until(Duration::from_secs(5), "the job pushed while the listener was down", async || runs.of(2) == 1).await;
+    w.stop().await.expect("stop");
+}
