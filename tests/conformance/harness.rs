@@ -21,7 +21,7 @@ macro_rules! cases {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::$case(&$crate::harness::Store::postgres().await).await;
+                    super::$case(&$crate::harness::Store::postgres()).await;
                 }
             )+
         }
@@ -74,7 +74,7 @@ impl Store {
     }
 
     /// A schema of the case's own in the binary's Postgres (or the one `DATABASE_URL` names).
-    pub async fn postgres() -> Self {
+    pub fn postgres() -> Self {
         let server = {
             let mut shared = POSTGRES.lock().unwrap_or_else(PoisonError::into_inner);
             match shared.upgrade() {
