@@ -62,6 +62,34 @@ pub(crate) async fn transit<'a>(
     Ok(())
 }
 
+/// [`transit`] of several jobs to one `state`: `(job id, items as JSON)`, in one statement.
+pub(crate) async fn transit_many(
+    con: &mut PgConnection,
+    s: &Store,
+    state: &str,
+    now: i64,
+    jobs: &[(&str, String)],
+) -> Result<(), QueueError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let (ids, items): (Vec<&str>, Vec<&str>) = jobs.iter().map(|(id, items)| (*id, items.as_str())).unzip();
+    let sql = s.sql(
+        "SELECT @schema@.transit($1, u.id, $2, $3, u.items::jsonb, $4) FROM unnest($5::text[], $6::text[]) AS u(id, items)",
+    );
+    sqlx::query(&sql)
+        .bind(&*s.q)
+        .bind(state)
+        .bind(now)
+        .bind(s.record_ttl_ms)
+        .bind(ids)
+        .bind(items)
+        .execute(&mut *con)
+        .await
+        .map_err(pg("write job records"))?;
+    Ok(())
+}
+
 /// Claims `unique` for job `id` for `ttl_ms` (0: not unique); the id of the job that holds it
 /// already, if one does.
 pub(crate) async fn claim_unique(
@@ -198,19 +226,66 @@ impl Store {
         Ok(answer)
     }
 
+    /// Pushes several envelopes in one transaction: their unique keys claimed one by one,
+    /// then every entry added in one statement and every record written in another.
     pub(crate) async fn push_many(
         &self,
         envs: &[Envelope],
         unique_ttl: Duration,
     ) -> Result<Vec<PushAnswer>, QueueError> {
-        let mut tx = self.pool().begin().await.map_err(pg("push"))?;
+        let op = "push";
+        let mut tx = self.pool().begin().await.map_err(pg(op))?;
         let now = now_ms();
-        let mut out = Vec::with_capacity(envs.len());
+        let mut held: Vec<Option<String>> = Vec::with_capacity(envs.len());
         for env in envs {
-            out.push(push_on(&mut tx, self, env, unique_ttl, now).await?);
+            let ttl = unique_ttl_ms(env, unique_ttl);
+            held.push(claim_unique(&mut tx, self, env.unique.as_deref(), &env.id, ttl, now).await?);
         }
-        tx.commit().await.map_err(pg("push"))?;
-        Ok(out)
+        let fresh: Vec<&Envelope> = envs.iter().zip(&held).filter(|(_, h)| h.is_none()).map(|(e, _)| e).collect();
+        let mut entries: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        if !fresh.is_empty() {
+            let lanes: Vec<i16> = fresh.iter().map(|e| lane_no(e.lane)).collect();
+            let ids: Vec<&str> = fresh.iter().map(|e| e.id.as_str()).collect();
+            let fields: Vec<Vec<u8>> = fresh.iter().map(|e| encode_envelope(e)).collect();
+            let sql = self.sql(
+                "WITH e AS (INSERT INTO @schema@.entries (q, lane, ms, seq, job_id, fields) \
+                 SELECT $1, u.lane, $2, nextval('@schema@.entry_seq'), u.id, u.fields FROM \
+                 (SELECT * FROM unnest($3::int2[], $4::text[], $5::bytea[]) WITH ORDINALITY AS u(lane, id, fields, i) \
+                 ORDER BY i) u RETURNING job_id, ms, seq), n AS (SELECT pg_notify($6, $1)) \
+                 SELECT e.job_id, e.ms, e.seq FROM e, n",
+            );
+            let rows: Vec<(String, i64, i64)> = sqlx::query_as(&sql)
+                .bind(&*self.q)
+                .bind(now)
+                .bind(lanes)
+                .bind(ids)
+                .bind(fields)
+                .bind(self.added_channel())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(pg(op))?;
+            entries = rows.into_iter().map(|(id, ms, seq)| (id, codec::id_text(ms, seq))).collect();
+            let records: Vec<(&str, String)> = fresh
+                .iter()
+                .map(|env| {
+                    let mut items = record_items(env);
+                    if let Some(entry) = entries.get(&env.id) {
+                        items.push(("entry", entry.clone().into_bytes()));
+                    }
+                    (env.id.as_str(), hash_json(borrowed(&items)))
+                })
+                .collect();
+            transit_many(&mut tx, self, "queued", now, &records).await?;
+        }
+        tx.commit().await.map_err(pg(op))?;
+        Ok(envs
+            .iter()
+            .zip(held)
+            .map(|(env, held)| match held {
+                Some(holder) => PushAnswer::Held { holder },
+                None => PushAnswer::Added { entry_id: entries.get(&env.id).cloned().unwrap_or_default() },
+            })
+            .collect())
     }
 
     pub(crate) async fn push_delayed(

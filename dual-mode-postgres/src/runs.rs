@@ -15,7 +15,7 @@ use dual_mode_jobs::backend::{
 use dual_mode_jobs::{Lane, QueueError};
 
 use crate::codec::{self, decode_fields, encode_envelope, hash_json, id_text, lane_no, parse_id};
-use crate::push::{put_delayed, release_unique, transit};
+use crate::push::{put_delayed, release_unique, transit, transit_many};
 use crate::{Store, as_i64, now_ms, pg};
 
 /// The longest a reader's wait goes without reading again, whatever its block time: what a
@@ -263,6 +263,7 @@ impl Store {
         let ids: Vec<&str> = runs.iter().map(|r| r.job_id.as_str()).collect();
         let fields = self.record_fields(&mut tx, &ids, &["state", "cancel"], now, op).await?;
         let mut out = Vec::with_capacity(runs.len());
+        let mut running = Vec::new();
         for (r, holder) in runs.iter().zip(holders) {
             if holder != Holder::Owned {
                 out.push(Marked::NotOwned);
@@ -281,9 +282,10 @@ impl Store {
                 ("attempt", attempt.as_bytes()),
                 ("entry", r.entry_id.as_bytes()),
             ];
-            transit(&mut tx, self, &r.job_id, "running", now, items).await?;
+            running.push((r.job_id.as_str(), hash_json(items)));
             out.push(Marked::Yes);
         }
+        transit_many(&mut tx, self, "running", now, &running).await?;
         tx.commit().await.map_err(pg(op))?;
         Ok(out)
     }
@@ -431,20 +433,10 @@ impl Store {
             let ids: Vec<(i64, i64)> = owned.iter().map(|(id, _)| *id).collect();
             self.delete_entries(&mut tx, lane, &ids, op).await?;
         }
+        // One write of every record, set and news (a job once, should a batch name it twice).
         let text = now.to_string();
-        let write = self.sql(
-            "WITH w AS (INSERT INTO @schema@.jobs AS j (q, id, hash, expires_ms) VALUES ($1, $2, $3::jsonb, $4) \
-             ON CONFLICT (q, id) DO UPDATE SET hash = CASE WHEN j.expires_ms <= $5 THEN excluded.hash \
-             ELSE j.hash || excluded.hash END, expires_ms = excluded.expires_ms RETURNING 1), \
-             r AS (DELETE FROM @schema@.job_sets WHERE q = $1 AND state = 'running' AND job_id = $2 RETURNING 1), \
-             d AS (INSERT INTO @schema@.job_sets (q, state, job_id, at_ms) VALUES ($1, 'done', $2, $5) \
-             ON CONFLICT (q, state, job_id) DO UPDATE SET at_ms = excluded.at_ms RETURNING 1), \
-             n AS (SELECT pg_notify($6, $7)) SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM n)",
-        );
-        for (_, r) in owned {
-            if r.job_id.is_empty() {
-                continue;
-            }
+        let mut done: std::collections::BTreeMap<&str, (String, Option<&str>)> = std::collections::BTreeMap::new();
+        for (_, r) in owned.iter().filter(|(_, r)| !r.job_id.is_empty()) {
             let (started, attempt) = (r.started_ms.to_string(), r.attempt.to_string());
             let hash = hash_json([
                 ("state", b"done".as_slice()),
@@ -456,18 +448,43 @@ impl Store {
                 ("worker", consumer.as_bytes()),
                 ("entry", r.entry_id.as_bytes()),
             ]);
+            done.insert(r.job_id.as_str(), (hash, r.unique.as_deref()));
+        }
+        if !done.is_empty() {
+            let ids: Vec<&str> = done.keys().copied().collect();
+            let hashes: Vec<&str> = done.values().map(|(h, _)| h.as_str()).collect();
+            let write = self.sql(
+                "WITH u AS (SELECT * FROM unnest($2::text[], $3::text[]) AS u(id, hash)), \
+                 w AS (INSERT INTO @schema@.jobs AS j (q, id, hash, expires_ms) SELECT $1, u.id, u.hash::jsonb, $4 \
+                 FROM u ON CONFLICT (q, id) DO UPDATE SET hash = CASE WHEN j.expires_ms <= $5 THEN excluded.hash \
+                 ELSE j.hash || excluded.hash END, expires_ms = excluded.expires_ms RETURNING 1), \
+                 r AS (DELETE FROM @schema@.job_sets WHERE q = $1 AND state = 'running' \
+                 AND job_id IN (SELECT id FROM u) RETURNING 1), \
+                 d AS (INSERT INTO @schema@.job_sets (q, state, job_id, at_ms) SELECT $1, 'done', u.id, $5 FROM u \
+                 ON CONFLICT (q, state, job_id) DO UPDATE SET at_ms = excluded.at_ms RETURNING 1), \
+                 n AS (SELECT pg_notify($6, $7 || u.id) FROM u) \
+                 SELECT (SELECT count(*) FROM w) + (SELECT count(*) FROM n)",
+            );
             sqlx::query(&write)
                 .bind(&*self.q)
-                .bind(&r.job_id)
-                .bind(hash)
+                .bind(&ids)
+                .bind(hashes)
                 .bind(now.saturating_add(self.record_ttl_ms))
                 .bind(now)
                 .bind(self.ended_channel())
-                .bind(format!("{}\n{}", self.home, r.job_id))
+                .bind(format!("{}\n", self.home))
                 .execute(&mut *tx)
                 .await
                 .map_err(pg(op))?;
-            release_unique(&mut tx, self, r.unique.as_deref(), &r.job_id).await?;
+            let (keys, holders): (Vec<&str>, Vec<&str>) =
+                done.iter().filter_map(|(id, (_, unique))| Some(((*unique)?, *id))).unzip();
+            if !keys.is_empty() {
+                let sql = self.sql(
+                    "DELETE FROM @schema@.uniques WHERE q = $1 \
+                     AND (key, job_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
+                );
+                sqlx::query(&sql).bind(&*self.q).bind(keys).bind(holders).execute(&mut *tx).await.map_err(pg(op))?;
+            }
         }
         tx.commit().await.map_err(pg(op))?;
         Ok(out)
@@ -578,17 +595,34 @@ pub(crate) struct PostgresReader {
 }
 
 impl PostgresReader {
+    /// Reads without a transaction of its own: the pause check and the consumer's mark are
+    /// one statement, and each lane's take is one atomic statement (a take whose reply is lost
+    /// left its entries with this consumer, which the worker's reconciliation finds, as on
+    /// Redis).
     async fn read_now(&mut self, consumer: &str, count: usize, order: [Lane; 3]) -> Result<Read, QueueError> {
         let op = "read entries";
         let s = &self.store;
-        let mut tx = s.pool().begin().await.map_err(pg(op))?;
-        let sql = s.sql("SELECT paused_ms FROM @schema@.queues WHERE q = $1");
-        let paused: Option<Option<i64>> =
-            sqlx::query_scalar(&sql).bind(&*s.q).fetch_optional(&mut *tx).await.map_err(pg(op))?;
-        if paused.flatten().is_some() {
+        let mut con = s.pool().acquire().await.map_err(pg(op))?;
+        let now = now_ms();
+        let sql = s.sql(
+            "WITH p AS (SELECT paused_ms FROM @schema@.queues WHERE q = $1 AND paused_ms IS NOT NULL), \
+             seen AS (INSERT INTO @schema@.consumers (q, lane, name, seen_ms) SELECT $1, l, $3, $4 \
+             FROM unnest($2::int2[]) l WHERE NOT EXISTS (SELECT 1 FROM p) \
+             ON CONFLICT (q, lane, name) DO UPDATE SET seen_ms = excluded.seen_ms) \
+             SELECT EXISTS (SELECT 1 FROM p)",
+        );
+        let lanes: Vec<i16> = order.iter().map(|l| lane_no(*l)).collect();
+        let paused: bool = sqlx::query_scalar(&sql)
+            .bind(&*s.q)
+            .bind(lanes)
+            .bind(consumer)
+            .bind(now)
+            .fetch_one(&mut *con)
+            .await
+            .map_err(pg(op))?;
+        if paused {
             return Ok(Read::Paused);
         }
-        let now = now_ms();
         let take = s.sql(
             "WITH r AS MATERIALIZED (SELECT ms, seq FROM @schema@.entries WHERE q = $1 AND lane = $2 \
              AND consumer IS NULL ORDER BY ms, seq LIMIT $5 FOR UPDATE SKIP LOCKED) \
@@ -597,19 +631,17 @@ impl PostgresReader {
         );
         let mut left = count;
         let mut out = Vec::new();
-        let mut read = Vec::new();
         for lane in order {
             if left == 0 {
                 break;
             }
-            read.push(lane);
             let mut rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(&take)
                 .bind(&*s.q)
                 .bind(lane_no(lane))
                 .bind(consumer)
                 .bind(now)
                 .bind(as_i64(left as u64))
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *con)
                 .await
                 .map_err(pg(op))?;
             rows.sort_by_key(|(ms, seq, _)| (*ms, *seq));
@@ -619,8 +651,6 @@ impl PostgresReader {
                 out.push((lane, entry));
             }
         }
-        s.seen(&mut tx, &read, consumer, now).await?;
-        tx.commit().await.map_err(pg(op))?;
         self.short = left > 0;
         Ok(Read::Entries(out))
     }
