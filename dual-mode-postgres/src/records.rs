@@ -152,30 +152,65 @@ impl Store {
     /// Cancels job `id`: a queued (not yet delivered), delayed or retrying job is removed and
     /// ends `cancelled`; a running or just delivered one is flagged (its worker tells it); an
     /// ended one answers its state.
+    ///
+    /// Locks are taken in the order every run's write takes them (the job's entry or delayed
+    /// row, then its record), so a cancellation never deadlocks with a worker; a job that moved
+    /// between the look and the locks is looked at again.
     pub(crate) async fn cancel(&self, id: &str) -> Result<CancelOutcome, QueueError> {
+        for _ in 0..8 {
+            if let Some(outcome) = self.try_cancel(id, true).await? {
+                return Ok(outcome);
+            }
+        }
+        // A job moving faster than eight looks: take its record first, then its place.
+        self.try_cancel(id, false).await.map(|outcome| outcome.unwrap_or(CancelOutcome::Unknown))
+    }
+
+    /// One try of [`Store::cancel`]; `None` when the job moved under it (only when `strict`).
+    async fn try_cancel(&self, id: &str, strict: bool) -> Result<Option<CancelOutcome>, QueueError> {
         let op = "cancel";
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
         let now = now_ms();
-        let sql = self.sql(
+        let read = self.sql(
             "SELECT hash::text FROM @schema@.jobs WHERE q = $1 AND id = $2 \
-             AND (expires_ms IS NULL OR expires_ms > $3) FOR UPDATE",
+             AND (expires_ms IS NULL OR expires_ms > $3)",
         );
-        let text: Option<String> = sqlx::query_scalar(&sql)
+        let read_locked = format!("{read} FOR UPDATE");
+        let first: Option<String> = sqlx::query_scalar(if strict { &read } else { &read_locked })
             .bind(&*self.q)
             .bind(id)
             .bind(now)
             .fetch_optional(&mut *tx)
             .await
             .map_err(pg(op))?;
-        let Some(text) = text else { return Ok(CancelOutcome::Unknown) };
-        let hash = hash_of(&text, op)?;
+        let Some(first) = first else { return Ok(Some(CancelOutcome::Unknown)) };
+        if strict {
+            let seen = hash_of(&first, op)?;
+            self.lock_place(&mut tx, id, &seen, op).await?;
+            let again: Option<String> = sqlx::query_scalar(&read_locked)
+                .bind(&*self.q)
+                .bind(id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(pg(op))?;
+            let moved = again
+                .as_deref()
+                .map(|t| hash_of(t, op))
+                .transpose()?
+                .is_none_or(|now_hash| ["state", "entry"].iter().any(|f| hget(&now_hash, f) != hget(&seen, f)));
+            if moved {
+                return Ok(None);
+            }
+        }
+        let hash = hash_of(&first, op)?;
         let Some(state) = hget(&hash, "state").map(|s| String::from_utf8_lossy(s).into_owned()) else {
-            return Ok(CancelOutcome::Unknown);
+            return Ok(Some(CancelOutcome::Unknown));
         };
         let unique = hget(&hash, "unique").map(|u| String::from_utf8_lossy(u).into_owned());
         if is_terminal(&state) {
             return match state.parse::<JobState>() {
-                Ok(state) => Ok(CancelOutcome::AlreadyEnded(state)),
+                Ok(state) => Ok(Some(CancelOutcome::AlreadyEnded(state))),
                 Err(_) => Err(QueueError::protocol(op, ReplyError::UnknownAnswer(state))),
             };
         }
@@ -223,12 +258,48 @@ impl Store {
         if flagged {
             sqlx::query(&flag).bind(&*self.q).bind(id).execute(&mut *tx).await.map_err(pg(op))?;
             tx.commit().await.map_err(pg(op))?;
-            return Ok(CancelOutcome::Requested);
+            return Ok(Some(CancelOutcome::Requested));
         }
         let finished = now.to_string();
         let items = [("finished", finished.as_bytes()), ("cancel", b"1".as_slice())];
         self.finish(&mut tx, (id, unique.as_deref()), "cancelled", now, items).await?;
         tx.commit().await.map_err(pg(op))?;
-        Ok(CancelOutcome::Removed)
+        Ok(Some(CancelOutcome::Removed))
+    }
+
+    /// Locks the row where job `id` waits as its record `hash` says: its entry when queued, its
+    /// delayed row when delayed or retrying.
+    async fn lock_place(
+        &self,
+        con: &mut sqlx::PgConnection,
+        id: &str,
+        hash: &[(String, Vec<u8>)],
+        op: &'static str,
+    ) -> Result<(), QueueError> {
+        match hget(hash, "state") {
+            Some(b"queued") => {
+                let entry =
+                    hget(hash, "entry").and_then(|e| std::str::from_utf8(e).ok()).and_then(|e| parse_id(e, op).ok());
+                let Some((ms, seq)) = entry else { return Ok(()) };
+                let lane = crate::codec::lane_of(hget(hash, "lane"));
+                let sql = self.sql(
+                    "SELECT 1 FROM @schema@.entries WHERE q = $1 AND lane = $2 AND ms = $3 AND seq = $4 FOR UPDATE",
+                );
+                sqlx::query(&sql)
+                    .bind(&*self.q)
+                    .bind(lane_no(lane))
+                    .bind(ms)
+                    .bind(seq)
+                    .fetch_optional(&mut *con)
+                    .await
+                    .map_err(pg(op))?;
+            }
+            Some(b"delayed" | b"retrying") => {
+                let sql = self.sql("SELECT 1 FROM @schema@.delayed WHERE q = $1 AND job_id = $2 FOR UPDATE");
+                sqlx::query(&sql).bind(&*self.q).bind(id).fetch_optional(&mut *con).await.map_err(pg(op))?;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }

@@ -375,3 +375,80 @@ async fn an_idle_worker_wakes_on_notify_and_polls_when_notifications_are_lost() 
     wait_until(Duration::from_secs(5), "the job pushed while the listener was down", async || runs.of(2) == 1).await;
     w.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_survives_its_connections_being_terminated() {
+    const N: usize = 400;
+    let server = server();
+    let (target, q) = queue(&server, "terminate").await;
+    let payloads: Vec<u64> = (0..N as u64).collect();
+    q.push_bulk("Unit", 1, &payloads, PushOptions::new()).await.expect("push");
+    let runs = Runs::default();
+    let w = runs.worker(q.clone()).spawn();
+    wait_until(Duration::from_secs(30), "a quarter to run", async || runs.len() >= N / 4).await;
+    // Every other connection of the cluster, the worker's and the listener's among them.
+    let admin = pool(&server).await;
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() \
+         AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+    )
+    .fetch_all(&admin)
+    .await
+    .expect("terminate");
+    assert!(terminated.len() > 1, "the worker had connections to terminate");
+    wait_until(Duration::from_secs(60), "every job to be done", async || q.stats().await.is_ok_and(|s| s.is_idle()))
+        .await;
+    w.stop().await.expect("stop");
+    let mut ran = runs.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    ran.sort_unstable();
+    ran.dedup();
+    assert_eq!(ran.len(), N, "every job ran (a run cut off by the termination may have run twice)");
+    let (done, total) = q.jobs(JobState::Done, 0, 0).await.expect("count done");
+    assert!(done.is_empty());
+    assert_eq!(total, N as u64, "every job is recorded done");
+    drop(target);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellations_racing_a_worker_and_a_promotion_all_answer() {
+    const N: usize = 200;
+    let server = server();
+    let (_target, q) = queue(&server, "cancels").await;
+    let payloads: Vec<u64> = (0..N as u64).collect();
+    let mut ids: Vec<String> = q
+        .push_bulk("Unit", 1, &payloads[..N / 2], PushOptions::new())
+        .await
+        .expect("push")
+        .into_iter()
+        .map(|p| p.job_id)
+        .collect();
+    for n in &payloads[N / 2..] {
+        let p = q.push("Unit", 1, n, PushOptions::new().delay(Duration::from_millis(30))).await.expect("push");
+        ids.push(p.job_id);
+    }
+    let runs = Runs::default();
+    let w = runs.worker(q.clone()).spawn();
+    let mut tasks = Vec::new();
+    for chunk in ids.chunks(25) {
+        let (q, chunk) = (q.clone(), chunk.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for id in chunk {
+                out.push(q.cancel(&id).await);
+            }
+            out
+        }));
+    }
+    for task in tasks {
+        for answer in task.await.expect("task ran") {
+            answer.expect("every cancellation answers");
+        }
+    }
+    wait_until(Duration::from_secs(30), "the queue to settle", async || q.stats().await.is_ok_and(|s| s.is_idle()))
+        .await;
+    w.stop().await.expect("stop");
+    for id in &ids {
+        let state = q.job(id).await.expect("read").expect("a record").state;
+        assert!(matches!(state, JobState::Done | JobState::Cancelled), "{id}: {state:?}");
+    }
+}
