@@ -294,7 +294,7 @@ impl Store {
             .bind(keys)
             .bind(ids)
             .bind(now_ms().saturating_add(crate::ms_of(lease).max(1)))
-            .execute(self.pool())
+            .execute(self.lease_pool())
             .await
             .map_err(pg("renew keys' slots"))?;
         Ok(())

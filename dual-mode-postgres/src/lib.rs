@@ -73,6 +73,9 @@ pub use migrations::{MigrateError, SCHEMA_VERSION};
 use notify::Hub;
 use partition::PostgresPartition;
 
+/// How many connections of their own lease renewals may hold.
+const LEASE_CONNECTIONS: u32 = 4;
+
 /// The schema a target uses unless [`PostgresTarget::schema`] names another.
 pub const DEFAULT_SCHEMA: &str = "dual_mode";
 
@@ -98,6 +101,10 @@ impl std::fmt::Debug for PostgresTarget {
 /// What a target's clones and the stores of its queues share.
 pub(crate) struct Shared {
     pub(crate) pool: PgPool,
+    /// The connections of marks and lease renewals (a few, opened on first use with the pool's
+    /// options): renewals go on while the application's code holds every connection of its
+    /// pool.
+    lease_pool: std::sync::OnceLock<PgPool>,
     /// The schema's name, checked to be a plain identifier.
     pub(crate) schema: String,
     /// The `LISTEN` connection and who waits on it.
@@ -113,7 +120,7 @@ impl PostgresTarget {
 
     fn with_schema(pool: PgPool, schema: String) -> Self {
         let hub = Hub::new(pool.clone(), &schema);
-        Self { shared: Arc::new(Shared { pool, schema, hub }) }
+        Self { shared: Arc::new(Shared { pool, lease_pool: std::sync::OnceLock::new(), schema, hub }) }
     }
 
     /// The same pool, with the job layer's tables in schema `name`: lower-case ASCII letters,
@@ -178,6 +185,18 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &PgPool {
         &self.shared.pool
+    }
+
+    /// The pool of lease renewals (made on first use, inside the runtime).
+    pub(crate) fn lease_pool(&self) -> &PgPool {
+        self.shared.lease_pool.get_or_init(|| {
+            let options = self.shared.pool.connect_options().as_ref().clone();
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(LEASE_CONNECTIONS)
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_lazy_with(options)
+        })
     }
 
     /// The channel that wakes readers of this target's partitions.

@@ -252,12 +252,13 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Marks runs as running: those `consumer` still owns, unless a cancellation was asked.
+    /// Marks runs as running: those `consumer` still owns, unless a cancellation was asked. On
+    /// the leases' own connections: the worker marks and renews in one loop.
     pub(crate) async fn mark(&self, lane: Lane, consumer: &str, runs: &[MarkRun]) -> Result<Vec<Marked>, QueueError> {
         let op = "mark runs";
         let keyed =
             runs.iter().map(|r| Ok((parse_id(&r.entry_id, op)?, r.token))).collect::<Result<Vec<_>, QueueError>>()?;
-        let mut tx = self.pool().begin().await.map_err(pg(op))?;
+        let mut tx = self.lease_pool().begin().await.map_err(pg(op))?;
         let now = now_ms();
         let holders = self.holders(&mut tx, lane, consumer, &keyed, op).await?;
         let ids: Vec<&str> = runs.iter().map(|r| r.job_id.as_str()).collect();
@@ -291,7 +292,7 @@ impl Store {
     }
 
     /// Renews the leases of the runs `consumer` still owns (their idle time reset, their
-    /// tokens kept); per run what was answered.
+    /// tokens kept); per run what was answered. On the leases' own connections.
     pub(crate) async fn renew(
         &self,
         lane: Lane,
@@ -300,7 +301,7 @@ impl Store {
     ) -> Result<Vec<Renewed>, QueueError> {
         let op = "renew leases";
         let keyed = runs.iter().map(|(e, t, _)| Ok((parse_id(e, op)?, *t))).collect::<Result<Vec<_>, QueueError>>()?;
-        let mut tx = self.pool().begin().await.map_err(pg(op))?;
+        let mut tx = self.lease_pool().begin().await.map_err(pg(op))?;
         let now = now_ms();
         let holders = self.holders(&mut tx, lane, consumer, &keyed, op).await?;
         let jobs: Vec<&str> = runs.iter().map(|(_, _, j)| *j).collect();

@@ -452,3 +452,51 @@ async fn cancellations_racing_a_worker_and_a_promotion_all_answer() {
         assert!(matches!(state, JobState::Done | JobState::Cancelled), "{id}: {state:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_go_on_while_the_application_holds_every_connection_of_its_pool() {
+    let server = server();
+    let (target, q) = queue(&server, "exhaust").await;
+    let runs = Runs::default();
+    let slow = |runs: &Runs, q: Queue| {
+        let runs = runs.clone();
+        let config = worker()
+            .lease(Duration::from_secs(1))
+            .renew_every(Duration::from_millis(200))
+            .claim_every(Duration::from_millis(200));
+        Worker::new(q, config).handle(
+            "Unit",
+            typed(move |n: u64, _job: JobInfo| {
+                runs.0.lock().unwrap_or_else(PoisonError::into_inner).push(n);
+                async {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    Ok(())
+                }
+            }),
+        )
+    };
+    let a = slow(&runs, q.clone()).spawn();
+    let pushed = q.push("Unit", 1, &1u64, PushOptions::new()).await.expect("push");
+    wait_until(Duration::from_secs(5), "the job to start", async || runs.of(1) == 1).await;
+    // Another process's worker, ready to claim a lease that expires.
+    let other = PostgresTarget::new(pool(&server).await).schema(target.schema_name()).expect("name");
+    let b = slow(&runs, Queue::connect(other, q.config().clone()).await.expect("open")).spawn();
+    // The application takes every connection of the pool the first worker shares with it.
+    let mut held = Vec::new();
+    for _ in 0..target.pool().options().get_max_connections() {
+        match tokio::time::timeout(Duration::from_secs(1), target.pool().acquire()).await {
+            Ok(Ok(con)) => held.push(con),
+            _ => break,
+        }
+    }
+    assert!(!held.is_empty());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    drop(held);
+    wait_until(Duration::from_secs(10), "the job to be done", async || {
+        q.job(&pushed.job_id).await.ok().flatten().is_some_and(|r| r.state == JobState::Done)
+    })
+    .await;
+    a.stop().await.expect("stop");
+    b.stop().await.expect("stop");
+    assert_eq!(runs.of(1), 1, "the lease held: no other worker ran the job");
+}
