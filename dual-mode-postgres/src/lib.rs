@@ -41,6 +41,10 @@
 //! | unique key | the primary key of the unique keys' table, claimed by `INSERT ... ON CONFLICT` |
 //! | rate limits, key concurrency | rows locked `FOR UPDATE` on the queue's home |
 //! | schedule ticks | a primary key on (schedule, tick time): one enqueue per tick |
+//! | leases under a busy pool | marks and renewals on a few connections of their own |
+//!
+//! Times (leases, delays, rate limits) are read from the clock of the process that asks, as
+//! the in-process store does: keep the clocks of worker machines synchronized.
 //!
 //! Where the operations are, one file per concern: `migrations.rs`, `push.rs` (pushes,
 //! delayed pushes, promotion, re-drive, the push in the caller's transaction), `runs.rs`
@@ -295,12 +299,4 @@ impl Connect<Postgres> for PgPool {
     fn open(self, config: &QueueConfig) -> impl std::future::Future<Output = Result<Opened, QueueError>> + Send {
         PostgresTarget::new(self).open(config)
     }
-}
-
-#[cfg(test)]
-fn _send_checks(s: &Store, t: &PostgresTarget, c: &QueueConfig) {
-    fn send<T: Send>(_: T) {}
-    send(migrations::migrate(&s.shared.pool, "x"));
-    send(s.claim_partitions(1));
-    send(t.clone().open(c));
 }

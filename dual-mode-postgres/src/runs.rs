@@ -512,7 +512,12 @@ impl Store {
         let entry = parse_id(run.entry_id, op)?;
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
         let now = now_ms();
-        let who = self.holders(&mut tx, lane, consumer, &[(entry, run.token)], op).await?[0];
+        let who = self
+            .holders(&mut tx, lane, consumer, &[(entry, run.token)], op)
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(Holder::Gone);
         if who != Holder::Owned {
             let answer = if id.is_empty() {
                 if who == Holder::Gone { Written::Gone } else { Written::Other }
