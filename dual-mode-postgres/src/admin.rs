@@ -5,7 +5,7 @@ use dual_mode_jobs::backend::{ConsumerInfo, Entry, QueueStats, StateCounts};
 use dual_mode_jobs::{Lane, QueueError, RawFields};
 
 use crate::codec::{decode_fields, id_text, lane_no, parse_id_with, range_end};
-use crate::{Store, as_i64, as_u64, now_ms, pg};
+use crate::{Store, as_i64, as_u64, pg};
 
 /// How many expired records one trim deletes at most: retention works in bounded batches.
 const TRIM_BATCH: i64 = 1000;
@@ -291,7 +291,7 @@ impl Store {
             .fetch_all(self.pool())
             .await
             .map_err(pg("list consumers"))?;
-        let now = now_ms();
+        let now = self.now_ms();
         Ok(rows
             .into_iter()
             .map(|(name, pending, seen)| ConsumerInfo {
@@ -333,7 +333,8 @@ impl Store {
     /// and rate buckets.
     pub(crate) async fn trim_ended(&self) -> Result<u64, QueueError> {
         let op = "trim ended jobs";
-        let now = now_ms();
+        self.sync_clock().await?;
+        let now = self.now_ms();
         let before = now.saturating_sub(self.record_ttl_ms);
         let sql = self.sql(
             "DELETE FROM @schema@.job_sets WHERE q = $1 AND state IN ('done', 'parked', 'cancelled') AND at_ms <= $2",
@@ -366,7 +367,7 @@ impl Store {
             .bind(&*self.q)
             .bind(lane_no(lane))
             .bind(consumer)
-            .bind(now_ms().saturating_sub(crate::ms_of(min_idle)))
+            .bind(self.now_ms().saturating_sub(crate::ms_of(min_idle)))
             .execute(self.pool())
             .await
             .map_err(pg("prune consumers"))?;

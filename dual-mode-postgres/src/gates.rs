@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 use dual_mode_jobs::QueueError;
 use dual_mode_jobs::backend::{Gate, Passed};
 
-use crate::{Store, as_i64, now_ms, pg};
+use crate::{Store, as_i64, pg};
 
 /// A wait in whole ms, rounded up (none for a moment past).
 #[expect(clippy::cast_possible_truncation, reason = "clamped to 0..=2^63 first")]
@@ -32,7 +32,7 @@ impl Store {
         let op = "pass gates";
         let lease_ms = crate::ms_of(lease).max(1);
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = self.now_ms();
         let now_f = score(now);
         let (mut tats, pauses) = self.lock_gates(&mut tx, gates, now).await?;
         let mut out = Vec::with_capacity(gates.len());
@@ -238,7 +238,7 @@ impl Store {
     pub(crate) async fn release_slot(&self, key: &str, id: &str) -> Result<(), QueueError> {
         let op = "release a key's slot";
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = self.now_ms();
         let mut next = self.release_and_take(&mut tx, key, id).await?;
         for _ in 0..10 {
             let Some(waiter) = next else { break };
@@ -293,7 +293,7 @@ impl Store {
             .bind(&*self.q)
             .bind(keys)
             .bind(ids)
-            .bind(now_ms().saturating_add(crate::ms_of(lease).max(1)))
+            .bind(self.now_ms().saturating_add(crate::ms_of(lease).max(1)))
             .execute(self.lease_pool())
             .await
             .map_err(pg("renew keys' slots"))?;
@@ -302,7 +302,7 @@ impl Store {
 
     /// Pauses a rate key for `pause`, unless a longer pause is on.
     pub(crate) async fn pause_rate_key(&self, key: &str, pause: Duration) -> Result<(), QueueError> {
-        let until = now_ms().saturating_add(as_i64(dual_mode_jobs::backend::millis(pause)).max(1));
+        let until = self.now_ms().saturating_add(as_i64(dual_mode_jobs::backend::millis(pause)).max(1));
         let sql = self.sql(
             "INSERT INTO @schema@.rate_pauses AS p (q, key, expires_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (q, key) DO UPDATE SET expires_ms = excluded.expires_ms WHERE p.expires_ms < excluded.expires_ms",

@@ -43,8 +43,9 @@
 //! | schedule ticks | a primary key on (schedule, tick time): one enqueue per tick |
 //! | leases under a busy pool | marks and renewals on a few connections of their own |
 //!
-//! Times (leases, delays, rate limits) are read from the clock of the process that asks, as
-//! the in-process store does: keep the clocks of worker machines synchronized.
+//! Times (leases, delays, rate limits, records) are the database's: each target measures
+//! Postgres's clock against its process's when it opens a queue and again at each upkeep of
+//! ended jobs, so workers on machines whose clocks disagree still agree on a lease.
 //!
 //! Where the operations are, one file per concern: `migrations.rs`, `push.rs` (pushes,
 //! delayed pushes, promotion, re-drive, the push in the caller's transaction), `runs.rs`
@@ -65,6 +66,7 @@ mod runs;
 mod schedules;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sqlx::PgPool;
@@ -109,6 +111,11 @@ pub(crate) struct Shared {
     /// options): renewals go on while the application's code holds every connection of its
     /// pool.
     lease_pool: std::sync::OnceLock<PgPool>,
+    /// Postgres's clock less this process's, in ms, as last measured: the store's times are
+    /// the database's, whatever the clock of the machine that asks.
+    skew_ms: AtomicI64,
+    /// Whether the skew was measured.
+    synced: AtomicBool,
     /// The schema's name, checked to be a plain identifier.
     pub(crate) schema: String,
     /// The `LISTEN` connection and who waits on it.
@@ -124,7 +131,15 @@ impl PostgresTarget {
 
     fn with_schema(pool: PgPool, schema: String) -> Self {
         let hub = Hub::new(pool.clone(), &schema);
-        Self { shared: Arc::new(Shared { pool, lease_pool: std::sync::OnceLock::new(), schema, hub }) }
+        let shared = Shared {
+            pool,
+            lease_pool: std::sync::OnceLock::new(),
+            skew_ms: AtomicI64::new(0),
+            synced: AtomicBool::new(false),
+            schema,
+            hub,
+        };
+        Self { shared: Arc::new(shared) }
     }
 
     /// The same pool, with the job layer's tables in schema `name`: lower-case ASCII letters,
@@ -191,6 +206,31 @@ impl Store {
         &self.shared.pool
     }
 
+    /// The database's time in ms since the epoch: this process's clock and the last measured
+    /// skew.
+    pub(crate) fn now_ms(&self) -> i64 {
+        local_ms().saturating_add(self.shared.skew_ms.load(Ordering::Relaxed))
+    }
+
+    /// Measures the database's clock against this process's (half a round trip is the error).
+    pub(crate) async fn sync_clock(&self) -> Result<(), QueueError> {
+        let before = local_ms();
+        let db: i64 = sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8")
+            .fetch_one(self.pool())
+            .await
+            .map_err(pg("read the database's clock"))?;
+        let after = local_ms();
+        let local = before + (after - before) / 2;
+        self.shared.skew_ms.store(db.saturating_sub(local), Ordering::Relaxed);
+        self.shared.synced.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// [`Store::sync_clock`] unless it was measured already.
+    pub(crate) async fn sync_clock_once(&self) -> Result<(), QueueError> {
+        if self.shared.synced.load(Ordering::Relaxed) { Ok(()) } else { self.sync_clock().await }
+    }
+
     /// The pool of lease renewals (made on first use, inside the runtime).
     pub(crate) fn lease_pool(&self) -> &PgPool {
         self.shared.lease_pool.get_or_init(|| {
@@ -225,8 +265,8 @@ fn partition_key(keys: &QueueKeys) -> Arc<str> {
     Arc::from(keys.stream.as_str())
 }
 
-/// The time in ms since the epoch, as a database number.
-pub(crate) fn now_ms() -> i64 {
+/// This process's time in ms since the epoch, as a database number.
+fn local_ms() -> i64 {
     as_i64(unix_ms(SystemTime::now()))
 }
 
@@ -271,6 +311,7 @@ impl Connect<Postgres> for PostgresTarget {
             parked_max_len: as_i64(retention.parked_max_len.max(1)),
         };
         let home = store(home_q.clone());
+        home.sync_clock().await?;
         let known = home.claim_partitions(config.partitions).await?;
         if known != config.partitions {
             return Err(QueueError::Config(format!(

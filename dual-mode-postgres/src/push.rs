@@ -9,7 +9,7 @@ use dual_mode_jobs::backend::{PushAnswer, millis, unix_ms};
 use dual_mode_jobs::{Envelope, Lane, PushOptions, Pushed, Queue, QueueError, RawFields};
 
 use crate::codec::{self, encode_envelope, field, hash_json, lane_no};
-use crate::{PostgresTarget, Store, as_i64, ms_of, now_ms, partition_key, pg};
+use crate::{PostgresTarget, Store, as_i64, ms_of, partition_key, pg};
 
 /// Adds an entry to `lane` of the store's partition and tells its readers (at commit); the
 /// entry's id.
@@ -221,7 +221,7 @@ pub(crate) async fn put_delayed(
 impl Store {
     pub(crate) async fn push(&self, env: &Envelope, unique_ttl: Duration) -> Result<PushAnswer, QueueError> {
         let mut tx = self.pool().begin().await.map_err(pg("push"))?;
-        let answer = push_on(&mut tx, self, env, unique_ttl, now_ms()).await?;
+        let answer = push_on(&mut tx, self, env, unique_ttl, self.now_ms()).await?;
         tx.commit().await.map_err(pg("push"))?;
         Ok(answer)
     }
@@ -235,7 +235,7 @@ impl Store {
     ) -> Result<Vec<PushAnswer>, QueueError> {
         let op = "push";
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = self.now_ms();
         let mut held: Vec<Option<String>> = Vec::with_capacity(envs.len());
         for env in envs {
             let ttl = unique_ttl_ms(env, unique_ttl);
@@ -296,7 +296,7 @@ impl Store {
         delay_ms: u64,
     ) -> Result<PushAnswer, QueueError> {
         let mut tx = self.pool().begin().await.map_err(pg("delayed push"))?;
-        let answer = push_delayed_on(&mut tx, self, env, unique_ttl, (at_ms, delay_ms), now_ms()).await?;
+        let answer = push_delayed_on(&mut tx, self, env, unique_ttl, (at_ms, delay_ms), self.now_ms()).await?;
         tx.commit().await.map_err(pg("delayed push"))?;
         Ok(answer)
     }
@@ -306,7 +306,7 @@ impl Store {
     pub(crate) async fn promote(&self, max: usize) -> Result<usize, QueueError> {
         let op = "promote due jobs";
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = self.now_ms();
         let sql = self.sql(
             "WITH picked AS MATERIALIZED (SELECT job_id FROM @schema@.delayed WHERE q = $1 AND due_ms <= $2 \
              ORDER BY due_ms, job_id LIMIT $3 FOR UPDATE SKIP LOCKED), \
@@ -351,7 +351,7 @@ impl Store {
         let op = "re-drive";
         let (ms, seq) = codec::parse_id(parked_id, op)?;
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = self.now_ms();
         let sql = self.sql("SELECT fields FROM @schema@.parked WHERE q = $1 AND ms = $2 AND seq = $3 FOR UPDATE");
         let parked: Option<Vec<u8>> = sqlx::query_scalar(&sql)
             .bind(&*self.q)
@@ -458,8 +458,9 @@ impl PostgresTarget {
             parked_max_len: as_i64(retention.parked_max_len.max(1)),
         };
         let op = "push in a transaction";
+        store.sync_clock_once().await?;
         let mut savepoint = con.begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = store.now_ms();
         let stored = if options.is_delayed() {
             let at = options.not_before.map_or(0, |t: SystemTime| unix_ms(t));
             let delay = options.delay.map_or(0, millis);

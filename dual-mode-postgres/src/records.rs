@@ -11,7 +11,7 @@ use dual_mode_jobs::backend::QueueStats;
 use dual_mode_jobs::{CancelOutcome, JobRecord, JobState, Lane, QueueError, ReplyError};
 
 use crate::codec::{hash_of, lane_no, parse_id};
-use crate::{Store, as_i64, now_ms, pg};
+use crate::{Store, as_i64, pg};
 
 /// Whether a state ends a job.
 pub(crate) fn is_terminal(state: &str) -> bool {
@@ -34,7 +34,7 @@ impl Store {
         let rows: Vec<(String, String)> = sqlx::query_as(&sql)
             .bind(&*self.q)
             .bind(ids)
-            .bind(now_ms())
+            .bind(self.now_ms())
             .fetch_all(self.pool())
             .await
             .map_err(pg(op))?;
@@ -170,7 +170,7 @@ impl Store {
     async fn try_cancel(&self, id: &str, strict: bool) -> Result<Option<CancelOutcome>, QueueError> {
         let op = "cancel";
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = self.now_ms();
         let read = self.sql(
             "SELECT hash::text FROM @schema@.jobs WHERE q = $1 AND id = $2 \
              AND (expires_ms IS NULL OR expires_ms > $3)",

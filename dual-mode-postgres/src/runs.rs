@@ -16,7 +16,7 @@ use dual_mode_jobs::{Lane, QueueError};
 
 use crate::codec::{self, decode_fields, encode_envelope, hash_json, id_text, lane_no, parse_id};
 use crate::push::{put_delayed, release_unique, transit, transit_many};
-use crate::{Store, as_i64, now_ms, pg};
+use crate::{Store, as_i64, pg};
 
 /// The longest a reader's wait goes without reading again, whatever its block time: what a
 /// lost notification costs at most.
@@ -140,7 +140,7 @@ impl Store {
         let (cms, cseq) = parse_id(cursor, op)?;
         let page = count.saturating_mul(4);
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = self.now_ms();
         let idle_before = now.saturating_sub(as_i64(min_idle));
         let sql = self.sql(
             "SELECT ms, seq, consumer FROM @schema@.entries WHERE q = $1 AND lane = $2 AND consumer IS NOT NULL \
@@ -216,7 +216,7 @@ impl Store {
             .bind(&*self.q)
             .bind(lane_no(lane))
             .bind(consumer)
-            .bind(now_ms().saturating_sub(crate::ms_of(min_idle)))
+            .bind(self.now_ms().saturating_sub(crate::ms_of(min_idle)))
             .bind(as_i64(count as u64))
             .fetch_all(self.pool())
             .await
@@ -229,7 +229,7 @@ impl Store {
         let op = "reclaim own entries";
         let ids = ids.iter().map(|id| parse_id(id, op)).collect::<Result<Vec<_>, _>>()?;
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = self.now_ms();
         self.seen(&mut tx, &[lane], consumer, now).await?;
         let (ms, seq) = id_arrays(&ids);
         let sql = self.sql(
@@ -259,7 +259,7 @@ impl Store {
         let keyed =
             runs.iter().map(|r| Ok((parse_id(&r.entry_id, op)?, r.token))).collect::<Result<Vec<_>, QueueError>>()?;
         let mut tx = self.lease_pool().begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = self.now_ms();
         let holders = self.holders(&mut tx, lane, consumer, &keyed, op).await?;
         let ids: Vec<&str> = runs.iter().map(|r| r.job_id.as_str()).collect();
         let fields = self.record_fields(&mut tx, &ids, &["state", "cancel"], now, op).await?;
@@ -302,7 +302,7 @@ impl Store {
         let op = "renew leases";
         let keyed = runs.iter().map(|(e, t, _)| Ok((parse_id(e, op)?, *t))).collect::<Result<Vec<_>, QueueError>>()?;
         let mut tx = self.lease_pool().begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = self.now_ms();
         let holders = self.holders(&mut tx, lane, consumer, &keyed, op).await?;
         let jobs: Vec<&str> = runs.iter().map(|(_, _, j)| *j).collect();
         let fields = self.record_fields(&mut tx, &jobs, &["cancel"], now, op).await?;
@@ -417,7 +417,7 @@ impl Store {
         let keyed =
             runs.iter().map(|r| Ok((parse_id(&r.entry_id, op)?, r.token))).collect::<Result<Vec<_>, QueueError>>()?;
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = self.now_ms();
         let holders = self.holders(&mut tx, lane, consumer, &keyed, op).await?;
         let mut out = Vec::with_capacity(runs.len());
         let mut owned = Vec::new();
@@ -511,7 +511,7 @@ impl Store {
         };
         let entry = parse_id(run.entry_id, op)?;
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = self.now_ms();
         let who = self
             .holders(&mut tx, lane, consumer, &[(entry, run.token)], op)
             .await?
@@ -609,7 +609,7 @@ impl PostgresReader {
         let op = "read entries";
         let s = &self.store;
         let mut con = s.pool().acquire().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = s.now_ms();
         let sql = s.sql(
             "WITH p AS (SELECT paused_ms FROM @schema@.queues WHERE q = $1 AND paused_ms IS NOT NULL), \
              seen AS (INSERT INTO @schema@.consumers (q, lane, name, seen_ms) SELECT $1, l, $3, $4 \

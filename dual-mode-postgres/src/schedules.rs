@@ -9,7 +9,7 @@ use dual_mode_jobs::{Envelope, QueueError};
 
 use crate::codec::encode_envelope;
 use crate::push::{add_entry, borrowed, claim_unique, record_items, transit, unique_ttl_ms};
-use crate::{Store, ms_of, now_ms, pg};
+use crate::{Store, ms_of, pg};
 
 /// A schedule's row: name, last tick, pause and resume times.
 type ScheduleRow = (String, Option<i64>, Option<i64>, Option<i64>);
@@ -28,7 +28,7 @@ impl Store {
     ) -> Result<Ticked, QueueError> {
         let op = "enqueue a schedule's tick";
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
-        let now = now_ms();
+        let now = self.now_ms();
         let sql = self.sql("INSERT INTO @schema@.schedules (q, name) VALUES ($1, $2) ON CONFLICT (q, name) DO NOTHING");
         sqlx::query(&sql).bind(&*self.q).bind(name).execute(&mut *tx).await.map_err(pg(op))?;
         let sql = self.sql("SELECT paused_ms FROM @schema@.schedules WHERE q = $1 AND name = $2 FOR UPDATE");

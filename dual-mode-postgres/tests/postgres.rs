@@ -500,3 +500,29 @@ async fn renewals_go_on_while_the_application_holds_every_connection_of_its_pool
     b.stop().await.expect("stop");
     assert_eq!(runs.of(1), 1, "the lease held: no other worker ran the job");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_queue_drains_every_partition_and_keeps_unique_keys_queue_wide() {
+    const N: usize = 200;
+    let server = server();
+    let target = PostgresTarget::new(pool(&server).await).schema(&unique("parts")).expect("valid name");
+    let config = QueueConfig::new("parts").partitions(4);
+    let q = Queue::connect(target.clone(), config.clone()).await.expect("open");
+    let again = Queue::connect(target.clone(), QueueConfig::new("parts").partitions(2)).await;
+    assert!(matches!(again, Err(QueueError::Config(_))), "another partition count is refused");
+    let payloads: Vec<u64> = (0..N as u64).collect();
+    q.push_bulk("Unit", 1, &payloads, PushOptions::new()).await.expect("push");
+    let first = q.push("Unit", 1, &1000u64, PushOptions::new().unique("one", Duration::from_secs(60))).await;
+    let second = q.push("Unit", 1, &1001u64, PushOptions::new().unique("one", Duration::from_secs(60))).await;
+    assert!(!first.expect("push").duplicate);
+    assert!(second.expect("push").duplicate, "a unique key holds across partitions");
+    let runs = Runs::default();
+    let w = runs.worker(q.clone()).spawn();
+    wait_until(Duration::from_secs(30), "every job to run", async || runs.len() >= N + 1).await;
+    wait_until(Duration::from_secs(10), "the queue to settle", async || q.stats().await.is_ok_and(|s| s.is_idle()))
+        .await;
+    w.stop().await.expect("stop");
+    assert_eq!(runs.len(), N + 1, "each ran once");
+    let (_, done) = q.jobs(JobState::Done, 0, 0).await.expect("count");
+    assert_eq!(done, (N + 1) as u64);
+}
