@@ -526,3 +526,27 @@ async fn a_partitioned_queue_drains_every_partition_and_keeps_unique_keys_queue_
     let (_, done) = q.jobs(JobState::Done, 0, 0).await.expect("count");
     assert_eq!(done, (N + 1) as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_resumes_after_postgres_stops_immediately_and_restarts() {
+    const N: usize = 300;
+    // A server of its own: it is stopped under the worker.
+    let mut server = PostgresServer::start();
+    let (_target, q) = queue(&server, "restart").await;
+    let payloads: Vec<u64> = (0..N as u64).collect();
+    q.push_bulk("Unit", 1, &payloads, PushOptions::new()).await.expect("push");
+    let runs = Runs::default();
+    let w = runs.worker(q.clone()).spawn();
+    wait_until(Duration::from_secs(30), "a sixth to run", async || runs.len() >= N / 6).await;
+    tokio::task::block_in_place(|| server.restart_immediate()).expect("restart postgres");
+    wait_until(Duration::from_secs(60), "every job to be done", async || {
+        q.jobs(JobState::Done, 0, 0).await.is_ok_and(|(_, done)| done == N as u64)
+    })
+    .await;
+    w.stop().await.expect("stop");
+    let mut ran = runs.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    ran.sort_unstable();
+    ran.dedup();
+    assert_eq!(ran.len(), N, "every job ran (those cut off by the stop may have run twice)");
+    assert!(q.stats().await.expect("stats").is_idle());
+}
