@@ -7,8 +7,11 @@ use dual_mode_jobs::{Lane, QueueError, RawFields};
 use crate::codec::{decode_fields, id_text, lane_no, parse_id_with, range_end};
 use crate::{Store, as_i64, as_u64, pg};
 
-/// How many expired records one trim deletes at most: retention works in bounded batches.
+/// How many expired rows one statement of a trim deletes: retention works in bounded batches.
 const TRIM_BATCH: i64 = 1000;
+
+/// How many batches of a table one trim deletes at most.
+const TRIM_BATCHES: usize = 50;
 
 /// Rows of entries as entries.
 fn entries_of(rows: Vec<(i64, i64, Vec<u8>)>, op: &'static str) -> Result<Vec<Entry>, QueueError> {
@@ -345,7 +348,19 @@ impl Store {
                 "WITH expired AS MATERIALIZED (SELECT ctid FROM @schema@.{table} WHERE q = $1 AND expires_ms <= $2 \
                  LIMIT $3) DELETE FROM @schema@.{table} t USING expired WHERE t.ctid = expired.ctid AND t.expires_ms <= $2"
             ));
-            sqlx::query(&sql).bind(&*self.q).bind(now).bind(TRIM_BATCH).execute(self.pool()).await.map_err(pg(op))?;
+            // Batch after batch, each its own short statement, until one comes up short.
+            for _ in 0..TRIM_BATCHES {
+                let done = sqlx::query(&sql)
+                    .bind(&*self.q)
+                    .bind(now)
+                    .bind(TRIM_BATCH)
+                    .execute(self.pool())
+                    .await
+                    .map_err(pg(op))?;
+                if done.rows_affected() < crate::as_u64(TRIM_BATCH) {
+                    break;
+                }
+            }
         }
         Ok(gone.rows_affected())
     }

@@ -550,3 +550,40 @@ async fn a_drain_resumes_after_postgres_stops_immediately_and_restarts() {
     assert_eq!(ran.len(), N, "every job ran (those cut off by the stop may have run twice)");
     assert!(q.stats().await.expect("stats").is_idle());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_jobs_leave_the_tables_once_their_records_expire() {
+    const N: usize = 2500;
+    let server = server();
+    let schema = unique("retention");
+    let target = PostgresTarget::new(pool(&server).await).schema(&schema).expect("valid name");
+    let config = QueueConfig::new("retention").record_ttl(Duration::from_millis(300));
+    let q = Queue::connect(target.clone(), config).await.expect("open");
+    let payloads: Vec<u64> = (0..N as u64).collect();
+    q.push_bulk("Unit", 1, &payloads, PushOptions::new()).await.expect("push");
+    let runs = Runs::default();
+    let w = Worker::new(q.clone(), worker().sweep_every(Duration::from_millis(200)))
+        .handle("Unit", {
+            let runs = runs.clone();
+            typed(move |n: u64, _job: JobInfo| {
+                runs.0.lock().unwrap_or_else(PoisonError::into_inner).push(n);
+                async { Ok(()) }
+            })
+        })
+        .spawn();
+    wait_until(Duration::from_secs(60), "every job to run", async || runs.len() >= N).await;
+    let rows = |table: &'static str| {
+        let (pool, schema) = (target.pool().clone(), schema.clone());
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {schema}.{table}"))
+                .fetch_one(&pool)
+                .await
+                .expect("count rows")
+        }
+    };
+    wait_until(Duration::from_secs(30), "the records and sets to be trimmed", async || {
+        rows("jobs").await == 0 && rows("job_sets").await == 0 && rows("entries").await == 0
+    })
+    .await;
+    w.stop().await.expect("stop");
+}
