@@ -286,8 +286,8 @@ impl Store {
         }
         let (keys, ids): (Vec<&str>, Vec<&str>) = held.iter().copied().unzip();
         let sql = self.sql(
-            "UPDATE @schema@.slots SET until_ms = $4 WHERE q = $1 \
-             AND (key, job_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
+            "UPDATE @schema@.slots x SET until_ms = $4 FROM unnest($2::text[], $3::text[]) AS u(key, job_id) \
+             WHERE x.q = $1 AND x.key = u.key AND x.job_id = u.job_id",
         );
         sqlx::query(&sql)
             .bind(&*self.q)

@@ -33,7 +33,8 @@ pub(crate) enum Holder {
     Gone,
 }
 
-/// Entry ids as two arrays, for `unnest`.
+/// Entry ids as two arrays, for `ms = ANY($a) AND seq = ANY($b)`: every `seq` comes from one
+/// sequence, so no row matches but those named (and the primary key's index finds them).
 fn id_arrays(ids: &[(i64, i64)]) -> (Vec<i64>, Vec<i64>) {
     ids.iter().copied().unzip()
 }
@@ -80,7 +81,7 @@ impl Store {
         let (ms, seq) = id_arrays(&ids);
         let sql = self.sql(
             "SELECT ms, seq, consumer, deliveries FROM @schema@.entries WHERE q = $1 AND lane = $2 \
-             AND (ms, seq) IN (SELECT * FROM unnest($3::int8[], $4::int8[])) ORDER BY ms, seq FOR UPDATE",
+             AND ms = ANY($3) AND seq = ANY($4) ORDER BY ms, seq FOR UPDATE",
         );
         let rows: Vec<(i64, i64, Option<String>, i64)> = sqlx::query_as(&sql)
             .bind(&*self.q)
@@ -179,8 +180,8 @@ impl Store {
             let (ms, seq) = id_arrays(&ids);
             let sql = self.sql(
                 "UPDATE @schema@.entries SET consumer = $5, delivered_ms = $6, deliveries = deliveries + 1 \
-                 WHERE q = $1 AND lane = $2 AND (ms, seq) IN (SELECT * FROM unnest($3::int8[], $4::int8[])) \
-                 AND consumer IS NOT NULL AND delivered_ms <= $7 RETURNING ms, seq, fields, deliveries",
+                 WHERE q = $1 AND lane = $2 AND ms = ANY($3) AND seq = ANY($4) AND consumer IS NOT NULL \
+                 AND delivered_ms <= $7 RETURNING ms, seq, fields, deliveries",
             );
             let rows: Vec<(i64, i64, Vec<u8>, i64)> = sqlx::query_as(&sql)
                 .bind(&*self.q)
@@ -234,8 +235,8 @@ impl Store {
         let (ms, seq) = id_arrays(&ids);
         let sql = self.sql(
             "UPDATE @schema@.entries SET delivered_ms = $6, deliveries = deliveries + 1 \
-             WHERE q = $1 AND lane = $2 AND (ms, seq) IN (SELECT * FROM unnest($3::int8[], $4::int8[])) \
-             AND consumer = $5 RETURNING ms, seq, fields, deliveries",
+             WHERE q = $1 AND lane = $2 AND ms = ANY($3) AND seq = ANY($4) AND consumer = $5 \
+             RETURNING ms, seq, fields, deliveries",
         );
         let rows: Vec<(i64, i64, Vec<u8>, i64)> = sqlx::query_as(&sql)
             .bind(&*self.q)
@@ -321,7 +322,7 @@ impl Store {
             let (ms, seq) = id_arrays(&owned);
             let sql = self.sql(
                 "UPDATE @schema@.entries SET delivered_ms = $5 WHERE q = $1 AND lane = $2 \
-                 AND (ms, seq) IN (SELECT * FROM unnest($3::int8[], $4::int8[]))",
+                 AND ms = ANY($3) AND seq = ANY($4)",
             );
             sqlx::query(&sql)
                 .bind(&*self.q)
@@ -370,10 +371,8 @@ impl Store {
         op: &'static str,
     ) -> Result<(), QueueError> {
         let (ms, seq) = id_arrays(ids);
-        let sql = self.sql(
-            "DELETE FROM @schema@.entries WHERE q = $1 AND lane = $2 \
-             AND (ms, seq) IN (SELECT * FROM unnest($3::int8[], $4::int8[]))",
-        );
+        let sql =
+            self.sql("DELETE FROM @schema@.entries WHERE q = $1 AND lane = $2 AND ms = ANY($3) AND seq = ANY($4)");
         sqlx::query(&sql)
             .bind(&*self.q)
             .bind(lane_no(lane))
@@ -481,8 +480,8 @@ impl Store {
                 done.iter().filter_map(|(id, (_, unique))| Some(((*unique)?, *id))).unzip();
             if !keys.is_empty() {
                 let sql = self.sql(
-                    "DELETE FROM @schema@.uniques WHERE q = $1 \
-                     AND (key, job_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
+                    "DELETE FROM @schema@.uniques x USING unnest($2::text[], $3::text[]) AS u(key, job_id) \
+                     WHERE x.q = $1 AND x.key = u.key AND x.job_id = u.job_id",
                 );
                 sqlx::query(&sql).bind(&*self.q).bind(keys).bind(holders).execute(&mut *tx).await.map_err(pg(op))?;
             }

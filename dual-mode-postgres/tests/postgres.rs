@@ -248,11 +248,26 @@ async fn a_drain_of_two_thousand_jobs() {
     let pushed = started.elapsed();
     let runs = Runs::default();
     let begun = Instant::now();
-    let w = runs.worker(q.clone()).spawn();
+    // The shape of the drain: 32 in flight.
+    let recorder = runs.clone();
+    let w = Worker::new(q.clone(), worker().concurrency(32))
+        .handle(
+            "Unit",
+            typed(move |n: u64, _job: JobInfo| {
+                recorder.0.lock().unwrap_or_else(PoisonError::into_inner).push(n);
+                async { Ok(()) }
+            }),
+        )
+        .spawn();
     wait_until(Duration::from_secs(60), "every job to run", async || runs.len() >= N).await;
     let drained = begun.elapsed();
     w.stop().await.expect("stop");
-    println!("bulk push of {N}: {pushed:?}; drain with 8 in flight: {drained:?}");
+    let rate = |d: Duration| f64::from(u32::try_from(N).expect("small")) / d.as_secs_f64();
+    println!(
+        "bulk push of {N}: {pushed:?} ({:.0} jobs/s); drain with 32 in flight: {drained:?} ({:.0} jobs/s)",
+        rate(pushed),
+        rate(drained)
+    );
     assert_eq!(runs.len(), N, "each ran once");
 }
 
