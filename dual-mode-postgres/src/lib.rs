@@ -336,6 +336,9 @@ impl Connect<Postgres> for PostgresTarget {
     }
 }
 
+/// A pool as it is, in the schema [`DEFAULT_SCHEMA`]. Each call makes a target of its own,
+/// with its own `LISTEN` connection: to open several queues, open them on one
+/// [`PostgresTarget`] (and its clones), which share it.
 impl Connect<Postgres> for PgPool {
     fn open(self, config: &QueueConfig) -> impl std::future::Future<Output = Result<Opened, QueueError>> + Send {
         PostgresTarget::new(self).open(config)
