@@ -384,6 +384,36 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the entries of `lane` that `consumer` holds with these runs' tokens; their ids.
+    async fn take_owned(
+        &self,
+        con: &mut PgConnection,
+        lane: Lane,
+        consumer: &str,
+        runs: &[((i64, i64), u64)],
+        op: &'static str,
+    ) -> Result<std::collections::HashSet<(i64, i64)>, QueueError> {
+        let ids: Vec<(i64, i64)> = runs.iter().map(|(id, _)| *id).collect();
+        let (ms, seq) = id_arrays(&ids);
+        let tokens: Vec<i64> = runs.iter().map(|(_, t)| as_i64(*t)).collect();
+        let sql = self.sql(
+            "DELETE FROM @schema@.entries e USING unnest($3::int8[], $4::int8[], $5::int8[]) AS u(ms, seq, token) \
+             WHERE e.q = $1 AND e.lane = $2 AND e.ms = ANY($3) AND e.seq = ANY($4) AND e.ms = u.ms \
+             AND e.seq = u.seq AND e.consumer = $6 AND e.deliveries = u.token RETURNING e.ms, e.seq",
+        );
+        let rows: Vec<(i64, i64)> = sqlx::query_as(&sql)
+            .bind(&*self.q)
+            .bind(lane_no(lane))
+            .bind(ms)
+            .bind(seq)
+            .bind(tokens)
+            .bind(consumer)
+            .fetch_all(&mut *con)
+            .await
+            .map_err(pg(op))?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Tells listeners that job `id` ended (at commit).
     pub(crate) async fn announce_end(&self, con: &mut PgConnection, id: &str) -> Result<(), QueueError> {
         sqlx::query("SELECT pg_notify($1, $2)")
@@ -417,21 +447,28 @@ impl Store {
             runs.iter().map(|r| Ok((parse_id(&r.entry_id, op)?, r.token))).collect::<Result<Vec<_>, QueueError>>()?;
         let mut tx = self.pool().begin().await.map_err(pg(op))?;
         let now = self.now_ms();
-        let holders = self.holders(&mut tx, lane, consumer, &keyed, op).await?;
+        // The entries this consumer holds with these tokens go in one statement; only the others
+        // are looked at again, to tell their runs who holds them.
+        let taken = self.take_owned(&mut tx, lane, consumer, &keyed, op).await?;
+        let others: Vec<((i64, i64), u64)> = keyed.iter().filter(|(id, _)| !taken.contains(id)).copied().collect();
+        let mut holders =
+            if others.is_empty() { Vec::new() } else { self.holders(&mut tx, lane, consumer, &others, op).await? }
+                .into_iter();
         let mut out = Vec::with_capacity(runs.len());
         let mut owned = Vec::new();
-        for ((r, holder), (id, _)) in runs.iter().zip(holders).zip(&keyed) {
-            if holder == Holder::Owned {
+        for (r, (id, _)) in runs.iter().zip(&keyed) {
+            if taken.contains(id) {
                 owned.push((*id, r));
                 out.push(Written::Done);
             } else {
+                // Not taken: another consumer or token holds it, or no one does.
+                let holder = match holders.next() {
+                    Some(Holder::Owned) | None => Holder::Other,
+                    Some(other) => other,
+                };
                 let who = (r.job_id.as_str(), consumer, r.entry_id.as_str());
                 out.push(self.refused(&mut tx, who, "done", holder, now, op).await?);
             }
-        }
-        if !owned.is_empty() {
-            let ids: Vec<(i64, i64)> = owned.iter().map(|(id, _)| *id).collect();
-            self.delete_entries(&mut tx, lane, &ids, op).await?;
         }
         // One write of every record, set and news (a job once, should a batch name it twice).
         let text = now.to_string();
