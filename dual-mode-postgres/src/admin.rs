@@ -343,7 +343,7 @@ impl Store {
             "DELETE FROM @schema@.job_sets WHERE q = $1 AND state IN ('done', 'parked', 'cancelled') AND at_ms <= $2",
         );
         let gone = sqlx::query(&sql).bind(&*self.q).bind(before).execute(self.pool()).await.map_err(pg(op))?;
-        for table in ["jobs", "uniques", "ticks", "buckets", "rate_pauses"] {
+        for table in ["jobs", "uniques", "ticks", "buckets", "rate_pauses", "rate_starts"] {
             let sql = self.sql(&format!(
                 "WITH expired AS MATERIALIZED (SELECT ctid FROM @schema@.{table} WHERE q = $1 AND expires_ms <= $2 \
                  LIMIT $3) DELETE FROM @schema@.{table} t USING expired WHERE t.ctid = expired.ctid AND t.expires_ms <= $2"

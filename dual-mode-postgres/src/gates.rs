@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::PgConnection;
 
 use dual_mode_jobs::QueueError;
-use dual_mode_jobs::backend::{Gate, Passed};
+use dual_mode_jobs::backend::{Bucket, Gate, Passed};
 
 use crate::{Store, as_i64, pg};
 
@@ -27,7 +27,8 @@ fn score(ms: i64) -> f64 {
 
 impl Store {
     /// Passes jobs through their gates, one after another as if one by one (see the
-    /// in-process store's `gate` for the algorithm, which this is a port of).
+    /// in-process store's `gate` for the algorithm, which this is a port of): GCRA
+    /// reservations, and room in each bucket's window of actual starts for every start.
     pub(crate) async fn gate(&self, gates: &[Gate], lease: Duration) -> Result<Vec<Passed>, QueueError> {
         let op = "pass gates";
         let lease_ms = crate::ms_of(lease).max(1);
@@ -43,23 +44,38 @@ impl Store {
             }
             let slots = g.rate_key.as_deref().zip(g.slots.filter(|&k| k > 0));
             if g.reserved && start <= now_f {
-                let held = self.slot(&mut tx, slots, &g.job_id, lease_ms, now).await?;
-                out.push(if held { Passed::Start } else { Passed::NoSlot });
+                let room = self.window_room(&mut tx, &g.buckets, now).await?;
+                out.push(if room > now_f {
+                    Passed::Wait(Duration::from_millis(crate::as_u64(wait_ms(room - now_f))))
+                } else if self.slot(&mut tx, slots, &g.job_id, lease_ms, now).await? {
+                    self.started(&mut tx, &g.buckets, &g.job_id, now).await?;
+                    Passed::Start
+                } else {
+                    Passed::NoSlot
+                });
                 continue;
             }
             for b in &g.buckets {
                 let (tat, _) = *tats.entry(b.name.clone()).or_insert((0.0, false));
                 start = start.max(tat - b.tolerance_ms);
             }
-            if start <= now_f && !self.slot(&mut tx, slots, &g.job_id, lease_ms, now).await? {
-                out.push(Passed::NoSlot);
-                continue;
+            if start <= now_f {
+                let room = self.window_room(&mut tx, &g.buckets, now).await?;
+                if room > now_f {
+                    start = room;
+                } else if !self.slot(&mut tx, slots, &g.job_id, lease_ms, now).await? {
+                    out.push(Passed::NoSlot);
+                    continue;
+                }
             }
             for b in &g.buckets {
                 if let Some((tat, dirty)) = tats.get_mut(b.name.as_str()) {
                     *tat = tat.max(start) + b.interval_ms;
                     *dirty = true;
                 }
+            }
+            if start <= now_f {
+                self.started(&mut tx, &g.buckets, &g.job_id, now).await?;
             }
             out.push(match wait_ms(start - now_f) {
                 0 => Passed::Start,
@@ -150,6 +166,60 @@ impl Store {
             }
         }
         Ok((tats, pauses))
+    }
+
+    /// When every bucket's window of actual starts has room for one more: now, or when the
+    /// oldest start of a full window leaves it. Starts that left a window are dropped. The
+    /// buckets' rows are locked by the batch.
+    async fn window_room(&self, con: &mut PgConnection, buckets: &[Bucket], now: i64) -> Result<f64, QueueError> {
+        let op = "count a rate window";
+        let now_f = score(now);
+        let mut room = now_f;
+        for b in buckets {
+            let sql = self.sql(
+                "WITH gone AS (DELETE FROM @schema@.rate_starts WHERE q = $1 AND bucket = $2 AND at_ms::float8 <= $3 \
+                 RETURNING at_ms, job_id) SELECT count(*), min(at_ms) FROM @schema@.rate_starts s WHERE s.q = $1 \
+                 AND s.bucket = $2 AND s.at_ms::float8 > $3",
+            );
+            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(&sql)
+                .bind(&*self.q)
+                .bind(&b.name)
+                .bind(now_f - b.window_ms)
+                .fetch_one(&mut *con)
+                .await
+                .map_err(pg(op))?;
+            if count >= i64::from(b.window_max)
+                && let Some(oldest) = oldest
+            {
+                room = room.max(score(oldest) + b.window_ms);
+            }
+        }
+        Ok(room)
+    }
+
+    /// Counts a start of job `id` now in every bucket's window.
+    async fn started(&self, con: &mut PgConnection, buckets: &[Bucket], id: &str, now: i64) -> Result<(), QueueError> {
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = buckets.iter().map(|b| b.name.as_str()).collect();
+        let expires: Vec<i64> =
+            buckets.iter().map(|b| now.saturating_add(wait_ms(b.window_ms)).saturating_add(1000)).collect();
+        let sql = self.sql(
+            "INSERT INTO @schema@.rate_starts (q, bucket, at_ms, job_id, expires_ms) \
+             SELECT $1, u.bucket, $3, $4, u.expires FROM unnest($2::text[], $5::int8[]) AS u(bucket, expires) \
+             ON CONFLICT (q, bucket, at_ms, job_id) DO NOTHING",
+        );
+        sqlx::query(&sql)
+            .bind(&*self.q)
+            .bind(names)
+            .bind(now)
+            .bind(id)
+            .bind(expires)
+            .execute(&mut *con)
+            .await
+            .map_err(pg("count a start in its rate windows"))?;
+        Ok(())
     }
 
     /// Takes a slot of `key` (of `max` slots) for job `id` until a lease from now, or makes

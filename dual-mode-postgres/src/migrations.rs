@@ -4,10 +4,13 @@
 use sqlx::{Connection as _, Executor as _, PgPool};
 
 /// The migrations this binary knows, in order: version `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[(&str, &str)] = &[("initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("initial", include_str!("../migrations/0001_initial.sql")),
+    ("rate windows", include_str!("../migrations/0002_rate_windows.sql")),
+];
 
 /// The schema version this binary creates and works with.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
