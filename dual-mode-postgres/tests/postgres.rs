@@ -602,3 +602,24 @@ async fn ended_jobs_leave_the_tables_once_their_records_expire() {
     .await;
     w.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_of_an_older_version_is_upgraded_by_the_migrations_it_lacks() {
+    let server = server();
+    let pool = pool(&server).await;
+    let schema = unique("upgrade");
+    let target = PostgresTarget::new(pool.clone()).schema(&schema).expect("valid name");
+    target.migrate().await.expect("migrate");
+    // As a schema that version 1 of this crate made: without what version 2 added.
+    sqlx::raw_sql(&format!("DROP TABLE {schema}.rate_starts; DELETE FROM {schema}.migrations WHERE version = 2"))
+        .execute(&pool)
+        .await
+        .expect("back to version 1");
+    assert_eq!(target.migrate().await.expect("upgrade"), 1, "it was at version 1");
+    let table: Option<String> = sqlx::query_scalar(&format!("SELECT to_regclass('{schema}.rate_starts')::text"))
+        .fetch_one(&pool)
+        .await
+        .expect("look for the table");
+    assert!(table.is_some(), "migration 2 ran");
+    assert_eq!(target.migrate().await.expect("again"), SCHEMA_VERSION);
+}
