@@ -623,3 +623,61 @@ async fn a_schema_of_an_older_version_is_upgraded_by_the_migrations_it_lacks() {
     assert!(table.is_some(), "migration 2 ran");
     assert_eq!(target.migrate().await.expect("again"), SCHEMA_VERSION);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_a_worker_that_dies_mid_run_are_claimed_and_completed_by_another() {
+    const N: usize = 20;
+    let server = server();
+    let (target, q) = queue(&server, "crash").await;
+    let payloads: Vec<u64> = (0..N as u64).collect();
+    q.push_bulk("Unit", 1, &payloads, PushOptions::new()).await.expect("push");
+    // The first worker lives in a runtime of its own, with its own pool, and dies with it
+    // while its jobs run: nothing acknowledged, its connections gone.
+    let started = Runs::default();
+    let dying = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let (url, schema, config) = (server.url.clone(), target.schema_name().to_owned(), q.config().clone());
+    let seen = started.clone();
+    dying.spawn(async move {
+        let pool = PgPoolOptions::new().max_connections(4).connect(&url).await.expect("connect");
+        let target = PostgresTarget::new(pool).schema(&schema).expect("name");
+        let q = Queue::connect(target, config).await.expect("open");
+        let config = worker().lease(Duration::from_secs(1)).renew_every(Duration::from_millis(200));
+        let w = Worker::new(q, config).handle(
+            "Unit",
+            typed(move |n: u64, _job: JobInfo| {
+                seen.0.lock().unwrap_or_else(PoisonError::into_inner).push(n);
+                async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok(())
+                }
+            }),
+        );
+        let _running = w.spawn();
+        std::future::pending::<()>().await;
+    });
+    wait_until(Duration::from_secs(10), "the first worker to start its jobs", async || started.len() >= 8).await;
+    tokio::task::block_in_place(move || dying.shutdown_timeout(Duration::from_millis(100)));
+    let cut_off = started.len();
+    // A second worker claims the expired leases and runs every job.
+    let runs = Runs::default();
+    let config = worker().lease(Duration::from_secs(1)).claim_every(Duration::from_millis(200));
+    let recorder = runs.clone();
+    let w = Worker::new(q.clone(), config)
+        .handle(
+            "Unit",
+            typed(move |n: u64, _job: JobInfo| {
+                recorder.0.lock().unwrap_or_else(PoisonError::into_inner).push(n);
+                async { Ok(()) }
+            }),
+        )
+        .spawn();
+    wait_until(Duration::from_secs(30), "every job to be done", async || {
+        q.jobs(JobState::Done, 0, 0).await.is_ok_and(|(_, done)| done == N as u64)
+    })
+    .await;
+    w.stop().await.expect("stop");
+    let mut ran = runs.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    ran.sort_unstable();
+    assert_eq!(ran, payloads, "the second worker ran each job once, the {cut_off} cut off ones included");
+    assert!(q.stats().await.expect("stats").is_idle());
+}
