@@ -136,12 +136,14 @@
 pub use dual_mode_derive::DualMode;
 pub use dual_mode_runtime::*;
 
-/// The job layer (feature `jobs`): queues, workers and schedules of service specs, in process
-/// or (feature `jobs-redis`, on by default) on Redis. See [`dual_mode_jobs`] and
-/// [`dual_mode_redis`].
+/// The job layer (feature `jobs`): queues, workers and schedules of service specs, in process,
+/// on Redis (feature `jobs-redis`, on by default) or on Postgres (feature `jobs-postgres`). See
+/// [`dual_mode_jobs`], [`dual_mode_redis`] and `dual_mode_postgres`.
 #[cfg(feature = "jobs")]
 pub mod jobs {
     pub use dual_mode_jobs::*;
+    #[cfg(feature = "jobs-postgres")]
+    pub use dual_mode_postgres::{MigrateError, Postgres, PostgresTarget};
     #[cfg(feature = "jobs-redis")]
     pub use dual_mode_redis::{Redis, RedisTarget};
 }

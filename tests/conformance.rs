@@ -4,10 +4,12 @@
 //! against the public API and run against every backend.
 //!
 //! Each case is an `async fn case(store: &Store)`; `cases!` (in `harness.rs`) makes one test of
-//! it per backend, `<module>::redis::<case>` and `<module>::in_process::<case>`. A case reads
-//! the queue only as a user can (records, stats, overview, pages, parked entries, waits),
-//! never a store's own keys: what only one store can be asked lives in that store's tests
-//! (`jobs_core`, `jobs_control`, `jobs_lanes` and the others, for Redis). Where the backends
+//! it per backend, `<module>::redis::<case>`, `<module>::in_process::<case>` and
+//! `<module>::postgres::<case>` (each Postgres case in a schema of its own, on a throwaway
+//! cluster that the running cases share). A case reads the queue only as a user can (records,
+//! stats, overview, pages, parked entries, waits), never a store's own keys: what only one
+//! store can be asked lives in that store's tests (`jobs_core`, `jobs_control`, `jobs_lanes`
+//! and the others for Redis, `dual-mode-postgres/tests/` for Postgres). Where the backends
 //! differ on purpose, `differences.rs` says how and asserts each side.
 
 #[macro_use]

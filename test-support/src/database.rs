@@ -125,6 +125,20 @@ impl Server {
         let file = std::fs::File::create(&log)?;
         let child = command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file).spawn()?;
         let mut server = Self { child, dir, log };
+        server.wait_listening(port)?;
+        Ok(server)
+    }
+
+    /// Starts the server's program again (after it stopped), logging to the same file.
+    fn respawn(&mut self, mut command: Command, port: u16) -> Result<(), DatabaseError> {
+        let file = std::fs::OpenOptions::new().append(true).open(&self.log)?;
+        self.child = command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file).spawn()?;
+        self.wait_listening(port)
+    }
+
+    /// Waits until the server accepts connections on `port`.
+    fn wait_listening(&mut self, port: u16) -> Result<(), DatabaseError> {
+        let server = self;
         let deadline = Instant::now() + START_TIMEOUT;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if server.child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
@@ -133,7 +147,7 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(server)
+        Ok(())
     }
 }
 
@@ -167,6 +181,25 @@ pub struct PostgresServer {
     /// Its port.
     pub port: u16,
     server: Server,
+    /// The directory of its programs, and its data directory.
+    bin: PathBuf,
+    data: PathBuf,
+}
+
+/// `postgres` on `data`, listening on 127.0.0.1:`port`, its socket in `dir`.
+fn postgres_command(bin: &Path, data: &Path, dir: &Path, port: u16) -> Command {
+    let mut postgres = command_as("postgres", &bin.join("postgres"));
+    postgres.arg("-D").arg(data).arg("-k").arg(dir).args([
+        "-p",
+        &port.to_string(),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "fsync=off",
+        "-c",
+        "max_connections=200",
+    ]);
+    postgres
 }
 
 impl PostgresServer {
@@ -192,20 +225,36 @@ impl PostgresServer {
         initdb.arg("-D").arg(&data).args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]);
         setup(initdb, "initdb")?;
         let port = free_port()?;
-        let mut postgres = command_as("postgres", &bin.join("postgres"));
-        postgres.arg("-D").arg(&data).arg("-k").arg(&dir.0).args([
-            "-p",
-            &port.to_string(),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "max_connections=200",
-        ]);
-        let server = Server::spawn(postgres, dir, port)?;
-        // Listening is not ready: until recovery ends, a connection is refused ("the database
-        // system is starting up").
+        let server = Server::spawn(postgres_command(&bin, &data, &dir.0, port), dir, port)?;
+        let pg = Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), port, server, bin, data };
+        pg.wait_ready()?;
+        Ok(pg)
+    }
+
+    /// Stops the server as `pg_ctl stop -m immediate` does (SIGQUIT: no checkpoint, crash
+    /// recovery on the next start) and starts it again on the same port and data; returns once
+    /// it accepts connections.
+    ///
+    /// # Errors
+    /// When it does not start again.
+    pub fn restart_immediate(&mut self) -> Result<(), DatabaseError> {
+        let _ =
+            Command::new("kill").arg("-QUIT").arg(self.server.child.id().to_string()).stderr(Stdio::null()).status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while matches!(self.server.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.server.child.kill();
+        let _ = self.server.child.wait();
+        let command = postgres_command(&self.bin, &self.data, &self.server.dir.0, self.port);
+        self.server.respawn(command, self.port)?;
+        self.wait_ready()
+    }
+
+    /// Waits until the server accepts sessions (listening is not ready: until recovery ends, a
+    /// connection is refused with "the database system is starting up").
+    fn wait_ready(&self) -> Result<(), DatabaseError> {
+        let (bin, port, server) = (&self.bin, self.port, &self.server);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let answer = Command::new(bin.join("pg_isready"))
@@ -213,7 +262,7 @@ impl PostgresServer {
                 .stdin(Stdio::null())
                 .output()?;
             if answer.status.success() {
-                break;
+                return Ok(());
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(&server.log).unwrap_or_default();
@@ -223,7 +272,6 @@ impl PostgresServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), port, server })
     }
 
     /// The server's log so far.

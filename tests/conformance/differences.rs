@@ -1,6 +1,6 @@
 //! Where the backends differ on purpose, each difference asserted on both sides.
 //!
-//! - **Reach.** A Redis queue lives in Redis: every handle opened with its name, in any
+//! - **Reach.** A Redis or Postgres queue lives in its store: every handle opened with its name, in any
 //!   process, is the same queue, and its jobs outlive the processes. An in-process queue
 //!   lives in the handle `Queue::in_process` returned and in that handle's clones: a queue
 //!   opened again with the same name is another, empty queue, and the jobs go with the last
@@ -20,9 +20,9 @@ async fn a_queue_opened_again_by_name_is_the_same_queue_only_where_the_store_is_
     let pushed = q.push("Unit", 1, &(), PushOptions::new()).await.expect("push");
     let again = store.queue(config).await;
     let runner = match store {
-        Store::Redis(_) => {
+        Store::Redis(_) | Store::Postgres(_) => {
             let stats = again.stats().await.expect("stats");
-            assert_eq!((stats.length, stats.pending), (1, 0), "the job is in Redis: {stats:?}");
+            assert_eq!((stats.length, stats.pending), (1, 0), "the job is in the store: {stats:?}");
             assert_eq!(state(&again, &pushed.job_id).await, Some(JobState::Queued));
             again
         }

@@ -3,15 +3,28 @@
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
 use dual_mode::jobs::{JobRecord, JobState, Queue, QueueConfig, WorkerConfig};
-use dual_mode_test_support::RedisServer;
+use dual_mode_postgres::PostgresTarget;
+use dual_mode_test_support::{PostgresServer, RedisServer};
 
 pub use crate::jobs_support::{start, stop, unique, wait_for};
 
 /// `cases! { a, b }` in a module of `async fn a(store: &Store)` and `async fn b(store: &Store)`:
-/// one test per backend of each, `redis::a` and `in_process::a`, on a runtime of two threads.
+/// one test per backend of each, `redis::a`, `in_process::a` and `postgres::a`, on a runtime of
+/// two threads.
 macro_rules! cases {
     ($($case:ident),+ $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(&$crate::harness::Store::postgres()).await;
+                }
+            )+
+        }
         mod redis {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,7 +50,22 @@ pub enum Store {
     Redis(RedisServer),
     /// The in-process backend: the queues live in this process, in their handles.
     InProcess,
+    /// A schema of the case's own in the test binary's Postgres.
+    Postgres(PgCase),
 }
+
+/// A case's place in Postgres: the binary's server (kept while a case runs) and a schema.
+pub struct PgCase {
+    server: Arc<PostgresServer>,
+    schema: String,
+}
+
+/// The binary's Postgres: started by the first case that needs it, stopped when no running
+/// case holds it.
+static POSTGRES: Mutex<Weak<PostgresServer>> = Mutex::new(Weak::new());
+
+/// A number for each case's schema.
+static SCHEMAS: AtomicUsize = AtomicUsize::new(0);
 
 impl Store {
     /// A fresh `redis-server` (or the one `REDIS_URL` names).
@@ -45,11 +73,29 @@ impl Store {
         Self::Redis(RedisServer::start())
     }
 
+    /// A schema of the case's own in the binary's Postgres (or the one `DATABASE_URL` names).
+    pub fn postgres() -> Self {
+        let server = {
+            let mut shared = POSTGRES.lock().unwrap_or_else(PoisonError::into_inner);
+            match shared.upgrade() {
+                Some(server) => server,
+                None => {
+                    let server = Arc::new(PostgresServer::start());
+                    *shared = Arc::downgrade(&server);
+                    server
+                }
+            }
+        };
+        let schema = format!("case_{}_{}", std::process::id(), SCHEMAS.fetch_add(1, Ordering::Relaxed));
+        Self::Postgres(PgCase { server, schema })
+    }
+
     /// The backend's name, for what a case prints.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Redis(_) => "redis",
             Self::InProcess => "in process",
+            Self::Postgres(_) => "postgres",
         }
     }
 
@@ -58,16 +104,31 @@ impl Store {
         match self {
             Self::Redis(redis) => crate::jobs_support::queue(&redis.url, config).await,
             Self::InProcess => Queue::in_process(config).expect("open an in-process queue"),
+            Self::Postgres(case) => Queue::connect(case.target().await, config).await.expect("open a postgres queue"),
         }
     }
 
-    /// Another handle on `q`, as another process of the application holds it: on Redis a
-    /// connection of its own; in process, where no other process can reach the queue, a clone.
+    /// Another handle on `q`, as another process of the application holds it: on Redis and
+    /// Postgres a connection of its own; in process, where no other process can reach the
+    /// queue, a clone.
     pub async fn other_handle(&self, q: &Queue) -> Queue {
         match self {
             Self::Redis(redis) => crate::jobs_support::queue(&redis.url, q.config().clone()).await,
             Self::InProcess => q.clone(),
+            Self::Postgres(_) => self.queue(q.config().clone()).await,
         }
+    }
+}
+
+impl PgCase {
+    /// A target on a pool of its own, in the case's schema.
+    pub async fn target(&self) -> PostgresTarget {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(12)
+            .connect(&self.server.url)
+            .await
+            .expect("connect to postgres");
+        PostgresTarget::new(pool).schema(&self.schema).expect("a valid schema name")
     }
 }
 

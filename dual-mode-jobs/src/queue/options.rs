@@ -144,7 +144,9 @@ impl PushOptions {
         self
     }
 
-    pub(crate) fn is_delayed(&self) -> bool {
+    /// Whether the job waits before it can run (a delay or a time not before).
+    #[must_use]
+    pub fn is_delayed(&self) -> bool {
         self.delay.is_some() || self.not_before.is_some()
     }
 }
@@ -165,8 +167,10 @@ pub struct Pushed {
 
 impl Pushed {
     /// What a push of `env` stored: its entry id (`None` when delayed), or the id of the
-    /// job that holds its unique key.
-    pub(super) fn new(env: &Envelope, stored: PushAnswer) -> Self {
+    /// job that holds its unique key. For a backend's own push paths (Postgres's push in the
+    /// caller's transaction).
+    #[must_use]
+    pub fn new(env: &Envelope, stored: PushAnswer) -> Self {
         let (job_id, entry_id, duplicate) = match stored {
             PushAnswer::Added { entry_id } => (env.id.clone(), Some(entry_id), false),
             PushAnswer::Delayed => (env.id.clone(), None, false),

@@ -50,8 +50,16 @@ impl Queue {
         new_envelope(id, type_name, version, payload, options, unique)
     }
 
-    /// A new job's envelope and its partition.
-    fn envelope(&self, type_name: &str, version: u32, payload: Vec<u8>, options: &PushOptions) -> (usize, Envelope) {
+    /// A new job's envelope and the partition it goes to, as a push of this queue makes them:
+    /// for a backend's own push paths (Postgres's push in the caller's transaction).
+    #[must_use]
+    pub fn envelope(
+        &self,
+        type_name: &str,
+        version: u32,
+        payload: Vec<u8>,
+        options: &PushOptions,
+    ) -> (usize, Envelope) {
         let unique = unique_of(type_name, &payload, options);
         let p = self.place(unique.as_deref(), options.idempotency_key.as_deref());
         (p, self.envelope_in((p, unique), type_name, version, payload, options))

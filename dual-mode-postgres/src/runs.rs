@@ -1,0 +1,738 @@
+//! Runs and leases: reads of ready entries (`FOR UPDATE SKIP LOCKED`), the wait for more,
+//! claims of expired leases, a consumer's own entries, marks, renewals, acknowledgements and
+//! the other ends of a run. Every write for a run is fenced: it happens only while the run's
+//! consumer holds the entry with the run's token, checked on the entry's row locked
+//! `FOR UPDATE`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::PgConnection;
+
+use dual_mode_jobs::backend::{
+    Answer, Claimed, DoneRun, Ending, Entry, MarkRun, Marked, Read, Reader, Renewed, RunRef, Written,
+};
+use dual_mode_jobs::{Lane, QueueError};
+
+use crate::codec::{self, decode_fields, encode_envelope, hash_json, id_text, lane_no, parse_id};
+use crate::push::{put_delayed, release_unique, transit, transit_many};
+use crate::{Store, as_i64, pg};
+
+/// The longest a reader's wait goes without reading again, whatever its block time: what a
+/// lost notification costs at most.
+pub(crate) const POLL_FLOOR: Duration = Duration::from_secs(1);
+
+/// Who holds an entry, as a fenced write sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// The consumer asking, with the same token.
+    Owned,
+    /// Another consumer, or a later delivery.
+    Other,
+    /// No one: acknowledged, or never delivered.
+    Gone,
+}
+
+/// Entry ids as two arrays, for `ms = ANY($a) AND seq = ANY($b)`: every `seq` comes from one
+/// sequence, so no row matches but those named (and the primary key's index finds them).
+fn id_arrays(ids: &[(i64, i64)]) -> (Vec<i64>, Vec<i64>) {
+    ids.iter().copied().unzip()
+}
+
+impl Store {
+    /// Notes that `consumer` read or claimed in `lanes` at `now`.
+    pub(crate) async fn seen(
+        &self,
+        con: &mut PgConnection,
+        lanes: &[Lane],
+        consumer: &str,
+        now: i64,
+    ) -> Result<(), QueueError> {
+        if lanes.is_empty() {
+            return Ok(());
+        }
+        let sql = self.sql(
+            "INSERT INTO @schema@.consumers (q, lane, name, seen_ms) SELECT $1, l, $3, $4 FROM unnest($2::int2[]) l \
+             ON CONFLICT (q, lane, name) DO UPDATE SET seen_ms = excluded.seen_ms",
+        );
+        let lanes: Vec<i16> = lanes.iter().map(|l| lane_no(*l)).collect();
+        sqlx::query(&sql)
+            .bind(&*self.q)
+            .bind(lanes)
+            .bind(consumer)
+            .bind(now)
+            .execute(&mut *con)
+            .await
+            .map_err(pg("note a consumer"))?;
+        Ok(())
+    }
+
+    /// Who holds each of these entries of `lane` for `consumer` with `token`, the rows locked
+    /// until the transaction ends.
+    async fn holders(
+        &self,
+        con: &mut PgConnection,
+        lane: Lane,
+        consumer: &str,
+        runs: &[((i64, i64), u64)],
+        op: &'static str,
+    ) -> Result<Vec<Holder>, QueueError> {
+        let ids: Vec<(i64, i64)> = runs.iter().map(|(id, _)| *id).collect();
+        let (ms, seq) = id_arrays(&ids);
+        let sql = self.sql(
+            "SELECT ms, seq, consumer, deliveries FROM @schema@.entries WHERE q = $1 AND lane = $2 \
+             AND ms = ANY($3) AND seq = ANY($4) ORDER BY ms, seq FOR UPDATE",
+        );
+        let rows: Vec<(i64, i64, Option<String>, i64)> = sqlx::query_as(&sql)
+            .bind(&*self.q)
+            .bind(lane_no(lane))
+            .bind(ms)
+            .bind(seq)
+            .fetch_all(&mut *con)
+            .await
+            .map_err(pg(op))?;
+        let found: HashMap<(i64, i64), (Option<String>, i64)> =
+            rows.into_iter().map(|(ms, seq, c, d)| ((ms, seq), (c, d))).collect();
+        Ok(runs
+            .iter()
+            .map(|(id, token)| match found.get(id) {
+                None | Some((None, _)) => Holder::Gone,
+                Some((Some(c), d)) if c != consumer || *d != as_i64(*token) => Holder::Other,
+                Some(_) => Holder::Owned,
+            })
+            .collect())
+    }
+
+    /// Fields of job records that are alive at `now`, by job id.
+    async fn record_fields(
+        &self,
+        con: &mut PgConnection,
+        ids: &[&str],
+        names: &[&str],
+        now: i64,
+        op: &'static str,
+    ) -> Result<HashMap<String, Vec<Option<String>>>, QueueError> {
+        let sql = self.sql(
+            "SELECT id, array(SELECT hash->>n FROM unnest($3::text[]) n) FROM @schema@.jobs \
+             WHERE q = $1 AND id = ANY($2) AND (expires_ms IS NULL OR expires_ms > $4)",
+        );
+        let rows: Vec<(String, Vec<Option<String>>)> = sqlx::query_as(&sql)
+            .bind(&*self.q)
+            .bind(ids)
+            .bind(names)
+            .bind(now)
+            .fetch_all(&mut *con)
+            .await
+            .map_err(pg(op))?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Claims up to `count` of the lane's entries idle for `min_idle` ms or more, scanning
+    /// from `cursor` a page of four times `count`, never `consumer`'s own.
+    pub(crate) async fn claim(
+        &self,
+        lane: Lane,
+        consumer: &str,
+        min_idle: u64,
+        cursor: &str,
+        count: usize,
+    ) -> Result<(String, Vec<Claimed>), QueueError> {
+        let op = "claim expired leases";
+        let (cms, cseq) = parse_id(cursor, op)?;
+        let page = count.saturating_mul(4);
+        let mut tx = self.pool().begin().await.map_err(pg(op))?;
+        let now = self.now_ms();
+        let idle_before = now.saturating_sub(as_i64(min_idle));
+        let sql = self.sql(
+            "SELECT ms, seq, consumer FROM @schema@.entries WHERE q = $1 AND lane = $2 AND consumer IS NOT NULL \
+             AND (ms, seq) > ($3, $4) AND delivered_ms <= $5 ORDER BY ms, seq LIMIT $6",
+        );
+        let idle: Vec<(i64, i64, String)> = sqlx::query_as(&sql)
+            .bind(&*self.q)
+            .bind(lane_no(lane))
+            .bind(cms)
+            .bind(cseq)
+            .bind(idle_before)
+            .bind(as_i64(page as u64))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(pg(op))?;
+        let mut ids = Vec::new();
+        let (mut last, mut scanned) = (None, 0usize);
+        for (ms, seq, owner) in idle {
+            scanned += 1;
+            last = Some((ms, seq));
+            if owner != consumer {
+                ids.push((ms, seq));
+            }
+            if ids.len() >= count {
+                break;
+            }
+        }
+        let next = match last {
+            Some((ms, seq)) if ids.len() >= count || scanned >= page => id_text(ms, seq),
+            _ => "0-0".to_owned(),
+        };
+        self.seen(&mut tx, &[lane], consumer, now).await?;
+        let claimed = if ids.is_empty() {
+            Vec::new()
+        } else {
+            let (ms, seq) = id_arrays(&ids);
+            let sql = self.sql(
+                "UPDATE @schema@.entries SET consumer = $5, delivered_ms = $6, deliveries = deliveries + 1 \
+                 WHERE q = $1 AND lane = $2 AND ms = ANY($3) AND seq = ANY($4) AND consumer IS NOT NULL \
+                 AND delivered_ms <= $7 RETURNING ms, seq, fields, deliveries",
+            );
+            let rows: Vec<(i64, i64, Vec<u8>, i64)> = sqlx::query_as(&sql)
+                .bind(&*self.q)
+                .bind(lane_no(lane))
+                .bind(ms)
+                .bind(seq)
+                .bind(consumer)
+                .bind(now)
+                .bind(idle_before)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(pg(op))?;
+            claimed_of(rows, op)?
+        };
+        tx.commit().await.map_err(pg(op))?;
+        Ok((next, claimed))
+    }
+
+    /// `consumer`'s entries of the lane idle for `min_idle` or more, up to `count`.
+    pub(crate) async fn own_pending(
+        &self,
+        lane: Lane,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<String>, QueueError> {
+        let op = "list own entries";
+        let sql = self.sql(
+            "SELECT ms, seq FROM @schema@.entries WHERE q = $1 AND lane = $2 AND consumer = $3 \
+             AND delivered_ms <= $4 ORDER BY ms, seq LIMIT $5",
+        );
+        let rows: Vec<(i64, i64)> = sqlx::query_as(&sql)
+            .bind(&*self.q)
+            .bind(lane_no(lane))
+            .bind(consumer)
+            .bind(self.now_ms().saturating_sub(crate::ms_of(min_idle)))
+            .bind(as_i64(count as u64))
+            .fetch_all(self.pool())
+            .await
+            .map_err(pg(op))?;
+        Ok(rows.into_iter().map(|(ms, seq)| id_text(ms, seq)).collect())
+    }
+
+    /// Claims these of `consumer`'s own entries again, raising their tokens; those it held.
+    pub(crate) async fn reclaim(&self, lane: Lane, consumer: &str, ids: &[String]) -> Result<Vec<Claimed>, QueueError> {
+        let op = "reclaim own entries";
+        let ids = ids.iter().map(|id| parse_id(id, op)).collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.pool().begin().await.map_err(pg(op))?;
+        let now = self.now_ms();
+        self.seen(&mut tx, &[lane], consumer, now).await?;
+        let (ms, seq) = id_arrays(&ids);
+        let sql = self.sql(
+            "UPDATE @schema@.entries SET delivered_ms = $6, deliveries = deliveries + 1 \
+             WHERE q = $1 AND lane = $2 AND ms = ANY($3) AND seq = ANY($4) AND consumer = $5 \
+             RETURNING ms, seq, fields, deliveries",
+        );
+        let rows: Vec<(i64, i64, Vec<u8>, i64)> = sqlx::query_as(&sql)
+            .bind(&*self.q)
+            .bind(lane_no(lane))
+            .bind(ms)
+            .bind(seq)
+            .bind(consumer)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(pg(op))?;
+        let claimed = claimed_of(rows, op)?;
+        tx.commit().await.map_err(pg(op))?;
+        Ok(claimed)
+    }
+
+    /// Marks runs as running: those `consumer` still owns, unless a cancellation was asked. On
+    /// the leases' own connections: the worker marks and renews in one loop.
+    pub(crate) async fn mark(&self, lane: Lane, consumer: &str, runs: &[MarkRun]) -> Result<Vec<Marked>, QueueError> {
+        let op = "mark runs";
+        let keyed =
+            runs.iter().map(|r| Ok((parse_id(&r.entry_id, op)?, r.token))).collect::<Result<Vec<_>, QueueError>>()?;
+        let mut tx = self.lease_pool().begin().await.map_err(pg(op))?;
+        let now = self.now_ms();
+        let holders = self.holders(&mut tx, lane, consumer, &keyed, op).await?;
+        let ids: Vec<&str> = runs.iter().map(|r| r.job_id.as_str()).collect();
+        let fields = self.record_fields(&mut tx, &ids, &["state", "cancel"], now, op).await?;
+        let mut out = Vec::with_capacity(runs.len());
+        let mut running = Vec::new();
+        for (r, holder) in runs.iter().zip(holders) {
+            if holder != Holder::Owned {
+                out.push(Marked::NotOwned);
+                continue;
+            }
+            let f = fields.get(&r.job_id);
+            let field = |i: usize| f.and_then(|f| f.get(i)).and_then(Option::as_deref);
+            if field(0) == Some("cancelled") || field(1) == Some("1") {
+                out.push(Marked::CancelRequested);
+                continue;
+            }
+            let (started, attempt) = (r.started_ms.to_string(), r.attempt.to_string());
+            let items = [
+                ("started", started.as_bytes()),
+                ("worker", consumer.as_bytes()),
+                ("attempt", attempt.as_bytes()),
+                ("entry", r.entry_id.as_bytes()),
+            ];
+            running.push((r.job_id.as_str(), hash_json(items)));
+            out.push(Marked::Yes);
+        }
+        transit_many(&mut tx, self, "running", now, &running).await?;
+        tx.commit().await.map_err(pg(op))?;
+        Ok(out)
+    }
+
+    /// Renews the leases of the runs `consumer` still owns (their idle time reset, their
+    /// tokens kept); per run what was answered. On the leases' own connections.
+    pub(crate) async fn renew(
+        &self,
+        lane: Lane,
+        consumer: &str,
+        runs: &[(&str, u64, &str)],
+    ) -> Result<Vec<Renewed>, QueueError> {
+        let op = "renew leases";
+        let keyed = runs.iter().map(|(e, t, _)| Ok((parse_id(e, op)?, *t))).collect::<Result<Vec<_>, QueueError>>()?;
+        let mut tx = self.lease_pool().begin().await.map_err(pg(op))?;
+        let now = self.now_ms();
+        let holders = self.holders(&mut tx, lane, consumer, &keyed, op).await?;
+        let jobs: Vec<&str> = runs.iter().map(|(_, _, j)| *j).collect();
+        let fields = self.record_fields(&mut tx, &jobs, &["cancel"], now, op).await?;
+        let mut owned = Vec::new();
+        let mut out = Vec::with_capacity(runs.len());
+        for (((_, _, job), holder), (id, _)) in runs.iter().zip(holders).zip(&keyed) {
+            if holder == Holder::Owned {
+                owned.push(*id);
+                let cancel = fields.get(*job).and_then(|f| f.first()).and_then(Option::as_deref) == Some("1");
+                out.push(if cancel { Renewed::CancelRequested } else { Renewed::Yes });
+            } else {
+                out.push(Renewed::Lost);
+            }
+        }
+        if !owned.is_empty() {
+            let (ms, seq) = id_arrays(&owned);
+            let sql = self.sql(
+                "UPDATE @schema@.entries SET delivered_ms = $5 WHERE q = $1 AND lane = $2 \
+                 AND ms = ANY($3) AND seq = ANY($4)",
+            );
+            sqlx::query(&sql)
+                .bind(&*self.q)
+                .bind(lane_no(lane))
+                .bind(ms)
+                .bind(seq)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg(op))?;
+        }
+        tx.commit().await.map_err(pg(op))?;
+        Ok(out)
+    }
+
+    /// What a run that no longer holds its entry is told: [`Written::Landed`] when its record
+    /// shows that this consumer already wrote `state` for this entry, else who holds it.
+    async fn refused(
+        &self,
+        con: &mut PgConnection,
+        (job_id, consumer, entry): (&str, &str, &str),
+        state: &str,
+        who: Holder,
+        now: i64,
+        op: &'static str,
+    ) -> Result<Written, QueueError> {
+        let fields = self.record_fields(con, &[job_id], &["state", "worker", "entry"], now, op).await?;
+        let landed = fields.get(job_id).is_some_and(|f| {
+            f.first().and_then(Option::as_deref) == Some(state)
+                && f.get(1).and_then(Option::as_deref) == Some(consumer)
+                && f.get(2).and_then(Option::as_deref) == Some(entry)
+        });
+        Ok(match who {
+            _ if landed => Written::Landed,
+            Holder::Gone => Written::Gone,
+            _ => Written::Other,
+        })
+    }
+
+    /// Deletes entries of `lane` (acknowledged).
+    async fn delete_entries(
+        &self,
+        con: &mut PgConnection,
+        lane: Lane,
+        ids: &[(i64, i64)],
+        op: &'static str,
+    ) -> Result<(), QueueError> {
+        let (ms, seq) = id_arrays(ids);
+        let sql =
+            self.sql("DELETE FROM @schema@.entries WHERE q = $1 AND lane = $2 AND ms = ANY($3) AND seq = ANY($4)");
+        sqlx::query(&sql)
+            .bind(&*self.q)
+            .bind(lane_no(lane))
+            .bind(ms)
+            .bind(seq)
+            .execute(&mut *con)
+            .await
+            .map_err(pg(op))?;
+        Ok(())
+    }
+
+    /// Deletes the entries of `lane` that `consumer` holds with these runs' tokens; their ids.
+    async fn take_owned(
+        &self,
+        con: &mut PgConnection,
+        lane: Lane,
+        consumer: &str,
+        runs: &[((i64, i64), u64)],
+        op: &'static str,
+    ) -> Result<std::collections::HashSet<(i64, i64)>, QueueError> {
+        let ids: Vec<(i64, i64)> = runs.iter().map(|(id, _)| *id).collect();
+        let (ms, seq) = id_arrays(&ids);
+        let tokens: Vec<i64> = runs.iter().map(|(_, t)| as_i64(*t)).collect();
+        let sql = self.sql(
+            "DELETE FROM @schema@.entries e USING unnest($3::int8[], $4::int8[], $5::int8[]) AS u(ms, seq, token) \
+             WHERE e.q = $1 AND e.lane = $2 AND e.ms = ANY($3) AND e.seq = ANY($4) AND e.ms = u.ms \
+             AND e.seq = u.seq AND e.consumer = $6 AND e.deliveries = u.token RETURNING e.ms, e.seq",
+        );
+        let rows: Vec<(i64, i64)> = sqlx::query_as(&sql)
+            .bind(&*self.q)
+            .bind(lane_no(lane))
+            .bind(ms)
+            .bind(seq)
+            .bind(tokens)
+            .bind(consumer)
+            .fetch_all(&mut *con)
+            .await
+            .map_err(pg(op))?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Tells listeners that job `id` ended (at commit).
+    pub(crate) async fn announce_end(&self, con: &mut PgConnection, id: &str) -> Result<(), QueueError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(self.ended_channel())
+            .bind(format!("{}\n{id}", self.home))
+            .execute(&mut *con)
+            .await
+            .map_err(pg("announce an ended job"))?;
+        Ok(())
+    }
+
+    /// The end of a job: its record to `state`, its unique key released, and the news.
+    pub(crate) async fn finish<'a>(
+        &self,
+        con: &mut PgConnection,
+        (id, unique): (&str, Option<&str>),
+        state: &str,
+        now: i64,
+        items: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<(), QueueError> {
+        transit(con, self, id, state, now, items).await?;
+        release_unique(con, self, unique, id).await?;
+        self.announce_end(con, id).await
+    }
+
+    /// Acknowledges and deletes the entries of the runs `consumer` still owns and records
+    /// them `done` with their results, releasing their unique keys.
+    pub(crate) async fn ack(&self, lane: Lane, consumer: &str, runs: &[DoneRun]) -> Result<Vec<Written>, QueueError> {
+        let op = "acknowledge";
+        let keyed =
+            runs.iter().map(|r| Ok((parse_id(&r.entry_id, op)?, r.token))).collect::<Result<Vec<_>, QueueError>>()?;
+        let mut tx = self.pool().begin().await.map_err(pg(op))?;
+        let now = self.now_ms();
+        // The entries this consumer holds with these tokens go in one statement; only the others
+        // are looked at again, to tell their runs who holds them.
+        let taken = self.take_owned(&mut tx, lane, consumer, &keyed, op).await?;
+        let others: Vec<((i64, i64), u64)> = keyed.iter().filter(|(id, _)| !taken.contains(id)).copied().collect();
+        let mut holders =
+            if others.is_empty() { Vec::new() } else { self.holders(&mut tx, lane, consumer, &others, op).await? }
+                .into_iter();
+        let mut out = Vec::with_capacity(runs.len());
+        let mut owned = Vec::new();
+        for (r, (id, _)) in runs.iter().zip(&keyed) {
+            if taken.contains(id) {
+                owned.push((*id, r));
+                out.push(Written::Done);
+            } else {
+                // Not taken: another consumer or token holds it, or no one does.
+                let holder = match holders.next() {
+                    Some(Holder::Owned) | None => Holder::Other,
+                    Some(other) => other,
+                };
+                let who = (r.job_id.as_str(), consumer, r.entry_id.as_str());
+                out.push(self.refused(&mut tx, who, "done", holder, now, op).await?);
+            }
+        }
+        // One write of every record, set and news (a job once, should a batch name it twice).
+        let text = now.to_string();
+        let mut done: std::collections::BTreeMap<&str, (String, Option<&str>)> = std::collections::BTreeMap::new();
+        for (_, r) in owned.iter().filter(|(_, r)| !r.job_id.is_empty()) {
+            let (started, attempt) = (r.started_ms.to_string(), r.attempt.to_string());
+            let hash = hash_json([
+                ("state", b"done".as_slice()),
+                ("updated", text.as_bytes()),
+                ("finished", text.as_bytes()),
+                ("result", r.result.as_slice()),
+                ("started", started.as_bytes()),
+                ("attempt", attempt.as_bytes()),
+                ("worker", consumer.as_bytes()),
+                ("entry", r.entry_id.as_bytes()),
+            ]);
+            done.insert(r.job_id.as_str(), (hash, r.unique.as_deref()));
+        }
+        if !done.is_empty() {
+            let ids: Vec<&str> = done.keys().copied().collect();
+            let hashes: Vec<&str> = done.values().map(|(h, _)| h.as_str()).collect();
+            let write = self.sql(
+                "WITH u AS (SELECT * FROM unnest($2::text[], $3::text[]) AS u(id, hash)), \
+                 w AS (INSERT INTO @schema@.jobs AS j (q, id, hash, expires_ms) SELECT $1, u.id, u.hash::jsonb, $4 \
+                 FROM u ON CONFLICT (q, id) DO UPDATE SET hash = CASE WHEN j.expires_ms <= $5 THEN excluded.hash \
+                 ELSE j.hash || excluded.hash END, expires_ms = excluded.expires_ms RETURNING 1), \
+                 r AS (DELETE FROM @schema@.job_sets WHERE q = $1 AND state = 'running' \
+                 AND job_id IN (SELECT id FROM u) RETURNING 1), \
+                 d AS (INSERT INTO @schema@.job_sets (q, state, job_id, at_ms) SELECT $1, 'done', u.id, $5 FROM u \
+                 ON CONFLICT (q, state, job_id) DO UPDATE SET at_ms = excluded.at_ms RETURNING 1), \
+                 n AS (SELECT pg_notify($6, $7 || u.id) FROM u) \
+                 SELECT (SELECT count(*) FROM w) + (SELECT count(*) FROM n)",
+            );
+            sqlx::query(&write)
+                .bind(&*self.q)
+                .bind(&ids)
+                .bind(hashes)
+                .bind(now.saturating_add(self.record_ttl_ms))
+                .bind(now)
+                .bind(self.ended_channel())
+                .bind(format!("{}\n", self.home))
+                .execute(&mut *tx)
+                .await
+                .map_err(pg(op))?;
+            let (keys, holders): (Vec<&str>, Vec<&str>) =
+                done.iter().filter_map(|(id, (_, unique))| Some(((*unique)?, *id))).unzip();
+            if !keys.is_empty() {
+                let sql = self.sql(
+                    "DELETE FROM @schema@.uniques x USING unnest($2::text[], $3::text[]) AS u(key, job_id) \
+                     WHERE x.q = $1 AND x.key = u.key AND x.job_id = u.job_id",
+                );
+                sqlx::query(&sql).bind(&*self.q).bind(keys).bind(holders).execute(&mut *tx).await.map_err(pg(op))?;
+            }
+        }
+        tx.commit().await.map_err(pg(op))?;
+        Ok(out)
+    }
+
+    /// Ends a run without success: later (back to the delayed set as `next`), parked (to the
+    /// parked list, capped) or cancelled, with `record` items for its record.
+    pub(crate) async fn end(
+        &self,
+        lane: Lane,
+        consumer: &str,
+        run: &RunRef<'_>,
+        ending: &Ending<'_>,
+        record: &[(&str, Vec<u8>)],
+    ) -> Result<Written, QueueError> {
+        let op = "end a run";
+        let (id, unique) = run.job.unwrap_or(("", None));
+        let state = match ending {
+            Ending::Later { retry: true, .. } => "retrying",
+            Ending::Later { retry: false, .. } => "delayed",
+            Ending::Parked { .. } => "parked",
+            Ending::Cancelled => "cancelled",
+        };
+        let entry = parse_id(run.entry_id, op)?;
+        let mut tx = self.pool().begin().await.map_err(pg(op))?;
+        let now = self.now_ms();
+        let who = self
+            .holders(&mut tx, lane, consumer, &[(entry, run.token)], op)
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(Holder::Gone);
+        if who != Holder::Owned {
+            let answer = if id.is_empty() {
+                if who == Holder::Gone { Written::Gone } else { Written::Other }
+            } else {
+                self.refused(&mut tx, (id, consumer, run.entry_id), state, who, now, op).await?
+            };
+            tx.commit().await.map_err(pg(op))?;
+            return Ok(answer);
+        }
+        let mut items: Vec<(&str, Vec<u8>)> = record.to_vec();
+        match ending {
+            Ending::Parked { fields } => {
+                self.park(
+                    &mut tx,
+                    &codec::encode_fields(fields.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))),
+                    now,
+                )
+                .await?;
+            }
+            Ending::Later { delay, next, .. } => {
+                let due = now.saturating_add(crate::ms_of(*delay));
+                put_delayed(&mut tx, self, id, due, &encode_envelope(next)).await?;
+                items.push(("due", due.to_string().into_bytes()));
+            }
+            Ending::Cancelled => {}
+        }
+        self.delete_entries(&mut tx, lane, &[entry], op).await?;
+        if !id.is_empty() {
+            let borrowed = crate::push::borrowed(&items);
+            if matches!(state, "parked" | "cancelled") {
+                let finished = now.to_string();
+                let all = borrowed.chain([("finished", finished.as_bytes())]);
+                self.finish(&mut tx, (id, unique), state, now, all).await?;
+            } else {
+                transit(&mut tx, self, id, state, now, borrowed).await?;
+            }
+        }
+        tx.commit().await.map_err(pg(op))?;
+        Ok(Written::Done)
+    }
+
+    /// Adds a parked entry and drops the oldest past the cap, counting them.
+    async fn park(&self, con: &mut PgConnection, fields: &[u8], now: i64) -> Result<(), QueueError> {
+        let op = "park an entry";
+        // Parks of one partition take turns on its row, so that each trim counts the others'.
+        let sql = self.sql(
+            "INSERT INTO @schema@.queues AS x (q) VALUES ($1) ON CONFLICT (q) DO UPDATE SET parked_dropped = x.parked_dropped",
+        );
+        sqlx::query(&sql).bind(&*self.q).execute(&mut *con).await.map_err(pg(op))?;
+        let sql = self
+            .sql("INSERT INTO @schema@.parked (q, ms, seq, fields) VALUES ($1, $2, nextval('@schema@.entry_seq'), $3)");
+        sqlx::query(&sql).bind(&*self.q).bind(now).bind(fields).execute(&mut *con).await.map_err(pg(op))?;
+        let sql = self.sql(
+            "WITH excess AS MATERIALIZED (SELECT ms, seq FROM @schema@.parked WHERE q = $1 \
+             ORDER BY ms DESC, seq DESC OFFSET $2), dropped AS (DELETE FROM @schema@.parked p USING excess \
+             WHERE p.q = $1 AND p.ms = excess.ms AND p.seq = excess.seq RETURNING 1) \
+             INSERT INTO @schema@.queues AS x (q, parked_dropped) SELECT $1, count(*) FROM dropped \
+             ON CONFLICT (q) DO UPDATE SET parked_dropped = x.parked_dropped + excluded.parked_dropped",
+        );
+        sqlx::query(&sql).bind(&*self.q).bind(self.parked_max_len).execute(&mut *con).await.map_err(pg(op))?;
+        Ok(())
+    }
+}
+
+/// Claimed entries from their rows, in id order.
+fn claimed_of(mut rows: Vec<(i64, i64, Vec<u8>, i64)>, op: &'static str) -> Result<Vec<Claimed>, QueueError> {
+    rows.sort_by_key(|(ms, seq, _, _)| (*ms, *seq));
+    rows.into_iter()
+        .map(|(ms, seq, fields, deliveries)| {
+            Ok((id_text(ms, seq), decode_fields(&fields, op)?, crate::as_u64(deliveries)))
+        })
+        .collect()
+}
+
+/// A partition's reader: reads ready entries for a consumer, and waits for more.
+pub(crate) struct PostgresReader {
+    pub(crate) store: Store,
+    pub(crate) block: Duration,
+    /// Whether the last read found fewer entries than it asked for.
+    pub(crate) short: bool,
+}
+
+impl PostgresReader {
+    /// Reads without a transaction of its own: the pause check and the consumer's mark are
+    /// one statement, and each lane's take is one atomic statement (a take whose reply is lost
+    /// left its entries with this consumer, which the worker's reconciliation finds, as on
+    /// Redis).
+    async fn read_now(&mut self, consumer: &str, count: usize, order: [Lane; 3]) -> Result<Read, QueueError> {
+        let op = "read entries";
+        let s = &self.store;
+        let mut con = s.pool().acquire().await.map_err(pg(op))?;
+        let now = s.now_ms();
+        let sql = s.sql(
+            "WITH p AS (SELECT paused_ms FROM @schema@.queues WHERE q = $1 AND paused_ms IS NOT NULL), \
+             seen AS (INSERT INTO @schema@.consumers (q, lane, name, seen_ms) SELECT $1, l, $3, $4 \
+             FROM unnest($2::int2[]) l WHERE NOT EXISTS (SELECT 1 FROM p) \
+             ON CONFLICT (q, lane, name) DO UPDATE SET seen_ms = excluded.seen_ms) \
+             SELECT EXISTS (SELECT 1 FROM p)",
+        );
+        let lanes: Vec<i16> = order.iter().map(|l| lane_no(*l)).collect();
+        let paused: bool = sqlx::query_scalar(&sql)
+            .bind(&*s.q)
+            .bind(lanes)
+            .bind(consumer)
+            .bind(now)
+            .fetch_one(&mut *con)
+            .await
+            .map_err(pg(op))?;
+        if paused {
+            return Ok(Read::Paused);
+        }
+        let take = s.sql(
+            "WITH r AS MATERIALIZED (SELECT ms, seq FROM @schema@.entries WHERE q = $1 AND lane = $2 \
+             AND consumer IS NULL ORDER BY ms, seq LIMIT $5 FOR UPDATE SKIP LOCKED) \
+             UPDATE @schema@.entries e SET consumer = $3, delivered_ms = $4, deliveries = 1 FROM r \
+             WHERE e.q = $1 AND e.lane = $2 AND e.ms = r.ms AND e.seq = r.seq RETURNING e.ms, e.seq, e.fields",
+        );
+        let mut left = count;
+        let mut out = Vec::new();
+        for lane in order {
+            if left == 0 {
+                break;
+            }
+            let mut rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(&take)
+                .bind(&*s.q)
+                .bind(lane_no(lane))
+                .bind(consumer)
+                .bind(now)
+                .bind(as_i64(left as u64))
+                .fetch_all(&mut *con)
+                .await
+                .map_err(pg(op))?;
+            rows.sort_by_key(|(ms, seq, _)| (*ms, *seq));
+            left -= rows.len().min(left);
+            for (ms, seq, fields) in rows {
+                let entry: Entry = (id_text(ms, seq), decode_fields(&fields, op)?);
+                out.push((lane, entry));
+            }
+        }
+        self.short = left > 0;
+        Ok(Read::Entries(out))
+    }
+
+    async fn wait_now(&mut self) -> Result<(), QueueError> {
+        if !self.short {
+            return Ok(());
+        }
+        let s = &self.store;
+        let bound = self.block.min(POLL_FLOOR);
+        if s.shared.hub.start().await.is_err() {
+            // No listener yet: the poll is the floor.
+            tokio::time::sleep(bound).await;
+            return Ok(());
+        }
+        let waker = s.shared.hub.waker(&s.q);
+        let added = waker.notified();
+        tokio::pin!(added);
+        // Registered before the check, so that a push between the two is not missed.
+        added.as_mut().enable();
+        let sql = s.sql("SELECT EXISTS (SELECT 1 FROM @schema@.entries WHERE q = $1 AND consumer IS NULL)");
+        let ready: bool =
+            sqlx::query_scalar(&sql).bind(&*s.q).fetch_one(s.pool()).await.map_err(pg("wait for entries"))?;
+        if ready {
+            return Ok(());
+        }
+        tokio::select! {
+            () = &mut added => {}
+            () = tokio::time::sleep(bound) => {}
+        }
+        Ok(())
+    }
+}
+
+impl Reader for PostgresReader {
+    fn read<'a>(&'a mut self, consumer: &'a str, count: usize, order: [Lane; 3]) -> Answer<'a, Read> {
+        Box::pin(self.read_now(consumer, count, order))
+    }
+
+    fn wait(&mut self) -> Answer<'_, ()> {
+        Box::pin(self.wait_now())
+    }
+}
