@@ -201,7 +201,12 @@
 //! A job with room starts; one without gets its start reserved in all its buckets and goes
 //! back to the delayed set, due at that start, marked reserved (`rs`) and without counting an
 //! attempt ([`WorkerCounts::rate_limited`]). So a job over its limit waits once, never spins,
-//! and never holds a worker slot while it waits, and other keys' jobs run meanwhile. A
+//! and never holds a worker slot while it waits, and other keys' jobs run meanwhile. Every
+//! start, reserved or not, is also counted in its buckets' windows of actual starts
+//! (`dm:{q}:rate-window:<bucket>`, the last period's starts): a start needs room there too, at
+//! most the limit's count plus its burst in any one period. Reservations that fell due while
+//! every worker slot was busy therefore wait for the window when the slots free up, keeping
+//! their reservation, instead of starting all at once. A
 //! handler's [`JobError::RetryAfter`] delays its job without counting an attempt and pauses its
 //! rate key for every worker (`dm:{q}:rate-pause:<key>`, expiring with the pause): jobs of a
 //! paused key, reserved or not, are reserved again after the pause.

@@ -1,9 +1,11 @@
 //! Rate limits shared by every worker of a queue: which buckets a job draws from.
 //!
-//! Each bucket is a GCRA (generic cell rate algorithm) state in Redis: the theoretical arrival
-//! time of the next start. One script checks all the buckets a job draws from and, when it
-//! must wait, reserves its start in each of them, so a job over its limit is delayed once,
-//! to the moment it may start, instead of asking again and again.
+//! Each bucket is a GCRA (generic cell rate algorithm) state in the store: the theoretical
+//! arrival time of the next start. One gate checks all the buckets a job draws from and, when
+//! it must wait, reserves its start in each of them, so a job over its limit is delayed once,
+//! to the moment it may start, instead of asking again and again. Each bucket also counts its
+//! actual starts over the last period (see [`Bucket`]): at most count + burst of them, however
+//! late reserved starts come back.
 
 use std::time::Duration;
 
