@@ -147,7 +147,7 @@ fn main() {
             token: Secret::new(EsiToken::default()),
             database_url: Secret::new(DatabaseUrl::new(database_url.as_str())),
         };
-        let queue = jobs::connect_queue(None).await.expect("queue");
+        let queue = jobs::connect_queue(None, None).await.expect("queue");
         let state = AppState::connect(Settings::for_esi(esi.base_url()), secrets, queue).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));

@@ -179,10 +179,10 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, 
         out,
         "ESI: {}; queue: {}; database: {}",
         standin.as_ref().map_or(esi_url.as_str(), |_| "embedded stand-in (recorded pages)"),
-        if opts.redis_url.is_some() {
-            "Redis (REDIS_URL)"
-        } else {
-            "in this process (REDIS_URL=redis://... for Redis)"
+        match (&opts.redis_url, &opts.database_url) {
+            (Some(_), _) => "Redis (REDIS_URL)",
+            (None, Some(url)) if jobs::is_postgres(url.expose()) => "Postgres (DATABASE_URL)",
+            _ => "in this process (REDIS_URL=redis://... for Redis)",
         },
         database.as_ref().map_or_else(
             || "DATABASE_URL".to_owned(),
@@ -190,7 +190,8 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<Report, 
         ),
     )?;
     let secrets = Secrets { token: opts.token.clone(), database_url };
-    let queue = jobs::connect_queue(opts.redis_url.as_ref().map(Secret::expose)).await?;
+    let queue =
+        jobs::connect_queue(opts.redis_url.as_ref().map(Secret::expose), Some(secrets.database_url.expose())).await?;
     let mut state = AppState::connect(settings.clone(), secrets.clone(), queue.clone()).await?;
     let dashboard_token = opts.dashboard_token.clone().unwrap_or_else(admin::random_token);
     state.admin_token = Some(dashboard_token.clone());

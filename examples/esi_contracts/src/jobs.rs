@@ -194,20 +194,38 @@ mod state_name {
     }
 }
 
-/// Opens the aggregation queue, with [`queue_config`]: on Redis at `redis_url`, which every
-/// process of a deployment shares, or without one in this process only
+/// Opens the aggregation queue, with [`queue_config`], on the first store it is given: Redis
+/// at `redis_url`; else Postgres, when `database_url` is a `postgres://` URL (the queue's
+/// tables in the schema `dual_mode` beside the example's own); else this process only
 /// ([`Queue::in_process`]: the main job, whose API and workers are tasks of one process).
+/// Every process of a deployment must open the same store.
 ///
 /// # Errors
-/// The URL is not a Redis URL, or Redis is unreachable.
-pub async fn connect_queue(redis_url: Option<&RedisUrl>) -> Result<Queue, BoxError> {
-    match redis_url {
+/// A URL that does not parse, or a store that is unreachable.
+pub async fn connect_queue(
+    redis_url: Option<&RedisUrl>,
+    database_url: Option<&DatabaseUrl>,
+) -> Result<Queue, BoxError> {
+    if let Some(url) = redis_url {
+        let client = redis::Client::open(&**url)?;
+        return Ok(Queue::connect(client, queue_config()).await?);
+    }
+    match database_url.filter(|url| is_postgres(url)) {
         Some(url) => {
-            let client = redis::Client::open(&**url)?;
-            Ok(Queue::connect(client, queue_config()).await?)
+            let pool = sqlx::postgres::PgPoolOptions::new().max_connections(QUEUE_POOL_SIZE).connect(url).await?;
+            Ok(Queue::connect(pool, queue_config()).await?)
         }
         None => Ok(Queue::in_process(queue_config())?),
     }
+}
+
+/// The connections of the queue's own pool when the queue is on Postgres.
+pub const QUEUE_POOL_SIZE: u32 = 8;
+
+/// Whether `url` names a Postgres database.
+#[must_use]
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// The worker's settings: the job layer's defaults, with a short back-off for the demo.

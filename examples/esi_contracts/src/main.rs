@@ -59,13 +59,15 @@ options:
                      after the tables, until Ctrl-C
 
 environment:
-  REDIS_URL   Redis for the job queue, which separate processes share (required by api,
-              worker, schedule, jobs; the main job keeps its queue in its own process
-              without it). A secret: it never reaches the queue.
+  REDIS_URL   Redis for the job queue, which separate processes share (api, worker,
+              schedule and jobs need it or a postgres:// DATABASE_URL; the main job keeps
+              its queue in its own process without either). A secret: it never reaches the
+              queue.
   DATABASE_URL  the database of ESI's page cache, the shared pauses and the summaries'
               history: postgres://... or sqlite://path?mode=rwc (required by api and
-              worker; the main job uses SQLite in a temporary directory without it). A
-              secret: it never reaches the queue.
+              worker; the main job uses SQLite in a temporary directory without it); a
+              postgres:// one also holds the queue when REDIS_URL is unset. A secret: it
+              never reaches the queue.
   ESI_TOKEN   optional ESI token; public contracts need none. Read once at start.
   ESI_USER_AGENT  the User-Agent, when --user-agent is not given.
   DASHBOARD_TOKEN the job dashboard's password (user admin; or a bearer token), served by
@@ -141,11 +143,17 @@ fn dashboard_token_from_env() -> Option<Secret<String>> {
     std::env::var("DASHBOARD_TOKEN").ok().filter(|t| !t.is_empty()).map(Secret::new)
 }
 
-/// The queue on `REDIS_URL`: separate processes share their jobs through it.
+/// The queue on `REDIS_URL`, else on a Postgres `DATABASE_URL`: separate processes share
+/// their jobs through it.
 async fn shared_queue() -> Result<Queue, BoxError> {
-    let url = redis_url_from_env()
-        .ok_or("REDIS_URL must be set for this command: separate processes share their queue through Redis")?;
-    jobs::connect_queue(Some(url.expose())).await
+    let redis = redis_url_from_env();
+    let database = database_url_from_env().filter(|url| jobs::is_postgres(url.expose()));
+    if redis.is_none() && database.is_none() {
+        return Err("REDIS_URL or a postgres:// DATABASE_URL must be set for this command: separate processes \
+                    share their queue through it"
+            .into());
+    }
+    jobs::connect_queue(redis.as_ref().map(Secret::expose), database.as_ref().map(Secret::expose)).await
 }
 
 /// The services' secrets, with the database on `DATABASE_URL`.

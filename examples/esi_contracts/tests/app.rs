@@ -370,3 +370,25 @@ fn the_binary_runs_the_main_job_with_nothing_installed() {
     let left: Vec<_> = std::fs::read_dir(&empty.0).unwrap().collect();
     assert!(left.is_empty(), "the temporary database is removed: {left:?}");
 }
+
+/// The main job on Postgres alone, as a team with no Redis runs it: a `postgres://`
+/// `DATABASE_URL` holds the queue too (another `Queue` on the same database reads the jobs'
+/// records) and the summaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_main_job_runs_on_postgres_alone() {
+    let backing = Backing::postgres().await;
+    let opts = app::Options { database_url: Some(backing.secrets().database_url), ..main_job(Vec::new()) };
+    let mut out = Vec::new();
+    let report = app::run(opts, &mut out).await.expect("the main job");
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("queue: Postgres (DATABASE_URL); database: DATABASE_URL"), "{out}");
+    let got: Vec<RegionSummary> = report.summaries.iter().map(|s| s.summary.clone()).collect();
+    assert_eq!(got, expected());
+    for job in &report.jobs {
+        let record = backing.queue.job(&job.id).await.unwrap().expect("the job's record, in Postgres");
+        assert_eq!(record.state, JobState::Done);
+    }
+    let entries: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dual_mode.jobs").fetch_one(&backing.database().await).await.unwrap();
+    assert!(entries >= 3, "the queue's records are rows of the dual_mode schema ({entries})");
+}

@@ -49,7 +49,7 @@ impl Backing {
     pub async fn in_process() -> Self {
         let dir = TempDir::new();
         let database_url = format!("sqlite://{}?mode=rwc", dir.0.join("esi.db").display());
-        let queue = jobs::connect_queue(None).await.expect("queue");
+        let queue = jobs::connect_queue(None, None).await.expect("queue");
         Self { queue, database_url, redis: None, postgres: None, _dir: dir }
     }
 
@@ -58,8 +58,16 @@ impl Backing {
         let redis = RedisServer::start();
         let dir = TempDir::new();
         let database_url = format!("sqlite://{}?mode=rwc", dir.0.join("esi.db").display());
-        let queue = jobs::connect_queue(Some(&RedisUrl::new(redis.url.clone()))).await.expect("queue");
+        let queue = jobs::connect_queue(Some(&RedisUrl::new(redis.url.clone())), None).await.expect("queue");
         Self { queue, database_url, redis: Some(redis), postgres: None, _dir: dir }
+    }
+
+    /// The queue and the data on a Postgres server, nothing else.
+    pub async fn postgres() -> Self {
+        let postgres = PostgresServer::start();
+        let database_url = postgres.url.clone();
+        let queue = jobs::connect_queue(None, Some(&DatabaseUrl::new(database_url.clone()))).await.expect("queue");
+        Self { queue, database_url, redis: None, postgres: Some(postgres), _dir: TempDir::new() }
     }
 
     /// The queue on a `redis-server`, the data on a Postgres server.
