@@ -4,7 +4,7 @@ use dual_mode::DualMode;
 #[derive(DualMode)]
 struct Ledger {
     #[dual_mode(shared)]
-    db: sqlx::PgPool,
+    db: sqlx::SqlitePool,
 }
 
 fn main() {}
