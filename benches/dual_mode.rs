@@ -778,9 +778,23 @@ async fn e2e_handles(q: &Queue, handles: [Queue; 2], n: usize) -> f64 {
     usize_f64(n) / took.as_secs_f64()
 }
 
-/// Section s: the drain and end to end on Redis (each worker on a connection of its own) and
-/// in process (the workers on clones of one queue), round by round, in turn.
-async fn stores(table: &mut Table, redis_url: &str, rounds: usize, backlog: usize, e2e: usize) {
+/// Section s: the drain and end to end on Redis (each worker on a connection of its own), in
+/// process (the workers on clones of one queue) and on Postgres (each worker on a pool of its
+/// own), round by round, in turn.
+async fn stores(table: &mut Table, redis_url: &str, pg_url: &str, rounds: usize, backlog: usize, e2e: usize) {
+    let pg_queue = async |name: String| {
+        let config = QueueConfig::new(name);
+        let pool = async || {
+            let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(pg_url).await.expect("pg");
+            dual_mode_postgres::PostgresTarget::new(pool)
+        };
+        let q = Queue::connect(pool().await, config.clone()).await.expect("q");
+        let handles = [
+            Queue::connect(pool().await, config.clone()).await.expect("q"),
+            Queue::connect(pool().await, config).await.expect("q"),
+        ];
+        (q, handles)
+    };
     let redis_queue = async |name: String| {
         let config = QueueConfig::new(name);
         let q = Queue::connect(server(redis_url), config.clone()).await.expect("q");
@@ -796,18 +810,34 @@ async fn stores(table: &mut Table, redis_url: &str, rounds: usize, backlog: usiz
         let handles = [q.clone(), q.clone()];
         (q, handles)
     };
-    let mut rates: [Vec<f64>; 4] = Default::default();
+    let mut rates: [Vec<f64>; 6] = Default::default();
     for round in 0..rounds {
         let (q, h) = redis_queue(format!("stores-drain-{round}")).await;
         rates[0].push(drain_handles(&q, h, backlog).await);
         let (q, h) = in_process(format!("stores-drain-{round}"));
         rates[1].push(drain_handles(&q, h, backlog).await);
+        let (q, h) = pg_queue(format!("stores-drain-{round}")).await;
+        rates[4].push(drain_handles(&q, h, backlog).await);
         let (q, h) = redis_queue(format!("stores-e2e-{round}")).await;
         rates[2].push(e2e_handles(&q, h, e2e).await);
         let (q, h) = in_process(format!("stores-e2e-{round}"));
         rates[3].push(e2e_handles(&q, h, e2e).await);
+        let (q, h) = pg_queue(format!("stores-e2e-{round}")).await;
+        rates[5].push(e2e_handles(&q, h, e2e).await);
     }
-    let [rd, md, re, me] = rates.map(|r| median(&r));
+    let [rd, md, re, me, pd, pe] = rates.map(|r| median(&r));
+    table.row(
+        &format!("drain a {backlog} backlog: Postgres (fsync off) vs Redis"),
+        format!("{pd:.0} vs {rd:.0} jobs/s"),
+        format!("{:.2}x", pd / rd),
+        "reference",
+    );
+    table.row(
+        &format!("end to end, {e2e} pushed one by one by 8 producers: Postgres vs Redis"),
+        format!("{pe:.0} vs {re:.0} jobs/s"),
+        format!("{:.2}x", pe / re),
+        "reference",
+    );
     table.row(
         &format!("drain a {backlog} backlog: in process vs Redis"),
         format!("{md:.0} vs {rd:.0} jobs/s"),
@@ -1617,9 +1647,11 @@ fn main() {
 
     // s.
     if want("s") {
-        table.section("s. the stores side by side: Redis and in process (2 workers x 16, no-op jobs)");
+        table.section("s. the stores side by side: Redis, in process and Postgres (2 workers x 16, no-op jobs)");
         eprintln!("[{:>5.1}s] s. stores", started.elapsed().as_secs_f64());
-        rt.block_on(stores(&mut table, &redis.url, if quick { 3 } else { 5 }, sizes.backlog, sizes.e2e));
+        let pg = dual_mode_test_support::PostgresServer::start();
+        let rounds = if quick { 3 } else { 5 };
+        rt.block_on(stores(&mut table, &redis.url, &pg.url, rounds, sizes.backlog, sizes.e2e));
     }
 
     table.print();
