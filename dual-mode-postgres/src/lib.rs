@@ -120,6 +120,8 @@ pub(crate) struct Shared {
     pub(crate) schema: String,
     /// The `LISTEN` connection and who waits on it.
     pub(crate) hub: Hub,
+    /// The queues opened through this target (or a clone of it): those `push_in` pushes to.
+    pub(crate) opened: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl PostgresTarget {
@@ -138,6 +140,7 @@ impl PostgresTarget {
             synced: AtomicBool::new(false),
             schema,
             hub,
+            opened: std::sync::Mutex::default(),
         };
         Self { shared: Arc::new(shared) }
     }
@@ -332,6 +335,7 @@ impl Connect<Postgres> for PostgresTarget {
                 })
                 .collect()
         };
+        self.shared.opened.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(config.name.clone());
         Ok(Opened { home: home_part, parts })
     }
 }

@@ -398,13 +398,16 @@ impl PostgresTarget {
     /// `&mut *tx`); the push runs in a savepoint of it, so a failure of the push leaves the
     /// caller's transaction usable.
     ///
-    /// `queue` must be a queue opened on this target (its schema); the payload is serialized
+    /// `queue` must be a queue opened through this target or a clone of it (so, on its schema;
+    /// a queue of a name no such open named is refused, as its workers would never read the
+    /// job; the check goes by the name); the payload is serialized
     /// as JSON under `type_name` and schema `version`, as [`Queue::push`] does. Delays, unique
     /// keys and lanes in `options` work as on a plain push; a unique key is claimed in the
     /// transaction, so a concurrent push of the same key waits for it to end.
     ///
     /// # Errors
-    /// The payload does not serialize, or Postgres fails.
+    /// [`QueueError::BadArgument`] for a queue not opened through this target, the payload
+    /// does not serialize, or Postgres fails.
     pub async fn push_in<T: serde::Serialize + ?Sized>(
         &self,
         con: &mut PgConnection,
@@ -436,7 +439,7 @@ impl PostgresTarget {
     /// [`PostgresTarget::push_in`] of payload bytes as they are.
     ///
     /// # Errors
-    /// Postgres fails.
+    /// As [`PostgresTarget::push_in`], but for the payload's serialization.
     pub async fn push_raw_in(
         &self,
         con: &mut PgConnection,
@@ -446,8 +449,17 @@ impl PostgresTarget {
         payload: Vec<u8>,
         options: PushOptions,
     ) -> Result<Pushed, QueueError> {
-        let (p, env) = queue.envelope(type_name, version, payload, &options);
         let config = queue.config();
+        let opened =
+            self.shared.opened.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&config.name);
+        if !opened {
+            return Err(QueueError::BadArgument {
+                what: "the queue of a push in a transaction",
+                reason: "it was not opened through this target or a clone of it: the job would go to tables its \
+                         workers do not read",
+            });
+        }
+        let (p, env) = queue.envelope(type_name, version, payload, &options);
         let keys = queue.partition_keys(p).unwrap_or_else(|| queue.keys());
         let retention = config.retention();
         let store = Store {

@@ -224,6 +224,25 @@ async fn a_worker_never_sees_a_job_of_an_open_transaction() {
     assert_eq!(runs.of(10), 1);
 }
 
+/// A push in a transaction goes to the target's tables: a queue opened elsewhere (another
+/// schema, another store) is refused, and the caller's transaction goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_in_a_transaction_refuses_a_queue_not_opened_through_its_target() {
+    let server = server();
+    let (target, _) = queue(&server, "mine").await;
+    let elsewhere = PostgresTarget::new(pool(&server).await).schema(&unique("other")).expect("schema");
+    let other = Queue::connect(elsewhere, QueueConfig::new("theirs")).await.expect("queue");
+    let in_process = Queue::in_process(QueueConfig::new("local")).expect("queue");
+    let mut tx = target.pool().begin().await.expect("begin");
+    for q in [&other, &in_process] {
+        let err = target.push_in(&mut tx, q, "Unit", 1, &1u64, PushOptions::new()).await.expect_err("refused");
+        assert!(matches!(err, QueueError::BadArgument { .. }), "{err}");
+    }
+    let n: i32 = sqlx::query_scalar("SELECT 41 + 1").fetch_one(&mut *tx).await.expect("the transaction goes on");
+    assert_eq!(n, 42);
+    tx.rollback().await.expect("rollback");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unique_key_claimed_in_a_transaction_holds_against_a_plain_push() {
     let server = server();
