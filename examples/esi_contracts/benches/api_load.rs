@@ -135,10 +135,10 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let duration = Duration::from_secs(if quick { 2 } else { 5 });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let dir = std::env::temp_dir().join(format!("esi-api-load-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
-    let database_url =
-        std::env::var("DATABASE_URL").unwrap_or_else(|_| format!("sqlite://{}?mode=rwc", dir.join("esi.db").display()));
+    // Removed, with the database, at the end.
+    let dir = dual_mode_test_support::TempDir::new("esi-api-load").expect("a temporary directory");
+    let database_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}?mode=rwc", dir.0.join("esi.db").display()));
     rt.block_on(async {
         let esi = standin::start(StandInOptions { last_modified: Some(RECORDED_AT), ..StandInOptions::default() })
             .await
@@ -200,5 +200,4 @@ fn main() {
             if slow == 0 { "met".to_owned() } else { format!("MISSED ({slow} requests)") }
         );
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -144,20 +144,29 @@ pub async fn page_and_pauses(
     Ok((page, left(5)?, left(6)?))
 }
 
-/// Stores a page (with its body when `with_body`: a `200`; else only its headers, a `304`,
-/// whose body is the one cached) and keeps it for `keep`.
+/// A page to store: its headers, and its body after a `200` (none after a `304`: the cached
+/// body stays).
+#[derive(Debug, Clone, Copy)]
+pub struct PageWrite<'a> {
+    /// The `ETag`.
+    pub etag: &'a str,
+    /// `Expires`, Unix seconds.
+    pub expires: i64,
+    /// `Last-Modified`, Unix seconds.
+    pub last_modified: i64,
+    /// `X-Pages`.
+    pub pages: u32,
+    /// The body, when it is new.
+    pub body: Option<&'a str>,
+}
+
+/// Stores a page and keeps it for `keep`.
 ///
 /// # Errors
 /// The database fails.
-pub async fn store_page(
-    db: &AnyPool,
-    key: &str,
-    page: &PageRow,
-    with_body: bool,
-    keep: Duration,
-) -> Result<(), sqlx::Error> {
+pub async fn store_page(db: &AnyPool, key: &str, page: PageWrite<'_>, keep: Duration) -> Result<(), sqlx::Error> {
     let kept_until = now_ms() / 1000 + ms(keep) / 1000;
-    let query = if with_body {
+    let query = if page.body.is_some() {
         sqlx::query(
             "INSERT INTO esi_pages (key, etag, expires, last_modified, pages, kept_until, body)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -173,12 +182,15 @@ pub async fn store_page(
     };
     let query = query
         .bind(key)
-        .bind(&page.etag)
+        .bind(page.etag)
         .bind(page.expires)
         .bind(page.last_modified)
         .bind(i64::from(page.pages))
         .bind(kept_until);
-    let query = if with_body { query.bind(&page.body) } else { query };
+    let query = match page.body {
+        Some(body) => query.bind(body),
+        None => query,
+    };
     query.execute(db).await?;
     Ok(())
 }

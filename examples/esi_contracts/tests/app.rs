@@ -352,7 +352,7 @@ async fn the_main_job_runs_on_redis_and_postgres() {
 /// job to the end and exits 0.
 #[test]
 fn the_binary_runs_the_main_job_with_nothing_installed() {
-    let empty = support::TempDir::new();
+    let empty = dual_mode_test_support::TempDir::new("esi-bare").expect("a temporary directory");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_esi-contracts"))
         .env_clear()
         .env("PATH", &empty.0)

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use self::headers::{error_text, header_str, header_time, rate_limit_of, reset_of, retry_after_of};
 use crate::model::{Contract, parse_page};
 use crate::settings::{DatabaseUrl, EsiToken, Settings};
-use crate::store::{self, PageRow, SetMark};
+use crate::store::{self, PageRow, PageWrite, SetMark};
 use crate::timestamp::Timestamp;
 
 /// The `X-Compatibility-Date` sent with every request: the date of ESI's API description that
@@ -132,13 +132,14 @@ impl CachedPage {
         Self { etag, expires: Timestamp(expires), last_modified: Timestamp(last_modified), pages, body }
     }
 
-    fn to_row(&self) -> PageRow {
-        PageRow {
-            etag: self.etag.clone(),
+    /// What storing it writes: its headers, and its body when `with_body`.
+    fn to_write(&self, with_body: bool) -> PageWrite<'_> {
+        PageWrite {
+            etag: &self.etag,
             expires: self.expires.0,
             last_modified: self.last_modified.0,
             pages: self.pages,
-            body: String::new(),
+            body: with_body.then_some(self.body.as_str()),
         }
     }
 }
@@ -450,12 +451,8 @@ impl EsiClient {
 
     /// Writes a page (with its body when `with_body`) and renews its time to keep.
     async fn store(&self, key: &str, c: &CachedPage, with_body: bool) -> Result<(), EsiError> {
-        let mut row = c.to_row();
-        if with_body {
-            row.body.clone_from(&c.body);
-        }
         let keep = Duration::from_secs(self.settings.cache_ttl_secs.max(1));
-        store::store_page(&self.db, key, &row, with_body, keep)
+        store::store_page(&self.db, key, c.to_write(with_body), keep)
             .await
             .map_err(|source| EsiError::Cache { op: "store page", source })
     }

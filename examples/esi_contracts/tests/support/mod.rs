@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use dual_mode::Secret;
 use dual_mode::jobs::{Queue, RunReport, WorkerConfig, WorkerHandle};
-use dual_mode_test_support::{PostgresServer, RedisServer};
+use dual_mode_test_support::{PostgresServer, RedisServer, TempDir};
 use esi_contracts::api::{self, AppState};
 use esi_contracts::jobs::{self, Secrets};
 use esi_contracts::settings::{DatabaseUrl, EsiToken, RedisUrl, Settings};
@@ -15,51 +15,39 @@ use esi_contracts::standin::{self, RECORDED_AT, StandIn, StandInOptions};
 use serde_json::Value;
 use tokio::sync::watch;
 
-/// A directory of its own under the system's temporary directory, removed on drop.
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("esi-test-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
+/// A SQLite database in a temporary directory of its own (removed with the directory): the
+/// directory and the database's URL.
+fn sqlite() -> (TempDir, String) {
+    let dir = TempDir::new("esi-test").expect("a temporary directory");
+    let url = format!("sqlite://{}?mode=rwc", dir.0.join("esi.db").display());
+    (dir, url)
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Where a test's jobs and data live: the queue (in this process, or on a `redis-server`) and
-/// the database (a SQLite file in a temporary directory, or a Postgres server).
+/// Where a test's jobs and data live: the queue (in this process, on a `redis-server`, or on
+/// Postgres) and the database (a SQLite file in a temporary directory, or a Postgres server).
 pub struct Backing {
     /// The queue every part of the test shares (an in-process queue is one per `Queue`).
     pub queue: Queue,
     pub database_url: String,
     pub redis: Option<RedisServer>,
     pub postgres: Option<PostgresServer>,
-    _dir: TempDir,
+    _sqlite: Option<TempDir>,
 }
 
 impl Backing {
     /// The queue in this process and the data in SQLite: nothing installed.
     pub async fn in_process() -> Self {
-        let dir = TempDir::new();
-        let database_url = format!("sqlite://{}?mode=rwc", dir.0.join("esi.db").display());
+        let (dir, database_url) = sqlite();
         let queue = jobs::connect_queue(None, None).await.expect("queue");
-        Self { queue, database_url, redis: None, postgres: None, _dir: dir }
+        Self { queue, database_url, redis: None, postgres: None, _sqlite: Some(dir) }
     }
 
     /// The queue on a `redis-server`, the data in SQLite.
     pub async fn redis() -> Self {
         let redis = RedisServer::start();
-        let dir = TempDir::new();
-        let database_url = format!("sqlite://{}?mode=rwc", dir.0.join("esi.db").display());
+        let (dir, database_url) = sqlite();
         let queue = jobs::connect_queue(Some(&RedisUrl::new(redis.url.clone())), None).await.expect("queue");
-        Self { queue, database_url, redis: Some(redis), postgres: None, _dir: dir }
+        Self { queue, database_url, redis: Some(redis), postgres: None, _sqlite: Some(dir) }
     }
 
     /// The queue and the data on a Postgres server, nothing else.
@@ -67,13 +55,13 @@ impl Backing {
         let postgres = PostgresServer::start();
         let database_url = postgres.url.clone();
         let queue = jobs::connect_queue(None, Some(&DatabaseUrl::new(database_url.clone()))).await.expect("queue");
-        Self { queue, database_url, redis: None, postgres: Some(postgres), _dir: TempDir::new() }
+        Self { queue, database_url, redis: None, postgres: Some(postgres), _sqlite: None }
     }
 
     /// The queue on a `redis-server`, the data on a Postgres server.
     pub async fn redis_and_postgres() -> Self {
         let postgres = PostgresServer::start();
-        Self { database_url: postgres.url.clone(), postgres: Some(postgres), ..Self::redis().await }
+        Self { database_url: postgres.url.clone(), postgres: Some(postgres), _sqlite: None, ..Self::redis().await }
     }
 
     pub fn secrets(&self) -> Secrets {
