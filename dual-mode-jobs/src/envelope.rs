@@ -39,6 +39,8 @@ pub mod field {
     pub const LANE: &str = "lane";
     /// The producer's W3C `traceparent`.
     pub const TRACEPARENT: &str = "tp";
+    /// How long the job's record is kept after it ended, in ms ([`PushOptions::keep_for`](crate::PushOptions::keep_for)).
+    pub const KEEP: &str = "keep";
     /// The payload (JSON bytes).
     pub const PAYLOAD: &str = "payload";
 }
@@ -84,6 +86,9 @@ pub struct Envelope {
     pub lane: Lane,
     /// The producer's trace context, continued by the job's span (see [`TraceParent`]).
     pub traceparent: Option<TraceParent>,
+    /// How long the job's record is kept after it ended, in ms, whatever the queue keeps
+    /// ([`PushOptions::keep_for`](super::PushOptions::keep_for)).
+    pub keep_ms: Option<u64>,
     /// When the job was first enqueued, in milliseconds since the Unix epoch.
     pub enqueued_at_ms: u64,
     /// The payload (JSON bytes for payloads pushed by this layer).
@@ -135,6 +140,9 @@ impl Envelope {
         }
         if let Some(tp) = &self.traceparent {
             out.push((field::TRACEPARENT, text(tp.as_str())));
+        }
+        if let Some(keep) = self.keep_ms {
+            out.push((field::KEEP, number(keep)));
         }
         out.push((field::PAYLOAD, Cow::Borrowed(&self.payload)));
         out
@@ -191,6 +199,10 @@ impl Envelope {
         let traceparent = field_of(fields, field::TRACEPARENT)
             .and_then(|raw| std::str::from_utf8(raw).ok())
             .and_then(|text| TraceParent::parse(text).ok());
+        let keep_ms = match field_of(fields, field::KEEP) {
+            None => None,
+            Some(_) => Some(number(fields, field::KEEP)?),
+        };
         let attempt: u32 = number(fields, field::ATTEMPT)?;
         if attempt == 0 {
             return Err(EnvelopeError::ZeroAttempt);
@@ -208,6 +220,7 @@ impl Envelope {
             reserved,
             lane,
             traceparent,
+            keep_ms,
             enqueued_at_ms: number(fields, field::ENQUEUED)?,
             payload: payload.to_vec(),
         })
@@ -373,6 +386,7 @@ mod tests {
             traceparent: Some(
                 TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").expect("valid"),
             ),
+            keep_ms: Some(60_000),
             enqueued_at_ms: 42,
             payload: b"\xff".to_vec(),
         };

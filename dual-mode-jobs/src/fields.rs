@@ -42,6 +42,10 @@ pub mod record {
     pub const RESULT: &str = "result";
     /// The id of its entry in the stream.
     pub const ENTRY: &str = "entry";
+    /// How long at least it is kept once it ended, in ms: its push's
+    /// [`keep_for`](crate::PushOptions::keep_for), or [`keep_waited`](crate::QueueConfig::keep_waited)
+    /// once someone waited for it.
+    pub const KEEP: &str = "keep";
 }
 
 /// Fields of a parked entry: why and when it was parked, and the original entry's fields

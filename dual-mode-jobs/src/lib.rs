@@ -61,9 +61,11 @@
 //! times, the worker that ran it, the last error, the park reason and the result. Each
 //! transition (push, start, retry, wait, park, success, cancellation, re-drive, promotion of a
 //! due entry) writes the record in the same script as the stream, so a crash can never leave
-//! a record that disagrees with the queue. A record lives on for
-//! [`QueueConfig::record_ttl`] after its job ended; the state sets forget ended jobs as their
-//! records expire.
+//! a record that disagrees with the queue. What is kept of ended jobs is the queue's choice, per
+//! end state ([`Keep`]): for a day by default, for another time, the newest `n`, or nothing
+//! unless someone waits for the job ([`QueueConfig::keep_done`], [`QueueConfig::keep_parked`],
+//! [`QueueConfig::keep_cancelled`], and per push [`PushOptions::keep_for`]); the state sets
+//! forget ended jobs as their records go.
 //!
 //! # Control
 //!
@@ -236,6 +238,7 @@ mod envelope;
 mod error;
 mod fields;
 mod job;
+mod keep;
 mod keys;
 mod lane;
 mod limit;
@@ -258,6 +261,7 @@ pub use envelope::{Envelope, RawFields, decode_json};
 pub use error::{
     BoxError, CronError, DecodeError, EnvelopeError, JobError, ParkReason, QueueError, ReplyError, error_chain,
 };
+pub use keep::Keep;
 pub use lane::{Lane, UnknownLane};
 pub use limit::{RateLimit, RateScope};
 pub use queue::{ParkedEntry, PushOptions, Pushed, Queue, QueueConfig, QueueKeys, QueueStats};

@@ -161,6 +161,7 @@ mod tests {
             reserved: false,
             lane: crate::Lane::Normal,
             traceparent: None,
+            keep_ms: None,
             enqueued_at_ms: 0,
             payload: Vec::new(),
         }

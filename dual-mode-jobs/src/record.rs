@@ -288,6 +288,17 @@ pub enum WaitError {
         /// The id waited for.
         id: String,
     },
+    /// No record of this id in a queue that does not keep every ended job for a time: the job
+    /// may have ended and not been kept. Wait before it ends (a wait keeps the record for
+    /// [`QueueConfig::keep_waited`](crate::QueueConfig::keep_waited)), or push it with
+    /// [`PushOptions::keep_for`](crate::PushOptions::keep_for).
+    #[error("no record of job `{id}`: it was never pushed, or it ended and was not kept (this queue keeps {keeps})")]
+    NotKept {
+        /// The id waited for.
+        id: String,
+        /// What the queue keeps, e.g. `done jobs not kept, parked for 7d, cancelled for 1d`.
+        keeps: String,
+    },
     /// The job did not end in time; it goes on.
     #[error("job `{id}` did not end within {timeout:?} (it is {state})")]
     Timeout {

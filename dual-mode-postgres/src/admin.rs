@@ -338,11 +338,10 @@ impl Store {
         let op = "trim ended jobs";
         self.sync_clock().await?;
         let now = self.now_ms();
-        let before = now.saturating_sub(self.record_ttl_ms);
-        let sql = self.sql(
-            "DELETE FROM @schema@.job_sets WHERE q = $1 AND state IN ('done', 'parked', 'cancelled') AND at_ms <= $2",
-        );
-        let gone = sqlx::query(&sql).bind(&*self.q).bind(before).execute(self.pool()).await.map_err(pg(op))?;
+        let mut gone = 0;
+        for state in ["done", "parked", "cancelled"] {
+            gone += self.trim_state(state, now).await?;
+        }
         for table in ["jobs", "uniques", "ticks", "buckets", "rate_pauses", "rate_starts"] {
             let sql = self.sql(&format!(
                 "WITH expired AS MATERIALIZED (SELECT ctid FROM @schema@.{table} WHERE q = $1 AND expires_ms <= $2 \
@@ -362,7 +361,42 @@ impl Store {
                 }
             }
         }
-        Ok(gone.rows_affected())
+        Ok(gone)
+    }
+
+    /// Forgets the jobs that ended in `state` longer ago than it keeps them, and those beyond
+    /// the newest it keeps, with their records (a record marked `keep` stays until it
+    /// expires); how many.
+    async fn trim_state(&self, state: &str, now: i64) -> Result<u64, QueueError> {
+        let op = "trim ended jobs";
+        let Some(keep) = self.keep(state) else { return Ok(0) };
+        let mut gone = 0;
+        if let Some(age) = keep.age_ms {
+            let sql = self.sql("DELETE FROM @schema@.job_sets WHERE q = $1 AND state = $2 AND at_ms <= $3");
+            let before = now.saturating_sub(as_i64(age));
+            let done = sqlx::query(&sql).bind(&*self.q).bind(state).bind(before).execute(self.pool()).await;
+            gone += done.map_err(pg(op))?.rows_affected();
+        }
+        if let Some(count) = keep.count.filter(|&n| n > 0) {
+            let sql = self.sql(
+                "WITH over AS (SELECT job_id FROM @schema@.job_sets WHERE q = $1 AND state = $2                  ORDER BY at_ms DESC, job_id DESC OFFSET $3 LIMIT $4),                  d AS (DELETE FROM @schema@.job_sets s USING over WHERE s.q = $1 AND s.state = $2                  AND s.job_id = over.job_id RETURNING s.job_id),                  r AS (DELETE FROM @schema@.jobs j USING d WHERE j.q = $1 AND j.id = d.job_id                  AND NOT j.hash ? 'keep' RETURNING 1)                  SELECT count(*) FROM d",
+            );
+            for _ in 0..TRIM_BATCHES {
+                let n: i64 = sqlx::query_scalar(&sql)
+                    .bind(&*self.q)
+                    .bind(state)
+                    .bind(as_i64(count))
+                    .bind(TRIM_BATCH)
+                    .fetch_one(self.pool())
+                    .await
+                    .map_err(pg(op))?;
+                gone += crate::as_u64(n);
+                if n < TRIM_BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(gone)
     }
 
     /// Removes the lane's consumers other than `consumer` that hold nothing and have not read

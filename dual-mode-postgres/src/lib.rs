@@ -71,7 +71,7 @@ use std::time::{Duration, SystemTime};
 
 use sqlx::PgPool;
 
-use dual_mode_jobs::backend::{Backend, Connect, Opened, millis, unix_ms};
+use dual_mode_jobs::backend::{Backend, Connect, KeepMs, Opened, Retention, millis, unix_ms};
 use dual_mode_jobs::{QueueConfig, QueueError, QueueKeys};
 
 pub use migrations::{MigrateError, SCHEMA_VERSION};
@@ -193,8 +193,8 @@ pub(crate) struct Store {
     pub(crate) q: Arc<str>,
     /// The queue's home partition's key: the channel of its ended jobs.
     pub(crate) home: Arc<str>,
-    /// How long an ended job's record is kept, in ms.
-    pub(crate) record_ttl_ms: i64,
+    /// What is kept of ended jobs.
+    pub(crate) retention: Retention,
     /// The most entries the parked list keeps.
     pub(crate) parked_max_len: i64,
 }
@@ -211,6 +211,17 @@ impl Store {
 
     /// The database's time in ms since the epoch: this process's clock and the last measured
     /// skew.
+    /// What is kept of jobs that ended in `state`; `None` for a state that does not end a job.
+    pub(crate) fn keep(&self, state: &str) -> Option<KeepMs> {
+        self.retention.of(state)
+    }
+
+    /// How long a record of a job that ended in `state` lives, in ms; `None` for no time
+    /// limit, or a state that does not end a job.
+    pub(crate) fn age_ms(&self, state: &str) -> Option<i64> {
+        self.keep(state)?.age_ms.map(as_i64)
+    }
+
     pub(crate) fn now_ms(&self) -> i64 {
         local_ms().saturating_add(self.shared.skew_ms.load(Ordering::Relaxed))
     }
@@ -310,7 +321,7 @@ impl Connect<Postgres> for PostgresTarget {
             shared: self.shared.clone(),
             q,
             home: home_q.clone(),
-            record_ttl_ms: ms_of(retention.record_ttl).max(1),
+            retention,
             parked_max_len: as_i64(retention.parked_max_len.max(1)),
         };
         let home = store(home_q.clone());

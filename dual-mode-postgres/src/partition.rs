@@ -150,6 +150,10 @@ impl Backend for PostgresPartition {
         Box::pin(self.store.record(job_id))
     }
 
+    fn keep_waited<'a>(&'a self, job_id: &'a str) -> Answer<'a, bool> {
+        Box::pin(self.store.keep_waited(job_id))
+    }
+
     fn records_of<'a>(&'a self, ids: &'a [String]) -> Answer<'a, Vec<Option<JobRecord>>> {
         Box::pin(self.store.records_of(ids))
     }

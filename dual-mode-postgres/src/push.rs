@@ -55,7 +55,7 @@ pub(crate) async fn transit<'a>(
         .bind(state)
         .bind(now)
         .bind(hash_json(items))
-        .bind(s.record_ttl_ms)
+        .bind(s.age_ms(state))
         .execute(&mut *con)
         .await
         .map_err(pg("write a job record"))?;
@@ -81,7 +81,7 @@ pub(crate) async fn transit_many(
         .bind(&*s.q)
         .bind(state)
         .bind(now)
-        .bind(s.record_ttl_ms)
+        .bind(s.age_ms(state))
         .bind(ids)
         .bind(items)
         .execute(&mut *con)
@@ -152,6 +152,9 @@ pub(crate) fn record_items(env: &Envelope) -> Vec<(&'static str, Vec<u8>)> {
     }
     if env.lane != Lane::Normal {
         out.push(("lane", env.lane.as_str().as_bytes().to_vec()));
+    }
+    if let Some(keep) = env.keep_ms {
+        out.push(("keep", keep.to_string().into_bytes()));
     }
     out
 }
@@ -466,7 +469,7 @@ impl PostgresTarget {
             shared: self.shared.clone(),
             q: partition_key(keys),
             home: partition_key(queue.keys()),
-            record_ttl_ms: ms_of(retention.record_ttl).max(1),
+            retention,
             parked_max_len: as_i64(retention.parked_max_len.max(1)),
         };
         let op = "push in a transaction";

@@ -24,6 +24,23 @@ fn hget<'a>(hash: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
 }
 
 impl Store {
+    /// Marks the record of a job that has not ended to be kept at least the queue's
+    /// `keep_waited` once it ends; whether the job has a record.
+    pub(crate) async fn keep_waited(&self, job_id: &str) -> Result<bool, QueueError> {
+        let sql = self.sql(
+            "WITH r AS (SELECT hash->>'state' AS state, (hash->>'keep')::bigint AS pin FROM @schema@.jobs              WHERE q = $1 AND id = $2 AND (expires_ms IS NULL OR expires_ms > $3) FOR UPDATE),              u AS (UPDATE @schema@.jobs j SET hash = j.hash || jsonb_build_object('keep', $4::text) FROM r              WHERE j.q = $1 AND j.id = $2 AND r.state NOT IN ('done', 'parked', 'cancelled')              AND COALESCE(r.pin, 0) < $4 RETURNING 1)              SELECT count(*) FROM r",
+        );
+        let found: i64 = sqlx::query_scalar(&sql)
+            .bind(&*self.q)
+            .bind(job_id)
+            .bind(self.now_ms())
+            .bind(as_i64(self.retention.waited_ms))
+            .fetch_one(self.pool())
+            .await
+            .map_err(pg("mark a waited job"))?;
+        Ok(found > 0)
+    }
+
     /// The hashes of these jobs' live records, by id.
     async fn hashes(&self, ids: &[String]) -> Result<HashMap<String, Vec<(String, Vec<u8>)>>, QueueError> {
         let op = "read job records";

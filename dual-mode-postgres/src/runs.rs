@@ -435,8 +435,38 @@ impl Store {
         items: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     ) -> Result<(), QueueError> {
         transit(con, self, id, state, now, items).await?;
+        self.retire(con, state, &[id], now).await?;
         release_unique(con, self, unique, id).await?;
         self.announce_end(con, id).await
+    }
+
+    /// Keeps the records of jobs `ids`, which just ended in `state`, as the queue's retention
+    /// says: deleted (and out of the state's set) when the state keeps none, else living the
+    /// state's time; a record marked `keep` (by a waiter, or its push) lives at least that
+    /// long, and when the state keeps none, it stays out of the set. The state's count is
+    /// held by the sweep ([`trim_ended`](Self::trim_ended)).
+    pub(crate) async fn retire(
+        &self,
+        con: &mut PgConnection,
+        state: &str,
+        ids: &[&str],
+        now: i64,
+    ) -> Result<(), QueueError> {
+        let Some(keep) = self.keep(state) else { return Ok(()) };
+        let sql = self.sql(
+            "WITH ended AS (SELECT id, (hash->>'keep')::bigint AS pin FROM @schema@.jobs              WHERE q = $1 AND id = ANY($2) FOR UPDATE),              gone AS (DELETE FROM @schema@.jobs j USING ended e WHERE $5 = 0 AND e.pin IS NULL              AND j.q = $1 AND j.id = e.id RETURNING 1),              unlisted AS (DELETE FROM @schema@.job_sets WHERE $5 = 0 AND q = $1 AND state = $3              AND job_id = ANY($2) RETURNING 1),              timed AS (UPDATE @schema@.jobs j SET expires_ms = CASE              WHEN e.pin IS NOT NULL AND $4 >= 0 THEN $6 + GREATEST(e.pin, $4)              WHEN e.pin IS NOT NULL AND $5 >= 0 THEN $6 + e.pin              WHEN $4 >= 0 THEN $6 + $4 END              FROM ended e WHERE NOT ($5 = 0 AND e.pin IS NULL) AND j.q = $1 AND j.id = e.id RETURNING 1)              SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM unlisted) + (SELECT count(*) FROM timed)",
+        );
+        sqlx::query(&sql)
+            .bind(&*self.q)
+            .bind(ids)
+            .bind(state)
+            .bind(keep.age_ms.map_or(-1, as_i64))
+            .bind(keep.count.map_or(-1, as_i64))
+            .bind(now)
+            .execute(&mut *con)
+            .await
+            .map_err(pg("keep ended jobs' records"))?;
+        Ok(())
     }
 
     /// Acknowledges and deletes the entries of the runs `consumer` still owns and records
@@ -494,7 +524,8 @@ impl Store {
                 "WITH u AS (SELECT * FROM unnest($2::text[], $3::text[]) AS u(id, hash)), \
                  w AS (INSERT INTO @schema@.jobs AS j (q, id, hash, expires_ms) SELECT $1, u.id, u.hash::jsonb, $4 \
                  FROM u ON CONFLICT (q, id) DO UPDATE SET hash = CASE WHEN j.expires_ms <= $5 THEN excluded.hash \
-                 ELSE j.hash || excluded.hash END, expires_ms = excluded.expires_ms RETURNING 1), \
+                 ELSE j.hash || excluded.hash END, expires_ms = CASE WHEN j.hash ? 'keep' AND $4 IS NOT NULL \
+                 THEN GREATEST($4, $5 + (j.hash->>'keep')::bigint) ELSE excluded.expires_ms END RETURNING 1), \
                  r AS (DELETE FROM @schema@.job_sets WHERE q = $1 AND state = 'running' \
                  AND job_id IN (SELECT id FROM u) RETURNING 1), \
                  d AS (INSERT INTO @schema@.job_sets (q, state, job_id, at_ms) SELECT $1, 'done', u.id, $5 FROM u \
@@ -506,13 +537,17 @@ impl Store {
                 .bind(&*self.q)
                 .bind(&ids)
                 .bind(hashes)
-                .bind(now.saturating_add(self.record_ttl_ms))
+                .bind(self.age_ms("done").map(|age| now.saturating_add(age)))
                 .bind(now)
                 .bind(self.ended_channel())
                 .bind(format!("{}\n", self.home))
                 .execute(&mut *tx)
                 .await
                 .map_err(pg(op))?;
+            // Kept for a time (the default): written above, a waiter's mark included.
+            if self.retention.done.count.is_some() {
+                self.retire(&mut tx, "done", &ids, now).await?;
+            }
             let (keys, holders): (Vec<&str>, Vec<&str>) =
                 done.iter().filter_map(|(id, (_, unique))| Some(((*unique)?, *id))).unzip();
             if !keys.is_empty() {

@@ -95,10 +95,11 @@ impl Store {
         let mut inv = scripts::TRIM.prepare_invoke();
         for (state, key) in STATE_SETS.iter().zip(&self.state_keys) {
             if matches!(*state, "done" | "parked" | "cancelled") {
-                inv.key(key);
+                let age = self.keep(state).split(':').next().unwrap_or_default();
+                inv.key(key).arg(age);
             }
         }
-        inv.arg(self.record_ttl_ms).invoke_async(&mut self.con()).await.map_err(redis("trim ended jobs"))
+        inv.invoke_async(&mut self.con()).await.map_err(redis("trim ended jobs"))
     }
 
     /// Removes consumers other than `consumer` that hold nothing and have not read for

@@ -63,8 +63,11 @@ pub(crate) struct Store {
     group: String,
     /// The state sets, in the order of [`STATE_SETS`].
     state_keys: Vec<String>,
-    /// How long an ended job's record is kept, in ms.
-    record_ttl_ms: u64,
+    /// What is kept of jobs that ended done, parked and cancelled, as the scripts take it
+    /// (`<age ms>:<count>`, either empty for no limit).
+    keeps: [String; 3],
+    /// How long at least a record someone waited for is kept, in ms.
+    waited_ms: u64,
     /// The most entries the parked stream keeps.
     parked_max_len: u64,
 }
@@ -101,9 +104,24 @@ impl Store {
             keys,
             lane: Lane::Normal,
             group: group.to_owned(),
-            record_ttl_ms: millis(retention.record_ttl).max(1),
+            keeps: [retention.done, retention.parked, retention.cancelled].map(|k| {
+                let text = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
+                format!("{}:{}", text(k.age_ms), text(k.count))
+            }),
+            waited_ms: retention.waited_ms.max(1),
             parked_max_len: retention.parked_max_len.max(1),
         })
+    }
+
+    /// What is kept of jobs that end in `state`, as the scripts take it; empty for a state
+    /// that does not end a job.
+    fn keep(&self, state: &str) -> &str {
+        match state {
+            "done" => &self.keeps[0],
+            "parked" => &self.keeps[1],
+            "cancelled" => &self.keeps[2],
+            _ => "",
+        }
     }
 
     /// The queue's number of partitions as Redis knows it: `n` when this is the first process

@@ -179,6 +179,10 @@ impl Backend for RedisPartition {
         Box::pin(self.normal().record(job_id))
     }
 
+    fn keep_waited<'a>(&'a self, job_id: &'a str) -> Answer<'a, bool> {
+        Box::pin(self.normal().keep_waited(job_id))
+    }
+
     fn records_of<'a>(&'a self, ids: &'a [String]) -> Answer<'a, Vec<Option<JobRecord>>> {
         Box::pin(self.normal().records_of(ids))
     }

@@ -132,6 +132,9 @@ pub(super) fn record_items(env: &Envelope) -> Vec<Cow<'_, [u8]>> {
     if env.lane != Lane::Normal {
         out.extend([text(record::LANE), text(env.lane.as_str())]);
     }
+    if let Some(keep) = env.keep_ms {
+        out.extend([text(record::KEEP), Cow::Owned(keep.to_string().into_bytes())]);
+    }
     out
 }
 

@@ -25,7 +25,7 @@ impl Store {
         inv.key(&self.keys.delayed).key(self.delayed_key(job_id));
         let has_unique = self.job_keys(&mut inv, job_id, unique.as_deref());
         self.lane_keys(&mut inv);
-        inv.arg(&self.group).arg(self.record_ttl_ms).arg(&self.keys.finished_channel).arg(job_id).arg(has_unique);
+        inv.arg(&self.group).arg(self.keep("cancelled")).arg(&self.keys.finished_channel).arg(job_id).arg(has_unique);
         let answer: String = inv.invoke_async(&mut con).await.map_err(redis("cancel"))?;
         Ok(match answer.as_str() {
             "removed" => CancelOutcome::Removed,
@@ -46,6 +46,15 @@ impl Store {
             .await
             .map_err(redis("read job record"))?;
         Ok(JobRecord::from_hash(job_id, fields))
+    }
+
+    /// Marks the record of a job that has not ended to be kept at least the queue's
+    /// `keep_waited` once it ends; whether the job has a record.
+    pub(crate) async fn keep_waited(&self, job_id: &str) -> Result<bool, QueueError> {
+        let mut inv = scripts::KEEP_WAITED.prepare_invoke();
+        inv.key(self.record_key(job_id)).arg(self.waited_ms);
+        let found: i64 = inv.invoke_async(&mut self.con()).await.map_err(redis("mark a waited job"))?;
+        Ok(found == 1)
     }
 
     /// Up to `count` records of jobs in `state` from position `start`, and how many jobs

@@ -27,7 +27,7 @@ impl Store {
     pub(crate) async fn mark(&self, consumer: &str, runs: &[MarkRun]) -> Result<Vec<Marked>, QueueError> {
         let mut inv = scripts::MARK.prepare_invoke();
         self.base_keys(&mut inv);
-        inv.arg(&self.group).arg(consumer).arg(self.record_ttl_ms);
+        inv.arg(&self.group).arg(consumer);
         for r in runs {
             inv.key(self.record_key(&r.job_id));
             inv.arg(&r.entry_id).arg(r.token).arg(&r.job_id).arg(r.attempt).arg(r.started_ms);
@@ -76,7 +76,7 @@ impl Store {
                 None => cmd.arg(&record).arg(record),
             };
         }
-        cmd.arg(&self.group).arg(consumer).arg(self.record_ttl_ms).arg(&self.keys.finished_channel);
+        cmd.arg(&self.group).arg(consumer).arg(self.keep("done")).arg(&self.keys.finished_channel);
         // The range of this consumer's pending entries the script reads at once: from the
         // batch's lowest to its highest id, at most as many as run here and then some.
         let ordered = || runs.iter().filter_map(|r| Some((stream_id(&r.entry_id)?, r.entry_id.as_str())));
@@ -119,7 +119,7 @@ impl Store {
             }
             Ending::Cancelled => ("cancelled", 0),
         };
-        inv.arg(&self.group).arg(consumer).arg(self.record_ttl_ms).arg(&self.keys.finished_channel);
+        inv.arg(&self.group).arg(consumer).arg(self.keep(state)).arg(&self.keys.finished_channel);
         inv.arg(run.entry_id).arg(run.token).arg(job_id).arg(has_unique).arg(state).arg(delay);
         inv.arg(record.len() * 2);
         for (k, v) in record {

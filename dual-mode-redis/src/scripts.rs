@@ -62,6 +62,9 @@ pub(crate) static ACK: LazyLock<Script> = with_prelude!("lua/ack.lua");
 /// A run that ends without success: retried later, parked or cancelled (fenced).
 pub(crate) static END: LazyLock<Script> = with_prelude!("lua/end.lua");
 
+/// A waiter's mark on a job's record: kept at least so long once it ends.
+pub(crate) static KEEP_WAITED: LazyLock<Script> = with_prelude!("lua/keep_waited.lua");
+
 /// A cancellation by id.
 pub(crate) static CANCEL: LazyLock<Script> = with_prelude!("lua/cancel.lua");
 

@@ -1,4 +1,4 @@
-//! Records, results and waits; records that expire; delayed pushes; a large drain.
+//! Records, results and waits; what is kept of ended jobs; delayed pushes; a large drain.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use dual_mode::jobs::{
-    JobError, JobInfo, JobOutcome, JobState, ParkReason, PushOptions, QueueConfig, WaitError, Worker, WorkerConfig,
-    handler_fn, typed,
+    JobError, JobInfo, JobOutcome, JobState, Keep, ParkReason, PushOptions, Queue, QueueConfig, WaitError, Worker,
+    WorkerConfig, handler_fn, typed,
 };
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +16,8 @@ use crate::harness::{Store, start, state, stop, unique, wait_for, wait_state};
 cases! {
     a_record_follows_each_job_and_wait_for_returns_its_result,
     records_of_ended_jobs_expire_after_their_ttl,
+    done_jobs_kept_not_at_all_reach_only_those_who_wait,
+    each_end_state_keeps_its_newest_records,
     delayed_push_waits_for_its_time,
     thousands_of_jobs_pushed_without_workers_all_drain_once,
 }
@@ -138,6 +140,94 @@ async fn records_of_ended_jobs_expire_after_their_ttl(store: &Store) {
     })
     .await;
     assert_eq!(listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [second.job_id.as_str()]);
+    stop(w).await;
+}
+
+/// Waits until nothing of `q` is ready, delayed or running.
+async fn drained(q: &Queue) {
+    wait_for(Duration::from_secs(10), "the queue drained", async || {
+        let o = q.overview().await.ok()?;
+        (o.ready == 0 && o.stats.pending == 0 && o.stats.delayed == 0).then_some(())
+    })
+    .await;
+}
+
+async fn done_jobs_kept_not_at_all_reach_only_those_who_wait(store: &Store) {
+    let config = QueueConfig::new(unique("keep-none")).keep_done(Keep::none()).max_attempts(1);
+    let q = store.queue(config).await;
+    let waited = q.push("Square", 1, &7u64, PushOptions::new()).await.expect("push");
+    let ignored = q.push("Square", 1, &8u64, PushOptions::new()).await.expect("push");
+    let kept = q.push("Square", 1, &9u64, PushOptions::new().keep_for(Duration::from_secs(3600))).await.expect("push");
+    let failed = q.push("Fail", 1, &(), PushOptions::new()).await.expect("push");
+    // A wait that begins before the job ends marks its record to be kept.
+    match q.wait_for_output::<u64>(&waited.job_id, Duration::from_millis(20)).await {
+        Err(WaitError::Timeout { state: JobState::Queued, .. }) => {}
+        other => panic!("expected a timeout while queued, got {other:?}"),
+    }
+    let w = start(
+        Worker::new(q.clone(), fast_worker())
+            .handle("Square", typed(|n: u64, _job: JobInfo| async move { Ok(n * n) }))
+            .handle("Fail", typed(|(): (), _job: JobInfo| async { Err::<(), _>(JobError::permanent("no")) })),
+    );
+    drained(&q).await;
+    stop(w).await;
+
+    assert!(matches!(q.wait_for_output::<u64>(&waited.job_id, Duration::from_secs(1)).await, Ok(JobOutcome::Done(49))));
+    assert_eq!(state(&q, &kept.job_id).await, Some(JobState::Done), "kept by its push");
+    assert!(matches!(q.wait_for_output::<u64>(&kept.job_id, Duration::from_secs(1)).await, Ok(JobOutcome::Done(81))));
+    assert_eq!(q.job(&ignored.job_id).await.expect("read"), None, "a done job no one waited for is not kept");
+    match q.wait_for_output::<u64>(&ignored.job_id, Duration::from_secs(1)).await {
+        Err(e @ WaitError::NotKept { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("not kept") && text.contains("done jobs not kept, parked for 1d"), "{text}");
+        }
+        other => panic!("expected NotKept, got {other:?}"),
+    }
+    // Parked jobs are kept as before; listings and counts leave out what is not kept.
+    assert_eq!(state(&q, &failed.job_id).await, Some(JobState::Parked));
+    assert_eq!(q.jobs(JobState::Done, 0, 10).await.expect("list").1, 0, "done jobs are not listed");
+    assert_eq!(q.overview().await.expect("overview").done, 0);
+}
+
+async fn each_end_state_keeps_its_newest_records(store: &Store) {
+    let config = QueueConfig::new(unique("keep-newest"))
+        .keep_done(Keep::newest(2))
+        .keep_parked(Keep::newest(3).within(Duration::from_secs(3600)))
+        .max_attempts(1);
+    let q = store.queue(config).await;
+    let mut done = Vec::new();
+    for n in 0..6u64 {
+        done.push(q.push("Unit", 1, &n, PushOptions::new()).await.expect("push").job_id);
+    }
+    let mut parked = Vec::new();
+    for _ in 0..4 {
+        parked.push(q.push("Fail", 1, &0u64, PushOptions::new()).await.expect("push").job_id);
+    }
+    let config = fast_worker().sweep_every(Duration::from_millis(100));
+    let w = start(
+        Worker::new(q.clone(), config)
+            .handle("Unit", typed(|_: u64, _job: JobInfo| async { Ok(()) }))
+            .handle("Fail", typed(|_: u64, _job: JobInfo| async { Err::<(), _>(JobError::permanent("no")) })),
+    );
+    drained(&q).await;
+    // Postgres holds the count at its sweep; Redis and the in-process store at each end.
+    for (state, ids, keep) in [(JobState::Done, &done, 2), (JobState::Parked, &parked, 3)] {
+        let listed = wait_for(Duration::from_secs(10), "the newest records only", async || {
+            let (listed, total) = q.jobs(state, 0, 10).await.ok()?;
+            (total == keep).then_some(listed)
+        })
+        .await;
+        assert_eq!(listed.len(), usize::try_from(keep).expect("small"));
+        let mut with_record = 0;
+        for id in ids {
+            if let Some(record) = q.job(id).await.expect("read") {
+                assert_eq!(record.state, state);
+                assert!(listed.iter().any(|r| &r.id == id), "{id} has a record and is not listed");
+                with_record += 1;
+            }
+        }
+        assert_eq!(with_record, keep, "{state}: only the listed ones have records");
+    }
     stop(w).await;
 }
 

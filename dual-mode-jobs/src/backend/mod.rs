@@ -31,6 +31,7 @@ mod vocabulary;
 
 pub use crate::envelope::{field, field_of, millis, unix_ms};
 pub use crate::fields::{parked, record};
+pub use crate::keep::KeepMs;
 pub use crate::keys::QueueKeys;
 pub use crate::limit::Bucket;
 
@@ -39,14 +40,33 @@ use crate::error::QueueError;
 use crate::lane::Lane;
 use crate::record::{CancelOutcome, JobRecord, JobState};
 
-/// What a store keeps of a queue's settings: how long ended jobs' records live and how many
-/// parked entries it keeps.
+/// What a store keeps of a queue's settings: what it keeps of ended jobs' records and how
+/// many parked entries it keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
-    /// How long an ended job's record lives.
-    pub record_ttl: Duration,
+    /// What is kept of jobs that succeeded.
+    pub done: KeepMs,
+    /// What is kept of parked jobs.
+    pub parked: KeepMs,
+    /// What is kept of cancelled jobs.
+    pub cancelled: KeepMs,
+    /// How long at least a record is kept once someone waited for its job, in ms (at least 1).
+    pub waited_ms: u64,
     /// The most entries the parked list keeps.
     pub parked_max_len: u64,
+}
+
+impl Retention {
+    /// What is kept of jobs that ended in `state`; `None` for a state that does not end a job.
+    #[must_use]
+    pub fn of(&self, state: &str) -> Option<KeepMs> {
+        match state {
+            "done" => Some(self.done),
+            "parked" => Some(self.parked),
+            "cancelled" => Some(self.cancelled),
+            _ => None,
+        }
+    }
 }
 
 /// A store that a queue can be opened on: implemented by a backend crate for the targets it
@@ -195,6 +215,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// A job's record.
     fn record<'a>(&'a self, job_id: &'a str) -> Answer<'a, Option<JobRecord>>;
+
+    /// Marks the record of a job that has not ended to be kept at least
+    /// [`Retention::waited_ms`] once it ends, however little its end state keeps (the mark of
+    /// a waiter, field [`record::KEEP`]: the longer of it and the push's own); whether the job
+    /// has a record (ended or not).
+    fn keep_waited<'a>(&'a self, job_id: &'a str) -> Answer<'a, bool>;
 
     /// The records of these jobs, in order.
     fn records_of<'a>(&'a self, ids: &'a [String]) -> Answer<'a, Vec<Option<JobRecord>>>;

@@ -2,9 +2,10 @@
 //! (the sweep, trim, prune and remove-consumer scripts).
 
 use super::sets::ms_score;
-use super::state::{State, is_terminal, lane_of};
+use super::state::{State, hget, hset, is_terminal, lane_of};
 use super::stream::{Interval, StreamId};
 use crate::error::{QueueError, ReplyError};
+use crate::fields::record::KEEP;
 use crate::lane::Lane;
 use crate::record::{CancelOutcome, JobState};
 
@@ -82,10 +83,25 @@ impl State {
         Ok((next, moved))
     }
 
-    /// Forgets ended jobs whose records expired (by the time they ended); how many.
+    /// Forgets ended jobs whose records expired (by the time they ended, in each state that
+    /// keeps records for a time); how many.
     pub(super) fn trim_ended(&mut self, now: u64) -> u64 {
-        let before = ms_score(now) - ms_score(self.limits.record_ttl_ms);
-        self.sets[1..].iter_mut().map(|set| set.remove_up_to(before)).sum()
+        let ages = [self.limits.done, self.limits.parked, self.limits.cancelled].map(|k| k.age_ms);
+        let sets = self.sets[1..].iter_mut().zip(ages);
+        sets.filter_map(|(set, age)| Some(set.remove_up_to(ms_score(now) - ms_score(age?)))).sum()
+    }
+
+    /// Marks job `id`'s record, if it has not ended, to be kept at least the queue's
+    /// `waited_ms` once it ends; whether it has a record.
+    pub(super) fn keep_waited(&mut self, id: &str) -> bool {
+        let Some(record) = self.records.get_mut(id) else { return false };
+        let ended = hget(record, "state").and_then(|s| std::str::from_utf8(s).ok()).is_some_and(is_terminal);
+        if !ended {
+            let pin = hget(record, KEEP).and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+            let keep = pin.unwrap_or(0).max(self.limits.waited_ms);
+            hset(record, KEEP, keep.to_string().into_bytes());
+        }
+        true
     }
 
     /// Removes the lane's consumers other than `consumer` that hold nothing and have not read

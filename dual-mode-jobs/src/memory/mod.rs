@@ -85,8 +85,9 @@ impl MemoryPartition {
     /// `retention` says (the queue's settings).
     pub(crate) fn new(retention: Retention) -> Self {
         let limits = Limits {
-            record_ttl_ms: millis(retention.record_ttl).max(1),
+            waited_ms: retention.waited_ms.max(1),
             parked_max_len: retention.parked_max_len.max(1),
+            ..retention
         };
         let (ended, _) = broadcast::channel(ENDED_CAPACITY);
         Self::with_limits(limits, ended)
@@ -303,6 +304,10 @@ impl Backend for MemoryPartition {
 
     fn record<'a>(&'a self, job_id: &'a str) -> Answer<'a, Option<JobRecord>> {
         self.answer(move |s, _| s.record(job_id))
+    }
+
+    fn keep_waited<'a>(&'a self, job_id: &'a str) -> Answer<'a, bool> {
+        self.answer(move |s, _| s.keep_waited(job_id))
     }
 
     fn records_of<'a>(&'a self, ids: &'a [String]) -> Answer<'a, Vec<Option<JobRecord>>> {

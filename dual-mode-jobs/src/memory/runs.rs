@@ -190,12 +190,12 @@ impl State {
                 ("entry", r.entry_id.as_bytes().to_vec()),
             ];
             self.write_record(&r.job_id, items);
-            self.records.expire_at(&r.job_id, now.saturating_add(self.limits.record_ttl_ms));
             self.release_unique(r.unique.as_deref(), &r.job_id);
             // Out of the running set only (as the script): a record that said otherwise keeps
             // its id in that state's set.
             self.sets[0].remove(&r.job_id);
             self.sets[1].add(&r.job_id, ms_score(now));
+            self.retire(&r.job_id, "done", now);
             self.events.ended.push(r.job_id.as_str().into());
         }
         Ok(out)

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use super::sets::{Expiring, ZSet, ms_score};
 use super::stream::{LaneState, Stream};
+use crate::backend::Retention;
 use crate::envelope::{Envelope, RawFields};
+use crate::fields::record::KEEP;
 use crate::lane::Lane;
 
 /// The job states that have a set, in the order of [`State::sets`].
@@ -18,14 +20,9 @@ pub(super) type Hash = Vec<(String, Vec<u8>)>;
 /// Field-value items to write into a record.
 pub(super) type Items = Vec<(&'static str, Vec<u8>)>;
 
-/// What a partition keeps that its queue configures.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Limits {
-    /// How long an ended job's record is kept, in ms (at least 1).
-    pub(super) record_ttl_ms: u64,
-    /// The most entries the parked stream keeps (at least 1).
-    pub(super) parked_max_len: u64,
-}
+/// What a partition keeps that its queue configures: what it keeps of ended jobs, and the
+/// most entries the parked stream keeps (at least 1).
+pub(super) type Limits = Retention;
 
 /// What an operation did that others wait for, told once the lock is released.
 #[derive(Debug, Default)]
@@ -147,8 +144,8 @@ impl State {
     }
 
     /// Moves job `id`'s record to `state` with `items` (the scripts' `transit`): out of its
-    /// old state's set and into the new one's, stamped `updated`; an ended job's record lives
-    /// on for the record lifetime.
+    /// old state's set and into the new one's, stamped `updated`; an ended job's record is
+    /// then kept as the queue's retention says ([`retire`](Self::retire)).
     pub(super) fn transit<'a>(
         &mut self,
         id: &str,
@@ -168,8 +165,40 @@ impl State {
         let stamp = [("state", state.as_bytes().to_vec()), ("updated", now.to_string().into_bytes())];
         self.write_record(id, stamp.into_iter().chain(items));
         if is_terminal(state) {
-            self.records.expire_at(id, now.saturating_add(self.limits.record_ttl_ms));
+            self.retire(id, state, now);
         }
+    }
+
+    /// Keeps the record of job `id`, which just ended in `state`, as the queue's retention
+    /// says (the scripts' `retire`): deleted when the state keeps none, else kept for the
+    /// state's time, and the state's oldest records beyond its count dropped. A record marked
+    /// [`KEEP`] (by a waiter, or its push) is kept at least that long: it leaves the state's
+    /// set when the count drops it, not the store.
+    pub(super) fn retire(&mut self, id: &str, state: &str, now: u64) {
+        let (Some(keep), Some(set)) = (self.limits.of(state), set_of(state.as_bytes())) else { return };
+        let pin = self.pin(id);
+        if !keep.is_kept() && pin.is_none() {
+            self.records.remove(id);
+            self.sets[set].remove(id);
+            return;
+        }
+        match keep.expiry(now, pin) {
+            Some(at) => self.records.expire_at(id, at),
+            None => self.records.persist(id),
+        }
+        let Some(max) = keep.count.and_then(|n| usize::try_from(n).ok()) else { return };
+        while self.sets[set].len() > max {
+            let Some(oldest) = self.sets[set].first().map(str::to_owned) else { break };
+            self.sets[set].remove(&oldest);
+            if self.pin(&oldest).is_none() {
+                self.records.remove(&oldest);
+            }
+        }
+    }
+
+    /// How long at least job `id`'s record is kept once it ended ([`KEEP`]), if marked.
+    fn pin(&self, id: &str) -> Option<u64> {
+        self.record_field(id, KEEP).and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
     }
 
     /// The end of a job (the scripts' `finish`): its record, its unique key, and the news.
@@ -271,6 +300,9 @@ pub(super) fn record_items(env: &Envelope) -> Items {
     }
     if env.lane != Lane::Normal {
         out.push(("lane", env.lane.as_str().as_bytes().to_vec()));
+    }
+    if let Some(keep) = env.keep_ms {
+        out.push((KEEP, keep.to_string().into_bytes()));
     }
     out
 }

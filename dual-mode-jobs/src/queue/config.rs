@@ -3,8 +3,13 @@
 use std::time::Duration;
 
 use crate::backend::Retention;
+use crate::envelope::millis;
 use crate::error::QueueError;
+use crate::keep::Keep;
 use crate::limit::{RateLimit, RateScope};
+
+/// A day, how long records of ended jobs are kept by default.
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// The most partitions a queue has.
 const MAX_PARTITIONS: u16 = 256;
@@ -21,8 +26,15 @@ pub struct QueueConfig {
     pub max_attempts: u32,
     /// How long a Redis command may take before it fails.
     pub response_timeout: Duration,
-    /// How long a job's record is kept after the job ended (done, parked or cancelled).
-    pub record_ttl: Duration,
+    /// What is kept of jobs that succeeded; see [`QueueConfig::keep_done`].
+    pub keep_done: Keep,
+    /// What is kept of parked jobs; see [`QueueConfig::keep_parked`].
+    pub keep_parked: Keep,
+    /// What is kept of cancelled jobs; see [`QueueConfig::keep_cancelled`].
+    pub keep_cancelled: Keep,
+    /// How long at least the record of a job someone waited for is kept after it ended; see
+    /// [`QueueConfig::keep_waited`].
+    pub keep_waited: Duration,
     /// The most entries the parked stream keeps (each partition's, when the queue has
     /// several): parking one more drops the oldest, and [`QueueStats::parked_dropped`](crate::QueueStats::parked_dropped) counts
     /// the dropped ones.
@@ -37,7 +49,8 @@ pub struct QueueConfig {
 
 impl QueueConfig {
     /// A queue named `name`, group `"workers"`, 5 attempts, a 10 s response timeout, records
-    /// of ended jobs kept for a day, at most 100,000 parked entries.
+    /// of ended jobs kept for a day (those someone waited for at least 10 minutes), at most
+    /// 100,000 parked entries.
     #[must_use]
     pub fn new(name: impl Into<String>) -> Self {
         Self {
@@ -45,7 +58,10 @@ impl QueueConfig {
             group: "workers".to_owned(),
             max_attempts: 5,
             response_timeout: Duration::from_secs(10),
-            record_ttl: Duration::from_secs(24 * 3600),
+            keep_done: Keep::for_time(DAY),
+            keep_parked: Keep::for_time(DAY),
+            keep_cancelled: Keep::for_time(DAY),
+            keep_waited: Duration::from_secs(600),
             parked_max_len: 100_000,
             rate_limits: Vec::new(),
             key_concurrency: Vec::new(),
@@ -96,13 +112,31 @@ impl QueueConfig {
         self
     }
 
-    /// Refuses a configuration out of range, naming what is wrong.
     /// What a store keeps of these settings.
     #[must_use]
     pub fn retention(&self) -> Retention {
-        Retention { record_ttl: self.record_ttl, parked_max_len: self.parked_max_len }
+        Retention {
+            done: self.keep_done.to_ms(),
+            parked: self.keep_parked.to_ms(),
+            cancelled: self.keep_cancelled.to_ms(),
+            waited_ms: millis(self.keep_waited).max(1),
+            parked_max_len: self.parked_max_len,
+        }
     }
 
+    /// Whether every ended job's record is kept for a time, so that a job without a record
+    /// was never pushed or ended longer ago than that.
+    pub(crate) fn keeps_every_end(&self) -> bool {
+        [self.keep_done, self.keep_parked, self.keep_cancelled].iter().all(|k| k.max_count().is_none())
+    }
+
+    /// What is kept of ended jobs, as a sentence's end: `done jobs not kept, parked for 7d,
+    /// cancelled for 1d`.
+    pub(crate) fn keeps(&self) -> String {
+        format!("done jobs {}, parked {}, cancelled {}", self.keep_done, self.keep_parked, self.keep_cancelled)
+    }
+
+    /// Refuses a configuration out of range, naming what is wrong.
     pub(super) fn validate(&self) -> Result<(), QueueError> {
         if self.name.is_empty() || self.name.contains(['{', '}']) {
             return Err(QueueError::Config(format!("queue name {:?} must be non-empty and without braces", self.name)));
@@ -166,10 +200,54 @@ impl QueueConfig {
         self
     }
 
-    /// Sets how long records of ended jobs are kept.
+    /// Keeps the records of every ended job (done, parked or cancelled) for `ttl` after it
+    /// ended: [`Keep::for_time`] for each end state.
     #[must_use]
-    pub fn record_ttl(mut self, ttl: Duration) -> Self {
-        self.record_ttl = ttl;
+    pub fn record_ttl(self, ttl: Duration) -> Self {
+        let keep = Keep::for_time(ttl);
+        self.keep_done(keep).keep_parked(keep).keep_cancelled(keep)
+    }
+
+    /// What is kept of jobs that succeeded (for a day by default). With [`Keep::none`] a done
+    /// job costs the store nothing once it ended, and its result reaches only those who wait
+    /// for it: a [`Queue::wait_for`](crate::Queue::wait_for) that began before the job ended,
+    /// or any wait on a job pushed with [`PushOptions::keep_for`](crate::PushOptions::keep_for).
+    ///
+    /// ```
+    /// use dual_mode_jobs::{Keep, QueueConfig};
+    ///
+    /// let config = QueueConfig::new("thumbnails").keep_done(Keep::newest(1000));
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn keep_done(mut self, keep: Keep) -> Self {
+        self.keep_done = keep;
+        self
+    }
+
+    /// What is kept of parked jobs' records (for a day by default). The parked entries
+    /// themselves, which [`Queue::redrive`](crate::Queue::redrive) runs again, are kept apart,
+    /// up to [`parked_max_len`](Self::parked_max_len).
+    #[must_use]
+    pub fn keep_parked(mut self, keep: Keep) -> Self {
+        self.keep_parked = keep;
+        self
+    }
+
+    /// What is kept of cancelled jobs (for a day by default).
+    #[must_use]
+    pub fn keep_cancelled(mut self, keep: Keep) -> Self {
+        self.keep_cancelled = keep;
+        self
+    }
+
+    /// How long at least the record of a job someone waits for is kept once it ended, however
+    /// little its end state keeps (10 minutes by default): a
+    /// [`Queue::wait_for`](crate::Queue::wait_for) marks the record before it waits, so that
+    /// its own read, and any other waiter's, finds the outcome.
+    #[must_use]
+    pub fn keep_waited(mut self, keep: Duration) -> Self {
+        self.keep_waited = keep;
         self
     }
 

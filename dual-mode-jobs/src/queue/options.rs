@@ -37,6 +37,9 @@ pub struct PushOptions {
     /// The producer's trace context, continued by the job's span; see
     /// [`PushOptions::traceparent`].
     pub traceparent: Option<TraceParent>,
+    /// How long this job's record is kept after it ended, whatever the queue keeps; see
+    /// [`PushOptions::keep_for`].
+    pub keep_for: Option<Duration>,
 }
 
 impl PushOptions {
@@ -141,6 +144,24 @@ impl PushOptions {
     #[must_use]
     pub fn traceparent(mut self, traceparent: TraceParent) -> Self {
         self.traceparent = Some(traceparent);
+        self
+    }
+
+    /// Keeps this job's record for `keep` after it ended, however it ends and whatever the
+    /// queue's [retention](crate::Keep) says: for a result someone will ask for later, in a
+    /// queue that keeps done jobs not at all or only the newest few. The record outlives the
+    /// queue's count of newest records (it leaves listings when they drop it, not the store).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dual_mode_jobs::PushOptions;
+    ///
+    /// let report = PushOptions::new().keep_for(Duration::from_secs(3600));
+    /// assert_eq!(report.keep_for, Some(Duration::from_secs(3600)));
+    /// ```
+    #[must_use]
+    pub fn keep_for(mut self, keep: Duration) -> Self {
+        self.keep_for = Some(keep);
         self
     }
 

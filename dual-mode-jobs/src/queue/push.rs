@@ -245,6 +245,7 @@ pub(crate) fn new_envelope(
         reserved: false,
         lane: options.lane,
         traceparent: options.traceparent.clone().or_else(crate::trace::current),
+        keep_ms: options.keep_for.map(|keep| millis(keep).max(1)),
         enqueued_at_ms: unix_ms(SystemTime::now()),
         payload,
     }

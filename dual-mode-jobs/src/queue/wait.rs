@@ -38,9 +38,15 @@ impl Queue {
     /// # Ok(()) }
     /// ```
     ///
+    /// A job's record is kept for [`QueueConfig::keep_waited`](crate::QueueConfig::keep_waited)
+    /// at least once a wait began before the job ended, whatever the queue keeps of ended jobs
+    /// ([`Keep`](crate::Keep)), so the outcome reaches this wait and any other.
+    ///
     /// # Errors
     /// [`WaitError::Timeout`] when it did not end in time, [`WaitError::Unknown`] for an id
-    /// without a record, [`WaitError::Result`] when the result does not decode.
+    /// without a record, [`WaitError::NotKept`] instead when the queue does not keep every
+    /// ended job for a time (the job may have ended and not been kept),
+    /// [`WaitError::Result`] when the result does not decode.
     pub async fn wait_for<S: Job>(&self, id: &str, timeout: Duration) -> Result<JobOutcome<S::Output>, WaitError> {
         self.wait_for_output::<S::Output>(id, timeout).await
     }
@@ -56,8 +62,15 @@ impl Queue {
     ) -> Result<JobOutcome<T>, WaitError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut events = self.finished_events();
+        let kept = match self.store_of(id) {
+            Some((_, store, _)) => store.keep_waited(id).await?,
+            None => false,
+        };
+        if !kept {
+            return Err(self.no_record(id));
+        }
         loop {
-            let record = self.job(id).await?.ok_or_else(|| WaitError::Unknown { id: id.to_owned() })?;
+            let record = self.job(id).await?.ok_or_else(|| self.no_record(id))?;
             if record.state.is_final() {
                 return outcome(record);
             }
@@ -76,13 +89,23 @@ impl Queue {
                 () = woken => {}
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 () = tokio::time::sleep_until(deadline) => {
-                    let record = self.job(id).await?.ok_or_else(|| WaitError::Unknown { id: id.to_owned() })?;
+                    let record = self.job(id).await?.ok_or_else(|| self.no_record(id))?;
                     if record.state.is_final() {
                         return outcome(record);
                     }
                     return Err(WaitError::Timeout { id: id.to_owned(), timeout, state: record.state });
                 }
             }
+        }
+    }
+
+    /// What a wait answers for a job without a record: unknown, or perhaps not kept.
+    fn no_record(&self, id: &str) -> WaitError {
+        let config = self.config();
+        if config.keeps_every_end() {
+            WaitError::Unknown { id: id.to_owned() }
+        } else {
+            WaitError::NotKept { id: id.to_owned(), keeps: config.keeps() }
         }
     }
 

@@ -1,5 +1,6 @@
 -- Success of a batch of runs. KEYS: stream, state sets, then per run its record and unique
--- key (or the record again). ARGV: group, consumer, record ttl, channel, the batch's lowest
+-- key (or the record again). ARGV: group, consumer, what is kept of done jobs (`<age
+-- ms>:<count>`), channel, the batch's lowest
 -- and highest entry ids, how many of this consumer's pending entries to read between them,
 -- then per run: entry id, token, job id, has unique, result bytes, start ms, attempt. Acks
 -- and deletes each entry this consumer still owns with that token and records `done` with
@@ -7,7 +8,8 @@
 -- consumer's earlier try landed). All checks happen before any write, so the result is the
 -- same as one by one.
 
-local group, consumer, ttl, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local group, consumer, channel = ARGV[1], ARGV[2], ARGV[4]
+local age, count = keep_of(ARGV[3])
 local now = now_text()
 -- The delivery counts of this consumer's pending entries in the batch's range, read in one
 -- call; an entry not among them (another's, gone, or past a range read cut short) is looked
@@ -41,22 +43,25 @@ if #acked > 0 then
   redis.call('XACK', KEYS[1], group, unpack(acked))
   redis.call('XDEL', KEYS[1], unpack(acked))
 end
--- The records, then the sets and the wake-up once for the whole batch: two calls per job.
-local ids, scored = {}, {}
+-- The records, then the sets and the wake-up once for the whole batch: three calls per job,
+-- and what the queue keeps of done jobs.
+local ids, scored, recs = {}, {}, {}
 for _, r in ipairs(runs) do
   local i, k = r[1], r[2]
   local rec, id = KEYS[5 + 2 * k - 1], ARGV[i + 2]
   redis.call('HSET', rec, 'state', 'done', 'updated', now, 'finished', now, 'result', ARGV[i + 4],
     'started', ARGV[i + 5], 'attempt', ARGV[i + 6], 'worker', consumer, 'entry', ARGV[i])
-  redis.call('PEXPIRE', rec, ttl)
   release(KEYS[5 + 2 * k], id, ARGV[i + 3])
   table.insert(ids, id)
+  table.insert(recs, rec)
   table.insert(scored, now)
   table.insert(scored, id)
 end
 if #ids > 0 then
   redis.call('ZREM', KEYS[STATES.running], unpack(ids))
-  redis.call('ZADD', KEYS[STATES.done], unpack(scored))
+  if count ~= 0 then redis.call('ZADD', KEYS[STATES.done], unpack(scored)) end
+  for j, id in ipairs(ids) do keep_record(recs[j], id, KEYS[STATES.done], age, count) end
+  trim_to(KEYS[STATES.done], count, string.sub(recs[1], 1, #recs[1] - #ids[1]))
   redis.call('PUBLISH', channel, table.concat(ids, ' '))
 end
 return out

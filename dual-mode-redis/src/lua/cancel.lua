@@ -1,10 +1,11 @@
 -- A cancellation by id. KEYS: the normal lane's stream, state sets, delayed set, the job's
 -- delayed hash, record, unique key (or the record again), the high and the low lanes'
--- streams. ARGV: group, record ttl, channel, job id, has unique.
+-- streams. ARGV: group, what is kept of cancelled jobs (`<age ms>:<count>`), channel, job id,
+-- has unique.
 -- Returns `removed` (it will never run), `requested` (it runs or was just delivered: it is
 -- told), `unknown`, or the state of an ended job.
 
-local group, ttl, channel, id, has_unique = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local group, keep, channel, id, has_unique = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local rec = KEYS[8]
 local state = redis.call('HGET', rec, 'state')
 if not state then return 'unknown' end
@@ -29,5 +30,5 @@ else
   redis.call('ZREM', KEYS[6], id)
   redis.call('DEL', KEYS[7])
 end
-finish(rec, KEYS[9], id, has_unique, 'cancelled', now, ttl, channel, {'finished', now, 'cancel', '1'})
+finish(rec, KEYS[9], id, has_unique, 'cancelled', now, keep, channel, {'finished', now, 'cancel', '1'})
 return 'removed'

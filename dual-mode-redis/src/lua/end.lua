@@ -1,13 +1,13 @@
 -- A run that ends without success: retried later, parked or cancelled. KEYS: stream, state
 -- sets, record, unique key (or the record again), then for `retrying`/`delayed` the delayed
 -- set and the new entry's hash, for `parked` the parked stream and its dropped-entries
--- counter. ARGV: group, consumer, record ttl, channel, entry id, token, job id (empty: no
+-- counter. ARGV: group, consumer, what is kept of the state (`<age ms>:<count>`), channel, entry id, token, job id (empty: no
 -- record), has unique, state, delay ms (for `parked`: the parked stream's cap), n, n record
 -- items, then the fields of the new delayed or parked entry. The parked stream is trimmed to
 -- its cap exactly (parking is rare; an exact cap is one a test and an operator can rely on),
 -- and the entries dropped are counted. Returns 1, or as ack.lua does when refused.
 
-local group, consumer, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local group, consumer, keep, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local entry, token, id, has_unique, state = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local n = tonumber(ARGV[11])
 local who = holder(KEYS[1], group, consumer, entry, token)
@@ -37,9 +37,9 @@ if id ~= '' then
   if TERMINAL[state] then
     table.insert(fields, 'finished')
     table.insert(fields, now)
-    finish(KEYS[6], KEYS[7], id, has_unique, state, now, ttl, channel, fields)
+    finish(KEYS[6], KEYS[7], id, has_unique, state, now, keep, channel, fields)
   else
-    transit(KEYS[6], id, state, now, ttl, fields)
+    transit(KEYS[6], id, state, now, keep, fields)
   end
 end
 return 1

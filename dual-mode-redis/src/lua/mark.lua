@@ -1,14 +1,14 @@
 -- Marks runs as running, once they have run for a moment (a job shorter than that goes from
 -- queued to done directly). KEYS: stream, state sets, then per run its record. ARGV: group,
--- consumer, record ttl, then per run: entry id, token, job id, attempt, start ms. Per run
+-- consumer, then per run: entry id, token, job id, attempt, start ms. Per run
 -- returns 1 (marked), 0 (not owned: the run lost its lease) or 2 (a cancellation was
 -- requested: not marked, the run is told).
 
-local group, consumer, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local group, consumer = ARGV[1], ARGV[2]
 local now = now_ms()
 local out = {}
 local k = 0
-for i = 4, #ARGV, 5 do
+for i = 3, #ARGV, 5 do
   k = k + 1
   local entry, token, id, attempt, started = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local rec = KEYS[5 + k]
@@ -19,7 +19,7 @@ for i = 4, #ARGV, 5 do
     if r[1] == 'cancelled' or r[2] == '1' then
       table.insert(out, 2)
     else
-      transit(rec, id, 'running', now, ttl,
+      transit(rec, id, 'running', now, nil,
         {'started', started, 'worker', consumer, 'attempt', attempt, 'entry', entry})
       table.insert(out, 1)
     end

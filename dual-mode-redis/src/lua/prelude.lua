@@ -54,16 +54,59 @@ local function now_text()
   return t[1] .. string.sub(string.rep('0', 6 - #t[2]) .. t[2], 1, 3)
 end
 
+-- What the queue keeps of jobs that ended in one state, `<age ms>:<count>` (either empty for
+-- no limit), as the age and the count (nil: no limit).
+local function keep_of(keep)
+  local age, count = string.match(keep, '^(%d*):(%d*)$')
+  return tonumber(age), tonumber(count)
+end
+
+-- Keeps the record `rec` of job `id`, just ended and in the set `set`, as `age` and `count`
+-- say (see `keep_of`): deleted (and out of the set) when the state keeps none, else living
+-- `age` ms more. A record marked `keep` (by a waiter, or its push) lives at least that long,
+-- and leaves the set when the state's count drops it, not the store.
+local function keep_record(rec, id, set, age, count)
+  local pin = tonumber(redis.call('HGET', rec, 'keep'))
+  if count == 0 then
+    redis.call('ZREM', set, id)
+    if pin then redis.call('PEXPIRE', rec, pin) else redis.call('DEL', rec) end
+  elseif pin and age then
+    redis.call('PEXPIRE', rec, math.max(pin, age))
+  elseif pin and count then
+    redis.call('PEXPIRE', rec, pin)
+  elseif age then
+    redis.call('PEXPIRE', rec, age)
+  else
+    redis.call('PERSIST', rec)
+  end
+end
+
+-- Drops the oldest members of the ended set `set` beyond `count` (nil: no limit) and their
+-- records, named `prefix` .. id, unless marked `keep`.
+local function trim_to(set, count, prefix)
+  if not count or count == 0 then return end
+  local over = redis.call('ZCARD', set) - count
+  if over <= 0 then return end
+  for _, old in ipairs(redis.call('ZRANGE', set, 0, over - 1)) do
+    if redis.call('HEXISTS', prefix .. old, 'keep') == 0 then redis.call('DEL', prefix .. old) end
+  end
+  redis.call('ZREMRANGEBYRANK', set, 0, over - 1)
+end
+
 -- Moves the record `rec` of job `id` to `state` with the field-value pairs of `fields`. An
--- ended job's record lives `ttl` ms more (the sweep trims the sets of ended jobs to match).
-local function transit(rec, id, state, now, ttl, fields)
+-- ended job's record is then kept as `keep` (see `keep_of`) says.
+local function transit(rec, id, state, now, keep, fields)
   local old = redis.call('HGET', rec, 'state')
   if old ~= state then
     if old and STATES[old] then redis.call('ZREM', KEYS[STATES[old]], id) end
     if STATES[state] then redis.call('ZADD', KEYS[STATES[state]], now, id) end
   end
   redis.call('HSET', rec, 'state', state, 'updated', now, unpack(fields))
-  if TERMINAL[state] then redis.call('PEXPIRE', rec, ttl) end
+  if TERMINAL[state] then
+    local age, count = keep_of(keep)
+    keep_record(rec, id, KEYS[STATES[state]], age, count)
+    trim_to(KEYS[STATES[state]], count, string.sub(rec, 1, #rec - #id))
+  end
 end
 
 -- Puts job `id` in the delayed set `set`, due at `due` (ms), with the fields of its next entry
@@ -91,8 +134,8 @@ end
 
 -- The end of a job: its record, its unique key, and a wake-up for waiters (the channel
 -- carries space-separated job ids).
-local function finish(rec, ukey, id, has_unique, state, now, ttl, channel, fields)
-  transit(rec, id, state, now, ttl, fields)
+local function finish(rec, ukey, id, has_unique, state, now, keep, channel, fields)
+  transit(rec, id, state, now, keep, fields)
   release(ukey, id, has_unique)
   redis.call('PUBLISH', channel, id)
 end

@@ -12,7 +12,7 @@ for i, id in ipairs(ARGV) do
     local fields = redis.call('HGETALL', hkey)
     if #fields > 0 then
       local entry = redis.call('XADD', lane_stream(field(fields, 'lane'), 7, 8), '*', unpack(fields))
-      if redis.call('EXISTS', rec) == 1 then transit(rec, id, 'queued', now, 0, {'entry', entry}) end
+      if redis.call('EXISTS', rec) == 1 then transit(rec, id, 'queued', now, nil, {'entry', entry}) end
       moved = moved + 1
     end
     redis.call('DEL', hkey)

@@ -13,5 +13,5 @@ delay(KEYS[6], KEYS[7], id, at, unpack(ARGV, 6 + n))
 local fields = slice(6, n)
 table.insert(fields, 'due')
 table.insert(fields, at)
-transit(KEYS[8], id, 'delayed', now, 0, fields)
+transit(KEYS[8], id, 'delayed', now, nil, fields)
 return {1, at}

@@ -23,7 +23,7 @@ for i = 3, #ARGV, 2 do
       redis.call('XADD', KEYS[1], '*', unpack(r[1][2]))
     else
       delay(KEYS[6], hkey, id, due, unpack(r[1][2]))
-      if redis.call('EXISTS', rec) == 1 then transit(rec, id, 'delayed', now, 0, {'due', due}) end
+      if redis.call('EXISTS', rec) == 1 then transit(rec, id, 'delayed', now, nil, {'due', due}) end
     end
     redis.call('XDEL', KEYS[1], entry)
     moved = moved + 1

@@ -24,6 +24,6 @@ redis.call('XDEL', KEYS[6], ARGV[1])
 if ARGV[3] ~= '' then
   redis.call('HDEL', KEYS[7], 'cancel', 'finished', 'result')
   redis.call('PERSIST', KEYS[7])
-  transit(KEYS[7], ARGV[3], 'queued', now_ms(), 0, {'entry', entry, 'attempt', '1'})
+  transit(KEYS[7], ARGV[3], 'queued', now_ms(), nil, {'entry', entry, 'attempt', '1'})
 end
 return entry

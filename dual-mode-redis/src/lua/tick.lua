@@ -16,5 +16,5 @@ local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 6 + n))
 local fields = slice(6, n)
 table.insert(fields, 'entry')
 table.insert(fields, entry)
-transit(KEYS[8], ARGV[3], 'queued', now_ms(), 0, fields)
+transit(KEYS[8], ARGV[3], 'queued', now_ms(), nil, fields)
 return entry

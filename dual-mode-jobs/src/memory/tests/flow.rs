@@ -189,10 +189,7 @@ async fn cancel_removes_waiting_jobs_and_flags_running_ones() {
 
 #[tokio::test]
 async fn ended_records_expire_and_their_ids_are_trimmed() {
-    let p = super::MemoryPartition::new(crate::backend::Retention {
-        record_ttl: Duration::from_secs(1),
-        parked_max_len: 10,
-    });
+    let p = super::MemoryPartition::new(crate::QueueConfig::new("t").record_ttl(Duration::from_secs(1)).retention());
     let entry = push(&p, &env("a")).await;
     read(&p, "w1", 1).await;
     p.ack(Lane::Normal, "w1", &[done(&entry, 1, "a")]).await.expect("ack");
@@ -201,4 +198,26 @@ async fn ended_records_expire_and_their_ids_are_trimmed() {
     assert_eq!(p.record("a").await.expect("record"), None);
     assert_eq!(p.trim_ended().await.expect("trim"), 1);
     assert_eq!(p.state_counts().await.expect("counts").done, 0);
+}
+
+#[tokio::test]
+async fn done_records_beyond_the_newest_go_unless_marked_to_stay() {
+    let config = crate::QueueConfig::new("t").keep_done(crate::Keep::newest(2));
+    let p = super::MemoryPartition::new(config.retention());
+    for id in ["a", "b", "c", "d"] {
+        let entry = push(&p, &env(id)).await;
+        read(&p, "w1", 1).await;
+        if id == "a" {
+            assert!(p.keep_waited("a").await.expect("mark"), "a waiter marks a live record");
+        }
+        p.ack(Lane::Normal, "w1", &[done(&entry, 1, id)]).await.expect("ack");
+        p.advance(Duration::from_millis(5));
+    }
+    let (listed, total) = p.records(JobState::Done, 0, 10).await.expect("list");
+    assert_eq!((listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), total), (vec!["c", "d"], 2));
+    assert_eq!(p.record("b").await.expect("record"), None, "beyond the newest two");
+    assert_eq!(state(&p, "a").await, Some(JobState::Done), "the waited-for record outlives the count");
+    p.advance(Duration::from_secs(601));
+    assert_eq!(p.record("a").await.expect("record"), None, "and goes after keep_waited");
+    assert!(!p.keep_waited("b").await.expect("mark"), "no record, nothing to mark");
 }

@@ -9,16 +9,16 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 
 use super::MemoryPartition;
-use crate::backend::{
-    Backend, DoneRun, Ending, Entry, MarkRun, Marked, PushAnswer, Read, Renewed, Retention, RunRef, Written,
-};
+use crate::backend::{Backend, DoneRun, Ending, Entry, MarkRun, Marked, PushAnswer, Read, Renewed, RunRef, Written};
 use crate::envelope::Envelope;
 use crate::lane::Lane;
 use crate::record::JobState;
 
 /// A partition whose records live an hour and whose parked stream keeps 3 entries.
 fn partition() -> MemoryPartition {
-    MemoryPartition::new(Retention { record_ttl: Duration::from_secs(3600), parked_max_len: 3 })
+    MemoryPartition::new(
+        crate::QueueConfig::new("t").record_ttl(Duration::from_secs(3600)).parked_max_len(3).retention(),
+    )
 }
 
 /// A job `id` of type `mail`, first attempt.
@@ -36,6 +36,7 @@ fn env(id: &str) -> Envelope {
         reserved: false,
         lane: Lane::Normal,
         traceparent: None,
+        keep_ms: None,
         enqueued_at_ms: 1_700_000_000_000,
         payload: format!("{{\"to\":\"{id}\"}}").into_bytes(),
     }
