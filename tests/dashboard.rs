@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::RedisServer;
 use dual_mode::jobs::dashboard::Dashboard;
 use dual_mode::jobs::{
-    CancelOutcome, JobError, JobInfo, JobState, PushOptions, Queue, QueueConfig, Schedule, Scheduler, SchedulerConfig,
-    Worker, WorkerConfig, handler_fn, typed,
+    CancelOutcome, JobError, JobInfo, JobState, Keep, PushOptions, Queue, QueueConfig, Schedule, Scheduler,
+    SchedulerConfig, Worker, WorkerConfig, handler_fn, typed,
 };
 use jobs_support::{queue, start, stop, unique, wait_for, wait_state};
 
@@ -349,4 +349,30 @@ async fn actions_need_this_dashboards_token_and_are_refused_read_only() {
     let (status, _) = read_only.post(&format!("/queues/{name}/parked/{parked_id}/redrive"), "csrf=known", &[]).await;
     assert_eq!(status, 403);
     assert_eq!(q.stats().await.unwrap().parked, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_and_job_pages_say_what_is_kept_of_ended_jobs() {
+    let q = Queue::in_process(QueueConfig::new(unique("dash-kept")).keep_done(Keep::none())).expect("queue");
+    let name = q.name().to_owned();
+    let w = start(worker(&q, 2));
+    let done = q.push("Ok", 1, &(), PushOptions::new()).await.unwrap();
+    let kept = q.push("Ok", 1, &(), PushOptions::new().keep_for(Duration::from_secs(60))).await.unwrap();
+    wait_state(&q, &[&kept.job_id], JobState::Done, Duration::from_secs(10)).await;
+    wait_for(Duration::from_secs(10), "the other job's end", async || {
+        q.job(&done.job_id).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    stop(w).await;
+
+    let served = serve(Dashboard::new([q.clone()])).await;
+    let done_page = served.page(&format!("/queues/{name}/jobs?state=done")).await;
+    assert!(done_page.contains("done jobs: not kept"), "{done_page}");
+    let parked_page = served.page(&format!("/queues/{name}/jobs?state=parked")).await;
+    assert!(parked_page.contains("parked jobs: kept for 1d"), "{parked_page}");
+    let (status, body) = served.get(&format!("/queues/{name}/jobs/{}", done.job_id)).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("it ended and was not kept") && body.contains("done not kept, parked for 1d"), "{body}");
+    let job = served.page(&format!("/queues/{name}/jobs/{}", kept.job_id)).await;
+    assert!(job.contains("<span class=\"state done\">done</span>"), "{job}");
 }

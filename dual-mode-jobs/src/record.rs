@@ -292,11 +292,15 @@ pub enum WaitError {
     /// may have ended and not been kept. Wait before it ends (a wait keeps the record for
     /// [`QueueConfig::keep_waited`](crate::QueueConfig::keep_waited)), or push it with
     /// [`PushOptions::keep_for`](crate::PushOptions::keep_for).
-    #[error("no record of job `{id}`: it was never pushed, or it ended and was not kept (this queue keeps {keeps})")]
+    #[error(
+        "no record of job `{id}`: it was never pushed, or it ended and was not kept (what this queue keeps of \
+         ended jobs: {keeps})"
+    )]
     NotKept {
         /// The id waited for.
         id: String,
-        /// What the queue keeps, e.g. `done jobs not kept, parked for 7d, cancelled for 1d`.
+        /// What the queue keeps ([`QueueConfig::kept_of_ended_jobs`](crate::QueueConfig::kept_of_ended_jobs)),
+        /// e.g. `done not kept, parked for 7d, cancelled for 1d`.
         keeps: String,
     },
     /// The job did not end in time; it goes on.

@@ -179,7 +179,7 @@ async fn done_jobs_kept_not_at_all_reach_only_those_who_wait(store: &Store) {
     match q.wait_for_output::<u64>(&ignored.job_id, Duration::from_secs(1)).await {
         Err(e @ WaitError::NotKept { .. }) => {
             let text = e.to_string();
-            assert!(text.contains("not kept") && text.contains("done jobs not kept, parked for 1d"), "{text}");
+            assert!(text.contains("not kept") && text.contains("done not kept, parked for 1d"), "{text}");
         }
         other => panic!("expected NotKept, got {other:?}"),
     }

@@ -255,6 +255,17 @@ fn short(text: &str) -> String {
     }
 }
 
+/// What a listing of ended jobs says of what is kept: `kept for 1d`, `the newest 100 kept`,
+/// `not kept: only jobs someone waited for have records, and they are not listed`.
+fn keep_words(keep: crate::Keep) -> String {
+    if keep.is_kept() {
+        format!("kept {keep}")
+    } else {
+        "not kept (a job someone waited for, or pushed with keep_for, has a record for a while, not listed here)"
+            .to_owned()
+    }
+}
+
 /// `GET /queues/{queue}/jobs?state=&after=`: a page of jobs in a state.
 pub(super) async fn jobs(st: State, base: Base, Path(name): Path<String>, Query(query): Query_) -> Answer {
     let q = st.queue(&base, &name)?;
@@ -266,6 +277,9 @@ pub(super) async fn jobs(st: State, base: Base, Path(name): Path<String>, Query(
     let qb = queue_url(&base, q.name());
     let shown = if state == JobState::Retrying { "delayed" } else { state.as_str() };
     let mut body = format!("<h1>Queue {}: {shown}</h1>{}", Esc(q.name()), tabs(&qb, shown));
+    if let Some(keep) = q.config().keep_of(state) {
+        let _ = write!(body, "<p class=\"muted\" id=\"kept\">{shown} jobs: {}</p>", Esc(&keep_words(keep)));
+    }
     let third = match state {
         JobState::Queued => "enqueued",
         JobState::Running => "started",
@@ -341,9 +355,11 @@ pub(super) async fn job(
     Query(query): Query_,
 ) -> Answer {
     let q = st.queue(&base, &name)?;
-    let record = q.job(&id).await.map_err(unavailable(&base))?.ok_or_else(|| {
-        fail(&base, StatusCode::NOT_FOUND, &format!("no job {id:?} in queue {name:?} (or its record expired)"))
-    })?;
+    let record = q
+        .job(&id)
+        .await
+        .map_err(unavailable(&base))?
+        .ok_or_else(|| fail(&base, StatusCode::NOT_FOUND, &q.why_no_record(&id)))?;
     // A parked job's fields are its parked entry's: one read for both.
     let (fields, parked) = if record.state == JobState::Parked {
         let parked = q.parked_of(&record).await.map_err(unavailable(&base))?;

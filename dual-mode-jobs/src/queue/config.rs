@@ -124,16 +124,36 @@ impl QueueConfig {
         }
     }
 
-    /// Whether every ended job's record is kept for a time, so that a job without a record
-    /// was never pushed or ended longer ago than that.
-    pub(crate) fn keeps_every_end(&self) -> bool {
+    /// Whether every ended job's record is kept for a time (no end state keeps only the
+    /// newest, or nothing), so that a job without a record was never pushed or ended longer
+    /// ago than that.
+    #[must_use]
+    pub fn keeps_every_ended_job(&self) -> bool {
         [self.keep_done, self.keep_parked, self.keep_cancelled].iter().all(|k| k.max_count().is_none())
     }
 
-    /// What is kept of ended jobs, as a sentence's end: `done jobs not kept, parked for 7d,
-    /// cancelled for 1d`.
-    pub(crate) fn keeps(&self) -> String {
-        format!("done jobs {}, parked {}, cancelled {}", self.keep_done, self.keep_parked, self.keep_cancelled)
+    /// What is kept of ended jobs, in words: `done not kept, parked for 7d, cancelled for 1d`.
+    ///
+    /// ```
+    /// use dual_mode_jobs::{Keep, QueueConfig};
+    ///
+    /// let config = QueueConfig::new("q").keep_done(Keep::newest(100));
+    /// assert_eq!(config.kept_of_ended_jobs(), "done newest 100, parked for 1d, cancelled for 1d");
+    /// ```
+    #[must_use]
+    pub fn kept_of_ended_jobs(&self) -> String {
+        format!("done {}, parked {}, cancelled {}", self.keep_done, self.keep_parked, self.keep_cancelled)
+    }
+
+    /// What is kept of jobs that ended in `state`; `None` for a state that does not end a job.
+    #[must_use]
+    pub fn keep_of(&self, state: crate::JobState) -> Option<Keep> {
+        match state {
+            crate::JobState::Done => Some(self.keep_done),
+            crate::JobState::Parked => Some(self.keep_parked),
+            crate::JobState::Cancelled => Some(self.keep_cancelled),
+            _ => None,
+        }
     }
 
     /// Refuses a configuration out of range, naming what is wrong.

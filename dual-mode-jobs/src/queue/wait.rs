@@ -102,10 +102,40 @@ impl Queue {
     /// What a wait answers for a job without a record: unknown, or perhaps not kept.
     fn no_record(&self, id: &str) -> WaitError {
         let config = self.config();
-        if config.keeps_every_end() {
+        if config.keeps_every_ended_job() {
             WaitError::Unknown { id: id.to_owned() }
         } else {
-            WaitError::NotKept { id: id.to_owned(), keeps: config.keeps() }
+            WaitError::NotKept { id: id.to_owned(), keeps: config.kept_of_ended_jobs() }
+        }
+    }
+
+    /// Why job `id` has no record, in words for an operator (what the dashboard and a CLI
+    /// show): never pushed, or ended longer ago than its record is kept, or, in a queue that
+    /// keeps only the newest or no records of some end state, ended and not kept.
+    ///
+    /// ```
+    /// use dual_mode_jobs::{Keep, Queue, QueueConfig};
+    ///
+    /// let queue = Queue::in_process(QueueConfig::new("mail").keep_done(Keep::none()))?;
+    /// let why = queue.why_no_record("0b7e");
+    /// assert!(why.contains("ended and was not kept") && why.contains("done not kept"), "{why}");
+    /// # Ok::<(), dual_mode_jobs::QueueError>(())
+    /// ```
+    #[must_use]
+    pub fn why_no_record(&self, id: &str) -> String {
+        let config = self.config();
+        if config.keeps_every_ended_job() {
+            format!(
+                "no job `{id}` in queue `{}`: never pushed, or ended longer ago than its record is kept ({})",
+                self.name(),
+                config.kept_of_ended_jobs()
+            )
+        } else {
+            format!(
+                "no record of job `{id}` in queue `{}`: never pushed, or it ended and was not kept ({})",
+                self.name(),
+                config.kept_of_ended_jobs()
+            )
         }
     }
 

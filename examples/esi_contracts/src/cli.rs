@@ -135,6 +135,7 @@ async fn stats(queue: &Queue, out: &mut dyn Write) -> Result<(), CliError> {
     writeln!(out, "  {:<10} {:>8}", "parked", o.stats.parked)?;
     writeln!(out, "  {:<10} {:>8}", "done", o.done)?;
     writeln!(out, "  {:<10} {:>8}", "cancelled", o.cancelled)?;
+    writeln!(out, "kept of ended jobs: {}", queue.config().kept_of_ended_jobs())?;
     let sum = |v: &[u64]| v.iter().sum::<u64>();
     writeln!(out, "last 10 min: {} done, {} parked, {} cancelled", sum(&t.done), sum(&t.parked), sum(&t.cancelled))?;
     let workers = queue.workers().await?;
@@ -193,7 +194,7 @@ async fn show(queue: &Queue, id: &str, out: &mut dyn Write) -> Result<(), CliErr
         let p = queue.parked_entry(id).await?.ok_or_else(|| CliError::NotFound(format!("no parked entry {id}")))?;
         return show_parked(&p, out);
     }
-    let r = queue.job(id).await?.ok_or_else(|| CliError::NotFound(format!("no job {id} (or its record expired)")))?;
+    let r = queue.job(id).await?.ok_or_else(|| CliError::NotFound(queue.why_no_record(id)))?;
     show_record(&r, out)?;
     if let Some(fields) = queue.job_fields(&r).await? {
         for (k, v) in fields {
