@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dual_mode::jobs::{
-    Clients, Job, JobError, JobInfo, JobState, PushOptions, Queue, QueueConfig, RateLimit, RateScope, RedisTarget,
-    Worker, WorkerConfig, WorkerHandle, handler_fn,
+    Clients, Job, JobError, JobInfo, JobState, Keep, PushOptions, Queue, QueueConfig, RateLimit, RateScope,
+    RedisTarget, Worker, WorkerConfig, WorkerHandle, handler_fn,
 };
 use dual_mode::{BoxError, Context, DualMode};
 use dual_mode_test_support::{CountingHttp, RedisCluster, RedisServer};
@@ -1224,8 +1224,10 @@ async fn command_stats(con: &mut MultiplexedConnection) -> Vec<(String, u64, u64
 
 /// Measures one phase of `n` no-op jobs on `queue`: a drain of a backlog pushed before the
 /// counters start (`e2e` false), or 8 producers pushing one by one while the workers run.
-async fn cost_of(redis_url: &str, queue: &str, n: usize, e2e: bool) -> Cost {
-    let q = Queue::connect(server(redis_url), QueueConfig::new(queue)).await.expect("q");
+async fn cost_of(redis_url: &str, config: QueueConfig, n: usize, e2e: bool) -> Cost {
+    let queue = config.name.clone();
+    let queue = queue.as_str();
+    let q = Queue::connect(server(redis_url), config.clone()).await.expect("q");
     q.ensure_group().await.expect("group");
     if !e2e {
         q.push_bulk("noop", 1, std::iter::repeat_n(&(), n), PushOptions::new()).await.expect("bulk push");
@@ -1234,7 +1236,7 @@ async fn cost_of(redis_url: &str, queue: &str, n: usize, e2e: bool) -> Cost {
     let done = Arc::new(Done { count: AtomicU64::new(0) });
     let mut workers = Vec::new();
     if e2e {
-        workers = start_workers(redis_url, queue, noop_worker(&done)).await;
+        workers = start_workers_with(redis_url, config.clone(), noop_worker(&done)).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut admin).await.expect("RESETSTAT");
@@ -1245,7 +1247,7 @@ async fn cost_of(redis_url: &str, queue: &str, n: usize, e2e: bool) -> Cost {
     if e2e {
         push_from_eight(&q, n).await;
     } else {
-        workers = start_workers(redis_url, queue, noop_worker(&done)).await;
+        workers = start_workers_with(redis_url, config, noop_worker(&done)).await;
     }
     wait_count(&done, n as u64, Duration::from_secs(120)).await;
     COUNT_ALL.store(false, Ordering::Relaxed);
@@ -1271,11 +1273,13 @@ async fn cost_of(redis_url: &str, queue: &str, n: usize, e2e: bool) -> Cost {
 }
 
 /// Section p's rows for one phase: medians over `runs` of [`cost_of`].
-async fn cost_rows(table: &mut Table, redis_url: &str, label: &str, n: usize, e2e: bool, runs: usize) {
+async fn cost_rows(table: &mut Table, redis_url: &str, label: &str, n: usize, e2e: bool, runs: usize, keep: Keep) {
     let mut costs = Vec::new();
     for i in 0..runs {
-        costs.push(cost_of(redis_url, &format!("cost-{label}{i}"), n, e2e).await);
+        let config = QueueConfig::new(format!("cost-{label}{i}-{}", keep.is_kept())).keep_done(keep);
+        costs.push(cost_of(redis_url, config, n, e2e).await);
     }
+    let label = &if keep.is_kept() { label.to_owned() } else { format!("{label}, done jobs not kept") };
     let med = |f: &dyn Fn(&Cost) -> f64| median(&costs.iter().map(f).collect::<Vec<_>>());
     let rate = med(&|c| c.rate);
     let redis_cpu = med(&|c| c.redis_cpu_us);
@@ -1576,8 +1580,11 @@ fn main() {
         eprintln!("[{:>5.1}s] p. cost per job", started.elapsed().as_secs_f64());
         let runs = if quick { 3 } else { 5 };
         rt.block_on(async {
-            cost_rows(&mut table, &redis.url, "drain", sizes.backlog, false, runs).await;
-            cost_rows(&mut table, &redis.url, "end to end", sizes.e2e, true, runs).await;
+            let day = Keep::for_time(Duration::from_secs(24 * 3600));
+            for keep in [day, Keep::none()] {
+                cost_rows(&mut table, &redis.url, "drain", sizes.backlog, false, runs, keep).await;
+                cost_rows(&mut table, &redis.url, "end to end", sizes.e2e, true, runs, keep).await;
+            }
             // The reference the goals are set against, by the same measure: Redis CPU per XADD.
             let before = redis_cpu_secs(&redis.url).await;
             let xadds = 200_000;

@@ -43,25 +43,36 @@ if #acked > 0 then
   redis.call('XACK', KEYS[1], group, unpack(acked))
   redis.call('XDEL', KEYS[1], unpack(acked))
 end
--- The records, then the sets and the wake-up once for the whole batch: three calls per job,
--- and what the queue keeps of done jobs.
-local ids, scored, recs = {}, {}, {}
+-- The records as the queue keeps done jobs (three calls per job; one, a `DEL`, for a record
+-- not kept), then the sets and the wake-up once for the whole batch.
+local ids, scored = {}, {}
+local prefix
 for _, r in ipairs(runs) do
   local i, k = r[1], r[2]
   local rec, id = KEYS[5 + 2 * k - 1], ARGV[i + 2]
-  redis.call('HSET', rec, 'state', 'done', 'updated', now, 'finished', now, 'result', ARGV[i + 4],
-    'started', ARGV[i + 5], 'attempt', ARGV[i + 6], 'worker', consumer, 'entry', ARGV[i])
+  local pin = tonumber(redis.call('HGET', rec, 'keep'))
+  if count == 0 and not pin then
+    redis.call('DEL', rec)
+  else
+    redis.call('HSET', rec, 'state', 'done', 'updated', now, 'finished', now, 'result', ARGV[i + 4],
+      'started', ARGV[i + 5], 'attempt', ARGV[i + 6], 'worker', consumer, 'entry', ARGV[i])
+    local ttl = ended_ttl(pin, age, count)
+    if ttl then redis.call('PEXPIRE', rec, ttl) else redis.call('PERSIST', rec) end
+    if count ~= 0 then
+      table.insert(scored, now)
+      table.insert(scored, id)
+    end
+  end
   release(KEYS[5 + 2 * k], id, ARGV[i + 3])
   table.insert(ids, id)
-  table.insert(recs, rec)
-  table.insert(scored, now)
-  table.insert(scored, id)
+  prefix = prefix or string.sub(rec, 1, #rec - #id)
 end
 if #ids > 0 then
   redis.call('ZREM', KEYS[STATES.running], unpack(ids))
-  if count ~= 0 then redis.call('ZADD', KEYS[STATES.done], unpack(scored)) end
-  for j, id in ipairs(ids) do keep_record(recs[j], id, KEYS[STATES.done], age, count) end
-  trim_to(KEYS[STATES.done], count, string.sub(recs[1], 1, #recs[1] - #ids[1]))
+  if #scored > 0 then
+    redis.call('ZADD', KEYS[STATES.done], unpack(scored))
+    trim_to(KEYS[STATES.done], count, prefix)
+  end
   redis.call('PUBLISH', channel, table.concat(ids, ' '))
 end
 return out

@@ -61,24 +61,30 @@ local function keep_of(keep)
   return tonumber(age), tonumber(count)
 end
 
+-- How long an ended job's record lives, in ms (nil: until the state's count drops it), as
+-- `age` and `count` say (see `keep_of`): a record marked `keep` (by a waiter, or its push:
+-- `pin` ms) lives at least that long, and leaves the state's set when the count drops it,
+-- not the store.
+local function ended_ttl(pin, age, count)
+  if pin and age then return math.max(pin, age) end
+  if pin and count then return pin end
+  return age
+end
+
 -- Keeps the record `rec` of job `id`, just ended and in the set `set`, as `age` and `count`
--- say (see `keep_of`): deleted (and out of the set) when the state keeps none, else living
--- `age` ms more. A record marked `keep` (by a waiter, or its push) lives at least that long,
--- and leaves the set when the state's count drops it, not the store.
+-- say: deleted (and out of the set) when the state keeps none and no one marked it, else
+-- living as `ended_ttl` says.
 local function keep_record(rec, id, set, age, count)
   local pin = tonumber(redis.call('HGET', rec, 'keep'))
   if count == 0 then
     redis.call('ZREM', set, id)
-    if pin then redis.call('PEXPIRE', rec, pin) else redis.call('DEL', rec) end
-  elseif pin and age then
-    redis.call('PEXPIRE', rec, math.max(pin, age))
-  elseif pin and count then
-    redis.call('PEXPIRE', rec, pin)
-  elseif age then
-    redis.call('PEXPIRE', rec, age)
-  else
-    redis.call('PERSIST', rec)
+    if not pin then
+      redis.call('DEL', rec)
+      return
+    end
   end
+  local ttl = ended_ttl(pin, age, count)
+  if ttl then redis.call('PEXPIRE', rec, ttl) else redis.call('PERSIST', rec) end
 end
 
 -- Drops the oldest members of the ended set `set` beyond `count` (nil: no limit) and their
