@@ -778,6 +778,78 @@ async fn e2e_handles(q: &Queue, handles: [Queue; 2], n: usize) -> f64 {
     usize_f64(n) / took.as_secs_f64()
 }
 
+/// Section g: the drain on Postgres as ended jobs' records pile up: a queue whose tables
+/// already hold `ended` records of done jobs (kept for a day, as by default), written straight
+/// into its tables, drains a `backlog`; sizes in turn within each round, each round on fresh
+/// queues.
+async fn ended_growth(table: &mut Table, pg_url: &str, rounds: usize, backlog: usize, sizes: &[usize]) {
+    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(pg_url).await.expect("pg");
+    let mut rates = vec![Vec::new(); sizes.len()];
+    let mut fill_secs = vec![Vec::new(); sizes.len()];
+    for round in 0..rounds {
+        for (i, &ended) in sizes.iter().enumerate() {
+            let config = QueueConfig::new(format!("ended-{ended}-{round}"));
+            let pool = async || {
+                let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(pg_url).await.expect("pg");
+                dual_mode_postgres::PostgresTarget::new(pool)
+            };
+            let q = Queue::connect(pool().await, config.clone()).await.expect("q");
+            let t = Instant::now();
+            fill_ended(&admin, q.name(), ended).await;
+            fill_secs[i].push(t.elapsed().as_secs_f64());
+            let handles = [
+                Queue::connect(pool().await, config.clone()).await.expect("q"),
+                Queue::connect(pool().await, config).await.expect("q"),
+            ];
+            rates[i].push(drain_handles(&q, handles, backlog).await);
+        }
+    }
+    let first = median(&rates[0]);
+    for (i, &ended) in sizes.iter().enumerate() {
+        let rate = median(&rates[i]);
+        table.row(
+            &format!(
+                "Postgres: drain a {backlog} backlog beside {ended} ended jobs' records (filled in {:.1} s)",
+                median(&fill_secs[i])
+            ),
+            format!("{rate:.0} jobs/s"),
+            format!("{:.2}x of {} ended", rate / first, sizes[0]),
+            "",
+        );
+    }
+}
+
+/// Writes `n` records of done jobs into queue `q`'s tables (schema `dual_mode`), as the
+/// worker writes them: the record, kept for a day, and its place in the set of done jobs.
+async fn fill_ended(pool: &sqlx::PgPool, q: &str, n: usize) {
+    let now = i64::try_from(dual_mode::jobs::backend::unix_ms(std::time::SystemTime::now())).expect("ms");
+    let n = i64::try_from(n).expect("n");
+    sqlx::query(
+        "INSERT INTO dual_mode.jobs (q, id, hash, expires_ms) SELECT $1, 'old-' || g, \
+         jsonb_build_object('state', 'done', 'type', 'noop', 'key', 'old-' || g, 'attempt', '1', \
+         'enq', ($2 - g)::text, 'updated', ($2 - g)::text, 'finished', ($2 - g)::text, 'result', 'null', \
+         'started', ($2 - g)::text, 'worker', 'bench-0', 'entry', ($2 - g)::text || '-0'), $2 + 86400000 \
+         FROM generate_series(1, $3) g",
+    )
+    .bind(q)
+    .bind(now)
+    .bind(n)
+    .execute(pool)
+    .await
+    .expect("fill records");
+    sqlx::query(
+        "INSERT INTO dual_mode.job_sets (q, state, job_id, at_ms) SELECT $1, 'done', 'old-' || g, $2 - g \
+         FROM generate_series(1, $3) g",
+    )
+    .bind(q)
+    .bind(now)
+    .bind(n)
+    .execute(pool)
+    .await
+    .expect("fill the done set");
+    sqlx::query("ANALYZE dual_mode.jobs, dual_mode.job_sets").execute(pool).await.expect("analyze");
+}
+
 /// Section s: the drain and end to end on Redis (each worker on a connection of its own), in
 /// process (the workers on clones of one queue) and on Postgres (each worker on a pool of its
 /// own), round by round, in turn.
@@ -1319,7 +1391,7 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     // `--only 1,2`: run only these sections (1: per job, 2: guard, 3: job layer, m: metrics,
     // p: cost per job, 6: Redis deployments, 7: the drain as the backlog grows, s: the stores
-    // side by side).
+    // side by side, g: the Postgres drain as ended jobs pile up).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let want = |n: &str| only.as_ref().is_none_or(|o| o.split(',').any(|s| s == n));
     let sizes = if quick {
@@ -1659,6 +1731,15 @@ fn main() {
         let pg = dual_mode_test_support::PostgresServer::start();
         let rounds = if quick { 3 } else { 5 };
         rt.block_on(stores(&mut table, &redis.url, &pg.url, rounds, sizes.backlog, sizes.e2e));
+    }
+
+    if want("g") {
+        table.section("g. the Postgres drain as ended jobs' records pile up (2 workers x 16, no-op jobs)");
+        eprintln!("[{:>5.1}s] g. ended jobs", started.elapsed().as_secs_f64());
+        let pg = dual_mode_test_support::PostgresServer::start();
+        let rounds = if quick { 2 } else { 3 };
+        let ended: &[usize] = &[10_000, 100_000, 1_000_000];
+        rt.block_on(ended_growth(&mut table, &pg.url, rounds, sizes.backlog, ended));
     }
 
     table.print();
