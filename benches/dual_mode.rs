@@ -1294,11 +1294,10 @@ async fn command_stats(con: &mut MultiplexedConnection) -> Vec<(String, u64, u64
         .collect()
 }
 
-/// Measures one phase of `n` no-op jobs on `queue`: a drain of a backlog pushed before the
-/// counters start (`e2e` false), or 8 producers pushing one by one while the workers run.
+/// Measures one phase of `n` no-op jobs on the queue `config` describes: a drain of a backlog
+/// pushed before the counters start (`e2e` false), or 8 producers pushing one by one while the
+/// workers run.
 async fn cost_of(redis_url: &str, config: QueueConfig, n: usize, e2e: bool) -> Cost {
-    let queue = config.name.clone();
-    let queue = queue.as_str();
     let q = Queue::connect(server(redis_url), config.clone()).await.expect("q");
     q.ensure_group().await.expect("group");
     if !e2e {
