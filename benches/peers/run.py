@@ -73,17 +73,24 @@ def cpu_of(pid):
 
 
 def tree_cpu(root):
-    """CPU of `root`, of its reaped children (cutime + cstime) and of its live children."""
-    s = proc_stat(root)
-    total = s[0] + s[1] + s[2] + s[3]
-    for path in glob.glob("/proc/[0-9]*/stat"):
-        pid = int(path.split("/")[2])
-        if pid == root:
-            continue
-        c = proc_stat(pid)
-        if c is not None and c[4] == root:
-            total += c[0] + c[1]
-    return total
+    """CPU of `root`, of its reaped children (cutime + cstime) and of its live children.
+
+    A child reaped between the read of `root` and the scan of the children would be in neither:
+    the scan is repeated until `root`'s cutime + cstime did not move across it."""
+    for _ in range(20):
+        before = proc_stat(root)
+        live = 0.0
+        for path in glob.glob("/proc/[0-9]*/stat"):
+            pid = int(path.split("/")[2])
+            if pid == root:
+                continue
+            c = proc_stat(pid)
+            if c is not None and c[4] == root:
+                live += c[0] + c[1]
+        after = proc_stat(root)
+        if before[2:4] == after[2:4]:
+            return after[0] + after[1] + after[2] + after[3] + live
+    return after[0] + after[1] + after[2] + after[3] + live
 
 
 # ------------------------------------------------------------------------------------------
