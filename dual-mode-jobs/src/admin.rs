@@ -23,7 +23,7 @@ pub struct QueueOverview {
     /// Entries delivered to a worker and not acknowledged (running, or held by a crashed
     /// worker until their lease expires).
     pub running: u64,
-    /// Jobs that succeeded, while their records live ([`QueueConfig::record_ttl`](super::QueueConfig::record_ttl)).
+    /// Jobs that succeeded, while their records are kept ([`QueueConfig::keep_done`](super::QueueConfig::keep_done)).
     pub done: u64,
     /// Jobs cancelled, while their records live.
     pub cancelled: u64,

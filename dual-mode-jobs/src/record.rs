@@ -274,7 +274,7 @@ pub enum CancelOutcome {
     Requested,
     /// The job had already ended in this state; nothing changed.
     AlreadyEnded(JobState),
-    /// No record of this id (never pushed, or ended longer ago than the record lives).
+    /// No record of this id (never pushed, or ended and no longer kept: see [`Keep`](crate::Keep)).
     Unknown,
 }
 

@@ -329,8 +329,8 @@ impl Queue {
     }
 
     /// The record of job `id`: its state, attempts, times, worker, last error and result.
-    /// `None` for an id never pushed, or whose job ended longer ago than
-    /// [`QueueConfig::record_ttl`].
+    /// `None` for an id never pushed, or whose record the queue no longer keeps
+    /// ([`Keep`](crate::Keep); [`why_no_record`](Self::why_no_record) says which it may be).
     ///
     /// # Errors
     /// Redis fails.
