@@ -13,7 +13,7 @@ use dual_mode_jobs::backend::{
 use dual_mode_jobs::{CancelOutcome, Envelope, JobRecord, JobState, Lane, RawFields};
 
 use crate::Store;
-use crate::runs::PostgresReader;
+use crate::runs::{PostgresReader, read_sql};
 
 /// One partition of one queue in Postgres.
 pub(crate) struct PostgresPartition {
@@ -39,7 +39,8 @@ impl Backend for PostgresPartition {
 
     fn reader(&self, block: Duration, _timeout: Duration) -> Answer<'_, Box<dyn Reader>> {
         let block = Duration::from_millis(millis(block).max(1));
-        let reader = PostgresReader { store: self.store.clone(), block, short: false };
+        let read = self.store.sql(&read_sql());
+        let reader = PostgresReader { store: self.store.clone(), read, block, short: false };
         Box::pin(async move { Ok(Box::new(reader) as Box<dyn Reader>) })
     }
 

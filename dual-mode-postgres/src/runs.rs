@@ -666,69 +666,85 @@ fn claimed_of(mut rows: Vec<(i64, i64, Vec<u8>, i64)>, op: &'static str) -> Resu
 /// A partition's reader: reads ready entries for a consumer, and waits for more.
 pub(crate) struct PostgresReader {
     pub(crate) store: Store,
+    /// The text of [`read_sql`] in the store's schema.
+    pub(crate) read: String,
     pub(crate) block: Duration,
     /// Whether the last read found fewer entries than it asked for.
     pub(crate) short: bool,
 }
 
+/// The read: the pause check, the consumer's mark and a take from each lane in `$5`, `$6`,
+/// `$7` in turn (each lane up to what the ones before left of `$4`), in one statement, so a
+/// read is one round trip whatever the lanes hold. A paused partition takes nothing and marks
+/// no one. One row when nothing was taken (its lane null), else one per entry, each with the
+/// pause flag.
+///
+/// The rows locked are updated by their row addresses (`ctid`, stable while the lock is held):
+/// a join on the key could be planned as a scan of the whole lane per take when the table's
+/// statistics are from before a large push, making a drain quadratic.
+pub(crate) fn read_sql() -> String {
+    // `less`: what the takes before this one took, off the read's count.
+    let take = |name: &str, lane: &str, less: &str| {
+        format!(
+            "{name} AS (UPDATE @schema@.entries SET consumer = $2, delivered_ms = $3, deliveries = 1 \
+             WHERE ctid = ANY (ARRAY (SELECT ctid FROM @schema@.entries WHERE q = $1 AND lane = {lane} \
+             AND consumer IS NULL ORDER BY ms, seq LIMIT (SELECT n FROM n){less} FOR UPDATE SKIP LOCKED)) \
+             RETURNING lane, ms, seq, fields)"
+        )
+    };
+    format!(
+        "WITH p AS (SELECT 1 FROM @schema@.queues WHERE q = $1 AND paused_ms IS NOT NULL), \
+         n AS (SELECT CASE WHEN EXISTS (SELECT 1 FROM p) THEN 0 ELSE $4 END AS n), \
+         seen AS (INSERT INTO @schema@.consumers (q, lane, name, seen_ms) SELECT $1, l, $2, $3 \
+         FROM unnest(ARRAY[$5, $6, $7]::int2[]) l WHERE NOT EXISTS (SELECT 1 FROM p) \
+         ON CONFLICT (q, lane, name) DO UPDATE SET seen_ms = excluded.seen_ms), {}, {}, {} \
+         SELECT EXISTS (SELECT 1 FROM p), t.lane, t.ms, t.seq, t.fields FROM (SELECT) one LEFT JOIN \
+         (SELECT * FROM t0 UNION ALL SELECT * FROM t1 UNION ALL SELECT * FROM t2) t ON true",
+        take("t0", "$5", ""),
+        take("t1", "$6", " - (SELECT count(*) FROM t0)"),
+        take("t2", "$7", " - (SELECT count(*) FROM t0) - (SELECT count(*) FROM t1)"),
+    )
+}
+
+/// A row of [`read_sql`]: the pause flag, and the lane, id and fields of an entry taken.
+type ReadRow = (bool, Option<i16>, Option<i64>, Option<i64>, Option<Vec<u8>>);
+
 impl PostgresReader {
-    /// Reads without a transaction of its own: the pause check and the consumer's mark are
-    /// one statement, and each lane's take is one atomic statement (a take whose reply is lost
-    /// left its entries with this consumer, which the worker's reconciliation finds, as on
-    /// Redis).
+    /// Reads in one statement, [`read_sql`], without a transaction of its own (a read whose
+    /// reply is lost left its entries with this consumer, which the worker's reconciliation
+    /// finds, as on Redis).
     async fn read_now(&mut self, consumer: &str, count: usize, order: [Lane; 3]) -> Result<Read, QueueError> {
         let op = "read entries";
         let s = &self.store;
-        let mut con = s.pool().acquire().await.map_err(pg(op))?;
-        let now = s.now_ms();
-        let sql = s.sql(
-            "WITH p AS (SELECT paused_ms FROM @schema@.queues WHERE q = $1 AND paused_ms IS NOT NULL), \
-             seen AS (INSERT INTO @schema@.consumers (q, lane, name, seen_ms) SELECT $1, l, $3, $4 \
-             FROM unnest($2::int2[]) l WHERE NOT EXISTS (SELECT 1 FROM p) \
-             ON CONFLICT (q, lane, name) DO UPDATE SET seen_ms = excluded.seen_ms) \
-             SELECT EXISTS (SELECT 1 FROM p)",
-        );
-        let lanes: Vec<i16> = order.iter().map(|l| lane_no(*l)).collect();
-        let paused: bool = sqlx::query_scalar(&sql)
+        let [l0, l1, l2] = order.map(lane_no);
+        let rows: Vec<ReadRow> = sqlx::query_as(&self.read)
             .bind(&*s.q)
-            .bind(lanes)
             .bind(consumer)
-            .bind(now)
-            .fetch_one(&mut *con)
+            .bind(s.now_ms())
+            .bind(as_i64(count as u64))
+            .bind(l0)
+            .bind(l1)
+            .bind(l2)
+            .fetch_all(s.pool())
             .await
             .map_err(pg(op))?;
-        if paused {
+        if rows.first().is_some_and(|(paused, ..)| *paused) {
             return Ok(Read::Paused);
         }
-        let take = s.sql(
-            "WITH r AS MATERIALIZED (SELECT ms, seq FROM @schema@.entries WHERE q = $1 AND lane = $2 \
-             AND consumer IS NULL ORDER BY ms, seq LIMIT $5 FOR UPDATE SKIP LOCKED) \
-             UPDATE @schema@.entries e SET consumer = $3, delivered_ms = $4, deliveries = 1 FROM r \
-             WHERE e.q = $1 AND e.lane = $2 AND e.ms = r.ms AND e.seq = r.seq RETURNING e.ms, e.seq, e.fields",
-        );
-        let mut left = count;
-        let mut out = Vec::new();
-        for lane in order {
-            if left == 0 {
-                break;
-            }
-            let mut rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(&take)
-                .bind(&*s.q)
-                .bind(lane_no(lane))
-                .bind(consumer)
-                .bind(now)
-                .bind(as_i64(left as u64))
-                .fetch_all(&mut *con)
-                .await
-                .map_err(pg(op))?;
-            rows.sort_by_key(|(ms, seq, _)| (*ms, *seq));
-            left -= rows.len().min(left);
-            for (ms, seq, fields) in rows {
-                let entry: Entry = (id_text(ms, seq), decode_fields(&fields, op)?);
-                out.push((lane, entry));
-            }
-        }
-        self.short = left > 0;
+        let mut taken: Vec<(usize, i64, i64, Vec<u8>)> = rows
+            .into_iter()
+            .filter_map(|(_, lane, ms, seq, fields)| {
+                let place = order.iter().position(|l| Some(lane_no(*l)) == lane)?;
+                Some((place, ms?, seq?, fields?))
+            })
+            .collect();
+        // Lane by lane in the order asked, each lane's entries by id.
+        taken.sort_by_key(|(place, ms, seq, _)| (*place, *ms, *seq));
+        self.short = taken.len() < count;
+        let out = taken
+            .into_iter()
+            .map(|(place, ms, seq, fields)| Ok((order[place], (id_text(ms, seq), decode_fields(&fields, op)?))))
+            .collect::<Result<Vec<(Lane, Entry)>, QueueError>>()?;
         Ok(Read::Entries(out))
     }
 
@@ -748,7 +764,10 @@ impl PostgresReader {
         tokio::pin!(added);
         // Registered before the check, so that a push between the two is not missed.
         added.as_mut().enable();
-        let sql = s.sql("SELECT EXISTS (SELECT 1 FROM @schema@.entries WHERE q = $1 AND consumer IS NULL)");
+        // `min(lane)`, not `EXISTS`: the ready entries' index answers it at once, where an
+        // `EXISTS` may be planned as a scan of the whole table (every queue's entries, and
+        // the dead rows of a drain) when the statistics count many ready rows.
+        let sql = s.sql("SELECT min(lane) IS NOT NULL FROM @schema@.entries WHERE q = $1 AND consumer IS NULL");
         let ready: bool =
             sqlx::query_scalar(&sql).bind(&*s.q).fetch_one(s.pool()).await.map_err(pg("wait for entries"))?;
         if ready {
