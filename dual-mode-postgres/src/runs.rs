@@ -2,7 +2,11 @@
 //! claims of expired leases, a consumer's own entries, marks, renewals, acknowledgements and
 //! the other ends of a run. Every write for a run is fenced: it happens only while the run's
 //! consumer holds the entry with the run's token, checked on the entry's row locked
-//! `FOR UPDATE`.
+//! `FOR UPDATE` (or deleted only where the consumer and token match).
+//!
+//! The drain's path is one statement per step, each its own transaction: a read (pause check,
+//! the consumer's mark and the takes of its lanes) and an acknowledgement of a batch (the
+//! entries deleted, the records written, the news sent) are one round trip each.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,6 +25,33 @@ use crate::{Store, as_i64, pg};
 /// The longest a reader's wait goes without reading again, whatever its block time: what a
 /// lost notification costs at most.
 pub(crate) const POLL_FLOOR: Duration = Duration::from_secs(1);
+
+/// An acknowledgement, in one statement: deletes the entries of lane `$2` that consumer `$6`
+/// holds with the runs' tokens (`$3`, `$4`, `$5`: ms, seq, token), and for the jobs of those
+/// taken (`$7`: ids, empty for an entry without one; `$8`: their done records' items; `$9`:
+/// their unique keys) writes the record (kept until `$10`, null for no time limit; a record
+/// marked `keep` at least that long past `$11`), moves the job from the running to
+/// the done set at `$11`, tells `$12` (payload `$13` and the id) and releases the unique key.
+/// A job named twice in a batch is written once, from its last run. The ids of the entries
+/// taken.
+const ACK: &str = "WITH t AS (DELETE FROM @schema@.entries e \
+     USING unnest($3::int8[], $4::int8[], $5::int8[]) AS u(ms, seq, token) \
+     WHERE e.q = $1 AND e.lane = $2 AND e.ms = ANY($3) AND e.seq = ANY($4) AND e.ms = u.ms \
+     AND e.seq = u.seq AND e.consumer = $6 AND e.deliveries = u.token RETURNING e.ms, e.seq), \
+     u AS (SELECT DISTINCT ON (r.id) r.id, r.hash, r.key \
+     FROM unnest($3::int8[], $4::int8[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY AS r(ms, seq, id, hash, key, i) \
+     JOIN t ON t.ms = r.ms AND t.seq = r.seq WHERE r.id <> '' ORDER BY r.id, r.i DESC), \
+     w AS (INSERT INTO @schema@.jobs AS j (q, id, hash, expires_ms) SELECT $1, u.id, u.hash::jsonb, $10 \
+     FROM u ON CONFLICT (q, id) DO UPDATE SET hash = CASE WHEN j.expires_ms <= $11 THEN excluded.hash \
+     ELSE j.hash || excluded.hash END, expires_ms = CASE WHEN j.hash ? 'keep' AND $10 IS NOT NULL \
+     THEN GREATEST($10, $11 + (j.hash->>'keep')::bigint) ELSE excluded.expires_ms END RETURNING 1), \
+     r AS (DELETE FROM @schema@.job_sets WHERE q = $1 AND state = 'running' \
+     AND job_id IN (SELECT id FROM u) RETURNING 1), \
+     d AS (INSERT INTO @schema@.job_sets (q, state, job_id, at_ms) SELECT $1, 'done', u.id, $11 FROM u \
+     ON CONFLICT (q, state, job_id) DO UPDATE SET at_ms = excluded.at_ms RETURNING 1), \
+     n AS (SELECT pg_notify($12, $13 || u.id) FROM u), \
+     k AS (DELETE FROM @schema@.uniques x USING u WHERE x.q = $1 AND x.key = u.key AND x.job_id = u.id) \
+     SELECT t.ms, t.seq FROM t, (SELECT count(*) FROM w) cw, (SELECT count(*) FROM n) cn";
 
 /// Who holds an entry, as a fenced write sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,36 +415,6 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes the entries of `lane` that `consumer` holds with these runs' tokens; their ids.
-    async fn take_owned(
-        &self,
-        con: &mut PgConnection,
-        lane: Lane,
-        consumer: &str,
-        runs: &[((i64, i64), u64)],
-        op: &'static str,
-    ) -> Result<std::collections::HashSet<(i64, i64)>, QueueError> {
-        let ids: Vec<(i64, i64)> = runs.iter().map(|(id, _)| *id).collect();
-        let (ms, seq) = id_arrays(&ids);
-        let tokens: Vec<i64> = runs.iter().map(|(_, t)| as_i64(*t)).collect();
-        let sql = self.sql(
-            "DELETE FROM @schema@.entries e USING unnest($3::int8[], $4::int8[], $5::int8[]) AS u(ms, seq, token) \
-             WHERE e.q = $1 AND e.lane = $2 AND e.ms = ANY($3) AND e.seq = ANY($4) AND e.ms = u.ms \
-             AND e.seq = u.seq AND e.consumer = $6 AND e.deliveries = u.token RETURNING e.ms, e.seq",
-        );
-        let rows: Vec<(i64, i64)> = sqlx::query_as(&sql)
-            .bind(&*self.q)
-            .bind(lane_no(lane))
-            .bind(ms)
-            .bind(seq)
-            .bind(tokens)
-            .bind(consumer)
-            .fetch_all(&mut *con)
-            .await
-            .map_err(pg(op))?;
-        Ok(rows.into_iter().collect())
-    }
-
     /// Tells listeners that job `id` ended (at commit).
     pub(crate) async fn announce_end(&self, con: &mut PgConnection, id: &str) -> Result<(), QueueError> {
         sqlx::query("SELECT pg_notify($1, $2)")
@@ -470,92 +471,92 @@ impl Store {
     }
 
     /// Acknowledges and deletes the entries of the runs `consumer` still owns and records
-    /// them `done` with their results, releasing their unique keys.
+    /// them `done` with their results, releasing their unique keys: one statement, [`ACK`], so
+    /// a batch costs one round trip. Only the runs whose entries it did not take are looked at
+    /// again, to tell each who holds its entry.
     pub(crate) async fn ack(&self, lane: Lane, consumer: &str, runs: &[DoneRun]) -> Result<Vec<Written>, QueueError> {
         let op = "acknowledge";
         let keyed =
             runs.iter().map(|r| Ok((parse_id(&r.entry_id, op)?, r.token))).collect::<Result<Vec<_>, QueueError>>()?;
-        let mut tx = self.pool().begin().await.map_err(pg(op))?;
         let now = self.now_ms();
-        // The entries this consumer holds with these tokens go in one statement; only the others
-        // are looked at again, to tell their runs who holds them.
-        let taken = self.take_owned(&mut tx, lane, consumer, &keyed, op).await?;
+        let text = now.to_string();
+        let hashes: Vec<String> = runs
+            .iter()
+            .map(|r| {
+                if r.job_id.is_empty() {
+                    return String::new();
+                }
+                let (started, attempt) = (r.started_ms.to_string(), r.attempt.to_string());
+                hash_json([
+                    ("state", b"done".as_slice()),
+                    ("updated", text.as_bytes()),
+                    ("finished", text.as_bytes()),
+                    ("result", r.result.as_slice()),
+                    ("started", started.as_bytes()),
+                    ("attempt", attempt.as_bytes()),
+                    ("worker", consumer.as_bytes()),
+                    ("entry", r.entry_id.as_bytes()),
+                ])
+            })
+            .collect();
+        let ids: Vec<(i64, i64)> = keyed.iter().map(|(id, _)| *id).collect();
+        let (ms, seq) = id_arrays(&ids);
+        let tokens: Vec<i64> = keyed.iter().map(|(_, t)| as_i64(*t)).collect();
+        let jobs: Vec<&str> = runs.iter().map(|r| r.job_id.as_str()).collect();
+        let uniques: Vec<Option<&str>> = runs.iter().map(|r| r.unique.as_deref()).collect();
+        let sql = self.sql(ACK);
+        let write = sqlx::query_as(&sql)
+            .bind(&*self.q)
+            .bind(lane_no(lane))
+            .bind(ms)
+            .bind(seq)
+            .bind(tokens)
+            .bind(consumer)
+            .bind(jobs)
+            .bind(hashes)
+            .bind(uniques)
+            .bind(self.age_ms("done").map(|age| now.saturating_add(age)))
+            .bind(now)
+            .bind(self.ended_channel())
+            .bind(format!("{}\n", self.home));
+        // Kept for a time (the default): written by the statement, a waiter's mark included.
+        // Kept by count, or not at all: retired in the same transaction.
+        let taken: Vec<(i64, i64)> = if self.retention.done.count.is_some() {
+            let mut tx = self.pool().begin().await.map_err(pg(op))?;
+            let taken: Vec<(i64, i64)> = write.fetch_all(&mut *tx).await.map_err(pg(op))?;
+            let mut done: Vec<&str> = runs
+                .iter()
+                .zip(&keyed)
+                .filter(|(r, (id, _))| !r.job_id.is_empty() && taken.contains(id))
+                .map(|(r, _)| r.job_id.as_str())
+                .collect();
+            done.sort_unstable();
+            done.dedup();
+            self.retire(&mut tx, "done", &done, now).await?;
+            tx.commit().await.map_err(pg(op))?;
+            taken
+        } else {
+            write.fetch_all(self.pool()).await.map_err(pg(op))?
+        };
+        let taken: std::collections::HashSet<(i64, i64)> = taken.into_iter().collect();
         let others: Vec<((i64, i64), u64)> = keyed.iter().filter(|(id, _)| !taken.contains(id)).copied().collect();
-        let mut holders =
-            if others.is_empty() { Vec::new() } else { self.holders(&mut tx, lane, consumer, &others, op).await? }
-                .into_iter();
+        if others.is_empty() {
+            return Ok(vec![Written::Done; runs.len()]);
+        }
+        // Not taken: another consumer or token holds it, or no one does.
+        let mut tx = self.pool().begin().await.map_err(pg(op))?;
+        let mut holders = self.holders(&mut tx, lane, consumer, &others, op).await?.into_iter();
         let mut out = Vec::with_capacity(runs.len());
-        let mut owned = Vec::new();
         for (r, (id, _)) in runs.iter().zip(&keyed) {
             if taken.contains(id) {
-                owned.push((*id, r));
                 out.push(Written::Done);
             } else {
-                // Not taken: another consumer or token holds it, or no one does.
                 let holder = match holders.next() {
                     Some(Holder::Owned) | None => Holder::Other,
                     Some(other) => other,
                 };
                 let who = (r.job_id.as_str(), consumer, r.entry_id.as_str());
                 out.push(self.refused(&mut tx, who, "done", holder, now, op).await?);
-            }
-        }
-        // One write of every record, set and news (a job once, should a batch name it twice).
-        let text = now.to_string();
-        let mut done: std::collections::BTreeMap<&str, (String, Option<&str>)> = std::collections::BTreeMap::new();
-        for (_, r) in owned.iter().filter(|(_, r)| !r.job_id.is_empty()) {
-            let (started, attempt) = (r.started_ms.to_string(), r.attempt.to_string());
-            let hash = hash_json([
-                ("state", b"done".as_slice()),
-                ("updated", text.as_bytes()),
-                ("finished", text.as_bytes()),
-                ("result", r.result.as_slice()),
-                ("started", started.as_bytes()),
-                ("attempt", attempt.as_bytes()),
-                ("worker", consumer.as_bytes()),
-                ("entry", r.entry_id.as_bytes()),
-            ]);
-            done.insert(r.job_id.as_str(), (hash, r.unique.as_deref()));
-        }
-        if !done.is_empty() {
-            let ids: Vec<&str> = done.keys().copied().collect();
-            let hashes: Vec<&str> = done.values().map(|(h, _)| h.as_str()).collect();
-            let write = self.sql(
-                "WITH u AS (SELECT * FROM unnest($2::text[], $3::text[]) AS u(id, hash)), \
-                 w AS (INSERT INTO @schema@.jobs AS j (q, id, hash, expires_ms) SELECT $1, u.id, u.hash::jsonb, $4 \
-                 FROM u ON CONFLICT (q, id) DO UPDATE SET hash = CASE WHEN j.expires_ms <= $5 THEN excluded.hash \
-                 ELSE j.hash || excluded.hash END, expires_ms = CASE WHEN j.hash ? 'keep' AND $4 IS NOT NULL \
-                 THEN GREATEST($4, $5 + (j.hash->>'keep')::bigint) ELSE excluded.expires_ms END RETURNING 1), \
-                 r AS (DELETE FROM @schema@.job_sets WHERE q = $1 AND state = 'running' \
-                 AND job_id IN (SELECT id FROM u) RETURNING 1), \
-                 d AS (INSERT INTO @schema@.job_sets (q, state, job_id, at_ms) SELECT $1, 'done', u.id, $5 FROM u \
-                 ON CONFLICT (q, state, job_id) DO UPDATE SET at_ms = excluded.at_ms RETURNING 1), \
-                 n AS (SELECT pg_notify($6, $7 || u.id) FROM u) \
-                 SELECT (SELECT count(*) FROM w) + (SELECT count(*) FROM n)",
-            );
-            sqlx::query(&write)
-                .bind(&*self.q)
-                .bind(&ids)
-                .bind(hashes)
-                .bind(self.age_ms("done").map(|age| now.saturating_add(age)))
-                .bind(now)
-                .bind(self.ended_channel())
-                .bind(format!("{}\n", self.home))
-                .execute(&mut *tx)
-                .await
-                .map_err(pg(op))?;
-            // Kept for a time (the default): written above, a waiter's mark included.
-            if self.retention.done.count.is_some() {
-                self.retire(&mut tx, "done", &ids, now).await?;
-            }
-            let (keys, holders): (Vec<&str>, Vec<&str>) =
-                done.iter().filter_map(|(id, (_, unique))| Some(((*unique)?, *id))).unzip();
-            if !keys.is_empty() {
-                let sql = self.sql(
-                    "DELETE FROM @schema@.uniques x USING unnest($2::text[], $3::text[]) AS u(key, job_id) \
-                     WHERE x.q = $1 AND x.key = u.key AND x.job_id = u.job_id",
-                );
-                sqlx::query(&sql).bind(&*self.q).bind(keys).bind(holders).execute(&mut *tx).await.map_err(pg(op))?;
             }
         }
         tx.commit().await.map_err(pg(op))?;
