@@ -34,7 +34,7 @@
 //!
 //! | guarantee | here |
 //! |---|---|
-//! | a transition is atomic with its record | one transaction per operation (a read and an acknowledgement of a batch: one statement) |
+//! | a transition is atomic with its record | one transaction per operation (a read, an acknowledgement of a batch and a push without a unique key: one statement) |
 //! | a lease, fenced | the entry row's owner and delivery count, checked under `FOR UPDATE` |
 //! | a read | `FOR UPDATE SKIP LOCKED` over the ready entries' partial index |
 //! | wake-up | `LISTEN/NOTIFY` (sent at commit), a bounded poll as a floor |

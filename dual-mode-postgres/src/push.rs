@@ -221,12 +221,45 @@ pub(crate) async fn put_delayed(
     Ok(())
 }
 
+/// A push of a job without a unique key, in one statement: adds the entry to lane `$2` of
+/// partition `$1` (pushed at `$3`, job `$4`, fields `$5`), tells the readers on `$6` (at commit)
+/// and writes the job's `queued` record with items `$7` and the entry's id (see the schema's
+/// `transit`; `$8`: the lifetime it takes, none for a state that does not end a job). The
+/// entry's id.
+const PUSH: &str = "WITH e AS (INSERT INTO @schema@.entries (q, lane, ms, seq, job_id, fields) \
+     VALUES ($1, $2, $3, nextval('@schema@.entry_seq'), $4, $5) RETURNING ms, seq), \
+     n AS (SELECT pg_notify($6, $1)) \
+     SELECT e.ms, e.seq, @schema@.transit($1, $4, 'queued', $3, \
+     $7::jsonb || jsonb_build_object('entry', e.ms::text || '-' || e.seq::text), $8)::text FROM e, n";
+
 impl Store {
     pub(crate) async fn push(&self, env: &Envelope, unique_ttl: Duration) -> Result<PushAnswer, QueueError> {
+        if env.unique.is_none() {
+            return self.push_plain(env).await;
+        }
         let mut tx = self.pool().begin().await.map_err(pg("push"))?;
         let answer = push_on(&mut tx, self, env, unique_ttl, self.now_ms()).await?;
         tx.commit().await.map_err(pg("push"))?;
         Ok(answer)
+    }
+
+    /// [`Store::push`] of a job without a unique key: [`PUSH`], one round trip (the statement
+    /// is its own transaction).
+    async fn push_plain(&self, env: &Envelope) -> Result<PushAnswer, QueueError> {
+        let items = record_items(env);
+        let (ms, seq, _): (i64, i64, String) = sqlx::query_as(&self.sql(PUSH))
+            .bind(&*self.q)
+            .bind(lane_no(env.lane))
+            .bind(self.now_ms())
+            .bind(&env.id)
+            .bind(encode_envelope(env))
+            .bind(self.added_channel())
+            .bind(hash_json(borrowed(&items)))
+            .bind(self.age_ms("queued"))
+            .fetch_one(self.pool())
+            .await
+            .map_err(pg("push"))?;
+        Ok(PushAnswer::Added { entry_id: codec::id_text(ms, seq) })
     }
 
     /// Pushes several envelopes in one transaction: their unique keys claimed one by one,
