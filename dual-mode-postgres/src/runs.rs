@@ -680,6 +680,11 @@ pub(crate) struct PostgresReader {
 /// no one. One row when nothing was taken (its lane null), else one per entry, each with the
 /// pause flag.
 ///
+/// The consumer's mark (its `seen_ms`) is written at most once a second: a read that takes
+/// nothing then writes nothing, so it commits without waiting for the WAL's flush. Woken by
+/// every push, idle workers read often, and with `fsync` on a write per read cost more than
+/// the reads themselves.
+///
 /// The rows locked are updated by their row addresses (`ctid`, stable while the lock is held):
 /// a join on the key could be planned as a scan of the whole lane per take when the table's
 /// statistics are from before a large push, making a drain quadratic.
@@ -698,7 +703,8 @@ pub(crate) fn read_sql() -> String {
          n AS (SELECT CASE WHEN EXISTS (SELECT 1 FROM p) THEN 0 ELSE $4 END AS n), \
          seen AS (INSERT INTO @schema@.consumers (q, lane, name, seen_ms) SELECT $1, l, $2, $3 \
          FROM unnest(ARRAY[$5, $6, $7]::int2[]) l WHERE NOT EXISTS (SELECT 1 FROM p) \
-         ON CONFLICT (q, lane, name) DO UPDATE SET seen_ms = excluded.seen_ms), {}, {}, {} \
+         ON CONFLICT (q, lane, name) DO UPDATE SET seen_ms = excluded.seen_ms \
+         WHERE @schema@.consumers.seen_ms <= excluded.seen_ms - 1000), {}, {}, {} \
          SELECT EXISTS (SELECT 1 FROM p), t.lane, t.ms, t.seq, t.fields FROM (SELECT) one LEFT JOIN \
          (SELECT * FROM t0 UNION ALL SELECT * FROM t1 UNION ALL SELECT * FROM t2) t ON true",
         take("t0", "$5", ""),
