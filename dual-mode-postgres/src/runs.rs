@@ -53,6 +53,27 @@ const ACK: &str = "WITH t AS (DELETE FROM @schema@.entries e \
      k AS (DELETE FROM @schema@.uniques x USING u WHERE x.q = $1 AND x.key = u.key AND x.job_id = u.id) \
      SELECT t.ms, t.seq FROM t, (SELECT count(*) FROM w) cw, (SELECT count(*) FROM n) cn";
 
+/// [`ACK`] in a queue that keeps no done jobs: a record is deleted rather than written, unless
+/// a waiter or its push marked it `keep` (then it is written and lives that long, out of the
+/// set of done jobs).
+const ACK_NOT_KEPT: &str = "WITH t AS (DELETE FROM @schema@.entries e \
+     USING unnest($3::int8[], $4::int8[], $5::int8[]) AS u(ms, seq, token) \
+     WHERE e.q = $1 AND e.lane = $2 AND e.ms = ANY($3) AND e.seq = ANY($4) AND e.ms = u.ms \
+     AND e.seq = u.seq AND e.consumer = $6 AND e.deliveries = u.token RETURNING e.ms, e.seq), \
+     u AS (SELECT DISTINCT ON (r.id) r.id, r.hash, r.key \
+     FROM unnest($3::int8[], $4::int8[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY AS r(ms, seq, id, hash, key, i) \
+     JOIN t ON t.ms = r.ms AND t.seq = r.seq WHERE r.id <> '' ORDER BY r.id, r.i DESC), \
+     g AS (DELETE FROM @schema@.jobs j USING u WHERE j.q = $1 AND j.id = u.id \
+     AND NOT (j.hash ? 'keep' AND (j.expires_ms IS NULL OR j.expires_ms > $11)) RETURNING 1), \
+     w AS (UPDATE @schema@.jobs j SET hash = j.hash || u.hash::jsonb, \
+     expires_ms = GREATEST(COALESCE($10, 0), $11 + (j.hash->>'keep')::bigint) FROM u \
+     WHERE j.q = $1 AND j.id = u.id AND j.hash ? 'keep' AND (j.expires_ms IS NULL OR j.expires_ms > $11) RETURNING 1), \
+     r AS (DELETE FROM @schema@.job_sets WHERE q = $1 AND state = 'running' \
+     AND job_id IN (SELECT id FROM u) RETURNING 1), \
+     n AS (SELECT pg_notify($12, $13 || u.id) FROM u), \
+     k AS (DELETE FROM @schema@.uniques x USING u WHERE x.q = $1 AND x.key = u.key AND x.job_id = u.id) \
+     SELECT t.ms, t.seq FROM t, (SELECT count(*) FROM g) cg, (SELECT count(*) FROM w) cw, (SELECT count(*) FROM n) cn";
+
 /// Who holds an entry, as a fenced write sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Holder {
@@ -504,7 +525,8 @@ impl Store {
         let tokens: Vec<i64> = keyed.iter().map(|(_, t)| as_i64(*t)).collect();
         let jobs: Vec<&str> = runs.iter().map(|r| r.job_id.as_str()).collect();
         let uniques: Vec<Option<&str>> = runs.iter().map(|r| r.unique.as_deref()).collect();
-        let sql = self.sql(ACK);
+        let not_kept = self.retention.done.count == Some(0);
+        let sql = self.sql(if not_kept { ACK_NOT_KEPT } else { ACK });
         let write = sqlx::query_as(&sql)
             .bind(&*self.q)
             .bind(lane_no(lane))
@@ -519,9 +541,9 @@ impl Store {
             .bind(now)
             .bind(self.ended_channel())
             .bind(format!("{}\n", self.home));
-        // Kept for a time (the default): written by the statement, a waiter's mark included.
-        // Kept by count, or not at all: retired in the same transaction.
-        let taken: Vec<(i64, i64)> = if self.retention.done.count.is_some() {
+        // Kept for a time (the default), or not at all: written or deleted by the statement, a
+        // waiter's mark included. Kept by count: retired in the same transaction.
+        let taken: Vec<(i64, i64)> = if self.retention.done.count.is_some() && !not_kept {
             let mut tx = self.pool().begin().await.map_err(pg(op))?;
             let taken: Vec<(i64, i64)> = write.fetch_all(&mut *tx).await.map_err(pg(op))?;
             let mut done: Vec<&str> = runs
