@@ -22,7 +22,8 @@ pub(crate) fn added_channel(schema: &str) -> String {
     format!("{schema}.added")
 }
 
-/// The channel of ended jobs of `schema` (payload: the home's key, a line break, the job id).
+/// The channel of ended jobs of `schema` (payload: the home's key, a line break, the ids of the
+/// jobs that ended, space-separated: one, or up to 64 of an acknowledged batch).
 pub(crate) fn ended_channel(schema: &str) -> String {
     format!("{schema}.ended")
 }
@@ -106,12 +107,14 @@ impl HubInner {
                 waker.notify_waiters();
             }
         } else if channel == self.ended
-            && let Some((home, id)) = payload.split_once('\n')
+            && let Some((home, ids)) = payload.split_once('\n')
         {
             let sender = self.finished.lock().unwrap_or_else(PoisonError::into_inner).get(home).cloned();
             if let Some(sender) = sender {
-                // No receiver: nobody waits.
-                let _ = sender.send(Arc::from(id));
+                // An acknowledged batch's ids, space-separated. No receiver: nobody waits.
+                for id in ids.split(' ').filter(|id| !id.is_empty()) {
+                    let _ = sender.send(Arc::from(id));
+                }
             }
         }
     }

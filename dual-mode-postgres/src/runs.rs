@@ -49,7 +49,8 @@ const ACK: &str = "WITH t AS (DELETE FROM @schema@.entries e \
      AND job_id IN (SELECT id FROM u) RETURNING 1), \
      d AS (INSERT INTO @schema@.job_sets (q, state, job_id, at_ms) SELECT $1, 'done', u.id, $11 FROM u \
      ON CONFLICT (q, state, job_id) DO UPDATE SET at_ms = excluded.at_ms RETURNING 1), \
-     n AS (SELECT pg_notify($12, $13 || u.id) FROM u), \
+     n AS (SELECT pg_notify($12, $13 || string_agg(b.id, ' ')) \
+     FROM (SELECT u.id, (row_number() OVER ()) / 64 AS chunk FROM u) b GROUP BY b.chunk), \
      k AS (DELETE FROM @schema@.uniques x USING u WHERE x.q = $1 AND x.key = u.key AND x.job_id = u.id) \
      SELECT t.ms, t.seq FROM t, (SELECT count(*) FROM w) cw, (SELECT count(*) FROM n) cn";
 
@@ -70,7 +71,8 @@ const ACK_NOT_KEPT: &str = "WITH t AS (DELETE FROM @schema@.entries e \
      WHERE j.q = $1 AND j.id = u.id AND j.hash ? 'keep' AND (j.expires_ms IS NULL OR j.expires_ms > $11) RETURNING 1), \
      r AS (DELETE FROM @schema@.job_sets WHERE q = $1 AND state = 'running' \
      AND job_id IN (SELECT id FROM u) RETURNING 1), \
-     n AS (SELECT pg_notify($12, $13 || u.id) FROM u), \
+     n AS (SELECT pg_notify($12, $13 || string_agg(b.id, ' ')) \
+     FROM (SELECT u.id, (row_number() OVER ()) / 64 AS chunk FROM u) b GROUP BY b.chunk), \
      k AS (DELETE FROM @schema@.uniques x USING u WHERE x.q = $1 AND x.key = u.key AND x.job_id = u.id) \
      SELECT t.ms, t.seq FROM t, (SELECT count(*) FROM g) cg, (SELECT count(*) FROM w) cw, (SELECT count(*) FROM n) cn";
 
