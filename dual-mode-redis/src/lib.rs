@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, RedisResult, Script, ScriptInvocation};
 
-use dual_mode_jobs::backend::{Backend, Connect, Opened, Retention};
+use dual_mode_jobs::backend::{Backend, Connect, KeepMs, Opened, Retention};
 use dual_mode_jobs::{Lane, QueueConfig, QueueKeys};
 use dual_mode_jobs::{QueueError, ReplyError};
 
@@ -68,6 +68,8 @@ pub(crate) struct Store {
     keeps: [String; 3],
     /// How long at least a record someone waited for is kept, in ms.
     waited_ms: u64,
+    /// What is kept of done jobs.
+    keep_done: KeepMs,
     /// The most entries the parked stream keeps.
     parked_max_len: u64,
 }
@@ -109,6 +111,7 @@ impl Store {
                 format!("{}:{}", text(k.age_ms), text(k.count))
             }),
             waited_ms: retention.waited_ms.max(1),
+            keep_done: retention.done,
             parked_max_len: retention.parked_max_len.max(1),
         })
     }

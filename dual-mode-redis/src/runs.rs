@@ -83,6 +83,13 @@ impl Store {
         let lo = ordered().min().map_or("-", |(_, id)| id);
         let hi = ordered().max().map_or("+", |(_, id)| id);
         cmd.arg(lo).arg(hi).arg(runs.len() * 4 + 64);
+        // Whether a record's `keep` mark can matter: it cannot when done records are kept for
+        // a time longer than any waiter's or this batch's pushes' mark.
+        let marks = match (self.keep_done.count, self.keep_done.age_ms) {
+            (None, Some(age)) => self.waited_ms > age || runs.iter().any(|r| r.keep_ms.is_some_and(|k| k > age)),
+            _ => true,
+        };
+        cmd.arg(u8::from(marks));
         for r in runs {
             cmd.arg(&r.entry_id).arg(r.token).arg(&r.job_id).arg(u8::from(r.unique.is_some()));
             cmd.arg(r.result.as_slice()).arg(r.started_ms).arg(r.attempt);

@@ -16,6 +16,7 @@ use crate::harness::{Store, start, state, stop, unique, wait_for, wait_state};
 cases! {
     a_record_follows_each_job_and_wait_for_returns_its_result,
     records_of_ended_jobs_expire_after_their_ttl,
+    a_wait_keeps_a_record_past_a_short_record_ttl,
     done_jobs_kept_not_at_all_reach_only_those_who_wait,
     each_end_state_keeps_its_newest_records,
     delayed_push_waits_for_its_time,
@@ -141,6 +142,25 @@ async fn records_of_ended_jobs_expire_after_their_ttl(store: &Store) {
     .await;
     assert_eq!(listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [second.job_id.as_str()]);
     stop(w).await;
+}
+
+async fn a_wait_keeps_a_record_past_a_short_record_ttl(store: &Store) {
+    let q = store.queue(QueueConfig::new(unique("waited")).record_ttl(Duration::from_millis(200))).await;
+    let waited = q.push("Unit", 1, &(), PushOptions::new()).await.expect("push");
+    let other = q.push("Unit", 1, &(), PushOptions::new()).await.expect("push");
+    assert!(matches!(
+        q.wait_for_output::<()>(&waited.job_id, Duration::from_millis(20)).await,
+        Err(WaitError::Timeout { state: JobState::Queued, .. })
+    ));
+    let w =
+        start(Worker::new(q.clone(), fast_worker()).handle("Unit", typed(|(): (), _job: JobInfo| async { Ok(()) })));
+    wait_state(&q, &[&waited.job_id], JobState::Done).await;
+    stop(w).await;
+    wait_for(Duration::from_secs(5), "the other record to expire", async || {
+        state(&q, &other.job_id).await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(state(&q, &waited.job_id).await, Some(JobState::Done), "kept for keep_waited, 10 minutes");
 }
 
 /// Waits until nothing of `q` is ready, delayed or running.

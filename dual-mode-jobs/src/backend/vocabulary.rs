@@ -74,6 +74,10 @@ pub struct DoneRun {
     pub started_ms: u64,
     /// The attempt that succeeded.
     pub attempt: u32,
+    /// How long its push asked for its record to be kept once it ended, in ms
+    /// ([`PushOptions::keep_for`](crate::PushOptions::keep_for)): a store that looks up the
+    /// record's marks only where one may matter reads it.
+    pub keep_ms: Option<u64>,
 }
 
 /// How a run ends when it does not succeed.

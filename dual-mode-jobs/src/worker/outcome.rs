@@ -306,7 +306,9 @@ impl Run<'_> {
                 let error = format!("timeout: the attempt ran longer than its limit of {limit:?}");
                 self.retry_or_park(env, max_attempts, &error).await
             }
-            Ok(Ok(Ok(result))) => self.finish("ack", Outcome::Succeeded, || self.ack(result.clone())).await,
+            Ok(Ok(Ok(result))) => {
+                self.finish("ack", Outcome::Succeeded, || self.ack(result.clone(), env.keep_ms)).await
+            }
             Ok(Ok(Err(JobError::Decode(e)))) => self.park(e.reason, &e.to_string()).await,
             // A handler that stopped when told: cancelled, or handed back at shutdown.
             Ok(_) if cancel == Some(CancelReason::Requested) => self.end_cancelled().await,
@@ -459,7 +461,7 @@ impl Run<'_> {
 
     /// Acknowledges this run's entry with its result through the ack batcher
     /// ([`ack_loop`](super::loops::ack_loop)); `None` when the batch's script failed.
-    async fn ack(&self, result: Vec<u8>) -> Option<Written> {
+    async fn ack(&self, result: Vec<u8>, keep_ms: Option<u64>) -> Option<Written> {
         let (job_id, unique) = self.job.clone().unwrap_or_default();
         let run = DoneRun {
             entry_id: self.entry_id.to_owned(),
@@ -469,6 +471,7 @@ impl Run<'_> {
             result,
             started_ms: self.started_ms,
             attempt: self.attempt,
+            keep_ms,
         };
         let (done, answer) = oneshot::channel();
         self.shared.streams[self.stream].acks.send(AckRequest { run, done }).ok()?;

@@ -1,15 +1,16 @@
 -- Success of a batch of runs. KEYS: stream, state sets, then per run its record and unique
 -- key (or the record again). ARGV: group, consumer, what is kept of done jobs (`<age
--- ms>:<count>`), channel, the batch's lowest
--- and highest entry ids, how many of this consumer's pending entries to read between them,
--- then per run: entry id, token, job id, has unique, result bytes, start ms, attempt. Acks
--- and deletes each entry this consumer still owns with that token and records `done` with
--- the result; per run returns 1, or when refused 0 (another holds it), 2 (gone) or 3 (this
--- consumer's earlier try landed). All checks happen before any write, so the result is the
--- same as one by one.
+-- ms>:<count>`), channel, the batch's lowest and highest entry ids, how many of this
+-- consumer's pending entries to read between them, whether a record's `keep` mark can matter
+-- (`1`: it is read), then per run: entry id, token, job id, has unique, result bytes, start
+-- ms, attempt. Acks and deletes each entry this consumer still owns with that token and
+-- records `done` with the result; per run returns 1, or when refused 0 (another holds it), 2
+-- (gone) or 3 (this consumer's earlier try landed). All checks happen before any write, so
+-- the result is the same as one by one.
 
 local group, consumer, channel = ARGV[1], ARGV[2], ARGV[4]
 local age, count = keep_of(ARGV[3])
+local marks = ARGV[8] == '1'
 local now = now_text()
 -- The delivery counts of this consumer's pending entries in the batch's range, read in one
 -- call; an entry not among them (another's, gone, or past a range read cut short) is looked
@@ -20,7 +21,7 @@ for _, p in ipairs(redis.call('XPENDING', KEYS[1], group, ARGV[5], ARGV[6], ARGV
 end
 local out, acked, runs = {}, {}, {}
 local k = 0
-for i = 8, #ARGV, 7 do
+for i = 9, #ARGV, 7 do
   k = k + 1
   local entry, token = ARGV[i], ARGV[i + 1]
   local who
@@ -50,7 +51,7 @@ local prefix
 for _, r in ipairs(runs) do
   local i, k = r[1], r[2]
   local rec, id = KEYS[5 + 2 * k - 1], ARGV[i + 2]
-  local pin = tonumber(redis.call('HGET', rec, 'keep'))
+  local pin = marks and tonumber(redis.call('HGET', rec, 'keep')) or nil
   if count == 0 and not pin then
     redis.call('DEL', rec)
   else
