@@ -51,7 +51,7 @@ fn test_user_crate(name: &str, tests: usize) {
 /// A crate whose own tests run its jobs through `dual_mode::jobs::testing`, with no broker.
 #[test]
 fn jobs_tested_with_the_testing_module_alone() {
-    test_user_crate("jobs-testing", 5);
+    test_user_crate("jobs-testing", 6);
 }
 
 /// A new user's crate written from the README's snippets: a service with a shared reqwest

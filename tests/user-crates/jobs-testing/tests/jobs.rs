@@ -77,3 +77,24 @@ impl dual_mode::jobs::Job for Digest {
 async fn a_spec_that_does_not_round_trip_fails_the_test_naming_the_field() {
     let _ = run_job::<Digest>(&DigestSpec { since: "2026-12-01".into() }, warm()).await;
 }
+
+#[tokio::test]
+async fn a_queue_that_keeps_no_done_jobs_still_hands_the_result_to_its_waiter() {
+    use std::time::Duration;
+
+    use dual_mode::jobs::{JobOutcome, Keep, QueueConfig, WaitError};
+
+    let tq = TestQueue::manual_with(QueueConfig::new("welcome").keep_done(Keep::none()));
+    let waited = sign_up(tq.queue(), "barbara@example.com", "Barbara").await.unwrap();
+    let forgotten = sign_up(tq.queue(), "alan@example.com", "Alan").await.unwrap();
+    // A wait that begins before the job ends keeps its record.
+    let early = tq.queue().wait_for::<Welcome>(&waited.job_id, Duration::from_millis(10)).await;
+    assert!(matches!(early, Err(WaitError::Timeout { .. })), "{early:?}");
+    let ran = tq.drain(|queue, config| Worker::new(queue, config).service::<Welcome>(warm())).await;
+    assert_eq!(ran.succeeded, 2);
+    let outcome = tq.queue().wait_for::<Welcome>(&waited.job_id, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(outcome, JobOutcome::Done("Welcome, Barbara!".to_owned()));
+    assert!(tq.queue().job(&forgotten.job_id).await.unwrap().is_none());
+    let late = tq.queue().wait_for::<Welcome>(&forgotten.job_id, Duration::from_secs(1)).await;
+    assert!(matches!(late, Err(WaitError::NotKept { .. })), "{late:?}");
+}
