@@ -854,8 +854,8 @@ async fn fill_ended(pool: &sqlx::PgPool, q: &str, n: usize) {
 /// process (the workers on clones of one queue) and on Postgres (each worker on a pool of its
 /// own), round by round, in turn.
 async fn stores(table: &mut Table, redis_url: &str, pg_url: &str, rounds: usize, backlog: usize, e2e: usize) {
-    let pg_queue = async |name: String| {
-        let config = QueueConfig::new(name);
+    let pg_queue = async |name: String, keep: Keep| {
+        let config = QueueConfig::new(name).keep_done(keep);
         let pool = async || {
             let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(pg_url).await.expect("pg");
             dual_mode_postgres::PostgresTarget::new(pool)
@@ -882,22 +882,39 @@ async fn stores(table: &mut Table, redis_url: &str, pg_url: &str, rounds: usize,
         let handles = [q.clone(), q.clone()];
         (q, handles)
     };
-    let mut rates: [Vec<f64>; 6] = Default::default();
+    let day = Keep::for_time(Duration::from_secs(24 * 3600));
+    let mut rates: [Vec<f64>; 8] = Default::default();
     for round in 0..rounds {
         let (q, h) = redis_queue(format!("stores-drain-{round}")).await;
         rates[0].push(drain_handles(&q, h, backlog).await);
         let (q, h) = in_process(format!("stores-drain-{round}"));
         rates[1].push(drain_handles(&q, h, backlog).await);
-        let (q, h) = pg_queue(format!("stores-drain-{round}")).await;
+        let (q, h) = pg_queue(format!("stores-drain-{round}"), day).await;
         rates[4].push(drain_handles(&q, h, backlog).await);
+        let (q, h) = pg_queue(format!("stores-drain-nk-{round}"), Keep::none()).await;
+        rates[6].push(drain_handles(&q, h, backlog).await);
         let (q, h) = redis_queue(format!("stores-e2e-{round}")).await;
         rates[2].push(e2e_handles(&q, h, e2e).await);
         let (q, h) = in_process(format!("stores-e2e-{round}"));
         rates[3].push(e2e_handles(&q, h, e2e).await);
-        let (q, h) = pg_queue(format!("stores-e2e-{round}")).await;
+        let (q, h) = pg_queue(format!("stores-e2e-{round}"), day).await;
         rates[5].push(e2e_handles(&q, h, e2e).await);
+        let (q, h) = pg_queue(format!("stores-e2e-nk-{round}"), Keep::none()).await;
+        rates[7].push(e2e_handles(&q, h, e2e).await);
     }
-    let [rd, md, re, me, pd, pe] = rates.map(|r| median(&r));
+    let [rd, md, re, me, pd, pe, nd, ne] = rates.map(|r| median(&r));
+    table.row(
+        &format!("drain a {backlog} backlog on Postgres: done jobs not kept vs kept a day"),
+        format!("{nd:.0} vs {pd:.0} jobs/s"),
+        format!("{:.2}x", nd / pd),
+        "reference",
+    );
+    table.row(
+        &format!("end to end, {e2e} pushed one by one, on Postgres: done jobs not kept vs kept a day"),
+        format!("{ne:.0} vs {pe:.0} jobs/s"),
+        format!("{:.2}x", ne / pe),
+        "reference",
+    );
     table.row(
         &format!("drain a {backlog} backlog: Postgres (fsync off) vs Redis"),
         format!("{pd:.0} vs {rd:.0} jobs/s"),
