@@ -26,55 +26,57 @@ use crate::{Store, as_i64, pg};
 /// lost notification costs at most.
 pub(crate) const POLL_FLOOR: Duration = Duration::from_secs(1);
 
-/// An acknowledgement, in one statement: deletes the entries of lane `$2` that consumer `$6`
-/// holds with the runs' tokens (`$3`, `$4`, `$5`: ms, seq, token), and for the jobs of those
-/// taken (`$7`: ids, empty for an entry without one; `$8`: their done records' items; `$9`:
-/// their unique keys) writes the record (kept until `$10`, null for no time limit; a record
-/// marked `keep` at least that long past `$11`), moves the job from the running to
-/// the done set at `$11`, tells `$12` (payload `$13` and the id) and releases the unique key.
-/// A job named twice in a batch is written once, from its last run. The ids of the entries
-/// taken.
-const ACK: &str = "WITH t AS (DELETE FROM @schema@.entries e \
-     USING unnest($3::int8[], $4::int8[], $5::int8[]) AS u(ms, seq, token) \
-     WHERE e.q = $1 AND e.lane = $2 AND e.ms = ANY($3) AND e.seq = ANY($4) AND e.ms = u.ms \
-     AND e.seq = u.seq AND e.consumer = $6 AND e.deliveries = u.token RETURNING e.ms, e.seq), \
-     u AS (SELECT DISTINCT ON (r.id) r.id, r.hash, r.key \
-     FROM unnest($3::int8[], $4::int8[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY AS r(ms, seq, id, hash, key, i) \
-     JOIN t ON t.ms = r.ms AND t.seq = r.seq WHERE r.id <> '' ORDER BY r.id, r.i DESC), \
-     w AS (INSERT INTO @schema@.jobs AS j (q, id, hash, expires_ms) SELECT $1, u.id, u.hash::jsonb, $10 \
+/// An acknowledgement, in one statement, around `$writes` (the record writes: CTEs over `u`,
+/// each followed by a comma; Postgres runs a writing CTE whether or not it is read): deletes the
+/// entries of lane `$2` that consumer `$6` holds with the runs' tokens (`$3`, `$4`, `$5`: ms,
+/// seq, token); for the jobs of those taken (`u`; `$7`: ids, empty for an entry without one;
+/// `$8`: their done records' items; `$9`: their unique keys; a job named twice in a batch
+/// once, from its last run) takes the job out of the running set, tells `$12` (payload `$13`
+/// and the ids, space-separated, 64 at most per notification) and releases the unique key.
+/// The ids of the entries taken.
+macro_rules! ack {
+    ($writes:literal) => {
+        concat!(
+            "WITH t AS (DELETE FROM @schema@.entries e \
+             USING unnest($3::int8[], $4::int8[], $5::int8[]) AS u(ms, seq, token) \
+             WHERE e.q = $1 AND e.lane = $2 AND e.ms = ANY($3) AND e.seq = ANY($4) AND e.ms = u.ms \
+             AND e.seq = u.seq AND e.consumer = $6 AND e.deliveries = u.token RETURNING e.ms, e.seq), \
+             u AS (SELECT DISTINCT ON (r.id) r.id, r.hash, r.key \
+             FROM unnest($3::int8[], $4::int8[], $7::text[], $8::text[], $9::text[]) \
+             WITH ORDINALITY AS r(ms, seq, id, hash, key, i) \
+             JOIN t ON t.ms = r.ms AND t.seq = r.seq WHERE r.id <> '' ORDER BY r.id, r.i DESC), ",
+            $writes,
+            " r AS (DELETE FROM @schema@.job_sets WHERE q = $1 AND state = 'running' \
+             AND job_id IN (SELECT id FROM u) RETURNING 1), \
+             n AS (SELECT pg_notify($12, $13 || string_agg(b.id, ' ')) \
+             FROM (SELECT u.id, (row_number() OVER ()) / 64 AS chunk FROM u) b GROUP BY b.chunk), \
+             k AS (DELETE FROM @schema@.uniques x USING u WHERE x.q = $1 AND x.key = u.key AND x.job_id = u.id) \
+             SELECT t.ms, t.seq FROM t, (SELECT count(*) FROM n) cn"
+        )
+    };
+}
+
+/// [`ack!`] that writes each done record (kept until `$10`, null for no time limit; a record
+/// marked `keep` at least that long past `$11`) and puts the job in the done set at `$11`.
+const ACK: &str = ack!(
+    "w AS (INSERT INTO @schema@.jobs AS j (q, id, hash, expires_ms) SELECT $1, u.id, u.hash::jsonb, $10 \
      FROM u ON CONFLICT (q, id) DO UPDATE SET hash = CASE WHEN j.expires_ms <= $11 THEN excluded.hash \
      ELSE j.hash || excluded.hash END, expires_ms = CASE WHEN j.hash ? 'keep' AND $10 IS NOT NULL \
      THEN GREATEST($10, $11 + (j.hash->>'keep')::bigint) ELSE excluded.expires_ms END RETURNING 1), \
-     r AS (DELETE FROM @schema@.job_sets WHERE q = $1 AND state = 'running' \
-     AND job_id IN (SELECT id FROM u) RETURNING 1), \
      d AS (INSERT INTO @schema@.job_sets (q, state, job_id, at_ms) SELECT $1, 'done', u.id, $11 FROM u \
-     ON CONFLICT (q, state, job_id) DO UPDATE SET at_ms = excluded.at_ms RETURNING 1), \
-     n AS (SELECT pg_notify($12, $13 || string_agg(b.id, ' ')) \
-     FROM (SELECT u.id, (row_number() OVER ()) / 64 AS chunk FROM u) b GROUP BY b.chunk), \
-     k AS (DELETE FROM @schema@.uniques x USING u WHERE x.q = $1 AND x.key = u.key AND x.job_id = u.id) \
-     SELECT t.ms, t.seq FROM t, (SELECT count(*) FROM w) cw, (SELECT count(*) FROM n) cn";
+     ON CONFLICT (q, state, job_id) DO UPDATE SET at_ms = excluded.at_ms RETURNING 1),"
+);
 
-/// [`ACK`] in a queue that keeps no done jobs: a record is deleted rather than written, unless
-/// a waiter or its push marked it `keep` (then it is written and lives that long, out of the
-/// set of done jobs).
-const ACK_NOT_KEPT: &str = "WITH t AS (DELETE FROM @schema@.entries e \
-     USING unnest($3::int8[], $4::int8[], $5::int8[]) AS u(ms, seq, token) \
-     WHERE e.q = $1 AND e.lane = $2 AND e.ms = ANY($3) AND e.seq = ANY($4) AND e.ms = u.ms \
-     AND e.seq = u.seq AND e.consumer = $6 AND e.deliveries = u.token RETURNING e.ms, e.seq), \
-     u AS (SELECT DISTINCT ON (r.id) r.id, r.hash, r.key \
-     FROM unnest($3::int8[], $4::int8[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY AS r(ms, seq, id, hash, key, i) \
-     JOIN t ON t.ms = r.ms AND t.seq = r.seq WHERE r.id <> '' ORDER BY r.id, r.i DESC), \
-     g AS (DELETE FROM @schema@.jobs j USING u WHERE j.q = $1 AND j.id = u.id \
+/// [`ack!`] in a queue that keeps no done jobs: a record is deleted rather than written,
+/// unless a waiter or its push marked it `keep` (then it is written and lives that long past
+/// `$11`, at least until `$10`, out of the set of done jobs).
+const ACK_NOT_KEPT: &str = ack!(
+    "g AS (DELETE FROM @schema@.jobs j USING u WHERE j.q = $1 AND j.id = u.id \
      AND NOT (j.hash ? 'keep' AND (j.expires_ms IS NULL OR j.expires_ms > $11)) RETURNING 1), \
      w AS (UPDATE @schema@.jobs j SET hash = j.hash || u.hash::jsonb, \
      expires_ms = GREATEST(COALESCE($10, 0), $11 + (j.hash->>'keep')::bigint) FROM u \
-     WHERE j.q = $1 AND j.id = u.id AND j.hash ? 'keep' AND (j.expires_ms IS NULL OR j.expires_ms > $11) RETURNING 1), \
-     r AS (DELETE FROM @schema@.job_sets WHERE q = $1 AND state = 'running' \
-     AND job_id IN (SELECT id FROM u) RETURNING 1), \
-     n AS (SELECT pg_notify($12, $13 || string_agg(b.id, ' ')) \
-     FROM (SELECT u.id, (row_number() OVER ()) / 64 AS chunk FROM u) b GROUP BY b.chunk), \
-     k AS (DELETE FROM @schema@.uniques x USING u WHERE x.q = $1 AND x.key = u.key AND x.job_id = u.id) \
-     SELECT t.ms, t.seq FROM t, (SELECT count(*) FROM g) cg, (SELECT count(*) FROM w) cw, (SELECT count(*) FROM n) cn";
+     WHERE j.q = $1 AND j.id = u.id AND j.hash ? 'keep' AND (j.expires_ms IS NULL OR j.expires_ms > $11) RETURNING 1),"
+);
 
 /// Who holds an entry, as a fenced write sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
