@@ -95,8 +95,8 @@ impl Store {
         let mut inv = scripts::TRIM.prepare_invoke();
         for (state, key) in STATE_SETS.iter().zip(&self.state_keys) {
             if matches!(*state, "done" | "parked" | "cancelled") {
-                let age = self.keep(state).split(':').next().unwrap_or_default();
-                inv.key(key).arg(age);
+                let age = self.retention.of(state).and_then(|k| k.age_ms);
+                inv.key(key).arg(age.map(|a| a.to_string()).unwrap_or_default());
             }
         }
         inv.invoke_async(&mut self.con()).await.map_err(redis("trim ended jobs"))

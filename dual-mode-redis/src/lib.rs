@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, RedisResult, Script, ScriptInvocation};
 
-use dual_mode_jobs::backend::{Backend, Connect, KeepMs, Opened, Retention};
+use dual_mode_jobs::backend::{Backend, Connect, Opened, Retention};
 use dual_mode_jobs::{Lane, QueueConfig, QueueKeys};
 use dual_mode_jobs::{QueueError, ReplyError};
 
@@ -66,10 +66,8 @@ pub(crate) struct Store {
     /// What is kept of jobs that ended done, parked and cancelled, as the scripts take it
     /// (`<age ms>:<count>`, either empty for no limit).
     keeps: [String; 3],
-    /// How long at least a record someone waited for is kept, in ms.
-    waited_ms: u64,
-    /// What is kept of done jobs.
-    keep_done: KeepMs,
+    /// What is kept of ended jobs (the scripts' form of it is `keeps`).
+    retention: Retention,
     /// The most entries the parked stream keeps.
     parked_max_len: u64,
 }
@@ -110,8 +108,7 @@ impl Store {
                 let text = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
                 format!("{}:{}", text(k.age_ms), text(k.count))
             }),
-            waited_ms: retention.waited_ms.max(1),
-            keep_done: retention.done,
+            retention: Retention { waited_ms: retention.waited_ms.max(1), ..retention },
             parked_max_len: retention.parked_max_len.max(1),
         })
     }

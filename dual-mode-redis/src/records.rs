@@ -52,7 +52,7 @@ impl Store {
     /// `keep_waited` once it ends; whether the job has a record.
     pub(crate) async fn keep_waited(&self, job_id: &str) -> Result<bool, QueueError> {
         let mut inv = scripts::KEEP_WAITED.prepare_invoke();
-        inv.key(self.record_key(job_id)).arg(self.waited_ms);
+        inv.key(self.record_key(job_id)).arg(self.retention.waited_ms);
         let found: i64 = inv.invoke_async(&mut self.con()).await.map_err(redis("mark a waited job"))?;
         Ok(found == 1)
     }

@@ -85,8 +85,9 @@ impl Store {
         cmd.arg(lo).arg(hi).arg(runs.len() * 4 + 64);
         // Whether a record's `keep` mark can matter: it cannot when done records are kept for
         // a time longer than any waiter's or this batch's pushes' mark.
-        let marks = match (self.keep_done.count, self.keep_done.age_ms) {
-            (None, Some(age)) => self.waited_ms > age || runs.iter().any(|r| r.keep_ms.is_some_and(|k| k > age)),
+        let (done, waited) = (self.retention.done, self.retention.waited_ms);
+        let marks = match (done.count, done.age_ms) {
+            (None, Some(age)) => waited > age || runs.iter().any(|r| r.keep_ms.is_some_and(|k| k > age)),
             _ => true,
         };
         cmd.arg(u8::from(marks));

@@ -2,7 +2,7 @@
 //! (the sweep, trim, prune and remove-consumer scripts).
 
 use super::sets::ms_score;
-use super::state::{State, hget, hset, is_terminal, lane_of};
+use super::state::{State, is_terminal, lane_of};
 use super::stream::{Interval, StreamId};
 use crate::error::{QueueError, ReplyError};
 use crate::fields::record::KEEP;
@@ -94,12 +94,10 @@ impl State {
     /// Marks job `id`'s record, if it has not ended, to be kept at least the queue's
     /// `waited_ms` once it ends; whether it has a record.
     pub(super) fn keep_waited(&mut self, id: &str) -> bool {
-        let Some(record) = self.records.get_mut(id) else { return false };
-        let ended = hget(record, "state").and_then(|s| std::str::from_utf8(s).ok()).is_some_and(is_terminal);
-        if !ended {
-            let pin = hget(record, KEEP).and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
-            let keep = pin.unwrap_or(0).max(self.limits.waited_ms);
-            hset(record, KEEP, keep.to_string().into_bytes());
+        let Some(state) = self.record_field(id, "state") else { return false };
+        if !std::str::from_utf8(state).is_ok_and(is_terminal) {
+            let keep = self.pin(id).unwrap_or(0).max(self.limits.waited_ms);
+            self.write_record(id, [(KEEP, keep.to_string().into_bytes())]);
         }
         true
     }

@@ -197,7 +197,7 @@ impl State {
     }
 
     /// How long at least job `id`'s record is kept once it ended ([`KEEP`]), if marked.
-    fn pin(&self, id: &str) -> Option<u64> {
+    pub(super) fn pin(&self, id: &str) -> Option<u64> {
         self.record_field(id, KEEP).and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
     }
 
