@@ -903,42 +903,19 @@ async fn stores(table: &mut Table, redis_url: &str, pg_url: &str, rounds: usize,
         rates[7].push(e2e_handles(&q, h, e2e).await);
     }
     let [rd, md, re, me, pd, pe, nd, ne] = rates.map(|r| median(&r));
-    table.row(
-        &format!("drain a {backlog} backlog on Postgres: done jobs not kept vs kept a day"),
-        format!("{nd:.0} vs {pd:.0} jobs/s"),
-        format!("{:.2}x", nd / pd),
-        "reference",
-    );
-    table.row(
-        &format!("end to end, {e2e} pushed one by one, on Postgres: done jobs not kept vs kept a day"),
-        format!("{ne:.0} vs {pe:.0} jobs/s"),
-        format!("{:.2}x", ne / pe),
-        "reference",
-    );
-    table.row(
-        &format!("drain a {backlog} backlog: Postgres (fsync off) vs Redis"),
-        format!("{pd:.0} vs {rd:.0} jobs/s"),
-        format!("{:.2}x", pd / rd),
-        "reference",
-    );
-    table.row(
-        &format!("end to end, {e2e} pushed one by one by 8 producers: Postgres vs Redis"),
-        format!("{pe:.0} vs {re:.0} jobs/s"),
-        format!("{:.2}x", pe / re),
-        "reference",
-    );
-    table.row(
-        &format!("drain a {backlog} backlog: in process vs Redis"),
-        format!("{md:.0} vs {rd:.0} jobs/s"),
-        format!("{:.2}x", md / rd),
-        "reference",
-    );
-    table.row(
-        &format!("end to end, {e2e} pushed one by one by 8 producers: in process vs Redis"),
-        format!("{me:.0} vs {re:.0} jobs/s"),
-        format!("{:.2}x", me / re),
-        "reference",
-    );
+    let drain = format!("drain a {backlog} backlog");
+    let one_by_one = format!("end to end, {e2e} pushed one by one by 8 producers");
+    let rows = [
+        (format!("{drain} on Postgres: done jobs not kept vs kept a day"), nd, pd),
+        (format!("{one_by_one}, on Postgres: done jobs not kept vs kept a day"), ne, pe),
+        (format!("{drain}: Postgres (fsync off) vs Redis"), pd, rd),
+        (format!("{one_by_one}: Postgres vs Redis"), pe, re),
+        (format!("{drain}: in process vs Redis"), md, rd),
+        (format!("{one_by_one}: in process vs Redis"), me, re),
+    ];
+    for (what, a, b) in rows {
+        table.row(&what, format!("{a:.0} vs {b:.0} jobs/s"), format!("{:.2}x", a / b), "reference");
+    }
 }
 
 /// Pushes `n` no-op jobs one by one from 8 producers at once.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use dual_mode_jobs::{JobInfo, JobState, PushOptions, Queue, QueueConfig, QueueError, Worker, WorkerConfig, typed};
 use dual_mode_postgres::{MigrateError, PostgresTarget, SCHEMA_VERSION};
-use dual_mode_test_support::PostgresServer;
+use dual_mode_test_support::{PostgresServer, wait_until};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -66,14 +66,6 @@ impl Runs {
 
     fn len(&self) -> usize {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-}
-
-async fn wait_until(within: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use dual_mode_jobs::{JobInfo, PushOptions, Queue, QueueConfig, Worker, WorkerConfig, typed};
 use dual_mode_postgres::PostgresTarget;
-use dual_mode_test_support::PostgresServer;
+use dual_mode_test_support::{PostgresServer, wait_until};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -120,14 +120,6 @@ impl Drop for Process {
 /// The notes of `what`: job numbers and who wrote them.
 async fn notes(db: &PgPool, what: &str) -> Vec<(i64, String)> {
     sqlx::query_as("SELECT n, who FROM notes WHERE what = $1 ORDER BY n").bind(what).fetch_all(db).await.expect("notes")
-}
-
-async fn wait_until(within: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

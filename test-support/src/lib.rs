@@ -12,6 +12,7 @@
 //! - [`PostgresServer`], [`MariaDbServer`]: a temporary Postgres or MariaDB on a free
 //!   127.0.0.1 port with its own data directory, stopped and removed on drop.
 //! - [`Browser`]: a headless Chromium driven over `WebDriver` by its own `chromedriver`.
+//! - [`wait_until`]: a condition asked until it holds, or a panic naming it.
 
 mod database;
 mod http;
@@ -20,6 +21,7 @@ mod redis_cluster;
 mod redis_sentinel;
 mod redis_server;
 mod tls;
+mod wait;
 mod webdriver;
 
 pub use database::{DatabaseError, MariaDbServer, PostgresServer};
@@ -28,4 +30,5 @@ pub use prometheus::prometheus_value;
 pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::{PRIMARY_NAME, RedisSentinels};
 pub use redis_server::{LaunchError, RedisServer, TempDir, free_port};
+pub use wait::wait_until;
 pub use webdriver::{Browser, Element, WebDriverError};

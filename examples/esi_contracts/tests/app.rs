@@ -321,6 +321,22 @@ async fn the_main_job_with_a_failing_region_prints_the_others_and_names_it() {
     assert!(tables < named && out[named..].contains("10000001"), "{out}");
 }
 
+/// Runs the main job with `opts` on `backing`'s stores: its first line says `stores`, every
+/// region's summary is the expected one, and another `Queue` on the same store (the
+/// backing's) reads each job's record as done.
+async fn main_job_on(backing: &Backing, opts: app::Options, stores: &str) {
+    let mut out = Vec::new();
+    let report = app::run(opts, &mut out).await.expect("the main job");
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains(stores), "{out}");
+    let got: Vec<RegionSummary> = report.summaries.iter().map(|s| s.summary.clone()).collect();
+    assert_eq!(got, expected());
+    for job in &report.jobs {
+        let record = backing.queue.job(&job.id).await.unwrap().expect("the job's record, in the backing's store");
+        assert_eq!(record.state, JobState::Done);
+    }
+}
+
 /// The main job on Redis and Postgres, as a deployment would run it: `REDIS_URL` takes the
 /// queue there (another `Queue` on the same Redis reads the jobs' records), `DATABASE_URL` the
 /// data (the summaries are rows in Postgres).
@@ -332,16 +348,7 @@ async fn the_main_job_runs_on_redis_and_postgres() {
         database_url: Some(backing.secrets().database_url),
         ..main_job(Vec::new())
     };
-    let mut out = Vec::new();
-    let report = app::run(opts, &mut out).await.expect("the main job");
-    let out = String::from_utf8(out).unwrap();
-    assert!(out.contains("queue: Redis (REDIS_URL); database: DATABASE_URL"), "{out}");
-    let got: Vec<RegionSummary> = report.summaries.iter().map(|s| s.summary.clone()).collect();
-    assert_eq!(got, expected());
-    for job in &report.jobs {
-        let record = backing.queue.job(&job.id).await.unwrap().expect("the job's record, on Redis");
-        assert_eq!(record.state, JobState::Done);
-    }
+    main_job_on(&backing, opts, "queue: Redis (REDIS_URL); database: DATABASE_URL").await;
     let rows: i64 =
         sqlx::query_scalar("SELECT count(*) FROM region_summaries").fetch_one(&backing.database().await).await.unwrap();
     assert_eq!(rows, 3, "one summary per region, in Postgres");
@@ -378,16 +385,7 @@ fn the_binary_runs_the_main_job_with_nothing_installed() {
 async fn the_main_job_runs_on_postgres_alone() {
     let backing = Backing::postgres().await;
     let opts = app::Options { database_url: Some(backing.secrets().database_url), ..main_job(Vec::new()) };
-    let mut out = Vec::new();
-    let report = app::run(opts, &mut out).await.expect("the main job");
-    let out = String::from_utf8(out).unwrap();
-    assert!(out.contains("queue: Postgres (DATABASE_URL); database: DATABASE_URL"), "{out}");
-    let got: Vec<RegionSummary> = report.summaries.iter().map(|s| s.summary.clone()).collect();
-    assert_eq!(got, expected());
-    for job in &report.jobs {
-        let record = backing.queue.job(&job.id).await.unwrap().expect("the job's record, in Postgres");
-        assert_eq!(record.state, JobState::Done);
-    }
+    main_job_on(&backing, opts, "queue: Postgres (DATABASE_URL); database: DATABASE_URL").await;
     let entries: i64 =
         sqlx::query_scalar("SELECT count(*) FROM dual_mode.jobs").fetch_one(&backing.database().await).await.unwrap();
     assert!(entries >= 3, "the queue's records are rows of the dual_mode schema ({entries})");
