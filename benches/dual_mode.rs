@@ -20,7 +20,9 @@
 //!
 //! Section `p` shows where a no-op job's time goes, in a drain and end to end: Redis CPU, Redis
 //! time and calls per command (`INFO commandstats`), this process's CPU and heap allocations,
-//! each per job.
+//! each per job. Section `r` does the same for a drain under a per-key rate limit never hit,
+//! beside the same drain without one, pair by pair. Section `k` times one job at a time, from
+//! its push to its handler's start, beside the push's and a `PING`'s round trips (p50, p99).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -965,6 +967,48 @@ async fn pickup(redis_url: &str, queue: &str, idles: &[Duration]) -> Vec<f64> {
     out
 }
 
+/// One job at a time: `n` jobs pushed one by one to an idle worker (waiting for a push), each
+/// after the last one ran and `idle` passed. Per job, in ms: from the push's call to the
+/// handler's start, the push's own round trip, and a `PING` round trip on another connection
+/// just before.
+async fn one_at_a_time(redis_url: &str, queue: &str, n: usize, idle: Duration) -> [Vec<f64>; 3] {
+    let q = Queue::connect(redis::Client::open(redis_url).expect("url"), QueueConfig::new(queue)).await.expect("q");
+    q.ensure_group().await.expect("group");
+    let mut admin = redis::Client::open(redis_url).expect("url").get_multiplexed_async_connection().await.expect("c");
+    let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
+    let worker = Worker::new(q.clone(), WorkerConfig::new().consumer_prefix("bench"))
+        .handle(
+            "ping",
+            handler_fn(move |_job: JobInfo| {
+                let _ = tx.send(Instant::now());
+                async { Ok(()) }
+            }),
+        )
+        .spawn();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let [mut pickup, mut push, mut ping] = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..n {
+        tokio::time::sleep(idle).await;
+        let t = Instant::now();
+        let _: String = redis::cmd("PING").query_async(&mut admin).await.expect("PING");
+        ping.push(ms(t.elapsed()));
+        let t = Instant::now();
+        q.push("ping", 1, &(), PushOptions::new()).await.expect("push");
+        push.push(ms(t.elapsed()));
+        let got = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("picked up").expect("sender");
+        pickup.push(ms(got.duration_since(t)));
+    }
+    stop_workers(vec![worker]).await;
+    [pickup, push, ping]
+}
+
+/// The `p`th percentile (1-100) of `xs`, by the nearest rank.
+fn percentile(xs: &[f64], p: usize) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[(p * v.len()).div_ceil(100).clamp(1, v.len()) - 1]
+}
+
 /// GET + SET jobs through the queue (2 workers, a shared context) vs the same jobs run
 /// directly with 32 in flight; (queued jobs/s, direct jobs/s).
 async fn getset_through_queue(redis_url: &str, queue: &str, env: &Arc<Env>, n: usize) -> (f64, f64) {
@@ -1292,10 +1336,15 @@ async fn command_stats(con: &mut MultiplexedConnection) -> Vec<(String, u64, u64
 /// pushed before the counters start (`e2e` false), or 8 producers pushing one by one while the
 /// workers run.
 async fn cost_of(redis_url: &str, config: QueueConfig, n: usize, e2e: bool) -> Cost {
+    cost_with(redis_url, config, n, e2e, PushOptions::new()).await
+}
+
+/// [`cost_of`] with the drain's backlog pushed with `options`.
+async fn cost_with(redis_url: &str, config: QueueConfig, n: usize, e2e: bool, options: PushOptions) -> Cost {
     let q = Queue::connect(server(redis_url), config.clone()).await.expect("q");
     q.ensure_group().await.expect("group");
     if !e2e {
-        q.push_bulk("noop", 1, std::iter::repeat_n(&(), n), PushOptions::new()).await.expect("bulk push");
+        q.push_bulk("noop", 1, std::iter::repeat_n(&(), n), options).await.expect("bulk push");
     }
     let mut admin = redis::Client::open(redis_url).expect("url").get_multiplexed_async_connection().await.expect("c");
     let done = Arc::new(Done { count: AtomicU64::new(0) });
@@ -1383,8 +1432,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only 1,2`: run only these sections (1: per job, 2: guard, 3: job layer, m: metrics,
-    // p: cost per job, 6: Redis deployments, 7: the drain as the backlog grows, s: the stores
-    // side by side, g: the Postgres drain as ended jobs pile up).
+    // p: cost per job, r: a rate limit never hit, k: one job at a time, 6: Redis deployments,
+    // 7: the drain as the backlog grows, s: the stores side by side, g: the Postgres drain as
+    // ended jobs pile up).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let want = |n: &str| only.as_ref().is_none_or(|o| o.split(',').any(|s| s == n));
     let sizes = if quick {
@@ -1506,7 +1556,7 @@ fn main() {
                 &format!("drain a {} backlog with a per-key rate limit never hit vs without", sizes.backlog),
                 format!("{limited:.0} vs {free:.0} jobs/s"),
                 format!("{:.2}x", limited / free),
-                &format!(">= 0.85x: {}", verdict(limited / free >= 0.85)),
+                &format!(">= 0.95x: {}", verdict(limited / free >= 0.95)),
             );
             eprintln!("[{:>5.1}s] 3. end to end", started.elapsed().as_secs_f64());
             let e2e = e2e_noop(&redis.url, "e2e", sizes.e2e).await;
@@ -1663,6 +1713,95 @@ fn main() {
                 );
             }
         });
+    }
+
+    if want("r") {
+        table.section("r. a per-key rate limit never hit: the drain beside the same drain without (2 workers x 16)");
+        eprintln!("[{:>5.1}s] r. a rate limit never hit", started.elapsed().as_secs_f64());
+        let runs = if quick { 5 } else { 9 };
+        rt.block_on(async {
+            let (mut free, mut limited) = (Vec::new(), Vec::new());
+            for i in 0..runs {
+                let config = QueueConfig::new(format!("r-free{i}"));
+                free.push(cost_of(&redis.url, config, sizes.backlog, false).await);
+                let config = QueueConfig::new(format!("r-limited{i}"))
+                    .rate_limit(RateScope::Key("bench:".into()), RateLimit::per_second(u32::MAX));
+                let options = PushOptions::new().rate_key("bench:1");
+                limited.push(cost_with(&redis.url, config, sizes.backlog, false, options).await);
+            }
+            let med = |costs: &[Cost], f: fn(&Cost) -> f64| median(&costs.iter().map(f).collect::<Vec<_>>());
+            let ratios: Vec<f64> = free.iter().zip(&limited).map(|(f, l)| l.rate / f.rate).collect();
+            let (lo, hi) = ratios.iter().fold((f64::MAX, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+            let ratio = median(&ratios);
+            table.row(
+                &format!("drain a {} backlog, limited vs not: rate (medians of {runs} pairs)", sizes.backlog),
+                format!("{:.0} vs {:.0} jobs/s", med(&limited, |c| c.rate), med(&free, |c| c.rate)),
+                format!("{ratio:.2}x (pairs {lo:.2}x-{hi:.2}x)"),
+                &format!(">= 0.95x: {}", verdict(ratio >= 0.95)),
+            );
+            for (what, f) in [
+                ("Redis CPU per job", (|c: &Cost| c.redis_cpu_us) as fn(&Cost) -> f64),
+                ("this process's CPU per job", |c: &Cost| c.process_cpu_us),
+            ] {
+                let (l, f) = (med(&limited, f), med(&free, f));
+                table.row(
+                    &format!("{what}, limited vs not"),
+                    format!("{l:.2} vs {f:.2} µs"),
+                    format!("{:.2}x", l / f),
+                    "",
+                );
+            }
+            let mut names: Vec<String> = limited[0].commands.iter().map(|(name, _, _)| name.clone()).collect();
+            names.truncate(12);
+            for name in names {
+                let of = |c: &Cost, pick: fn(&(String, f64, f64)) -> f64| {
+                    c.commands.iter().find(|(n, _, _)| *n == name).map_or(0.0, pick)
+                };
+                let per = |costs: &[Cost], pick: fn(&(String, f64, f64)) -> f64| {
+                    median(&costs.iter().map(|c| of(c, pick)).collect::<Vec<_>>())
+                };
+                table.row(
+                    &format!("`{name}` per job, limited vs not (calls; Redis µs, commands run by scripts included)"),
+                    format!(
+                        "{:.3} vs {:.3} calls; {:.2} vs {:.2} µs",
+                        per(&limited, |x| x.1),
+                        per(&free, |x| x.1),
+                        per(&limited, |x| x.2),
+                        per(&free, |x| x.2)
+                    ),
+                    String::new(),
+                    "",
+                );
+            }
+        });
+    }
+
+    if want("k") {
+        table.section("k. one job at a time: a push to an idle worker until its handler starts (one worker)");
+        eprintln!("[{:>5.1}s] k. one job at a time", started.elapsed().as_secs_f64());
+        let n = if quick { 200 } else { 1_000 };
+        let [pickup, push, ping] = rt.block_on(one_at_a_time(&redis.url, "one-at-a-time", n, Duration::from_millis(5)));
+        let over: Vec<f64> = pickup.iter().zip(&push).map(|(a, b)| a - b).collect();
+        for (what, xs) in [
+            ("from the push's call to the handler's start", &pickup),
+            ("the push's own round trip (the job is stored when it returns)", &push),
+            ("pickup over the push: what the worker adds to running it at once", &over),
+            ("a `PING` round trip on another connection", &ping),
+        ] {
+            table.row(
+                &format!("{what}: p50; p99 ({n} jobs, 5 ms idle before each)"),
+                format!("{:.3} ms; {:.3} ms", percentile(xs, 50), percentile(xs, 99)),
+                String::new(),
+                "",
+            );
+        }
+        let (o, p) = (percentile(&over, 50), percentile(&ping, 50));
+        table.row(
+            "pickup over the push vs one round trip, p50",
+            format!("{:.0} µs vs {:.0} µs", o * 1e3, p * 1e3),
+            format!("{:.1} round trips", o / p),
+            &format!("<= 1 round trip: {}", verdict(o <= p)),
+        );
     }
 
     // 4.

@@ -275,6 +275,7 @@ async fn partitions_keep_their_guarantees_on_a_cluster() {
     exact_across_partitions(target(), 6).await;
     rate_limit_across_partitions(target()).await;
     operations_across_partitions(target(), 6).await;
+    reads_gate_where_one_partition(target()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,6 +350,97 @@ async fn rate_limit_across_partitions(target: RedisTarget) {
     // 30 starts at 20 a second, evenly spaced, take at least 29 intervals of 50 ms; six
     // buckets of their own would let them through in a sixth of that.
     assert!(span >= Duration::from_millis(1_300), "30 starts of one key in {span:?} at 20/s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_gates_its_jobs_where_the_queue_has_one_partition() {
+    let redis = RedisServer::start();
+    reads_gate_where_one_partition(RedisTarget::from(redis.client())).await;
+}
+
+/// A queue of one partition passes the jobs it reads through their gates in the read itself,
+/// saving the gate's round trip: rate limits by key and by type, a key's slot, and no gate
+/// where no rule applies, all in the buckets and slots that the gate call uses. A queue of
+/// several partitions keeps its buckets on its home, in another hash slot: its reads do not
+/// gate, and the worker asks the home.
+async fn reads_gate_where_one_partition(target: RedisTarget) {
+    use dual_mode::jobs::backend::{Bucket, Connect as _, Gate, GateRules, Passed, Read};
+    use dual_mode::jobs::{Lane, RateLimit, RateScope};
+    let config = |name: &str| {
+        QueueConfig::new(unique(name))
+            .rate_limit(RateScope::Key("region:".into()), RateLimit::per_second(2))
+            .rate_limit(RateScope::Type("Other".into()), RateLimit::per_second(1000))
+            .key_concurrency("solo:", 1)
+    };
+    let (one, lease) = (config("gated"), Duration::from_secs(30));
+    let rules = GateRules::of(&one, lease).expect("the queue has rules");
+    let q = Queue::connect(target.clone(), one.clone()).await.expect("connect");
+    let jobs: [(&str, Option<&str>); 7] = [
+        ("Work", Some("region:1")),
+        ("Work", Some("region:1")),
+        ("Work", Some("region:1")),
+        ("Work", Some("solo:a")),
+        ("Work", Some("solo:a")),
+        ("Other", None),
+        ("Work", Some("free:1")),
+    ];
+    for (n, (type_name, key)) in jobs.iter().enumerate() {
+        let options = key.map_or_else(PushOptions::new, |k| PushOptions::new().rate_key(k));
+        q.push(type_name, 1, &n, options.idempotency_key(format!("g-{n}"))).await.expect("push");
+    }
+    let opened = target.clone().open(&one).await.expect("open");
+    let part = &opened.parts[0];
+    part.ensure_group(lease).await.expect("group");
+    let mut reader = part.reader(Duration::from_millis(100), Duration::from_secs(2)).await.expect("reader");
+    assert!(reader.gate_reads(&rules), "one partition: its reads gate");
+    let Read::Gated(got) = reader.read("c1", 10, Lane::ALL).await.expect("read") else {
+        panic!("a gating reader answers with the gates")
+    };
+    let answers: Vec<Option<Passed>> = got.into_iter().map(|(_, _, passed)| passed).collect();
+    let wait = |ms| Some(Passed::Wait(Duration::from_millis(ms)));
+    let start = Some(Passed::Start);
+    assert_eq!(
+        answers,
+        [start, wait(500), wait(1000), start, Some(Passed::NoSlot), start, None],
+        "2 a second, spaced 500 ms; one slot of `solo:a`; the type's own limit; no rule for `free:`"
+    );
+    // The gate call finds the reservations the read made: the next start of `region:1` is
+    // 1.5 s away.
+    let gate = Gate {
+        job_id: "later".into(),
+        rate_key: Some("region:1".into()),
+        reserved: false,
+        buckets: vec![Bucket::new("key:region:1".into(), RateLimit::per_second(2))],
+        slots: None,
+    };
+    let passed = opened.home.gate(&[gate], lease).await.expect("gate");
+    assert!(
+        matches!(passed[..], [Passed::Wait(d)] if d > Duration::from_secs(1) && d <= Duration::from_millis(1_500)),
+        "{passed:?}"
+    );
+    // Reserved starts draw nothing, but each needs room among the actual starts of the last
+    // second: 2 a second with a burst of 1 admit 3, a batch's own starts counted as it goes
+    // and a later batch's found in the store.
+    let reserved = |job: &str| Gate {
+        job_id: job.into(),
+        rate_key: Some("burst:1".into()),
+        reserved: true,
+        buckets: vec![Bucket::new("key:burst:1".into(), RateLimit::per_second(2))],
+        slots: None,
+    };
+    let passed = opened.home.gate(&[reserved("a"), reserved("b"), reserved("c"), reserved("d")], lease).await;
+    let second = Passed::Wait(Duration::from_secs(1));
+    assert_eq!(passed.expect("gate"), [Passed::Start, Passed::Start, Passed::Start, second]);
+    let passed = opened.home.gate(&[reserved("e")], lease).await.expect("gate");
+    assert!(matches!(passed[..], [Passed::Wait(d)] if d > Duration::from_millis(500) && d <= Duration::from_secs(1)));
+
+    let split = config("split").partitions(3);
+    let rules = GateRules::of(&split, lease).expect("the queue has rules");
+    let opened = target.open(&split).await.expect("open");
+    for part in &opened.parts {
+        let mut reader = part.reader(Duration::from_millis(100), Duration::from_secs(2)).await.expect("reader");
+        assert!(!reader.gate_reads(&rules), "a partition's reads leave the gates to the home");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,8 @@ pub struct QueueKeys {
     /// `<prefix>key:<rate key>`).
     pub rate_prefix: String,
     /// Prefix of the rate limits' windows of actual starts (`<prefix><bucket>`, as for
-    /// [`rate_prefix`](Self::rate_prefix)).
+    /// [`rate_prefix`](Self::rate_prefix)): a list of the last period's starts, a batch of
+    /// starts per element.
     pub rate_window_prefix: String,
     /// Prefix of the rate keys' pauses (`<prefix><rate key>`).
     pub rate_pause_prefix: String,
@@ -95,7 +96,7 @@ impl QueueKeys {
             finished_channel: format!("{base}:finished"),
             partitions: format!("{base}:partitions"),
             rate_prefix: format!("{base}:rate:"),
-            rate_window_prefix: format!("{base}:rate-window:"),
+            rate_window_prefix: format!("{base}:rate-starts:"),
             rate_pause_prefix: format!("{base}:rate-pause:"),
             slot_prefix: format!("{base}:slots:"),
             slot_wait_prefix: format!("{base}:slot-wait:"),
@@ -124,7 +125,7 @@ mod tests {
             (&k.finished_channel, "dm:{mail}:finished"),
             (&k.rate_prefix, "dm:{mail}:rate:"),
             (&k.rate_pause_prefix, "dm:{mail}:rate-pause:"),
-            (&k.rate_window_prefix, "dm:{mail}:rate-window:"),
+            (&k.rate_window_prefix, "dm:{mail}:rate-starts:"),
             (&k.slot_prefix, "dm:{mail}:slots:"),
             (&k.slot_wait_prefix, "dm:{mail}:slot-wait:"),
             (&k.paused, "dm:{mail}:jobs:paused"),

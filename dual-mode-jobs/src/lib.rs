@@ -205,7 +205,7 @@
 //! attempt ([`WorkerCounts::rate_limited`]). So a job over its limit waits once, never spins,
 //! and never holds a worker slot while it waits, and other keys' jobs run meanwhile. Every
 //! start, reserved or not, is also counted in its buckets' windows of actual starts
-//! (`dm:{q}:rate-window:<bucket>`, the last period's starts): a start needs room there too, at
+//! (`dm:{q}:rate-starts:<bucket>`, the last period's starts): a start needs room there too, at
 //! most the limit's count plus its burst in any one period. Reservations that fell due while
 //! every worker slot was busy therefore wait for the window when the slots free up, keeping
 //! their reservation, instead of starting all at once. A

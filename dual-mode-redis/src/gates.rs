@@ -4,7 +4,7 @@
 use dual_mode_jobs::backend::{Gate, Passed};
 use std::time::Duration;
 
-use super::{Store, millis, one_each, redis, scripts};
+use super::{Store, millis, one_each, redis, reply, scripts};
 use dual_mode_jobs::QueueError;
 
 impl Store {
@@ -32,14 +32,10 @@ impl Store {
             }
         }
         let waits: Vec<i64> = inv.invoke_async(&mut self.con()).await.map_err(redis("check rate limits"))?;
-        Ok(one_each("check rate limits", waits, gates.len())?
+        one_each("check rate limits", waits, gates.len())?
             .into_iter()
-            .map(|wait| match u64::try_from(wait) {
-                Ok(0) => Passed::Start,
-                Ok(ms) => Passed::Wait(Duration::from_millis(ms)),
-                Err(_) => Passed::NoSlot,
-            })
-            .collect())
+            .map(|wait| reply::passed(wait).map_err(|d| QueueError::protocol("check rate limits", d)))
+            .collect()
     }
 
     /// Gives back a job's slot of `rate_key` and wakes the key's oldest waiter.

@@ -12,8 +12,8 @@ use dual_mode_jobs::Lane;
 use dual_mode_jobs::QueueKeys;
 use dual_mode_jobs::backend::QueueStats;
 use dual_mode_jobs::backend::{
-    Answer, Backend, Claimed, ConsumerInfo, DoneRun, Ending, Entry, Gate, MarkRun, Marked, Passed, PushAnswer, Read,
-    Reader, Renewed, RunRef, ScheduleState, StateCounts, Ticked, Written,
+    Answer, Backend, Claimed, ConsumerInfo, DoneRun, Ending, Entry, Gate, GateRules, MarkRun, Marked, Passed,
+    PushAnswer, Read, Reader, Renewed, RunRef, ScheduleState, StateCounts, Ticked, Written,
 };
 use dual_mode_jobs::{CancelOutcome, JobRecord, JobState};
 use dual_mode_jobs::{Envelope, RawFields};
@@ -55,6 +55,10 @@ impl Reader for super::Reader {
 
     fn wait(&mut self) -> Answer<'_, ()> {
         Box::pin(super::Reader::wait(self))
+    }
+
+    fn gate_reads(&mut self, rules: &GateRules) -> bool {
+        super::Reader::gate_reads(self, rules)
     }
 }
 

@@ -1,7 +1,7 @@
 //! A queue's reader: reads new entries from the lanes in one script (nothing while the queue
 //! is paused), and waits for the next push to any lane on a connection of its own.
 
-use dual_mode_jobs::backend::Read;
+use dual_mode_jobs::backend::{Bucket, GateRules, Read};
 use std::time::Duration;
 
 use redis::Value;
@@ -9,7 +9,7 @@ use redis::Value;
 use super::connection::{Connection, Health};
 use super::reply;
 use super::{Store, millis, redis, scripts};
-use dual_mode_jobs::Lane;
+use dual_mode_jobs::{Lane, RateScope};
 use dual_mode_jobs::{QueueError, ReplyError};
 
 /// A queue's reader: reads its lanes and waits for new entries on connections of its own, so
@@ -23,6 +23,9 @@ pub(crate) struct Reader {
     /// The lanes' newest entry ids (in [`Lane::ALL`] order) when a read last found fewer
     /// entries than it asked for: what [`Reader::wait`] waits after.
     last: Option<[String; 3]>,
+    /// The read script's arguments that gate what it reads (see [`Reader::gate_reads`]);
+    /// empty when reads gate nothing.
+    gating: Vec<String>,
 }
 
 impl Store {
@@ -36,6 +39,7 @@ impl Store {
             waiter: Connection::open(&self.target, block + timeout, Health::quiet()).await.map_err(redis("connect"))?,
             block_ms: millis(block).max(1),
             last: None,
+            gating: Vec::new(),
         })
     }
 }
@@ -49,7 +53,7 @@ impl Reader {
         for lane in order {
             inv.key(&store.lanes[lane.index()]);
         }
-        inv.key(&store.keys.paused).arg(&store.group).arg(consumer).arg(count);
+        inv.key(&store.keys.paused).arg(&store.group).arg(consumer).arg(count).arg(&self.gating[..]);
         let v: Value = match inv.invoke_async(&mut self.reads).await {
             Ok(v) => v,
             Err(e) if e.code() == Some("NOGROUP") => return Err(store.missing_group()),
@@ -66,7 +70,7 @@ impl Reader {
             .next()
             .and_then(reply::into_bytes)
             .ok_or_else(|| protocol(ReplyError::TooShort { what: "read reply", needs: 2 }))?;
-        let (lanes, last) = reply::read(&packed).map_err(protocol)?;
+        let (lanes, last, gates) = reply::read(&packed).map_err(protocol)?;
         let mut out = Vec::with_capacity(lanes.iter().map(Vec::len).sum());
         for (lane, entries) in order.into_iter().zip(lanes) {
             out.extend(entries.into_iter().map(|e| (lane, e)));
@@ -82,7 +86,47 @@ impl Reader {
             }
             Err(_) => None,
         };
-        Ok(Read::Entries(out))
+        if self.gating.is_empty() {
+            return Ok(Read::Entries(out));
+        }
+        // The script answers every entry's gate, or none when it read nothing.
+        let mut gates = gates.into_iter();
+        Ok(Read::Gated(out.into_iter().map(|(lane, e)| (lane, e, gates.next().flatten())).collect()))
+    }
+
+    /// Gates what later reads find under `rules`, in the read script (see its doc), where the
+    /// keys of the gates share the lanes' hash tag: a queue of one partition, whose rate
+    /// limits and slots live with its lanes. Returns whether it does.
+    pub(crate) fn gate_reads(&mut self, rules: &GateRules) -> bool {
+        let keys = &self.store.keys;
+        let tag = |key: &str| key.find('{').zip(key.find('}')).map(|(a, b)| key[a..=b].to_owned());
+        let lanes = tag(&keys.stream);
+        let shared = [&keys.rate_prefix, &keys.rate_window_prefix, &keys.rate_pause_prefix, &keys.slot_prefix];
+        if lanes.is_none() || shared.iter().chain([&&keys.slot_wait_prefix]).any(|k| tag(k) != lanes) {
+            return false;
+        }
+        let mut args = vec![millis(rules.lease).max(1).to_string()];
+        args.extend(shared.iter().chain([&&keys.slot_wait_prefix]).map(|k| (*k).clone()));
+        let mut rows: Vec<[String; 6]> = Vec::new();
+        for (scope, limit) in &rules.rate_limits {
+            let b = Bucket::new(String::new(), *limit);
+            let (kind, text) = match scope {
+                RateScope::Queue => ("queue", ""),
+                RateScope::Type(t) => ("type", t.as_str()),
+                RateScope::Key(prefix) => ("key", prefix.as_str()),
+                // A scope this reader does not know: the worker gates.
+                _ => return false,
+            };
+            let [interval, tolerance, window] = [b.interval_ms, b.tolerance_ms, b.window_ms].map(|x| x.to_string());
+            rows.push([kind.into(), text.into(), interval, tolerance, window, b.window_max.to_string()]);
+        }
+        for (prefix, slots) in &rules.key_concurrency {
+            rows.push(["slots".into(), prefix.clone(), "0".into(), "0".into(), "0".into(), slots.to_string()]);
+        }
+        args.push(rows.len().to_string());
+        args.extend(rows.into_iter().flatten());
+        self.gating = args;
+        true
     }
 
     /// Waits up to the block time for an entry newer than those the last short read saw, in

@@ -2,7 +2,9 @@
 //! parsed from owned replies, their bytes moved out rather than copied. A reply of another
 //! shape is a [`ReplyError`] naming what was wrong.
 
-use dual_mode_jobs::backend::{Claimed, Entry, PushAnswer};
+use std::time::Duration;
+
+use dual_mode_jobs::backend::{Claimed, Entry, Passed, PushAnswer};
 use redis::Value;
 
 use dual_mode_jobs::RawFields;
@@ -162,12 +164,16 @@ fn push_reply(v: Value) -> Result<(bool, String), ReplyError> {
     Ok((int(&flag) == Some(1), value))
 }
 
-/// The read script's packed reply (see its doc): per lane its entries, in reading order, and
-/// the lanes' last ids (empty when the read was not short).
-pub(crate) fn read(packed: &[u8]) -> Result<([Vec<Entry>; 3], Vec<String>), ReplyError> {
+/// The read script's reply, unpacked: per lane its entries, in reading order; the lanes' last
+/// ids (empty when the read was not short); and per entry what its gate answered (empty when
+/// the read gated nothing).
+pub(crate) type ReadReply = ([Vec<Entry>; 3], Vec<String>, Vec<Option<Passed>>);
+
+/// The read script's packed reply (see its doc), unpacked.
+pub(crate) fn read(packed: &[u8]) -> Result<ReadReply, ReplyError> {
     let mut p = Unpack(packed);
-    if p.array()? != 4 {
-        return Err(ReplyError::WrongType { what: "read reply", expected: "four lists" });
+    if p.array()? != 5 {
+        return Err(ReplyError::WrongType { what: "read reply", expected: "five lists" });
     }
     let mut lanes: [Vec<Entry>; 3] = Default::default();
     for lane in &mut lanes {
@@ -190,10 +196,33 @@ pub(crate) fn read(packed: &[u8]) -> Result<([Vec<Entry>; 3], Vec<String>), Repl
         }
     }
     let last = (0..p.array()?).map(|_| p.text()).collect::<Result<_, _>>()?;
+    let gates = (0..p.array()?)
+        .map(|_| match p.text()?.as_str() {
+            "" => Ok(None),
+            wait => {
+                let n =
+                    wait.parse().map_err(|_| ReplyError::BadNumber { what: "gate's answer", value: wait.into() })?;
+                passed(n).map(Some)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if !p.0.is_empty() {
         return Err(ReplyError::PackedTrailing);
     }
-    Ok((lanes, last))
+    if !gates.is_empty() && gates.len() != lanes.iter().map(Vec::len).sum::<usize>() {
+        return Err(ReplyError::WrongType { what: "read reply's gates", expected: "one per entry" });
+    }
+    Ok((lanes, last, gates))
+}
+
+/// What a gate's answer means: `0` start, a wait in ms, `-1` no slot.
+pub(crate) fn passed(wait: i64) -> Result<Passed, ReplyError> {
+    Ok(match u64::try_from(wait) {
+        Ok(0) => Passed::Start,
+        Ok(ms) => Passed::Wait(Duration::from_millis(ms)),
+        Err(_) if wait == -1 => Passed::NoSlot,
+        Err(_) => return Err(ReplyError::BadNumber { what: "gate's answer", value: wait.to_string() }),
+    })
 }
 
 /// A reader of the msgpack that `cmsgpack.pack` makes of Lua tables of strings: arrays
@@ -253,7 +282,7 @@ impl<'a> Unpack<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::read;
+    use super::{Duration, Passed, read};
     use dual_mode_jobs::ReplyError;
 
     /// The msgpack of a string, as `cmsgpack` writes it.
@@ -268,10 +297,10 @@ mod tests {
     }
 
     #[test]
-    fn a_packed_read_gives_each_lane_its_entries_and_the_last_ids() {
+    fn a_packed_read_gives_each_lane_its_entries_the_last_ids_and_the_gates() {
         let long = vec![b'x'; 300];
         let mid = vec![b'y'; 40];
-        let mut p = vec![0x94];
+        let mut p = vec![0x95];
         // First lane: one entry with two fields, one value of each string size.
         p.extend([0x91, 0x92]);
         p.extend(s(b"1-1"));
@@ -286,22 +315,39 @@ mod tests {
         for id in [b"0-0", b"1-1", b"0-0"] {
             p.extend(s(id));
         }
-        let (lanes, last) = read(&p).expect("parsed");
+        let with_gates = |answers: &[&[u8]]| {
+            let mut p = p.clone();
+            p.push(0x90 | u8::try_from(answers.len()).unwrap());
+            for a in answers {
+                p.extend(s(a));
+            }
+            read(&p)
+        };
+        let (lanes, last, gates) = with_gates(&[b"250"]).expect("parsed");
         assert_eq!(lanes[0].len(), 1);
         assert_eq!(lanes[0][0].0, "1-1");
         assert_eq!(lanes[0][0].1, vec![(b"payload".to_vec(), long), (b"id".to_vec(), mid)]);
         assert!(lanes[1].is_empty() && lanes[2].is_empty());
         assert_eq!(last, ["0-0", "1-1", "0-0"]);
+        assert_eq!(gates, [Some(Passed::Wait(Duration::from_millis(250)))]);
+        let answers = |g: &[u8]| with_gates(&[g]).map(|(_, _, gates)| gates[0]);
+        assert_eq!(answers(b"0").expect("start"), Some(Passed::Start));
+        assert_eq!(answers(b"-1").expect("no slot"), Some(Passed::NoSlot));
+        assert_eq!(answers(b"").expect("no gate"), None);
+        assert!(matches!(answers(b"-2"), Err(ReplyError::BadNumber { .. })));
+        assert!(matches!(answers(b"soon"), Err(ReplyError::BadNumber { .. })));
+        assert!(with_gates(&[]).expect("no gates").2.is_empty());
+        assert!(matches!(with_gates(&[b"0", b"0"]), Err(ReplyError::WrongType { what: "read reply's gates", .. })));
     }
 
     #[test]
     fn a_cut_or_odd_packed_read_is_an_error() {
-        let mut p = vec![0x94, 0x91, 0x92];
+        let mut p = vec![0x95, 0x91, 0x92];
         p.extend(s(b"1-1"));
         p.extend([0x91]);
         p.extend(s(b"lonely"));
         assert!(matches!(read(&p), Err(ReplyError::OddFields { what: "entry" })));
-        assert!(matches!(read(&[0x94, 0x91]), Err(ReplyError::PackedShort)));
+        assert!(matches!(read(&[0x95, 0x91]), Err(ReplyError::PackedShort)));
         assert!(matches!(read(&[0x01]), Err(ReplyError::PackedTag { tag: 0x01, expected: "a list" })));
     }
 }

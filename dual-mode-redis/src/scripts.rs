@@ -1,7 +1,11 @@
 //! The Lua scripts, one file each under `lua/`; each runs atomically on the Redis server.
 //!
 //! Every key a script touches is passed in `KEYS`, and all keys of one queue share the hash
-//! tag `{queue}`, so the scripts also hold on a Redis Cluster. Each file opens with what the
+//! tag `{queue}`, so the scripts also hold on a Redis Cluster. One exception: the read
+//! script, given the queue's rate rules, gates the entries it reads, and the keys of their
+//! gates depend on what it reads; it builds them from the key prefixes it is given, which the
+//! reader gives only where they share the lanes' hash tag (a queue of one partition), so they
+//! live in the same slot. Each file opens with what the
 //! script takes in `KEYS` and `ARGV` and what it returns.
 //!
 //! Scripts that move job records between states share one layout: `KEYS[1]` is the stream
@@ -10,7 +14,8 @@
 //! script takes neither.) A job's record is written by the same script as the transition it
 //! records, so the two never disagree. All but three small ones (a schedule's resume and
 //! forgetting, a page of a set) run after `lua/prelude.lua`, the shared functions: the fencing
-//! check, the record's move between states, the unique key's claim and release.
+//! check, the record's move between states, the unique key's claim and release; the gate and
+//! read scripts also after `lua/gating.lua`, the gate a job passes as it is about to start.
 
 use std::sync::LazyLock;
 
@@ -23,8 +28,8 @@ pub(crate) const STATE_SETS: [&str; 4] = ["running", "done", "parked", "cancelle
 
 /// The script of a file of `lua/`, after the prelude.
 macro_rules! with_prelude {
-    ($file:literal) => {
-        LazyLock::new(|| Script::new(concat!(include_str!("lua/prelude.lua"), include_str!($file))))
+    ($($file:literal),+) => {
+        LazyLock::new(|| Script::new(concat!(include_str!("lua/prelude.lua"), $(include_str!($file)),+)))
     };
 }
 
@@ -44,8 +49,9 @@ pub(crate) static PUSH_DELAYED: LazyLock<Script> = with_prelude!("lua/push_delay
 /// The due members of the delayed set, by the server's clock.
 pub(crate) static DUE: LazyLock<Script> = with_prelude!("lua/due.lua");
 
-/// New entries for a consumer from a queue's lanes, unless the queue is paused.
-pub(crate) static READ: LazyLock<Script> = with_prelude!("lua/read.lua");
+/// New entries for a consumer from a queue's lanes, unless the queue is paused; through their
+/// gates when given the queue's rules.
+pub(crate) static READ: LazyLock<Script> = with_prelude!("lua/gating.lua", "lua/read.lua");
 
 /// Due delayed entries into their lanes' streams.
 pub(crate) static PROMOTE: LazyLock<Script> = with_prelude!("lua/promote.lua");
@@ -69,7 +75,7 @@ pub(crate) static KEEP_WAITED: LazyLock<Script> = with_prelude!("lua/keep_waited
 pub(crate) static CANCEL: LazyLock<Script> = with_prelude!("lua/cancel.lua");
 
 /// Jobs at their gates: rate limits (GCRA), the rate key's pause, the key's concurrency.
-pub(crate) static GATE: LazyLock<Script> = with_prelude!("lua/gate.lua");
+pub(crate) static GATE: LazyLock<Script> = with_prelude!("lua/gating.lua", "lua/gate.lua");
 
 /// A slot given back, and the key's oldest waiter woken in the delayed set.
 pub(crate) static RELEASE_SLOT: LazyLock<Script> = with_prelude!("lua/release_slot.lua");

@@ -363,9 +363,19 @@ pub trait Reader: Send {
     /// Waits up to the block time for an entry newer than those the last short read saw;
     /// returns at once when no read was short.
     fn wait(&mut self) -> Answer<'_, ()>;
+
+    /// Passes the entries that later reads find through their gates under `rules`, in the
+    /// read's own round trip, as [`Backend::gate`] would at their start; returns whether it
+    /// does, its reads answering [`Read::Gated`] from then on. A reader that does not (the
+    /// default) leaves each job's gate to the worker: one [`Backend::gate`] call for each
+    /// batch of jobs at their gates.
+    fn gate_reads(&mut self, rules: &GateRules) -> bool {
+        let _ = rules;
+        false
+    }
 }
 
 pub use vocabulary::{
-    Claimed, ConsumerInfo, DoneRun, Ending, Entry, Gate, MarkRun, Marked, Passed, PushAnswer, QueueStats, Read,
-    Renewed, RunRef, ScheduleState, StateCounts, Ticked, Written, stream_id,
+    Claimed, ConsumerInfo, DoneRun, Ending, Entry, Gate, GateRules, MarkRun, Marked, Passed, PushAnswer, QueueStats,
+    Read, Renewed, RunRef, ScheduleState, StateCounts, Ticked, Written, stream_id,
 };

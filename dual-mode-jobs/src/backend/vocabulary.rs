@@ -171,6 +171,36 @@ pub enum Read {
     Paused,
     /// These entries, each with its lane (possibly none).
     Entries(Vec<(Lane, Entry)>),
+    /// These entries, each with its lane and, where the reader passed it through its gate
+    /// ([`Reader::gate_reads`](super::Reader::gate_reads)), what the gate answered; `None`
+    /// for an entry that has no gate under the rules.
+    Gated(Vec<(Lane, Entry, Option<Passed>)>),
+}
+
+/// A queue's rules at the gate a job passes as it is about to start: its rate limits and its
+/// rate keys' concurrency, as [`QueueConfig`](crate::QueueConfig) gives them, and how long a
+/// slot is held before a renewal. What [`Reader::gate_reads`](super::Reader::gate_reads) takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateRules {
+    /// The rate limits: each job draws from the buckets of those it falls under (see
+    /// [`RateScope`](crate::RateScope)).
+    pub rate_limits: Vec<(crate::RateScope, crate::RateLimit)>,
+    /// The concurrency of rate keys by prefix: the longest matching prefix counts.
+    pub key_concurrency: Vec<(String, u32)>,
+    /// How long a slot is held: the worker's lease, renewed while the job runs.
+    pub lease: Duration,
+}
+
+impl GateRules {
+    /// The rules of a queue configured with `config`, for slots held for `lease`; `None` when
+    /// it has neither rate limits nor key concurrency (no job has a gate).
+    #[must_use]
+    pub fn of(config: &crate::QueueConfig, lease: Duration) -> Option<Self> {
+        if config.rate_limits.is_empty() && config.key_concurrency.is_empty() {
+            return None;
+        }
+        Some(Self { rate_limits: config.rate_limits.clone(), key_concurrency: config.key_concurrency.clone(), lease })
+    }
 }
 
 /// One stream entry: its id and raw fields.

@@ -15,7 +15,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::outcome::run_job;
 use super::queues::ReadOrder;
 use super::{CancelReason, Shared, WorkerStats};
-use crate::backend::{Backend, DoneRun, Gate, MarkRun, Marked, Passed, Read, Reader, Renewed, Written};
+use crate::backend::{Backend, DoneRun, Entry, Gate, MarkRun, Marked, Passed, Read, Reader, Renewed, Written};
 use crate::envelope::RawFields;
 use crate::error::{QueueError, chain, failed};
 use crate::lane::Lane;
@@ -57,6 +57,9 @@ pub(super) struct Delivery {
     pub(super) permit: OwnedSemaphorePermit,
     /// Keeps the entry in [`Shared::held`] until the run ends.
     pub(super) held: Held,
+    /// What its gate answered, when its read passed it through (see
+    /// [`Reader::gate_reads`](crate::backend::Reader::gate_reads)).
+    pub(super) gated: Option<Passed>,
 }
 
 /// An entry's place in [`Shared::held`], removed when dropped.
@@ -89,7 +92,12 @@ impl Delivery {
             return None;
         }
         let held = Held { shared: shared.clone(), key };
-        Some(Self { stream, entry_id, fields, token, permit, held })
+        Some(Self { stream, entry_id, fields, token, permit, held, gated: None })
+    }
+
+    /// The delivery with what its read's gate answered.
+    fn gated(self, gated: Option<Passed>) -> Self {
+        Self { gated, ..self }
     }
 }
 
@@ -193,31 +201,34 @@ pub(super) async fn read_loop(
                 break;
             }
             let wq = &shared.queues[q];
-            match readers[q].read(&shared.consumer, permits.len(), lanes[q].next()).await {
-                Ok(Read::Paused) => {
-                    if !wq.paused.swap(true, Ordering::Relaxed) {
-                        tracing::info!(queue = %wq.queue.name(), "queue paused: starting nothing new");
+            let entries: Vec<(Lane, Entry, Option<Passed>)> =
+                match readers[q].read(&shared.consumer, permits.len(), lanes[q].next()).await {
+                    Ok(Read::Paused) => {
+                        if !wq.paused.swap(true, Ordering::Relaxed) {
+                            tracing::info!(queue = %wq.queue.name(), "queue paused: starting nothing new");
+                        }
+                        continue;
                     }
-                }
-                Ok(Read::Entries(entries)) => {
-                    if wq.paused.swap(false, Ordering::Relaxed) {
-                        tracing::info!(queue = %wq.queue.name(), "queue resumed");
+                    Ok(Read::Entries(entries)) => entries.into_iter().map(|(lane, e)| (lane, e, None)).collect(),
+                    Ok(Read::Gated(entries)) => entries,
+                    Err(e) => {
+                        failed = true;
+                        failed!(&e, queue = %wq.queue.name(), "read failed; retrying");
+                        // A read whose reply was lost still delivered its entries to this consumer.
+                        shared.reconcile.notify_one();
+                        if matches!(e, QueueError::MissingGroup { .. }) {
+                            recreate_group(&shared, q).await;
+                        }
+                        continue;
                     }
-                    for (lane, (entry_id, fields)) in entries {
-                        let Some(permit) = permits.pop() else { break };
-                        let stream = 3 * q + lane.index();
-                        batch.extend(Delivery::new(&shared, stream, entry_id, fields, 1, permit));
-                    }
-                }
-                Err(e) => {
-                    failed = true;
-                    failed!(&e, queue = %wq.queue.name(), "read failed; retrying");
-                    // A read whose reply was lost still delivered its entries to this consumer.
-                    shared.reconcile.notify_one();
-                    if matches!(e, QueueError::MissingGroup { .. }) {
-                        recreate_group(&shared, q).await;
-                    }
-                }
+                };
+            if wq.paused.swap(false, Ordering::Relaxed) {
+                tracing::info!(queue = %wq.queue.name(), "queue resumed");
+            }
+            for (lane, (entry_id, fields), gated) in entries {
+                let Some(permit) = permits.pop() else { break };
+                let stream = 3 * q + lane.index();
+                batch.extend(Delivery::new(&shared, stream, entry_id, fields, 1, permit).map(|d| d.gated(gated)));
             }
         }
         drop(permits);

@@ -124,14 +124,20 @@ impl Worker {
         for (queue, _) in &self.queues.list {
             // The partitions of a queue at once: a round trip or two each, not one after another.
             let (lease, block, timeout) = (self.config.lease, self.config.block, queue.config().response_timeout);
-            readers.extend(
-                queue
-                    .on_each(|store| async move {
-                        store.ensure_group(lease).await?;
-                        store.reader(block, timeout).await
-                    })
-                    .await?,
-            );
+            let mut opened = queue
+                .on_each(|store| async move {
+                    store.ensure_group(lease).await?;
+                    store.reader(block, timeout).await
+                })
+                .await?;
+            // Where a reader can, its reads pass the jobs through their gates too, saving each
+            // job at a gate a round trip between its read and its start.
+            if let Some(rules) = crate::backend::GateRules::of(queue.config(), lease) {
+                for reader in &mut opened {
+                    reader.gate_reads(&rules);
+                }
+            }
+            readers.extend(opened);
         }
         let order = queues::ReadOrder::new(&self.queues);
         let (queues, streams, batchers) = batchers(self.queues, &self.consumer, self.config.lease);

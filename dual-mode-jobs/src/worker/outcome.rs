@@ -67,7 +67,7 @@ enum Stopped {
 }
 
 pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
-    let Delivery { stream, entry_id, fields, token, permit, held } = d;
+    let Delivery { stream, entry_id, fields, token, permit, held, gated } = d;
     let _held = held;
     let queue = shared.queue_of(stream).queue.name();
     let lane = shared.streams[stream].lane;
@@ -83,6 +83,7 @@ pub(super) async fn run_job(shared: Arc<Shared>, d: Delivery) {
         permit: &permit,
         started_ms,
         attempt,
+        gated,
         slot: std::sync::OnceLock::new(),
         metrics: JobMetrics::of(queue, type_name),
     };
@@ -158,6 +159,8 @@ struct Run<'a> {
     started_ms: u64,
     /// The attempt it runs (1 until the envelope is read).
     attempt: u32,
+    /// What its gate answered when its read passed it through.
+    gated: Option<Passed>,
     /// The rate key whose slot this run holds, once its gate gave it one.
     slot: std::sync::OnceLock<String>,
     /// Its queue and type's metrics.
@@ -197,16 +200,22 @@ impl Run<'_> {
     /// Runs `env` with `handler`, the one registered for its type, if any.
     async fn execute(&self, env: Envelope, handler: Option<Arc<dyn ErasedHandler>>) -> Outcome {
         let shared = self.shared;
+        if self.gated == Some(Passed::Start) {
+            self.hold_slot(&env);
+        }
         if self.token > u64::from(shared.config.max_deliveries) {
             let detail = format!("delivered {} times (maximum {})", self.token, shared.config.max_deliveries);
+            self.release_slot(&env.id).await;
             return self.park(ParkReason::TooManyDeliveries, &detail).await;
         }
         let Some(handler) = handler else {
             let detail = format!("no handler for type `{}` in this worker", env.type_name);
+            self.release_slot(&env.id).await;
             return self.park(ParkReason::UnknownType, &detail).await;
         };
         if shared.stopping.borrow().is_some() {
             // Received as the worker began to stop: another worker runs it now.
+            self.release_slot(&env.id).await;
             return self.hand_back(&env).await;
         }
         if let Some(outcome) = self.gate(&env).await {
@@ -344,24 +353,32 @@ impl Run<'_> {
     /// due at its reserved start, when a slot is given back (a lease at the latest), or in a
     /// second when the check failed.
     async fn gate(&self, env: &Envelope) -> Option<Outcome> {
-        let config = self.queue().config();
-        let buckets = crate::limit::buckets(&config.rate_limits, env);
-        let slots = env.rate_key.as_deref().and_then(|k| config.slots_of(k));
-        if buckets.is_empty() && slots.is_none() {
-            return None;
-        }
-        let gate =
-            Gate { job_id: env.id.clone(), rate_key: env.rate_key.clone(), reserved: env.reserved, buckets, slots };
-        let (done, answer) = oneshot::channel();
-        let passed = match self.shared.queue_of(self.stream).gates.send(GateRequest { gate, done }) {
-            Ok(()) => answer.await.unwrap_or_else(|_| Err("the gate batcher stopped".to_owned())),
-            Err(_) => Err("the gate batcher stopped".to_owned()),
+        let passed = match self.gated {
+            Some(passed) => Ok(passed),
+            None => {
+                let config = self.queue().config();
+                let buckets = crate::limit::buckets(&config.rate_limits, env);
+                let slots = env.rate_key.as_deref().and_then(|k| config.slots_of(k));
+                if buckets.is_empty() && slots.is_none() {
+                    return None;
+                }
+                let gate = Gate {
+                    job_id: env.id.clone(),
+                    rate_key: env.rate_key.clone(),
+                    reserved: env.reserved,
+                    buckets,
+                    slots,
+                };
+                let (done, answer) = oneshot::channel();
+                match self.shared.queue_of(self.stream).gates.send(GateRequest { gate, done }) {
+                    Ok(()) => answer.await.unwrap_or_else(|_| Err("the gate batcher stopped".to_owned())),
+                    Err(_) => Err("the gate batcher stopped".to_owned()),
+                }
+            }
         };
         let (wait, reserved, why) = match passed {
             Ok(Passed::Start) => {
-                if let (Some(key), Some(_)) = (&env.rate_key, slots) {
-                    let _ = self.slot.set(key.clone());
-                }
+                self.hold_slot(env);
                 return None;
             }
             Ok(Passed::Wait(wait)) => (wait, true, "waiting for its rate limit"),
@@ -374,6 +391,16 @@ impl Run<'_> {
         tracing::debug!(wait_ms = millis(wait), why, "delayed at its gate");
         let next = Envelope { reserved, ..env.clone() };
         Some(self.later(next, wait, false, why, Outcome::RateLimited).await)
+    }
+
+    /// Notes that this run holds a slot of its rate key, when the key has a concurrency: its
+    /// gate let it start.
+    fn hold_slot(&self, env: &Envelope) {
+        if let Some(key) = &env.rate_key
+            && self.queue().config().slots_of(key).is_some()
+        {
+            let _ = self.slot.set(key.clone());
+        }
     }
 
     /// Gives back the slot of its key this run holds, if any, waking the key's next waiter.
