@@ -275,7 +275,7 @@ async fn partitions_keep_their_guarantees_on_a_cluster() {
     exact_across_partitions(target(), 6).await;
     rate_limit_across_partitions(target()).await;
     operations_across_partitions(target(), 6).await;
-    reads_gate_where_one_partition(target()).await;
+    reads_gate_where_one_partition(target(), None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,17 +355,21 @@ async fn rate_limit_across_partitions(target: RedisTarget) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_gates_its_jobs_where_the_queue_has_one_partition() {
     let redis = RedisServer::start();
-    reads_gate_where_one_partition(RedisTarget::from(redis.client())).await;
+    reads_gate_where_one_partition(RedisTarget::from(redis.client()), Some(&redis.url)).await;
 }
 
 /// A queue of one partition passes the jobs it reads through their gates in the read itself,
 /// saving the gate's round trip: rate limits by key and by type, a key's slot, and no gate
 /// where no rule applies, all in the buckets and slots that the gate call uses. A queue of
 /// several partitions keeps its buckets on its home, in another hash slot: its reads do not
-/// gate, and the worker asks the home.
-async fn reads_gate_where_one_partition(target: RedisTarget) {
+/// gate, and the worker asks the home. Given the server's URL, it also writes a rate key's
+/// window by hand as another type: that job's gate fails and it is left to the worker, the
+/// read and the other jobs' gates go on.
+async fn reads_gate_where_one_partition(target: RedisTarget, url: Option<&str>) {
     use dual_mode::jobs::backend::{Bucket, Connect as _, Gate, GateRules, Passed, Read};
     use dual_mode::jobs::{Lane, RateLimit, RateScope};
+    // `region:bad`, when its window is fine: a bucket of its own, room at once.
+    let start_of_bad = || Some(Passed::Start);
     let config = |name: &str| {
         QueueConfig::new(unique(name))
             .rate_limit(RateScope::Key("region:".into()), RateLimit::per_second(2))
@@ -375,7 +379,7 @@ async fn reads_gate_where_one_partition(target: RedisTarget) {
     let (one, lease) = (config("gated"), Duration::from_secs(30));
     let rules = GateRules::of(&one, lease).expect("the queue has rules");
     let q = Queue::connect(target.clone(), one.clone()).await.expect("connect");
-    let jobs: [(&str, Option<&str>); 7] = [
+    let jobs: [(&str, Option<&str>); 8] = [
         ("Work", Some("region:1")),
         ("Work", Some("region:1")),
         ("Work", Some("region:1")),
@@ -383,7 +387,12 @@ async fn reads_gate_where_one_partition(target: RedisTarget) {
         ("Work", Some("solo:a")),
         ("Other", None),
         ("Work", Some("free:1")),
+        ("Work", Some("region:bad")),
     ];
+    if let Some(url) = url {
+        let window = format!("{}key:region:bad", q.keys().rate_window_prefix);
+        let _: () = jobs_support::con(url).await.hset(&window, "written", "by hand").await.expect("HSET");
+    }
     for (n, (type_name, key)) in jobs.iter().enumerate() {
         let options = key.map_or_else(PushOptions::new, |k| PushOptions::new().rate_key(k));
         q.push(type_name, 1, &n, options.idempotency_key(format!("g-{n}"))).await.expect("push");
@@ -398,11 +407,12 @@ async fn reads_gate_where_one_partition(target: RedisTarget) {
     };
     let answers: Vec<Option<Passed>> = got.into_iter().map(|(_, _, passed)| passed).collect();
     let wait = |ms| Some(Passed::Wait(Duration::from_millis(ms)));
-    let start = Some(Passed::Start);
+    let (start, bad) = (Some(Passed::Start), if url.is_some() { None } else { start_of_bad() });
     assert_eq!(
         answers,
-        [start, wait(500), wait(1000), start, Some(Passed::NoSlot), start, None],
-        "2 a second, spaced 500 ms; one slot of `solo:a`; the type's own limit; no rule for `free:`"
+        [start, wait(500), wait(1000), start, Some(Passed::NoSlot), start, None, bad],
+        "2 a second, spaced 500 ms; one slot of `solo:a`; the type's own limit; no rule for \
+         `free:`; a failed gate (a window of another type) answers nothing"
     );
     // The gate call finds the reservations the read made: the next start of `region:1` is
     // 1.5 s away.

@@ -199,8 +199,10 @@
 //! [`QueueConfig::rate_limit`] limits how fast jobs start, across every worker: per queue,
 //! per job type, and per [rate key](PushOptions::rate_key) (one bucket per key, e.g. per ESI
 //! region). Each bucket is a GCRA state (`dm:{q}:rate:<bucket>`, the next start's theoretical
-//! time), and one script checks every bucket a job draws from as the job is about to start.
-//! A job with room starts; one without gets its start reserved in all its buckets and goes
+//! time), and one script checks every bucket a job draws from as the job is about to start:
+//! on a queue of one partition, the read that delivers the job (see
+//! [`Reader::gate_reads`](backend::Reader::gate_reads)), else a gate call per batch of jobs
+//! on the queue's home. A job with room starts; one without gets its start reserved in all its buckets and goes
 //! back to the delayed set, due at that start, marked reserved (`rs`) and without counting an
 //! attempt ([`WorkerCounts::rate_limited`]). So a job over its limit waits once, never spins,
 //! and never holds a worker slot while it waits, and other keys' jobs run meanwhile. Every

@@ -36,23 +36,26 @@ local function window_of(g, w, span)
   local s = g.windows[w]
   if s then return s end
   s = {span = span, count = 0, total = 0, added = 0}
-  g.windows[w] = s
   local head
   while true do
     head = redis.call('LINDEX', w, 0)
-    if not head then return s end
+    if not head then break end
     local ms = window_element(head)
     if ms and ms > g.now - span then break end
     redis.call('LPOP', w)
   end
-  local _, head_n, head_total = window_element(head)
-  local _, _, total = window_element(redis.call('LINDEX', w, -1))
-  if not total or total < head_total then
-    -- Not a window this script wrote: start a new one.
-    redis.call('DEL', w)
-    return s
+  if head then
+    local _, head_n, head_total = window_element(head)
+    local _, _, total = window_element(redis.call('LINDEX', w, -1))
+    if not total or total < head_total then
+      -- Not a window this script wrote: start a new one.
+      redis.call('DEL', w)
+    else
+      s.count, s.total = total - head_total + head_n, total
+    end
   end
-  s.count, s.total = total - head_total + head_n, total
+  -- Known only once read: a window that could not be read is never written.
+  g.windows[w] = s
   return s
 end
 

@@ -16,8 +16,8 @@
 -- entry id of each lane, `0-0` for an empty one, in `KEYS` order) given when fewer entries
 -- than asked were found: a blocking `XREAD` from them wakes at the next push to any lane;
 -- per entry read, in order, what its gate answered as the gate script does (as text), or
--- empty for an entry that has no gate (or when no rules were given). Packed, the entries
--- cross to the client as one string instead of a reply value per field.
+-- empty for an entry that has no gate, whose gate failed, or when no rules were given.
+-- Packed, the entries cross to the client as one string instead of a reply value per field.
 
 if redis.call('EXISTS', KEYS[4]) == 1 then return {1} end
 local left = tonumber(ARGV[3])
@@ -117,8 +117,10 @@ if #ARGV > 3 then
           by_key[rk or ''] = j
         end
         if j then
-          local wait = gate_job(g, j, id, rs == '1')
-          answer = wait == 0 and '0' or tostring(wait)
+          -- A gate that fails (a key of another type, written by hand) leaves the job to the
+          -- worker's gate call, which says why; the read goes on.
+          local ok, wait = pcall(gate_job, g, j, id, rs == '1')
+          if ok then answer = wait == 0 and '0' or tostring(wait) end
         end
       end
       gates[#gates + 1] = answer
