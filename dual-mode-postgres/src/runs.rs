@@ -32,8 +32,11 @@ pub(crate) const POLL_FLOOR: Duration = Duration::from_secs(1);
 /// seq, token); for the jobs of those taken (`u`; `$7`: ids, empty for an entry without one;
 /// `$8`: their done records' items; `$9`: their unique keys; a job named twice in a batch
 /// once, from its last run) takes the job out of the running set, tells `$12` (payload `$13`
-/// and the ids, space-separated, 64 at most per notification) and releases the unique key.
-/// The ids of the entries taken.
+/// and the ids, space-separated, 64 at most per notification) of those whose record is marked
+/// `keep` (`m`, which each variant's writes define: a waiter marks the record before it reads
+/// it, so a job no one waits for costs no notification, and every transaction that notifies
+/// takes the database's notification lock at its commit) and releases the unique key. The
+/// ids of the entries taken.
 macro_rules! ack {
     ($writes:literal) => {
         concat!(
@@ -49,7 +52,7 @@ macro_rules! ack {
             " r AS (DELETE FROM @schema@.job_sets WHERE q = $1 AND state = 'running' \
              AND job_id IN (SELECT id FROM u) RETURNING 1), \
              n AS (SELECT pg_notify($12, $13 || string_agg(b.id, ' ')) \
-             FROM (SELECT u.id, (row_number() OVER ()) / 64 AS chunk FROM u) b GROUP BY b.chunk), \
+             FROM (SELECT m.id, (row_number() OVER ()) / 64 AS chunk FROM m) b GROUP BY b.chunk), \
              k AS (DELETE FROM @schema@.uniques x USING u WHERE x.q = $1 AND x.key = u.key AND x.job_id = u.id) \
              SELECT t.ms, t.seq FROM t, (SELECT count(*) FROM n) cn"
         )
@@ -62,7 +65,8 @@ const ACK: &str = ack!(
     "w AS (INSERT INTO @schema@.jobs AS j (q, id, hash, expires_ms) SELECT $1, u.id, u.hash::jsonb, $10 \
      FROM u ON CONFLICT (q, id) DO UPDATE SET hash = CASE WHEN j.expires_ms <= $11 THEN excluded.hash \
      ELSE j.hash || excluded.hash END, expires_ms = CASE WHEN j.hash ? 'keep' AND $10 IS NOT NULL \
-     THEN GREATEST($10, $11 + (j.hash->>'keep')::bigint) ELSE excluded.expires_ms END RETURNING 1), \
+     THEN GREATEST($10, $11 + (j.hash->>'keep')::bigint) ELSE excluded.expires_ms END \
+     RETURNING j.id, j.hash ? 'keep' AS marked), m AS (SELECT id FROM w WHERE marked), \
      d AS (INSERT INTO @schema@.job_sets (q, state, job_id, at_ms) SELECT $1, 'done', u.id, $11 FROM u \
      ON CONFLICT (q, state, job_id) DO UPDATE SET at_ms = excluded.at_ms RETURNING 1),"
 );
@@ -75,7 +79,8 @@ const ACK_NOT_KEPT: &str = ack!(
      AND NOT (j.hash ? 'keep' AND (j.expires_ms IS NULL OR j.expires_ms > $11)) RETURNING 1), \
      w AS (UPDATE @schema@.jobs j SET hash = j.hash || u.hash::jsonb, \
      expires_ms = GREATEST(COALESCE($10, 0), $11 + (j.hash->>'keep')::bigint) FROM u \
-     WHERE j.q = $1 AND j.id = u.id AND j.hash ? 'keep' AND (j.expires_ms IS NULL OR j.expires_ms > $11) RETURNING 1),"
+     WHERE j.q = $1 AND j.id = u.id AND j.hash ? 'keep' AND (j.expires_ms IS NULL OR j.expires_ms > $11) \
+     RETURNING j.id), m AS (SELECT id FROM w),"
 );
 
 /// Who holds an entry, as a fenced write sees it.

@@ -369,6 +369,36 @@ async fn a_write_of_a_run_whose_lease_was_claimed_is_fenced_off() {
     assert_eq!(q.job(&pushed.job_id).await.expect("read").expect("record").state, JobState::Done);
 }
 
+/// An acknowledgement tells the ended jobs' listeners only of jobs someone waits for (a wait
+/// marks the record before it reads it): a job no one waits for costs no notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_job_someone_waits_for_is_announced_when_it_ends() {
+    use dual_mode_jobs::Lane;
+    use dual_mode_jobs::backend::{DoneRun, Read, Written};
+    use futures_util::StreamExt as _;
+    let server = server();
+    let (_target, q, part) = backend(&server, "announce").await;
+    let unwaited = q.push("Unit", 1, &1u64, PushOptions::new()).await.expect("push").job_id;
+    let waited = q.push("Unit", 1, &2u64, PushOptions::new()).await.expect("push").job_id;
+    let mut ended = part.finished().await.expect("listen");
+    let mut reader = part.reader(Duration::from_millis(100), Duration::from_secs(1)).await.expect("reader");
+    let Read::Entries(got) = reader.read("c1", 2, Lane::ALL).await.expect("read") else { panic!("paused") };
+    assert_eq!(got.len(), 2);
+    assert!(part.keep_waited(&waited).await.expect("mark"), "a live record is marked");
+    // One acknowledgement each, the unwaited job's first: notifications come in commit order.
+    for ((lane, (entry_id, _)), job_id) in got.into_iter().zip([&unwaited, &waited]) {
+        let run = DoneRun { entry_id, token: 1, job_id: job_id.clone(), attempt: 1, ..DoneRun::default() };
+        assert_eq!(part.ack(lane, "c1", &[run]).await.expect("ack"), [Written::Done]);
+    }
+    let mut heard = Vec::new();
+    while !heard.iter().any(|id: &Arc<str>| **id == *waited) {
+        let id = tokio::time::timeout(Duration::from_secs(10), ended.next()).await.expect("announced").expect("open");
+        heard.push(id);
+    }
+    assert!(!heard.iter().any(|id| **id == *unwaited), "the unwaited job was announced: {heard:?}");
+    assert_eq!(q.job(&unwaited).await.expect("read").expect("record").state, JobState::Done);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_wakes_on_notify_and_polls_when_notifications_are_lost() {
     let server = server();
