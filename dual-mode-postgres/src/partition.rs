@@ -40,7 +40,7 @@ impl Backend for PostgresPartition {
     fn reader(&self, block: Duration, _timeout: Duration) -> Answer<'_, Box<dyn Reader>> {
         let block = Duration::from_millis(millis(block).max(1));
         let read = self.store.sql(&read_sql());
-        let reader = PostgresReader { store: self.store.clone(), read, block, short: false };
+        let reader = PostgresReader { store: self.store.clone(), read, block, short: false, trickle: None };
         Box::pin(async move { Ok(Box::new(reader) as Box<dyn Reader>) })
     }
 
@@ -106,6 +106,10 @@ impl Backend for PostgresPartition {
 
     fn ack<'a>(&'a self, lane: Lane, consumer: &'a str, runs: &'a [DoneRun]) -> Answer<'a, Vec<Written>> {
         Box::pin(self.store.ack(lane, consumer, runs))
+    }
+
+    fn ack_gather(&self) -> Duration {
+        crate::runs::GATHER
     }
 
     fn end<'a>(

@@ -26,6 +26,11 @@ use crate::{Store, as_i64, pg};
 /// lost notification costs at most.
 pub(crate) const POLL_FLOOR: Duration = Duration::from_secs(1);
 
+/// How long a read that follows one that took fewer entries than asked waits, from that one,
+/// and how long a few acknowledgements wait for more: every write is a commit that waits for
+/// the WAL's flush, and one commit of several jobs costs little more than one of one.
+pub(crate) const GATHER: Duration = Duration::from_millis(2);
+
 /// An acknowledgement, in one statement, around `$writes` (the record writes: CTEs over `u`,
 /// each followed by a comma; Postgres runs a writing CTE whether or not it is read): deletes the
 /// entries of lane `$2` that consumer `$6` holds with the runs' tokens (`$3`, `$4`, `$5`: ms,
@@ -703,6 +708,9 @@ pub(crate) struct PostgresReader {
     pub(crate) block: Duration,
     /// Whether the last read found fewer entries than it asked for.
     pub(crate) short: bool,
+    /// When the last read took some entries but fewer than it asked for: the ready ones are
+    /// coming in one by one.
+    pub(crate) trickle: Option<std::time::Instant>,
 }
 
 /// The read: the pause check, the consumer's mark and a take from each lane in `$5`, `$6`,
@@ -753,6 +761,11 @@ impl PostgresReader {
     /// finds, as on Redis).
     async fn read_now(&mut self, consumer: &str, count: usize, order: [Lane; 3]) -> Result<Read, QueueError> {
         let op = "read entries";
+        // Right after a read that took a few of what it asked for, let more come in first, so
+        // that one take (one commit) gets several: the first read after a wait goes at once.
+        if let Some(at) = self.trickle.take() {
+            tokio::time::sleep(GATHER.saturating_sub(at.elapsed())).await;
+        }
         let s = &self.store;
         let [l0, l1, l2] = order.map(lane_no);
         let rows: Vec<ReadRow> = sqlx::query_as(&self.read)
@@ -779,6 +792,9 @@ impl PostgresReader {
         // Lane by lane in the order asked, each lane's entries by id.
         taken.sort_by_key(|(place, ms, seq, _)| (*place, *ms, *seq));
         self.short = taken.len() < count;
+        if self.short && !taken.is_empty() {
+            self.trickle = Some(std::time::Instant::now());
+        }
         let out = taken
             .into_iter()
             .map(|(place, ms, seq, fields)| Ok((order[place], (id_text(ms, seq), decode_fields(&fields, op)?))))

@@ -176,6 +176,14 @@ pub trait Backend: Send + Sync + 'static {
     /// results, releasing their unique keys; per run what was written.
     fn ack<'a>(&'a self, lane: Lane, consumer: &'a str, runs: &'a [DoneRun]) -> Answer<'a, Vec<Written>>;
 
+    /// How long a worker may hold a successful run's acknowledgement to send it with others
+    /// that end meanwhile: zero (the default) sends each batch as soon as the last one was
+    /// answered. A store whose every write is a commit waiting for a disk flush gives a few
+    /// milliseconds, so that one commit acknowledges several runs.
+    fn ack_gather(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Ends a run without success (see [`Ending`]), with `record` items for its record.
     fn end<'a>(
         &'a self,

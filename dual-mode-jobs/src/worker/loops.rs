@@ -24,6 +24,10 @@ use crate::lane::LaneOrder;
 /// At most this many successful runs are acknowledged by one script.
 const ACK_BATCH_MAX: usize = 64;
 
+/// An acknowledgement batch smaller than this waits the store's
+/// [`ack_gather`](crate::backend::Backend::ack_gather) for more runs to end.
+const ACK_GATHER_BELOW: usize = 4;
+
 /// At most this many running jobs' leases are renewed by one script.
 const RENEW_BATCH_MAX: usize = 256;
 
@@ -447,7 +451,18 @@ pub(super) async fn ack_loop(
     mut rx: mpsc::UnboundedReceiver<AckRequest>,
 ) {
     let mut batch = Vec::with_capacity(ACK_BATCH_MAX);
+    let gather = store.ack_gather();
     while rx.recv_many(&mut batch, ACK_BATCH_MAX).await > 0 {
+        // A few runs ending one by one wait for company; a batch already large goes at once.
+        if !gather.is_zero() && batch.len() < ACK_GATHER_BELOW {
+            tokio::time::sleep(gather).await;
+            while batch.len() < ACK_BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+        }
         let runs: Vec<DoneRun> = batch.iter_mut().map(|r| std::mem::take(&mut r.run)).collect();
         let acked = match store.ack(lane, &consumer, &runs).await {
             Ok(done) => Some(done),
