@@ -232,6 +232,8 @@ pub(super) async fn read_loop(
             for (lane, (entry_id, fields), gated) in entries {
                 let Some(permit) = permits.pop() else { break };
                 let stream = 3 * q + lane.index();
+                // An entry this process holds already is skipped with its gate's answer: a slot
+                // that answer took expires with the lease.
                 batch.extend(Delivery::new(&shared, stream, entry_id, fields, 1, permit).map(|d| d.gated(gated)));
             }
         }

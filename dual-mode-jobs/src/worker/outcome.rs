@@ -200,6 +200,9 @@ impl Run<'_> {
     /// Runs `env` with `handler`, the one registered for its type, if any.
     async fn execute(&self, env: Envelope, handler: Option<Arc<dyn ErasedHandler>>) -> Outcome {
         let shared = self.shared;
+        // Passed at its read: it holds its key's slot from there. A run that ends before its
+        // handler (below) gives the slot back; what it drew from its rate limits stays drawn
+        // (a reservation is not given back, as for a job that starts and fails at once).
         if self.gated == Some(Passed::Start) {
             self.hold_slot(&env);
         }
