@@ -1318,6 +1318,18 @@ struct Cost {
     commands: Vec<(String, f64, f64)>,
 }
 
+impl Cost {
+    /// Command `name`'s calls and µs per job (none: 0).
+    fn command(&self, name: &str) -> (f64, f64) {
+        self.commands.iter().find(|(n, _, _)| n == name).map_or((0.0, 0.0), |&(_, calls, us)| (calls, us))
+    }
+
+    /// The names of its 12 most expensive commands.
+    fn top_commands(&self) -> Vec<String> {
+        self.commands.iter().take(12).map(|(name, _, _)| name.clone()).collect()
+    }
+}
+
 /// `INFO commandstats` as (command, calls, µs).
 async fn command_stats(con: &mut MultiplexedConnection) -> Vec<(String, u64, u64)> {
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(con).await.expect("INFO commandstats");
@@ -1410,14 +1422,9 @@ async fn cost_rows(table: &mut Table, redis_url: &str, label: &str, n: usize, e2
         String::new(),
         "",
     );
-    let mut names: Vec<String> = costs[0].commands.iter().map(|(name, _, _)| name.clone()).collect();
-    names.truncate(12);
-    for name in names {
-        let of = |c: &Cost, pick: fn(&(String, f64, f64)) -> f64| {
-            c.commands.iter().find(|(n, _, _)| *n == name).map_or(0.0, pick)
-        };
-        let calls = med(&|c| of(c, |x| x.1));
-        let usec = med(&|c| of(c, |x| x.2));
+    for name in costs[0].top_commands() {
+        let calls = med(&|c| c.command(&name).0);
+        let usec = med(&|c| c.command(&name).1);
         table.row(
             &format!("{label}: `{name}` per job (calls; Redis µs, commands run by scripts included)"),
             format!("{calls:.3} calls; {usec:.2} µs"),
@@ -1751,23 +1758,18 @@ fn main() {
                     "",
                 );
             }
-            let mut names: Vec<String> = limited[0].commands.iter().map(|(name, _, _)| name.clone()).collect();
-            names.truncate(12);
-            for name in names {
-                let of = |c: &Cost, pick: fn(&(String, f64, f64)) -> f64| {
-                    c.commands.iter().find(|(n, _, _)| *n == name).map_or(0.0, pick)
-                };
-                let per = |costs: &[Cost], pick: fn(&(String, f64, f64)) -> f64| {
-                    median(&costs.iter().map(|c| of(c, pick)).collect::<Vec<_>>())
+            for name in limited[0].top_commands() {
+                let per = |costs: &[Cost], pick: fn((f64, f64)) -> f64| {
+                    median(&costs.iter().map(|c| pick(c.command(&name))).collect::<Vec<_>>())
                 };
                 table.row(
                     &format!("`{name}` per job, limited vs not (calls; Redis µs, commands run by scripts included)"),
                     format!(
                         "{:.3} vs {:.3} calls; {:.2} vs {:.2} µs",
+                        per(&limited, |x| x.0),
+                        per(&free, |x| x.0),
                         per(&limited, |x| x.1),
-                        per(&free, |x| x.1),
-                        per(&limited, |x| x.2),
-                        per(&free, |x| x.2)
+                        per(&free, |x| x.1)
                     ),
                     String::new(),
                     "",

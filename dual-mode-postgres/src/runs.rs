@@ -14,7 +14,7 @@ use std::time::Duration;
 use sqlx::PgConnection;
 
 use dual_mode_jobs::backend::{
-    Answer, Claimed, DoneRun, Ending, Entry, MarkRun, Marked, Read, Reader, Renewed, RunRef, Written,
+    Answer, Claimed, DoneRun, Ending, Entry, MarkRun, Marked, Passed, Read, Reader, Renewed, RunRef, Written,
 };
 use dual_mode_jobs::{Lane, QueueError};
 
@@ -557,9 +557,10 @@ impl Store {
             .bind(format!("{}\n", self.home));
         // Kept for a time (the default), or not at all: written or deleted by the statement, a
         // waiter's mark included. Kept by count: retired in the same transaction.
-        let taken: Vec<(i64, i64)> = if self.retention.done.count.is_some() && !not_kept {
+        let taken: std::collections::HashSet<(i64, i64)> = if self.retention.done.count.is_some() && !not_kept {
             let mut tx = self.pool().begin().await.map_err(pg(op))?;
-            let taken: Vec<(i64, i64)> = write.fetch_all(&mut *tx).await.map_err(pg(op))?;
+            let taken: std::collections::HashSet<(i64, i64)> =
+                write.fetch_all(&mut *tx).await.map_err(pg(op))?.into_iter().collect();
             let mut done: Vec<&str> = runs
                 .iter()
                 .zip(&keyed)
@@ -572,9 +573,8 @@ impl Store {
             tx.commit().await.map_err(pg(op))?;
             taken
         } else {
-            write.fetch_all(self.pool()).await.map_err(pg(op))?
+            write.fetch_all(self.pool()).await.map_err(pg(op))?.into_iter().collect()
         };
-        let taken: std::collections::HashSet<(i64, i64)> = taken.into_iter().collect();
         let others: Vec<((i64, i64), u64)> = keyed.iter().filter(|(id, _)| !taken.contains(id)).copied().collect();
         if others.is_empty() {
             return Ok(vec![Written::Done; runs.len()]);
@@ -797,8 +797,8 @@ impl PostgresReader {
         }
         let out = taken
             .into_iter()
-            .map(|(place, ms, seq, fields)| Ok((order[place], (id_text(ms, seq), decode_fields(&fields, op)?))))
-            .collect::<Result<Vec<(Lane, Entry)>, QueueError>>()?;
+            .map(|(place, ms, seq, fields)| Ok((order[place], (id_text(ms, seq), decode_fields(&fields, op)?), None)))
+            .collect::<Result<Vec<(Lane, Entry, Option<Passed>)>, QueueError>>()?;
         Ok(Read::Entries(out))
     }
 

@@ -356,7 +356,7 @@ async fn a_write_of_a_run_whose_lease_was_claimed_is_fenced_off() {
     let pushed = q.push("Unit", 1, &1u64, PushOptions::new()).await.expect("push");
     let mut reader = part.reader(Duration::from_millis(100), Duration::from_secs(1)).await.expect("reader");
     let Read::Entries(got) = reader.read("first", 1, Lane::ALL).await.expect("read") else { panic!("paused") };
-    let (lane, (entry, _)) = got.into_iter().next().expect("an entry");
+    let (lane, (entry, _), _) = got.into_iter().next().expect("an entry");
     // The first consumer stalls; the second claims the expired lease, with a higher token.
     let (_, claimed) = part.claim(lane, "second", 0, "0-0", 10).await.expect("claim");
     assert_eq!(claimed.len(), 1);
@@ -386,7 +386,7 @@ async fn only_a_job_someone_waits_for_is_announced_when_it_ends() {
     assert_eq!(got.len(), 2);
     assert!(part.keep_waited(&waited).await.expect("mark"), "a live record is marked");
     // One acknowledgement each, the unwaited job's first: notifications come in commit order.
-    for ((lane, (entry_id, _)), job_id) in got.into_iter().zip([&unwaited, &waited]) {
+    for ((lane, (entry_id, _), _), job_id) in got.into_iter().zip([&unwaited, &waited]) {
         let run = DoneRun { entry_id, token: 1, job_id: job_id.clone(), attempt: 1, ..DoneRun::default() };
         assert_eq!(part.ack(lane, "c1", &[run]).await.expect("ack"), [Written::Done]);
     }

@@ -71,9 +71,11 @@ impl Reader {
             .and_then(reply::into_bytes)
             .ok_or_else(|| protocol(ReplyError::TooShort { what: "read reply", needs: 2 }))?;
         let (lanes, last, gates) = reply::read(&packed).map_err(protocol)?;
+        // Per entry its gate's answer, in reading order: none when the read gated nothing.
+        let mut gates = gates.into_iter();
         let mut out = Vec::with_capacity(lanes.iter().map(Vec::len).sum());
         for (lane, entries) in order.into_iter().zip(lanes) {
-            out.extend(entries.into_iter().map(|e| (lane, e)));
+            out.extend(entries.into_iter().map(|e| (lane, e, gates.next().flatten())));
         }
         self.last = match <[String; 3]>::try_from(last) {
             Ok(ids) => {
@@ -86,12 +88,7 @@ impl Reader {
             }
             Err(_) => None,
         };
-        if self.gating.is_empty() {
-            return Ok(Read::Entries(out));
-        }
-        // The script answers every entry's gate, or none when it read nothing.
-        let mut gates = gates.into_iter();
-        Ok(Read::Gated(out.into_iter().map(|(lane, e)| (lane, e, gates.next().flatten())).collect()))
+        Ok(Read::Entries(out))
     }
 
     /// Gates what later reads find under `rules`, in the read script (see its doc), where the
@@ -101,12 +98,19 @@ impl Reader {
         let keys = &self.store.keys;
         let tag = |key: &str| key.find('{').zip(key.find('}')).map(|(a, b)| key[a..=b].to_owned());
         let lanes = tag(&keys.stream);
-        let shared = [&keys.rate_prefix, &keys.rate_window_prefix, &keys.rate_pause_prefix, &keys.slot_prefix];
-        if lanes.is_none() || shared.iter().chain([&&keys.slot_wait_prefix]).any(|k| tag(k) != lanes) {
+        // In the order the script takes them.
+        let prefixes = [
+            &keys.rate_prefix,
+            &keys.rate_window_prefix,
+            &keys.rate_pause_prefix,
+            &keys.slot_prefix,
+            &keys.slot_wait_prefix,
+        ];
+        if lanes.is_none() || prefixes.iter().any(|k| tag(k) != lanes) {
             return false;
         }
         let mut args = vec![millis(rules.lease).max(1).to_string()];
-        args.extend(shared.iter().chain([&&keys.slot_wait_prefix]).map(|k| (*k).clone()));
+        args.extend(prefixes.map(Clone::clone));
         let mut rows: Vec<[String; 6]> = Vec::new();
         for (scope, limit) in &rules.rate_limits {
             let b = Bucket::new(String::new(), *limit);

@@ -374,7 +374,7 @@ pub trait Reader: Send {
 
     /// Passes the entries that later reads find through their gates under `rules`, in the
     /// read's own round trip, as [`Backend::gate`] would at their start; returns whether it
-    /// does, its reads answering [`Read::Gated`] from then on. A reader that does not (the
+    /// does, its reads answering each entry's gate from then on. A reader that does not (the
     /// default) leaves each job's gate to the worker: one [`Backend::gate`] call for each
     /// batch of jobs at their gates.
     fn gate_reads(&mut self, rules: &GateRules) -> bool {

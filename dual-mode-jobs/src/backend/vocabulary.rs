@@ -169,12 +169,10 @@ impl PushAnswer {
 pub enum Read {
     /// The queue is paused: nothing was read.
     Paused,
-    /// These entries, each with its lane (possibly none).
-    Entries(Vec<(Lane, Entry)>),
-    /// These entries, each with its lane and, where the reader passed it through its gate
-    /// ([`Reader::gate_reads`](super::Reader::gate_reads)), what the gate answered; `None`
-    /// for an entry that has no gate under the rules.
-    Gated(Vec<(Lane, Entry, Option<Passed>)>),
+    /// These entries (possibly none), each with its lane and, where the reader passed it
+    /// through its gate ([`Reader::gate_reads`](super::Reader::gate_reads)), what the gate
+    /// answered: `None` for an entry that was not gated or has no gate under the rules.
+    Entries(Vec<(Lane, Entry, Option<Passed>)>),
 }
 
 /// A queue's rules at the gate a job passes as it is about to start: its rate limits and its

@@ -27,7 +27,7 @@ impl Reader for MemoryReader {
                 None => Read::Paused,
                 Some((entries, last)) => {
                     self.last = last;
-                    Read::Entries(entries)
+                    Read::Entries(entries.into_iter().map(|(lane, entry)| (lane, entry, None)).collect())
                 }
             })
         })

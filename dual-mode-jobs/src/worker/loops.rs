@@ -213,8 +213,7 @@ pub(super) async fn read_loop(
                         }
                         continue;
                     }
-                    Ok(Read::Entries(entries)) => entries.into_iter().map(|(lane, e)| (lane, e, None)).collect(),
-                    Ok(Read::Gated(entries)) => entries,
+                    Ok(Read::Entries(entries)) => entries,
                     Err(e) => {
                         failed = true;
                         failed!(&e, queue = %wq.queue.name(), "read failed; retrying");
